@@ -1,0 +1,1 @@
+"""Accounts: users and their roles, login with phone and password, tokens, addresses."""

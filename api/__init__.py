@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket surface: parse, authorize, call a domain package, encode."""

@@ -1,0 +1,67 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from accounts.service import TokenPolicy
+from api import errors, openapi
+from api.metrics import HttpMetrics
+from api.routes import accounts, catalog, system, workforce
+from api.routing import Endpoint, encode, to_route
+from doorstep import __version__
+from doorstep.settings import Settings, from_env, load_secret_key
+from doorstep.stores import Stores
+
+log = logging.getLogger("doorstep.api")
+
+ROUTERS = (system.router, accounts.router, catalog.router, workforce.router)
+
+
+def endpoints() -> list[Endpoint]:
+    """Every declared endpoint of the API."""
+    return [ep for router in ROUTERS for ep in router.endpoints]
+
+
+def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
+    """The ASGI app. With ``stores`` given, the caller owns them; else the app opens its own."""
+    key = settings.secret_key or load_secret_key(settings.data_dir)
+    metrics = HttpMetrics.create()
+    eps = endpoints()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = stores is None
+        app.state.stores = await Stores.open(settings) if own else stores
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.stores.close()
+
+    app = Starlette(
+        routes=[to_route(ep, metrics.observe) for ep in eps],
+        exception_handlers={HTTPException: errors.http_exception, Exception: errors.unexpected},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.policy = TokenPolicy(
+        key=key,
+        access_ttl_s=settings.access_token_ttl_s,
+        refresh_ttl_s=settings.refresh_token_ttl_s,
+    )
+    app.state.metrics = metrics
+    app.state.openapi = encode(openapi.build(eps, title="Doorstep", version=__version__))
+    if stores is not None:
+        app.state.stores = stores
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """For ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
+    return create_app(from_env())

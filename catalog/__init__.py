@@ -1,0 +1,1 @@
+"""Catalog: cities and their service areas, skills, certificate kinds, categories, services."""

@@ -1,0 +1,84 @@
+"""Catalog rules that need the stores: references between entries, service areas."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from catalog import store
+from catalog.errors import CatalogNotFound, InvalidCatalogInput
+from catalog.models import City, Service
+from doorstep.db import Conn
+from geo.areas import parse_service_area
+from geo.coords import Crs
+
+
+def check_timezone(tz: str, field: str = "timezone") -> str:
+    """An IANA time zone name such as ``Asia/Shanghai``."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidCatalogInput(
+            f"unknown time zone {tz!r}; use an IANA name like Asia/Shanghai", field=field
+        ) from None
+    return tz
+
+
+def build_city(
+    *,
+    id: str,
+    name_zh: str,
+    name_en: str,
+    timezone: str,
+    currency: str,
+    service_area: object,
+    crs: Crs,
+    active: bool = True,
+) -> City:
+    """A validated city; the service area is converted to WGS-84 and checked with shapely."""
+    area = parse_service_area(service_area, crs=crs, field="service_area")
+    return City(
+        id=id,
+        name_zh=name_zh,
+        name_en=name_en,
+        timezone=check_timezone(timezone),
+        currency=currency,
+        service_area=area.to_geojson(),
+        bbox=(area.bbox.min_lat, area.bbox.min_lng, area.bbox.max_lat, area.bbox.max_lng),
+        active=active,
+    )
+
+
+async def check_service_refs(db: Conn, s: Service) -> None:
+    """The service's category, skills and certificate kinds must exist."""
+    if not any(c.code == s.category for c in await store.categories(db)):
+        raise InvalidCatalogInput(f"unknown category {s.category!r}", field="category")
+    known = {k.code for k in await store.skills(db)}
+    for i, skill in enumerate(s.required_skills):
+        if skill not in known:
+            raise InvalidCatalogInput(f"unknown skill {skill!r}", field=f"required_skills[{i}]")
+    kinds = {k.code for k in await store.certificate_kinds(db)}
+    for i, kind in enumerate(s.required_certificates):
+        if kind not in kinds:
+            raise InvalidCatalogInput(
+                f"unknown certificate kind {kind!r}", field=f"required_certificates[{i}]"
+            )
+    if not (s.instant or s.scheduled):
+        raise InvalidCatalogInput(
+            "a service must be bookable instantly, scheduled, or both", field="instant"
+        )
+
+
+async def get_city(db: Conn, city_id: str) -> City:
+    """The city or :class:`CatalogNotFound`."""
+    found = await store.city(db, city_id)
+    if found is None:
+        raise CatalogNotFound(f"no city {city_id!r}", field="city_id")
+    return found
+
+
+async def get_service(db: Conn, code: str) -> Service:
+    """The service or :class:`CatalogNotFound`."""
+    found = await store.service(db, code)
+    if found is None:
+        raise CatalogNotFound(f"no service {code!r}", field="service_code")
+    return found

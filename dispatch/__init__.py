@@ -1,0 +1,1 @@
+"""Orders and their lifecycle: state machine, offers, assignment, overrides (issue #4)."""

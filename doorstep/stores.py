@@ -1,0 +1,46 @@
+"""The open connections to PostgreSQL and Redis that every request uses."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from doorstep.db import create_pool, redact
+from doorstep.keys import Keys
+from doorstep.settings import Settings
+
+log = logging.getLogger("doorstep.stores")
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """A PostgreSQL pool, a Redis client and the key builder for this deployment."""
+
+    pool: asyncpg.Pool[Any]
+    redis: Redis
+    keys: Keys
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Stores:
+        """Connect to the stores named in ``settings`` (URLs must be set by now)."""
+        if settings.database_url is None or settings.redis_url is None:
+            raise ValueError("Stores.open needs both URLs; start the embedded stores first")
+        pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        redis = Redis.from_url(settings.redis_url, decode_responses=False)
+        log.info(
+            "using PostgreSQL at %s and Redis at %s",
+            redact(settings.database_url),
+            redact(settings.redis_url),
+        )
+        return cls(pool=pool, redis=redis, keys=Keys(settings.redis_prefix))
+
+    async def close(self) -> None:
+        """Close both connections."""
+        await self.redis.aclose()
+        await self.pool.close()

@@ -1,0 +1,161 @@
+"""A directed road graph with travel times, and the bundled Futian (Shenzhen) one.
+
+Nodes are numbered 0..n-1; ``travel_s[i, j]`` and ``length_m[i, j]`` describe the
+fastest direct edge from node i to node j (scipy CSR matrices, zero = no edge).
+Coordinates are WGS-84; convert GCJ-02 points (AMap, Tencent) before snapping.
+
+Each row of the bundled ``edges.csv`` is one direction u -> v. OSMnx lists a two-way
+road once per direction and a one-way road once, so ``oneway`` is already honoured
+by the rows themselves (tests/test_roadgraph.py checks this on the data).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from geo import bundled
+from geo.coords import EARTH_RADIUS_M, haversine_m
+from geo.road_speeds import is_drivable, speed_kmh
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class RoadGraph:
+    """Nodes at (``lat[i]``, ``lng[i]``) with OSM ids ``node_ids[i]``, and directed edges.
+
+    ``travel_s`` and ``length_m`` are n x n scipy CSR matrices (seconds, metres).
+    Read-only: the arrays, including the matrices' buffers, are marked non-writeable,
+    so one cached instance can be shared safely.
+    """
+
+    node_ids: IntArray
+    lat: FloatArray
+    lng: FloatArray
+    travel_s: Any  # scipy.sparse.csr_matrix (scipy ships no type hints)
+    length_m: Any  # scipy.sparse.csr_matrix
+    _ref_lat_lng: tuple[float, float] = field(init=False, repr=False)
+    _tree: Any = field(init=False, repr=False)  # scipy.spatial.cKDTree over local metres
+
+    def __post_init__(self) -> None:
+        n = len(self.node_ids)
+        if not len(self.lat) == len(self.lng) == n or n == 0:
+            raise ValueError("node_ids, lat and lng must be non-empty and of equal length")
+        if self.travel_s.shape != (n, n) or self.length_m.shape != (n, n):
+            raise ValueError("travel_s and length_m must be n x n")
+        buffers = [self.node_ids, self.lat, self.lng]
+        for matrix in (self.travel_s, self.length_m):
+            buffers += [matrix.data, matrix.indices, matrix.indptr]
+        for array in buffers:
+            array.setflags(write=False)
+        ref = (float(self.lat.mean()), float(self.lng.mean()))
+        object.__setattr__(self, "_ref_lat_lng", ref)
+        object.__setattr__(self, "_tree", cKDTree(self._local_xy_m(self.lat, self.lng)))
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes."""
+        return len(self.node_ids)
+
+    @property
+    def n_edges(self) -> int:
+        """Number of directed node-to-node edges (parallel edges merged)."""
+        return int(self.travel_s.nnz)
+
+    def _local_xy_m(self, lat: FloatArray, lng: FloatArray) -> FloatArray:
+        """Equirectangular projection in metres around the graph's mean position."""
+        ref_lat, ref_lng = self._ref_lat_lng
+        x_m = np.radians(lng - ref_lng) * EARTH_RADIUS_M * math.cos(math.radians(ref_lat))
+        y_m = np.radians(lat - ref_lat) * EARTH_RADIUS_M
+        return np.column_stack([x_m, y_m])
+
+    def nearest_node(self, lat: float, lng: float) -> tuple[int, float]:
+        """Index of the node nearest to (lat, lng) and its great-circle distance in metres."""
+        point = self._local_xy_m(np.array([lat]), np.array([lng]))[0]
+        _, index = self._tree.query(point)
+        node = int(index)
+        return node, haversine_m(lat, lng, float(self.lat[node]), float(self.lng[node]))
+
+
+def _largest_scc(n: int, rows: IntArray, cols: IntArray) -> npt.NDArray[np.bool_]:
+    """Mask of the nodes in the largest strongly connected component."""
+    adjacency = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(adjacency, directed=True, connection="strong")
+    mask: npt.NDArray[np.bool_] = labels == np.bincount(labels).argmax()
+    return mask
+
+
+def build_road_graph(
+    node_rows: Iterable[Mapping[str, str]],
+    edge_rows: Iterable[Mapping[str, str]],
+    *,
+    drivable_only: bool,
+) -> RoadGraph:
+    """Build a RoadGraph from OSMnx-style CSV rows, kept to its largest strongly
+    connected component so every node can reach every other.
+
+    Edge time is ``length_m / speed`` (see ``geo.road_speeds``); self-loops are
+    dropped and parallel edges keep the fastest.
+    """
+    nodes = list(node_rows)
+    index_of = {int(row["osmid"]): i for i, row in enumerate(nodes)}
+    fastest: dict[tuple[int, int], tuple[float, float]] = {}  # (u, v) -> (seconds, metres)
+    for row in edge_rows:
+        if drivable_only and not is_drivable(row["highway"]):
+            continue
+        u, v = index_of[int(row["u"])], index_of[int(row["v"])]
+        if u == v:
+            continue
+        metres = float(row["length_m"])
+        seconds = metres / (speed_kmh(row["highway"], row["maxspeed"]) / 3.6)
+        if (u, v) not in fastest or seconds < fastest[(u, v)][0]:
+            fastest[(u, v)] = (seconds, metres)
+
+    rows = np.array([u for u, _ in fastest], dtype=np.int64)
+    cols = np.array([v for _, v in fastest], dtype=np.int64)
+    keep = _largest_scc(len(nodes), rows, cols)
+    new_index = np.cumsum(keep) - 1
+    edge_keep = keep[rows] & keep[cols]
+    rows, cols = new_index[rows[edge_keep]], new_index[cols[edge_keep]]
+    values = np.array(list(fastest.values()), dtype=np.float64).reshape(-1, 2)[edge_keep]
+    n = int(keep.sum())
+
+    def matrix(data: FloatArray) -> Any:
+        return csr_matrix((data, (rows, cols)), shape=(n, n))
+
+    kept = [row for row, k in zip(nodes, keep, strict=True) if k]
+    return RoadGraph(
+        node_ids=np.array([int(row["osmid"]) for row in kept], dtype=np.int64),
+        lat=np.array([float(row["lat"]) for row in kept], dtype=np.float64),
+        lng=np.array([float(row["lon"]) for row in kept], dtype=np.float64),
+        travel_s=matrix(values[:, 0]),
+        length_m=matrix(values[:, 1]),
+    )
+
+
+@functools.cache
+def _futian_graph(drivable_only: bool) -> RoadGraph:
+    """The bundled graph, built once per ``drivable_only`` value."""
+    nodes, edges = bundled.read_futian_nodes(), bundled.read_futian_edges()
+    return build_road_graph(nodes, edges, drivable_only=drivable_only)
+
+
+def load_futian_graph(drivable_only: bool = True) -> RoadGraph:
+    """The bundled OSM road graph of Futian, Shenzhen (© OpenStreetMap contributors, ODbL).
+
+    With ``drivable_only`` (the default) only roads open to cars are kept (about 1,376
+    nodes); otherwise footways, paths and steps count too, at 20 km/h. Cached: the
+    graph is read-only, so every caller shares one instance.
+    """
+    return _futian_graph(bool(drivable_only))

@@ -1,0 +1,1 @@
+"""Pure, seeded demo content (catalog, workers, teams, customers) for `doorstep seed`."""

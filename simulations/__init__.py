@@ -1,0 +1,1 @@
+"""City simulator and load scenarios driving the public API only (issue #7)."""

@@ -1,0 +1,1 @@
+"""Workforce: workers' profiles, skills, certificates, availability and merchant teams."""

@@ -1,0 +1,311 @@
+"""PostgreSQL access for workers, certificates, availability and teams."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from doorstep.db import Conn, Tx
+from workforce.errors import DuplicateCertificate, DuplicateTeam
+from workforce.models import Certificate, DayException, Team, Window, Worker
+
+_WORKER = (
+    "w.user_id, u.name, u.phone, w.city_id, w.skills, w.home_lat, w.home_lng, "
+    "w.rating_sum, w.rating_count, w.team_id"
+)
+
+
+def _worker(
+    r: asyncpg.Record,
+    certificates: tuple[Certificate, ...] = (),
+    availability: tuple[Window, ...] = (),
+    exceptions: tuple[DayException, ...] = (),
+) -> Worker:
+    count = r["rating_count"]
+    return Worker(
+        user_id=r["user_id"],
+        name=r["name"],
+        phone=r["phone"],
+        city_id=r["city_id"],
+        skills=tuple(r["skills"]),
+        home_lat=r["home_lat"],
+        home_lng=r["home_lng"],
+        rating=round(r["rating_sum"] / count, 3) if count else None,
+        rating_count=count,
+        team_id=r["team_id"],
+        certificates=certificates,
+        availability=availability,
+        exceptions=exceptions,
+    )
+
+
+async def upsert_worker(
+    db: Conn,
+    *,
+    user_id: int,
+    city_id: str,
+    skills: tuple[str, ...],
+    home_lat: float,
+    home_lng: float,
+    team_id: int | None,
+    rating_sum: int = 0,
+    rating_count: int = 0,
+) -> None:
+    """Create or replace a worker profile for an existing user."""
+    await db.execute(
+        "INSERT INTO workers (user_id, city_id, skills, home_lat, home_lng, team_id, rating_sum, "
+        "rating_count) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (user_id) DO UPDATE SET "
+        "city_id = EXCLUDED.city_id, skills = EXCLUDED.skills, home_lat = EXCLUDED.home_lat, "
+        "home_lng = EXCLUDED.home_lng, team_id = EXCLUDED.team_id, updated_at = now()",
+        user_id,
+        city_id,
+        list(skills),
+        home_lat,
+        home_lng,
+        team_id,
+        rating_sum,
+        rating_count,
+    )
+
+
+async def worker(db: Conn, user_id: int, *, detail: bool = True) -> Worker | None:
+    """A worker with (``detail``) certificates, weekly availability and exceptions."""
+    row = await db.fetchrow(
+        f"SELECT {_WORKER} FROM workers w JOIN users u ON u.id = w.user_id WHERE w.user_id = $1",
+        user_id,
+    )
+    if row is None:
+        return None
+    if not detail:
+        return _worker(row)
+    return _worker(
+        row,
+        await certificates(db, user_id),
+        await availability(db, user_id),
+        await exceptions(db, user_id),
+    )
+
+
+async def workers(
+    db: Conn,
+    *,
+    city_id: str | None,
+    team_ids: list[int] | None,
+    skill: str | None,
+    after_id: int,
+    limit: int,
+) -> list[Worker]:
+    """Workers by id (keyset pages); ``team_ids`` restricts to those teams."""
+    rows = await db.fetch(
+        f"SELECT {_WORKER} FROM workers w JOIN users u ON u.id = w.user_id "
+        "WHERE w.user_id > $1 AND ($2::text IS NULL OR w.city_id = $2) "
+        "AND ($3::bigint[] IS NULL OR w.team_id = ANY($3)) AND ($4::text IS NULL OR $4 = ANY(w.skills)) "
+        "ORDER BY w.user_id LIMIT $5",
+        after_id,
+        city_id,
+        team_ids,
+        skill,
+        limit,
+    )
+    return [_worker(r) for r in rows]
+
+
+async def update_worker(db: Conn, user_id: int, fields: dict[str, Any]) -> bool:
+    """Set some of city_id, skills, home_lat, home_lng, team_id; False if no such worker."""
+    allowed = {"city_id", "skills", "home_lat", "home_lng", "team_id"}
+    assert set(fields) <= allowed
+    if not fields:
+        return await db.fetchval("SELECT 1 FROM workers WHERE user_id = $1", user_id) is not None
+    names = list(fields)
+    sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
+    status = await db.execute(
+        f"UPDATE workers SET {sets}, updated_at = now() WHERE user_id = $1",
+        user_id,
+        *[list(v) if isinstance(v, tuple) else v for v in fields.values()],
+    )
+    return status.endswith(" 1")
+
+
+async def certificates(db: Conn, worker_id: int) -> tuple[Certificate, ...]:
+    """A worker's certificates."""
+    rows = await db.fetch(
+        "SELECT id, kind, number, issued_on, expires_on, status FROM worker_certificates "
+        "WHERE worker_id = $1 ORDER BY id",
+        worker_id,
+    )
+    return tuple(Certificate(**dict(r)) for r in rows)
+
+
+async def add_certificate(
+    db: Conn,
+    worker_id: int,
+    *,
+    kind: str,
+    number: str,
+    issued_on: date,
+    expires_on: date,
+    status: str = "pending",
+) -> Certificate:
+    """Register a certificate (pending until staff verify it)."""
+    try:
+        row = await db.fetchrow(
+            "INSERT INTO worker_certificates (worker_id, kind, number, issued_on, expires_on, status) "
+            "VALUES ($1,$2,$3,$4,$5,$6) RETURNING id, kind, number, issued_on, expires_on, status",
+            worker_id,
+            kind,
+            number,
+            issued_on,
+            expires_on,
+            status,
+        )
+    except asyncpg.UniqueViolationError:
+        raise DuplicateCertificate(
+            f"a {kind} certificate numbered {number!r} is registered already", field="number"
+        ) from None
+    assert row is not None
+    return Certificate(**dict(row))
+
+
+async def upsert_certificate(
+    db: Conn,
+    worker_id: int,
+    *,
+    kind: str,
+    number: str,
+    issued_on: date,
+    expires_on: date,
+    status: str,
+) -> None:
+    """Insert or refresh a certificate by (kind, number) — for seeding."""
+    await db.execute(
+        "INSERT INTO worker_certificates (worker_id, kind, number, issued_on, expires_on, status) "
+        "VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (kind, number) DO UPDATE SET worker_id = "
+        "EXCLUDED.worker_id, issued_on = EXCLUDED.issued_on, expires_on = EXCLUDED.expires_on, "
+        "status = EXCLUDED.status",
+        worker_id,
+        kind,
+        number,
+        issued_on,
+        expires_on,
+        status,
+    )
+
+
+async def set_certificate_status(
+    db: Conn, worker_id: int, cert_id: int, status: str
+) -> Certificate | None:
+    """Verify or reject a certificate of this worker."""
+    row = await db.fetchrow(
+        "UPDATE worker_certificates SET status = $3 WHERE id = $2 AND worker_id = $1 "
+        "RETURNING id, kind, number, issued_on, expires_on, status",
+        worker_id,
+        cert_id,
+        status,
+    )
+    return Certificate(**dict(row)) if row else None
+
+
+async def availability(db: Conn, worker_id: int) -> tuple[Window, ...]:
+    """A worker's weekly windows."""
+    rows = await db.fetch(
+        "SELECT weekday, start_min, end_min FROM worker_availability "
+        "WHERE worker_id = $1 ORDER BY weekday, start_min",
+        worker_id,
+    )
+    return tuple(Window(**dict(r)) for r in rows)
+
+
+async def replace_availability(db: Tx, worker_id: int, windows: tuple[Window, ...]) -> None:
+    """Replace the weekly windows (call inside a transaction)."""
+    await db.execute("DELETE FROM worker_availability WHERE worker_id = $1", worker_id)
+    await db.executemany(
+        "INSERT INTO worker_availability (worker_id, weekday, start_min, end_min) VALUES ($1,$2,$3,$4)",
+        [(worker_id, w.weekday, w.start_min, w.end_min) for w in windows],
+    )
+
+
+async def exceptions(db: Conn, worker_id: int) -> tuple[DayException, ...]:
+    """A worker's dated exceptions."""
+    rows = await db.fetch(
+        "SELECT on_date, available, start_min, end_min, reason FROM "
+        "worker_availability_exceptions WHERE worker_id = $1 ORDER BY on_date",
+        worker_id,
+    )
+    return tuple(DayException(**dict(r)) for r in rows)
+
+
+async def put_exception(db: Conn, worker_id: int, exc: DayException) -> None:
+    """Set the exception for one date."""
+    await db.execute(
+        "INSERT INTO worker_availability_exceptions (worker_id, on_date, available, start_min, end_min, "
+        "reason) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (worker_id, on_date) DO UPDATE SET "
+        "available = EXCLUDED.available, start_min = EXCLUDED.start_min, end_min = EXCLUDED.end_min, "
+        "reason = EXCLUDED.reason",
+        worker_id,
+        exc.on_date,
+        exc.available,
+        exc.start_min,
+        exc.end_min,
+        exc.reason,
+    )
+
+
+async def delete_exception(db: Conn, worker_id: int, on_date: date) -> bool:
+    """Remove the exception for one date."""
+    status = await db.execute(
+        "DELETE FROM worker_availability_exceptions WHERE worker_id = $1 AND on_date = $2",
+        worker_id,
+        on_date,
+    )
+    return status.endswith(" 1")
+
+
+_TEAM = (
+    "t.id, t.name, t.city_id, t.merchant_id, "
+    "(SELECT count(*) FROM workers w WHERE w.team_id = t.id)::int AS members"
+)
+
+
+async def insert_team(db: Conn, *, name: str, city_id: str, merchant_id: int, upsert: bool) -> int:
+    """Create a team and return its id; with ``upsert`` (seeding) an existing name is reused."""
+    conflict = (
+        "ON CONFLICT (city_id, name) DO UPDATE SET merchant_id = EXCLUDED.merchant_id"
+        if upsert
+        else ""
+    )
+    try:
+        team_id = await db.fetchval(
+            f"INSERT INTO teams (name, city_id, merchant_id) VALUES ($1,$2,$3) {conflict} RETURNING id",
+            name,
+            city_id,
+            merchant_id,
+        )
+    except asyncpg.UniqueViolationError:
+        raise DuplicateTeam(f"{city_id} has a team named {name!r} already", field="name") from None
+    assert isinstance(team_id, int)
+    return team_id
+
+
+async def team(db: Conn, team_id: int) -> Team | None:
+    """One team with its member count."""
+    row = await db.fetchrow(f"SELECT {_TEAM} FROM teams t WHERE t.id = $1", team_id)
+    return Team(**dict(row)) if row else None
+
+
+async def teams(db: Conn, *, merchant_id: int | None) -> list[Team]:
+    """Teams, or only one merchant's."""
+    rows = await db.fetch(
+        f"SELECT {_TEAM} FROM teams t WHERE ($1::bigint IS NULL OR t.merchant_id = $1) "
+        "ORDER BY t.id",
+        merchant_id,
+    )
+    return [Team(**dict(r)) for r in rows]
+
+
+async def team_ids_of_merchant(db: Conn, merchant_id: int) -> list[int]:
+    """The ids of the teams a merchant manages."""
+    return [
+        r["id"] for r in await db.fetch("SELECT id FROM teams WHERE merchant_id = $1", merchant_id)
+    ]
