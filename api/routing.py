@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -116,9 +117,15 @@ class Ctx:
         return raw
 
 
+def _fallback(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
 def encode(value: Any) -> bytes:
-    """JSON with orjson (dataclasses, datetimes and dates included)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    """JSON with orjson (dataclasses, datetimes, dates and msgspec structs included)."""
+    return orjson.dumps(value, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
 
 
 class Router:

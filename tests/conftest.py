@@ -1,0 +1,123 @@
+"""Real stores for the tests, isolated per run.
+
+With ``REDIS_URL`` and ``DATABASE_URL`` set (as CI does) the tests use those
+servers; with either missing, real embedded servers are started for the session.
+Each run gets a database of its own (created, migrated, dropped) and a Redis key
+prefix of its own (its keys deleted at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from accounts import service as accounts
+from api.app import create_app
+from doorstep.db import with_database
+from doorstep.embedded import embedded_stores
+from doorstep.migrate import migrate
+from doorstep.settings import Settings
+from doorstep.stores import Stores
+from tests.helpers import PASSWORD, Account, MakeUser, new_phone
+
+RUN_ID = secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def server_urls() -> Iterator[tuple[str, str]]:
+    """(redis_url, database_url) of real servers: the environment's, or embedded ones."""
+    redis_url = os.environ.get("REDIS_URL")
+    database_url = os.environ.get("DATABASE_URL")
+    if redis_url and database_url:
+        yield redis_url, database_url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="doorstep-test-") as tmp,
+        embedded_stores(Path(tmp), redis=not redis_url, postgres=not database_url) as (r, d),
+    ):
+        yield redis_url or r or "", database_url or d or ""
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh, migrated database for this run, dropped afterwards."""
+    admin_url = with_database(server_urls[1], "postgres")
+    name = f"doorstep_test_{RUN_ID}"
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = with_database(server_urls[1], name)
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    yield url
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    server_urls: tuple[str, str], database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings pointing at this run's database and key prefix."""
+    return Settings(
+        redis_url=server_urls[0],
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        secret_key=secrets.token_urlsafe(48),
+        redis_prefix=f"test:{RUN_ID}:",
+        max_body_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture(scope="session")
+async def stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open stores for the run; this run's Redis keys are deleted at the end."""
+    opened = await Stores.open(settings)
+    yield opened
+    redis: Redis = opened.redis
+    async for key in redis.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+        await redis.delete(key)
+    await opened.close()
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, stores: Stores) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process."""
+    app = create_app(settings, stores)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://doorstep.test") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def make_user(stores: Stores, client: httpx.AsyncClient) -> MakeUser:
+    """Create an account with ``roles`` directly and log it in over HTTP."""
+
+    async def make(*roles: str, name: str = "测试用户") -> Account:
+        phone = new_phone()
+        user = await accounts.create_user(
+            stores, phone=phone, name=name, password=PASSWORD, roles=list(roles or ("customer",))
+        )
+        r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def admin(make_user: MakeUser) -> Account:
+    """An admin for the session."""
+    return await make_user("admin", name="管理员")
