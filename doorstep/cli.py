@@ -163,7 +163,11 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run a command; return the exit code."""
     args = _parser().parse_args(argv)
-    settings = from_env()
+    try:
+        settings = from_env()
+    except DoorstepError as e:
+        print(f"doorstep: {e}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
