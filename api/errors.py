@@ -15,6 +15,7 @@ from doorstep.errors import DoorstepError, ErrorKind
 log = logging.getLogger("doorstep.api")
 
 STATUS: dict[ErrorKind, int] = {
+    "malformed": 400,
     "invalid": 422,
     "unauthenticated": 401,
     "forbidden": 403,
@@ -29,12 +30,6 @@ class RequestError(DoorstepError):
     """A request that is wrong before any domain code sees it; carries its own status."""
 
     status: ClassVar[int] = 400
-
-
-class MalformedJson(RequestError):
-    """The body is not JSON."""
-
-    code = "invalid_json"
 
 
 class UnsupportedMediaType(RequestError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 ErrorKind = Literal[
+    "malformed",
     "invalid",
     "unauthenticated",
     "forbidden",

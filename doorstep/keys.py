@@ -31,3 +31,39 @@ class Keys:
     def city(self, city_id: str, name: str) -> str:
         """A per-city key, hash-tagged by city."""
         return f"{self.prefix}{{{city_id}}}:{name}"
+
+    def city_tag(self, city_id: str) -> str:
+        """The prefix every key of one city starts with (Lua scripts append to it)."""
+        return f"{self.prefix}{{{city_id}}}:"
+
+    def geo(self, city_id: str, state: str) -> str:
+        """Geo index of the city's fresh workers in one state (available, busy, unavailable)."""
+        return f"{self.prefix}{{{city_id}}}:geo:{state}"
+
+    def worker_state(self, city_id: str, worker_id: int) -> str:
+        """Hash: the worker's last fix, sequence number and state."""
+        return f"{self.prefix}{{{city_id}}}:w:{worker_id}"
+
+    def presence(self, city_id: str) -> str:
+        """Sorted set: worker id → server time (ms) of their last fix."""
+        return f"{self.prefix}{{{city_id}}}:presence"
+
+    def trail(self, city_id: str, worker_id: int) -> str:
+        """Stream: the worker's recent fixes, capped."""
+        return f"{self.prefix}{{{city_id}}}:trail:{worker_id}"
+
+    def feed(self, city_id: str) -> str:
+        """Channel: the dispatcher feed of a city."""
+        return f"{self.prefix}{{{city_id}}}:feed"
+
+    def order_channel(self, city_id: str, order_id: int) -> str:
+        """Channel: live updates of one order (worker position, ETA, status)."""
+        return f"{self.prefix}{{{city_id}}}:order:{order_id}"
+
+    def worker_socket(self, worker_id: int) -> str:
+        """Which process and connection hold the worker's live socket: ``proc:conn``."""
+        return f"{self.prefix}socket:w:{worker_id}"
+
+    def process_channel(self, process_id: str) -> str:
+        """Channel: control messages to one server process (kick a socket, push a message)."""
+        return f"{self.prefix}proc:{process_id}"

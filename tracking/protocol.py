@@ -1,0 +1,182 @@
+"""The worker socket's messages: typed, tagged by ``type``, parsed and encoded here.
+
+Up (app → server): ``fixes`` (a batch), ``fix`` (one), ``state``, ``ping``.
+Down (server → app): ``hello``, ``ack``, ``error``, ``state``, ``pong``; dispatch
+adds ``offer`` and ``plan`` later. docs/protocol.md is the reference for app developers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+import orjson
+
+from doorstep.errors import InvalidInput
+from doorstep.wire import MissingField, UnknownField, validation_error
+from geo.coords import gcj02_to_wgs84
+
+MAX_FIXES_PER_FRAME = 500
+WorkerState = Literal["available", "unavailable"]
+
+
+class FixIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One location fix as the phone reports it."""
+
+    seq: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+    ts_ms: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+    lat: float
+    lng: float
+    accuracy_m: float
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    crs: Literal["wgs84", "gcj02"] = "wgs84"
+
+
+class FixesMsg(msgspec.Struct, tag="fixes", tag_field="type", forbid_unknown_fields=True):
+    """A batch of fixes in ascending ``seq`` (a live fix, or an offline backlog)."""
+
+    fixes: Annotated[list[FixIn], msgspec.Meta(min_length=1, max_length=MAX_FIXES_PER_FRAME)]
+
+
+class FixMsg(FixIn, tag="fix", tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    """A single fix, fields at the top level."""
+
+
+class StateMsg(msgspec.Struct, tag="state", tag_field="type", forbid_unknown_fields=True):
+    """The worker takes jobs (``available``) or pauses (``unavailable``)."""
+
+    state: WorkerState
+
+
+class PingMsg(msgspec.Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
+    """Keep-alive; answered with ``pong``."""
+
+
+UpMessage = FixesMsg | FixMsg | StateMsg | PingMsg
+_decoder: msgspec.json.Decoder[UpMessage] = msgspec.json.Decoder(UpMessage)
+
+
+class FrameError(InvalidInput):
+    """A frame the server cannot use; sent back as an ``error`` frame."""
+
+    code = "invalid_frame"
+
+
+class UnknownType(FrameError):
+    """The ``type`` names no message the server knows."""
+
+    code = "unknown_type"
+
+
+class UnknownFrameField(FrameError):
+    """A field the message does not take."""
+
+    code = "unknown_field"
+
+
+class MissingFrameField(FrameError):
+    """A required field is absent."""
+
+    code = "missing_field"
+
+
+class InvalidFrameField(FrameError):
+    """A field has the wrong type or is out of its range."""
+
+    code = "invalid_field"
+
+
+def parse_up(data: str | bytes) -> UpMessage:
+    """Decode one frame or raise :class:`FrameError` naming the field."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as e:
+        err = validation_error(e)
+        if err.field == "type":
+            known = "fixes, fix, state, ping"
+            if isinstance(err, MissingField):
+                raise FrameError(f"every message needs a type: {known}", field="type") from None
+            raise UnknownType(f"unknown message type; one of: {known}", field="type") from None
+        kind = (
+            UnknownFrameField
+            if isinstance(err, UnknownField)
+            else MissingFrameField
+            if isinstance(err, MissingField)
+            else InvalidFrameField
+        )
+        raise kind(err.message, field=err.field) from None
+    except msgspec.DecodeError as e:
+        raise FrameError(f"not valid JSON: {e}") from None
+
+
+def fix_coordinates(f: FixIn) -> tuple[float, float]:
+    """The fix's position in WGS-84 (GCJ-02 converted)."""
+    if f.crs == "gcj02":
+        return gcj02_to_wgs84(f.lat, f.lng)
+    return f.lat, f.lng
+
+
+def encode_hello(
+    *,
+    worker_id: int,
+    city_id: str,
+    resume_seq: int,
+    state: str,
+    frames_per_s: float,
+    max_frame_bytes: int,
+) -> bytes:
+    """The first frame on a new connection: where to resume and the limits."""
+    return orjson.dumps(
+        {
+            "type": "hello",
+            "worker_id": worker_id,
+            "city_id": city_id,
+            "resume_seq": resume_seq,
+            "state": state,
+            "limits": {
+                "max_fixes_per_frame": MAX_FIXES_PER_FRAME,
+                "max_frame_bytes": max_frame_bytes,
+                "frames_per_s": frames_per_s,
+            },
+        }
+    )
+
+
+def encode_ack(seq: int, accepted: int, rejected: list[tuple[int, str]]) -> bytes:
+    """Everything up to ``seq`` is processed; the app may drop it from its buffer."""
+    return orjson.dumps(
+        {
+            "type": "ack",
+            "seq": seq,
+            "accepted": accepted,
+            "rejected": [{"seq": s, "reason": r} for s, r in rejected],
+        }
+    )
+
+
+def encode_error(code: str, message: str, field: str | None = None) -> bytes:
+    """An error frame; the connection stays open unless a close frame follows."""
+    return orjson.dumps({"type": "error", "code": code, "message": message, "field": field})
+
+
+def encode_state(state: str) -> bytes:
+    """The worker's state as the server now holds it."""
+    return orjson.dumps({"type": "state", "state": state})
+
+
+PONG = orjson.dumps({"type": "pong"})
+
+
+class CloseCode:
+    """WebSocket close codes used by Doorstep (see docs/protocol.md)."""
+
+    GOING_AWAY = 1001  # server shutting down
+    UNSUPPORTED_DATA = 1003  # binary frame
+    POLICY_VIOLATION = 1008  # flood: rate limit exceeded for too long
+    TOO_BIG = 1009  # frame over max_frame_bytes
+    INTERNAL_ERROR = 1011
+    REPLACED = 4001  # a newer connection of the same worker took over
+    UNAUTHENTICATED = 4401  # no, bad, expired or revoked token
+    FORBIDDEN = 4403  # the token's role may not use this socket
+    NOT_FOUND = 4404  # no such order / city / worker profile (or not yours)
