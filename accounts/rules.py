@@ -10,7 +10,7 @@ from accounts.errors import InvalidAccountInput
 Role = Literal["customer", "worker", "merchant", "dispatcher", "admin"]
 ROLES: frozenset[str] = frozenset(get_args(Role))
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")  # ASCII digits only: one number, one form
 MIN_PASSWORD = 8
 MAX_PASSWORD = 128
 

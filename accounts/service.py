@@ -60,8 +60,14 @@ async def create_user(
 
 
 async def _issue_pair(
-    stores: Stores, user: User, policy: TokenPolicy, now: int, family: str | None = None
+    stores: Stores,
+    user: User,
+    policy: TokenPolicy,
+    now: int,
+    family: str | None = None,
+    refresh_jti: str | None = None,
 ) -> tuple[TokenPair, Claims]:
+    version = await store.token_version(stores.pool, user.id)
     access, _ = issue(
         user_id=user.id,
         roles=user.roles,
@@ -69,6 +75,7 @@ async def _issue_pair(
         now=now,
         ttl_s=policy.access_ttl_s,
         key=policy.key,
+        version=version,
     )
     family = family or str(uuid.uuid4())
     refresh, rclaims = issue(
@@ -79,6 +86,7 @@ async def _issue_pair(
         ttl_s=policy.refresh_ttl_s,
         key=policy.key,
         family=family,
+        jti=refresh_jti,
     )
     await store.insert_refresh(
         stores.pool,
@@ -135,12 +143,18 @@ async def refresh(
     user = await store.user_by_id(stores.pool, claims.user_id)
     if user is None or user.status != "active":
         raise InvalidToken("the account is not active")
+    new_jti = str(uuid.uuid4())
     async with stores.pool.acquire() as conn, conn.transaction():
-        new_jti = str(uuid.uuid4())
-        if not await store.rotate_refresh(conn, jti=claims.jti, replaced_by=new_jti, now=_ts(now)):
+        rotated = await store.rotate_refresh(
+            conn, jti=claims.jti, replaced_by=new_jti, now=_ts(now)
+        )
+        if not rotated:  # committed before raising: the revocation must stick
             await store.revoke_family(conn, claims.family, _ts(now))
-            raise InvalidToken("refresh token was already used or revoked; log in again")
-    pair, _ = await _issue_pair(stores, user, policy, now, family=claims.family)
+    if not rotated:
+        raise InvalidToken("refresh token was already used or revoked; log in again")
+    pair, _ = await _issue_pair(
+        stores, user, policy, now, family=claims.family, refresh_jti=new_jti
+    )
     return pair
 
 
@@ -158,13 +172,20 @@ async def logout(
 
 
 async def authenticate(stores: Stores, policy: TokenPolicy, token: str, *, now: int) -> Claims:
-    """Verify an access token and check that it was not revoked."""
+    """Verify an access token; refuse it if revoked or issued before the account was frozen.
+
+    After a freeze the user's token version sits in Redis for ``access_ttl_s``; once that
+    has passed every older token has expired anyway, so no lookup is needed.
+    """
     claims = verify(token, key=policy.key, now=now, typ="access")
     keys = stores.keys
-    if await stores.redis.exists(
-        keys.revoked_token(claims.jti), keys.inactive_user(claims.user_id)
-    ):
-        raise InvalidToken("token was revoked, or the account is no longer active")
+    revoked, version = await stores.redis.mget(
+        keys.revoked_token(claims.jti), keys.token_version(claims.user_id)
+    )
+    if revoked is not None:
+        raise InvalidToken("token was revoked")
+    if version is not None and claims.version != int(version):
+        raise InvalidToken("token was issued before the account was frozen or closed")
     return claims
 
 
@@ -181,18 +202,20 @@ async def set_status(
 ) -> User:
     """Freeze, unfreeze or close an account.
 
-    Freezing revokes its refresh tokens in PostgreSQL and, for as long as an access
-    token can live, marks the user inactive in Redis so live access tokens stop too.
+    Freezing bumps the user's token version and revokes their refresh tokens, so every
+    token issued before stops working, even after an unfreeze (the freeze may have been
+    for a compromised account).
     """
+    version = None
     async with stores.pool.acquire() as conn, conn.transaction():
         user = await store.set_user_status(conn, user_id, status)
         if user is None:
             raise UnknownUser(f"no user {user_id}")
         if status != "active":
             await store.revoke_user(conn, user_id, _ts(now))
-    key = stores.keys.inactive_user(user_id)
-    if status == "active":
-        await stores.redis.delete(key)
-    else:
-        await stores.redis.set(key, status.encode(), ex=policy.access_ttl_s)
+            version = await store.bump_token_version(conn, user_id)
+    if version is not None:
+        await stores.redis.set(
+            stores.keys.token_version(user_id), str(version), ex=policy.access_ttl_s
+        )
     return user

@@ -50,6 +50,22 @@ async def user_by_id(db: Conn, user_id: int) -> User | None:
     return _user(row) if row else None
 
 
+async def token_version(db: Conn, user_id: int) -> int:
+    """The version access tokens of this user must carry (bumped on freeze/close)."""
+    return int(await db.fetchval("SELECT token_version FROM users WHERE id = $1", user_id) or 0)
+
+
+async def bump_token_version(db: Conn, user_id: int) -> int:
+    """Void every token issued so far; returns the new version."""
+    return int(
+        await db.fetchval(
+            "UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING token_version",
+            user_id,
+        )
+        or 0
+    )
+
+
 async def credentials_by_phone(db: Conn, phone: str) -> tuple[User, str] | None:
     """The user and their password hash, for login."""
     row = await db.fetchrow(

@@ -26,6 +26,7 @@ class Claims:
     issued_at: int
     expires_at: int
     family: str | None = None  # refresh tokens: the login they descend from
+    version: int = 0  # the user's token version when issued
 
 
 def issue(
@@ -38,6 +39,7 @@ def issue(
     key: str,
     jti: str | None = None,
     family: str | None = None,
+    version: int = 0,
 ) -> tuple[str, Claims]:
     """Sign a token; return it with its claims."""
     claims = Claims(
@@ -48,6 +50,7 @@ def issue(
         issued_at=now,
         expires_at=now + ttl_s,
         family=family,
+        version=version,
     )
     payload: dict[str, object] = {
         "iss": _ISSUER,
@@ -57,6 +60,7 @@ def issue(
         "typ": typ,
         "iat": now,
         "exp": claims.expires_at,
+        "ver": version,
     }
     if family is not None:
         payload["fam"] = family
@@ -91,13 +95,21 @@ def verify(token: str, *, key: str, now: int, typ: TokenType) -> Claims:
         user_id = int(payload["sub"])
     except (TypeError, ValueError):
         raise InvalidToken("token subject is not a user id") from None
+    try:
+        issued_at = int(payload.get("iat", 0))
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidToken("token issue time is not a number") from None
+    version = payload.get("ver", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidToken("token version is not an integer")
     fam = payload.get("fam")
     return Claims(
         user_id=user_id,
         roles=tuple(roles),
         jti=str(payload["jti"]),
         typ=typ,
-        issued_at=int(payload.get("iat", 0)),
+        issued_at=issued_at,
         expires_at=exp,
         family=fam if isinstance(fam, str) else None,
+        version=version,
     )

@@ -88,8 +88,9 @@ class Ctx:
     def path_int(self, name: str) -> int:
         """A positive integer path parameter."""
         raw = self.request.path_params[name]
-        if not str(raw).isdigit() or int(raw) < 1:
-            raise InvalidInput("must be a positive integer", field=name)
+        text = str(raw)
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) < 2**63:
+            raise InvalidInput("must be a positive 64-bit integer", field=name)
         return int(raw)
 
     def path_str(self, name: str) -> str:

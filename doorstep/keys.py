@@ -20,9 +20,9 @@ class Keys:
         """Marks an access token as revoked until it would have expired anyway."""
         return f"{self.prefix}revoked:{jti}"
 
-    def inactive_user(self, user_id: int) -> str:
-        """Set while an account is frozen or closed, so its live access tokens stop working."""
-        return f"{self.prefix}inactive-user:{user_id}"
+    def token_version(self, user_id: int) -> str:
+        """The token version a user's access tokens must carry, after a freeze or close."""
+        return f"{self.prefix}token-version:{user_id}"
 
     def login_attempts(self, phone: str) -> str:
         """Counts failed logins for a phone number in the current window."""

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from accounts import service as accounts
+from accounts.errors import UnknownUser
 from accounts.tokens import Claims
 from catalog import store as catalog_store
 from doorstep.stores import Stores
@@ -185,13 +186,16 @@ async def add_certificate(
     kinds = {k.code for k in await catalog_store.certificate_kinds(stores.pool)}
     if kind not in kinds:
         raise InvalidWorkforceInput(f"unknown certificate kind {kind!r}", field="kind")
+    number = number.strip()
+    if len(number) < 3:
+        raise InvalidWorkforceInput("must be at least 3 characters", field="number")
     if expires_on <= issued_on:
         raise InvalidWorkforceInput("must be after issued_on", field="expires_on")
     return await store.add_certificate(
         stores.pool,
         worker_id,
         kind=kind,
-        number=number.strip(),
+        number=number,
         issued_on=issued_on,
         expires_on=expires_on,
     )
@@ -200,13 +204,19 @@ async def add_certificate(
 async def create_team(stores: Stores, *, name: str, city_id: str, merchant_id: int) -> Team:
     """A team managed by a user holding the merchant role."""
     await check_city(stores, city_id)
-    merchant = await accounts.get_user(stores, merchant_id)
+    name = name.strip()
+    if not name:
+        raise InvalidWorkforceInput("must not be blank", field="name")
+    try:
+        merchant = await accounts.get_user(stores, merchant_id)
+    except UnknownUser:
+        raise InvalidWorkforceInput(f"no user {merchant_id}", field="merchant_id") from None
     if "merchant" not in merchant.roles:
         raise InvalidWorkforceInput(
             f"user {merchant_id} does not hold the merchant role", field="merchant_id"
         )
     team_id = await store.insert_team(
-        stores.pool, name=name.strip(), city_id=city_id, merchant_id=merchant_id, upsert=False
+        stores.pool, name=name, city_id=city_id, merchant_id=merchant_id, upsert=False
     )
     found = await store.team(stores.pool, team_id)
     assert found is not None

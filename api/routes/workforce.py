@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ SEES_WORKER = frozenset({"admin", "dispatcher", "merchant", "worker"})
 MANAGES_WORKER = frozenset({"admin", "merchant", "worker"})
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 Skills = Annotated[list[Code], msgspec.Meta(max_length=20)]
 Crs = Literal["wgs84", "gcj02"]
 
@@ -42,7 +44,7 @@ class WorkerIn(Input):
     city_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
     skills: Skills
     home: HomeIn
-    team_id: int | None = None
+    team_id: Id | None = None
 
 
 class WorkerPatchIn(Input):
@@ -53,7 +55,7 @@ class WorkerPatchIn(Input):
     )
     skills: Skills | msgspec.UnsetType = msgspec.UNSET
     home: HomeIn | msgspec.UnsetType = msgspec.UNSET
-    team_id: int | msgspec.UnsetType | None = msgspec.UNSET
+    team_id: Id | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WindowIn(Input):
@@ -99,7 +101,7 @@ class TeamIn(Input):
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     city_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-    merchant_id: int
+    merchant_id: Id
 
 
 @router.post(
@@ -224,8 +226,11 @@ async def delete_exception(ctx: Ctx) -> None:
 
 
 def _date(ctx: Ctx) -> date:
+    raw = ctx.path_str("on_date")
     try:
-        return date.fromisoformat(ctx.path_str("on_date"))
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
     except ValueError:
         raise InvalidInput("must be a date as YYYY-MM-DD", field="on_date") from None
 
