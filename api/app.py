@@ -12,15 +12,19 @@ from starlette.exceptions import HTTPException
 from accounts.service import TokenPolicy
 from api import errors, openapi
 from api.metrics import HttpMetrics
-from api.routes import accounts, catalog, system, workforce
+from api.routes import accounts, catalog, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
 from doorstep import __version__
+from doorstep.params import from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
+from tracking.fixes import FixParams
+from tracking.service import Tracking
+from tracking.session import SocketParams
 
 log = logging.getLogger("doorstep.api")
 
-ROUTERS = (system.router, accounts.router, catalog.router, workforce.router)
+ROUTERS = (system.router, accounts.router, catalog.router, workforce.router, tracking.router)
 
 
 def endpoints() -> list[Endpoint]:
@@ -38,14 +42,23 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = stores is None
         app.state.stores = await Stores.open(settings) if own else stores
+        tables = load_toml(settings.params_file) if settings.params_file else {}
+        app.state.tracking = Tracking(
+            app.state.stores,
+            fix_params=from_mapping(FixParams, tables.get("fixes", {}), section="fixes"),
+            socket_params=from_mapping(SocketParams, tables.get("socket", {}), section="socket"),
+            stale_after_s=float(tables.get("presence", {}).get("stale_after_s", 30.0)),
+        )
+        await app.state.tracking.start()
         try:
             yield
         finally:
+            await app.state.tracking.stop()
             if own:
                 await app.state.stores.close()
 
     app = Starlette(
-        routes=[to_route(ep, metrics.observe) for ep in eps],
+        routes=[*(to_route(ep, metrics.observe) for ep in eps), *sockets.ROUTES],
         exception_handlers={HTTPException: errors.http_exception, Exception: errors.unexpected},
         lifespan=lifespan,
     )

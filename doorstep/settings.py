@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from doorstep.errors import InvalidInput
@@ -35,7 +35,7 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict)
+    params_file: Path | None = None
 
     @property
     def embedded_redis(self) -> bool:
@@ -107,4 +107,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_min=_int(env, f"{p}DB_POOL_MIN", 2, minimum=1),
         db_pool_max=_int(env, f"{p}DB_POOL_MAX", 10, minimum=1),
         log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
+        params_file=_params_file(env.get(f"{p}PARAMS")),
     )
+
+
+def _params_file(raw: str | None) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {path}", field=f"{ENV_PREFIX}PARAMS")
+    return path

@@ -12,6 +12,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,80 @@ def make_user(stores: Stores, client: httpx.AsyncClient) -> MakeUser:
 async def admin(make_user: MakeUser) -> Account:
     """An admin for the session."""
     return await make_user("admin", name="管理员")
+
+
+@pytest.fixture(scope="session")
+async def live_app(
+    settings: Settings, stores: Stores, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[str, Any]]:
+    """A real uvicorn server on a free port, in this event loop: (base ws/http address, app)."""
+    import asyncio
+
+    import uvicorn
+
+    from doorstep.embedded import free_port
+
+    params = tmp_path_factory.mktemp("params") / "params.toml"
+    params.write_text(
+        "[socket]\nframes_per_s = 50.0\nburst_frames = 50.0\nflood_close_after_s = 1.0\n"
+    )
+    app = create_app(replace(settings, params_file=params), stores)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=1024 * 1024,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.02)
+    yield f"127.0.0.1:{port}", app
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture(scope="session")
+async def live_city(stores: Stores) -> str:
+    """A city (the test square in Futian) that workers of the live tests belong to."""
+    from catalog import service as catalog_service
+    from catalog import store as catalog_store
+    from tests.helpers import SQUARE
+
+    city = catalog_service.build_city(
+        id=f"live-{RUN_ID}",
+        name_zh="测试城",
+        name_en="Live test city",
+        timezone="Asia/Shanghai",
+        currency="CNY",
+        service_area=SQUARE,
+        crs="wgs84",
+    )
+    await catalog_store.write_city(stores.pool, city, upsert=True)
+    return city.id
+
+
+@pytest.fixture
+async def worker_account(stores: Stores, client: httpx.AsyncClient, live_city: str) -> Account:
+    """A fresh worker with a profile in the live city, logged in."""
+    from workforce import store as workforce_store
+
+    phone = new_phone()
+    user = await accounts.create_user(
+        stores, phone=phone, name="李师傅", password=PASSWORD, roles=["worker"]
+    )
+    await workforce_store.upsert_worker(
+        stores.pool,
+        user_id=user.id,
+        city_id=live_city,
+        skills=(),
+        home_lat=22.53,
+        home_lng=114.01,
+        team_id=None,
+    )
+    r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
+    body = r.json()
+    return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])

@@ -1,0 +1,291 @@
+"""WebSocket endpoints: the worker's location socket and the dispatcher's city feed.
+
+The protocol (messages, acks, limits, close codes) is documented in docs/protocol.md.
+Authentication: ``Authorization: Bearer <access token>`` on the upgrade request, or
+``?access_token=`` for clients that cannot set headers (browsers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import Any, cast
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from accounts.service import authenticate
+from accounts.tokens import Claims
+from catalog import store as catalog_store
+from doorstep.errors import DoorstepError
+from tracking.fixes import Track
+from tracking.protocol import (
+    PONG,
+    CloseCode,
+    FixesMsg,
+    FixMsg,
+    FrameError,
+    PingMsg,
+    StateMsg,
+    encode_ack,
+    encode_error,
+    encode_hello,
+    encode_state,
+    parse_up,
+)
+from tracking.service import Tracking
+from tracking.session import WorkerSession
+from workforce import store as workforce_store
+
+
+class _Socket:
+    """A Starlette WebSocket as the tracking runtime sees it."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.conn_id = secrets.token_hex(6)
+        self.closed = False
+
+    async def send(self, payload: bytes) -> None:
+        if not self.closed:
+            await self.ws.send_text(payload.decode())
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.ws.close(code, reason)
+
+
+async def _refuse(
+    ws: WebSocket, code: int, error: str, message: str, field: str | None = None
+) -> None:
+    await ws.send_text(encode_error(error, message, field).decode())
+    await ws.close(code, message[:120])
+
+
+async def _authenticate(ws: WebSocket, roles: frozenset[str]) -> Claims | None:
+    """The caller's claims, or None after refusing the socket with 4401/4403."""
+    header = ws.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    token = token or ws.query_params.get("access_token", "")
+    if not token:
+        await _refuse(
+            ws,
+            CloseCode.UNAUTHENTICATED,
+            "unauthenticated",
+            "send 'Authorization: Bearer <token>' or ?access_token=",
+            "authorization",
+        )
+        return None
+    state = ws.app.state
+    try:
+        claims = await authenticate(state.stores, state.policy, token, now=int(time.time()))
+    except DoorstepError as e:
+        await _refuse(ws, CloseCode.UNAUTHENTICATED, e.code, e.message, "authorization")
+        return None
+    if not roles.intersection(claims.roles):
+        await _refuse(
+            ws,
+            CloseCode.FORBIDDEN,
+            "forbidden",
+            f"needs one of the roles: {', '.join(sorted(roles))}",
+        )
+        return None
+    return claims
+
+
+async def worker_socket(ws: WebSocket) -> None:
+    """``/v1/ws/worker``: fixes up, acks (and later offers and plans) down."""
+    await ws.accept()
+    claims = await _authenticate(ws, frozenset({"worker"}))
+    if claims is None:
+        return
+    tracking: Tracking = ws.app.state.tracking
+    worker = await workforce_store.worker(tracking.stores.pool, claims.user_id, detail=False)
+    if worker is None:
+        await _refuse(
+            ws,
+            CloseCode.NOT_FOUND,
+            "worker_not_found",
+            "this account has no worker profile; ask an admin to create one",
+        )
+        return
+    city = worker.city_id
+    resume_seq, preference = await tracking.resume_point(city, worker.user_id)
+    session = WorkerSession(
+        worker.user_id,
+        city,
+        preference,
+        Track(last_seq=resume_seq),
+        tracking.fix_params,
+        tracking.socket_params,
+    )
+    sock = _Socket(ws)
+    await tracking.claim(worker.user_id, sock)
+    await tracking.set_state(city, worker.user_id, preference)
+    session.written_state = preference
+    limits = tracking.socket_params
+    await sock.send(
+        encode_hello(
+            worker_id=worker.user_id,
+            city_id=city,
+            resume_seq=resume_seq,
+            state=preference,
+            frames_per_s=limits.frames_per_s,
+            max_frame_bytes=limits.max_frame_bytes,
+        )
+    )
+    try:
+        await _worker_loop(ws, sock, tracking, session)
+    finally:
+        sock.closed = True
+        if await tracking.release(worker.user_id, sock):
+            await tracking.set_state(city, worker.user_id, "offline")
+
+
+async def _worker_loop(
+    ws: WebSocket, sock: _Socket, tracking: Tracking, session: WorkerSession
+) -> None:
+    counters = tracking.counters
+    max_bytes = tracking.socket_params.max_frame_bytes
+    while not sock.closed:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text: str | None = message.get("text")
+        if text is None:
+            await _refuse(ws, CloseCode.UNSUPPORTED_DATA, "binary_frame", "send JSON text frames")
+            return
+        counters.frames += 1
+        if len(text) > max_bytes:
+            await _refuse(
+                ws,
+                CloseCode.TOO_BIG,
+                "frame_too_large",
+                f"a frame may be at most {max_bytes} bytes",
+            )
+            return
+        verdict = session.admit(time.monotonic())
+        if verdict != "ok":
+            counters.frames_throttled += 1
+            if verdict == "close":
+                await _refuse(
+                    ws,
+                    CloseCode.POLICY_VIOLATION,
+                    "flood",
+                    "rate limit exceeded for too long; reconnect later",
+                )
+                return
+            await sock.send(
+                encode_error(
+                    "rate_limited",
+                    f"more than {session.socket_params.frames_per_s:g} frames/s; "
+                    "this frame was dropped unread: send it again later",
+                )
+            )
+            continue
+        try:
+            msg = parse_up(text)
+        except FrameError as e:
+            counters.frame_errors += 1
+            await sock.send(encode_error(e.code, e.message, e.field))
+            continue
+        if isinstance(msg, FixesMsg | FixMsg):
+            now_ms = int(time.time() * 1000)
+            result = session.fixes(msg.fixes if isinstance(msg, FixesMsg) else [msg], now_ms)
+            try:
+                await tracking.ingest(session, result, now_ms)
+            except Exception:  # Redis is down: say so, do not ack; the app keeps its buffer
+                await sock.send(
+                    encode_error(
+                        "unavailable",
+                        "location store unavailable; keep the fixes and send them again",
+                    )
+                )
+                continue
+            await sock.send(encode_ack(result.ack_seq, result.accepted, result.rejected))
+        elif isinstance(msg, StateMsg):
+            session.state = msg.state
+            session.written_state = msg.state
+            await tracking.set_state(session.city_id, session.worker_id, msg.state, remember=True)
+            await sock.send(encode_state(msg.state))
+        elif isinstance(msg, PingMsg):
+            await sock.send(PONG)
+
+
+async def city_feed(ws: WebSocket) -> None:
+    """``/v1/ws/cities/{city_id}/feed``: every worker's position (≤ 1 Hz), state, stale alerts."""
+    await ws.accept()
+    claims = await _authenticate(ws, frozenset({"dispatcher", "admin"}))
+    if claims is None:
+        return
+    tracking: Tracking = ws.app.state.tracking
+    city_id = ws.path_params["city_id"]
+    if await catalog_store.city(tracking.stores.pool, city_id) is None:
+        await _refuse(ws, CloseCode.NOT_FOUND, "not_found", f"no city {city_id!r}", "city_id")
+        return
+    sub = await tracking.hub.subscribe(tracking.keys.feed(city_id))
+    try:
+        await ws.send_text(orjson.dumps(await _feed_snapshot(tracking, city_id)).decode())
+        receiver = ws.receive
+
+        async def watch_disconnect() -> None:
+            while (await receiver())["type"] != "websocket.disconnect":
+                pass
+
+        closed = asyncio.create_task(watch_disconnect())
+        try:
+            while not closed.done():
+                getter = asyncio.create_task(sub.get())
+                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await ws.send_text(getter.result().decode())
+                else:
+                    getter.cancel()
+        finally:
+            closed.cancel()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await sub.close()
+
+
+async def _feed_snapshot(tracking: Tracking, city_id: str) -> dict[str, Any]:
+    redis, keys = tracking.stores.redis, tracking.keys
+    members = cast(list[bytes], await redis.zrange(keys.presence(city_id), 0, -1))
+    ids = [int(w) for w in members]
+    workers = []
+    if ids:
+        async with redis.pipeline(transaction=False) as pipe:
+            for w in ids:
+                pipe.hmget(keys.worker_state(city_id, w), ["lat", "lng", "ts", "acc", "state"])
+            rows = await pipe.execute()
+        for w, (lat, lng, ts, acc, state) in zip(ids, rows, strict=True):
+            if lat is not None:
+                workers.append(
+                    {
+                        "id": w,
+                        "lat": float(lat),
+                        "lng": float(lng),
+                        "ts_ms": int(ts),
+                        "accuracy_m": float(acc),
+                        "state": (state or b"").decode(),
+                    }
+                )
+    return {
+        "type": "snapshot",
+        "city_id": city_id,
+        "workers": workers,
+        "stale_after_s": tracking.stale_after_s,
+    }
+
+
+ROUTES = [
+    WebSocketRoute("/v1/ws/worker", worker_socket, name="worker_socket"),
+    WebSocketRoute("/v1/ws/cities/{city_id}/feed", city_feed, name="city_feed"),
+]

@@ -1,0 +1,290 @@
+"""tracking.eta: road-network ETA on the real Futian graph, and the learned ETA range."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from doorstep.params import ParamsError, from_mapping
+from geo.coords import EARTH_RADIUS_M, haversine_m
+from geo.roadgraph import RoadGraph, load_futian_graph
+from tracking.eta import (
+    EtaParams,
+    EtaStats,
+    destination_times,
+    eta_range,
+    eta_s,
+    straight_eta_s,
+    update,
+)
+
+PARAMS = EtaParams()
+M_PER_DEG = math.radians(1) * EARTH_RADIUS_M
+NODES = [0, 137, 688, 1001, 1375]  # destinations spread over the graph's node indices
+
+
+@pytest.fixture(scope="module")
+def graph() -> RoadGraph:
+    """The default (drivable-only) Futian graph."""
+    return load_futian_graph()
+
+
+def near(graph: RoadGraph, node: int, north_m: float) -> tuple[float, float]:
+    """A point ``north_m`` metres north of a node."""
+    return float(graph.lat[node]) + north_m / M_PER_DEG, float(graph.lng[node])
+
+
+def at(graph: RoadGraph, node: int) -> tuple[float, float]:
+    """A node's own coordinate."""
+    return float(graph.lat[node]), float(graph.lng[node])
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_eta_from_destination_node_is_the_destination_leg(graph: RoadGraph, node: int) -> None:
+    """A worker standing on the destination's snapped node needs only the destination leg."""
+    times = destination_times(graph, *near(graph, node, 15.0))
+    assert 0.0 < times.snap_m <= 15.0
+    seconds, kind = eta_s(times, graph, *at(graph, times.node), PARAMS)
+    assert kind == "road"
+    assert seconds == pytest.approx(times.snap_m / PARAMS.access_speed_mps)
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_eta_decreases_along_the_shortest_path(graph: RoadGraph, node: int) -> None:
+    """Walking the shortest path from the farthest node, every next node has a smaller ETA."""
+    times = destination_times(graph, *at(graph, node))
+    _, successor = dijkstra(graph.travel_s.T.tocsr(), indices=node, return_predecessors=True)
+    current = int(np.argmax(times.seconds_to))
+    etas = []
+    while current != node:
+        etas.append(eta_s(times, graph, *at(graph, current), PARAMS))
+        current = int(successor[current])
+    etas.append(eta_s(times, graph, *at(graph, node), PARAMS))
+    assert len(etas) > 10
+    assert {kind for _, kind in etas} == {"road"}
+    seconds = [s for s, _ in etas]
+    assert all(a > b for a, b in itertools.pairwise(seconds))
+    assert seconds[-1] == 0.0
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_road_eta_is_at_least_straight_line_at_top_speed(graph: RoadGraph, node: int) -> None:
+    """No road ETA beats the straight-line distance covered at the fastest edge's speed."""
+    coo = graph.travel_s.tocoo()
+    top_speed_mps = float((graph.length_m.tocoo().data / coo.data).max())
+    times = destination_times(graph, *near(graph, node, 40.0))
+    rng = random.Random(node)
+    checked = 0
+    for _ in range(300):
+        lat = rng.uniform(float(graph.lat.min()), float(graph.lat.max()))
+        lng = rng.uniform(float(graph.lng.min()), float(graph.lng.max()))
+        seconds, kind = eta_s(times, graph, lat, lng, PARAMS)
+        if kind == "road":
+            checked += 1
+            lower_s = haversine_m(lat, lng, times.lat, times.lng) / top_speed_mps
+            assert seconds >= lower_s * (1 - 1e-6) - 1e-3  # OSM lengths are rounded to 1 mm
+    assert checked > 200
+
+
+@pytest.mark.parametrize(("worker", "dest"), [(0, 688), (1375, 137), (500, 1001), (42, 42)])
+def test_reverse_times_match_a_forward_dijkstra(graph: RoadGraph, worker: int, dest: int) -> None:
+    """The reverse search gives the same seconds as a forward search from the worker's node."""
+    times = destination_times(graph, *near(graph, dest, 25.0))
+    forward = dijkstra(graph.travel_s, indices=worker)
+    seconds, kind = eta_s(times, graph, *at(graph, worker), PARAMS)
+    assert kind == "road"
+    expected = forward[times.node] + times.snap_m / PARAMS.access_speed_mps
+    assert seconds == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_times_satisfy_the_triangle_inequality_on_every_edge(graph: RoadGraph, node: int) -> None:
+    """For every edge u→v, time(u) <= travel(u, v) + time(v), with equality somewhere."""
+    times = destination_times(graph, *at(graph, node)).seconds_to
+    coo = graph.travel_s.tocoo()
+    slack = coo.data + times[coo.col] - times[coo.row]
+    assert slack.min() >= -1e-9
+    assert np.isfinite(times).all()
+    assert times[node] == 0.0
+
+
+def test_times_are_read_only(graph: RoadGraph) -> None:
+    """The per-destination array cannot be changed by a caller sharing it."""
+    times = destination_times(graph, *at(graph, 3))
+    with pytest.raises(ValueError, match="read-only"):
+        times.seconds_to[0] = 1.0
+
+
+@pytest.mark.parametrize("direction", ["north", "south", "east", "west"])
+def test_worker_off_the_graph_gets_the_straight_line(graph: RoadGraph, direction: str) -> None:
+    """A worker 2 km outside the graph's bbox gets haversine × detour / fallback speed."""
+    lat_mid, lng_mid = float(graph.lat.mean()), float(graph.lng.mean())
+    lng_scale = M_PER_DEG * math.cos(math.radians(lat_mid))
+    lat, lng = {
+        "north": (float(graph.lat.max()) + 2000 / M_PER_DEG, lng_mid),
+        "south": (float(graph.lat.min()) - 2000 / M_PER_DEG, lng_mid),
+        "east": (lat_mid, float(graph.lng.max()) + 2000 / lng_scale),
+        "west": (lat_mid, float(graph.lng.min()) - 2000 / lng_scale),
+    }[direction]
+    times = destination_times(graph, *at(graph, 688))
+    seconds, kind = eta_s(times, graph, lat, lng, PARAMS)
+    assert kind == "straight"
+    distance_m = haversine_m(lat, lng, times.lat, times.lng)
+    assert seconds == pytest.approx(distance_m * 1.35 / 6.0)
+    assert seconds == straight_eta_s(distance_m, PARAMS)
+
+
+def test_destination_off_the_graph_gets_the_straight_line(graph: RoadGraph) -> None:
+    """A destination 400 m from the nearest node falls back even for a worker on a node."""
+    times = destination_times(graph, float(graph.lat.max()) + 400 / M_PER_DEG, 114.02)
+    assert times.snap_m > PARAMS.max_snap_m
+    seconds, kind = eta_s(times, graph, *at(graph, 688), PARAMS)
+    assert kind == "straight"
+    assert seconds == pytest.approx(haversine_m(*at(graph, 688), times.lat, times.lng) * 1.35 / 6.0)
+
+
+def one_way_graph() -> RoadGraph:
+    """Three nodes 100 m apart west to east: 0 ⇄ 1 → 2, so 2 cannot reach 0 or 1."""
+    lng_step = 100 / (M_PER_DEG * math.cos(math.radians(22.53)))
+    rows, cols = np.array([0, 1, 1]), np.array([1, 0, 2])
+
+    def matrix(values: list[float]) -> Any:
+        return csr_matrix((np.array(values), (rows, cols)), shape=(3, 3))
+
+    return RoadGraph(
+        node_ids=np.array([10, 11, 12], dtype=np.int64),
+        lat=np.full(3, 22.53),
+        lng=114.0 + lng_step * np.arange(3.0),
+        travel_s=matrix([10.0, 10.0, 10.0]),
+        length_m=matrix([100.0, 100.0, 100.0]),
+    )
+
+
+def test_unreachable_destination_gets_the_straight_line() -> None:
+    """From a node with no path to the destination the ETA is the straight-line fallback."""
+    small = one_way_graph()
+    times = destination_times(small, *at(small, 0))
+    assert math.isinf(times.seconds_to[2])
+    seconds, kind = eta_s(times, small, *at(small, 2), PARAMS)
+    assert kind == "straight"
+    assert seconds == pytest.approx(haversine_m(*at(small, 2), *at(small, 0)) * 1.35 / 6.0)
+    assert eta_s(times, small, *at(small, 1), PARAMS) == (10.0, "road")
+
+
+def test_times_from_another_graph_are_rejected(graph: RoadGraph) -> None:
+    """Using one graph's destination times with another graph is an error, not a wrong ETA."""
+    times = destination_times(one_way_graph(), 22.53, 114.0)
+    with pytest.raises(ValueError, match="different graph"):
+        eta_s(times, graph, *at(graph, 0), PARAMS)
+
+
+@pytest.mark.parametrize("base_s", [0.0, 60.0, 900.0])
+def test_range_without_observations_is_the_prior(base_s: float) -> None:
+    """With no trips p50 is the base ETA and p90 is base × exp(1.2816 × prior_sd)."""
+    result = eta_range(base_s, EtaStats(), PARAMS)
+    assert result.p50_s == base_s
+    assert result.p90_s == pytest.approx(base_s * math.exp(1.2816 * 0.25), rel=1e-4)
+
+
+def observe(stats: EtaStats, ratios: list[float], predicted_s: float = 600.0) -> EtaStats:
+    """``stats`` after trips predicted at ``predicted_s`` took ``ratio`` times as long."""
+    for ratio in ratios:
+        stats = update(stats, predicted_s * ratio, predicted_s, PARAMS)
+    return stats
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_range_learns_a_true_ratio_and_covers_90_percent(seed: int) -> None:
+    """200 trips 1.3× slower with lognormal noise: p50 ≈ 1.3 × base, p90 covers ~90%."""
+    rng = random.Random(seed)
+    ratios = [rng.lognormvariate(math.log(1.3), 0.2) for _ in range(200)]
+    stats = observe(EtaStats(), ratios)
+    result = eta_range(600.0, stats, PARAMS)
+    assert stats.n == 200
+    assert result.p50_s == pytest.approx(1.3 * 600.0, rel=0.05)
+    covered = sum(600.0 * ratio <= result.p90_s for ratio in ratios) / len(ratios)
+    assert 0.85 <= covered <= 0.95
+
+
+def test_a_few_observations_move_the_range_gently() -> None:
+    """Three trips twice as slow move p50 less than halfway to 2× (prior strength 5)."""
+    result = eta_range(600.0, observe(EtaStats(), [2.0, 2.0, 2.0]), PARAMS)
+    assert 600.0 < result.p50_s < 600.0 * math.sqrt(2.0)
+    assert result.p90_s >= result.p50_s
+
+
+def test_one_outlier_is_clipped() -> None:
+    """One trip 100× slower after 50 normal ones moves p50 < 3%, exactly as a 4× trip would."""
+    rng = random.Random(5)
+    stats = observe(EtaStats(), [rng.lognormvariate(0.0, 0.2) for _ in range(50)])
+    before = eta_range(600.0, stats, PARAMS)
+    after = eta_range(600.0, observe(stats, [100.0]), PARAMS)
+    assert after.p50_s / before.p50_s < 1.03
+    assert after == eta_range(600.0, observe(stats, [4.0]), PARAMS)
+    assert observe(stats, [0.0]) == observe(stats, [0.25])
+
+
+@pytest.mark.parametrize("ratios", [[1.0] * 30, [0.5, 3.0, 1.0], [0.3] * 10, [4.0, 0.25] * 20])
+def test_p90_is_never_below_p50(ratios: list[float]) -> None:
+    """Whatever was observed, p90 >= p50."""
+    result = eta_range(300.0, observe(EtaStats(), ratios), PARAMS)
+    assert result.p90_s >= result.p50_s > 0
+
+
+def test_short_trips_teach_nothing() -> None:
+    """A trip predicted under min_learn_s (parking dominates) leaves the stats unchanged."""
+    assert update(EtaStats(), 300.0, 30.0, PARAMS) == EtaStats()
+
+
+def test_after_the_window_the_mean_forgets_old_trips() -> None:
+    """Past ``window`` observations the mean follows a changed ratio (EMA, not all-time)."""
+    params = EtaParams(window=20)
+    stats = EtaStats()
+    for ratio in [1.0] * 100 + [2.0] * 100:
+        stats = update(stats, 600.0 * ratio, 600.0, params)
+    assert stats.mean_log_ratio == pytest.approx(math.log(2.0), rel=0.01)
+
+
+@pytest.mark.parametrize(("observed_s", "predicted_s"), [(-1.0, 600.0), (math.nan, 600.0)])
+def test_update_rejects_bad_durations(observed_s: float, predicted_s: float) -> None:
+    """Negative or NaN durations are an error naming the argument."""
+    with pytest.raises(ValueError, match="observed_s"):
+        update(EtaStats(), observed_s, predicted_s, PARAMS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("access_speed_mps", 0.0),
+        ("fallback_speed_mps", -6.0),
+        ("max_snap_m", math.inf),
+        ("detour_factor", 0.9),
+        ("max_ratio", 1.0),
+        ("min_learn_s", -1.0),
+        ("prior_weight", 0.0),
+        ("prior_sd", math.nan),
+        ("window", 0),
+    ],
+)
+def test_params_reject_bad_values(field: str, value: float) -> None:
+    """An out-of-range knob is a ValueError naming the field."""
+    changes: dict[str, Any] = {field: value}
+    with pytest.raises(ValueError, match=field):
+        EtaParams(**changes)
+
+
+def test_params_load_from_a_toml_table() -> None:
+    """The [eta] table overrides defaults, accepts ints for floats, and rejects unknown keys."""
+    params = from_mapping(EtaParams, {"access_speed_mps": 3, "window": 50}, section="eta")
+    assert params == EtaParams(access_speed_mps=3.0, window=50)
+    with pytest.raises(ParamsError, match=r"eta\.speed"):
+        from_mapping(EtaParams, {"speed": 3}, section="eta")
+    with pytest.raises(ParamsError, match="max_snap_m"):
+        from_mapping(EtaParams, {"max_snap_m": -1}, section="eta")

@@ -1,0 +1,139 @@
+"""One worker connection's state and decisions, without I/O.
+
+The socket handler feeds it frames and the time; it answers with what to write, what
+to acknowledge and whether to throttle or close. Holding this apart from the socket
+keeps the rules testable with plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tracking.fixes import Fix, FixParams, Track, Verdict, check_batch
+from tracking.ingest import Last, TrailPoint
+from tracking.protocol import FixIn, fix_coordinates
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``rate`` frames per second with bursts up to ``burst``; ``now_s`` is passed in."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    last_s: float = 0.0
+
+    def take(self, now_s: float) -> bool:
+        """Spend one token if there is one."""
+        if self.tokens < 0:
+            self.tokens, self.last_s = self.burst, now_s
+        self.tokens = min(self.burst, self.tokens + (now_s - self.last_s) * self.rate)
+        self.last_s = now_s
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SocketParams:
+    """Limits of the worker socket (section ``[socket]`` of the params file)."""
+
+    frames_per_s: float = 20.0
+    burst_frames: float = 60.0
+    flood_close_after_s: float = 5.0
+    max_frame_bytes: int = 64 * 1024
+    feed_interval_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.frames_per_s <= 0 or self.burst_frames < 1:
+            raise ValueError("frames_per_s must be > 0 and burst_frames >= 1")
+        if self.max_frame_bytes < 1024:
+            raise ValueError("max_frame_bytes must be >= 1024")
+
+
+@dataclass(slots=True)
+class FrameResult:
+    """What one frame of fixes comes to."""
+
+    verdicts: list[Verdict]
+    accepted: int
+    rejected: list[tuple[int, str]]
+    last: Last | None
+    trail: list[TrailPoint]
+    ack_seq: int
+
+
+@dataclass(slots=True)
+class WorkerSession:
+    """The live state of one worker's connection."""
+
+    worker_id: int
+    city_id: str
+    state: str
+    track: Track
+    fix_params: FixParams
+    socket_params: SocketParams
+    bucket: TokenBucket = field(init=False)
+    window_start_s: float = 0.0
+    throttled_in_window: int = 0
+    last_feed_ms: int = 0
+    written_state: str = ""
+
+    def __post_init__(self) -> None:
+        self.bucket = TokenBucket(self.socket_params.frames_per_s, self.socket_params.burst_frames)
+
+    def admit(self, now_s: float) -> str:
+        """``"ok"`` to process the frame, ``"throttle"`` to refuse it, ``"close"`` on a flood.
+
+        A flood is refusing more frames within ``flood_close_after_s`` than the allowed
+        rate would pass in that time, i.e. sending at over twice the limit for that long.
+        """
+        if self.bucket.take(now_s):
+            return "ok"
+        window = self.socket_params.flood_close_after_s
+        if now_s - self.window_start_s > window:
+            self.window_start_s, self.throttled_in_window = now_s, 0
+        self.throttled_in_window += 1
+        if self.throttled_in_window > self.socket_params.frames_per_s * window:
+            return "close"
+        return "throttle"
+
+    def fixes(self, raw: list[FixIn], now_ms: int) -> FrameResult:
+        """Validate a frame's fixes in order against the track."""
+        fixes = []
+        for f in raw:
+            lat, lng = fix_coordinates(f)
+            fixes.append(Fix(f.seq, f.ts_ms, lat, lng, f.accuracy_m, f.speed_mps, f.heading_deg))
+        self.track, verdicts = check_batch(self.track, fixes, now_ms=now_ms, params=self.fix_params)
+        trail: list[TrailPoint] = []
+        rejected: list[tuple[int, str]] = []
+        last: Last | None = None
+        for v in verdicts:
+            if not v.accepted:
+                rejected.append((v.seq, v.reason or "rejected"))
+                continue
+            fx = v.fix
+            trail.append((fx.lat, fx.lng, fx.ts_ms, fx.accuracy_m))
+            if v.live:
+                last = (
+                    fx.lat,
+                    fx.lng,
+                    fx.ts_ms,
+                    fx.accuracy_m,
+                    "" if fx.speed_mps is None else fx.speed_mps,
+                    "" if fx.heading_deg is None else fx.heading_deg,
+                )
+        return FrameResult(verdicts, len(trail), rejected, last, trail, self.track.last_seq)
+
+    def feed_due(self, now_ms: int) -> bool:
+        """True if this worker's position should go to the dispatcher feed now (≤ 1 Hz)."""
+        if now_ms - self.last_feed_ms >= self.socket_params.feed_interval_ms:
+            self.last_feed_ms = now_ms
+            return True
+        return False
+
+    def moved_from(self) -> str:
+        """The geo set the worker must leave on the next write ('' if none)."""
+        previous, self.written_state = self.written_state, self.state
+        return previous if previous and previous != self.state else ""
