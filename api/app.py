@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -12,8 +13,9 @@ from starlette.exceptions import HTTPException
 from accounts.service import TokenPolicy
 from api import errors, openapi
 from api.metrics import HttpMetrics
-from api.routes import accounts, catalog, sockets, system, tracking, workforce
+from api.routes import accounts, catalog, orders, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
+from dispatch import service as dispatch_service
 from doorstep import __version__
 from doorstep.params import from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
@@ -24,7 +26,14 @@ from tracking.session import SocketParams
 
 log = logging.getLogger("doorstep.api")
 
-ROUTERS = (system.router, accounts.router, catalog.router, workforce.router, tracking.router)
+ROUTERS = (
+    system.router,
+    accounts.router,
+    catalog.router,
+    workforce.router,
+    tracking.router,
+    orders.router,
+)
 
 
 def endpoints() -> list[Endpoint]:
@@ -49,7 +58,12 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             socket_params=from_mapping(SocketParams, tables.get("socket", {}), section="socket"),
             stale_after_s=float(tables.get("presence", {}).get("stale_after_s", 30.0)),
         )
-        await app.state.tracking.start()
+        tracking_rt = app.state.tracking
+        tracking_rt.job_source = partial(dispatch_service.job_of, app.state.stores)
+        tracking_rt.on_arrival = partial(
+            dispatch_service.arrived_by_geofence, app.state.stores, tracking_rt
+        )
+        await tracking_rt.start()
         try:
             yield
         finally:

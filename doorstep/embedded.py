@@ -275,8 +275,10 @@ def _valkey_ping(port: int) -> bool:
         return s.recv(64).startswith(b"+PONG")
 
 
-def start_valkey(data_dir: Path, *, timeout_s: float = 30.0) -> EmbeddedServer:
-    """Start Valkey on 127.0.0.1 with an append-only file under ``data_dir``."""
+def start_valkey(
+    data_dir: Path, *, timeout_s: float = 30.0, port: int | None = None
+) -> EmbeddedServer:
+    """Start Valkey on 127.0.0.1 (on ``port``, or a free one) with an append-only file."""
     vdir = data_dir / "valkey"
     vdir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "logs" / "valkey.log"
@@ -286,7 +288,7 @@ def start_valkey(data_dir: Path, *, timeout_s: float = 30.0) -> EmbeddedServer:
             f"Valkey data in {vdir} is in use by process {holder}: is another doorstep "
             "running with the same DOORSTEP_DATA_DIR?"
         )
-    port = free_port()
+    port = port or free_port()
     proc = _spawn(
         [
             str(valkey_server_path()),

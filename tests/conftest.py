@@ -93,11 +93,9 @@ async def stores(settings: Settings) -> AsyncIterator[Stores]:
 
 
 @pytest.fixture(scope="session")
-async def client(settings: Settings, stores: Stores) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the app in-process."""
-    app = create_app(settings, stores)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://doorstep.test") as c:
+async def client(live_app: tuple[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app on its real uvicorn server."""
+    async with httpx.AsyncClient(base_url=f"http://{live_app[0]}", timeout=30) as c:
         yield c
 
 
@@ -199,3 +197,31 @@ async def worker_account(stores: Stores, client: httpx.AsyncClient, live_city: s
     r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
     body = r.json()
     return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
+
+
+@pytest.fixture(scope="session")
+async def instant_service(client: httpx.AsyncClient, admin: Account) -> str:
+    """A service bookable now, in a category of its own."""
+    tag = secrets.token_hex(3)
+    r = await client.post(
+        "/v1/categories",
+        headers=admin.auth,
+        json={"code": f"cat_{tag}", "name_zh": "保洁", "name_en": "Cleaning"},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/v1/services",
+        headers=admin.auth,
+        json={
+            "code": f"svc_{tag}",
+            "category": f"cat_{tag}",
+            "name_zh": "日常保洁",
+            "name_en": "Cleaning",
+            "price_minor": 15000,
+            "duration_min": 120,
+            "instant": True,
+            "scheduled": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return f"svc_{tag}"

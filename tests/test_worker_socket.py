@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
+from tests.live import closed_code, open_worker, recv
 
 LAT, LNG = 22.530, 114.010
 
@@ -27,34 +28,6 @@ def fix(seq: int, *, dlat: float = 0.0, ts_ms: int | None = None, **extra: Any) 
         "accuracy_m": 8.0,
         **extra,
     }
-
-
-async def recv(ws: ClientConnection) -> dict[str, Any]:
-    """The next frame as JSON (fails the test after 5 s)."""
-    frame: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
-    return frame
-
-
-async def drain(ws: ClientConnection) -> None:
-    """Read frames until the connection closes (at most 100, 5 s each)."""
-    for _ in range(100):
-        await asyncio.wait_for(ws.recv(), 5)
-
-
-async def open_worker(address: str, account: Account) -> tuple[ClientConnection, dict[str, Any]]:
-    """A connected worker socket and its hello frame."""
-    ws = await connect(f"ws://{address}/v1/ws/worker", additional_headers=account.auth)
-    hello = await recv(ws)
-    assert hello["type"] == "hello"
-    return ws, hello
-
-
-async def closed_code(ws: ClientConnection) -> int:
-    """Wait until the server closes the socket; its close code."""
-    with pytest.raises(ConnectionClosed) as info:
-        await drain(ws)
-    assert info.value.rcvd is not None
-    return info.value.rcvd.code
 
 
 async def test_fixes_are_acked_and_indexed(

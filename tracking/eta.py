@@ -95,18 +95,50 @@ class DestinationTimes:
     node: int
     snap_m: float
     seconds_to: FloatArray
+    next_hop: npt.NDArray[np.int32] | None = None  # the next node toward the destination
 
 
 def destination_times(graph: RoadGraph, lat: float, lng: float) -> DestinationTimes:
     """Snap (lat, lng) to the graph and run one reverse Dijkstra from its node."""
     node, snap_m = graph.nearest_node(lat, lng)
-    # Shortest paths *from* the destination on the reversed graph = paths *to* it.
+    # Shortest paths *from* the destination on the reversed graph = paths *to* it; the
+    # predecessor of a node on the reversed graph is its next hop toward the destination.
     reverse: Any = graph.travel_s.T.tocsr()
-    seconds: FloatArray = np.asarray(
-        dijkstra(reverse, directed=True, indices=node), dtype=np.float64
+    seconds_raw, predecessors = dijkstra(
+        reverse, directed=True, indices=node, return_predecessors=True
     )
+    seconds: FloatArray = np.asarray(seconds_raw, dtype=np.float64)
+    next_hop = np.asarray(predecessors, dtype=np.int32)
     seconds.setflags(write=False)
-    return DestinationTimes(lat=lat, lng=lng, node=node, snap_m=snap_m, seconds_to=seconds)
+    next_hop.setflags(write=False)
+    return DestinationTimes(
+        lat=lat, lng=lng, node=node, snap_m=snap_m, seconds_to=seconds, next_hop=next_hop
+    )
+
+
+def route_line(
+    times: DestinationTimes, graph: RoadGraph, lat: float, lng: float, params: EtaParams
+) -> list[tuple[float, float]]:
+    """The road route (lat, lng points) from a worker to the destination, or a straight
+    segment when either end is off the graph or the destination is unreachable."""
+    node, snap_m = graph.nearest_node(lat, lng)
+    straight = [(lat, lng), (times.lat, times.lng)]
+    if (
+        times.next_hop is None
+        or max(snap_m, times.snap_m) > params.max_snap_m
+        or not math.isfinite(float(times.seconds_to[node]))
+    ):
+        return straight
+    points = [(lat, lng)]
+    for _ in range(graph.n_nodes):
+        points.append((float(graph.lat[node]), float(graph.lng[node])))
+        if node == times.node:
+            break
+        node = int(times.next_hop[node])
+        if node < 0:
+            return straight
+    points.append((times.lat, times.lng))
+    return points
 
 
 def straight_eta_s(distance_m: float, params: EtaParams) -> float:

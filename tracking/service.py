@@ -14,21 +14,30 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from catalog import store as catalog_store
 from doorstep.stores import Stores
+from geo.roadgraph import RoadGraph, load_futian_graph
 from tracking import scripts
 from tracking.archive import Row, TrailArchiver
+from tracking.eta import EtaParams, EtaStats
+from tracking.eta import update as update_stats
 from tracking.fixes import FixParams
+from tracking.geofence import ArrivalParams
 from tracking.ingest import IngestWriter
+from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
 from tracking.live import LiveHub
 from tracking.session import FrameResult, SocketParams, WorkerSession
+
+JobSource = Callable[[int], Awaitable[JobInfo | None]]
+ArrivalHook = Callable[[int, int, int], Coroutine[Any, Any, None]]  # order, worker, ts_ms
 
 log = logging.getLogger("doorstep.tracking")
 
@@ -70,6 +79,8 @@ class Tracking:
         fix_params: FixParams | None = None,
         socket_params: SocketParams | None = None,
         stale_after_s: float = 30.0,
+        eta_params: EtaParams | None = None,
+        arrival_params: ArrivalParams | None = None,
     ) -> None:
         self.stores = stores
         self.keys = stores.keys
@@ -88,6 +99,15 @@ class Tracking:
         )
         self._sockets: dict[int, WorkerSocket] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.eta_params = eta_params or EtaParams()
+        self.arrival_params = arrival_params or ArrivalParams()
+        # Set by the app: dispatch answers which job a worker holds and hears arrivals.
+        self.job_source: JobSource | None = None
+        self.on_arrival: ArrivalHook | None = None
+        self._jobs: dict[int, ActiveJob] = {}
+        self._graphs: dict[str, RoadGraph | None] = {}
+        self._zones: dict[str, ZoneInfo] = {}
+        self._stats: dict[tuple[str, int], EtaStats] = {}
 
     async def start(self) -> None:
         """Connect the hub and start the background loops."""
@@ -134,6 +154,7 @@ class Tracking:
         """Forget ``sock``; True if it was still the worker's live socket."""
         if self._sockets.get(worker_id) is sock:
             del self._sockets[worker_id]
+            self._jobs.pop(worker_id, None)
         holder = f"{self.process_id}:{sock.conn_id}"
         released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
         return bool(released)
@@ -149,6 +170,10 @@ class Tracking:
             if sock is not None and sock.conn_id == msg["conn"]:
                 del self._sockets[int(msg["worker"])]
                 await sock.close(4001, "replaced by a newer connection")
+        elif msg.get("op") == "job":
+            worker_id = int(msg["worker"])
+            if worker_id in self._sockets:
+                await self.load_job(worker_id)
         elif msg.get("op") == "send":
             sock = self._sockets.get(int(msg["worker"]))
             if sock is not None:
@@ -157,12 +182,22 @@ class Tracking:
     # --- state -------------------------------------------------------------------------
 
     async def resume_point(self, city_id: str, worker_id: int) -> tuple[int, str]:
-        """The last processed sequence number and the chosen availability of a worker."""
+        """The last processed sequence number and the chosen availability of a worker.
+
+        If Redis lost the worker's state, the sequence number comes from the trail
+        archive, so that an app resending after the loss never duplicates a fix.
+        """
         seq, pref = await self.stores.redis.hmget(
             self.keys.worker_state(city_id, worker_id), ["seq", "pref"]
         )
         chosen = pref.decode() if isinstance(pref, bytes) else pref
-        return int(seq or 0), (chosen or "available")
+        if seq is not None:
+            return int(seq), (chosen or "available")
+        await self.archiver.flush()
+        archived = await self.stores.pool.fetchval(
+            "SELECT max(seq) FROM trail_points WHERE worker_id = $1", worker_id
+        )
+        return int(archived or 0), (chosen or "available")
 
     async def set_state(
         self, city_id: str, worker_id: int, state: str, *, remember: bool = False
@@ -219,6 +254,10 @@ class Tracking:
                         )
                     )
             self.archiver.add(rows)
+        publishes: list[tuple[str, bytes]] = []
+        job = self._jobs.get(session.worker_id)
+        if job is not None and result.last is not None:
+            publishes = self._job_fix(session, job, result, now_ms)
         feed_item = None
         if result.last is not None and session.feed_due(now_ms):
             lat, lng, ts, acc, _, _ = result.last
@@ -238,8 +277,165 @@ class Tracking:
             moved_from=session.moved_from() if result.last is not None else "",
             last=result.last,
             trail=result.trail,
+            publishes=publishes,
             feed_item=feed_item,
         )
+
+    def _job_fix(
+        self, session: WorkerSession, job: ActiveJob, result: FrameResult, now_ms: int
+    ) -> list[tuple[str, bytes]]:
+        assert result.last is not None
+        lat, lng, ts, acc, _, _ = result.last
+        job, update, event = on_fix(
+            job,
+            worker_id=session.worker_id,
+            lat=lat,
+            lng=lng,
+            ts_ms=ts,
+            accuracy_m=acc,
+            seq=result.ack_seq,
+            stats=self.stats_for(job.info.city_id, ts),
+            eta_params=self.eta_params,
+            arrival_params=self.arrival_params,
+        )
+        self._jobs[session.worker_id] = job
+        if (
+            event == "arrived"
+            and self.on_arrival is not None
+            and job.info.status in ("assigned", "en_route")
+        ):
+            # Stamped with the server's clock, like every other status change.
+            task: asyncio.Task[None] = asyncio.create_task(
+                self.on_arrival(job.info.order_id, session.worker_id, now_ms)
+            )
+            self._tasks.append(task)
+            task.add_done_callback(self._hook_done)
+        if update is None:
+            return []
+        channel = self.keys.order_channel(job.info.city_id, job.info.order_id)
+        return [(channel, orjson.dumps(update))]
+
+    def _hook_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("arrival hook failed", exc_info=task.exception())
+
+    # --- jobs and ETA ------------------------------------------------------------------
+
+    async def load_job(self, worker_id: int) -> ActiveJob | None:
+        """Ask dispatch which job the worker holds and prepare its ETA (this process)."""
+        info = await self.job_source(worker_id) if self.job_source is not None else None
+        if info is None:
+            self._jobs.pop(worker_id, None)
+            return None
+        current = self._jobs.get(worker_id)
+        if current is not None and (current.info.order_id, current.info.lat, current.info.lng) == (
+            info.order_id,
+            info.lat,
+            info.lng,
+        ):
+            job = ActiveJob(
+                info=info, graph=current.graph, times=current.times, arrival=current.arrival
+            )
+        else:
+            job = start_job(info, await self.graph_for(info.city_id))
+        self._jobs[worker_id] = job
+        return job
+
+    def active_job(self, worker_id: int) -> ActiveJob | None:
+        """The job this process tracks for a connected worker."""
+        return self._jobs.get(worker_id)
+
+    async def job_changed(self, worker_id: int) -> None:
+        """Dispatch changed the worker's job: refresh it wherever their socket lives."""
+        if worker_id in self._sockets:
+            await self.load_job(worker_id)
+            return
+        holder = await self.stores.redis.get(self.keys.worker_socket(worker_id))
+        if holder is not None:
+            proc = (holder.decode() if isinstance(holder, bytes) else str(holder)).partition(":")[0]
+            await self.stores.redis.publish(
+                self.keys.process_channel(proc), orjson.dumps({"op": "job", "worker": worker_id})
+            )
+
+    async def publish_order(self, city_id: str, order_id: int, payload: dict[str, Any]) -> None:
+        """Send an update to everyone watching the order, on any process."""
+        await self.stores.redis.publish(
+            self.keys.order_channel(city_id, order_id), orjson.dumps(payload)
+        )
+
+    async def graph_for(self, city_id: str) -> RoadGraph | None:
+        """The road graph covering the city's service area, if one is bundled."""
+        if city_id not in self._graphs:
+            city = await catalog_store.city(self.stores.pool, city_id)
+            graph = None
+            if city is not None:
+                self._zones[city_id] = ZoneInfo(city.timezone)
+                g = load_futian_graph()
+                min_lat, min_lng, max_lat, max_lng = city.bbox
+                if (
+                    min_lat <= float(g.lat.max())
+                    and float(g.lat.min()) <= max_lat
+                    and min_lng <= float(g.lng.max())
+                    and float(g.lng.min()) <= max_lng
+                ):
+                    graph = g
+            self._graphs[city_id] = graph
+            await self.load_stats(city_id)
+        return self._graphs[city_id]
+
+    def local_hour(self, city_id: str, ts_ms: int) -> int:
+        """The hour of day in the city's time zone."""
+        zone = self._zones.get(city_id, ZoneInfo("Asia/Shanghai"))
+        return datetime.fromtimestamp(ts_ms / 1000, zone).hour
+
+    def stats_for(self, city_id: str, ts_ms: int) -> EtaStats:
+        """The learned ETA bias for the city at that hour (prior until learned)."""
+        return self._stats.get((city_id, self.local_hour(city_id, ts_ms)), EtaStats())
+
+    async def load_stats(self, city_id: str) -> None:
+        """Read the city's learned ETA statistics."""
+        rows = await self.stores.pool.fetch(
+            "SELECT hour, n, mean_log_ratio, var_log_ratio FROM eta_stats WHERE city_id = $1",
+            city_id,
+        )
+        for r in rows:
+            self._stats[(city_id, r["hour"])] = EtaStats(
+                r["n"], r["mean_log_ratio"], r["var_log_ratio"]
+            )
+
+    async def learn(
+        self, city_id: str, ts_ms: int, observed_s: float, predicted_s: float
+    ) -> EtaStats:
+        """Fold one observed trip into the city-hour's ETA statistics (and store them)."""
+        await self.graph_for(city_id)
+        hour = self.local_hour(city_id, ts_ms)
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT n, mean_log_ratio, var_log_ratio FROM eta_stats "
+                "WHERE city_id = $1 AND hour = $2 FOR UPDATE",
+                city_id,
+                hour,
+            )
+            stats = (
+                EtaStats(row["n"], row["mean_log_ratio"], row["var_log_ratio"])
+                if row
+                else EtaStats()
+            )
+            stats = update_stats(stats, observed_s, predicted_s, self.eta_params)
+            await conn.execute(
+                "INSERT INTO eta_stats (city_id, hour, n, mean_log_ratio, var_log_ratio) "
+                "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (city_id, hour) DO UPDATE SET n = EXCLUDED.n, "
+                "mean_log_ratio = EXCLUDED.mean_log_ratio, var_log_ratio = EXCLUDED.var_log_ratio, "
+                "updated_at = now()",
+                city_id,
+                hour,
+                stats.n,
+                stats.mean_log_ratio,
+                stats.var_log_ratio,
+            )
+        self._stats[(city_id, hour)] = stats
+        return stats
 
     # --- staleness ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import orjson
@@ -20,8 +21,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from accounts.service import authenticate
 from accounts.tokens import Claims
 from catalog import store as catalog_store
+from dispatch import store as dispatch_store
+from dispatch.models import Order
+from dispatch.share import verify_share
 from doorstep.errors import DoorstepError
+from tracking.eta import route_line
 from tracking.fixes import Track
+from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, start_job
+from tracking.live import Subscription
 from tracking.protocol import (
     PONG,
     CloseCode,
@@ -127,6 +134,7 @@ async def worker_socket(ws: WebSocket) -> None:
     )
     sock = _Socket(ws)
     await tracking.claim(worker.user_id, sock)
+    await tracking.load_job(worker.user_id)
     await tracking.set_state(city, worker.user_id, preference)
     session.written_state = preference
     limits = tracking.socket_params
@@ -232,25 +240,12 @@ async def city_feed(ws: WebSocket) -> None:
     sub = await tracking.hub.subscribe(tracking.keys.feed(city_id))
     try:
         await ws.send_text(orjson.dumps(await _feed_snapshot(tracking, city_id)).decode())
-        receiver = ws.receive
 
-        async def watch_disconnect() -> None:
-            while (await receiver())["type"] != "websocket.disconnect":
-                pass
+        async def forward(message: bytes) -> bool:
+            await ws.send_text(message.decode())
+            return True
 
-        closed = asyncio.create_task(watch_disconnect())
-        try:
-            while not closed.done():
-                getter = asyncio.create_task(sub.get())
-                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    await ws.send_text(getter.result().decode())
-                else:
-                    getter.cancel()
-        finally:
-            closed.cancel()
-    except WebSocketDisconnect:
-        pass
+        await _pump(ws, sub, forward)
     finally:
         await sub.close()
 
@@ -285,7 +280,170 @@ async def _feed_snapshot(tracking: Tracking, city_id: str) -> dict[str, Any]:
     }
 
 
+async def order_socket(ws: WebSocket) -> None:
+    """``/v1/ws/orders/{order_id}``: one order's status, worker position and ETA, live.
+
+    Open to the order's customer and staff (access token), or to anyone holding a share
+    token for this order (``?share=``) until it expires.
+    """
+    await ws.accept()
+    tracking: Tracking = ws.app.state.tracking
+    raw_id = ws.path_params["order_id"]
+    if not (raw_id.isascii() and raw_id.isdigit()) or not 1 <= int(raw_id) < 2**63:
+        await _refuse(
+            ws,
+            CloseCode.NOT_FOUND,
+            "invalid_field",
+            "must be a positive 64-bit integer",
+            "order_id",
+        )
+        return
+    order_id = int(raw_id)
+    share = ws.query_params.get("share")
+    expires_at: int | None = None
+    viewer = "share"
+    if share:
+        try:
+            expires_at = verify_share(
+                share, order_id=order_id, now=int(time.time()), key=ws.app.state.policy.key
+            )
+        except DoorstepError as e:
+            await _refuse(ws, CloseCode.UNAUTHENTICATED, e.code, e.message, "share")
+            return
+        order = await dispatch_store.get(tracking.stores.pool, order_id)
+    else:
+        claims = await _authenticate(ws, frozenset({"customer", "dispatcher", "admin"}))
+        if claims is None:
+            return
+        viewer = "staff" if {"dispatcher", "admin"} & set(claims.roles) else "customer"
+        order = await dispatch_store.get(tracking.stores.pool, order_id)
+        if order is not None and viewer == "customer" and order.customer_id != claims.user_id:
+            order = None
+    if order is None:
+        await _refuse(
+            ws, CloseCode.NOT_FOUND, "order_not_found", f"no order {order_id}", "order_id"
+        )
+        return
+    sub = await tracking.hub.subscribe(tracking.keys.order_channel(order.city_id, order.id))
+    try:
+        snapshot = await order_snapshot(tracking, order, show_code=viewer != "share")
+        status = snapshot["order"]["status"]
+        await ws.send_text(orjson.dumps(snapshot).decode())
+
+        async def forward(message: bytes) -> bool:
+            nonlocal status
+            if expires_at is not None and time.time() >= expires_at:
+                await _refuse(
+                    ws,
+                    CloseCode.UNAUTHENTICATED,
+                    "invalid_share_token",
+                    "this share link has expired",
+                )
+                return False
+            update = orjson.loads(message)
+            if update.get("type") == "status":
+                status = update["status"]
+            elif update.get("type") == "position" and status not in SHARED_STATUSES:
+                return True  # privacy: no position outside assignment → completion
+            await ws.send_text(message.decode())
+            return True
+
+        await _pump(ws, sub, forward)
+    finally:
+        await sub.close()
+
+
+async def _pump(
+    ws: WebSocket, sub: Subscription, forward: Callable[[bytes], Awaitable[bool]]
+) -> None:
+    """Forward the subscription's messages until the client leaves or ``forward`` says stop."""
+    closed = asyncio.create_task(_until_disconnect(ws))
+    try:
+        while not closed.done():
+            getter = asyncio.create_task(sub.get())
+            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return
+            if not await forward(getter.result()):
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        closed.cancel()
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -> dict[str, Any]:
+    """What a watcher sees on connect: status, worker, position and its age, ETA, route."""
+    now_ms = int(time.time() * 1000)
+    snap: dict[str, Any] = {
+        "type": "snapshot",
+        "order": {
+            "id": order.id,
+            "status": order.status,
+            "version": order.version,
+            "service_code": order.service_code,
+            "kind": order.kind,
+            "window_start": order.window_start.isoformat() if order.window_start else None,
+            "window_end": order.window_end.isoformat() if order.window_end else None,
+            "lat": order.lat,
+            "lng": order.lng,
+            "start_code": order.start_code if show_code else None,
+        },
+        "worker": None,
+        "position": None,
+        "eta": None,
+        "route": None,
+        "stale_after_s": tracking.stale_after_s,
+    }
+    if order.worker_id is None or order.status not in SHARED_STATUSES:
+        return snap
+    pool, redis, keys = tracking.stores.pool, tracking.stores.redis, tracking.keys
+    worker = await workforce_store.worker(pool, order.worker_id, detail=False)
+    if worker is not None:
+        snap["worker"] = {
+            "id": worker.user_id,
+            "name": worker.name[:1] + "师傅",
+            "rating": worker.rating,
+            "rating_count": worker.rating_count,
+        }
+    lat, lng, ts, acc, stale = await redis.hmget(
+        keys.worker_state(order.city_id, order.worker_id), ["lat", "lng", "ts", "acc", "stale"]
+    )
+    if lat is None or lng is None or ts is None:
+        return snap
+    wlat, wlng, wts = float(lat), float(lng), int(ts)
+    snap["position"] = {
+        "lat": wlat,
+        "lng": wlng,
+        "ts_ms": wts,
+        "accuracy_m": float(acc or 0),
+        "age_s": round((now_ms - wts) / 1000, 1),
+        "stale": stale == b"1",
+    }
+    if order.status in ("assigned", "en_route"):
+        job = start_job(
+            JobInfo(order.id, order.city_id, order.lat, order.lng, order.status),
+            await tracking.graph_for(order.city_id),
+        )
+        snap["eta"] = estimate(
+            job, wlat, wlng, tracking.stats_for(order.city_id, now_ms), tracking.eta_params
+        )
+        if job.times is not None and job.graph is not None:
+            line = route_line(job.times, job.graph, wlat, wlng, tracking.eta_params)
+        else:
+            line = [(wlat, wlng), (order.lat, order.lng)]
+        snap["route"] = [[round(a, 6), round(b, 6)] for a, b in line]
+    return snap
+
+
 ROUTES = [
+    WebSocketRoute("/v1/ws/orders/{order_id}", order_socket, name="order_socket"),
     WebSocketRoute("/v1/ws/worker", worker_socket, name="worker_socket"),
     WebSocketRoute("/v1/ws/cities/{city_id}/feed", city_feed, name="city_feed"),
 ]

@@ -1,0 +1,269 @@
+"""Booking, reading and acting on orders; share links for live tracking."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from starlette.responses import Response
+
+from api.bodies import Input
+from api.routing import Ctx, QueryParam, Router, encode
+from dispatch import service, store
+from dispatch.booking import BookingParams
+from dispatch.lifecycle import STATUSES, Action
+from dispatch.models import Order, OrderEvent, ShareLink
+from dispatch.service import Caller
+from dispatch.share import issue_share
+from doorstep.errors import InvalidInput
+from tracking.service import Tracking
+
+router = Router("orders")
+PARTIES = frozenset({"customer", "worker", "dispatcher", "admin"})
+CUSTOMER = frozenset({"customer"})
+STAFF = frozenset({"dispatcher", "admin"})
+HOLDER = frozenset({"worker", "dispatcher", "admin"})
+SHARE_TTL_S = 24 * 3600
+
+Reason = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class BookIn(Input):
+    """A booking: a saved address (``address_id``) or a point (``lat``/``lng``); a window for
+    a scheduled booking, none for an instant one."""
+
+    service_code: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    address_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
+    lat: float | None = None
+    lng: float | None = None
+    crs: Literal["wgs84", "gcj02"] = "wgs84"
+    address_detail: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    contact_phone: Annotated[str, msgspec.Meta(max_length=20)] = ""
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    notes: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+
+
+class ReasonIn(Input):
+    """Why (kept in the order's history)."""
+
+    reason: Reason = ""
+    version: int | None = None
+
+
+class AssignIn(Input):
+    """A dispatcher assigns a worker."""
+
+    worker_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    reason: Reason = ""
+    version: int | None = None
+
+
+class StartIn(Input):
+    """The code the customer gives the worker on site (核销码)."""
+
+    start_code: Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
+
+
+def _caller(ctx: Ctx) -> Caller:
+    roles = ctx.user.roles
+    for role in ("admin", "dispatcher", "worker", "customer"):
+        if role in roles:
+            return Caller(role, ctx.user.user_id)
+    raise AssertionError("route roles admit only the roles above")
+
+
+def _tracking(ctx: Ctx) -> Tracking:
+    tracking: Tracking = ctx.request.app.state.tracking
+    return tracking
+
+
+@router.post(
+    "/v1/orders",
+    roles=CUSTOMER,
+    body=BookIn,
+    returns=Order,
+    status=201,
+    summary="Book a service now (instant) or in a window (scheduled); Idempotency-Key honoured",
+)
+async def book(ctx: Ctx, body: BookIn) -> Response:
+    key = ctx.request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 100:
+        raise InvalidInput("must be 1–100 characters", field="idempotency-key")
+    order, created = await service.book(
+        ctx.stores,
+        _tracking(ctx),
+        customer_id=ctx.user.user_id,
+        service_code=body.service_code,
+        address_id=body.address_id,
+        lat=body.lat,
+        lng=body.lng,
+        crs=body.crs,
+        detail=body.address_detail,
+        contact_phone=body.contact_phone,
+        window_start=body.window_start,
+        window_end=body.window_end,
+        notes=body.notes,
+        idempotency_key=key,
+        now=datetime.now(UTC),
+        params=BookingParams(),
+    )
+    return Response(
+        encode(order), status_code=201 if created else 200, media_type="application/json"
+    )
+
+
+@router.get(
+    "/v1/orders",
+    roles=PARTIES,
+    returns=list[Order],
+    query=(
+        QueryParam("status", str, "only orders in this status"),
+        QueryParam("city_id", str, "staff: only this city"),
+        QueryParam("before_id", int, "keyset cursor: the last id of the previous page"),
+        QueryParam("limit", int, "page size 1–200 (default 50)"),
+    ),
+    summary="Orders, newest first: a customer's own, a worker's jobs, all for staff",
+)
+async def list_orders(ctx: Ctx) -> list[Order]:
+    caller = _caller(ctx)
+    staff = caller.role in ("dispatcher", "admin")
+    orders = await store.list_for(
+        ctx.stores.pool,
+        customer_id=caller.user_id if caller.role == "customer" else None,
+        worker_id=caller.user_id if caller.role == "worker" else None,
+        city_id=ctx.query_str("city_id") if staff else None,
+        status=ctx.query_str("status", choices=frozenset(STATUSES)),
+        before_id=ctx.query_int("before_id", 2**62, ge=1, le=2**62),
+        limit=ctx.query_int("limit", 50, ge=1, le=200),
+    )
+    return [service.view(o, caller) for o in orders]
+
+
+@router.get(
+    "/v1/orders/{order_id}",
+    roles=PARTIES,
+    returns=Order,
+    summary="One order: its customer, its worker (address only while on the job), staff",
+)
+async def get_order(ctx: Ctx) -> Order:
+    caller = _caller(ctx)
+    return service.view(await service.visible(ctx.stores, caller, ctx.path_int("order_id")), caller)
+
+
+@router.get(
+    "/v1/orders/{order_id}/events",
+    roles=PARTIES,
+    returns=list[OrderEvent],
+    summary="An order's history: every status change with who, when and why",
+)
+async def order_events(ctx: Ctx) -> list[OrderEvent]:
+    order = await service.visible(ctx.stores, _caller(ctx), ctx.path_int("order_id"))
+    return await store.events(ctx.stores.pool, order.id)
+
+
+async def _act(ctx: Ctx, action: Action, **kw: Any) -> Order:
+    caller = _caller(ctx)
+    order = await service.act(
+        ctx.stores, _tracking(ctx), ctx.path_int("order_id"), action, caller, **kw
+    )
+    return service.view(order, caller)
+
+
+@router.post(
+    "/v1/orders/{order_id}/cancel",
+    roles=frozenset({"customer", "dispatcher", "admin"}),
+    body=ReasonIn,
+    returns=Order,
+    summary="Cancel (fees by state: see the order's history)",
+)
+async def cancel(ctx: Ctx, body: ReasonIn) -> Order:
+    return await _act(ctx, "cancel", reason=body.reason, expected_version=body.version)
+
+
+@router.post(
+    "/v1/orders/{order_id}/assign",
+    roles=STAFF,
+    body=AssignIn,
+    returns=Order,
+    summary="Assign a worker (dispatcher override)",
+)
+async def assign(ctx: Ctx, body: AssignIn) -> Order:
+    return await _act(
+        ctx, "assign", worker_id=body.worker_id, reason=body.reason, expected_version=body.version
+    )
+
+
+@router.post(
+    "/v1/orders/{order_id}/unassign",
+    roles=STAFF,
+    body=ReasonIn,
+    returns=Order,
+    summary="Take the job from its worker and dispatch it again",
+)
+async def unassign(ctx: Ctx, body: ReasonIn) -> Order:
+    return await _act(ctx, "unassign", reason=body.reason, expected_version=body.version)
+
+
+@router.post(
+    "/v1/orders/{order_id}/depart",
+    roles=HOLDER,
+    body=ReasonIn,
+    returns=Order,
+    summary="The worker sets off (en route)",
+)
+async def depart(ctx: Ctx, body: ReasonIn) -> Order:
+    return await _act(ctx, "depart", reason=body.reason, expected_version=body.version)
+
+
+@router.post(
+    "/v1/orders/{order_id}/arrive",
+    roles=HOLDER,
+    body=ReasonIn,
+    returns=Order,
+    summary="The worker is at the door (also set by the arrival geofence)",
+)
+async def arrive(ctx: Ctx, body: ReasonIn) -> Order:
+    return await _act(ctx, "arrive", reason=body.reason or "by hand", expected_version=body.version)
+
+
+@router.post(
+    "/v1/orders/{order_id}/start",
+    roles=HOLDER,
+    body=StartIn,
+    returns=Order,
+    summary="Start the service with the customer's start code (核销码)",
+)
+async def start(ctx: Ctx, body: StartIn) -> Order:
+    return await _act(ctx, "start", start_code=body.start_code)
+
+
+@router.post(
+    "/v1/orders/{order_id}/complete",
+    roles=HOLDER,
+    body=ReasonIn,
+    returns=Order,
+    summary="The service is done",
+)
+async def complete(ctx: Ctx, body: ReasonIn) -> Order:
+    return await _act(ctx, "complete", reason=body.reason, expected_version=body.version)
+
+
+@router.post(
+    "/v1/orders/{order_id}/share",
+    roles=CUSTOMER,
+    returns=ShareLink,
+    status=201,
+    summary="A link anyone can use to watch this order live for 24 hours",
+)
+async def share(ctx: Ctx) -> ShareLink:
+    order = await service.visible(ctx.stores, _caller(ctx), ctx.path_int("order_id"))
+    now = int(time.time())
+    token = issue_share(order.id, now=now, ttl_s=SHARE_TTL_S, key=ctx.policy.key)
+    return ShareLink(
+        token=token,
+        expires_at=datetime.fromtimestamp(now + SHARE_TTL_S, UTC),
+        path=f"/v1/ws/orders/{order.id}?share={token}",
+    )

@@ -1,0 +1,411 @@
+"""Orders: booking and every change of status, with the I/O around the pure lifecycle.
+
+A change runs in one transaction that locks the order row, checks the lifecycle table
+and the caller's right to the order, bumps the version and records the event. Only
+after the commit are watchers told (order channel) and tracking asked to refresh the
+worker's job, so nobody hears of a change the database does not hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from accounts import store as accounts_store
+from accounts.rules import mask_phone, normalize_phone
+from catalog import service as catalog_service
+from catalog.areas import city_at
+from dispatch import store
+from dispatch.booking import BookingParams, check_window, new_start_code
+from dispatch.errors import (
+    IdempotencyConflict,
+    InvalidOrder,
+    OrderNotFound,
+    StaleVersion,
+    WorkerBusy,
+)
+from dispatch.lifecycle import (
+    WITH_WORKER,
+    Action,
+    Actor,
+    IllegalTransition,
+    Status,
+    cancellation_fee,
+    next_status,
+)
+from dispatch.models import Order
+from doorstep.db import Tx
+from doorstep.errors import Forbidden
+from doorstep.stores import Stores
+from geo.coords import Crs, to_wgs84, validate_lat_lng
+from tracking.jobs import JobInfo, estimate, start_job
+from tracking.service import Tracking
+from workforce import store as workforce_store
+
+WORKER_ACTIONS: frozenset[Action] = frozenset({"depart", "arrive", "start", "complete", "decline"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who acts: a role the lifecycle knows, and the user (None for the system)."""
+
+    role: Actor
+    user_id: int | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def book(
+    stores: Stores,
+    tracking: Tracking,
+    *,
+    customer_id: int,
+    service_code: str,
+    address_id: int | None,
+    lat: float | None,
+    lng: float | None,
+    crs: Crs,
+    detail: str,
+    contact_phone: str,
+    window_start: datetime | None,
+    window_end: datetime | None,
+    notes: str,
+    idempotency_key: str | None,
+    now: datetime,
+    params: BookingParams,
+) -> tuple[Order, bool]:
+    """Create a confirmed order; returns it and whether it is new (False: idempotent replay)."""
+    if idempotency_key is not None:
+        existing = await store.by_idempotency_key(stores.pool, customer_id, idempotency_key)
+        if existing is not None:
+            if existing.service_code != service_code:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was used for another booking", field="idempotency-key"
+                )
+            return existing, False
+    service = await catalog_service.get_service(stores.pool, service_code)
+    if not service.active:
+        raise InvalidOrder(f"service {service_code!r} is not offered now", field="service_code")
+    kind = "instant" if window_start is None else "scheduled"
+    if kind == "instant" and not service.instant:
+        raise InvalidOrder(
+            "this service is booked ahead only: give window_start and window_end",
+            field="window_start",
+        )
+    if kind == "scheduled" and not service.scheduled:
+        raise InvalidOrder(
+            "this service is booked for now only: leave out the window", field="window_start"
+        )
+    if kind == "scheduled":
+        if window_end is None:
+            raise InvalidOrder("a scheduled booking needs window_end", field="window_end")
+        check_window(window_start, window_end, now=now, params=params)  # type: ignore[arg-type]
+    elif window_end is not None:
+        raise InvalidOrder("window_end needs window_start", field="window_end")
+    if address_id is not None:
+        address = await accounts_store.address_by_id(stores.pool, address_id)
+        if address is None or address.user_id != customer_id:
+            raise InvalidOrder(f"no address {address_id} of yours", field="address_id")
+        lat, lng = address.lat, address.lng
+        detail = detail or address.detail
+        contact_phone = contact_phone or address.contact_phone
+    elif lat is None or lng is None:
+        raise InvalidOrder("give address_id, or lat and lng", field="address_id")
+    else:
+        validate_lat_lng(lat, lng)
+        lat, lng = to_wgs84(lat, lng, crs)
+    city_id = await city_at(stores.pool, lat, lng)
+    if city_id is None:
+        raise InvalidOrder(
+            "this address is outside every service area",
+            field="address_id" if address_id is not None else "lat",
+        )
+    if contact_phone:
+        contact_phone = normalize_phone(contact_phone, "contact_phone")
+    else:
+        user = await accounts_store.user_by_id(stores.pool, customer_id)
+        contact_phone = user.phone if user else ""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        order = await store.insert(
+            conn,
+            city_id=city_id,
+            customer_id=customer_id,
+            service_code=service.code,
+            kind=kind,
+            lat=lat,
+            lng=lng,
+            address_id=address_id,
+            address_detail=detail.strip(),
+            contact_phone=contact_phone,
+            window_start=window_start,
+            window_end=window_end,
+            duration_min=service.duration_min,
+            price_minor=service.price_minor,
+            currency=service.currency,
+            notes=notes.strip(),
+            start_code=new_start_code(),
+            idempotency_key=idempotency_key,
+        )
+        await store.add_event(
+            conn,
+            order.id,
+            action="book",
+            from_status=None,
+            to_status="created",
+            actor="customer",
+            actor_id=customer_id,
+            reason="",
+        )
+        # No payment step yet: the system confirms at once.
+        confirmed = await store.update(conn, order.id, order.version, {"status": "confirmed"})
+        assert confirmed is not None
+        await store.add_event(
+            conn,
+            order.id,
+            action="confirm",
+            from_status="created",
+            to_status="confirmed",
+            actor="system",
+            actor_id=None,
+            reason="no payment required",
+        )
+    return confirmed, True
+
+
+async def visible(stores: Stores, caller: Caller, order_id: int) -> Order:
+    """The order if the caller may see it: its customer, its worker, or staff."""
+    order = await store.get(stores.pool, order_id)
+    if order is None or not may_see(caller, order):
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
+    return order
+
+
+def may_see(caller: Caller, order: Order) -> bool:
+    """Staff see every order; a customer their own; a worker the ones assigned to them."""
+    if caller.role in ("dispatcher", "admin", "system"):
+        return True
+    if caller.role == "customer":
+        return order.customer_id == caller.user_id
+    return caller.role == "worker" and order.worker_id == caller.user_id
+
+
+def view(order: Order, caller: Caller) -> Order:
+    """What the caller may read of the order.
+
+    Workers never see the start code (the customer hands it over on site), and see the
+    exact address detail and phone only while they hold the job; elsewhere the phone is
+    masked.
+    """
+    if caller.role != "worker":
+        return order
+    holding = order.status in WITH_WORKER and order.worker_id == caller.user_id
+    return replace(
+        order,
+        start_code=None,
+        address_detail=order.address_detail if holding else "",
+        contact_phone=order.contact_phone if holding else mask_phone(order.contact_phone),
+    )
+
+
+async def _lock_worker(conn: Tx, worker_id: int, order_id: int) -> None:
+    """Serialise assignments to one worker, then refuse if they hold another active job."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('doorstep-worker'), $1::int)", worker_id % 2**31
+    )
+    busy = await conn.fetchval(
+        "SELECT id FROM orders WHERE worker_id = $1 AND id <> $2 "
+        "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') LIMIT 1",
+        worker_id,
+        order_id,
+    )
+    if busy is not None:
+        raise WorkerBusy(f"worker {worker_id} already holds order {busy}", field="worker_id")
+
+
+async def act(
+    stores: Stores,
+    tracking: Tracking,
+    order_id: int,
+    action: Action,
+    caller: Caller,
+    *,
+    reason: str = "",
+    expected_version: int | None = None,
+    worker_id: int | None = None,
+    start_code: str | None = None,
+    at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+) -> Order:
+    """Take ``action`` on the order as ``caller``; the whole change or nothing."""
+    now = at or _now()
+    async with stores.pool.acquire() as conn, conn.transaction():
+        order = await store.get(conn, order_id, lock=True)
+        if order is None or not may_see(caller, order):
+            raise OrderNotFound(f"no order {order_id}", field="order_id")
+        if expected_version is not None and expected_version != order.version:
+            raise StaleVersion(
+                f"the order is at version {order.version}, not {expected_version}; read it again",
+                field="version",
+            )
+        status = cast(Status, order.status)
+        to = next_status(status, action, caller.role)
+        if (
+            caller.role == "worker"
+            and action in WORKER_ACTIONS | {"unassign"}
+            and order.worker_id != caller.user_id
+        ):
+            raise Forbidden("only the worker holding this job may do that")
+        fields: dict[str, Any] = {"status": to}
+        if action == "assign":
+            target = worker_id if caller.role != "worker" else caller.user_id
+            if target is None:
+                raise InvalidOrder("name the worker to assign", field="worker_id")
+            worker = await workforce_store.worker(conn, target, detail=False)
+            if worker is None:
+                raise InvalidOrder(f"no worker {target}", field="worker_id")
+            if worker.city_id != order.city_id:
+                raise InvalidOrder(
+                    f"worker {target} works in {worker.city_id}, not {order.city_id}",
+                    field="worker_id",
+                )
+            await _lock_worker(conn, target, order_id)
+            fields["worker_id"] = target
+        elif action in ("unassign", "reschedule") or (action == "decline" and order.worker_id):
+            fields["worker_id"] = None
+        elif action == "depart":
+            fields["en_route_at"] = now
+            fields["eta_predicted_s"] = await _predict(stores, tracking, order)
+        elif action == "arrive":
+            fields["arrived_at"] = now
+        elif action == "start":
+            if start_code is None or start_code.strip() != order.start_code:
+                raise InvalidOrder(
+                    "the start code does not match; ask the customer for it", field="start_code"
+                )
+        elif action == "cancel":
+            window_s = int(order.window_start.timestamp()) if order.window_start else None
+            fee, why = cancellation_fee(
+                status,
+                by=caller.role,
+                price_minor=order.price_minor,
+                now_s=int(now.timestamp()),
+                window_start_s=window_s,
+            )
+            fields["cancel_fee_minor"] = fee
+            reason = f"{reason} ({why})" if reason else why
+        updated = await store.update(conn, order_id, order.version, fields)
+        if updated is None:
+            raise StaleVersion(
+                "the order changed while this action ran; try again", field="version"
+            )
+        await store.add_event(
+            conn,
+            order_id,
+            action=action,
+            from_status=order.status,
+            to_status=to,
+            actor=caller.role,
+            actor_id=caller.user_id,
+            reason=reason.strip(),
+            data=data,
+            at=now,
+        )
+    await _after(stores, tracking, order, updated, action)
+    return updated
+
+
+async def _predict(stores: Stores, tracking: Tracking, order: Order) -> float | None:
+    """The ETA from the worker's last live position to the order, for learning later."""
+    if order.worker_id is None:
+        return None
+    lat, lng = await stores.redis.hmget(
+        stores.keys.worker_state(order.city_id, order.worker_id), ["lat", "lng"]
+    )
+    if lat is None or lng is None:
+        return None
+    job = start_job(
+        JobInfo(order.id, order.city_id, order.lat, order.lng, "en_route"),
+        await tracking.graph_for(order.city_id),
+    )
+    return float(
+        estimate(
+            job,
+            float(lat),
+            float(lng),
+            tracking.stats_for(order.city_id, int(_now().timestamp() * 1000)),
+            tracking.eta_params,
+        )["base_s"]
+    )
+
+
+async def _after(
+    stores: Stores, tracking: Tracking, before: Order, after: Order, action: str
+) -> None:
+    """Tell watchers, refresh the workers' jobs, learn from an arrival."""
+    await tracking.publish_order(
+        after.city_id,
+        after.id,
+        {
+            "type": "status",
+            "order_id": after.id,
+            "status": after.status,
+            "previous": before.status,
+            "action": action,
+            "version": after.version,
+            "worker_id": after.worker_id,
+            "at": after.updated_at.isoformat(),
+        },
+    )
+    for worker_id in {before.worker_id, after.worker_id} - {None}:
+        assert worker_id is not None
+        await tracking.job_changed(worker_id)
+    if (
+        action == "arrive"
+        and after.en_route_at
+        and after.arrived_at
+        and before.status == "en_route"
+    ):
+        predicted = await stores.pool.fetchval(
+            "SELECT eta_predicted_s FROM orders WHERE id = $1", after.id
+        )
+        observed = (after.arrived_at - after.en_route_at).total_seconds()
+        if predicted:
+            await tracking.learn(
+                after.city_id, int(after.arrived_at.timestamp() * 1000), observed, float(predicted)
+            )
+
+
+async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
+    """The job a worker holds, for tracking."""
+    order = await store.active_for_worker(stores.pool, worker_id)
+    if order is None:
+        return None
+    return JobInfo(order.id, order.city_id, order.lat, order.lng, order.status)
+
+
+async def arrived_by_geofence(
+    stores: Stores, tracking: Tracking, order_id: int, worker_id: int, ts_ms: int
+) -> None:
+    """The arrival geofence fired: mark the order arrived (if it still waits for that)."""
+    order = await store.get(stores.pool, order_id)
+    if (
+        order is None
+        or order.worker_id != worker_id
+        or order.status not in ("assigned", "en_route")
+    ):
+        return
+    with contextlib.suppress(IllegalTransition, StaleVersion):  # someone marked it first
+        await act(
+            stores,
+            tracking,
+            order_id,
+            "arrive",
+            Caller("system", None),
+            reason="arrival geofence",
+            at=datetime.fromtimestamp(ts_ms / 1000, UTC),
+            data={"source": "geofence", "worker_id": worker_id},
+        )

@@ -1,0 +1,140 @@
+"""PostgreSQL access for orders and their events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from dispatch.models import Order, OrderEvent
+from doorstep.db import Conn, Tx
+
+_COLS = (
+    "id, city_id, customer_id, service_code, kind, status, version, lat, lng, address_id, "
+    "address_detail, contact_phone, window_start, window_end, duration_min, price_minor, "
+    "currency, notes, worker_id, start_code, en_route_at, arrived_at, cancel_fee_minor, "
+    "created_at, updated_at"
+)
+
+
+def _order(r: asyncpg.Record) -> Order:
+    return Order(**dict(r))
+
+
+async def insert(db: Conn, **fields: Any) -> Order:
+    """Insert an order row (status ``created``)."""
+    names = list(fields)
+    row = await db.fetchrow(
+        f"INSERT INTO orders ({', '.join(names)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))}) "
+        f"RETURNING {_COLS}",
+        *fields.values(),
+    )
+    assert row is not None
+    return _order(row)
+
+
+async def by_idempotency_key(db: Conn, customer_id: int, key: str) -> Order | None:
+    """The order a customer created with this Idempotency-Key, if any."""
+    row = await db.fetchrow(
+        f"SELECT {_COLS} FROM orders WHERE customer_id = $1 AND idempotency_key = $2",
+        customer_id,
+        key,
+    )
+    return _order(row) if row else None
+
+
+async def get(db: Conn, order_id: int, *, lock: bool = False) -> Order | None:
+    """One order; ``lock`` takes a row lock for the rest of the transaction."""
+    row = await db.fetchrow(
+        f"SELECT {_COLS} FROM orders WHERE id = $1{' FOR UPDATE' if lock else ''}", order_id
+    )
+    return _order(row) if row else None
+
+
+async def update(db: Tx, order_id: int, version: int, fields: dict[str, Any]) -> Order | None:
+    """Set ``fields`` and bump the version if it is still ``version``; None if it moved on."""
+    names = list(fields)
+    sets = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
+    row = await db.fetchrow(
+        f"UPDATE orders SET {sets}, version = version + 1, updated_at = now() "
+        f"WHERE id = $1 AND version = $2 RETURNING {_COLS}",
+        order_id,
+        version,
+        *fields.values(),
+    )
+    return _order(row) if row else None
+
+
+async def add_event(
+    db: Tx,
+    order_id: int,
+    *,
+    action: str,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    actor_id: int | None,
+    reason: str,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Record one status change."""
+    await db.execute(
+        "INSERT INTO order_events (order_id, at, action, from_status, to_status, actor, actor_id, reason, data) "
+        "VALUES ($1, coalesce($2, now()), $3, $4, $5, $6, $7, $8, $9)",
+        order_id,
+        at,
+        action,
+        from_status,
+        to_status,
+        actor,
+        actor_id,
+        reason,
+        data or {},
+    )
+
+
+async def events(db: Conn, order_id: int) -> list[OrderEvent]:
+    """An order's history, oldest first."""
+    rows = await db.fetch(
+        "SELECT at, action, from_status, to_status, actor, actor_id, reason "
+        "FROM order_events WHERE order_id = $1 ORDER BY id",
+        order_id,
+    )
+    return [OrderEvent(**dict(r)) for r in rows]
+
+
+async def active_for_worker(db: Conn, worker_id: int) -> Order | None:
+    """The job a worker holds now (assigned, en route, arrived or in service)."""
+    row = await db.fetchrow(
+        f"SELECT {_COLS} FROM orders WHERE worker_id = $1 "
+        "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') ORDER BY id LIMIT 1",
+        worker_id,
+    )
+    return _order(row) if row else None
+
+
+async def list_for(
+    db: Conn,
+    *,
+    customer_id: int | None,
+    worker_id: int | None,
+    city_id: str | None,
+    status: str | None,
+    before_id: int,
+    limit: int,
+) -> list[Order]:
+    """Orders newest first, filtered; keyset pages by ``before_id``."""
+    rows = await db.fetch(
+        f"SELECT {_COLS} FROM orders WHERE id < $1 AND ($2::bigint IS NULL OR customer_id = $2) "
+        "AND ($3::bigint IS NULL OR worker_id = $3) AND ($4::text IS NULL OR city_id = $4) "
+        "AND ($5::text IS NULL OR status = $5) ORDER BY id DESC LIMIT $6",
+        before_id,
+        customer_id,
+        worker_id,
+        city_id,
+        status,
+        limit,
+    )
+    return [_order(r) for r in rows]

@@ -1,0 +1,116 @@
+"""Helpers for tests that talk to the live server over websockets and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.helpers import Account
+
+DEST = (22.5300, 114.0100)  # inside the live test city (the Futian square), on the road graph
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    """The next frame as JSON (fails the test after 5 s)."""
+    frame: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+    return frame
+
+
+async def drain(ws: ClientConnection) -> None:
+    """Read frames until the connection closes (at most 100, 5 s each)."""
+    for _ in range(100):
+        await asyncio.wait_for(ws.recv(), 5)
+
+
+async def open_worker(address: str, account: Account) -> tuple[ClientConnection, dict[str, Any]]:
+    """A connected worker socket and its hello frame."""
+    ws = await connect(f"ws://{address}/v1/ws/worker", additional_headers=account.auth)
+    hello = await recv(ws)
+    assert hello["type"] == "hello"
+    return ws, hello
+
+
+async def closed_code(ws: ClientConnection) -> int:
+    """Wait until the server closes the socket; its close code."""
+    with pytest.raises(ConnectionClosed) as info:
+        await drain(ws)
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code
+
+
+async def book(
+    client: httpx.AsyncClient, customer: Account, service: str, at: tuple[float, float] = DEST
+) -> dict[str, Any]:
+    """An instant order at ``at``."""
+    r = await client.post(
+        "/v1/orders",
+        headers=customer.auth,
+        json={
+            "service_code": service,
+            "lat": at[0],
+            "lng": at[1],
+            "address_detail": "景田北街3号 5栋1203",
+        },
+    )
+    assert r.status_code == 201, r.text
+    order: dict[str, Any] = r.json()
+    return order
+
+
+async def watch(
+    address: str, order_id: int, *, headers: dict[str, str] | None = None, share: str | None = None
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """An order socket and its snapshot."""
+    query = f"?share={share}" if share else ""
+    ws = await connect(
+        f"ws://{address}/v1/ws/orders/{order_id}{query}", additional_headers=headers or {}
+    )
+    return ws, await recv(ws)
+
+
+async def next_of(ws: ClientConnection, kind: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The next frame of ``kind``, skipping others."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame: dict[str, Any] = orjson.loads(
+            await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+        )
+        if frame["type"] == kind:
+            return frame
+
+
+async def no_frame_of(ws: ClientConnection, kind: str, within_s: float = 0.5) -> None:
+    """Fail if a frame of ``kind`` arrives within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), left))
+        except TimeoutError:
+            return
+        assert frame["type"] != kind, frame
+
+
+def walk(
+    seq0: int, start: tuple[float, float], end: tuple[float, float], steps: int, t0_ms: int
+) -> list[dict[str, Any]]:
+    """Fixes every 2 s on a straight line from ``start`` to ``end`` (about 5 m/s)."""
+    out = []
+    for i in range(steps + 1):
+        f = i / steps
+        out.append(
+            {
+                "seq": seq0 + i,
+                "ts_ms": t0_ms + i * 2000,
+                "accuracy_m": 6.0,
+                "lat": start[0] + (end[0] - start[0]) * f,
+                "lng": start[1] + (end[1] - start[1]) * f,
+            }
+        )
+    return out

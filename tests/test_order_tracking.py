@@ -1,0 +1,256 @@
+"""Customers watch their worker arrive: order socket, ETA, arrival geofence, privacy, share links."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+from dispatch.share import issue_share
+from doorstep.settings import Settings
+from doorstep.stores import Stores
+from geo.coords import haversine_m
+from tests.helpers import Account, MakeUser
+from tests.live import DEST, book, closed_code, next_of, no_frame_of, open_worker, recv, walk, watch
+
+
+async def test_customer_watches_the_worker_arrive(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    worker_account: Account,
+    instant_service: str,
+    stores: Stores,
+) -> None:
+    """Snapshot, then a position with an ETA range per fix; the geofence marks arrival; nothing after completion."""
+    address = live_app[0]
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    order = await book(client, customer, instant_service)
+    r = await client.post(
+        f"/v1/orders/{order['id']}/assign",
+        headers=dispatcher.auth,
+        json={"worker_id": worker_account.id, "reason": "nearest"},
+    )
+    assert r.status_code == 200, r.text
+    worker, _ = await open_worker(address, worker_account)
+    start = (DEST[0] + 0.006, DEST[1] + 0.004)  # about 770 m away
+    now = int(time.time() * 1000) - 60_000
+    await worker.send(
+        orjson.dumps({"type": "fixes", "fixes": walk(1, start, start, 1, now)}).decode()
+    )
+    await recv(worker)
+    watcher, snap = await watch(address, order["id"], headers=customer.auth)
+    assert snap["order"]["status"] == "assigned"
+    assert snap["order"]["start_code"] == order["start_code"]
+    assert snap["worker"]["name"].endswith("师傅")
+    assert snap["position"]["lat"] == pytest.approx(start[0], abs=1e-6)
+    assert snap["eta"]["p50_s"] <= snap["eta"]["p90_s"]
+    assert snap["eta"]["method"] == "road"
+    assert len(snap["route"]) > 2  # a road route, not a straight segment
+    r = await client.post(f"/v1/orders/{order['id']}/depart", headers=worker_account.auth, json={})
+    assert r.status_code == 200
+    assert (await next_of(watcher, "status"))["status"] == "en_route"
+    etas, distances = [], []
+    fixes = walk(3, start, DEST, 25, now + 4000)
+    for f in fixes[:20]:
+        await worker.send(orjson.dumps({"type": "fix", **f}).decode())
+        await recv(worker)
+        update = await next_of(watcher, "position")
+        assert update["seq"] == f["seq"]
+        etas.append(update["eta"]["p50_s"])
+        distances.append(update["distance_m"])
+    assert distances == sorted(distances, reverse=True)
+    assert etas[-1] < etas[0]
+    for f in fixes[20:]:  # the last stretch: two fixes inside the enter radius mark arrival
+        await worker.send(orjson.dumps({"type": "fix", **f}).decode())
+        await recv(worker)
+    arrived = await next_of(watcher, "status")
+    assert arrived["status"] == "arrived"
+    events = (await client.get(f"/v1/orders/{order['id']}/events", headers=customer.auth)).json()
+    assert events[-1]["actor"] == "system"
+    assert events[-1]["reason"] == "arrival geofence"
+    learned = await stores.pool.fetchval(
+        "SELECT sum(n) FROM eta_stats WHERE city_id = $1", order["city_id"]
+    )
+    assert learned >= 1  # the trip's observed time taught the ETA model
+    r = await client.post(
+        f"/v1/orders/{order['id']}/start",
+        headers=worker_account.auth,
+        json={"start_code": "000000" if order["start_code"] != "000000" else "111111"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "start_code"
+    r = await client.post(
+        f"/v1/orders/{order['id']}/start",
+        headers=worker_account.auth,
+        json={"start_code": order["start_code"]},
+    )
+    assert r.json()["status"] == "in_service"
+    r = await client.post(
+        f"/v1/orders/{order['id']}/complete", headers=worker_account.auth, json={}
+    )
+    assert r.json()["status"] == "completed"
+    assert (await next_of(watcher, "status"))["status"] == "in_service"
+    assert (await next_of(watcher, "status"))["status"] == "completed"
+    last = fixes[-1]
+    await worker.send(
+        orjson.dumps(
+            {"type": "fix", **{**last, "seq": last["seq"] + 1, "ts_ms": last["ts_ms"] + 2000}}
+        ).decode()
+    )
+    await recv(worker)
+    await no_frame_of(watcher, "position")  # privacy: no position after completion
+    await watcher.close()
+    await worker.close()
+
+
+async def test_no_position_before_assignment(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    worker_account: Account,
+    instant_service: str,
+) -> None:
+    """Before a worker is assigned the snapshot has no worker and no position frames arrive."""
+    customer = await make_user("customer")
+    order = await book(client, customer, instant_service)
+    watcher, snap = await watch(live_app[0], order["id"], headers=customer.auth)
+    assert snap["worker"] is None
+    assert snap["position"] is None
+    worker, _ = await open_worker(live_app[0], worker_account)
+    await worker.send(
+        orjson.dumps(
+            {
+                "type": "fix",
+                "seq": 1,
+                "ts_ms": int(time.time() * 1000),
+                "lat": DEST[0],
+                "lng": DEST[1],
+                "accuracy_m": 5.0,
+            }
+        ).decode()
+    )
+    await recv(worker)
+    await no_frame_of(watcher, "position")
+    await watcher.close()
+    await worker.close()
+
+
+async def test_share_links_and_who_may_watch(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    instant_service: str,
+    settings: Settings,
+) -> None:
+    """A share token opens one order (without the start code); other orders, expired tokens and other customers are refused."""
+    address = live_app[0]
+    customer, other = await make_user("customer"), await make_user("customer")
+    order = await book(client, customer, instant_service)
+    second = await book(client, customer, instant_service)
+    r = await client.post(f"/v1/orders/{order['id']}/share", headers=customer.auth)
+    assert r.status_code == 201
+    link = r.json()
+    ws, snap = await watch(address, order["id"], share=link["token"])
+    assert snap["order"]["id"] == order["id"]
+    assert snap["order"]["start_code"] is None
+    await ws.close()
+    ws, error = await watch(address, second["id"], share=link["token"])
+    assert error["code"] == "invalid_share_token"
+    assert await closed_code(ws) == 4401
+    key = live_app[1].state.policy.key
+    expired = issue_share(order["id"], now=int(time.time()) - 7200, ttl_s=3600, key=key)
+    ws, error = await watch(address, order["id"], share=expired)
+    assert "expired" in error["message"]
+    assert await closed_code(ws) == 4401
+    ws, error = await watch(address, order["id"], headers=other.auth)
+    assert error["code"] == "order_not_found"
+    assert await closed_code(ws) == 4404
+    r = await client.post(f"/v1/orders/{order['id']}/share", headers=other.auth)
+    assert r.status_code == 404
+
+
+async def test_dispatcher_feed_shows_positions_states_and_stale_workers(
+    live_app: tuple[str, Any], make_user: MakeUser, worker_account: Account, live_city: str
+) -> None:
+    """The city feed: snapshot, a positions batch per fix (≤ 1 Hz), state changes, and stale alerts from the sweep."""
+    dispatcher = await make_user("dispatcher")
+    worker, _ = await open_worker(live_app[0], worker_account)
+    await worker.send(
+        orjson.dumps(
+            {
+                "type": "fix",
+                "seq": 1,
+                "ts_ms": int(time.time() * 1000),
+                "lat": DEST[0],
+                "lng": DEST[1],
+                "accuracy_m": 5.0,
+            }
+        ).decode()
+    )
+    await recv(worker)
+    feed = await connect(
+        f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
+    )
+    snap = await recv(feed)
+    assert snap["type"] == "snapshot"
+    assert worker_account.id in [w["id"] for w in snap["workers"]]
+    await asyncio.sleep(1.05)  # the feed carries each worker at most once a second
+    await worker.send(
+        orjson.dumps(
+            {
+                "type": "fix",
+                "seq": 2,
+                "ts_ms": int(time.time() * 1000) + 1500,
+                "lat": DEST[0] + 1e-4,
+                "lng": DEST[1],
+                "accuracy_m": 5.0,
+            }
+        ).decode()
+    )
+    await recv(worker)
+    positions = await next_of(feed, "positions")
+    assert any(w["id"] == worker_account.id for w in positions["workers"])
+    await worker.send('{"type": "state", "state": "unavailable"}')
+    state = await next_of(feed, "worker_state")
+    assert (state["id"], state["state"], state["previous"]) == (
+        worker_account.id,
+        "unavailable",
+        "available",
+    )
+    tracking = live_app[1].state.tracking
+    found = await tracking.sweep([live_city], int(time.time() * 1000) + 3_600_000)
+    assert worker_account.id in found[live_city]
+    stale = await next_of(feed, "stale")
+    assert worker_account.id in stale["ids"]
+    await feed.close()
+    await worker.close()
+
+
+async def test_the_feed_is_for_staff_only(
+    live_app: tuple[str, Any], make_user: MakeUser, live_city: str
+) -> None:
+    """A customer cannot open a city feed (4403); an unknown city is 4404."""
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    ws = await connect(
+        f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=customer.auth
+    )
+    assert (await recv(ws))["code"] == "forbidden"
+    assert await closed_code(ws) == 4403
+    ws = await connect(
+        f"ws://{live_app[0]}/v1/ws/cities/atlantis/feed", additional_headers=dispatcher.auth
+    )
+    assert (await recv(ws))["code"] == "not_found"
+    assert await closed_code(ws) == 4404
+
+
+def test_walk_helper_moves_at_a_plausible_speed() -> None:
+    """The test walk moves at a walking/riding pace the fix filter accepts."""
+    fixes = walk(1, (DEST[0] + 0.006, DEST[1] + 0.004), DEST, 25, 0)
+    step_m = haversine_m(fixes[0]["lat"], fixes[0]["lng"], fixes[1]["lat"], fixes[1]["lng"])
+    assert 10 < step_m / 2 < 55

@@ -1,0 +1,105 @@
+"""Losing Redis loses no order and no archived trail; the live index refills from the next fixes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import uvicorn
+
+from api.app import create_app
+from doorstep.embedded import EmbeddedServer, free_port, start_valkey
+from doorstep.settings import Settings
+from doorstep.stores import Stores
+from tests.helpers import Account
+from tests.live import DEST, open_worker, recv
+
+
+@pytest.fixture
+async def own_redis(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[Settings, Stores, list[Any]]]:
+    """A Valkey of our own to kill, with an app on its own uvicorn server using it."""
+    port = free_port()
+    servers: list[EmbeddedServer] = [start_valkey(tmp_path / "first", port=port)]
+    own = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    stores = await Stores.open(own)
+    app = create_app(own, stores)
+    http_port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.02)
+    try:
+        yield own, stores, [f"127.0.0.1:{http_port}", app, servers, port, tmp_path]
+    finally:
+        server.should_exit = True
+        await task
+        await stores.close()
+        for s in servers:
+            s.stop()
+
+
+def fix(seq: int, now: int) -> str:
+    """A fix frame near the test destination."""
+    return orjson.dumps(
+        {
+            "type": "fix",
+            "seq": seq,
+            "ts_ms": now + seq * 1000,
+            "accuracy_m": 5.0,
+            "lat": DEST[0] + seq * 1e-5,
+            "lng": DEST[1],
+        }
+    ).decode()
+
+
+async def test_losing_redis_loses_no_trail_and_the_index_refills(
+    own_redis: tuple[Settings, Stores, list[Any]], worker_account: Account, live_city: str
+) -> None:
+    """Redis dies and comes back empty twice: unacked fixes are resent, archived once, resume survives."""
+    _, stores, (address, app, servers, port, tmp) = own_redis
+    keys, w = stores.keys, str(worker_account.id)
+    worker, hello = await open_worker(address, worker_account)
+    now = int(time.time() * 1000)
+    await worker.send(fix(1, now))
+    assert (await recv(worker))["seq"] == 1
+    assert (await stores.redis.geopos(keys.geo(live_city, "available"), w))[0] is not None
+
+    servers[0].stop()  # Redis is gone, with everything it held
+    await worker.send(fix(2, now))
+    error = await recv(worker)
+    assert (error["type"], error["code"]) == ("error", "unavailable")  # not acked: the app keeps it
+
+    servers.append(start_valkey(tmp / "second", port=port))  # back, empty
+    assert await stores.redis.geopos(keys.geo(live_city, "available"), w) == [None]
+    await worker.send(fix(2, now))  # the app resends what was not acked
+    await worker.send(fix(3, now))
+    acks = [await recv(worker), await recv(worker)]
+    assert acks[-1]["seq"] == 3
+    assert (await stores.redis.geopos(keys.geo(live_city, "available"), w))[0] is not None
+    await worker.close()
+
+    await app.state.tracking.archiver.flush()
+    seqs = [
+        r["seq"]
+        for r in await stores.pool.fetch(
+            "SELECT seq FROM trail_points WHERE worker_id = $1 ORDER BY seq", worker_account.id
+        )
+    ]
+    assert seqs == [1, 2, 3]  # every fix archived exactly once
+    servers[1].stop()  # lose Redis once more: the resume point must come from the archive
+    servers.append(start_valkey(tmp / "third", port=port))
+    worker, hello = await open_worker(address, worker_account)
+    assert hello["resume_seq"] == 3
+    await worker.send(fix(3, now))  # resent after the loss: not archived twice
+    assert (await recv(worker))["rejected"] == [{"seq": 3, "reason": "duplicate"}]
+    await worker.close()

@@ -1,0 +1,115 @@
+"""A worker's active job as tracking sees it: where to, how long, arrived yet. Pure.
+
+Dispatch tells tracking which job a worker holds (:class:`JobInfo`); for every live fix
+of that worker :func:`on_fix` steps the arrival geofence, computes the ETA range and
+builds the update the order's watchers receive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from geo.coords import haversine_m
+from geo.roadgraph import RoadGraph
+from tracking.eta import (
+    DestinationTimes,
+    EtaParams,
+    EtaStats,
+    destination_times,
+    eta_range,
+    eta_s,
+    straight_eta_s,
+)
+from tracking.geofence import ArrivalParams, ArrivalState, step
+
+OUTSIDE = ArrivalState(inside=False, streak=0)
+
+# While the order is in one of these, the worker's position goes to its watchers.
+SHARED_STATUSES = frozenset({"assigned", "en_route", "arrived", "in_service"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """The job a worker holds, as dispatch reports it."""
+
+    order_id: int
+    city_id: str
+    lat: float
+    lng: float
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveJob:
+    """Tracking's state for one active job."""
+
+    info: JobInfo
+    graph: RoadGraph | None
+    times: DestinationTimes | None
+    arrival: ArrivalState = OUTSIDE
+
+
+def start_job(info: JobInfo, graph: RoadGraph | None) -> ActiveJob:
+    """Prepare a job: one reverse shortest-path search on the city's road graph."""
+    times = destination_times(graph, info.lat, info.lng) if graph is not None else None
+    return ActiveJob(info=info, graph=graph, times=times)
+
+
+def estimate(
+    job: ActiveJob, lat: float, lng: float, stats: EtaStats, params: EtaParams
+) -> dict[str, Any]:
+    """The ETA range from (lat, lng) to the job, learned bias applied."""
+    if job.times is not None and job.graph is not None:
+        base, method = eta_s(job.times, job.graph, lat, lng, params)
+    else:
+        base = straight_eta_s(haversine_m(lat, lng, job.info.lat, job.info.lng), params)
+        method = "straight"
+    r = eta_range(base, stats, params)
+    return {
+        "p50_s": round(r.p50_s),
+        "p90_s": round(r.p90_s),
+        "method": method,
+        "base_s": round(base),
+    }
+
+
+def on_fix(
+    job: ActiveJob,
+    *,
+    worker_id: int,
+    lat: float,
+    lng: float,
+    ts_ms: int,
+    accuracy_m: float,
+    seq: int,
+    stats: EtaStats,
+    eta_params: EtaParams,
+    arrival_params: ArrivalParams,
+) -> tuple[ActiveJob, dict[str, Any] | None, str | None]:
+    """Step the job with one live fix: (new job state, update for watchers or None, event).
+
+    The event is ``"arrived"`` or ``"left"`` from the arrival geofence, else None. No
+    update is produced while the order is not in a status that shares the position.
+    """
+    distance_m = haversine_m(lat, lng, job.info.lat, job.info.lng)
+    arrival, event = step(job.arrival, distance_m, accuracy_m, arrival_params)
+    if arrival is not job.arrival:
+        job = replace(job, arrival=arrival)
+    if job.info.status not in SHARED_STATUSES:
+        return job, None, event
+    update = {
+        "type": "position",
+        "order_id": job.info.order_id,
+        "worker_id": worker_id,
+        "lat": round(lat, 6),
+        "lng": round(lng, 6),
+        "ts_ms": ts_ms,
+        "accuracy_m": accuracy_m,
+        "seq": seq,
+        "distance_m": round(distance_m),
+        "eta": estimate(job, lat, lng, stats, eta_params)
+        if job.info.status in ("assigned", "en_route")
+        else None,
+    }
+    return job, update, event
