@@ -37,13 +37,18 @@ async def test_customer_watches_the_worker_arrive(
         json={"worker_id": worker_account.id, "reason": "nearest"},
     )
     assert r.status_code == 200, r.text
-    worker, _ = await open_worker(address, worker_account)
+    worker, hello = await open_worker(address, worker_account)
+    assert hello["state"] == "busy"  # holding a job: out of the available set used by matching
+    busy = stores.keys.geo(order["city_id"], "busy")
+    available = stores.keys.geo(order["city_id"], "available")
     start = (DEST[0] + 0.006, DEST[1] + 0.004)  # about 770 m away
     now = int(time.time() * 1000) - 60_000
     await worker.send(
         orjson.dumps({"type": "fixes", "fixes": walk(1, start, start, 1, now)}).decode()
     )
     await recv(worker)
+    assert await stores.redis.zscore(busy, str(worker_account.id)) is not None
+    assert await stores.redis.zscore(available, str(worker_account.id)) is None
     watcher, snap = await watch(address, order["id"], headers=customer.auth)
     assert snap["order"]["status"] == "assigned"
     assert snap["order"]["start_code"] == order["start_code"]
@@ -105,6 +110,7 @@ async def test_customer_watches_the_worker_arrive(
     )
     await recv(worker)
     await no_frame_of(watcher, "position")  # privacy: no position after completion
+    assert await stores.redis.zscore(available, str(worker_account.id)) is not None  # free again
     await watcher.close()
     await worker.close()
 

@@ -105,6 +105,7 @@ class Tracking:
         self.job_source: JobSource | None = None
         self.on_arrival: ArrivalHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
+        self._sessions: dict[int, WorkerSession] = {}
         self._graphs: dict[str, RoadGraph | None] = {}
         self._zones: dict[str, ZoneInfo] = {}
         self._stats: dict[tuple[str, int], EtaStats] = {}
@@ -130,8 +131,9 @@ class Tracking:
 
     # --- socket ownership -------------------------------------------------------------
 
-    async def claim(self, worker_id: int, sock: WorkerSocket) -> None:
+    async def claim(self, worker_id: int, sock: WorkerSocket, session: WorkerSession) -> None:
         """Make ``sock`` the worker's only live socket; an older one is closed with 4001."""
+        self._sessions[worker_id] = session
         holder = f"{self.process_id}:{sock.conn_id}"
         old = await self.stores.redis.set(self.keys.worker_socket(worker_id), holder, get=True)
         previous = self._sockets.get(worker_id)
@@ -154,6 +156,7 @@ class Tracking:
         """Forget ``sock``; True if it was still the worker's live socket."""
         if self._sockets.get(worker_id) is sock:
             del self._sockets[worker_id]
+            self._sessions.pop(worker_id, None)
             self._jobs.pop(worker_id, None)
         holder = f"{self.process_id}:{sock.conn_id}"
         released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
@@ -199,15 +202,11 @@ class Tracking:
         )
         return int(archived or 0), (chosen or "available")
 
-    async def set_state(
-        self, city_id: str, worker_id: int, state: str, *, remember: bool = False
-    ) -> str:
+    async def set_state(self, city_id: str, worker_id: int, state: str) -> str:
         """Move the worker to ``state`` in the geo index; tell the city's dispatcher feed."""
         old = await self._set_state(
             keys=[self.keys.presence(city_id)], args=[self.keys.city_tag(city_id), worker_id, state]
         )
-        if remember:
-            await self.stores.redis.hset(self.keys.worker_state(city_id, worker_id), "pref", state)
         previous = old.decode() if isinstance(old, bytes) else str(old or "")
         if previous != state:
             await self.stores.redis.publish(
@@ -325,6 +324,7 @@ class Tracking:
     async def load_job(self, worker_id: int) -> ActiveJob | None:
         """Ask dispatch which job the worker holds and prepare its ETA (this process)."""
         info = await self.job_source(worker_id) if self.job_source is not None else None
+        await self._sync_state(worker_id, busy=info is not None)
         if info is None:
             self._jobs.pop(worker_id, None)
             return None
@@ -341,6 +341,26 @@ class Tracking:
             job = start_job(info, await self.graph_for(info.city_id))
         self._jobs[worker_id] = job
         return job
+
+    async def _sync_state(self, worker_id: int, *, busy: bool) -> None:
+        """A connected worker is ``busy`` while holding a job, else their own preference."""
+        session = self._sessions.get(worker_id)
+        if session is None:
+            return
+        wanted = "busy" if busy else session.preference
+        if wanted != session.state:
+            session.state = session.written_state = wanted
+            await self.set_state(session.city_id, worker_id, wanted)
+
+    async def set_preference(self, session: WorkerSession, preference: str) -> None:
+        """The worker chose to take jobs or pause; it takes effect unless they are busy."""
+        session.preference = preference
+        await self.stores.redis.hset(
+            self.keys.worker_state(session.city_id, session.worker_id), "pref", preference
+        )
+        if session.state != "busy" and session.state != preference:
+            session.state = session.written_state = preference
+            await self.set_state(session.city_id, session.worker_id, preference)
 
     def active_job(self, worker_id: int) -> ActiveJob | None:
         """The job this process tracks for a connected worker."""

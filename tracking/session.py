@@ -70,7 +70,7 @@ class WorkerSession:
 
     worker_id: int
     city_id: str
-    state: str
+    state: str  # what the index holds: the preference, or "busy" while holding a job
     track: Track
     fix_params: FixParams
     socket_params: SocketParams
@@ -79,6 +79,7 @@ class WorkerSession:
     throttled_in_window: int = 0
     last_feed_ms: int = 0
     written_state: str = ""
+    preference: str = "available"  # the worker's own choice: available or unavailable
 
     def __post_init__(self) -> None:
         self.bucket = TokenBucket(self.socket_params.frames_per_s, self.socket_params.burst_frames)

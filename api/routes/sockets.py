@@ -133,17 +133,17 @@ async def worker_socket(ws: WebSocket) -> None:
         tracking.socket_params,
     )
     sock = _Socket(ws)
-    await tracking.claim(worker.user_id, sock)
-    await tracking.load_job(worker.user_id)
+    session.preference = session.written_state = preference
+    await tracking.claim(worker.user_id, sock, session)
     await tracking.set_state(city, worker.user_id, preference)
-    session.written_state = preference
+    await tracking.load_job(worker.user_id)  # busy while holding a job
     limits = tracking.socket_params
     await sock.send(
         encode_hello(
             worker_id=worker.user_id,
             city_id=city,
             resume_seq=resume_seq,
-            state=preference,
+            state=session.state,
             frames_per_s=limits.frames_per_s,
             max_frame_bytes=limits.max_frame_bytes,
         )
@@ -218,10 +218,8 @@ async def _worker_loop(
                 continue
             await sock.send(encode_ack(result.ack_seq, result.accepted, result.rejected))
         elif isinstance(msg, StateMsg):
-            session.state = msg.state
-            session.written_state = msg.state
-            await tracking.set_state(session.city_id, session.worker_id, msg.state, remember=True)
-            await sock.send(encode_state(msg.state))
+            await tracking.set_preference(session, msg.state)
+            await sock.send(encode_state(session.state))
         elif isinstance(msg, PingMsg):
             await sock.send(PONG)
 
