@@ -87,6 +87,19 @@ class RoadGraph:
         node = int(index)
         return node, haversine_m(lat, lng, float(self.lat[node]), float(self.lng[node]))
 
+    def nearest_nodes(self, lat: FloatArray, lng: FloatArray) -> tuple[IntArray, FloatArray]:
+        """:meth:`nearest_node` for many points at once: node indices and metres."""
+        _, index = self._tree.query(self._local_xy_m(np.asarray(lat), np.asarray(lng)))
+        nodes = np.asarray(index, dtype=np.int64)
+        lat1, lng1 = np.radians(np.asarray(lat)), np.radians(np.asarray(lng))
+        lat2, lng2 = np.radians(self.lat[nodes]), np.radians(self.lng[nodes])
+        a = (
+            np.sin((lat2 - lat1) / 2) ** 2
+            + np.cos(lat1) * np.cos(lat2) * np.sin((lng2 - lng1) / 2) ** 2
+        )
+        metres: FloatArray = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
+        return nodes, metres
+
 
 def _largest_scc(n: int, rows: IntArray, cols: IntArray) -> npt.NDArray[np.bool_]:
     """Mask of the nodes in the largest strongly connected component."""

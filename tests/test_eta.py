@@ -19,6 +19,7 @@ from tracking.eta import (
     EtaParams,
     EtaStats,
     destination_times,
+    eta_many,
     eta_range,
     eta_s,
     straight_eta_s,
@@ -288,3 +289,19 @@ def test_params_load_from_a_toml_table() -> None:
         from_mapping(EtaParams, {"speed": 3}, section="eta")
     with pytest.raises(ParamsError, match="max_snap_m"):
         from_mapping(EtaParams, {"max_snap_m": -1}, section="eta")
+
+
+def test_eta_many_equals_eta_s_point_by_point() -> None:
+    """The vectorised ETA gives exactly what eta_s gives, on and off the graph."""
+    graph = load_futian_graph()
+    params = EtaParams()
+    rng = np.random.default_rng(5)
+    lat = rng.uniform(22.50, 22.56, 300)  # some points off the graph's bbox: straight-line
+    lng = rng.uniform(113.98, 114.06, 300)
+    times = destination_times(graph, float(graph.lat[100]), float(graph.lng[100]))
+    nodes, snap_m = graph.nearest_nodes(lat, lng)
+    many = eta_many(times, graph, nodes, snap_m, lat, lng, params)
+    one = [
+        eta_s(times, graph, float(a), float(b), params)[0] for a, b in zip(lat, lng, strict=True)
+    ]
+    assert many == pytest.approx(one, rel=1e-9)
