@@ -1,0 +1,1 @@
+"""Benchmark scripts; run them as modules, e.g. ``python -m benchmarks.matching``."""

@@ -1,0 +1,11 @@
+"""Errors of the matching package: inputs that break a rule, named by field."""
+
+from __future__ import annotations
+
+from doorstep.errors import InvalidInput
+
+
+class MatchingError(InvalidInput):
+    """Root of every ``matching`` error: a job, candidate or stored decision is unusable."""
+
+    code = "invalid_matching_input"

@@ -1,0 +1,107 @@
+"""Whether a worker may take a job, and if not, why (in words a dispatcher can act on).
+
+Two steps, cheapest first: :func:`why_not` needs only the job, the worker's state and
+the time; :func:`why_not_eta` runs for the survivors once their road ETA is known (too
+far, would arrive after the latest start, or the schedule does not cover the job at
+the time they could actually start). ``None`` means feasible.
+
+A reason reads ``"<kind>: <details>"`` (or just ``"<kind>"``); :func:`reason_kind`
+gives the kind, for counting reasons over many candidates.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from datetime import UTC, date, datetime, timedelta, timezone
+
+from matching.model import NO_FIX_AGE_S, Candidate, Job
+from matching.params import MatchParams
+
+
+def reason_kind(reason: str) -> str:
+    """The stable part of a reason: the text before the first colon."""
+    return reason.split(":", 1)[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def local_date(ts_s: float, utc_offset_s: int) -> date:
+    """The local calendar date of an epoch time."""
+    return datetime.fromtimestamp(ts_s + utc_offset_s, UTC).date()
+
+
+def local_time(ts_s: float, utc_offset_s: int) -> str:
+    """An epoch time as local ``YYYY-MM-DD HH:MM`` (for messages)."""
+    tz = timezone(timedelta(seconds=utc_offset_s))
+    return datetime.fromtimestamp(ts_s, tz).strftime("%Y-%m-%d %H:%M")
+
+
+def covers(available: tuple[tuple[int, int], ...], start_s: float, end_s: float) -> bool:
+    """Whether one of the (merged) free intervals contains [start_s, end_s)."""
+    for a, b in available:  # noqa: SIM110 (no generator on the hot path)
+        if a <= start_s and end_s <= b:
+            return True
+    return False
+
+
+def earliest_start_s(job: Job, now_s: float, eta_s: float = 0.0) -> float:
+    """When a worker ``eta_s`` away could start: not before the window opens."""
+    return max(float(job.earliest_start_s), now_s + eta_s)
+
+
+def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str | None:
+    """Why ``cand`` cannot take ``job`` judging by state alone, or None.
+
+    Checks, in order: excluded, pinned to another worker, not available (busy,
+    unavailable, offline), stale location fix, missing skills, certificates missing or
+    expired before the last day the job could run, schedule not covering the job if it
+    started as early as possible.
+    """
+    if cand.worker_id in job.excluded_worker_ids:
+        return "excluded from this order"
+    if job.pinned_worker_id is not None and job.pinned_worker_id != cand.worker_id:
+        return f"pinned to another worker: {job.pinned_worker_id}"
+    if cand.state != "available":
+        return f"not available: {cand.state}"
+    if cand.fix_age_s >= NO_FIX_AGE_S:
+        return "stale location fix: none known"
+    if cand.fix_age_s > params.fresh_fix_s:
+        return f"stale location fix: {cand.fix_age_s:.0f} s old, limit {params.fresh_fix_s:.0f} s"
+    if not job.required_skills <= cand.skills:
+        names = ", ".join(repr(s) for s in sorted(job.required_skills - cand.skills))
+        return f"missing skill: {names}"
+    if job.required_certificates:
+        last_day = local_date(job.latest_start_s + job.duration_s - 1, params.utc_offset_s)
+        for kind in sorted(job.required_certificates):
+            expires_on = cand.certificates.get(kind)
+            if expires_on is None:
+                return f"no verified certificate: {kind!r}"
+            if expires_on < last_day:
+                return f"certificate expired: {kind!r} valid to {expires_on}, job may run on {last_day}"
+    start_s = max(float(job.earliest_start_s), now_s)
+    if covers(cand.available, start_s, start_s + job.duration_s):
+        return None
+    return _outside_schedule(job, start_s, params)
+
+
+def why_not_eta(
+    job: Job, cand: Candidate, eta_s: float, now_s: float, params: MatchParams
+) -> str | None:
+    """Why ``cand``, ``eta_s`` seconds away by road, cannot take ``job``, or None."""
+    if not (math.isfinite(eta_s) and eta_s >= 0):
+        return "no road ETA"
+    if eta_s > params.max_eta_s:
+        return f"too far: ETA {eta_s / 60:.1f} min, limit {params.max_eta_s / 60:.1f} min"
+    start_s = max(float(job.earliest_start_s), now_s + eta_s)
+    if start_s > job.latest_start_s:
+        latest = local_time(job.latest_start_s, params.utc_offset_s)
+        return f"too late: could start {local_time(start_s, params.utc_offset_s)}, latest {latest}"
+    if covers(cand.available, start_s, start_s + job.duration_s):
+        return None
+    return _outside_schedule(job, start_s, params)
+
+
+def _outside_schedule(job: Job, start_s: float, params: MatchParams) -> str:
+    begin = local_time(start_s, params.utc_offset_s)
+    end = local_time(start_s + job.duration_s, params.utc_offset_s)[-5:]
+    return f"outside schedule: {begin}–{end}"

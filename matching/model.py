@@ -1,0 +1,312 @@
+"""The data matching works on: a job, a candidate worker, a score breakdown, a decision.
+
+All frozen, slotted dataclasses; times are epoch seconds, positions WGS-84 degrees,
+money in minor units (fen). A :class:`Decision` keeps everything needed to show a
+dispatcher why, and to replay it offline (:func:`matching.replay.replay`): the job, the
+time, the peers' medians, and for each candidate its inputs (when stored, only what
+mattered for the job), its ETA, and why it was infeasible or its score breakdown.
+``to_json``/``from_json`` round-trip it for storage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Final, Literal, get_args
+
+import msgspec
+
+from doorstep.wire import decode
+from matching.errors import MatchingError
+
+Policy = Literal["batch", "greedy"]
+WorkerState = Literal["available", "busy", "unavailable", "offline"]
+
+Term = Literal["eta", "rating", "fairness", "schedule", "affinity", "team"]
+TERMS: Final[tuple[Term, ...]] = get_args(Term)
+"""The score terms, in the order of :attr:`Breakdown.raw` and :attr:`Breakdown.weighted`."""
+
+
+def _check_position(lat: float, lng: float, field_prefix: str) -> None:
+    if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+        raise MatchingError("must be a finite number in [-90, 90]", field=f"{field_prefix}.lat")
+    if not (math.isfinite(lng) and -180.0 <= lng <= 180.0):
+        raise MatchingError("must be a finite number in [-180, 180]", field=f"{field_prefix}.lng")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An order to match. The worker must start within [earliest_start_s, latest_start_s].
+
+    An instant order has the window [placed, placed + ``MatchParams.instant_sla_s``]; a
+    booked one the customer's window. Jobs are taken oldest first by (``created_s``,
+    ``order_id``); left at 0, ``created_s`` leaves it to the order ids, which the
+    database hands out in creation order. ``pinned_worker_id``/``excluded_worker_ids``
+    are a dispatcher's overrides and the workers who already declined or timed out.
+    """
+
+    order_id: int
+    lat: float
+    lng: float
+    earliest_start_s: int
+    latest_start_s: int
+    duration_s: int
+    customer_id: int
+    required_skills: frozenset[str] = frozenset()
+    required_certificates: frozenset[str] = frozenset()
+    preferred_team_id: int | None = None
+    pinned_worker_id: int | None = None
+    excluded_worker_ids: frozenset[int] = frozenset()
+    price_minor: int = 0
+    created_s: int = 0
+
+    def __post_init__(self) -> None:
+        _check_position(self.lat, self.lng, "job")
+        object.__setattr__(self, "lat", float(self.lat))
+        object.__setattr__(self, "lng", float(self.lng))
+        if self.latest_start_s < self.earliest_start_s:
+            raise MatchingError("must be >= earliest_start_s", field="job.latest_start_s")
+        if self.duration_s <= 0:
+            raise MatchingError("must be > 0", field="job.duration_s")
+        if self.price_minor < 0:
+            raise MatchingError("must be >= 0", field="job.price_minor")
+        if self.pinned_worker_id is not None and self.pinned_worker_id in self.excluded_worker_ids:
+            raise MatchingError("the pinned worker is also excluded", field="job.pinned_worker_id")
+
+
+def merge_intervals(intervals: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """Sorted, with overlapping or touching intervals joined (each must have start < end)."""
+    if len(intervals) == 1 and intervals[0][0] < intervals[0][1]:
+        return intervals
+    for i, (start, end) in enumerate(intervals):
+        if not start < end:
+            raise MatchingError("must have start < end", field=f"candidate.available[{i}]")
+    if len(intervals) < 2:
+        return intervals
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+NO_FIX_AGE_S: Final = 1e9
+"""The fix age of a worker with no known fix (any larger age is clamped to it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A worker as matching sees them at one moment: the geo index plus worker state.
+
+    ``fix_age_s`` is the age of the last location fix; ``math.inf`` (no fix known) is
+    stored as :data:`NO_FIX_AGE_S`. ``certificates`` maps kind -> expiry date (the last
+    valid day, local time) of *verified* certificates only. ``available`` holds the
+    free intervals [start, end) in epoch seconds for the days that matter (availability
+    minus jobs already held); they are sorted and merged on construction.
+    ``rating_sum``/``rating_count`` are the raw star totals (the score shrinks them
+    towards a prior).
+    """
+
+    worker_id: int
+    lat: float
+    lng: float
+    fix_age_s: float
+    skills: frozenset[str] = frozenset()
+    certificates: Mapping[str, date] = field(default_factory=dict)
+    rating_sum: float = 0.0
+    rating_count: int = 0
+    jobs_today: int = 0
+    earnings_today_minor: int = 0
+    available: tuple[tuple[int, int], ...] = ()
+    team_id: int | None = None
+    served_customer_ids: frozenset[int] = frozenset()
+    state: WorkerState = "available"
+
+    def __post_init__(self) -> None:
+        lat, lng, age, rating_sum = self.lat, self.lng, self.fix_age_s, self.rating_sum
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):
+            _check_position(lat, lng, "candidate")  # raises, naming the field
+        if not age >= 0:
+            raise MatchingError("must be a number >= 0", field="candidate.fix_age_s")
+        if self.rating_count < 0 or not 0 <= rating_sum <= 5 * self.rating_count:
+            raise MatchingError(
+                "rating_count must be >= 0 and rating_sum in [0, 5 × rating_count]",
+                field="candidate.rating_sum",
+            )
+        if self.jobs_today < 0 or self.earnings_today_minor < 0:
+            raise MatchingError("must be >= 0", field="candidate.jobs_today")
+        available = self.available
+        if len(available) != 1 or not available[0][0] < available[0][1]:
+            object.__setattr__(self, "available", merge_intervals(available))
+        if age > NO_FIX_AGE_S:
+            object.__setattr__(self, "fix_age_s", NO_FIX_AGE_S)
+        # Floats stay floats, so equal candidates encode to equal JSON.
+        if type(lat) is not float or type(lng) is not float:
+            object.__setattr__(self, "lat", float(lat))
+            object.__setattr__(self, "lng", float(lng))
+        if type(age) is not float and age <= NO_FIX_AGE_S:
+            object.__setattr__(self, "fix_age_s", float(age))
+        if type(rating_sum) is not float:
+            object.__setattr__(self, "rating_sum", float(rating_sum))
+
+    def relevant_to(self, job: Job) -> Candidate:
+        """This candidate with only what can matter for ``job`` (for storing decisions):
+        skills and certificates it requires, and whether it served this customer."""
+        required, certificates = job.required_certificates, self.certificates
+        served = job.customer_id in self.served_customer_ids
+        return Candidate(
+            self.worker_id,
+            self.lat,
+            self.lng,
+            self.fix_age_s,
+            self.skills & job.required_skills,
+            {k: certificates[k] for k in required if k in certificates},
+            self.rating_sum,
+            self.rating_count,
+            self.jobs_today,
+            self.earnings_today_minor,
+            self.available,
+            self.team_id,
+            frozenset((job.customer_id,)) if served else _NONE,
+            self.state,
+        )
+
+
+_NONE: Final[frozenset[int]] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """City medians the fairness term compares a worker against."""
+
+    jobs_today: float = 0.0
+    earnings_today_minor: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jobs_today", float(self.jobs_today))
+        object.__setattr__(self, "earnings_today_minor", float(self.earnings_today_minor))
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """One candidate's score: per term (in :data:`TERMS` order) the raw value and the
+    weighted contribution, and their sum. Lower ``total`` is better (see ``scoring``)."""
+
+    raw: tuple[float, ...]
+    weighted: tuple[float, ...]
+    total: float
+
+    def __post_init__(self) -> None:
+        if not len(self.raw) == len(self.weighted) == len(TERMS):
+            raise MatchingError(f"must have {len(TERMS)} terms", field="breakdown.raw")
+
+    def as_dict(self) -> dict[Term, tuple[float, float]]:
+        """``{term: (raw, weighted)}``."""
+        return {t: (r, w) for t, r, w in zip(TERMS, self.raw, self.weighted, strict=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Considered:
+    """One candidate as a decision saw it.
+
+    ``candidate`` is the candidate as given (shared, not copied); stored decisions keep
+    only what mattered for the job (:meth:`Decision.for_storage`).
+    ``eta_s`` is None when the candidate was ruled out before an ETA was needed;
+    ``breakdown`` is set exactly when ``feasible``.
+    """
+
+    candidate: Candidate
+    feasible: bool
+    why_not: str | None
+    eta_s: float | None
+    breakdown: Breakdown | None
+
+    def __post_init__(self) -> None:
+        if self.feasible != (self.why_not is None) or self.feasible != (self.breakdown is not None):
+            raise MatchingError(
+                "a feasible candidate has a breakdown and no why_not; an infeasible one "
+                "a why_not and no breakdown",
+                field="candidates.feasible",
+            )
+
+    @property
+    def worker_id(self) -> int:
+        """The candidate's worker id."""
+        return self.candidate.worker_id
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome for one job: the chosen worker, or None and the reason.
+
+    ``candidates`` lists the feasible ones best first (by total, then worker id), then
+    the infeasible ones by worker id. ``params_digest`` identifies the params used;
+    ``terms`` names the breakdown columns (checked on load).
+    """
+
+    order_id: int
+    worker_id: int | None
+    reason: str | None
+    policy: Policy
+    now_s: float
+    job: Job
+    peers: Peers
+    candidates: tuple[Considered, ...]
+    params_digest: str
+    terms: tuple[str, ...] = TERMS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "now_s", float(self.now_s))
+        if (self.worker_id is None) == (self.reason is None):
+            raise MatchingError(
+                "exactly one of worker_id and reason must be set", field="decision.reason"
+            )
+        if self.job.order_id != self.order_id:
+            raise MatchingError("must equal job.order_id", field="decision.order_id")
+        if self.terms != TERMS:
+            raise MatchingError(
+                f"stored with terms {list(self.terms)}; this code scores {list(TERMS)}",
+                field="decision.terms",
+            )
+        if self.worker_id is not None and not any(
+            c.feasible and c.worker_id == self.worker_id for c in self.candidates
+        ):
+            raise MatchingError(
+                "the chosen worker must be a feasible candidate", field="decision.worker_id"
+            )
+
+    @property
+    def chosen(self) -> Considered | None:
+        """The chosen candidate's record, if any."""
+        for c in self.candidates:
+            if c.worker_id == self.worker_id:
+                return c
+        return None
+
+    def for_storage(self) -> Decision:
+        """This decision with each candidate trimmed to what mattered for the job
+        (:meth:`Candidate.relevant_to`): what :meth:`to_json` stores. Replaying it gives
+        the same outcome."""
+        job = self.job
+        return replace(
+            self,
+            candidates=tuple(
+                replace(c, candidate=c.candidate.relevant_to(job)) for c in self.candidates
+            ),
+        )
+
+    def to_json(self) -> bytes:
+        """JSON of :meth:`for_storage`; sets and mappings in sorted order, so equal
+        decisions give equal bytes."""
+        return msgspec.json.encode(self.for_storage(), order="deterministic")
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Decision:
+        """Parse :meth:`to_json` output (equal to :meth:`for_storage` of the original);
+        wrong or missing fields are errors naming them."""
+        raw = data.encode() if isinstance(data, str) else data
+        return decode(raw, cls)
