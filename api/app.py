@@ -16,10 +16,13 @@ from api.metrics import HttpMetrics
 from api.routes import accounts, catalog, orders, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
 from dispatch import service as dispatch_service
+from dispatch.engine import Engine, EngineParams
+from dispatch.offers import OfferParams
 from doorstep import __version__
 from doorstep.params import from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
+from matching.params import MatchParams
 from tracking.fixes import FixParams
 from tracking.service import Tracking
 from tracking.session import SocketParams
@@ -64,9 +67,19 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             dispatch_service.arrived_by_geofence, app.state.stores, tracking_rt
         )
         await tracking_rt.start()
+        app.state.engine = Engine(
+            app.state.stores,
+            tracking_rt,
+            match=from_mapping(MatchParams, tables.get("matching", {}), section="matching"),
+            offer=from_mapping(OfferParams, tables.get("offers", {}), section="offers"),
+            engine=from_mapping(EngineParams, tables.get("engine", {}), section="engine"),
+        )
+        if app.state.engine.params.enabled:
+            app.state.engine.start()
         try:
             yield
         finally:
+            await app.state.engine.stop()
             await app.state.tracking.stop()
             if own:
                 await app.state.stores.close()

@@ -32,8 +32,9 @@ class BookingParams:
 
 def check_window(start: datetime, end: datetime, *, now: datetime, params: BookingParams) -> None:
     """A scheduled window starts after the lead time, within the horizon, and is sensibly long."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidOrder("must include a UTC offset", field="window_start")
+    for value, name in ((start, "window_start"), (end, "window_end")):
+        if value.tzinfo is None:
+            raise InvalidOrder("must include a UTC offset", field=name)
     if start < now + timedelta(minutes=params.min_lead_min):
         what = "in the past" if start < now else f"less than {params.min_lead_min} minutes away"
         raise InvalidOrder(

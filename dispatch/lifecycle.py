@@ -164,7 +164,7 @@ def cancellation_fee(
     if status == "assigned" and window_start_s is not None and window_start_s - now_s >= 2 * 3600:
         return 0, "free: more than 2 hours before the booked window"
     fraction = 0.2 if status == "assigned" else 0.5
-    fee = round(price_minor * fraction)
+    fee = (price_minor * round(fraction * 100) + 50) // 100  # half up (四舍五入)
     return (
         fee,
         f"{int(fraction * 100)}% of the price: the worker had {'committed' if status == 'assigned' else 'travelled'}",

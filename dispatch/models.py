@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class Order:
     cancel_fee_minor: int | None
     created_at: datetime
     updated_at: datetime
+    pinned: bool = False
+    dispatch_attempts: int = 0
+    completed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +61,49 @@ class ShareLink:
     token: str
     expires_at: datetime
     path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """An offer of one order to one worker, answered or not."""
+
+    id: int
+    order_id: int
+    worker_id: int
+    mode: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None
+    reason: str
+    eta_s: float | None
+    distance_m: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A dispatcher's intervention, with what it changed."""
+
+    id: int
+    at: datetime
+    actor_id: int
+    action: str
+    city_id: str | None
+    order_id: int | None
+    worker_id: int | None
+    reason: str
+    forced: bool
+    warnings: list[str]
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """A customer's rating of a finished job."""
+
+    order_id: int
+    worker_id: int
+    stars: int
+    text: str
+    created_at: datetime

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+
+import asyncpg
 
 from accounts import store as accounts_store
 from accounts.rules import mask_phone, normalize_phone
@@ -129,50 +131,62 @@ async def book(
     else:
         user = await accounts_store.user_by_id(stores.pool, customer_id)
         contact_phone = user.phone if user else ""
-    async with stores.pool.acquire() as conn, conn.transaction():
-        order = await store.insert(
-            conn,
-            city_id=city_id,
-            customer_id=customer_id,
-            service_code=service.code,
-            kind=kind,
-            lat=lat,
-            lng=lng,
-            address_id=address_id,
-            address_detail=detail.strip(),
-            contact_phone=contact_phone,
-            window_start=window_start,
-            window_end=window_end,
-            duration_min=service.duration_min,
-            price_minor=service.price_minor,
-            currency=service.currency,
-            notes=notes.strip(),
-            start_code=new_start_code(),
-            idempotency_key=idempotency_key,
-        )
-        await store.add_event(
-            conn,
-            order.id,
-            action="book",
-            from_status=None,
-            to_status="created",
-            actor="customer",
-            actor_id=customer_id,
-            reason="",
-        )
-        # No payment step yet: the system confirms at once.
-        confirmed = await store.update(conn, order.id, order.version, {"status": "confirmed"})
-        assert confirmed is not None
-        await store.add_event(
-            conn,
-            order.id,
-            action="confirm",
-            from_status="created",
-            to_status="confirmed",
-            actor="system",
-            actor_id=None,
-            reason="no payment required",
-        )
+    try:
+        async with stores.pool.acquire() as conn, conn.transaction():
+            order = await store.insert(
+                conn,
+                city_id=city_id,
+                customer_id=customer_id,
+                service_code=service.code,
+                kind=kind,
+                lat=lat,
+                lng=lng,
+                address_id=address_id,
+                address_detail=detail.strip(),
+                contact_phone=contact_phone,
+                window_start=window_start,
+                window_end=window_end,
+                duration_min=service.duration_min,
+                price_minor=service.price_minor,
+                currency=service.currency,
+                notes=notes.strip(),
+                start_code=new_start_code(),
+                idempotency_key=idempotency_key,
+            )
+            await store.add_event(
+                conn,
+                order.id,
+                action="book",
+                from_status=None,
+                to_status="created",
+                actor="customer",
+                actor_id=customer_id,
+                reason="",
+            )
+            # No payment step yet: the system confirms at once.
+            confirmed = await store.update(conn, order.id, order.version, {"status": "confirmed"})
+            assert confirmed is not None
+            await store.add_event(
+                conn,
+                order.id,
+                action="confirm",
+                from_status="created",
+                to_status="confirmed",
+                actor="system",
+                actor_id=None,
+                reason="no payment required",
+            )
+    except asyncpg.UniqueViolationError:  # the same Idempotency-Key, at the same moment
+        if idempotency_key is None:
+            raise
+        existing = await store.by_idempotency_key(stores.pool, customer_id, idempotency_key)
+        if existing is None:
+            raise
+        if existing.service_code != service_code:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used for another booking", field="idempotency-key"
+            ) from None
+        return existing, False
     return confirmed, True
 
 
@@ -193,16 +207,33 @@ def may_see(caller: Caller, order: Order) -> bool:
     return caller.role == "worker" and order.worker_id == caller.user_id
 
 
-def view(order: Order, caller: Caller) -> Order:
+REVEAL_GRACE = timedelta(minutes=30)
+
+
+def reveals_contact(order: Order, caller: Caller, now: datetime) -> bool:
+    """A worker sees the exact address and phone from assignment until 30 minutes after
+    completion (to find the door again, or call about a forgotten item)."""
+    if caller.role != "worker" or order.worker_id != caller.user_id:
+        return False
+    if order.status in WITH_WORKER:
+        return True
+    return (
+        order.status == "completed"
+        and order.completed_at is not None
+        and now - order.completed_at <= REVEAL_GRACE
+    )
+
+
+def view(order: Order, caller: Caller, now: datetime | None = None) -> Order:
     """What the caller may read of the order.
 
     Workers never see the start code (the customer hands it over on site), and see the
-    exact address detail and phone only while they hold the job; elsewhere the phone is
-    masked.
+    exact address detail and phone only within :func:`reveals_contact`; elsewhere the
+    phone is masked.
     """
     if caller.role != "worker":
         return order
-    holding = order.status in WITH_WORKER and order.worker_id == caller.user_id
+    holding = reveals_contact(order, caller, now or _now())
     return replace(
         order,
         start_code=None,
@@ -239,12 +270,16 @@ async def act(
     start_code: str | None = None,
     at: datetime | None = None,
     data: dict[str, Any] | None = None,
+    via_offer: bool = False,
 ) -> Order:
-    """Take ``action`` on the order as ``caller``; the whole change or nothing."""
+    """Take ``action`` on the order as ``caller``; the whole change or nothing.
+
+    ``via_offer``: a worker accepting an offer (they cannot see the order before).
+    """
     now = at or _now()
     async with stores.pool.acquire() as conn, conn.transaction():
         order = await store.get(conn, order_id, lock=True)
-        if order is None or not may_see(caller, order):
+        if order is None or not (may_see(caller, order) or via_offer):
             raise OrderNotFound(f"no order {order_id}", field="order_id")
         if expected_version is not None and expected_version != order.version:
             raise StaleVersion(
@@ -281,6 +316,8 @@ async def act(
             fields["eta_predicted_s"] = await _predict(stores, tracking, order)
         elif action == "arrive":
             fields["arrived_at"] = now
+        elif action == "complete":
+            fields["completed_at"] = now
         elif action == "start":
             if start_code is None or start_code.strip() != order.start_code:
                 raise InvalidOrder(
@@ -329,14 +366,14 @@ async def _predict(stores: Stores, tracking: Tracking, order: Order) -> float | 
         return None
     job = start_job(
         JobInfo(order.id, order.city_id, order.lat, order.lng, "en_route"),
-        await tracking.graph_for(order.city_id),
+        await tracking.eta.graph_for(order.city_id),
     )
     return float(
         estimate(
             job,
             float(lat),
             float(lng),
-            tracking.stats_for(order.city_id, int(_now().timestamp() * 1000)),
+            tracking.eta.stats_for(order.city_id, int(_now().timestamp() * 1000)),
             tracking.eta_params,
         )["base_s"]
     )
@@ -363,6 +400,17 @@ async def _after(
     for worker_id in {before.worker_id, after.worker_id} - {None}:
         assert worker_id is not None
         await tracking.job_changed(worker_id)
+        holds = worker_id == after.worker_id
+        await tracking.send_to_worker(
+            worker_id,
+            {
+                "type": "job",
+                "order_id": after.id,
+                "status": after.status if holds else "withdrawn",
+                "action": action,
+                "version": after.version,
+            },
+        )
     if (
         action == "arrive"
         and after.en_route_at
@@ -374,7 +422,7 @@ async def _after(
         )
         observed = (after.arrived_at - after.en_route_at).total_seconds()
         if predicted:
-            await tracking.learn(
+            await tracking.eta.learn(
                 after.city_id, int(after.arrived_at.timestamp() * 1000), observed, float(predicted)
             )
 
@@ -408,4 +456,14 @@ async def arrived_by_geofence(
             reason="arrival geofence",
             at=datetime.fromtimestamp(ts_ms / 1000, UTC),
             data={"source": "geofence", "worker_id": worker_id},
+        )
+
+
+async def audit_reveal(stores: Stores, order: Order, caller: Caller) -> None:
+    """Record that a worker was shown the customer's address and phone."""
+    if reveals_contact(order, caller, _now()):
+        await stores.pool.execute(
+            "INSERT INTO address_reveals (order_id, worker_id, what) VALUES ($1, $2, 'address,phone')",
+            order.id,
+            caller.user_id,
         )

@@ -14,7 +14,7 @@ _COLS = (
     "id, city_id, customer_id, service_code, kind, status, version, lat, lng, address_id, "
     "address_detail, contact_phone, window_start, window_end, duration_min, price_minor, "
     "currency, notes, worker_id, start_code, en_route_at, arrived_at, cancel_fee_minor, "
-    "created_at, updated_at"
+    "created_at, updated_at, pinned, dispatch_attempts, completed_at"
 )
 
 

@@ -84,7 +84,7 @@ async def test_a_customer_on_one_process_sees_fixes_ingested_by_another(
         r = await api_a.post(
             f"/v1/orders/{order['id']}/assign",
             headers=dispatcher.auth,
-            json={"worker_id": worker_account.id},
+            json={"worker_id": worker_account.id, "reason": "nearest", "force": True},
         )
         assert r.status_code == 200, r.text
         worker, _ = await open_worker(a, worker_account)

@@ -34,7 +34,7 @@ async def test_customer_watches_the_worker_arrive(
     r = await client.post(
         f"/v1/orders/{order['id']}/assign",
         headers=dispatcher.auth,
-        json={"worker_id": worker_account.id, "reason": "nearest"},
+        json={"worker_id": worker_account.id, "reason": "nearest", "force": True},
     )
     assert r.status_code == 200, r.text
     worker, hello = await open_worker(address, worker_account)
@@ -79,9 +79,15 @@ async def test_customer_watches_the_worker_arrive(
     events = (await client.get(f"/v1/orders/{order['id']}/events", headers=customer.auth)).json()
     assert events[-1]["actor"] == "system"
     assert events[-1]["reason"] == "arrival geofence"
-    learned = await stores.pool.fetchval(
-        "SELECT sum(n) FROM eta_stats WHERE city_id = $1", order["city_id"]
-    )
+    learned = None
+    for _ in range(50):  # learning follows the arrival's announcement
+        learned = await stores.pool.fetchval(
+            "SELECT sum(n) FROM eta_stats WHERE city_id = $1", order["city_id"]
+        )
+        if learned:
+            break
+        await asyncio.sleep(0.05)
+    assert learned is not None
     assert learned >= 1  # the trip's observed time taught the ETA model
     r = await client.post(
         f"/v1/orders/{order['id']}/start",

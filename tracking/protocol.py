@@ -49,11 +49,21 @@ class StateMsg(msgspec.Struct, tag="state", tag_field="type", forbid_unknown_fie
     state: WorkerState
 
 
+class OfferReplyMsg(
+    msgspec.Struct, tag="offer_reply", tag_field="type", forbid_unknown_fields=True, kw_only=True
+):
+    """Accept or reject an offer (the same as the REST calls)."""
+
+    offer_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    accept: bool
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
 class PingMsg(msgspec.Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
     """Keep-alive; answered with ``pong``."""
 
 
-UpMessage = FixesMsg | FixMsg | StateMsg | PingMsg
+UpMessage = FixesMsg | FixMsg | StateMsg | OfferReplyMsg | PingMsg
 _decoder: msgspec.json.Decoder[UpMessage] = msgspec.json.Decoder(UpMessage)
 
 
@@ -94,7 +104,7 @@ def parse_up(data: str | bytes) -> UpMessage:
     except msgspec.ValidationError as e:
         err = validation_error(e)
         if err.field == "type":
-            known = "fixes, fix, state, ping"
+            known = "fixes, fix, state, offer_reply, ping"
             if isinstance(err, MissingField):
                 raise FrameError(f"every message needs a type: {known}", field="type") from None
             raise UnknownType(f"unknown message type; one of: {known}", field="type") from None

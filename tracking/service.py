@@ -18,17 +18,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import orjson
 
 from catalog import store as catalog_store
 from doorstep.stores import Stores
-from geo.roadgraph import RoadGraph, load_futian_graph
 from tracking import scripts
 from tracking.archive import Row, TrailArchiver
-from tracking.eta import EtaParams, EtaStats
-from tracking.eta import update as update_stats
+from tracking.eta import EtaParams
+from tracking.eta_store import EtaStore
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
 from tracking.ingest import IngestWriter
@@ -106,9 +104,7 @@ class Tracking:
         self.on_arrival: ArrivalHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
-        self._graphs: dict[str, RoadGraph | None] = {}
-        self._zones: dict[str, ZoneInfo] = {}
-        self._stats: dict[tuple[str, int], EtaStats] = {}
+        self.eta = EtaStore(stores.pool, self.eta_params)
 
     async def start(self) -> None:
         """Connect the hub and start the background loops."""
@@ -161,6 +157,27 @@ class Tracking:
         holder = f"{self.process_id}:{sock.conn_id}"
         released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
         return bool(released)
+
+    async def send_to_worker(self, worker_id: int, payload: dict[str, Any]) -> bool:
+        """Push a message down the worker's socket, wherever it is; False if offline."""
+        data = orjson.dumps(payload)
+        sock = self._sockets.get(worker_id)
+        if sock is not None:
+            await sock.send(data)
+            return True
+        holder = await self.stores.redis.get(self.keys.worker_socket(worker_id))
+        if holder is None:
+            return False
+        proc = (holder.decode() if isinstance(holder, bytes) else str(holder)).partition(":")[0]
+        await self.stores.redis.publish(
+            self.keys.process_channel(proc),
+            orjson.dumps({"op": "send", "worker": worker_id, "payload": data.decode()}),
+        )
+        return True
+
+    async def publish_feed(self, city_id: str, payload: dict[str, Any]) -> None:
+        """Send a message to the city's dispatcher feed."""
+        await self.stores.redis.publish(self.keys.feed(city_id), orjson.dumps(payload))
 
     def local_socket(self, worker_id: int) -> WorkerSocket | None:
         """The worker's socket if this process holds it."""
@@ -293,7 +310,7 @@ class Tracking:
             ts_ms=ts,
             accuracy_m=acc,
             seq=result.ack_seq,
-            stats=self.stats_for(job.info.city_id, ts),
+            stats=self.eta.stats_for(job.info.city_id, ts),
             eta_params=self.eta_params,
             arrival_params=self.arrival_params,
         )
@@ -338,7 +355,7 @@ class Tracking:
                 info=info, graph=current.graph, times=current.times, arrival=current.arrival
             )
         else:
-            job = start_job(info, await self.graph_for(info.city_id))
+            job = start_job(info, await self.eta.graph_for(info.city_id))
         self._jobs[worker_id] = job
         return job
 
@@ -383,79 +400,6 @@ class Tracking:
         await self.stores.redis.publish(
             self.keys.order_channel(city_id, order_id), orjson.dumps(payload)
         )
-
-    async def graph_for(self, city_id: str) -> RoadGraph | None:
-        """The road graph covering the city's service area, if one is bundled."""
-        if city_id not in self._graphs:
-            city = await catalog_store.city(self.stores.pool, city_id)
-            graph = None
-            if city is not None:
-                self._zones[city_id] = ZoneInfo(city.timezone)
-                g = load_futian_graph()
-                min_lat, min_lng, max_lat, max_lng = city.bbox
-                if (
-                    min_lat <= float(g.lat.max())
-                    and float(g.lat.min()) <= max_lat
-                    and min_lng <= float(g.lng.max())
-                    and float(g.lng.min()) <= max_lng
-                ):
-                    graph = g
-            self._graphs[city_id] = graph
-            await self.load_stats(city_id)
-        return self._graphs[city_id]
-
-    def local_hour(self, city_id: str, ts_ms: int) -> int:
-        """The hour of day in the city's time zone."""
-        zone = self._zones.get(city_id, ZoneInfo("Asia/Shanghai"))
-        return datetime.fromtimestamp(ts_ms / 1000, zone).hour
-
-    def stats_for(self, city_id: str, ts_ms: int) -> EtaStats:
-        """The learned ETA bias for the city at that hour (prior until learned)."""
-        return self._stats.get((city_id, self.local_hour(city_id, ts_ms)), EtaStats())
-
-    async def load_stats(self, city_id: str) -> None:
-        """Read the city's learned ETA statistics."""
-        rows = await self.stores.pool.fetch(
-            "SELECT hour, n, mean_log_ratio, var_log_ratio FROM eta_stats WHERE city_id = $1",
-            city_id,
-        )
-        for r in rows:
-            self._stats[(city_id, r["hour"])] = EtaStats(
-                r["n"], r["mean_log_ratio"], r["var_log_ratio"]
-            )
-
-    async def learn(
-        self, city_id: str, ts_ms: int, observed_s: float, predicted_s: float
-    ) -> EtaStats:
-        """Fold one observed trip into the city-hour's ETA statistics (and store them)."""
-        await self.graph_for(city_id)
-        hour = self.local_hour(city_id, ts_ms)
-        async with self.stores.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT n, mean_log_ratio, var_log_ratio FROM eta_stats "
-                "WHERE city_id = $1 AND hour = $2 FOR UPDATE",
-                city_id,
-                hour,
-            )
-            stats = (
-                EtaStats(row["n"], row["mean_log_ratio"], row["var_log_ratio"])
-                if row
-                else EtaStats()
-            )
-            stats = update_stats(stats, observed_s, predicted_s, self.eta_params)
-            await conn.execute(
-                "INSERT INTO eta_stats (city_id, hour, n, mean_log_ratio, var_log_ratio) "
-                "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (city_id, hour) DO UPDATE SET n = EXCLUDED.n, "
-                "mean_log_ratio = EXCLUDED.mean_log_ratio, var_log_ratio = EXCLUDED.var_log_ratio, "
-                "updated_at = now()",
-                city_id,
-                hour,
-                stats.n,
-                stats.mean_log_ratio,
-                stats.var_log_ratio,
-            )
-        self._stats[(city_id, hour)] = stats
-        return stats
 
     # --- staleness ---------------------------------------------------------------------
 

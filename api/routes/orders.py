@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,10 +12,10 @@ from starlette.responses import Response
 
 from api.bodies import Input
 from api.routing import Ctx, QueryParam, Router, encode
-from dispatch import service, store
+from dispatch import offers, overrides, ratings, service, store
 from dispatch.booking import BookingParams
 from dispatch.lifecycle import STATUSES, Action
-from dispatch.models import Order, OrderEvent, ShareLink
+from dispatch.models import Offer, Order, OrderEvent, Override, Rating, ShareLink
 from dispatch.service import Caller
 from dispatch.share import issue_share
 from doorstep.errors import InvalidInput
@@ -53,12 +54,64 @@ class ReasonIn(Input):
     version: int | None = None
 
 
-class AssignIn(Input):
-    """A dispatcher assigns a worker."""
+OverrideReason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+WorkerId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
-    worker_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-    reason: Reason = ""
-    version: int | None = None
+
+class AssignIn(Input):
+    """A dispatcher assigns a worker; ``force`` overrides the matcher's objections."""
+
+    worker_id: WorkerId
+    reason: OverrideReason
+    force: bool = False
+
+
+class OverrideIn(Input):
+    """Why (required for every override; kept in the audit)."""
+
+    reason: OverrideReason
+
+
+class PinIn(Input):
+    """Pin or unpin."""
+
+    pinned: bool
+    reason: OverrideReason
+
+
+class ExcludeIn(Input):
+    """Keep a worker away from this order."""
+
+    worker_id: WorkerId
+    reason: OverrideReason
+
+
+class PauseIn(Input):
+    """Pause or resume automatic dispatch."""
+
+    paused: bool
+    reason: OverrideReason
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideResult:
+    """The order after an override, and the audit entry."""
+
+    order: Order
+    override: Override
+
+
+class RejectIn(Input):
+    """Why the worker declines (shown to dispatchers)."""
+
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class RatingIn(Input):
+    """Stars 1–5 and an optional comment."""
+
+    stars: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
 class StartIn(Input):
@@ -139,6 +192,8 @@ async def list_orders(ctx: Ctx) -> list[Order]:
         before_id=ctx.query_int("before_id", 2**62, ge=1, le=2**62),
         limit=ctx.query_int("limit", 50, ge=1, le=200),
     )
+    for o in orders:
+        await service.audit_reveal(ctx.stores, o, caller)
     return [service.view(o, caller) for o in orders]
 
 
@@ -150,7 +205,9 @@ async def list_orders(ctx: Ctx) -> list[Order]:
 )
 async def get_order(ctx: Ctx) -> Order:
     caller = _caller(ctx)
-    return service.view(await service.visible(ctx.stores, caller, ctx.path_int("order_id")), caller)
+    order = await service.visible(ctx.stores, caller, ctx.path_int("order_id"))
+    await service.audit_reveal(ctx.stores, order, caller)
+    return service.view(order, caller)
 
 
 @router.get(
@@ -169,6 +226,7 @@ async def _act(ctx: Ctx, action: Action, **kw: Any) -> Order:
     order = await service.act(
         ctx.stores, _tracking(ctx), ctx.path_int("order_id"), action, caller, **kw
     )
+    await service.audit_reveal(ctx.stores, order, caller)
     return service.view(order, caller)
 
 
@@ -187,24 +245,115 @@ async def cancel(ctx: Ctx, body: ReasonIn) -> Order:
     "/v1/orders/{order_id}/assign",
     roles=STAFF,
     body=AssignIn,
-    returns=Order,
-    summary="Assign a worker (dispatcher override)",
+    returns=OverrideResult,
+    summary="Assign (or reassign) a worker; 409 with warnings if infeasible unless force",
 )
-async def assign(ctx: Ctx, body: AssignIn) -> Order:
-    return await _act(
-        ctx, "assign", worker_id=body.worker_id, reason=body.reason, expected_version=body.version
+async def assign(ctx: Ctx, body: AssignIn) -> OverrideResult:
+    order, audit = await overrides.assign(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_int("order_id"),
+        body.worker_id,
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+        force=body.force,
     )
+    return OverrideResult(order, audit)
 
 
 @router.post(
     "/v1/orders/{order_id}/unassign",
     roles=STAFF,
-    body=ReasonIn,
-    returns=Order,
-    summary="Take the job from its worker and dispatch it again",
+    body=OverrideIn,
+    returns=OverrideResult,
+    summary="Take the job from its worker (excluded from it) and dispatch it again",
 )
-async def unassign(ctx: Ctx, body: ReasonIn) -> Order:
-    return await _act(ctx, "unassign", reason=body.reason, expected_version=body.version)
+async def unassign(ctx: Ctx, body: OverrideIn) -> OverrideResult:
+    order, audit = await overrides.unassign(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_int("order_id"),
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+    )
+    return OverrideResult(order, audit)
+
+
+@router.post(
+    "/v1/orders/{order_id}/pin",
+    roles=STAFF,
+    body=PinIn,
+    returns=OverrideResult,
+    summary="Pin an order (the engine never moves it) or unpin it",
+)
+async def pin(ctx: Ctx, body: PinIn) -> OverrideResult:
+    order, audit = await overrides.pin(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_int("order_id"),
+        pinned=body.pinned,
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+    )
+    return OverrideResult(order, audit)
+
+
+@router.post(
+    "/v1/orders/{order_id}/exclude",
+    roles=STAFF,
+    body=ExcludeIn,
+    returns=Override,
+    summary="Never give this order to a worker (taken from them if they hold it)",
+)
+async def exclude(ctx: Ctx, body: ExcludeIn) -> Override:
+    return await overrides.exclude(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_int("order_id"),
+        body.worker_id,
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+    )
+
+
+@router.put(
+    "/v1/cities/{city_id}/dispatch",
+    roles=STAFF,
+    body=PauseIn,
+    returns=Override,
+    summary="Pause or resume automatic dispatch in a city",
+)
+async def pause_city(ctx: Ctx, body: PauseIn) -> Override:
+    return await overrides.pause_city(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_str("city_id"),
+        paused=body.paused,
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+    )
+
+
+@router.get(
+    "/v1/overrides",
+    roles=STAFF,
+    returns=list[Override],
+    query=(
+        QueryParam("city_id", str, "only this city"),
+        QueryParam("order_id", int, "only this order"),
+        QueryParam("limit", int, "1–500 (default 100)"),
+    ),
+    summary="The audit of dispatcher overrides, newest first",
+)
+async def list_overrides(ctx: Ctx) -> list[Override]:
+    raw = ctx.request.query_params.get("order_id")
+    order_id = ctx.query_int("order_id", 1, ge=1, le=2**62) if raw is not None else None
+    return await overrides.history(
+        ctx.stores,
+        city_id=ctx.query_str("city_id"),
+        order_id=order_id,
+        limit=ctx.query_int("limit", 100, ge=1, le=500),
+    )
 
 
 @router.post(
@@ -267,3 +416,71 @@ async def share(ctx: Ctx) -> ShareLink:
         expires_at=datetime.fromtimestamp(now + SHARE_TTL_S, UTC),
         path=f"/v1/ws/orders/{order.id}?share={token}",
     )
+
+
+@router.get(
+    "/v1/me/offers",
+    roles=frozenset({"worker"}),
+    returns=list[Offer],
+    query=(QueryParam("pending", bool, "only offers still open (default true)"),),
+    summary="The worker's offers, newest first",
+)
+async def my_offers(ctx: Ctx) -> list[Offer]:
+    pending = ctx.query_str("pending", choices=frozenset({"true", "false"})) != "false"
+    return await offers.for_worker(ctx.stores.pool, ctx.user.user_id, pending_only=pending)
+
+
+@router.post(
+    "/v1/offers/{offer_id}/accept",
+    roles=frozenset({"worker"}),
+    returns=Order,
+    summary="Take the offered job (first accept wins in grab mode)",
+)
+async def accept_offer(ctx: Ctx) -> Order:
+    order = await offers.accept(
+        ctx.stores, _tracking(ctx), ctx.path_int("offer_id"), ctx.user.user_id
+    )
+    caller = _caller(ctx)
+    await service.audit_reveal(ctx.stores, order, caller)
+    return service.view(order, caller)
+
+
+@router.post(
+    "/v1/offers/{offer_id}/reject",
+    roles=frozenset({"worker"}),
+    body=RejectIn,
+    summary="Decline the offered job, with a reason; it goes to someone else",
+)
+async def reject_offer(ctx: Ctx, body: RejectIn) -> None:
+    await offers.reject(
+        ctx.stores, _tracking(ctx), ctx.path_int("offer_id"), ctx.user.user_id, body.reason.strip()
+    )
+
+
+@router.post(
+    "/v1/orders/{order_id}/rating",
+    roles=CUSTOMER,
+    body=RatingIn,
+    returns=Rating,
+    status=201,
+    summary="Rate a completed job once (moves the worker's rating)",
+)
+async def rate_order(ctx: Ctx, body: RatingIn) -> Rating:
+    return await ratings.rate(
+        ctx.stores, ctx.path_int("order_id"), ctx.user.user_id, body.stars, body.text
+    )
+
+
+@router.get(
+    "/v1/orders/{order_id}/decisions",
+    roles=STAFF,
+    returns=list[dict[str, Any]],
+    summary="Why the engine chose whom: every candidate with each score term",
+)
+async def order_decisions(ctx: Ctx) -> list[dict[str, Any]]:
+    rows = await ctx.stores.pool.fetch(
+        "SELECT id, at, policy, worker_id, decision FROM dispatch_decisions WHERE order_id = $1 "
+        "ORDER BY id DESC LIMIT 20",
+        ctx.path_int("order_id"),
+    )
+    return [dict(r) for r in rows]

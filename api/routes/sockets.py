@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from accounts.service import authenticate
 from accounts.tokens import Claims
 from catalog import store as catalog_store
+from dispatch import offers
 from dispatch import store as dispatch_store
 from dispatch.models import Order
 from dispatch.share import verify_share
@@ -35,6 +36,7 @@ from tracking.protocol import (
     FixesMsg,
     FixMsg,
     FrameError,
+    OfferReplyMsg,
     PingMsg,
     StateMsg,
     encode_ack,
@@ -220,8 +222,43 @@ async def _worker_loop(
         elif isinstance(msg, StateMsg):
             await tracking.set_preference(session, msg.state)
             await sock.send(encode_state(session.state))
+        elif isinstance(msg, OfferReplyMsg):
+            await sock.send(await _offer_reply(tracking, session, msg))
         elif isinstance(msg, PingMsg):
             await sock.send(PONG)
+
+
+async def _offer_reply(tracking: Tracking, session: WorkerSession, msg: OfferReplyMsg) -> bytes:
+    """Accept or reject an offer from the socket; the answer says how it went."""
+    try:
+        if msg.accept:
+            order = await offers.accept(tracking.stores, tracking, msg.offer_id, session.worker_id)
+            return orjson.dumps(
+                {
+                    "type": "offer_result",
+                    "offer_id": msg.offer_id,
+                    "ok": True,
+                    "order_id": order.id,
+                    "status": order.status,
+                }
+            )
+        if not msg.reason.strip():
+            return encode_error("missing_field", "say why you decline", "reason")
+        await offers.reject(
+            tracking.stores, tracking, msg.offer_id, session.worker_id, msg.reason.strip()
+        )
+        return orjson.dumps(
+            {"type": "offer_result", "offer_id": msg.offer_id, "ok": True, "status": "rejected"}
+        )
+    except DoorstepError as e:
+        return orjson.dumps(
+            {
+                "type": "offer_result",
+                "offer_id": msg.offer_id,
+                "ok": False,
+                "error": {"code": e.code, "message": e.message, "field": e.field},
+            }
+        )
 
 
 async def city_feed(ws: WebSocket) -> None:
@@ -427,10 +464,10 @@ async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -
     if order.status in ("assigned", "en_route"):
         job = start_job(
             JobInfo(order.id, order.city_id, order.lat, order.lng, order.status),
-            await tracking.graph_for(order.city_id),
+            await tracking.eta.graph_for(order.city_id),
         )
         snap["eta"] = estimate(
-            job, wlat, wlng, tracking.stats_for(order.city_id, now_ms), tracking.eta_params
+            job, wlat, wlng, tracking.eta.stats_for(order.city_id, now_ms), tracking.eta_params
         )
         if job.times is not None and job.graph is not None:
             line = route_line(job.times, job.graph, wlat, wlng, tracking.eta_params)

@@ -1,0 +1,218 @@
+"""From the stores to the matcher's plain data: jobs from orders, candidates from workers.
+
+One place builds :class:`matching.model.Candidate` from PostgreSQL (skills, verified
+certificates, availability, rating, today's jobs and earnings, team, past customers) and
+Redis (position, fix age), so that the engine and a dispatcher's manual assignment are
+judged by the same rules (``matching.feasibility.why_not``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from catalog import store as catalog_store
+from dispatch.models import Order
+from doorstep.stores import Stores
+from matching.feasibility import why_not
+from matching.model import Candidate, Job
+from matching.params import MatchParams
+from workforce.models import DayException, Window
+from workforce.schedule import windows_on
+
+INSTANT_SLA_S = 2 * 3600
+
+
+def job_from_order(
+    order: Order,
+    *,
+    required_skills: Iterable[str],
+    required_certificates: Iterable[str],
+    excluded: frozenset[int],
+    now: datetime,
+    params: MatchParams,
+) -> Job:
+    """The matcher's view of an order."""
+    if order.window_start is not None and order.window_end is not None:
+        earliest, latest = int(order.window_start.timestamp()), int(order.window_end.timestamp())
+    else:
+        earliest = int(now.timestamp())
+        latest = earliest + params.instant_sla_s
+    return Job(
+        order_id=order.id,
+        lat=order.lat,
+        lng=order.lng,
+        created_s=int(order.created_at.timestamp()),
+        required_skills=frozenset(required_skills),
+        required_certificates=frozenset(required_certificates),
+        earliest_start_s=earliest,
+        latest_start_s=latest,
+        duration_s=order.duration_min * 60,
+        customer_id=order.customer_id,
+        preferred_team_id=None,
+        pinned_worker_id=None,
+        excluded_worker_ids=excluded,
+        price_minor=order.price_minor,
+    )
+
+
+def _intervals(
+    days: Iterable[date], weekly: list[Window], exceptions: list[DayException], zone: ZoneInfo
+) -> tuple[tuple[int, int], ...]:
+    out = []
+    for day in days:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
+        for start_min, end_min in windows_on(day, weekly, exceptions):
+            out.append(
+                (
+                    int((midnight + timedelta(minutes=start_min)).timestamp()),
+                    int((midnight + timedelta(minutes=end_min)).timestamp()),
+                )
+            )
+    return tuple(out)
+
+
+async def load_candidates(
+    stores: Stores,
+    city_id: str,
+    positions: Mapping[int, tuple[float, float]],
+    *,
+    now: datetime,
+    customer_ids: Iterable[int] = (),
+    days: int = 2,
+) -> dict[int, Candidate]:
+    """Candidates for the given workers (worker id → (lat, lng)) as of ``now``."""
+    ids = list(positions)
+    if not ids:
+        return {}
+    city = await catalog_store.city(stores.pool, city_id)
+    zone = ZoneInfo(city.timezone if city else "Asia/Shanghai")
+    today = now.astimezone(zone).date()
+    day_list = [today + timedelta(days=i) for i in range(days)]
+    start_of_day = datetime(today.year, today.month, today.day, tzinfo=zone)
+    pool, redis, keys = stores.pool, stores.redis, stores.keys
+    workers = await pool.fetch(
+        "SELECT user_id, skills, rating_sum, rating_count, team_id FROM workers WHERE user_id = ANY($1)",
+        ids,
+    )
+    certs = await pool.fetch(
+        "SELECT worker_id, kind, max(expires_on) AS expires_on FROM worker_certificates "
+        "WHERE worker_id = ANY($1) AND status = 'verified' GROUP BY worker_id, kind",
+        ids,
+    )
+    weekly = await pool.fetch(
+        "SELECT worker_id, weekday, start_min, end_min FROM worker_availability "
+        "WHERE worker_id = ANY($1)",
+        ids,
+    )
+    exceptions = await pool.fetch(
+        "SELECT worker_id, on_date, available, start_min, end_min, reason FROM "
+        "worker_availability_exceptions WHERE worker_id = ANY($1) AND on_date = ANY($2)",
+        ids,
+        day_list,
+    )
+    today_jobs = await pool.fetch(
+        "SELECT worker_id, count(*) AS jobs, coalesce(sum(price_minor), 0) AS earned FROM orders "
+        "WHERE worker_id = ANY($1) AND created_at >= $2 AND status NOT IN ('cancelled', 'failed') "
+        "GROUP BY worker_id",
+        ids,
+        start_of_day,
+    )
+    served = await pool.fetch(
+        "SELECT DISTINCT worker_id, customer_id FROM orders WHERE worker_id = ANY($1) "
+        "AND customer_id = ANY($2) AND status = 'completed'",
+        ids,
+        list(set(customer_ids)),
+    )
+    seen = await redis.zmscore(keys.presence(city_id), [str(i) for i in ids])
+    now_ms = now.timestamp() * 1000
+    cert_map: dict[int, dict[str, date]] = {}
+    for r in certs:
+        cert_map.setdefault(r["worker_id"], {})[r["kind"]] = r["expires_on"]
+    weekly_map: dict[int, list[Window]] = {}
+    for r in weekly:
+        weekly_map.setdefault(r["worker_id"], []).append(
+            Window(r["weekday"], r["start_min"], r["end_min"])
+        )
+    exc_map: dict[int, list[DayException]] = {}
+    for r in exceptions:
+        exc_map.setdefault(r["worker_id"], []).append(
+            DayException(r["on_date"], r["available"], r["start_min"], r["end_min"], r["reason"])
+        )
+    jobs_map = {r["worker_id"]: (int(r["jobs"]), int(r["earned"])) for r in today_jobs}
+    served_map: dict[int, set[int]] = {}
+    for r in served:
+        served_map.setdefault(r["worker_id"], set()).add(r["customer_id"])
+    age = {
+        w: (now_ms - s) / 1000 if s is not None else float("inf")
+        for w, s in zip(ids, seen, strict=True)
+    }
+    out = {}
+    for r in workers:
+        w = r["user_id"]
+        lat, lng = positions[w]
+        jobs, earned = jobs_map.get(w, (0, 0))
+        out[w] = Candidate(
+            worker_id=w,
+            lat=lat,
+            lng=lng,
+            fix_age_s=age[w],
+            skills=frozenset(r["skills"]),
+            certificates=cert_map.get(w, {}),
+            rating_sum=int(r["rating_sum"]),
+            rating_count=int(r["rating_count"]),
+            jobs_today=jobs,
+            earnings_today_minor=earned,
+            available=_intervals(day_list, weekly_map.get(w, []), exc_map.get(w, []), zone),
+            team_id=r["team_id"],
+            served_customer_ids=frozenset(served_map.get(w, set())),
+        )
+    return out
+
+
+async def order_job(stores: Stores, order: Order, *, now: datetime, params: MatchParams) -> Job:
+    """The matcher's job for an order, with its service's requirements and exclusions."""
+    service = await catalog_store.service(stores.pool, order.service_code)
+    rows = await stores.pool.fetch(
+        "SELECT worker_id FROM order_exclusions WHERE order_id = $1", order.id
+    )
+    return job_from_order(
+        order,
+        required_skills=service.required_skills if service else (),
+        required_certificates=service.required_certificates if service else (),
+        excluded=frozenset(r["worker_id"] for r in rows),
+        now=now,
+        params=params,
+    )
+
+
+async def assignment_warnings(
+    stores: Stores, order: Order, worker_id: int, now: datetime
+) -> list[str]:
+    """Why the matcher would not pick this worker for this order (empty: it would)."""
+    params = MatchParams()
+    lat, lng = await stores.redis.hmget(
+        stores.keys.worker_state(order.city_id, worker_id), ["lat", "lng"]
+    )
+    position = (
+        (float(lat), float(lng)) if lat is not None and lng is not None else (order.lat, order.lng)
+    )
+    candidates = await load_candidates(
+        stores, order.city_id, {worker_id: position}, now=now, customer_ids=[order.customer_id]
+    )
+    warnings = []
+    if worker_id not in candidates:
+        return [f"worker {worker_id} has no profile"]
+    if lat is None:
+        warnings.append("no known position: the worker is offline")
+    job = await order_job(stores, order, now=now, params=params)
+    reason = why_not(job, candidates[worker_id], int(now.timestamp()), params)
+    if reason is not None:
+        warnings.append(reason)
+    return warnings
+
+
+def utc(ts: float) -> datetime:
+    """An epoch time as an aware datetime."""
+    return datetime.fromtimestamp(ts, UTC)

@@ -1,0 +1,348 @@
+"""The dispatch engine: one per city at a time, ticking every few seconds.
+
+Each process runs an engine loop; for every city it tries to hold a short Redis lease
+(``SET NX PX``, renewed by the holder), so exactly one process ticks a given city and two
+processes never double-dispatch. A tick:
+
+1. times out pending offers (the order goes back to dispatching without that worker);
+2. fails orders past their SLA or out of attempts, with the reason (the customer is told);
+3. gathers the open orders (instant now; scheduled ones when their window comes near);
+4. reads the city's available workers once (one ``GEOSEARCH … WITHCOORD``) into an
+   in-memory index, takes each order's nearest candidates, loads their state, and asks
+   the matcher (batch assignment, or the greedy baseline) — recording every decision
+   with the candidates and their score terms;
+5. sends offers (one worker in direct mode, the top few in grab mode).
+
+Pinned orders are never moved. A paused city only has its offers timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import numpy as np
+import orjson
+
+from dispatch import offers, service, store
+from dispatch.candidates import load_candidates, order_job
+from dispatch.models import Order
+from dispatch.offers import OfferParams
+from dispatch.service import Caller
+from doorstep.stores import Stores
+from geo.coords import haversine_m
+from geo.roadgraph import RoadGraph
+from matching.assign import decide_batch, decide_greedy
+from matching.index import CandidateIndex, decode_geohash
+from matching.model import Candidate, Decision, Job
+from matching.params import MatchParams
+from tracking.eta import EtaParams, destination_times, eta_many, straight_eta_s
+from tracking.service import Tracking
+
+log = logging.getLogger("doorstep.dispatch.engine")
+SYSTEM = Caller("system", None)
+
+_RENEW = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "end return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineParams:
+    """How often the engine ticks and how far ahead scheduled work is dispatched (``[engine]``)."""
+
+    enabled: bool = True  # run the loop in every server process (off: tick by hand, e.g. tests)
+    tick_s: float = 2.0
+    lease_ms: int = 6000
+    batch_max: int = 500
+    scheduled_ahead_s: int = 2 * 3600
+    stale_reassign_s: int = 300
+
+    def __post_init__(self) -> None:
+        if self.tick_s <= 0 or self.lease_ms < self.tick_s * 1000 * 2 or self.batch_max < 1:
+            raise ValueError("engine: tick_s > 0, lease_ms >= 2 ticks, batch_max >= 1")
+
+
+@dataclass
+class TickReport:
+    """What one tick did (for logs, tests and benchmarks)."""
+
+    city_id: str
+    expired: int = 0
+    failed: int = 0
+    open_orders: int = 0
+    offered: int = 0
+    unmatched: int = 0
+    reassigned: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Engine:
+    """The per-process engine loop."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        tracking: Tracking,
+        *,
+        match: MatchParams | None = None,
+        offer: OfferParams | None = None,
+        engine: EngineParams | None = None,
+    ) -> None:
+        self.stores = stores
+        self.tracking = tracking
+        self.match = match or MatchParams()
+        self.offer = offer or OfferParams()
+        self.params = engine or EngineParams()
+        self._renew = stores.redis.register_script(_RENEW)
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+
+    def start(self) -> None:
+        """Tick in the background."""
+        self._task = asyncio.create_task(self._loop(), name="dispatch-engine")
+
+    async def stop(self) -> None:
+        """Stop ticking and let another process take the cities."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                cities = await self.stores.pool.fetch(
+                    "SELECT id FROM cities WHERE active ORDER BY id"
+                )
+                for row in cities:
+                    if await self.lease(row["id"]):
+                        await self.tick(row["id"], datetime.now(UTC))
+            except Exception:  # a bad tick must not stop dispatch; it is logged with its trace
+                log.exception("dispatch tick failed")
+            await asyncio.sleep(max(0.0, self.params.tick_s - (time.monotonic() - started)))
+
+    async def lease(self, city_id: str) -> bool:
+        """Hold (or renew) the city's engine lease; True if this process holds it."""
+        key = self.stores.keys.city(city_id, "engine-lease")
+        got = await self._renew(keys=[key], args=[self.tracking.process_id, self.params.lease_ms])
+        return bool(got)
+
+    async def tick(self, city_id: str, now: datetime) -> TickReport:
+        """One round of dispatch for a city (the caller holds the lease)."""
+        t0 = time.perf_counter()
+        report = TickReport(city_id)
+        report.expired = await offers.expire_due(self.stores, self.tracking, city_id, now)
+        paused = await self.stores.pool.fetchval(
+            "SELECT dispatch_paused FROM cities WHERE id = $1", city_id
+        )
+        if not paused:
+            report.failed = await self._fail_overdue(city_id, now)
+            report.reassigned = await self._reassign_vanished(city_id, now)
+            orders = await self._open_orders(city_id, now)
+            report.open_orders = len(orders)
+            if orders:
+                await self._dispatch(city_id, orders, now, report)
+        self.ticks += 1
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    async def _open_orders(self, city_id: str, now: datetime) -> list[Order]:
+        rows = await self.stores.pool.fetch(
+            "SELECT id FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
+            "AND NOT pinned AND (window_start IS NULL OR window_start <= $2) "
+            "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
+            "ORDER BY created_at LIMIT $3",
+            city_id,
+            now + timedelta(seconds=self.params.scheduled_ahead_s),
+            self.params.batch_max,
+        )
+        out = []
+        for r in rows:
+            order = await store.get(self.stores.pool, r["id"])
+            if order is not None:
+                out.append(order)
+        return out
+
+    async def _fail_overdue(self, city_id: str, now: datetime) -> int:
+        """Orders nobody took in time, or after too many rounds of offers."""
+        rows = await self.stores.pool.fetch(
+            "SELECT id, dispatch_attempts, created_at, window_end FROM orders WHERE city_id = $1 "
+            "AND status = 'dispatching' AND NOT pinned AND (dispatch_attempts >= $2 OR "
+            "(window_start IS NULL AND created_at < $3) OR (window_end IS NOT NULL AND window_end < $4))",
+            city_id,
+            self.offer.max_attempts,
+            now - timedelta(seconds=self.match.instant_sla_s),
+            now,
+        )
+        for r in rows:
+            why = (
+                f"no worker took it after {r['dispatch_attempts']} rounds of offers"
+                if r["dispatch_attempts"] >= self.offer.max_attempts
+                else "no worker could be found within the service time"
+            )
+            with contextlib.suppress(Exception):
+                await service.act(self.stores, self.tracking, r["id"], "fail", SYSTEM, reason=why)
+        return len(rows)
+
+    async def _reassign_vanished(self, city_id: str, now: datetime) -> int:
+        """Assigned orders whose worker went silent before setting off go back to dispatch."""
+        rows = await self.stores.pool.fetch(
+            "SELECT id, worker_id FROM orders WHERE city_id = $1 AND status = 'assigned' AND NOT pinned "
+            "AND updated_at < $2",
+            city_id,
+            now - timedelta(seconds=self.params.stale_reassign_s),
+        )
+        moved = 0
+        if not rows:
+            return 0
+        seen = await self.stores.redis.zmscore(
+            self.stores.keys.presence(city_id), [str(r["worker_id"]) for r in rows]
+        )
+        cutoff_ms = (now.timestamp() - self.params.stale_reassign_s) * 1000
+        for r, last in zip(rows, seen, strict=True):
+            if last is None or last < cutoff_ms:
+                with contextlib.suppress(Exception):
+                    await service.act(
+                        self.stores,
+                        self.tracking,
+                        r["id"],
+                        "unassign",
+                        SYSTEM,
+                        reason="the worker went silent before setting off",
+                    )
+                    async with self.stores.pool.acquire() as conn, conn.transaction():
+                        await offers.exclude(
+                            conn,
+                            r["id"],
+                            r["worker_id"],
+                            reason="went silent",
+                            actor="system",
+                            actor_id=None,
+                        )
+                    moved += 1
+        return moved
+
+    async def available_workers(self, city_id: str) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Every available worker of the city with their position, in one Redis call: the
+        geo set's members with their geohash scores, decoded in bulk (no per-member
+        distance computation in Redis)."""
+        raw = cast(
+            list[tuple[bytes, float]],
+            await self.stores.redis.zrange(
+                self.stores.keys.geo(city_id, "available"), 0, -1, withscores=True
+            ),
+        )
+        ids = [int(member) for member, _ in raw]
+        lats, lngs = decode_geohash(np.array([score for _, score in raw], dtype=np.float64))
+        return ids, lats, lngs
+
+    async def _dispatch(
+        self, city_id: str, orders: Sequence[Order], now: datetime, report: TickReport
+    ) -> None:
+        ids, lats, lngs = await self.available_workers(city_id)
+        jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
+        if not ids:
+            report.unmatched = len(orders)
+            return
+        index = CandidateIndex.build(np.asarray(ids, dtype=np.int64), lats, lngs)
+        per_job = [index.nearest(j.lat, j.lng, self.match.k, self.match.radius_m) for j in jobs]
+        union = sorted({ids[i] for found, _ in per_job for i in found})
+        positions = {w: (float(lats[ids.index(w)]), float(lngs[ids.index(w)])) for w in union}
+        cands = await load_candidates(
+            self.stores, city_id, positions, now=now, customer_ids=[j.customer_id for j in jobs]
+        )
+        graph = await self.tracking.eta.graph_for(city_id)
+        eta_params = self.tracking.eta_params
+        candidate_lists = [
+            [cands[ids[i]] for i in found if ids[i] in cands] for found, _ in per_job
+        ]
+        etas = self._etas(jobs, candidate_lists, graph, eta_params)
+        decide = decide_batch if self.match.policy == "batch" else decide_greedy
+        decisions = decide(jobs, candidate_lists, etas, int(now.timestamp()), self.match)
+        report.decisions = list(decisions)
+        await self._record(decisions)
+        for order, job, decision in zip(orders, jobs, decisions, strict=True):
+            picks = self._picks(job, decision, etas[jobs.index(job)])
+            if not picks:
+                report.unmatched += 1
+                continue
+            mode = self.offer.mode
+            made = await offers.make_offers(
+                self.stores, self.tracking, order, picks, mode=mode, params=self.offer, now=now
+            )
+            report.offered += bool(made)
+
+    @staticmethod
+    def _etas(
+        jobs: Sequence[Job],
+        candidate_lists: Sequence[Sequence[Candidate]],
+        graph: RoadGraph | None,
+        params: EtaParams,
+    ) -> list[dict[int, float]]:
+        """Road ETA of every (job, candidate) pair: candidates are snapped to the graph once
+        per tick, then each job costs one reverse shortest-path search and an array lookup."""
+        pool = {c.worker_id: c for cl in candidate_lists for c in cl}
+        if not pool:
+            return [{} for _ in jobs]
+        workers = list(pool)
+        lat = np.array([pool[w].lat for w in workers])
+        lng = np.array([pool[w].lng for w in workers])
+        column = {w: i for i, w in enumerate(workers)}
+        snapped = graph.nearest_nodes(lat, lng) if graph is not None else None
+        rows: list[dict[int, float]] = []
+        for job, cl in zip(jobs, candidate_lists, strict=True):
+            pos = np.array([column[c.worker_id] for c in cl], dtype=np.int64)
+            if graph is not None and snapped is not None and len(pos):
+                times = destination_times(graph, job.lat, job.lng)
+                secs = eta_many(
+                    times, graph, snapped[0][pos], snapped[1][pos], lat[pos], lng[pos], params
+                )
+            else:
+                secs = np.array(
+                    [
+                        straight_eta_s(
+                            haversine_m(float(lat[p]), float(lng[p]), job.lat, job.lng), params
+                        )
+                        for p in pos
+                    ]
+                )
+            rows.append({c.worker_id: float(t) for c, t in zip(cl, secs, strict=True)})
+        return rows
+
+    def _picks(
+        self, job: Job, decision: Decision, etas: dict[int, float]
+    ) -> list[tuple[int, float | None, float | None]]:
+        """Whom to offer: the chosen worker, or in grab mode the best few feasible ones."""
+        if decision.worker_id is None:
+            return []
+        chosen = [decision.worker_id]
+        if self.offer.mode == "grab":
+            ranked = sorted(
+                (c for c in decision.candidates if c.feasible and c.breakdown is not None),
+                key=lambda c: (c.breakdown.total if c.breakdown else 0.0, c.worker_id),
+            )
+            chosen = [decision.worker_id] + [
+                c.worker_id for c in ranked if c.worker_id != decision.worker_id
+            ]
+            chosen = chosen[: self.offer.grab_candidates]
+        return [(w, etas.get(w), None) for w in chosen]
+
+    async def _record(self, decisions: Sequence[Decision]) -> None:
+        """Keep every decision with its candidates and score terms (the "why", replayable)."""
+        await self.stores.pool.executemany(
+            "INSERT INTO dispatch_decisions (order_id, policy, worker_id, decision) VALUES ($1, $2, $3, $4)",
+            [
+                (d.order_id, self.match.policy, d.worker_id, orjson.loads(d.to_json()))
+                for d in decisions
+            ],
+        )

@@ -1,0 +1,346 @@
+"""Offers: an order proposed to a worker, with an expiry.
+
+Direct mode offers one worker at a time; grab mode (抢单) offers the top candidates at
+once and the first to accept wins, the others are withdrawn. An accept is the order's
+``assign`` transition, so the row lock and the worker lock guarantee that an order is
+never accepted twice and a worker never holds two jobs. A reject or a timeout puts the
+order back to dispatching without that worker (excluded for this order); after
+``max_attempts`` rounds without a taker the order fails and the customer is told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+
+from dispatch import service, store
+from dispatch.errors import DispatchError, OrderNotFound
+from dispatch.lifecycle import Action, IllegalTransition, Status, next_status
+from dispatch.models import Offer, Order
+from dispatch.service import Caller
+from doorstep.db import Conn, Tx
+from doorstep.errors import Conflict
+from doorstep.stores import Stores
+from tracking.service import Tracking
+
+_OFFER = (
+    "id, order_id, worker_id, mode, status, created_at, expires_at, answered_at, reason, "
+    "eta_s, distance_m"
+)
+SYSTEM = Caller("system", None)
+
+
+class OfferGone(Conflict, DispatchError):
+    """The offer was already answered, withdrawn, or has expired."""
+
+    code = "offer_gone"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferParams:
+    """How offers behave (section ``[offers]``)."""
+
+    ttl_s: int = 30
+    max_attempts: int = 5
+    grab_candidates: int = 5
+    mode: str = "direct"
+
+    def __post_init__(self) -> None:
+        if self.ttl_s < 5 or self.max_attempts < 1 or self.grab_candidates < 1:
+            raise ValueError("offers: ttl_s >= 5, max_attempts >= 1, grab_candidates >= 1")
+        if self.mode not in ("direct", "grab"):
+            raise ValueError("offers.mode must be 'direct' or 'grab'")
+
+
+def _offer(r: asyncpg.Record) -> Offer:
+    return Offer(**dict(r))
+
+
+async def get(db: Conn, offer_id: int, *, lock: bool = False) -> Offer | None:
+    """One offer."""
+    row = await db.fetchrow(
+        f"SELECT {_OFFER} FROM offers WHERE id = $1{' FOR UPDATE' if lock else ''}", offer_id
+    )
+    return _offer(row) if row else None
+
+
+async def for_worker(db: Conn, worker_id: int, *, pending_only: bool) -> list[Offer]:
+    """A worker's offers, newest first."""
+    rows = await db.fetch(
+        f"SELECT {_OFFER} FROM offers WHERE worker_id = $1 AND ($2 = false OR status = 'pending') "
+        "ORDER BY id DESC LIMIT 50",
+        worker_id,
+        pending_only,
+    )
+    return [_offer(r) for r in rows]
+
+
+async def excluded(db: Conn, order_id: int) -> frozenset[int]:
+    """Workers who must not be offered this order again."""
+    rows = await db.fetch("SELECT worker_id FROM order_exclusions WHERE order_id = $1", order_id)
+    return frozenset(r["worker_id"] for r in rows)
+
+
+async def exclude(
+    db: Tx, order_id: int, worker_id: int, *, reason: str, actor: str, actor_id: int | None
+) -> None:
+    """Never offer this order to this worker again."""
+    await db.execute(
+        "INSERT INTO order_exclusions (order_id, worker_id, reason, actor, actor_id) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        order_id,
+        worker_id,
+        reason,
+        actor,
+        actor_id,
+    )
+
+
+def offer_message(offer: Offer, order: Order, service_name: str) -> dict[str, Any]:
+    """What the worker's app shows: the job without the exact address (revealed on accept)."""
+    return {
+        "type": "offer",
+        "offer_id": offer.id,
+        "order_id": order.id,
+        "mode": offer.mode,
+        "expires_at_ms": int(offer.expires_at.timestamp() * 1000),
+        "service_code": order.service_code,
+        "service_name": service_name,
+        "kind": order.kind,
+        "price_minor": order.price_minor,
+        "duration_min": order.duration_min,
+        "window_start": order.window_start.isoformat() if order.window_start else None,
+        "window_end": order.window_end.isoformat() if order.window_end else None,
+        "lat": round(order.lat, 3),
+        "lng": round(order.lng, 3),  # ~100 m: the area, not the door
+        "eta_s": offer.eta_s,
+        "distance_m": offer.distance_m,
+    }
+
+
+async def make_offers(
+    stores: Stores,
+    tracking: Tracking,
+    order: Order,
+    picks: Sequence[tuple[int, float | None, float | None]],
+    *,
+    mode: str,
+    params: OfferParams,
+    now: datetime,
+) -> list[Offer]:
+    """Offer ``order`` to the picked workers (worker, eta_s, distance_m) and push the offers."""
+    expires = now + timedelta(seconds=params.ttl_s)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        current = await store.get(conn, order.id, lock=True)
+        if current is None or current.status not in ("confirmed", "dispatching"):
+            return []
+        if current.status == "confirmed":
+            current = await _step(conn, current, "dispatch", "engine picked it up", now)
+        made = []
+        for worker_id, eta, distance in picks:
+            row = await conn.fetchrow(
+                f"INSERT INTO offers (order_id, worker_id, mode, expires_at, eta_s, distance_m) "
+                f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_OFFER}",
+                order.id,
+                worker_id,
+                mode,
+                expires,
+                eta,
+                distance,
+            )
+            assert row is not None
+            made.append(_offer(row))
+        current = await _step(
+            conn,
+            current,
+            "offer",
+            f"{mode} offer to {len(made)} worker(s)",
+            now,
+            attempts=current.dispatch_attempts + 1,
+        )
+    name = await stores.pool.fetchval(
+        "SELECT name_zh FROM services WHERE code = $1", order.service_code
+    )
+    for offer in made:
+        await tracking.send_to_worker(
+            offer.worker_id, offer_message(offer, current, str(name or ""))
+        )
+    await tracking.publish_order(
+        current.city_id,
+        current.id,
+        {
+            "type": "status",
+            "order_id": current.id,
+            "status": current.status,
+            "previous": "dispatching",
+            "action": "offer",
+            "version": current.version,
+            "worker_id": None,
+            "at": current.updated_at.isoformat(),
+        },
+    )
+    return made
+
+
+async def _step(
+    conn: Tx, order: Order, action: str, reason: str, now: datetime, **extra: Any
+) -> Order:
+    """A system transition inside the caller's transaction."""
+    to = next_status(cast(Status, order.status), cast(Action, action), "system")
+    fields: dict[str, Any] = {"status": to}
+    if "attempts" in extra:
+        fields["dispatch_attempts"] = extra["attempts"]
+    updated = await store.update(conn, order.id, order.version, fields)
+    assert updated is not None
+    await store.add_event(
+        conn,
+        order.id,
+        action=action,
+        from_status=order.status,
+        to_status=to,
+        actor="system",
+        actor_id=None,
+        reason=reason,
+        at=now,
+    )
+    return updated
+
+
+async def accept(stores: Stores, tracking: Tracking, offer_id: int, worker_id: int) -> Order:
+    """The worker takes the job; in grab mode the other offers are withdrawn."""
+    now = datetime.now(UTC)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        offer = await get(conn, offer_id, lock=True)
+        if offer is None or offer.worker_id != worker_id:
+            raise OrderNotFound(f"no offer {offer_id} for you", field="offer_id")
+        if offer.status != "pending" or offer.expires_at <= now:
+            raise OfferGone(
+                f"this offer is {offer.status if offer.status != 'pending' else 'expired'}",
+                field="offer_id",
+            )
+        await conn.execute(
+            "UPDATE offers SET status = 'accepted', answered_at = $2 WHERE id = $1", offer_id, now
+        )
+    try:
+        order = await service.act(
+            stores,
+            tracking,
+            offer.order_id,
+            "assign",
+            Caller("worker", worker_id),
+            reason=f"accepted offer {offer_id}",
+            via_offer=True,
+        )
+    except (IllegalTransition, Conflict) as e:  # someone else won, or the worker got busy
+        await stores.pool.execute(
+            "UPDATE offers SET status = 'withdrawn', reason = $2 WHERE id = $1",
+            offer_id,
+            f"too late: {e.message}",
+        )
+        raise OfferGone(f"the job is no longer available: {e.message}", field="offer_id") from None
+    await _withdraw_others(
+        stores, tracking, order.id, keep=offer_id, reason="taken by another worker"
+    )
+    return order
+
+
+async def reject(
+    stores: Stores, tracking: Tracking, offer_id: int, worker_id: int, reason: str
+) -> None:
+    """The worker declines; the order goes back to dispatching without them."""
+    now = datetime.now(UTC)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        offer = await get(conn, offer_id, lock=True)
+        if offer is None or offer.worker_id != worker_id:
+            raise OrderNotFound(f"no offer {offer_id} for you", field="offer_id")
+        if offer.status != "pending":
+            raise OfferGone(f"this offer is {offer.status}", field="offer_id")
+        await conn.execute(
+            "UPDATE offers SET status = 'rejected', answered_at = $2, reason = $3 WHERE id = $1",
+            offer_id,
+            now,
+            reason,
+        )
+        await exclude(
+            conn,
+            offer.order_id,
+            worker_id,
+            reason=f"rejected: {reason}",
+            actor="worker",
+            actor_id=worker_id,
+        )
+    await back_to_dispatch(
+        stores, tracking, offer.order_id, f"worker {worker_id} rejected: {reason}"
+    )
+
+
+async def back_to_dispatch(stores: Stores, tracking: Tracking, order_id: int, reason: str) -> None:
+    """If no offer of the order is still pending, return it to dispatching (or fail it)."""
+    pending = await stores.pool.fetchval(
+        "SELECT count(*) FROM offers WHERE order_id = $1 AND status = 'pending'", order_id
+    )
+    order = await store.get(stores.pool, order_id)
+    if pending or order is None or order.status != "offered":
+        return
+    with contextlib.suppress(IllegalTransition, Conflict):
+        await service.act(stores, tracking, order_id, "decline", SYSTEM, reason=reason)
+
+
+async def _withdraw_others(
+    stores: Stores, tracking: Tracking, order_id: int, *, keep: int, reason: str
+) -> None:
+    rows = await stores.pool.fetch(
+        "UPDATE offers SET status = 'withdrawn', reason = $3, answered_at = now() "
+        "WHERE order_id = $1 AND id <> $2 AND status = 'pending' RETURNING id, worker_id",
+        order_id,
+        keep,
+        reason,
+    )
+    for r in rows:
+        await tracking.send_to_worker(
+            r["worker_id"],
+            {
+                "type": "offer_withdrawn",
+                "offer_id": r["id"],
+                "order_id": order_id,
+                "reason": reason,
+            },
+        )
+
+
+async def expire_due(stores: Stores, tracking: Tracking, city_id: str, now: datetime) -> int:
+    """Time out pending offers past their expiry; returns how many."""
+    rows = await stores.pool.fetch(
+        "UPDATE offers o SET status = 'expired', answered_at = $2 FROM orders r "
+        "WHERE o.order_id = r.id AND r.city_id = $1 AND o.status = 'pending' AND o.expires_at <= $2 "
+        "RETURNING o.id, o.order_id, o.worker_id",
+        city_id,
+        now,
+    )
+    for r in rows:
+        async with stores.pool.acquire() as conn, conn.transaction():
+            await exclude(
+                conn,
+                r["order_id"],
+                r["worker_id"],
+                reason="offer timed out",
+                actor="system",
+                actor_id=None,
+            )
+        await tracking.send_to_worker(
+            r["worker_id"],
+            {
+                "type": "offer_withdrawn",
+                "offer_id": r["id"],
+                "order_id": r["order_id"],
+                "reason": "expired",
+            },
+        )
+    for order_id in {r["order_id"] for r in rows}:
+        await back_to_dispatch(stores, tracking, order_id, "offer timed out")
+    return len(rows)

@@ -1,0 +1,343 @@
+"""Dispatcher overrides: assign, unassign, pin, exclude, pause a city's auto-dispatch.
+
+Every override is audited (who, what, why, before, after) in ``overrides`` and pushed
+live: to the city's dispatcher feed, and through the order's own transitions to the
+customer's and the worker's sockets. An assignment the matcher would call infeasible
+answers 409 with the warnings unless the dispatcher says ``force``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from dispatch import offers, service, store
+from dispatch.candidates import assignment_warnings
+from dispatch.errors import DispatchError, InvalidOrder, OrderNotFound
+from dispatch.models import Order, Override
+from dispatch.service import Caller
+from doorstep.db import Tx
+from doorstep.errors import Conflict
+from doorstep.stores import Stores
+from tracking.service import Tracking
+from workforce import store as workforce_store
+
+
+class InfeasibleAssignment(Conflict, DispatchError):
+    """The worker does not fit the job; say ``force`` to assign anyway."""
+
+    code = "infeasible_assignment"
+
+
+def _snapshot(order: Order | None) -> dict[str, Any]:
+    if order is None:
+        return {}
+    return {
+        "status": order.status,
+        "worker_id": order.worker_id,
+        "pinned": order.pinned,
+        "version": order.version,
+    }
+
+
+async def _audit(
+    conn: Tx,
+    *,
+    actor_id: int,
+    action: str,
+    city_id: str | None,
+    order_id: int | None,
+    worker_id: int | None,
+    reason: str,
+    forced: bool = False,
+    warnings: list[str] | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> Override:
+    row = await conn.fetchrow(
+        "INSERT INTO overrides (actor_id, action, city_id, order_id, worker_id, reason, forced, "
+        "warnings, before, after) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING id, at, actor_id, "
+        "action, city_id, order_id, worker_id, reason, forced, warnings, before, after",
+        actor_id,
+        action,
+        city_id,
+        order_id,
+        worker_id,
+        reason,
+        forced,
+        warnings or [],
+        before or {},
+        after or {},
+    )
+    assert row is not None
+    return Override(**dict(row))
+
+
+async def _announce(tracking: Tracking, override: Override) -> None:
+    if override.city_id is not None:
+        payload = orjson.loads(orjson.dumps(override))
+        await tracking.publish_feed(override.city_id, {"type": "override", **payload})
+
+
+async def assign(
+    stores: Stores,
+    tracking: Tracking,
+    order_id: int,
+    worker_id: int,
+    *,
+    actor_id: int,
+    reason: str,
+    force: bool,
+) -> tuple[Order, Override]:
+    """Give the order to ``worker_id`` (taking it from another worker if needed)."""
+    order = await store.get(stores.pool, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
+    worker = await workforce_store.worker(stores.pool, worker_id, detail=False)
+    if worker is None:
+        raise InvalidOrder(f"no worker {worker_id}", field="worker_id")
+    if worker.city_id != order.city_id:
+        raise InvalidOrder(
+            f"worker {worker_id} works in {worker.city_id}, not {order.city_id}", field="worker_id"
+        )
+    warnings = await assignment_warnings(stores, order, worker_id, datetime.now(UTC))
+    if warnings and not force:
+        raise InfeasibleAssignment(
+            "; ".join(warnings) + " — send force: true to assign anyway", field="worker_id"
+        )
+    before = _snapshot(order)
+    caller = Caller("dispatcher", actor_id)
+    if order.status == "offered":
+        await _withdraw_pending(stores, tracking, order_id, "a dispatcher assigned the job")
+        order = await store.get(stores.pool, order_id) or order
+    # Every step checks the version it read: a concurrent change is a 409, never a silent
+    # reassignment.
+    if order.status in ("assigned", "en_route") and order.worker_id != worker_id:
+        order = await service.act(
+            stores,
+            tracking,
+            order_id,
+            "unassign",
+            caller,
+            reason=f"reassigning: {reason}",
+            expected_version=order.version,
+        )
+    updated = await service.act(
+        stores,
+        tracking,
+        order_id,
+        "assign",
+        caller,
+        worker_id=worker_id,
+        reason=reason,
+        expected_version=order.version,
+        data={"override": True, "forced": bool(warnings)},
+    )
+    async with stores.pool.acquire() as conn:
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="assign",
+            city_id=updated.city_id,
+            order_id=order_id,
+            worker_id=worker_id,
+            reason=reason,
+            forced=bool(warnings),
+            warnings=warnings,
+            before=before,
+            after=_snapshot(updated),
+        )
+    await _announce(tracking, audit)
+    return updated, audit
+
+
+async def _withdraw_pending(stores: Stores, tracking: Tracking, order_id: int, reason: str) -> None:
+    rows = await stores.pool.fetch(
+        "UPDATE offers SET status = 'withdrawn', reason = $2, answered_at = now() "
+        "WHERE order_id = $1 AND status = 'pending' RETURNING id, worker_id",
+        order_id,
+        reason,
+    )
+    for r in rows:
+        await tracking.send_to_worker(
+            r["worker_id"],
+            {
+                "type": "offer_withdrawn",
+                "offer_id": r["id"],
+                "order_id": order_id,
+                "reason": reason,
+            },
+        )
+    order = await store.get(stores.pool, order_id)
+    if order is not None and order.status == "offered":
+        await service.act(stores, tracking, order_id, "decline", offers.SYSTEM, reason=reason)
+
+
+async def unassign(
+    stores: Stores, tracking: Tracking, order_id: int, *, actor_id: int, reason: str
+) -> tuple[Order, Override]:
+    """Take the job from its worker; it is dispatched again (the worker excluded)."""
+    before = await store.get(stores.pool, order_id)
+    if before is None:
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
+    updated = await service.act(
+        stores, tracking, order_id, "unassign", Caller("dispatcher", actor_id), reason=reason
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        if before.worker_id is not None:
+            await offers.exclude(
+                conn,
+                order_id,
+                before.worker_id,
+                reason=f"unassigned: {reason}",
+                actor="dispatcher",
+                actor_id=actor_id,
+            )
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="unassign",
+            city_id=updated.city_id,
+            order_id=order_id,
+            worker_id=before.worker_id,
+            reason=reason,
+            before=_snapshot(before),
+            after=_snapshot(updated),
+        )
+    await _announce(tracking, audit)
+    return updated, audit
+
+
+async def pin(
+    stores: Stores, tracking: Tracking, order_id: int, *, pinned: bool, actor_id: int, reason: str
+) -> tuple[Order, Override]:
+    """Pin (the engine never moves it) or unpin an order."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        before = await store.get(conn, order_id, lock=True)
+        if before is None:
+            raise OrderNotFound(f"no order {order_id}", field="order_id")
+        updated = await store.update(conn, order_id, before.version, {"pinned": pinned})
+        assert updated is not None
+        await store.add_event(
+            conn,
+            order_id,
+            action="pin" if pinned else "unpin",
+            from_status=before.status,
+            to_status=before.status,
+            actor="dispatcher",
+            actor_id=actor_id,
+            reason=reason,
+        )
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="pin" if pinned else "unpin",
+            city_id=before.city_id,
+            order_id=order_id,
+            worker_id=before.worker_id,
+            reason=reason,
+            before=_snapshot(before),
+            after=_snapshot(updated),
+        )
+    await _announce(tracking, audit)
+    return updated, audit
+
+
+async def exclude(
+    stores: Stores, tracking: Tracking, order_id: int, worker_id: int, *, actor_id: int, reason: str
+) -> Override:
+    """Never give this order to this worker; take it from them if they hold or are offered it."""
+    order = await store.get(stores.pool, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
+    before = _snapshot(order)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await offers.exclude(
+            conn, order_id, worker_id, reason=reason, actor="dispatcher", actor_id=actor_id
+        )
+    if order.worker_id == worker_id and order.status in ("assigned", "en_route"):
+        order = await service.act(
+            stores,
+            tracking,
+            order_id,
+            "unassign",
+            Caller("dispatcher", actor_id),
+            reason=f"excluded: {reason}",
+        )
+    rows = await stores.pool.fetch(
+        "UPDATE offers SET status = 'withdrawn', reason = 'excluded by a dispatcher', "
+        "answered_at = now() WHERE order_id = $1 AND worker_id = $2 AND status = 'pending' "
+        "RETURNING id",
+        order_id,
+        worker_id,
+    )
+    for r in rows:
+        await tracking.send_to_worker(
+            worker_id,
+            {
+                "type": "offer_withdrawn",
+                "offer_id": r["id"],
+                "order_id": order_id,
+                "reason": "excluded",
+            },
+        )
+    if rows:
+        await offers.back_to_dispatch(stores, tracking, order_id, "the offered worker was excluded")
+        order = await store.get(stores.pool, order_id) or order
+    async with stores.pool.acquire() as conn:
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="exclude",
+            city_id=order.city_id,
+            order_id=order_id,
+            worker_id=worker_id,
+            reason=reason,
+            before=before,
+            after=_snapshot(order),
+        )
+    await _announce(tracking, audit)
+    return audit
+
+
+async def pause_city(
+    stores: Stores, tracking: Tracking, city_id: str, *, paused: bool, actor_id: int, reason: str
+) -> Override:
+    """Stop (or resume) automatic dispatch in a city; manual assignment still works."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        was = await conn.fetchval(
+            "SELECT dispatch_paused FROM cities WHERE id = $1 FOR UPDATE", city_id
+        )
+        if was is None:
+            raise OrderNotFound(f"no city {city_id!r}", field="city_id")
+        await conn.execute("UPDATE cities SET dispatch_paused = $2 WHERE id = $1", city_id, paused)
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="pause" if paused else "resume",
+            city_id=city_id,
+            order_id=None,
+            worker_id=None,
+            reason=reason,
+            before={"dispatch_paused": was},
+            after={"dispatch_paused": paused},
+        )
+    await _announce(tracking, audit)
+    return audit
+
+
+async def history(
+    stores: Stores, *, city_id: str | None, order_id: int | None, limit: int
+) -> list[Override]:
+    """Overrides, newest first."""
+    rows = await stores.pool.fetch(
+        "SELECT id, at, actor_id, action, city_id, order_id, worker_id, reason, forced, warnings, "
+        "before, after FROM overrides WHERE ($1::text IS NULL OR city_id = $1) "
+        "AND ($2::bigint IS NULL OR order_id = $2) ORDER BY id DESC LIMIT $3",
+        city_id,
+        order_id,
+        limit,
+    )
+    return [Override(**dict(r)) for r in rows]
