@@ -271,6 +271,7 @@ async def act(
     at: datetime | None = None,
     data: dict[str, Any] | None = None,
     via_offer: bool = False,
+    window: tuple[datetime, datetime] | None = None,
 ) -> Order:
     """Take ``action`` on the order as ``caller``; the whole change or nothing.
 
@@ -309,7 +310,14 @@ async def act(
                 )
             await _lock_worker(conn, target, order_id)
             fields["worker_id"] = target
-        elif action in ("unassign", "reschedule") or (action == "decline" and order.worker_id):
+        elif action == "reschedule":
+            if order.kind != "scheduled" or window is None:
+                raise InvalidOrder(
+                    "only a scheduled order can be moved to another window", field="window_start"
+                )
+            check_window(window[0], window[1], now=now, params=BookingParams())
+            fields.update(worker_id=None, window_start=window[0], window_end=window[1])
+        elif action == "unassign" or (action == "decline" and order.worker_id):
             fields["worker_id"] = None
         elif action == "depart":
             fields["en_route_at"] = now

@@ -8,6 +8,7 @@ prefix of its own (its keys deleted at the end).
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import tempfile
@@ -23,12 +24,15 @@ from redis.asyncio import Redis
 
 from accounts import service as accounts
 from api.app import create_app
+from catalog import service as catalog_service
+from catalog import store as catalog_store
 from doorstep.db import with_database
 from doorstep.embedded import embedded_stores
 from doorstep.migrate import migrate
 from doorstep.settings import Settings
 from doorstep.stores import Stores
 from tests.helpers import PASSWORD, Account, MakeUser, new_phone
+from tests.live import EngineCity
 
 RUN_ID = secrets.token_hex(4)
 
@@ -225,3 +229,37 @@ async def instant_service(client: httpx.AsyncClient, admin: Account) -> str:
     )
     assert r.status_code == 201, r.text
     return f"svc_{tag}"
+
+
+_engine_cities = itertools.count()
+
+
+@pytest.fixture
+async def engine_city(stores: Stores) -> EngineCity:
+    """A small city of its own per test (its area overlaps no other), so that the engine
+    sees only that test's orders and workers."""
+    n = next(_engine_cities)
+    lat0, lng0 = 22.30 + (n % 20) * 0.012, 113.60 + (n // 20) * 0.012
+    area = {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [lng0, lat0],
+                [lng0 + 0.01, lat0],
+                [lng0 + 0.01, lat0 + 0.01],
+                [lng0, lat0 + 0.01],
+                [lng0, lat0],
+            ]
+        ],
+    }
+    city = catalog_service.build_city(
+        id=f"eng-{RUN_ID}-{n}",
+        name_zh="派单城",
+        name_en="Engine city",
+        timezone="Asia/Shanghai",
+        currency="CNY",
+        service_area=area,
+        crs="wgs84",
+    )
+    await catalog_store.write_city(stores.pool, city, upsert=True)
+    return EngineCity(city.id, (lat0 + 0.005, lng0 + 0.005))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -12,7 +13,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import Account
+from accounts import service as accounts
+from doorstep.stores import Stores
+from tests.helpers import PASSWORD, Account, new_phone
+from workforce import store as workforce_store
+from workforce.models import Window
 
 DEST = (22.5300, 114.0100)  # inside the live test city (the Futian square), on the road graph
 
@@ -114,3 +119,86 @@ def walk(
             }
         )
     return out
+
+
+@dataclass(frozen=True)
+class EngineCity:
+    """A test city of its own and a point at its centre."""
+
+    id: str
+    here: tuple[float, float]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+async def make_worker(
+    stores: Stores,
+    client: httpx.AsyncClient,
+    city: str,
+    *,
+    skills: tuple[str, ...] = (),
+    rating: tuple[int, int] = (0, 0),
+) -> Account:
+    """A worker in ``city``, available around the clock today and tomorrow."""
+    phone = new_phone()
+    user = await accounts.create_user(
+        stores, phone=phone, name="周师傅", password=PASSWORD, roles=["worker"]
+    )
+    await workforce_store.upsert_worker(
+        stores.pool,
+        user_id=user.id,
+        city_id=city,
+        skills=skills,
+        home_lat=22.5,
+        home_lng=114.0,
+        team_id=None,
+        rating_sum=rating[0],
+        rating_count=rating[1],
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await workforce_store.replace_availability(
+            conn, user.id, tuple(Window(d, 0, 1440) for d in range(7))
+        )
+    r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
+    body = r.json()
+    return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
+
+
+async def online(address: str, worker: Account, at: tuple[float, float]) -> ClientConnection:
+    """Connect the worker and send one fresh fix at ``at``."""
+    ws, _ = await open_worker(address, worker)
+    await ws.send(
+        orjson.dumps(
+            {
+                "type": "fix",
+                "seq": int(time.time() * 1000),
+                "ts_ms": int(time.time() * 1000),
+                "lat": at[0],
+                "lng": at[1],
+                "accuracy_m": 5.0,
+            }
+        ).decode()
+    )
+    ack = await recv(ws)
+    assert ack["accepted"] == 1, ack
+    return ws
+
+
+async def book_here(
+    client: httpx.AsyncClient, customer: Account, service: str, at: tuple[float, float]
+) -> dict[str, Any]:
+    """An instant order at ``at``."""
+    r = await client.post(
+        "/v1/orders",
+        headers=customer.auth,
+        json={"service_code": service, "lat": at[0], "lng": at[1]},
+    )
+    assert r.status_code == 201, r.text
+    order: dict[str, Any] = r.json()
+    return order
+
+
+async def status_of(stores: Stores, order_id: int) -> str:
+    """The order's status in PostgreSQL."""
+    return str(await stores.pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id))

@@ -5,49 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection
 
-from accounts import service as accounts
-from catalog import service as catalog_service
-from catalog import store as catalog_store
 from dispatch.engine import Engine
 from dispatch.offers import OfferParams
 from doorstep.stores import Stores
-from tests.helpers import PASSWORD, Account, MakeUser, new_phone
-from tests.live import next_of, open_worker, recv
-from workforce import store as workforce_store
-
-# A square in Nanshan, away from every other test city (booking picks a city by its area).
-AREA = {
-    "type": "Polygon",
-    "coordinates": [
-        [[113.93, 22.50], [113.95, 22.50], [113.95, 22.52], [113.93, 22.52], [113.93, 22.50]]
-    ],
-}
-HERE = (22.510, 113.940)
-
-
-@pytest.fixture(scope="module")
-async def engine_city(stores: Stores) -> str:
-    """A city of its own for the engine tests."""
-    city = catalog_service.build_city(
-        id=f"eng-{secrets.token_hex(3)}",
-        name_zh="派单城",
-        name_en="Engine city",
-        timezone="Asia/Shanghai",
-        currency="CNY",
-        service_area=AREA,
-        crs="wgs84",
-    )
-    await catalog_store.write_city(stores.pool, city, upsert=True)
-    return city.id
+from tests.helpers import Account, MakeUser
+from tests.live import EngineCity, book_here, make_worker, next_of, online, recv, status_of
 
 
 @pytest.fixture
@@ -57,95 +26,23 @@ def engine(live_app: tuple[str, Any]) -> Engine:
     return engine
 
 
-async def make_worker(
-    stores: Stores,
-    client: httpx.AsyncClient,
-    city: str,
-    *,
-    skills: tuple[str, ...] = (),
-    rating: tuple[int, int] = (0, 0),
-) -> Account:
-    """A worker in ``city``, available around the clock today and tomorrow."""
-    phone = new_phone()
-    user = await accounts.create_user(
-        stores, phone=phone, name="周师傅", password=PASSWORD, roles=["worker"]
-    )
-    await workforce_store.upsert_worker(
-        stores.pool,
-        user_id=user.id,
-        city_id=city,
-        skills=skills,
-        home_lat=HERE[0],
-        home_lng=HERE[1],
-        team_id=None,
-        rating_sum=rating[0],
-        rating_count=rating[1],
-    )
-    async with stores.pool.acquire() as conn, conn.transaction():
-        from workforce.models import Window
-
-        await workforce_store.replace_availability(
-            conn, user.id, tuple(Window(d, 0, 1440) for d in range(7))
-        )
-    r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
-    body = r.json()
-    return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
-
-
-async def online(address: str, worker: Account, at: tuple[float, float]) -> ClientConnection:
-    """Connect the worker and send one fresh fix at ``at``."""
-    ws, _ = await open_worker(address, worker)
-    await ws.send(
-        orjson.dumps(
-            {
-                "type": "fix",
-                "seq": int(time.time() * 1000),
-                "ts_ms": int(time.time() * 1000),
-                "lat": at[0],
-                "lng": at[1],
-                "accuracy_m": 5.0,
-            }
-        ).decode()
-    )
-    ack = await recv(ws)
-    assert ack["accepted"] == 1, ack
-    return ws
-
-
-async def book_here(client: httpx.AsyncClient, customer: Account, service: str) -> dict[str, Any]:
-    """An instant order in the engine city."""
-    r = await client.post(
-        "/v1/orders",
-        headers=customer.auth,
-        json={"service_code": service, "lat": HERE[0], "lng": HERE[1]},
-    )
-    assert r.status_code == 201, r.text
-    order: dict[str, Any] = r.json()
-    return order
-
-
-async def status_of(stores: Stores, order_id: int) -> str:
-    """The order's status in PostgreSQL."""
-    return str(await stores.pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id))
-
-
 async def test_the_nearest_worker_gets_the_offer_and_accepts_over_the_socket(
     live_app: tuple[str, Any],
     engine: Engine,
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
     instant_service: str,
 ) -> None:
     """A tick offers the order to the nearer worker; accepting on the socket assigns it; the why is stored."""
-    near = await make_worker(stores, client, engine_city)
-    far = await make_worker(stores, client, engine_city)
-    ws_near = await online(live_app[0], near, (HERE[0] + 0.001, HERE[1]))
-    ws_far = await online(live_app[0], far, (HERE[0] + 0.008, HERE[1]))
+    near = await make_worker(stores, client, engine_city.id)
+    far = await make_worker(stores, client, engine_city.id)
+    ws_near = await online(live_app[0], near, (engine_city.here[0] + 0.001, engine_city.here[1]))
+    ws_far = await online(live_app[0], far, (engine_city.here[0] + 0.008, engine_city.here[1]))
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    order = await book_here(client, customer, instant_service)
-    report = await engine.tick(engine_city, datetime.now(UTC))
+    order = await book_here(client, customer, instant_service, engine_city.here)
+    report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert report.offered == 1
     offer = await next_of(ws_near, "offer")
     assert offer["order_id"] == order["id"]
@@ -174,19 +71,19 @@ async def test_the_nearest_worker_gets_the_offer_and_accepts_over_the_socket(
 async def test_reject_and_timeout_move_on_then_fail_after_the_attempts(
     live_app: tuple[str, Any],
     engine: Engine,
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
     instant_service: str,
 ) -> None:
     """A rejection excludes the worker, a timeout too; after max attempts the order fails and the customer is told."""
-    a = await make_worker(stores, client, engine_city)
-    b = await make_worker(stores, client, engine_city)
-    ws_a = await online(live_app[0], a, (HERE[0] + 0.0005, HERE[1]))
-    ws_b = await online(live_app[0], b, (HERE[0] + 0.004, HERE[1]))
+    a = await make_worker(stores, client, engine_city.id)
+    b = await make_worker(stores, client, engine_city.id)
+    ws_a = await online(live_app[0], a, (engine_city.here[0] + 0.0005, engine_city.here[1]))
+    ws_b = await online(live_app[0], b, (engine_city.here[0] + 0.004, engine_city.here[1]))
     customer = await make_user("customer")
-    order = await book_here(client, customer, instant_service)
+    order = await book_here(client, customer, instant_service, engine_city.here)
     strict = Engine(
         stores,
         live_app[1].state.tracking,
@@ -195,17 +92,17 @@ async def test_reject_and_timeout_move_on_then_fail_after_the_attempts(
         engine=engine.params,
     )
     now = datetime.now(UTC)
-    await strict.tick(engine_city, now)
+    await strict.tick(engine_city.id, now)
     offer = await next_of(ws_a, "offer")
     r = await client.post(
         f"/v1/offers/{offer['offer_id']}/reject", headers=a.auth, json={"reason": "too far"}
     )
     assert r.status_code == 204
     assert await status_of(stores, order["id"]) == "dispatching"
-    await strict.tick(engine_city, now)
+    await strict.tick(engine_city.id, now)
     offer_b = await next_of(ws_b, "offer")  # a is excluded now
     assert offer_b["order_id"] == order["id"]
-    report = await strict.tick(engine_city, now + timedelta(seconds=6))  # b never answers
+    report = await strict.tick(engine_city.id, now + timedelta(seconds=6))  # b never answers
     assert (report.expired, report.failed) == (1, 1)  # timed out, and that was the last round
     assert (await next_of(ws_b, "offer_withdrawn"))["reason"] == "expired"
     assert await status_of(stores, order["id"]) == "failed"
@@ -213,7 +110,8 @@ async def test_reject_and_timeout_move_on_then_fail_after_the_attempts(
     assert events[-1]["action"] == "fail"
     assert "2 rounds" in events[-1]["reason"]
     excluded = await stores.pool.fetch(
-        "SELECT worker_id, reason FROM order_exclusions WHERE order_id = $1", order["id"]
+        "SELECT worker_id, reason FROM order_exclusions WHERE order_id = $1",
+        order["id"],
     )
     assert {r["worker_id"] for r in excluded} == {a.id, b.id}
     await ws_a.close()
@@ -223,20 +121,20 @@ async def test_reject_and_timeout_move_on_then_fail_after_the_attempts(
 async def test_grab_mode_first_accept_wins_and_the_others_are_withdrawn(
     live_app: tuple[str, Any],
     engine: Engine,
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
     instant_service: str,
 ) -> None:
     """In grab mode (抢单) the top candidates all get the offer; the first accept wins, the rest are withdrawn."""
-    workers = [await make_worker(stores, client, engine_city) for _ in range(3)]
+    workers = [await make_worker(stores, client, engine_city.id) for _ in range(3)]
     sockets = [
-        await online(live_app[0], w, (HERE[0] + 0.001 * (i + 1), HERE[1]))
+        await online(live_app[0], w, (engine_city.here[0] + 0.001 * (i + 1), engine_city.here[1]))
         for i, w in enumerate(workers)
     ]
     customer = await make_user("customer")
-    order = await book_here(client, customer, instant_service)
+    order = await book_here(client, customer, instant_service, engine_city.here)
     grab = Engine(
         stores,
         live_app[1].state.tracking,
@@ -244,7 +142,7 @@ async def test_grab_mode_first_accept_wins_and_the_others_are_withdrawn(
         offer=OfferParams(mode="grab", grab_candidates=3),
         engine=engine.params,
     )
-    await grab.tick(engine_city, datetime.now(UTC))
+    await grab.tick(engine_city.id, datetime.now(UTC))
     offers = [await next_of(ws, "offer") for ws in sockets]
     assert {o["order_id"] for o in offers} == {order["id"]}
     assert {o["mode"] for o in offers} == {"grab"}
@@ -269,7 +167,7 @@ async def test_grab_mode_first_accept_wins_and_the_others_are_withdrawn(
 async def test_one_engine_per_city_and_concurrent_ticks_never_double_offer(
     live_app: tuple[str, Any],
     engine: Engine,
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
@@ -285,20 +183,20 @@ async def test_one_engine_per_city_and_concurrent_ticks_never_double_offer(
         offer=engine.offer,
         engine=engine.params,
     )
-    assert await first.lease(engine_city)
-    assert not await second.lease(engine_city)
-    assert await first.lease(engine_city)  # renewal by the holder
-    worker = await make_worker(stores, client, engine_city)
-    ws = await online(live_app[0], worker, HERE)
+    assert await first.lease(engine_city.id)
+    assert not await second.lease(engine_city.id)
+    assert await first.lease(engine_city.id)  # renewal by the holder
+    worker = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], worker, engine_city.here)
     customer = await make_user("customer")
-    order = await book_here(client, customer, instant_service)
+    order = await book_here(client, customer, instant_service, engine_city.here)
     now = datetime.now(UTC)
-    await asyncio.gather(first.tick(engine_city, now), second.tick(engine_city, now))
+    await asyncio.gather(first.tick(engine_city.id, now), second.tick(engine_city.id, now))
     count = await stores.pool.fetchval(
         "SELECT count(*) FROM offers WHERE order_id = $1", order["id"]
     )
     assert count == 1
-    await stores.redis.delete(stores.keys.city(engine_city, "engine-lease"))
+    await stores.redis.delete(stores.keys.city(engine_city.id, "engine-lease"))
     await ws.close()
 
 
@@ -313,7 +211,7 @@ def replace_process(tracking: Any) -> Any:
 async def test_pause_stops_dispatch_and_pinned_orders_are_left_alone(
     live_app: tuple[str, Any],
     engine: Engine,
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
@@ -321,16 +219,16 @@ async def test_pause_stops_dispatch_and_pinned_orders_are_left_alone(
 ) -> None:
     """A paused city gets no offers until resumed; a pinned order is never offered; both audited."""
     dispatcher, customer = await make_user("dispatcher"), await make_user("customer")
-    worker = await make_worker(stores, client, engine_city)
-    ws = await online(live_app[0], worker, HERE)
-    order = await book_here(client, customer, instant_service)
+    worker = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], worker, engine_city.here)
+    order = await book_here(client, customer, instant_service, engine_city.here)
     r = await client.put(
-        f"/v1/cities/{engine_city}/dispatch",
+        f"/v1/cities/{engine_city.id}/dispatch",
         headers=dispatcher.auth,
         json={"paused": True, "reason": "typhoon"},
     )
     assert r.status_code == 200
-    report = await engine.tick(engine_city, datetime.now(UTC))
+    report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert report.offered == 0
     r = await client.post(
         f"/v1/orders/{order['id']}/pin",
@@ -339,21 +237,21 @@ async def test_pause_stops_dispatch_and_pinned_orders_are_left_alone(
     )
     assert r.json()["order"]["pinned"] is True
     await client.put(
-        f"/v1/cities/{engine_city}/dispatch",
+        f"/v1/cities/{engine_city.id}/dispatch",
         headers=dispatcher.auth,
         json={"paused": False, "reason": "weather cleared"},
     )
-    report = await engine.tick(engine_city, datetime.now(UTC))
+    report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert await status_of(stores, order["id"]) == "confirmed"  # pinned: untouched
     await client.post(
         f"/v1/orders/{order['id']}/pin",
         headers=dispatcher.auth,
         json={"pinned": False, "reason": "she is away"},
     )
-    report = await engine.tick(engine_city, datetime.now(UTC))
+    report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert report.offered == 1
     audit = (
-        await client.get(f"/v1/overrides?city_id={engine_city}", headers=dispatcher.auth)
+        await client.get(f"/v1/overrides?city_id={engine_city.id}", headers=dispatcher.auth)
     ).json()
     assert [a["action"] for a in audit[:4]] == ["unpin", "resume", "pin", "pause"]
     assert audit[3]["before"] == {"dispatch_paused": False}
@@ -362,7 +260,7 @@ async def test_pause_stops_dispatch_and_pinned_orders_are_left_alone(
 
 async def test_rating_moves_the_workers_average_once(
     live_app: tuple[str, Any],
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
@@ -370,8 +268,8 @@ async def test_rating_moves_the_workers_average_once(
 ) -> None:
     """A completed order is rated once; the worker's sum and count move; a second rating is 409."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    worker = await make_worker(stores, client, engine_city, rating=(45, 10))
-    order = await book_here(client, customer, instant_service)
+    worker = await make_worker(stores, client, engine_city.id, rating=(45, 10))
+    order = await book_here(client, customer, instant_service, engine_city.here)
     r = await client.post(
         f"/v1/orders/{order['id']}/rating", headers=customer.auth, json={"stars": 5}
     )
@@ -410,7 +308,7 @@ async def test_rating_moves_the_workers_average_once(
 
 async def test_overrides_warn_force_exclude_and_reach_the_feed(
     live_app: tuple[str, Any],
-    engine_city: str,
+    engine_city: EngineCity,
     client: httpx.AsyncClient,
     make_user: MakeUser,
     stores: Stores,
@@ -447,13 +345,13 @@ async def test_overrides_warn_force_exclude_and_reach_the_feed(
     )
     assert r.status_code == 201, r.text
     dispatcher, customer = await make_user("dispatcher"), await make_user("customer")
-    unskilled = await make_worker(stores, client, engine_city)
-    ws = await online(live_app[0], unskilled, HERE)
+    unskilled = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], unskilled, engine_city.here)
     feed = await connect(
-        f"ws://{live_app[0]}/v1/ws/cities/{engine_city}/feed", additional_headers=dispatcher.auth
+        f"ws://{live_app[0]}/v1/ws/cities/{engine_city.id}/feed", additional_headers=dispatcher.auth
     )
     await recv(feed)  # snapshot
-    order = await book_here(client, customer, f"s_{tag}")
+    order = await book_here(client, customer, f"s_{tag}", engine_city.here)
     r = await client.post(
         f"/v1/orders/{order['id']}/assign",
         headers=dispatcher.auth,

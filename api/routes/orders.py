@@ -114,6 +114,15 @@ class RatingIn(Input):
     text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
+class RescheduleIn(Input):
+    """A new window for a scheduled order."""
+
+    window_start: datetime
+    window_end: datetime
+    reason: Reason = ""
+    version: int | None = None
+
+
 class StartIn(Input):
     """The code the customer gives the worker on site (核销码)."""
 
@@ -398,6 +407,23 @@ async def start(ctx: Ctx, body: StartIn) -> Order:
 )
 async def complete(ctx: Ctx, body: ReasonIn) -> Order:
     return await _act(ctx, "complete", reason=body.reason, expected_version=body.version)
+
+
+@router.post(
+    "/v1/orders/{order_id}/reschedule",
+    roles=frozenset({"customer", "dispatcher", "admin"}),
+    body=RescheduleIn,
+    returns=Order,
+    summary="Move a scheduled order to another window (its worker is released)",
+)
+async def reschedule(ctx: Ctx, body: RescheduleIn) -> Order:
+    return await _act(
+        ctx,
+        "reschedule",
+        window=(body.window_start, body.window_end),
+        reason=body.reason,
+        expected_version=body.version,
+    )
 
 
 @router.post(
