@@ -243,9 +243,7 @@ async def accept(stores: Stores, tracking: Tracking, offer_id: int, worker_id: i
             f"too late: {e.message}",
         )
         raise OfferGone(f"the job is no longer available: {e.message}", field="offer_id") from None
-    await _withdraw_others(
-        stores, tracking, order.id, keep=offer_id, reason="taken by another worker"
-    )
+    await withdraw(stores, tracking, order.id, keep=offer_id, reason="taken by another worker")
     return order
 
 
@@ -291,15 +289,25 @@ async def back_to_dispatch(stores: Stores, tracking: Tracking, order_id: int, re
         await service.act(stores, tracking, order_id, "decline", SYSTEM, reason=reason)
 
 
-async def _withdraw_others(
-    stores: Stores, tracking: Tracking, order_id: int, *, keep: int, reason: str
-) -> None:
+async def withdraw(
+    stores: Stores,
+    tracking: Tracking,
+    order_id: int,
+    *,
+    reason: str,
+    keep: int | None = None,
+    worker_id: int | None = None,
+) -> int:
+    """Withdraw the order's pending offers (all but ``keep``; or only ``worker_id``'s) and
+    tell each worker; returns how many."""
     rows = await stores.pool.fetch(
-        "UPDATE offers SET status = 'withdrawn', reason = $3, answered_at = now() "
-        "WHERE order_id = $1 AND id <> $2 AND status = 'pending' RETURNING id, worker_id",
+        "UPDATE offers SET status = 'withdrawn', reason = $2, answered_at = now() "
+        "WHERE order_id = $1 AND status = 'pending' AND ($3::bigint IS NULL OR id <> $3) "
+        "AND ($4::bigint IS NULL OR worker_id = $4) RETURNING id, worker_id",
         order_id,
-        keep,
         reason,
+        keep,
+        worker_id,
     )
     for r in rows:
         await tracking.send_to_worker(
@@ -311,6 +319,7 @@ async def _withdraw_others(
                 "reason": reason,
             },
         )
+    return len(rows)
 
 
 async def expire_due(stores: Stores, tracking: Tracking, city_id: str, now: datetime) -> int:

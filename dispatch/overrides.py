@@ -154,22 +154,7 @@ async def assign(
 
 
 async def _withdraw_pending(stores: Stores, tracking: Tracking, order_id: int, reason: str) -> None:
-    rows = await stores.pool.fetch(
-        "UPDATE offers SET status = 'withdrawn', reason = $2, answered_at = now() "
-        "WHERE order_id = $1 AND status = 'pending' RETURNING id, worker_id",
-        order_id,
-        reason,
-    )
-    for r in rows:
-        await tracking.send_to_worker(
-            r["worker_id"],
-            {
-                "type": "offer_withdrawn",
-                "offer_id": r["id"],
-                "order_id": order_id,
-                "reason": reason,
-            },
-        )
+    await offers.withdraw(stores, tracking, order_id, reason=reason)
     order = await store.get(stores.pool, order_id)
     if order is not None and order.status == "offered":
         await service.act(stores, tracking, order_id, "decline", offers.SYSTEM, reason=reason)
@@ -266,24 +251,10 @@ async def exclude(
             Caller("dispatcher", actor_id),
             reason=f"excluded: {reason}",
         )
-    rows = await stores.pool.fetch(
-        "UPDATE offers SET status = 'withdrawn', reason = 'excluded by a dispatcher', "
-        "answered_at = now() WHERE order_id = $1 AND worker_id = $2 AND status = 'pending' "
-        "RETURNING id",
-        order_id,
-        worker_id,
+    withdrawn = await offers.withdraw(
+        stores, tracking, order_id, reason="excluded by a dispatcher", worker_id=worker_id
     )
-    for r in rows:
-        await tracking.send_to_worker(
-            worker_id,
-            {
-                "type": "offer_withdrawn",
-                "offer_id": r["id"],
-                "order_id": order_id,
-                "reason": "excluded",
-            },
-        )
-    if rows:
+    if withdrawn:
         await offers.back_to_dispatch(stores, tracking, order_id, "the offered worker was excluded")
         order = await store.get(stores.pool, order_id) or order
     async with stores.pool.acquire() as conn:
