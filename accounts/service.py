@@ -112,8 +112,13 @@ async def login(
     """Phone and password for a token pair; failed attempts are rate limited per phone."""
     phone = normalize_phone(phone)
     attempts_key = stores.keys.login_attempts(phone)
-    failures = await stores.redis.get(attempts_key)
-    if failures is not None and int(failures) >= MAX_FAILED_LOGINS:
+    # Count the attempt before checking it, so parallel guesses cannot all slip under the
+    # limit; a successful login clears the count.
+    async with stores.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(attempts_key)
+        pipe.expire(attempts_key, FAILED_LOGIN_WINDOW_S, nx=True)
+        attempts, _ = await pipe.execute()
+    if int(attempts) > MAX_FAILED_LOGINS:
         raise TooManyAttempts(
             f"too many failed logins; try again within {FAILED_LOGIN_WINDOW_S // 60} minutes",
             field="phone",
@@ -121,10 +126,6 @@ async def login(
     found = await store.credentials_by_phone(stores.pool, phone)
     ok = await verify_password(found[1] if found else None, password)
     if not ok or found is None or found[0].status != "active":
-        async with stores.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(attempts_key)
-            pipe.expire(attempts_key, FAILED_LOGIN_WINDOW_S, nx=True)
-            await pipe.execute()
         if found is not None and ok:
             raise BadCredentials(f"this account is {found[0].status}")
         raise BadCredentials("phone or password is wrong")

@@ -146,38 +146,41 @@ class Engine:
             "SELECT dispatch_paused FROM cities WHERE id = $1", city_id
         )
         if not paused:
+            await self._recover_orphaned_offers(city_id)
             report.failed = await self._fail_overdue(city_id, now)
             report.reassigned = await self._reassign_vanished(city_id, now)
             orders = await self._open_orders(city_id, now)
             report.open_orders = len(orders)
-            if orders:
+            # A tick may outlast the lease: check before sending anything.
+            if orders and await self.lease(city_id):
                 await self._dispatch(city_id, orders, now, report)
         self.ticks += 1
         report.seconds = time.perf_counter() - t0
         return report
 
     async def _open_orders(self, city_id: str, now: datetime) -> list[Order]:
-        rows = await self.stores.pool.fetch(
-            "SELECT id FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
-            "AND NOT pinned AND (window_start IS NULL OR window_start <= $2) "
-            "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
-            "ORDER BY created_at LIMIT $3",
+        return await store.open_orders(
+            self.stores.pool,
             city_id,
-            now + timedelta(seconds=self.params.scheduled_ahead_s),
-            self.params.batch_max,
+            due_before=now + timedelta(seconds=self.params.scheduled_ahead_s),
+            limit=self.params.batch_max,
         )
-        out = []
+
+    async def _recover_orphaned_offers(self, city_id: str) -> None:
+        """Orders left ``offered`` with no pending offer (a failed accept) go back to dispatch."""
+        rows = await self.stores.pool.fetch(
+            "SELECT id FROM orders o WHERE city_id = $1 AND status = 'offered' AND NOT EXISTS "
+            "(SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending')",
+            city_id,
+        )
         for r in rows:
-            order = await store.get(self.stores.pool, r["id"])
-            if order is not None:
-                out.append(order)
-        return out
+            await offers.back_to_dispatch(self.stores, self.tracking, r["id"], "no offer left open")
 
     async def _fail_overdue(self, city_id: str, now: datetime) -> int:
         """Orders nobody took in time, or after too many rounds of offers."""
         rows = await self.stores.pool.fetch(
             "SELECT id, dispatch_attempts, created_at, window_end FROM orders WHERE city_id = $1 "
-            "AND status = 'dispatching' AND NOT pinned AND (dispatch_attempts >= $2 OR "
+            "AND status IN ('confirmed', 'dispatching') AND NOT pinned AND (dispatch_attempts >= $2 OR "
             "(window_start IS NULL AND created_at < $3) OR (window_end IS NOT NULL AND window_end < $4))",
             city_id,
             self.offer.max_attempts,
@@ -205,12 +208,13 @@ class Engine:
         moved = 0
         if not rows:
             return 0
-        seen = await self.stores.redis.zmscore(
-            self.stores.keys.presence(city_id), [str(r["worker_id"]) for r in rows]
-        )
         cutoff_ms = (now.timestamp() - self.params.stale_reassign_s) * 1000
-        for r, last in zip(rows, seen, strict=True):
-            if last is None or last < cutoff_ms:
+        for r in rows:
+            # The hash's 'seen' survives the stale sweep and disconnects (presence does not).
+            last = await self.stores.redis.hget(
+                self.stores.keys.worker_state(city_id, r["worker_id"]), "seen"
+            )
+            if last is None or float(last) < cutoff_ms:
                 with contextlib.suppress(Exception):
                     await service.act(
                         self.stores,
@@ -250,6 +254,17 @@ class Engine:
         self, city_id: str, orders: Sequence[Order], now: datetime, report: TickReport
     ) -> None:
         ids, lats, lngs = await self.available_workers(city_id)
+        # A worker with an offer still open is not offered another job.
+        busy = {
+            r["worker_id"]
+            for r in await self.stores.pool.fetch(
+                "SELECT DISTINCT worker_id FROM offers WHERE status = 'pending' AND worker_id = ANY($1)",
+                ids,
+            )
+        }
+        if busy:
+            keep = [i for i, w in enumerate(ids) if w not in busy]
+            ids, lats, lngs = [ids[i] for i in keep], lats[keep], lngs[keep]
         jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
         if not ids:
             report.unmatched = len(orders)

@@ -78,6 +78,7 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
     ("assigned", "arrive"): "arrived",
     ("arrived", "start"): "in_service",
     ("in_service", "complete"): "completed",
+    ("confirmed", "fail"): "failed",
     ("dispatching", "fail"): "failed",
     ("offered", "fail"): "failed",
     **{(s, "cancel"): "cancelled" for s in BEFORE_SERVICE},

@@ -236,13 +236,18 @@ async def accept(stores: Stores, tracking: Tracking, offer_id: int, worker_id: i
             reason=f"accepted offer {offer_id}",
             via_offer=True,
         )
-    except (IllegalTransition, Conflict) as e:  # someone else won, or the worker got busy
+    except Exception as e:  # someone else won, the worker got busy, or the store failed
         await stores.pool.execute(
             "UPDATE offers SET status = 'withdrawn', reason = $2 WHERE id = $1",
             offer_id,
-            f"too late: {e.message}",
+            f"too late: {getattr(e, 'message', e)}",
         )
-        raise OfferGone(f"the job is no longer available: {e.message}", field="offer_id") from None
+        await back_to_dispatch(stores, tracking, offer.order_id, "the accept did not go through")
+        if isinstance(e, IllegalTransition | Conflict):
+            raise OfferGone(
+                f"the job is no longer available: {e.message}", field="offer_id"
+            ) from None
+        raise
     await withdraw(stores, tracking, order.id, keep=offer_id, reason="taken by another worker")
     return order
 

@@ -168,7 +168,13 @@ async def unassign(
     if before is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
     updated = await service.act(
-        stores, tracking, order_id, "unassign", Caller("dispatcher", actor_id), reason=reason
+        stores,
+        tracking,
+        order_id,
+        "unassign",
+        Caller("dispatcher", actor_id),
+        reason=reason,
+        expected_version=before.version,
     )
     async with stores.pool.acquire() as conn, conn.transaction():
         if before.worker_id is not None:
@@ -237,6 +243,8 @@ async def exclude(
     order = await store.get(stores.pool, order_id)
     if order is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
+    if await workforce_store.worker(stores.pool, worker_id, detail=False) is None:
+        raise InvalidOrder(f"no worker {worker_id}", field="worker_id")
     before = _snapshot(order)
     async with stores.pool.acquire() as conn, conn.transaction():
         await offers.exclude(
@@ -250,6 +258,7 @@ async def exclude(
             "unassign",
             Caller("dispatcher", actor_id),
             reason=f"excluded: {reason}",
+            expected_version=order.version,
         )
     withdrawn = await offers.withdraw(
         stores, tracking, order_id, reason="excluded by a dispatcher", worker_id=worker_id

@@ -9,6 +9,7 @@ worker's job, so nobody hears of a change the database does not hold.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -46,6 +47,7 @@ from tracking.jobs import JobInfo, estimate, start_job
 from tracking.service import Tracking
 from workforce import store as workforce_store
 
+log = logging.getLogger("doorstep.dispatch")
 WORKER_ACTIONS: frozenset[Action] = frozenset({"depart", "arrive", "start", "complete", "decline"})
 
 
@@ -234,6 +236,8 @@ def view(order: Order, caller: Caller, now: datetime | None = None) -> Order:
     if caller.role != "worker":
         return order
     holding = reveals_contact(order, caller, now or _now())
+    if not holding:  # the area (~100 m), not the door
+        order = replace(order, lat=round(order.lat, 3), lng=round(order.lng, 3), notes="")
     return replace(
         order,
         start_code=None,
@@ -342,6 +346,14 @@ async def act(
             )
             fields["cancel_fee_minor"] = fee
             reason = f"{reason} ({why})" if reason else why
+        withdrawn: list[Any] = []
+        if order.status == "offered" and action != "assign":
+            withdrawn = await conn.fetch(
+                "UPDATE offers SET status = 'withdrawn', reason = $2, answered_at = now() "
+                "WHERE order_id = $1 AND status = 'pending' RETURNING id, worker_id",
+                order_id,
+                f"order {action}",
+            )
         updated = await store.update(conn, order_id, order.version, fields)
         if updated is None:
             raise StaleVersion(
@@ -359,6 +371,17 @@ async def act(
             data=data,
             at=now,
         )
+    for w in withdrawn:
+        with contextlib.suppress(Exception):
+            await tracking.send_to_worker(
+                w["worker_id"],
+                {
+                    "type": "offer_withdrawn",
+                    "offer_id": w["id"],
+                    "order_id": order_id,
+                    "reason": f"order {action}",
+                },
+            )
     await _after(stores, tracking, order, updated, action)
     return updated
 
@@ -462,6 +485,7 @@ async def arrived_by_geofence(
             "arrive",
             Caller("system", None),
             reason="arrival geofence",
+            expected_version=order.version,
             at=datetime.fromtimestamp(ts_ms / 1000, UTC),
             data={"source": "geofence", "worker_id": worker_id},
         )

@@ -138,3 +138,17 @@ async def list_for(
         limit,
     )
     return [_order(r) for r in rows]
+
+
+async def open_orders(db: Conn, city_id: str, *, due_before: datetime, limit: int) -> list[Order]:
+    """Orders waiting for dispatch, oldest first: not pinned, no offer open, due soon enough."""
+    rows = await db.fetch(
+        f"SELECT {_COLS} FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
+        "AND NOT pinned AND (window_start IS NULL OR window_start <= $2) "
+        "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
+        "ORDER BY created_at LIMIT $3",
+        city_id,
+        due_before,
+        limit,
+    )
+    return [_order(r) for r in rows]

@@ -64,8 +64,26 @@ def validation_error(exc: msgspec.ValidationError) -> InvalidInput:
     return InvalidInput(msg[0].lower() + msg[1:] if msg else "invalid value", field=field)
 
 
+# "\u0000" preceded by an even number of backslashes (an odd number escapes the "\").
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class NulCharacter(InvalidInput):
+    """Text with a NUL character (PostgreSQL cannot store it)."""
+
+    code = "nul_character"
+
+
+def check_no_nul(data: bytes | str) -> None:
+    """Refuse JSON carrying an escaped NUL character (``\\u0000``) anywhere."""
+    raw = data.encode() if isinstance(data, str) else data
+    if b"\\u0000" in raw and _NUL.search(raw):
+        raise NulCharacter("text must not contain NUL (\\u0000) characters")
+
+
 def decode(body: bytes, typ: type[T]) -> T:
     """Decode JSON ``body`` into ``typ`` or raise an error naming the field."""
+    check_no_nul(body)
     try:
         return msgspec.json.decode(body, type=typ, strict=True)
     except msgspec.ValidationError as e:

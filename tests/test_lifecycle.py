@@ -37,6 +37,7 @@ EXPECTED: dict[tuple[Status, Action], Status] = {
     ("confirmed", "reschedule"): "confirmed",
     ("dispatching", "offer"): "offered",
     ("dispatching", "assign"): "assigned",
+    ("confirmed", "fail"): "failed",  # nobody could be offered it in time
     ("dispatching", "fail"): "failed",
     ("dispatching", "cancel"): "cancelled",
     ("dispatching", "reschedule"): "confirmed",

@@ -91,8 +91,10 @@ class TrailArchiver:
             self._wake.clear()
             try:
                 await self.flush()
-            except (OSError, asyncpg.PostgresError) as e:
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as e:
                 log.warning("trail archive flush failed, will retry: %s", e)
+            except Exception:  # never let the loop die: the rows are kept for the next try
+                log.exception("trail archive flush failed")
 
     async def flush(self) -> int:
         """COPY everything buffered now; returns the number of rows archived."""
@@ -101,11 +103,29 @@ class TrailArchiver:
         rows, self._rows = self._rows, []
         try:
             await self._pool.copy_records_to_table("trail_points", records=rows, columns=COLUMNS)
+        except (ValueError, asyncpg.DataError):  # a row PostgreSQL cannot take: find it
+            return await self._one_by_one(rows)
         except BaseException:
             self._rows[:0] = rows  # keep them, in order, for the next attempt
             raise
         self.archived += len(rows)
         return len(rows)
+
+    async def _one_by_one(self, rows: list[Row]) -> int:
+        """Archive rows singly, dropping (and counting) those PostgreSQL refuses."""
+        done = 0
+        for row in rows:
+            try:
+                await self._pool.copy_records_to_table(
+                    "trail_points", records=[row], columns=COLUMNS
+                )
+            except (ValueError, asyncpg.DataError) as e:
+                self.dropped += 1
+                log.error("trail point refused by PostgreSQL, dropped: %s (%s)", row, e)
+                continue
+            done += 1
+        self.archived += done
+        return done
 
 
 async def trail(

@@ -159,6 +159,12 @@ class Verdict:
     live: bool
 
 
+# What a phone may report at all (the archive stores them as 4-byte floats): a claimed
+# accuracy beyond 100 km or a speed beyond 150 m/s is not a measurement.
+MAX_REPORTED_M = 100_000.0
+MAX_REPORTED_SPEED_MPS = 150.0
+
+
 def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Track, Verdict]:
     """Judge ``fix`` against ``track``; return the new track and the verdict (rules above)."""
     seq = fix.seq
@@ -170,8 +176,8 @@ def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Tr
     if not (
         -90.0 <= lat <= 90.0
         and -180.0 <= lng <= 180.0
-        and 0.0 <= accuracy < math.inf
-        and (speed is None or 0.0 <= speed < math.inf)
+        and 0.0 <= accuracy <= MAX_REPORTED_M
+        and (speed is None or 0.0 <= speed <= MAX_REPORTED_SPEED_MPS)
         and (heading is None or 0.0 <= heading < 360.0)
     ):
         return _reject(track, fix, "out_of_range")

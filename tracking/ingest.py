@@ -33,12 +33,11 @@ TrailPoint = tuple[float, float, int, float]
 class _WorkerRecord:
     seq: int
     state: str
-    moved_from: str
     last: Last | None
     trail: list[TrailPoint] = field(default_factory=list)
 
     def encode(self, worker_id: int) -> list[Any]:
-        return [worker_id, self.seq, self.state, self.moved_from, self.last or False, self.trail]
+        return [worker_id, self.seq, self.state, self.last or False, self.trail]
 
 
 @dataclass(slots=True)
@@ -72,7 +71,6 @@ class IngestWriter:
         *,
         seq: int,
         state: str,
-        moved_from: str,
         last: Last | None,
         trail: list[TrailPoint],
         publishes: list[tuple[str, bytes]] | None = None,
@@ -89,10 +87,9 @@ class IngestWriter:
         workers = batch.records.setdefault(city, {})
         rec = workers.get(worker_id)
         if rec is None:
-            workers[worker_id] = _WorkerRecord(seq, state, moved_from, last, list(trail))
+            workers[worker_id] = _WorkerRecord(seq, state, last, list(trail))
         else:  # a second frame from the same worker in the same tick: merge, later wins
             rec.seq = seq
-            rec.moved_from = rec.moved_from or moved_from
             rec.state = state
             if last is not None:
                 rec.last = last

@@ -148,9 +148,12 @@ class LiveHub:
         channel = raw_channel.decode() if isinstance(raw_channel, bytes) else raw_channel
         handler = self._handlers.get(channel)
         if handler is not None:
-            result = handler(data)
-            if result is not None:
-                await result
+            try:
+                result = handler(data)
+                if result is not None:
+                    await result
+            except Exception:  # a bad control message must not stop live delivery
+                log.exception("pub/sub handler for %s failed", channel)
         for sub in self._subs.get(channel, ()):
             sub.push(data)
             self.delivered += 1

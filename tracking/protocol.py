@@ -13,7 +13,7 @@ import msgspec
 import orjson
 
 from doorstep.errors import InvalidInput
-from doorstep.wire import MissingField, UnknownField, validation_error
+from doorstep.wire import MissingField, NulCharacter, UnknownField, check_no_nul, validation_error
 from geo.coords import gcj02_to_wgs84
 
 MAX_FIXES_PER_FRAME = 500
@@ -100,7 +100,10 @@ class InvalidFrameField(FrameError):
 def parse_up(data: str | bytes) -> UpMessage:
     """Decode one frame or raise :class:`FrameError` naming the field."""
     try:
+        check_no_nul(data)
         return _decoder.decode(data)
+    except NulCharacter as e:
+        raise InvalidFrameField(e.message) from None
     except msgspec.ValidationError as e:
         err = validation_error(e)
         if err.field == "type":

@@ -14,7 +14,7 @@ STATES = ("available", "busy", "unavailable")
 
 # ARGV[1] city tag, ARGV[2] server time ms, ARGV[3] trail cap, ARGV[4] records (JSON),
 # ARGV[5] publishes (JSON: [[channel, payload], ...]).
-# A record: [worker, seq, state, moved_from or "", last or false, trail]
+# A record: [worker, seq, state, last or false, trail]
 #   last  = [lat, lng, ts_ms, accuracy_m, speed or "", heading or ""]
 #   trail = [[lat, lng, ts_ms, accuracy_m], ...]
 INGEST = """
@@ -23,9 +23,12 @@ local recs = cjson.decode(ARGV[4])
 for _, r in ipairs(recs) do
   local w = tostring(r[1])
   local hkey = tag .. 'w:' .. w
-  local last = r[5]
+  local last = r[4]
   if last then
-    if r[4] ~= '' then redis.call('ZREM', tag .. 'geo:' .. r[4], w) end
+    -- leave every other state's set: a state change may have raced this batch
+    for _, st in ipairs({'available', 'busy', 'unavailable'}) do
+      if st ~= r[3] then redis.call('ZREM', tag .. 'geo:' .. st, w) end
+    end
     redis.call('GEOADD', tag .. 'geo:' .. r[3], last[2], last[1], w)
     redis.call('HSET', hkey, 'seq', r[2], 'state', r[3], 'lat', last[1], 'lng', last[2],
                'ts', last[3], 'acc', last[4], 'spd', last[5], 'hdg', last[6], 'seen', now, 'stale', 0)
@@ -33,7 +36,7 @@ for _, r in ipairs(recs) do
   else
     redis.call('HSET', hkey, 'seq', r[2])
   end
-  for _, t in ipairs(r[6]) do
+  for _, t in ipairs(r[5]) do
     redis.call('XADD', tag .. 'trail:' .. w, 'MAXLEN', '~', cap, '*',
                'lat', t[1], 'lng', t[2], 'ts', t[3], 'acc', t[4])
   end

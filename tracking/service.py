@@ -241,8 +241,13 @@ class Tracking:
 
     # --- ingest ------------------------------------------------------------------------
 
-    def ingest(self, session: WorkerSession, result: FrameResult, now_ms: int) -> Awaitable[None]:
-        """Archive and index one frame's verdicts; the awaitable completes once in Redis."""
+    async def ingest(self, session: WorkerSession, result: FrameResult, now_ms: int) -> None:
+        """Index one frame's verdicts in Redis, then archive the accepted fixes.
+
+        If the write fails the error propagates and nothing is archived: the socket
+        rolls the session's track back, does not ack, and the app sends the frame again.
+        """
+        await self._index(session, result, now_ms)
         c = self.counters
         c.fixes_received += len(result.verdicts)
         c.fixes_accepted += result.accepted
@@ -270,6 +275,8 @@ class Tracking:
                         )
                     )
             self.archiver.add(rows)
+
+    def _index(self, session: WorkerSession, result: FrameResult, now_ms: int) -> Awaitable[None]:
         publishes: list[tuple[str, bytes]] = []
         job = self._jobs.get(session.worker_id)
         if job is not None and result.last is not None:
@@ -290,7 +297,6 @@ class Tracking:
             session.worker_id,
             seq=result.ack_seq,
             state=session.state,
-            moved_from=session.moved_from() if result.last is not None else "",
             last=result.last,
             trail=result.trail,
             publishes=publishes,
@@ -366,7 +372,7 @@ class Tracking:
             return
         wanted = "busy" if busy else session.preference
         if wanted != session.state:
-            session.state = session.written_state = wanted
+            session.state = wanted
             await self.set_state(session.city_id, worker_id, wanted)
 
     async def set_preference(self, session: WorkerSession, preference: str) -> None:
@@ -376,7 +382,7 @@ class Tracking:
             self.keys.worker_state(session.city_id, session.worker_id), "pref", preference
         )
         if session.state != "busy" and session.state != preference:
-            session.state = session.written_state = preference
+            session.state = preference
             await self.set_state(session.city_id, session.worker_id, preference)
 
     def active_job(self, worker_id: int) -> ActiveJob | None:

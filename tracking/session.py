@@ -78,7 +78,6 @@ class WorkerSession:
     window_start_s: float = 0.0
     throttled_in_window: int = 0
     last_feed_ms: int = 0
-    written_state: str = ""
     preference: str = "available"  # the worker's own choice: available or unavailable
 
     def __post_init__(self) -> None:
@@ -133,8 +132,3 @@ class WorkerSession:
             self.last_feed_ms = now_ms
             return True
         return False
-
-    def moved_from(self) -> str:
-        """The geo set the worker must leave on the next write ('' if none)."""
-        previous, self.written_state = self.written_state, self.state
-        return previous if previous and previous != self.state else ""

@@ -59,8 +59,13 @@ class _Socket:
         self.closed = False
 
     async def send(self, payload: bytes) -> None:
-        if not self.closed:
+        """Send, or do nothing if the client is gone (its handler will clean up)."""
+        if self.closed:
+            return
+        try:
             await self.ws.send_text(payload.decode())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True
 
     async def close(self, code: int, reason: str) -> None:
         if not self.closed:
@@ -135,22 +140,22 @@ async def worker_socket(ws: WebSocket) -> None:
         tracking.socket_params,
     )
     sock = _Socket(ws)
-    session.preference = session.written_state = preference
+    session.preference = preference
     await tracking.claim(worker.user_id, sock, session)
-    await tracking.set_state(city, worker.user_id, preference)
-    await tracking.load_job(worker.user_id)  # busy while holding a job
-    limits = tracking.socket_params
-    await sock.send(
-        encode_hello(
-            worker_id=worker.user_id,
-            city_id=city,
-            resume_seq=resume_seq,
-            state=session.state,
-            frames_per_s=limits.frames_per_s,
-            max_frame_bytes=limits.max_frame_bytes,
+    try:  # from here on, whatever happens, the socket is released
+        await tracking.set_state(city, worker.user_id, preference)
+        await tracking.load_job(worker.user_id)  # busy while holding a job
+        limits = tracking.socket_params
+        await sock.send(
+            encode_hello(
+                worker_id=worker.user_id,
+                city_id=city,
+                resume_seq=resume_seq,
+                state=session.state,
+                frames_per_s=limits.frames_per_s,
+                max_frame_bytes=limits.max_frame_bytes,
+            )
         )
-    )
-    try:
         await _worker_loop(ws, sock, tracking, session)
     finally:
         sock.closed = True
@@ -207,10 +212,12 @@ async def _worker_loop(
             continue
         if isinstance(msg, FixesMsg | FixMsg):
             now_ms = int(time.time() * 1000)
+            track_before = session.track
             result = session.fixes(msg.fixes if isinstance(msg, FixesMsg) else [msg], now_ms)
             try:
                 await tracking.ingest(session, result, now_ms)
             except Exception:  # Redis is down: say so, do not ack; the app keeps its buffer
+                session.track = track_before  # so that the resent frame is judged afresh
                 await sock.send(
                     encode_error(
                         "unavailable",
@@ -361,12 +368,15 @@ async def order_socket(ws: WebSocket) -> None:
         return
     sub = await tracking.hub.subscribe(tracking.keys.order_channel(order.city_id, order.id))
     try:
+        # Subscribed first, read again after: no change can fall between snapshot and updates.
+        order = await dispatch_store.get(tracking.stores.pool, order_id) or order
         snapshot = await order_snapshot(tracking, order, show_code=viewer != "share")
         status = snapshot["order"]["status"]
+        holder = order.worker_id
         await ws.send_text(orjson.dumps(snapshot).decode())
 
         async def forward(message: bytes) -> bool:
-            nonlocal status
+            nonlocal status, holder
             if expires_at is not None and time.time() >= expires_at:
                 await _refuse(
                     ws,
@@ -377,9 +387,11 @@ async def order_socket(ws: WebSocket) -> None:
                 return False
             update = orjson.loads(message)
             if update.get("type") == "status":
-                status = update["status"]
-            elif update.get("type") == "position" and status not in SHARED_STATUSES:
-                return True  # privacy: no position outside assignment → completion
+                status, holder = update["status"], update.get("worker_id")
+            elif update.get("type") == "position" and (
+                status not in SHARED_STATUSES or update.get("worker_id") != holder
+            ):
+                return True  # privacy: only the job's current worker, assignment → completion
             await ws.send_text(message.decode())
             return True
 
