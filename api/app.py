@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from accounts.service import TokenPolicy
 from api import errors, openapi
-from api.metrics import HttpMetrics
+from api.metrics import HttpMetrics, TrackingCollector
 from api.routes import accounts, catalog, orders, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
 from dispatch import service as dispatch_service
@@ -96,6 +96,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         refresh_ttl_s=settings.refresh_token_ttl_s,
     )
     app.state.metrics = metrics
+    metrics.registry.register(TrackingCollector(app.state))
     app.state.openapi = encode(openapi.build(eps, title="Doorstep", version=__version__))
     if stores is not None:
         app.state.stores = stores

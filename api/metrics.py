@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.routing import Endpoint
 
@@ -40,3 +43,66 @@ class HttpMetrics:
         """Count one handled request."""
         self.requests.labels(endpoint.method, endpoint.path, str(status)).inc()
         self.latency.labels(endpoint.method, endpoint.path).observe(seconds)
+
+
+class TrackingCollector:
+    """Every live-tracking stage on /metrics: received, rejected by reason, indexed,
+    archived, delivered, dropped (read from the runtime's counters at scrape time)."""
+
+    def __init__(self, app_state: Any) -> None:
+        self._state = app_state
+
+    def collect(self) -> Iterator[Metric]:
+        tracking = getattr(self._state, "tracking", None)
+        if tracking is None:
+            return
+        c = tracking.counters
+        plain = {
+            "doorstep_ws_frames": ("worker socket frames received", c.frames),
+            "doorstep_fixes_received": ("location fixes received", c.fixes_received),
+            "doorstep_fixes_accepted": ("location fixes accepted", c.fixes_accepted),
+            "doorstep_fixes_clamped": (
+                "stationary fixes collapsed onto the previous",
+                c.fixes_clamped,
+            ),
+            "doorstep_ws_frames_throttled": (
+                "frames refused by the rate limit",
+                c.frames_throttled,
+            ),
+            "doorstep_ws_frame_errors": ("frames answered with an error", c.frame_errors),
+            "doorstep_ws_sockets_replaced": (
+                "worker sockets replaced by a newer one",
+                c.sockets_replaced,
+            ),
+            "doorstep_workers_marked_stale": (
+                "workers taken out of the index as stale",
+                c.stale_marked,
+            ),
+            "doorstep_fixes_indexed": (
+                "fixes written to the live index",
+                tracking.writer.fixes_written,
+            ),
+            "doorstep_ingest_flushes": ("ingest batches written", tracking.writer.flushes),
+            "doorstep_ingest_failures": ("ingest batches that failed", tracking.writer.failures),
+            "doorstep_trail_archived": ("trail points archived", tracking.archiver.archived),
+            "doorstep_trail_dropped": ("trail points dropped", tracking.archiver.dropped),
+            "doorstep_live_delivered": ("live messages queued to sockets", tracking.hub.delivered),
+            "doorstep_live_dropped": (
+                "live messages dropped for slow sockets",
+                tracking.hub.dropped,
+            ),
+            "doorstep_live_reconnects": ("pub/sub reconnects", tracking.hub.reconnects),
+        }
+        for name, (doc, value) in plain.items():
+            yield CounterMetricFamily(name, doc, value=value)
+        rejected = CounterMetricFamily(
+            "doorstep_fixes_rejected", "location fixes rejected", labels=["reason"]
+        )
+        for reason, count in sorted(c.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield GaugeMetricFamily(
+            "doorstep_trail_buffered",
+            "trail points waiting for COPY",
+            value=tracking.archiver.buffered,
+        )

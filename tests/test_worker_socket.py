@@ -279,3 +279,26 @@ async def test_trail_and_position_endpoints(
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "from"
     await ws.close()
+
+
+async def test_every_stage_is_counted_on_metrics(
+    live_app: tuple[str, Any], worker_account: Account, client: Any
+) -> None:
+    """/metrics shows fixes received, accepted, rejected by reason, indexed and archived."""
+    ws, _ = await open_worker(live_app[0], worker_account)
+    frames = [fix(1), fix(1), {**fix(2), "accuracy_m": 900.0}]
+    await ws.send(orjson.dumps({"type": "fixes", "fixes": frames}).decode())
+    await recv(ws)
+    await ws.close()
+    await live_app[1].state.tracking.archiver.flush()
+    text = (await client.get("/metrics")).text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("doorstep_") and " " in line
+    }
+    assert values["doorstep_fixes_received_total"] >= 3
+    assert values['doorstep_fixes_rejected_total{reason="duplicate"}'] >= 1
+    assert values['doorstep_fixes_rejected_total{reason="low_accuracy"}'] >= 1
+    assert values["doorstep_fixes_indexed_total"] >= 1
+    assert values["doorstep_trail_archived_total"] >= 1

@@ -439,6 +439,3 @@ class Tracking:
             except Exception as e:  # keep sweeping through store outages
                 log.warning("stale sweep failed: %s", e)
             await asyncio.sleep(interval_s)
-
-
-ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
