@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
 from functools import partial
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,11 +21,13 @@ from dispatch import service as dispatch_service
 from dispatch.engine import Engine, EngineParams
 from dispatch.offers import OfferParams
 from doorstep import __version__
-from doorstep.params import from_mapping, load_toml
+from doorstep.params import ParamsError, from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
 from matching.params import MatchParams
+from tracking.eta import EtaParams
 from tracking.fixes import FixParams
+from tracking.geofence import ArrivalParams
 from tracking.service import Tracking
 from tracking.session import SocketParams
 
@@ -44,22 +48,74 @@ def endpoints() -> list[Endpoint]:
     return [ep for router in ROUTERS for ep in router.endpoints]
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceParams:
+    """When a silent worker becomes stale (section ``[presence]``)."""
+
+    stale_after_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.stale_after_s > 0:
+            raise ValueError("stale_after_s must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Every tuning table of the params file (``DOORSTEP_PARAMS``), defaults for the rest."""
+
+    fixes: FixParams
+    socket: SocketParams
+    presence: PresenceParams
+    eta: EtaParams
+    arrival: ArrivalParams
+    matching: MatchParams
+    offers: OfferParams
+    engine: EngineParams
+
+    @classmethod
+    def load(cls, path: Path | None) -> Tuning:
+        """Read and check the file (unknown tables and keys are errors)."""
+        tables = load_toml(path) if path else {}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(tables) - known)
+        if unknown:
+            raise ParamsError(f"unknown table; known: {', '.join(sorted(known))}", field=unknown[0])
+        classes = {
+            "fixes": FixParams,
+            "socket": SocketParams,
+            "presence": PresenceParams,
+            "eta": EtaParams,
+            "arrival": ArrivalParams,
+            "matching": MatchParams,
+            "offers": OfferParams,
+            "engine": EngineParams,
+        }
+        return cls(
+            **{
+                name: from_mapping(kind, tables.get(name, {}), section=name)
+                for name, kind in classes.items()
+            }
+        )
+
+
 def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     """The ASGI app. With ``stores`` given, the caller owns them; else the app opens its own."""
     key = settings.secret_key or load_secret_key(settings.data_dir)
     metrics = HttpMetrics.create()
     eps = endpoints()
+    tuning = Tuning.load(settings.params_file)  # a bad params file fails here, at start-up
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = stores is None
         app.state.stores = await Stores.open(settings) if own else stores
-        tables = load_toml(settings.params_file) if settings.params_file else {}
         app.state.tracking = Tracking(
             app.state.stores,
-            fix_params=from_mapping(FixParams, tables.get("fixes", {}), section="fixes"),
-            socket_params=from_mapping(SocketParams, tables.get("socket", {}), section="socket"),
-            stale_after_s=float(tables.get("presence", {}).get("stale_after_s", 30.0)),
+            fix_params=tuning.fixes,
+            socket_params=tuning.socket,
+            stale_after_s=tuning.presence.stale_after_s,
+            eta_params=tuning.eta,
+            arrival_params=tuning.arrival,
         )
         tracking_rt = app.state.tracking
         tracking_rt.job_source = partial(dispatch_service.job_of, app.state.stores)
@@ -70,9 +126,9 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         app.state.engine = Engine(
             app.state.stores,
             tracking_rt,
-            match=from_mapping(MatchParams, tables.get("matching", {}), section="matching"),
-            offer=from_mapping(OfferParams, tables.get("offers", {}), section="offers"),
-            engine=from_mapping(EngineParams, tables.get("engine", {}), section="engine"),
+            match=tuning.matching,
+            offer=tuning.offers,
+            engine=tuning.engine,
         )
         if app.state.engine.params.enabled:
             app.state.engine.start()

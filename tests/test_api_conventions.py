@@ -270,3 +270,24 @@ async def test_readyz_is_503_when_a_store_is_down(settings: Settings) -> None:
     assert r.status_code == 503
     assert r.json()["postgres"] == "ok"
     assert r.json()["redis"].startswith("down")
+
+
+def test_the_shipped_params_file_loads_and_a_typo_is_refused(tmp_path: Any) -> None:
+    """params/doorstep.toml loads into every table; an unknown table or key is a named error."""
+    from pathlib import Path
+
+    from api.app import Tuning
+    from doorstep.params import ParamsError
+
+    tuning = Tuning.load(Path(__file__).parent.parent / "params" / "doorstep.toml")
+    assert tuning.offers.mode == "direct"
+    assert tuning.presence.stale_after_s == 30.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[offer]\nttl_s = 10\n")
+    with pytest.raises(ParamsError) as info:
+        Tuning.load(bad)
+    assert info.value.field == "offer"
+    bad.write_text("[offers]\nttl = 10\n")
+    with pytest.raises(ParamsError) as info:
+        Tuning.load(bad)
+    assert info.value.field == "offers.ttl"
