@@ -34,6 +34,7 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     db_pool_min: int = 2
     db_pool_max: int = 10
+    redis_pool_max: int = 200
     log_level: str = "INFO"
     params_file: Path | None = None
 
@@ -106,6 +107,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, f"{p}MAX_BODY_BYTES", 256 * 1024, minimum=1024),
         db_pool_min=_int(env, f"{p}DB_POOL_MIN", 2, minimum=1),
         db_pool_max=_int(env, f"{p}DB_POOL_MAX", 10, minimum=1),
+        redis_pool_max=_int(env, f"{p}REDIS_POOL_MAX", 200, minimum=2),
         log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
         params_file=_params_file(env.get(f"{p}PARAMS")),
     )

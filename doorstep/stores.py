@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from doorstep.db import create_pool, redact
 from doorstep.keys import Keys
@@ -32,7 +32,12 @@ class Stores:
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
-        redis = Redis.from_url(settings.redis_url, decode_responses=False)
+        # A blocking pool: under a burst (thousands of sockets connecting at once) a
+        # request waits for a connection instead of failing with MaxConnectionsError.
+        pool_ = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_pool_max, timeout=10
+        )
+        redis = Redis.from_pool(pool_)  # owns the pool: aclose() closes it
         log.info(
             "using PostgreSQL at %s and Redis at %s",
             redact(settings.database_url),
