@@ -11,18 +11,21 @@ is its send time. The customer's process stamps each ``position`` frame on arriv
 Latency = arrival of the ``position`` frame at the customer − the moment the worker's
 process sent the fix (both ``time.time()`` on the same machine; joined on (worker, seq)),
 and also arrival − ``ts_ms`` as the issue words it (millisecond resolution). Reported:
-p50/p90/p99/max, frames/s delivered, fixes that never arrived, and every process's CPU.
+p50/p90/p99/max, frames/s delivered, fixes that never arrived, the servers' own
+counters (``/metrics``), every process's CPU, and the servers' garbage-collector pauses
+(the servers run ``doorstep.cli`` under a ``gc.callbacks`` probe, ``benchmarks._fleet``).
 
-Baseline in the same run, for the same message rate and size: raw Redis ``PUBLISH``
-(from the worker generator's process, one pipeline per send tick) → one redis-py
-asyncio subscriber subscribed to the same M channels and reading them the way
-Doorstep's hub does (``get_message`` in a loop). It is the floor of cross-process
-fan-out through Redis pub/sub with this client.
+Baseline in the same run, after each Doorstep window, for the same message rate and
+size: raw Redis ``PUBLISH`` (from the worker generator's process, one pipeline per send
+tick) → one redis-py asyncio subscriber subscribed to M other channels (B hears none of
+them) and reading them the way Doorstep's hub does (``get_message`` in a loop). It is
+the floor of cross-process fan-out through Redis pub/sub with this client.
 
 Usage::
 
     python -m benchmarks.fanout --quick     # 1k watched orders, under 60 s
-    python -m benchmarks.fanout             # 1k and 10k watched orders
+    python -m benchmarks.fanout             # 1k every 5 s; 10k every 10 s and every 5 s
+    python -m benchmarks.fanout --server-gc freeze   # the servers call gc.freeze() each second
 
 JSON on stdout, progress on stderr. Internal modes: ``--worker-gen`` and
 ``--customer-gen`` (the load generators, driven over stdin).
@@ -1289,7 +1292,8 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         metavar="S",
-        help="first wait up to S seconds for other work on the machine to stop",
+        help="wait (at most S seconds in all) for other work on the machine to stop before "
+        "the run and each round; measure a round again if other work took > 0.3 cores",
     )
     p.add_argument(
         "--py-spy",
