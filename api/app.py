@@ -14,13 +14,14 @@ from starlette.exceptions import HTTPException
 
 from accounts.service import TokenPolicy
 from api import errors, openapi
-from api.metrics import HttpMetrics, TrackingCollector
+from api.metrics import GcCollector, HttpMetrics, TrackingCollector
 from api.routes import accounts, catalog, orders, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
 from dispatch import service as dispatch_service
 from dispatch.engine import Engine, EngineParams
 from dispatch.offers import OfferParams
 from doorstep import __version__
+from doorstep.gcpolicy import GcParams, GcPolicy
 from doorstep.params import ParamsError, from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
@@ -71,6 +72,7 @@ class Tuning:
     matching: MatchParams
     offers: OfferParams
     engine: EngineParams
+    gc: GcParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -89,6 +91,7 @@ class Tuning:
             "matching": MatchParams,
             "offers": OfferParams,
             "engine": EngineParams,
+            "gc": GcParams,
         }
         return cls(
             **{
@@ -132,9 +135,12 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         )
         if app.state.engine.params.enabled:
             app.state.engine.start()
+        app.state.gc = GcPolicy(tuning.gc)
+        app.state.gc.start()  # last: what start-up built is frozen first
         try:
             yield
         finally:
+            await app.state.gc.stop()
             await app.state.engine.stop()
             await app.state.tracking.stop()
             if own:
@@ -153,6 +159,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     )
     app.state.metrics = metrics
     metrics.registry.register(TrackingCollector(app.state))
+    metrics.registry.register(GcCollector(app.state))
     app.state.openapi = encode(openapi.build(eps, title="Doorstep", version=__version__))
     if stores is not None:
         app.state.stores = stores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,4 +106,50 @@ class TrackingCollector:
             "doorstep_trail_buffered",
             "trail points waiting for COPY",
             value=tracking.archiver.buffered,
+        )
+
+
+class GcCollector:
+    """The garbage collector's pauses by generation and what the freeze policy did."""
+
+    def __init__(self, app_state: Any) -> None:
+        self._state = app_state
+
+    def collect(self) -> Iterator[Metric]:
+        policy = getattr(self._state, "gc", None)
+        if policy is None:
+            return
+        s = policy.stats
+        count = CounterMetricFamily(
+            "doorstep_gc_collections", "cyclic GC collections", labels=["generation"]
+        )
+        total = CounterMetricFamily(
+            "doorstep_gc_pause_seconds", "time spent in cyclic GC", labels=["generation"]
+        )
+        longest = GaugeMetricFamily(
+            "doorstep_gc_pause_max_seconds", "longest GC pause", labels=["generation"]
+        )
+        for gen in range(3):
+            count.add_metric([str(gen)], s.pauses[gen])
+            total.add_metric([str(gen)], s.pause_s[gen])
+            longest.add_metric([str(gen)], s.max_pause_s[gen])
+        yield count
+        yield total
+        yield longest
+        yield CounterMetricFamily("doorstep_gc_freezes", "gc.freeze() calls", value=s.freezes)
+        yield CounterMetricFamily(
+            "doorstep_gc_sweeps", "full sweeps of frozen objects", value=s.sweeps
+        )
+        yield CounterMetricFamily(
+            "doorstep_gc_swept_objects",
+            "unreachable objects found by sweeps (cycles that died while frozen)",
+            value=s.swept_objects,
+        )
+        yield GaugeMetricFamily(
+            "doorstep_gc_last_sweep_seconds", "duration of the last sweep", value=s.last_sweep_s
+        )
+        yield GaugeMetricFamily(
+            "doorstep_gc_frozen_objects",
+            "objects in the permanent generation",
+            value=gc.get_freeze_count(),
         )

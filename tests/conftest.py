@@ -140,6 +140,8 @@ async def live_app(
     params = tmp_path_factory.mktemp("params") / "params.toml"
     params.write_text(
         "[socket]\nframes_per_s = 50.0\nburst_frames = 50.0\nflood_close_after_s = 1.0\n"
+        # The test process is not a long-running server: its garbage is the tests'.
+        "[gc]\nfreeze = false\n"
     )
     app = create_app(replace(settings, params_file=params), stores)
     port = free_port()

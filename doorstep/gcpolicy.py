@@ -1,0 +1,129 @@
+"""How a long-running server process uses CPython's cyclic garbage collector.
+
+A server holding 10,000 sockets has ~2 million container objects that live as long as
+their connections. CPython's full (generation-2) collection walks all of them: 0.6–2 s
+with every request and frame waiting (benchmarks/README.md). The policy here keeps the
+collected generations small instead:
+
+- every ``freeze_every_s`` it collects what is not frozen (cheap: only what survived
+  since the last freeze) and then freezes the survivors (``gc.freeze()``: moved to the
+  permanent generation, which the collector does not walk);
+- every ``sweep_every_s`` it unfreezes, collects everything once (one full pause) and
+  freezes again, reclaiming cycles among objects that died after being frozen — a
+  closed connection whose objects reference each other. Frozen objects with no cycles
+  are freed by reference counting as usual; only cyclic garbage waits for the sweep.
+
+The pauses of every collection, by generation, and what each sweep reclaimed are kept
+in :class:`GcStats` (on ``/metrics``), so the cost and the leak rate are measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("doorstep.gc")
+
+
+@dataclass(frozen=True, slots=True)
+class GcParams:
+    """The collector policy (section ``[gc]``)."""
+
+    freeze: bool = True
+    freeze_every_s: float = 2.0
+    sweep_every_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.freeze_every_s > 0:
+            raise ValueError("freeze_every_s must be > 0")
+        if self.sweep_every_s < 0:
+            raise ValueError("sweep_every_s must be >= 0 (0: never)")
+
+
+@dataclass
+class GcStats:
+    """Collections seen in this process, by generation, and what the policy did."""
+
+    pauses: list[int] = field(default_factory=lambda: [0, 0, 0])
+    pause_s: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    max_pause_s: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    freezes: int = 0
+    sweeps: int = 0
+    swept_objects: int = 0
+    last_sweep_objects: int = 0
+    last_sweep_s: float = 0.0
+
+
+class GcPolicy:
+    """Runs the freeze/sweep loop and times every collection (one per process)."""
+
+    def __init__(self, params: GcParams) -> None:
+        self.params = params
+        self.stats = GcStats()
+        self._started_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started_at = time.perf_counter()
+            return
+        gen = int(info.get("generation", 2))
+        took = time.perf_counter() - self._started_at
+        s = self.stats
+        s.pauses[gen] += 1
+        s.pause_s[gen] += took
+        s.max_pause_s[gen] = max(s.max_pause_s[gen], took)
+
+    def start(self) -> None:
+        """Time collections from now on; with ``freeze``, freeze now and keep freezing."""
+        gc.callbacks.append(self._callback)
+        if self.params.freeze:
+            self.freeze()
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="gc-policy")
+
+    async def stop(self) -> None:
+        """Stop the loop and give everything back to the collector."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            gc.unfreeze()
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._callback)
+
+    def freeze(self) -> None:
+        """Collect what is not frozen yet, then freeze the survivors."""
+        gc.collect()
+        gc.freeze()
+        self.stats.freezes += 1
+
+    def sweep(self) -> int:
+        """One full collection over everything, frozen included; returns objects reclaimed."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        s = self.stats
+        s.sweeps += 1
+        s.swept_objects += found
+        s.last_sweep_objects = found
+        s.last_sweep_s = time.perf_counter() - started
+        log.info("gc sweep: %d objects reclaimed in %.3f s", found, s.last_sweep_s)
+        return found
+
+    async def _loop(self) -> None:
+        p = self.params
+        next_sweep = time.monotonic() + p.sweep_every_s
+        while True:
+            await asyncio.sleep(p.freeze_every_s)
+            if p.sweep_every_s and time.monotonic() >= next_sweep:
+                self.sweep()
+                next_sweep = time.monotonic() + p.sweep_every_s
+            else:
+                self.freeze()
