@@ -37,10 +37,13 @@ class FixesMsg(msgspec.Struct, tag="fixes", tag_field="type", forbid_unknown_fie
     """A batch of fixes in ascending ``seq`` (a live fix, or an offline backlog)."""
 
     fixes: Annotated[list[FixIn], msgspec.Meta(min_length=1, max_length=MAX_FIXES_PER_FRAME)]
+    ack: bool = False  # acknowledge this frame at once, whatever the ack interval
 
 
 class FixMsg(FixIn, tag="fix", tag_field="type", forbid_unknown_fields=True, kw_only=True):
     """A single fix, fields at the top level."""
+
+    ack: bool = False  # acknowledge this frame at once, whatever the ack interval
 
 
 class StateMsg(msgspec.Struct, tag="state", tag_field="type", forbid_unknown_fields=True):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import secrets
 import time
@@ -32,6 +34,7 @@ from tracking.geofence import ArrivalParams
 from tracking.ingest import IngestWriter
 from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
 from tracking.live import LiveHub
+from tracking.protocol import encode_ack
 from tracking.session import FrameResult, SocketParams, WorkerSession
 
 JobSource = Callable[[int], Awaitable[JobInfo | None]]
@@ -105,6 +108,9 @@ class Tracking:
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
         self.eta = EtaStore(stores.pool, self.eta_params)
+        # Acks held back by [socket] ack_interval_ms: (due_ms, n, session, socket).
+        self._acks: list[tuple[int, int, WorkerSession, WorkerSocket]] = []
+        self._ack_n = itertools.count()
 
     async def start(self) -> None:
         """Connect the hub and start the background loops."""
@@ -112,6 +118,8 @@ class Tracking:
         await self.hub.handle(self.keys.process_channel(self.process_id), self._on_control)
         self.archiver.start()
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="stale-sweeper"))
+        if self.socket_params.ack_interval_ms:
+            self._tasks.append(asyncio.create_task(self._ack_loop(), name="acks"))
 
     async def stop(self) -> None:
         """Close sockets, stop loops, flush the archive."""
@@ -341,6 +349,40 @@ class Tracking:
         self._tasks.remove(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("arrival hook failed", exc_info=task.exception())
+
+    # --- held-back acks ---------------------------------------------------------------
+
+    def ack_later(self, session: WorkerSession, sock: WorkerSocket) -> None:
+        """Send the session's pending ack when it falls due (``[socket] ack_interval_ms``)."""
+        if not session.ack_queued:
+            session.ack_queued = True
+            heapq.heappush(self._acks, (session.ack_due_at(), next(self._ack_n), session, sock))
+
+    async def send_due_acks(self, now_ms: int) -> int:
+        """Send every held-back ack that is due; returns how many were sent."""
+        sends = []
+        heap = self._acks
+        while heap and heap[0][0] <= now_ms:
+            _, _, session, sock = heapq.heappop(heap)
+            session.ack_queued = False
+            if not session.ack_pending:  # acked meanwhile by a frame that was due at once
+                continue
+            if session.ack_due_at() > now_ms:
+                self.ack_later(session, sock)
+                continue
+            sends.append(sock.send(encode_ack(*session.take_ack(now_ms))))
+        if sends:
+            await asyncio.gather(*sends)
+        return len(sends)
+
+    async def _ack_loop(self) -> None:
+        period = max(0.02, min(0.25, self.socket_params.ack_interval_ms / 4000))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.send_due_acks(int(time.time() * 1000))
+            except Exception:  # a socket's send never stops the others' acks
+                log.exception("sending held-back acks failed")
 
     # --- jobs and ETA ------------------------------------------------------------------
 

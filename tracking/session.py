@@ -44,12 +44,18 @@ class SocketParams:
     flood_close_after_s: float = 5.0
     max_frame_bytes: int = 64 * 1024
     feed_interval_ms: int = 1000
+    # Acks at most this often per socket (0: one per frame). Acks are cumulative, so a
+    # later one covers every frame before it; frames with rejections or ``"ack": true``
+    # are acknowledged at once.
+    ack_interval_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.frames_per_s <= 0 or self.burst_frames < 1:
             raise ValueError("frames_per_s must be > 0 and burst_frames >= 1")
         if self.max_frame_bytes < 1024:
             raise ValueError("max_frame_bytes must be >= 1024")
+        if not 0 <= self.ack_interval_ms <= 60_000:
+            raise ValueError("ack_interval_ms must be within 0..60000")
 
 
 @dataclass(slots=True)
@@ -79,6 +85,12 @@ class WorkerSession:
     throttled_in_window: int = 0
     last_feed_ms: int = 0
     preference: str = "available"  # the worker's own choice: available or unavailable
+    last_ack_ms: int = 0
+    ack_pending: bool = False
+    ack_queued: bool = False  # the runtime will send the pending ack when it is due
+    pending_seq: int = 0
+    pending_accepted: int = 0
+    pending_rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bucket = TokenBucket(self.socket_params.frames_per_s, self.socket_params.burst_frames)
@@ -125,6 +137,28 @@ class WorkerSession:
                     "" if fx.heading_deg is None else fx.heading_deg,
                 )
         return FrameResult(verdicts, len(trail), rejected, last, trail, self.track.last_seq)
+
+    def written(self, result: FrameResult, now_ms: int, *, urgent: bool = False) -> bool:
+        """Note a frame now in the store for the next ack; True if that ack is due now."""
+        self.ack_pending = True
+        self.pending_seq = result.ack_seq
+        self.pending_accepted += result.accepted
+        self.pending_rejected.extend(result.rejected)
+        interval = self.socket_params.ack_interval_ms
+        return urgent or bool(result.rejected) or now_ms - self.last_ack_ms >= interval
+
+    def ack_due_at(self) -> int:
+        """When the pending ack is due (ms), if one is pending."""
+        return self.last_ack_ms + self.socket_params.ack_interval_ms
+
+    def take_ack(self, now_ms: int) -> tuple[int, int, list[tuple[int, str]]]:
+        """The pending ack (seq, accepted, rejected), now counted as sent."""
+        ack = (self.pending_seq, self.pending_accepted, self.pending_rejected)
+        self.ack_pending = False
+        self.pending_accepted = 0
+        self.pending_rejected = []
+        self.last_ack_ms = now_ms
+        return ack
 
     def feed_due(self, now_ms: int) -> bool:
         """True if this worker's position should go to the dispatcher feed now (≤ 1 Hz)."""

@@ -225,7 +225,11 @@ async def _worker_loop(
                     )
                 )
                 continue
-            await sock.send(encode_ack(result.ack_seq, result.accepted, result.rejected))
+            now_ms = int(time.time() * 1000)
+            if session.written(result, now_ms, urgent=msg.ack):
+                await sock.send(encode_ack(*session.take_ack(now_ms)))
+            else:
+                tracking.ack_later(session, sock)
         elif isinstance(msg, StateMsg):
             await tracking.set_preference(session, msg.state)
             await sock.send(encode_state(session.state))
