@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +149,6 @@ class GcCollector:
         )
         yield GaugeMetricFamily(
             "doorstep_gc_frozen_objects",
-            "objects in the permanent generation",
-            value=gc.get_freeze_count(),
+            "objects in the permanent generation after the last sweep",
+            value=s.frozen_after_sweep,
         )

@@ -57,6 +57,7 @@ class GcStats:
     swept_objects: int = 0
     last_sweep_objects: int = 0
     last_sweep_s: float = 0.0
+    frozen_after_sweep: int = 0  # counting frozen objects walks them all: only at sweeps
 
 
 class GcPolicy:
@@ -114,6 +115,7 @@ class GcPolicy:
         s.swept_objects += found
         s.last_sweep_objects = found
         s.last_sweep_s = time.perf_counter() - started
+        s.frozen_after_sweep = gc.get_freeze_count()
         log.info("gc sweep: %d objects reclaimed in %.3f s", found, s.last_sweep_s)
         return found
 
