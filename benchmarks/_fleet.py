@@ -208,11 +208,13 @@ async def redis_pid(redis_url: str) -> int | None:
     return h.local_pid(int(info.get("process_id", 0)), ("redis", "valkey"))
 
 
-def write_params(path: Path, *, frames_per_s: float = 1000.0) -> Path:
-    """A params file: the dispatch engine off, the per-socket frame limit lifted."""
+def write_params(path: Path, *, frames_per_s: float = 1000.0, gc_freeze: bool = True) -> Path:
+    """A params file: the dispatch engine off, the per-socket frame limit lifted, and the
+    GC policy on (the default) or off (CPython's own collector)."""
     path.write_text(
         "[engine]\nenabled = false\n\n"
-        f"[socket]\nframes_per_s = {frames_per_s}\nburst_frames = {frames_per_s}\n"
+        f"[socket]\nframes_per_s = {frames_per_s}\nburst_frames = {frames_per_s}\n\n"
+        f"[gc]\nfreeze = {'true' if gc_freeze else 'false'}\n"
     )
     return path
 
@@ -227,7 +229,6 @@ def doorstep_server(
     params: Path,
     work_dir: Path,
     gc_log: Path | None = None,
-    gc_mode: str = "default",
 ) -> h.Server:
     """``doorstep serve`` on ``port`` with this run's database, prefix, secret and params.
 
@@ -252,8 +253,6 @@ def doorstep_server(
             "benchmarks._fleet",
             "--gc-log",
             str(gc_log),
-            "--gc-mode",
-            gc_mode,
             "serve",
             "--port",
             str(port),
@@ -323,28 +322,14 @@ def gc_pauses_between(log: list[dict[str, Any]], t0: float, t1: float) -> dict[s
 
 
 def serve_with_gc_log(argv: list[str]) -> None:
-    """``python -m benchmarks._fleet --gc-log PATH [--gc-mode M] serve …``: run
-    ``doorstep.cli`` with its GC pauses logged. ``--gc-mode freeze``: an experiment,
-    ``gc.freeze()`` once a second (objects that survived move out of the collector's
-    reach, as a server calling ``gc.freeze()`` after start-up and after each burst of
-    connections would)."""
+    """``python -m benchmarks._fleet --gc-log PATH serve …``: run ``doorstep.cli`` with
+    its GC pauses logged (the server's own ``[gc]`` policy decides what is collected)."""
     import argparse
-    import gc
-    import threading
 
     p = argparse.ArgumentParser()
     p.add_argument("--gc-log", required=True)
-    p.add_argument("--gc-mode", default="default", choices=("default", "freeze"))
     args, rest = p.parse_known_args(argv)
     log_gc_pauses(Path(args.gc_log))
-    if args.gc_mode == "freeze":
-
-        def freezer() -> None:
-            while True:
-                time.sleep(1.0)
-                gc.freeze()
-
-        threading.Thread(target=freezer, daemon=True, name="gc-freezer").start()
     sys.argv = ["doorstep", *rest]
     from doorstep.cli import main
 

@@ -25,7 +25,7 @@ Usage::
 
     python -m benchmarks.fanout --quick     # 1k watched orders, under 60 s
     python -m benchmarks.fanout             # 1k every 5 s; 10k every 10 s and every 5 s
-    python -m benchmarks.fanout --server-gc freeze   # the servers call gc.freeze() each second
+    python -m benchmarks.fanout --server-gc plain    # the servers with CPython's own GC
 
 JSON on stdout, progress on stderr. Internal modes: ``--worker-gen`` and
 ``--customer-gen`` (the load generators, driven over stdin).
@@ -547,7 +547,7 @@ class Env:
     order_ids: list[int]
     redis_pid: int | None
     py_spy: str | None
-    gc_mode: str = "default"
+    gc_mode: str = "policy"
     gc_logs: dict[str, Path] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     quiet_until: float = 0.0  # monotonic deadline for waiting out other work
@@ -1079,12 +1079,8 @@ async def _run_size(env: Env, m: int, intervals: tuple[float, ...]) -> list[dict
         "server_a": env.work_dir / f"gc-a-{m}.jsonl",
         "server_b": env.work_dir / f"gc-b-{m}.jsonl",
     }
-    a = f.doorstep_server(
-        f"server-a-{m}", port_a, gc_log=env.gc_logs["server_a"], gc_mode=env.gc_mode, **common
-    )
-    b = f.doorstep_server(
-        f"server-b-{m}", port_b, gc_log=env.gc_logs["server_b"], gc_mode=env.gc_mode, **common
-    )
+    a = f.doorstep_server(f"server-a-{m}", port_a, gc_log=env.gc_logs["server_a"], **common)
+    b = f.doorstep_server(f"server-b-{m}", port_b, gc_log=env.gc_logs["server_b"], **common)
     argv = [sys.executable, "-m", "benchmarks.fanout"]
     wgen = await f.Child.start("worker-gen", [*argv, "--worker-gen"])
     cgen = await f.Child.start("customer-gen", [*argv, "--customer-gen"])
@@ -1200,6 +1196,7 @@ async def orchestrate(
         env = await _setup(plan, redis_url, database_url, Path(tmp), py_spy)
         env.quiet_until = time.monotonic() + wait_quiet_s if wait_quiet_s > 0 else 0.0
         env.gc_mode = gc_mode
+        f.write_params(env.params, gc_freeze=gc_mode == "policy")
         try:
             runs = []
             big = max(plan.orders)
@@ -1303,9 +1300,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--server-gc",
-        choices=("default", "freeze"),
-        default="default",
-        help="experiment: 'freeze' runs both servers with gc.freeze() once a second",
+        choices=("policy", "plain"),
+        default="policy",
+        help="'policy': the servers' [gc] freeze policy (the default); 'plain': [gc] freeze = false",
     )
     p.add_argument("--worker-gen", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--customer-gen", action="store_true", help=argparse.SUPPRESS)
