@@ -32,6 +32,7 @@ class Subscription:
         self.channel = channel
         self._queue: collections.deque[bytes] = collections.deque(maxlen=maxlen)
         self._ready = asyncio.Event()
+        self._ended = False
         self.dropped = 0
 
     def push(self, message: bytes) -> None:
@@ -42,12 +43,21 @@ class Subscription:
         self._queue.append(message)
         self._ready.set()
 
-    async def get(self) -> bytes:
-        """The next message, waiting if there is none."""
+    async def get(self) -> bytes | None:
+        """The next message, waiting if there is none; None once :meth:`end` was called."""
         while not self._queue:
+            if self._ended:
+                return None
             self._ready.clear()
             await self._ready.wait()
+        if self._ended:
+            return None
         return self._queue.popleft()
+
+    def end(self) -> None:
+        """Make :meth:`get` return None from now on (the watcher went away)."""
+        self._ended = True
+        self._ready.set()
 
     async def close(self) -> None:
         """Stop watching."""

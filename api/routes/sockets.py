@@ -407,16 +407,17 @@ async def order_socket(ws: WebSocket) -> None:
 async def _pump(
     ws: WebSocket, sub: Subscription, forward: Callable[[bytes], Awaitable[bool]]
 ) -> None:
-    """Forward the subscription's messages until the client leaves or ``forward`` says stop."""
+    """Forward the subscription's messages until the client leaves or ``forward`` says stop.
+
+    One task reads the client's side (only a disconnect is expected) and ends the
+    subscription when it leaves; this loop just awaits the next message, with no task
+    or ``asyncio.wait`` per message.
+    """
     closed = asyncio.create_task(_until_disconnect(ws))
+    closed.add_done_callback(lambda _: sub.end())
     try:
-        while not closed.done():
-            getter = asyncio.create_task(sub.get())
-            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                return
-            if not await forward(getter.result()):
+        while (message := await sub.get()) is not None:
+            if not await forward(message):
                 return
     except (WebSocketDisconnect, RuntimeError):
         return
@@ -425,8 +426,9 @@ async def _pump(
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
-    while (await ws.receive())["type"] != "websocket.disconnect":
-        pass
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
 
 
 async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -> dict[str, Any]:
