@@ -77,8 +77,10 @@ def test_areas_convert_districts_to_wgs84_and_clip_them() -> None:
     futian = next(f for f in out["features"] if f["properties"].get("name") == "福田区")
     geometry = shape(futian["geometry"])
     min_x, min_y, max_x, max_y = geometry.bounds
-    assert (box[1], box[0]) <= (min_x + 1e-9, min_y + 1e-9)
-    assert (max_x - 1e-9, max_y - 1e-9) <= (box[3], box[2])
+    assert box[1] - 1e-9 <= min_x
+    assert box[0] - 1e-9 <= min_y
+    assert max_x <= box[3] + 1e-9
+    assert max_y <= box[2] + 1e-9
     # Futian's CBD in WGS-84 (a node of the OSM road graph) is inside the converted district.
     graph = load_futian_graph()
     assert geometry.contains(Point(float(graph.lng[0]), float(graph.lat[0])))
