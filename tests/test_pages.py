@@ -294,10 +294,11 @@ async def test_customer_page_follows_the_worker_live(
     await phone.fix(closer)
     await _marker_at(page, closer)
 
-    # The customer, signed in on their own tab, sees the start code once the worker is there.
+    # The customer, signed in on their own tab (in English), sees the start code once the
+    # worker is there.
     mine = await context.new_page()
     errors += _errors_of(mine)
-    await mine.goto(f"http://{page_server.address}/track/{order['id']}")
+    await mine.goto(f"http://{page_server.address}/track/{order['id']}?lang=en")
     await mine.fill("#login-phone", customer.phone)
     await mine.fill("#login-password", PASSWORD)
     await mine.click("#login-form button")
