@@ -126,17 +126,29 @@ def _polygon_json(geometry: BaseGeometry) -> dict[str, Any] | None:
     return {"type": "MultiPolygon", "coordinates": polygons}
 
 
+def _lines_json(geometry: BaseGeometry) -> dict[str, Any] | None:
+    """Line work as a rounded MultiLineString; None if nothing is left."""
+    parts = [
+        g for g in getattr(geometry, "geoms", [geometry]) if isinstance(g, LineString) and g.length
+    ]
+    if not parts:
+        return None
+    return {"type": "MultiLineString", "coordinates": [_round(g.coords) for g in parts]}
+
+
 def areas(
     service_area: Mapping[str, Any],
     districts_gcj02: object,
     bbox: tuple[float, float, float, float],
 ) -> dict[str, Any]:
-    """The city's service area and the districts around ``bbox`` as a FeatureCollection.
+    """The city's service area and the district borders around ``bbox`` as a
+    FeatureCollection.
 
-    ``service_area`` is WGS-84 GeoJSON (as cities store it); ``districts_gcj02`` a GCJ-02
-    FeatureCollection of named districts (the bundled Shenzhen file), converted to
-    WGS-84 and clipped to ``bbox``. Districts come first, the service area last
-    (``properties.kind``: ``district`` or ``service_area``).
+    ``service_area`` is WGS-84 GeoJSON (as cities store it), kept as a polygon;
+    ``districts_gcj02`` a GCJ-02 FeatureCollection of named districts (the bundled
+    Shenzhen file), whose borders are converted to WGS-84 and clipped to ``bbox`` as
+    lines. Districts come first, the service area last (``properties.kind``:
+    ``district`` or ``service_area``).
     """
     min_lat, min_lng, max_lat, max_lng = bbox
     window = box(min_lng, min_lat, max_lng, max_lat)
@@ -154,14 +166,15 @@ def areas(
             continue
         name = str(props.get("name", ""))
         exact = shape(district_geometry_wgs84({"features": [feature]}, name))
-        clipped = shapely.intersection(exact, window)
-        geometry = _polygon_json(clipped) if not clipped.is_empty else None
-        if geometry is not None:
+        # The border as lines, clipped: a clipped polygon would draw the box's edge too.
+        border = shapely.intersection(exact.boundary, window)
+        lines = _lines_json(border.simplify(AREA_TOLERANCE_DEG))
+        if lines is not None:
             features.append(
                 {
                     "type": "Feature",
                     "properties": {"kind": "district", "name": name},
-                    "geometry": geometry,
+                    "geometry": lines,
                 }
             )
     area = shape(dict(service_area))

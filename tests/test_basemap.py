@@ -12,6 +12,7 @@ from catalog import service as catalog_service
 from catalog import store as catalog_store
 from doorstep.stores import Stores
 from geo import basemap, bundled
+from geo.areas import load_bundled_district
 from geo.roadgraph import load_futian_graph
 from tests.helpers import SQUARE
 
@@ -66,24 +67,34 @@ def test_the_bundled_roads_are_small_and_in_wgs84() -> None:
     assert max(lats) <= graph.lat.max() + 0.01
 
 
-def test_areas_convert_districts_to_wgs84_and_clip_them() -> None:
-    """The bundled GCJ-02 districts come back in WGS-84, clipped to the box, with the service area last."""
+def test_areas_convert_district_borders_to_wgs84_and_clip_them() -> None:
+    """The bundled GCJ-02 district borders come back in WGS-84, clipped to the box, with the service area last."""
     box = basemap.expand((22.52, 114.0, 22.54, 114.02), basemap.MARGIN_DEG)
     out = basemap.areas(SQUARE, bundled.read_shenzhen_districts(), box)
     kinds = [(f["properties"]["kind"], f["properties"].get("name")) for f in out["features"]]
     assert ("district", "福田区") in kinds
     assert kinds[-1] == ("service_area", None)
     assert ("district", "深圳市") not in kinds
+    assert shape(out["features"][-1]["geometry"]).equals(shape(SQUARE))
     futian = next(f for f in out["features"] if f["properties"].get("name") == "福田区")
-    geometry = shape(futian["geometry"])
-    min_x, min_y, max_x, max_y = geometry.bounds
+    border = shape(futian["geometry"])
+    min_x, min_y, max_x, max_y = border.bounds
     assert box[1] - 1e-9 <= min_x
     assert box[0] - 1e-9 <= min_y
     assert max_x <= box[3] + 1e-9
     assert max_y <= box[2] + 1e-9
-    # Futian's CBD in WGS-84 (a node of the OSM road graph) is inside the converted district.
-    graph = load_futian_graph()
-    assert geometry.contains(Point(float(graph.lng[0]), float(graph.lat[0])))
+    # Within ~20 m of the WGS-84 border, and far from the GCJ-02 one (~600 m off here).
+    wgs84 = shape(load_bundled_district("福田区")).boundary
+    gcj02 = shape(
+        next(
+            f["geometry"]
+            for f in bundled.read_shenzhen_districts()["features"]  # type: ignore[index]
+            if f["properties"]["name"] == "福田区"
+        )
+    ).boundary
+    points = [Point(x, y) for line in futian["geometry"]["coordinates"] for x, y in line]
+    assert max(wgs84.distance(p) for p in points) < 0.0002
+    assert max(gcj02.distance(p) for p in points) > 0.003
 
 
 async def test_map_layers_are_public_cached_and_gzipped(

@@ -274,7 +274,7 @@ export function basemap(elementId, cityId, options = {}) {
         interactive: false,
         style: (f) => f.properties.kind === "service_area"
           ? { color: "#3b82f6", weight: 2, dashArray: "6 4", fillColor: "#3b82f6", fillOpacity: 0.04 }
-          : { color: "#b9b2a3", weight: 1, fillColor: "#efe9dd", fillOpacity: 1 },
+          : { color: "#a89f8c", weight: 1.5, dashArray: "8 3 2 3", fill: false }, // district borders
       }).addTo(map);
       return data;
     });
