@@ -312,6 +312,8 @@ async def test_customer_page_follows_the_worker_live(
     assert await page.is_hidden("#start-code")
     assert await page.is_visible("#code-card")  # says that only the booker sees the code
     await _shot(mine, "track-arrived-phone.png")
+    await page.set_viewport_size({"width": 1280, "height": 800})  # the same page on a desk
+    await _shot(page, "track-arrived-share-desktop.png")
     await context.close()
     await ws.close()
     assert errors == []

@@ -114,6 +114,7 @@ function renderCode() {
   $("code-card").hidden = !arrived;
   $("start-code").textContent = code || "";
   $("start-code").hidden = !code;
+  $("code-card").classList.toggle("no-code", !code);
   const hint = $("code-card").querySelector(".muted");
   hint.textContent = code ? t("code_hint") : t("code_share");
 }
