@@ -133,6 +133,7 @@ let map = null;
 const markers = new Map();
 const orderMarkers = new Map();
 let trailLine = null;
+let planLine = null;
 let live = null;
 let dirty = true;
 
@@ -214,6 +215,7 @@ function initMap() {
   const [minLat, minLng, maxLat, maxLng] = S.city.bbox;
   map.fitBounds([[minLat, minLng], [maxLat, maxLng]], { padding: [20, 20] });
   trailLine = L.polyline([], { color: "#0f766e", weight: 3, opacity: 0.9, dashArray: "2 6" }).addTo(map);
+  planLine = L.polyline([], { color: "#7c3aed", weight: 2, opacity: 0.8, dashArray: "8 6" }).addTo(map);
   base.ready.then(() => { document.body.dataset.mapReady = "1"; });
 }
 
@@ -386,6 +388,7 @@ function select(ref) {
   S.selected = ref;
   dirty = true;
   trailLine?.setLatLngs([]);
+  planLine?.setLatLngs([]);
   const wasHidden = $("detail").hidden;
   $("detail").hidden = !ref;
   if (wasHidden !== !ref) map.invalidateSize(); // the map's width changed
@@ -571,20 +574,27 @@ async function showWorker(id) {
   }).catch((e) => { $("trail-info").textContent = e.message; });
   api(session, "GET", `/v1/workers/${id}/plan?date=${date}`).then((plan) => {
     if (S.selected?.kind !== "worker" || S.selected.id !== id) return;
-    $("plan").replaceChildren(renderPlan(plan));
+    $("plan").replaceChildren(renderPlan(plan, w));
   }).catch((e) => {
     $("plan").replaceChildren(el("p", { class: "muted", id: "no-plan" }, e.status === 404 ? t("no_plan") : e.message));
   });
 }
 
-// The day plan comes from GET /v1/workers/{id}/plan; shown as its list of stops.
-function renderPlan(plan) {
-  const stops = Array.isArray(plan) ? plan : plan?.stops || plan?.route?.stops || [];
-  if (!stops.length) return el("p", { class: "muted", id: "no-plan" }, t("no_plan"));
-  const when = (v) => (typeof v === "number" ? hhmm(v > 1e11 ? v : v * 1000, S.city.timezone) : v ? hhmm(Date.parse(v), S.city.timezone) : "");
-  return el("ol", { class: "plan" }, ...stops.map((s) => el("li", {},
-    el("b", {}, `#${s.order_id ?? s.job_id ?? "?"}`), " ",
-    when(s.start_at ?? s.start ?? s.start_s ?? s.arrival_at ?? s.arrival_s))));
+// The day plan from GET /v1/workers/{id}/plan (issue #5's day plans): its stops in order,
+// listed and drawn on the map as a dashed line from the worker through them.
+function renderPlan(plan, worker) {
+  const stops = plan?.stops || [];
+  planLine?.setLatLngs([]);
+  if (plan?.version == null || !stops.length) return el("p", { class: "muted", id: "no-plan" }, t("no_plan"));
+  const tz = S.city.timezone;
+  const at = (v) => (v ? hhmm(Date.parse(v), tz) : "");
+  const points = stops.filter((s) => s.lat != null).map((s) => [s.lat, s.lng]);
+  if (worker.lat != null) points.unshift([worker.lat, worker.lng]);
+  planLine?.setLatLngs(points);
+  return el("ol", { class: "plan", id: "plan-stops" }, ...stops.map((s) => el("li", { dataset: { orderId: s.order_id } },
+    el("b", {}, `#${s.order_id}`), " ", serviceName(s), " ",
+    el("span", { class: "muted" }, `${at(s.start_at)}–${at(s.departure_at)}`),
+    s.window_start ? el("span", { class: "muted" }, ` (${t("window")} ${at(s.window_start)}–${at(s.window_end)})`) : null)));
 }
 
 // ---- feed messages ----------------------------------------------------------------------
