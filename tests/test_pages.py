@@ -409,6 +409,46 @@ async def test_console_override_moves_the_job(
         "() => /\\d/.test(document.getElementById('trail-info').textContent)", timeout=WAIT_MS
     )
     await _shot(page, "console-worker.png")
+
+    # The plan's rendering, in the WorkerPlan shape of the day-plans branch (issue #5), whose
+    # endpoint is not on this branch: the browser is handed one such answer.
+    plan = {
+        "worker_id": a.id,
+        "city_id": city,
+        "date": "2026-01-01",
+        "version": 3,
+        "planned_at": "2026-01-01T00:00:00+00:00",
+        "stops": [
+            {
+                "seq": 0,
+                "order_id": order["id"],
+                "status": "assigned",
+                "service_code": instant_service,
+                "window_start": "2026-01-01T01:00:00+00:00",
+                "window_end": "2026-01-01T03:00:00+00:00",
+                "arrival_at": "2026-01-01T01:10:00+00:00",
+                "start_at": "2026-01-01T01:10:00+00:00",
+                "departure_at": "2026-01-01T03:10:00+00:00",
+                "slack_s": 600,
+                "duration_min": 120,
+                "lat": door[0],
+                "lng": door[1],
+                "address_detail": "",
+            }
+        ],
+        "breaks": [],
+        "travel_s": 300,
+        "distance_m": 1500,
+    }
+
+    async def fulfil(route: Any) -> None:
+        await route.fulfill(status=200, content_type="application/json", body=orjson.dumps(plan))
+
+    await page.route(f"**/v1/workers/{a.id}/plan?*", fulfil)
+    await page.click(f'#workers [data-worker-id="{a.id}"]')
+    stop = page.locator(f'#plan-stops li[data-order-id="{order["id"]}"]')
+    await stop.wait_for(timeout=WAIT_MS)
+    assert "09:10–11:10" in await stop.inner_text()  # Asia/Shanghai times
     await context.close()
     for ws in (ws_a, ws_b):
         await ws.close()
