@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from api.routing import PUBLIC, Ctx, Router
+from api.routing import PUBLIC, Ctx, QueryParam, Router
 
 router = Router("pages")
 
@@ -40,6 +40,10 @@ def _page(name: str) -> Response:
     roles=PUBLIC,
     returns=str,
     media_type="text/html",
+    query=(
+        QueryParam("share", str, "a share token (POST /v1/orders/{id}/share); else sign in"),
+        QueryParam("lang", str, "zh (default) or en"),
+    ),
     summary="The customer's arrival map (?share=<token>, or the customer signs in on the page)",
 )
 async def track_page(ctx: Ctx) -> Response:
@@ -52,6 +56,10 @@ async def track_page(ctx: Ctx) -> Response:
     roles=PUBLIC,
     returns=str,
     media_type="text/html",
+    query=(
+        QueryParam("city", str, "the city to watch (else the page lists them)"),
+        QueryParam("lang", str, "zh (default) or en"),
+    ),
     summary="The dispatcher console (?city=<city_id>; the dispatcher signs in on the page)",
 )
 async def console_page(ctx: Ctx) -> Response:
