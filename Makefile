@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck check clean
+.PHONY: demo test browser lint typecheck check clean
 
 $(BIN)/doorstep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,24 @@ $(BIN)/doorstep: pyproject.toml
 demo: $(BIN)/doorstep  ## run the server with a seeded demo city on embedded stores
 	$(BIN)/doorstep demo
 
-test: $(BIN)/doorstep  ## run the test suite (embedded stores unless REDIS_URL/DATABASE_URL are set)
+test: $(BIN)/doorstep browser  ## run the test suite (embedded stores unless REDIS_URL/DATABASE_URL are set)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/test_pages.py) drive Debian's Chromium through Playwright
+# (Playwright's own browser download cannot work on closed networks). Install it, and a
+# CJK font for readable screenshots, when missing and apt can; otherwise those tests skip
+# and say why.
+browser:
+	@missing=""; \
+	[ -n "$$DOORSTEP_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk\|noto serif cjk" || missing="$$missing fonts-wqy-microhei"; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $$missing with apt for the browser tests"; \
+	  ( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing ) >/dev/null 2>&1 \
+	  || echo "apt could not install $$missing: browser tests skip if Chromium is missing"; \
+	else echo "no $$missing and no root apt-get to install it: browser tests skip if Chromium is missing"; fi
 
 lint: $(BIN)/doorstep
 	$(BIN)/ruff check .

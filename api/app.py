@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from accounts.service import TokenPolicy
 from api import errors, openapi
 from api.metrics import GcCollector, HttpMetrics, TrackingCollector
-from api.routes import accounts, catalog, orders, sockets, system, tracking, workforce
+from api.routes import accounts, catalog, maps, orders, pages, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
 from dispatch import service as dispatch_service
 from dispatch.engine import Engine, EngineParams
@@ -41,6 +41,8 @@ ROUTERS = (
     workforce.router,
     tracking.router,
     orders.router,
+    maps.router,
+    pages.router,
 )
 
 
@@ -147,7 +149,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
                 await app.state.stores.close()
 
     app = Starlette(
-        routes=[*(to_route(ep, metrics.observe) for ep in eps), *sockets.ROUTES],
+        routes=[*(to_route(ep, metrics.observe) for ep in eps), *sockets.ROUTES, pages.STATIC],
         exception_handlers={HTTPException: errors.http_exception, Exception: errors.unexpected},
         lifespan=lifespan,
     )

@@ -297,6 +297,26 @@ class Engine:
             )
             report.offered += bool(made)
 
+    async def preview(self, order: Order, now: datetime) -> Decision:
+        """What a tick would decide for this order alone, now, without offering or recording
+        anything: the nearby available workers (retrieved as a tick does, including any
+        holding an open offer) with feasibility, road ETA and every score term."""
+        job = await order_job(self.stores, order, now=now, params=self.match)
+        ids, lats, lngs = await self.available_workers(order.city_id)
+        candidates: list[Candidate] = []
+        if ids:
+            index = CandidateIndex.build(np.asarray(ids, dtype=np.int64), lats, lngs)
+            found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
+            positions = {ids[i]: (float(lats[i]), float(lngs[i])) for i in found}
+            cands = await load_candidates(
+                self.stores, order.city_id, positions, now=now, customer_ids=[job.customer_id]
+            )
+            candidates = [cands[ids[i]] for i in found if ids[i] in cands]
+        graph = await self.tracking.eta.graph_for(order.city_id)
+        etas = self._etas([job], [candidates], graph, self.tracking.eta_params)
+        decide = decide_batch if self.match.policy == "batch" else decide_greedy
+        return decide([job], [candidates], etas, int(now.timestamp()), self.match)[0]
+
     @staticmethod
     def _etas(
         jobs: Sequence[Job],

@@ -56,11 +56,18 @@ class OrderEvent:
 
 @dataclass(frozen=True, slots=True)
 class ShareLink:
-    """A token that lets anyone holding it watch one order until it expires."""
+    """A token that lets anyone holding it watch one order until it expires.
+
+    ``path`` is the order socket's path with the token; ``page_path`` the tracking page's
+    (``/track/{order_id}?share=…``), and ``page_url`` that page on the host the request
+    came to.
+    """
 
     token: str
     expires_at: datetime
     path: str
+    page_path: str = ""
+    page_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,16 @@ async def make_offers(
         await tracking.send_to_worker(
             offer.worker_id, offer_message(offer, current, str(name or ""))
         )
+    if made:  # dispatchers see who holds an offer (the customer's socket does not)
+        await tracking.publish_feed(
+            current.city_id,
+            {
+                "type": "offers",
+                "order_id": current.id,
+                "worker_ids": [o.worker_id for o in made],
+                "expires_at_ms": int(expires.timestamp() * 1000),
+            },
+        )
     await tracking.publish_order(
         current.city_id,
         current.id,

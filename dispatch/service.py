@@ -189,6 +189,22 @@ async def book(
                 "this Idempotency-Key was used for another booking", field="idempotency-key"
             ) from None
         return existing, False
+    # The dispatcher feed hears of the new order; best effort: the booking stands either way.
+    with contextlib.suppress(Exception):
+        await tracking.publish_order(
+            confirmed.city_id,
+            confirmed.id,
+            {
+                "type": "status",
+                "order_id": confirmed.id,
+                "status": confirmed.status,
+                "previous": None,
+                "action": "book",
+                "version": confirmed.version,
+                "worker_id": None,
+                "at": confirmed.updated_at.isoformat(),
+            },
+        )
     return confirmed, True
 
 

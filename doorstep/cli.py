@@ -184,9 +184,12 @@ def run(argv: Sequence[str] | None = None) -> int:
                 )
             if args.command in ("serve", "demo"):
                 if args.command == "demo":
+                    city = getattr(args, "city", "shenzhen")
                     print(
                         f"\n  Doorstep demo is up:  http://{host}:{port}/docs  "
-                        f"(readiness http://{host}:{port}/readyz)\n  Ctrl-C stops it.\n",
+                        f"(readiness http://{host}:{port}/readyz)\n"
+                        f"  Dispatcher console:   http://{host}:{port}/console?city={city}\n"
+                        "  Ctrl-C stops it.\n",
                         flush=True,
                     )
                 _serve(resolved, host, port, getattr(args, "workers", 1))

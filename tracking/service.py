@@ -444,10 +444,13 @@ class Tracking:
             )
 
     async def publish_order(self, city_id: str, order_id: int, payload: dict[str, Any]) -> None:
-        """Send an update to everyone watching the order, on any process."""
-        await self.stores.redis.publish(
-            self.keys.order_channel(city_id, order_id), orjson.dumps(payload)
-        )
+        """Send an update to everyone watching the order, on any process; a status change
+        also goes to the city's dispatcher feed (as an ``order`` message)."""
+        async with self.stores.redis.pipeline(transaction=False) as pipe:
+            pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
+            if payload.get("type") == "status":
+                pipe.publish(self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"}))
+            await pipe.execute()
 
     # --- staleness ---------------------------------------------------------------------
 

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 from starlette.responses import Response
 
 from api.bodies import Input
 from api.routing import Ctx, QueryParam, Router, encode
 from dispatch import offers, overrides, ratings, service, store
 from dispatch.booking import BookingParams
+from dispatch.engine import Engine
 from dispatch.lifecycle import STATUSES, Action
 from dispatch.models import Offer, Order, OrderEvent, Override, Rating, ShareLink
 from dispatch.service import Caller
@@ -437,10 +439,13 @@ async def share(ctx: Ctx) -> ShareLink:
     order = await service.visible(ctx.stores, _caller(ctx), ctx.path_int("order_id"))
     now = int(time.time())
     token = issue_share(order.id, now=now, ttl_s=SHARE_TTL_S, key=ctx.policy.key)
+    page = f"/track/{order.id}?share={token}"
     return ShareLink(
         token=token,
         expires_at=datetime.fromtimestamp(now + SHARE_TTL_S, UTC),
         path=f"/v1/ws/orders/{order.id}?share={token}",
+        page_path=page,
+        page_url=str(ctx.request.base_url).rstrip("/") + page,
     )
 
 
@@ -510,3 +515,23 @@ async def order_decisions(ctx: Ctx) -> list[dict[str, Any]]:
         ctx.path_int("order_id"),
     )
     return [dict(r) for r in rows]
+
+
+@router.get(
+    "/v1/orders/{order_id}/candidates",
+    roles=STAFF,
+    returns=dict[str, Any],
+    summary="Score the order's current candidates now, without deciding (a dispatcher's preview)",
+)
+async def order_candidates(ctx: Ctx) -> dict[str, Any]:
+    order = await service.visible(ctx.stores, _caller(ctx), ctx.path_int("order_id"))
+    engine: Engine = ctx.request.app.state.engine
+    now = datetime.now(UTC)
+    decision = await engine.preview(order, now)
+    return {
+        "order_id": order.id,
+        "at": now,
+        "policy": decision.policy,
+        "worker_id": decision.worker_id,
+        "decision": orjson.loads(decision.to_json()),
+    }

@@ -12,6 +12,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -23,6 +24,7 @@ from accounts.tokens import Claims
 from catalog import store as catalog_store
 from dispatch import offers
 from dispatch import store as dispatch_store
+from dispatch.board import board
 from dispatch.models import Order
 from dispatch.share import verify_share
 from doorstep.errors import DoorstepError
@@ -285,7 +287,9 @@ async def city_feed(ws: WebSocket) -> None:
         return
     sub = await tracking.hub.subscribe(tracking.keys.feed(city_id))
     try:
-        await ws.send_text(orjson.dumps(await _feed_snapshot(tracking, city_id)).decode())
+        sla_s = ws.app.state.engine.match.instant_sla_s
+        snapshot = await _feed_snapshot(tracking, city_id, sla_s)
+        await ws.send_text(orjson.dumps(snapshot).decode())
 
         async def forward(message: bytes) -> bool:
             await ws.send_text(message.decode())
@@ -296,7 +300,7 @@ async def city_feed(ws: WebSocket) -> None:
         await sub.close()
 
 
-async def _feed_snapshot(tracking: Tracking, city_id: str) -> dict[str, Any]:
+async def _feed_snapshot(tracking: Tracking, city_id: str, sla_s: int) -> dict[str, Any]:
     redis, keys = tracking.stores.redis, tracking.keys
     members = cast(list[bytes], await redis.zrange(keys.presence(city_id), 0, -1))
     ids = [int(w) for w in members]
@@ -323,6 +327,7 @@ async def _feed_snapshot(tracking: Tracking, city_id: str) -> dict[str, Any]:
         "city_id": city_id,
         "workers": workers,
         "stale_after_s": tracking.stale_after_s,
+        **await board(tracking.stores, city_id, now=datetime.now(UTC), instant_sla_s=sla_s),
     }
 
 
@@ -436,8 +441,10 @@ async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -
     now_ms = int(time.time() * 1000)
     snap: dict[str, Any] = {
         "type": "snapshot",
+        "now_ms": now_ms,
         "order": {
             "id": order.id,
+            "city_id": order.city_id,
             "status": order.status,
             "version": order.version,
             "service_code": order.service_code,
@@ -447,16 +454,29 @@ async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -
             "lat": order.lat,
             "lng": order.lng,
             "start_code": order.start_code if show_code else None,
+            "created_at": order.created_at.isoformat(),
+            "service_name": None,
         },
+        "timeline": [],
         "worker": None,
         "position": None,
         "eta": None,
         "route": None,
         "stale_after_s": tracking.stale_after_s,
     }
+    pool, redis, keys = tracking.stores.pool, tracking.stores.redis, tracking.keys
+    names = await pool.fetchrow(
+        "SELECT name_zh, name_en FROM services WHERE code = $1", order.service_code
+    )
+    if names is not None:
+        snap["order"]["service_name"] = {"zh": names["name_zh"], "en": names["name_en"]}
+    # Status changes only: who acted and why stay with the parties' REST history.
+    snap["timeline"] = [
+        {"status": e.to_status, "action": e.action, "at": e.at.isoformat()}
+        for e in await dispatch_store.events(pool, order.id)
+    ]
     if order.worker_id is None or order.status not in SHARED_STATUSES:
         return snap
-    pool, redis, keys = tracking.stores.pool, tracking.stores.redis, tracking.keys
     worker = await workforce_store.worker(pool, order.worker_id, detail=False)
     if worker is not None:
         snap["worker"] = {
