@@ -37,7 +37,8 @@ async def test_fixes_are_acked_and_indexed(
     ws, hello = await open_worker(live_app[0], worker_account)
     assert hello["resume_seq"] == 0
     assert hello["state"] == "available"
-    await ws.send(orjson.dumps({"type": "fix", **fix(1)}).decode())
+    sent = fix(1)
+    await ws.send(orjson.dumps({"type": "fix", **sent}).decode())
     ack = await recv(ws)
     assert ack == {"type": "ack", "seq": 1, "accepted": 1, "rejected": []}
     keys, redis, w = stores.keys, stores.redis, worker_account.id
@@ -47,7 +48,13 @@ async def test_fixes_are_acked_and_indexed(
     state = await redis.hgetall(keys.worker_state(live_city, w))
     assert state[b"seq"] == b"1"
     assert state[b"state"] == b"available"
-    assert await redis.xlen(keys.trail(live_city, w)) == 1
+    entries = await redis.xrange(keys.trail(live_city, w))
+    assert len(entries) == 1
+    fields = entries[0][1]
+    assert fields[b"seq"] == b"1"
+    [point] = orjson.loads(fields[b"pts"])
+    assert point[0] == pytest.approx(LAT, abs=1e-7)
+    assert point[2] == sent["ts_ms"]
     await ws.close()
 
 

@@ -17,6 +17,8 @@ STATES = ("available", "busy", "unavailable")
 # A record: [worker, seq, state, last or false, trail]
 #   last  = [lat, lng, ts_ms, accuracy_m, speed or "", heading or ""]
 #   trail = [[lat, lng, ts_ms, accuracy_m], ...]
+# The worker's trail stream gets one entry per batch (fields seq, pts = the trail as
+# JSON), not one per fix: an XADD per fix was most of Redis's work at 5 fixes/frame.
 INGEST = """
 local tag, now, cap = ARGV[1], ARGV[2], ARGV[3]
 local recs = cjson.decode(ARGV[4])
@@ -36,9 +38,10 @@ for _, r in ipairs(recs) do
   else
     redis.call('HSET', hkey, 'seq', r[2])
   end
-  for _, t in ipairs(r[5]) do
+  -- one stream entry per worker per batch: seq = the highest in it, pts = its points
+  if #r[5] > 0 then
     redis.call('XADD', tag .. 'trail:' .. w, 'MAXLEN', '~', cap, '*',
-               'lat', t[1], 'lng', t[2], 'ts', t[3], 'acc', t[4])
+               'seq', r[2], 'pts', cjson.encode(r[5]))
   end
 end
 local pubs = cjson.decode(ARGV[5])
