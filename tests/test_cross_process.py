@@ -69,8 +69,14 @@ async def two_servers(
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        try:
+            for proc in procs:  # a clean shutdown is part of what this proves
+                assert await asyncio.wait_for(proc.wait(), 30) == 0
+        finally:
+            for proc in procs:  # never leave a server behind, even when that failed
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
 
 
 async def test_a_customer_on_one_process_sees_fixes_ingested_by_another(

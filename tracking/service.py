@@ -100,6 +100,7 @@ class Tracking:
         )
         self._sockets: dict[int, WorkerSocket] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.eta_params = eta_params or EtaParams()
         self.arrival_params = arrival_params or ArrivalParams()
         # Set by the app: dispatch answers which job a worker holds and hears arrivals.
@@ -126,10 +127,18 @@ class Tracking:
         for sock in list(self._sockets.values()):
             with contextlib.suppress(Exception):
                 await sock.close(1001, "server shutting down")
-        for task in self._tasks:
+        # A cancellation that lands inside a store call can come back as that call's
+        # error (redis-py, asyncpg), which the loops catch and survive: the loops also
+        # watch ``_stopping``, and a task is cancelled again until it is done.
+        self._stopping = True
+        for task in list(self._tasks):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in list(self._tasks):
+            while not task.done():
+                await asyncio.wait({task}, timeout=1.0)
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         await self.hub.stop()
         await self.archiver.stop()
 
@@ -377,7 +386,7 @@ class Tracking:
 
     async def _ack_loop(self) -> None:
         period = max(0.02, min(0.25, self.socket_params.ack_interval_ms / 4000))
-        while True:
+        while not self._stopping:
             await asyncio.sleep(period)
             try:
                 await self.send_due_acks(int(time.time() * 1000))
@@ -475,7 +484,7 @@ class Tracking:
     async def _sweep_loop(self, interval_s: float = 1.0) -> None:
         cities: list[str] = []
         refreshed = 0.0
-        while True:
+        while not self._stopping:
             try:
                 if time.monotonic() - refreshed > 60:
                     cities = [c.id for c in await catalog_store.cities(self.stores.pool)]
