@@ -25,6 +25,7 @@ from doorstep.params import ParamsError, from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
 from matching.params import MatchParams
+from matching.planner import PlannerParams
 from tracking.eta import EtaParams
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
@@ -71,6 +72,7 @@ class Tuning:
     matching: MatchParams
     offers: OfferParams
     engine: EngineParams
+    planner: PlannerParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -89,6 +91,7 @@ class Tuning:
             "matching": MatchParams,
             "offers": OfferParams,
             "engine": EngineParams,
+            "planner": PlannerParams,
         }
         return cls(
             **{
