@@ -15,11 +15,13 @@ from starlette.exceptions import HTTPException
 from accounts.service import TokenPolicy
 from api import errors, openapi
 from api.metrics import HttpMetrics, TrackingCollector
-from api.routes import accounts, catalog, orders, sockets, system, tracking, workforce
+from api.routes import accounts, catalog, orders, plans, sockets, system, tracking, workforce
 from api.routing import Endpoint, encode, to_route
 from dispatch import service as dispatch_service
+from dispatch.dayplan import DayPlanParams
 from dispatch.engine import Engine, EngineParams
 from dispatch.offers import OfferParams
+from dispatch.plans import DayPlans
 from doorstep import __version__
 from doorstep.params import ParamsError, from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
@@ -41,6 +43,7 @@ ROUTERS = (
     workforce.router,
     tracking.router,
     orders.router,
+    plans.router,
 )
 
 
@@ -73,6 +76,7 @@ class Tuning:
     offers: OfferParams
     engine: EngineParams
     planner: PlannerParams
+    plans: DayPlanParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -92,6 +96,7 @@ class Tuning:
             "offers": OfferParams,
             "engine": EngineParams,
             "planner": PlannerParams,
+            "plans": DayPlanParams,
         }
         return cls(
             **{
@@ -126,12 +131,17 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             dispatch_service.arrived_by_geofence, app.state.stores, tracking_rt
         )
         await tracking_rt.start()
+        app.state.plans = DayPlans(
+            app.state.stores, tracking_rt, params=tuning.plans, planner_params=tuning.planner
+        )
+        tracking_rt.on_order_change = app.state.plans.on_order_change
         app.state.engine = Engine(
             app.state.stores,
             tracking_rt,
             match=tuning.matching,
             offer=tuning.offers,
             engine=tuning.engine,
+            plans=app.state.plans,
         )
         if app.state.engine.params.enabled:
             app.state.engine.start()
@@ -139,6 +149,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             yield
         finally:
             await app.state.engine.stop()
+            await app.state.plans.stop()
             await app.state.tracking.stop()
             if own:
                 await app.state.stores.close()
