@@ -140,6 +140,7 @@ async def live_app(
     params = tmp_path_factory.mktemp("params") / "params.toml"
     params.write_text(
         "[socket]\nframes_per_s = 50.0\nburst_frames = 50.0\nflood_close_after_s = 1.0\n"
+        "[planner]\ntime_limit_s = 0.2\n"  # day plans: tiny instances, a short search
     )
     app = create_app(replace(settings, params_file=params), stores)
     port = free_port()
@@ -177,6 +178,12 @@ async def live_city(stores: Stores) -> str:
         crs="wgs84",
     )
     await catalog_store.write_city(stores.pool, city, upsert=True)
+    # Scheduled bookings are fitted into day plans: two workers without special skills,
+    # available around the clock, give the city's bookings a place.
+    from tests.live import make_generalist
+
+    for _ in range(2):
+        await make_generalist(stores, city.id)
     return city.id
 
 
