@@ -1,8 +1,11 @@
 """Day plans at run time: plan, store, fit bookings in, release jobs, push to workers.
 
-One :class:`DayPlans` per process. The planner (``matching.planner``, pure and
-synchronous) runs in a thread (``asyncio.to_thread``), one solve at a time per process,
-so the event loop keeps serving sockets and ingest while it thinks.
+One :class:`DayPlans` per process. A full solve (``matching.planner.plan``, OR-Tools)
+runs in a planning process of its own, one at a time (OR-Tools holds the GIL while it
+searches, so a thread would stall the event loop: see ``dispatch/plan_worker.py``);
+fitting one booking in (``matching.planner.insertions``, pure Python, milliseconds)
+runs in a thread (``asyncio.to_thread``). Either way the event loop keeps serving
+sockets and ingest while the planner thinks.
 
 - **Re-plan** (:meth:`DayPlans.replan`): read the city's day, solve, store a new version
   (refused if someone stored one since the read — then read and solve again), push a
@@ -24,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dispatch import plan_inputs, plan_store, service, store
+from dispatch import plan_inputs, plan_store, plan_worker, service, store
 from dispatch.dayplan import (
     Built,
     DayInputs,
@@ -51,12 +55,12 @@ from dispatch.errors import DispatchError
 from dispatch.lifecycle import TERMINAL
 from dispatch.models import Order
 from dispatch.plan_store import PlannedRoute, PlannedStop, StalePlan, StoredPlan
+from dispatch.plan_worker import Travel
 from dispatch.service import Caller, Reserve
 from doorstep.db import Tx
 from doorstep.errors import Conflict
 from doorstep.stores import Stores
 from matching import planner
-from matching.errors import PlanError
 from matching.planner import Insertion, Plan, PlannerParams
 from tracking.service import Tracking
 
@@ -116,6 +120,7 @@ class DayPlans:
         self._running: dict[tuple[str, date], asyncio.Task[None]] = {}
         self._again: dict[tuple[str, date], str] = {}
         self._solve = asyncio.Semaphore(1)
+        self._pool: ProcessPoolExecutor | None = None
         self.solves = 0  # full solves run by this process (for tests and metrics)
 
     # --- reading ----------------------------------------------------------------------
@@ -138,14 +143,14 @@ class DayPlans:
             leave_out=leave_out,
         )
 
-    async def travel(self, city_id: str) -> TravelFn:
-        """Travel times for a city: on its road graph if one is bundled, else straight lines."""
+    async def travel(self, city_id: str) -> Travel:
+        """Travel times for a city: on its road graph if one is bundled (off-graph points
+        walk to the nearest node), else the straight-line fallback of the ETAs."""
         graph = await self.tracking.eta.graph_for(city_id)
         eta = self.tracking.eta_params
-        if graph is not None:  # off-graph points walk to the nearest node, as ETAs do
-            return partial(planner.road_matrix, graph, access_speed_mps=eta.access_speed_mps)
-        return partial(  # the straight-line fallback of tracking.eta
-            planner.straight_matrix,
+        return Travel(
+            road=graph is not None,
+            access_speed_mps=eta.access_speed_mps,
             speed_mps=eta.fallback_speed_mps,
             detour_factor=eta.detour_factor,
         )
@@ -193,7 +198,7 @@ class DayPlans:
                 inputs, previous = await self._inputs(conn, city_id, day, moment)
             travel = await self.travel(city_id)
             async with self._solve:
-                result, ms = await asyncio.to_thread(self._plan_now, inputs, travel)
+                result, ms = await self._solve_elsewhere(inputs, travel)
             self.solves += 1
             dropped = [{"order_id": order_of(d.job_id), "reason": d.reason} for d in result.dropped]
             try:
@@ -222,19 +227,25 @@ class DayPlans:
             field="date",
         )
 
-    def _plan_now(self, inputs: DayInputs, travel: TravelFn) -> tuple[Plan, int]:
-        t0 = time.perf_counter()
-        if not inputs.jobs:
-            return Plan((), (), 0), 0
-        built = build(inputs, travel, continuity_penalty_s=self.params.continuity_penalty_s)
+    async def _solve_elsewhere(self, inputs: DayInputs, travel: Travel) -> tuple[Plan, int]:
+        """Solve in the planning process (started on first use, restarted if it died)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        loop = asyncio.get_running_loop()
+        args = (inputs, travel, self.params.continuity_penalty_s, self.planner_params)
         try:
-            result = planner.plan(built.problem, self.planner_params, seed=0)
-        except (PlanError, RuntimeError) as e:  # e.g. jobs under way that cannot be kept
+            solved = await loop.run_in_executor(self._pool, plan_worker.solve, *args)
+        except BrokenProcessPool:
+            self._pool = None
+            raise PlanningFailed("the planning process died; try again", field="date") from None
+        if solved.plan is None:
             raise PlanningFailed(
-                f"the {inputs.day} plan of {inputs.city_id} could not be computed: {e}",
+                f"the {inputs.day} plan of {inputs.city_id} could not be computed: {solved.error}",
                 field="date",
-            ) from e
-        return result, int((time.perf_counter() - t0) * 1000)
+            )
+        return solved.plan, solved.ms
 
     def request(self, city_id: str, day: date, reason: str) -> None:
         """Re-plan in the background; requests during a run make one more run after it."""
@@ -262,11 +273,14 @@ class DayPlans:
             await asyncio.gather(*list(self._running.values()), return_exceptions=True)
 
     async def stop(self) -> None:
-        """Cancel background re-plans."""
+        """Cancel background re-plans and stop the planning process."""
         for task in list(self._running.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     async def on_order_change(self, before: Order, after: Order, action: str, actor: str) -> None:
         """An order changed: re-plan the day(s) of a scheduled order when it matters."""
