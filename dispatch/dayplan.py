@@ -63,6 +63,7 @@ class DayPlanParams:
     keep_versions: int = 20  # older versions of a city's day plan are deleted
     live_max_age_s: int = 600  # a worker heard from this recently is online: planned from
     # their live position, and their next job may be released to them
+    check_every_s: int = 60  # how often the engine looks for open orders missing from a plan
 
     def __post_init__(self) -> None:
         if self.release_ahead_s < 0:
@@ -77,6 +78,8 @@ class DayPlanParams:
             raise ValueError("plans.keep_versions must be >= 1")
         if self.live_max_age_s < 1:
             raise ValueError("plans.live_max_age_s must be >= 1")
+        if self.check_every_s < 1:
+            raise ValueError("plans.check_every_s must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,6 +158,7 @@ class Engine:
             report.failed = await self._fail_overdue(city_id, now)
             report.reassigned = await self._reassign_vanished(city_id, now)
             if self.plans is not None:
+                await self.plans.ensure_planned(city_id, now)
                 report.released = await self.plans.release_due(city_id, now)
             orders = await self._open_orders(city_id, now)
             report.open_orders = len(orders)

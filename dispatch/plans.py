@@ -121,6 +121,7 @@ class DayPlans:
         self._again: dict[tuple[str, date], str] = {}
         self._solve = asyncio.Semaphore(1)
         self._pool: ProcessPoolExecutor | None = None
+        self._checked: dict[str, datetime] = {}  # city → last ensure_planned check
         self.solves = 0  # full solves run by this process (for tests and metrics)
 
     # --- reading ----------------------------------------------------------------------
@@ -283,16 +284,60 @@ class DayPlans:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     async def on_order_change(self, before: Order, after: Order, action: str, actor: str) -> None:
-        """An order changed: re-plan the day(s) of a scheduled order when it matters."""
+        """An order changed: re-plan the day(s) it touches when it matters.
+
+        A scheduled order cancelled, failed, moved, unassigned or assigned by hand
+        re-plans its day (the plan's own releases do not). An instant job taken by a
+        worker with planned stops today re-plans today: their later stops may have to
+        move to someone else."""
         if action not in REPLAN_ON or (action == "assign" and actor == "system"):
             return
         days = set()
+        zone = await self.zone(after.city_id)
         for o in (before, after):
             if o.kind == "scheduled" and o.window_start is not None:
-                zone = await self.zone(o.city_id)
                 days.add((o.city_id, o.window_start.astimezone(zone).date()))
+        if after.kind == "instant" and action == "assign" and after.worker_id is not None:
+            today = datetime.now(zone).date()
+            plan = await plan_store.latest(
+                self.stores.pool, after.city_id, today, worker_id=after.worker_id
+            )
+            if plan is not None and plan.route_of(after.worker_id) is not None:
+                days.add((after.city_id, today))
         for city_id, day in sorted(days):
             self.request(city_id, day, f"order {after.id}: {action}")
+
+    async def ensure_planned(self, city_id: str, now: datetime) -> int:
+        """Re-plan today and tomorrow (in the background) if an open scheduled order of
+        that day is neither in the plan nor among its dropped jobs — e.g. booked while
+        day plans were off, or a background re-plan failed. At most once per minute per
+        city. Returns how many days were asked for."""
+        last = self._checked.get(city_id)
+        if last is not None and (now - last).total_seconds() < self.params.check_every_s:
+            return 0
+        self._checked[city_id] = now
+        zone = await self.zone(city_id)
+        today = now.astimezone(zone).date()
+        asked = 0
+        for day in (today, today + timedelta(days=1)):
+            missing = await self.stores.pool.fetchval(
+                "SELECT count(*) FROM orders o WHERE o.city_id = $1 AND o.kind = 'scheduled' "
+                "AND o.window_start >= $2 AND o.window_start < $3 "
+                "AND o.status IN ('confirmed', 'dispatching') AND NOT EXISTS ("
+                "SELECT 1 FROM day_plans p WHERE p.city_id = $1 AND p.plan_date = $4 "
+                "AND p.version = (SELECT max(version) FROM day_plans q WHERE q.city_id = $1 "
+                "AND q.plan_date = $4) AND (EXISTS (SELECT 1 FROM day_plan_stops s WHERE "
+                "s.plan_id = p.id AND s.order_id = o.id) OR p.dropped @> "
+                "jsonb_build_array(jsonb_build_object('order_id', o.id))))",
+                city_id,
+                plan_inputs.midnight(day, zone),
+                plan_inputs.midnight(day + timedelta(days=1), zone),
+                day,
+            )
+            if missing:
+                self.request(city_id, day, f"{missing} open order(s) not in the plan")
+                asked += 1
+        return asked
 
     # --- bookings ---------------------------------------------------------------------
 

@@ -363,3 +363,64 @@ def test_plan_message_is_plain_json() -> None:
     out = {"type": "plan", **view.to_json()}
     assert orjson.loads(orjson.dumps(out))["date"] == "2030-01-07"
     assert out["planned_at"].startswith("2030-01-06T00:00:00")
+
+
+async def test_an_order_missing_from_its_plan_gets_planned(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+) -> None:
+    """An open scheduled order booked without the plan (day plans were off) is planned by the engine's periodic check, once a minute."""
+    from dispatch import plan_store
+    from dispatch import service as dispatch_service
+    from dispatch.booking import BookingParams
+    from dispatch.dayplan import DayPlanParams
+    from matching.planner import PlannerParams
+
+    service = await make_service(client, admin)
+    await planned_worker(stores, client, engine_city.id, engine_city.here)
+    customer = await make_user("customer")
+    tomorrow = datetime.now(ZONE).date() + timedelta(days=1)
+    # Paused: the app's own engine loop leaves this city alone, so only `fresh` checks it.
+    await stores.pool.execute(
+        "UPDATE cities SET dispatch_paused = true WHERE id = $1", engine_city.id
+    )
+    order, _ = await dispatch_service.book(
+        stores,
+        live_app[1].state.tracking,
+        customer_id=customer.id,
+        service_code=service,
+        address_id=None,
+        lat=engine_city.here[0],
+        lng=engine_city.here[1],
+        crs="wgs84",
+        detail="",
+        contact_phone="",
+        window_start=at(tomorrow, "10:00"),
+        window_end=at(tomorrow, "11:00"),
+        notes="",
+        idempotency_key=None,
+        now=datetime.now(UTC),
+        params=BookingParams(),
+    )
+    fresh = DayPlans(
+        stores,
+        live_app[1].state.tracking,
+        params=DayPlanParams(),
+        planner_params=PlannerParams(time_limit_s=0.2),
+    )
+    try:
+        now = datetime.now(UTC)
+        assert await fresh.ensure_planned(engine_city.id, now) == 1
+        await fresh.idle()
+        plan = await plan_store.latest(stores.pool, engine_city.id, tomorrow)
+        assert plan is not None
+        assert plan.worker_of(order.id) is not None
+        assert await fresh.ensure_planned(engine_city.id, now) == 0  # checked a moment ago
+        later = now + timedelta(minutes=2)
+        assert await fresh.ensure_planned(engine_city.id, later) == 0  # nothing missing now
+    finally:
+        await fresh.stop()
