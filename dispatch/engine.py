@@ -65,7 +65,7 @@ class EngineParams:
     tick_s: float = 2.0
     lease_ms: int = 6000
     batch_max: int = 500
-    scheduled_ahead_s: int = 2 * 3600
+    scheduled_ahead_s: int = 2 * 3600  # only when day plans are off ([plans] enabled = false)
     stale_reassign_s: int = 300
 
     def __post_init__(self) -> None:

@@ -55,6 +55,7 @@ from dispatch.errors import DispatchError
 from dispatch.lifecycle import TERMINAL
 from dispatch.models import Order
 from dispatch.plan_store import PlannedRoute, PlannedStop, StalePlan, StoredPlan
+from dispatch.plan_views import worker_plan
 from dispatch.plan_worker import Travel
 from dispatch.service import Caller, Reserve
 from doorstep.db import Tx
@@ -290,7 +291,9 @@ class DayPlans:
         re-plans its day (the plan's own releases do not). An instant job taken by a
         worker with planned stops today re-plans today: their later stops may have to
         move to someone else."""
-        if action not in REPLAN_ON or (action == "assign" and actor == "system"):
+        if not self.params.enabled or action not in REPLAN_ON:
+            return
+        if action == "assign" and actor == "system":
             return
         days = set()
         zone = await self.zone(after.city_id)
@@ -559,8 +562,6 @@ class DayPlans:
 
     async def _push(self, previous: StoredPlan | None, stored: StoredPlan) -> None:
         """Send a ``plan`` message to every worker whose stops or times changed."""
-        from dispatch.plan_views import worker_plan
-
         workers = {r.worker_id for r in stored.routes}
         if previous is not None:
             workers |= {r.worker_id for r in previous.routes}
