@@ -205,28 +205,26 @@ async def store(
 
 
 async def due_stops(
-    db: Conn, city_id: str, day: date, before: datetime
-) -> tuple[int, dict[int, list[int]]] | None:
-    """The newest plan's version and, per worker, the orders of the stops whose planned
-    arrival is before ``before``, in route order (what may be released soon)."""
-    row = await db.fetchrow(
-        "SELECT id, version FROM day_plans WHERE city_id = $1 AND plan_date = $2 "
-        "ORDER BY version DESC LIMIT 1",
+    db: Conn, city_id: str, days: Sequence[date], before: datetime
+) -> dict[date, tuple[int, dict[int, list[int]]]]:
+    """Per day, the newest plan's version and, per worker, the orders of the stops whose
+    planned arrival is before ``before``, in route order (what may be released soon).
+    One query; days without a plan or without such stops are left out."""
+    rows = await db.fetch(
+        "WITH latest AS (SELECT DISTINCT ON (plan_date) id, version, plan_date FROM day_plans "
+        "WHERE city_id = $1 AND plan_date = ANY($2::date[]) ORDER BY plan_date, version DESC) "
+        "SELECT l.plan_date, l.version, s.worker_id, s.order_id FROM latest l "
+        "JOIN day_plan_stops s ON s.plan_id = l.id WHERE s.arrival_at <= $3 "
+        "ORDER BY l.plan_date, s.worker_id, s.seq",
         city_id,
-        day,
-    )
-    if row is None:
-        return None
-    stops = await db.fetch(
-        "SELECT worker_id, order_id FROM day_plan_stops WHERE plan_id = $1 AND arrival_at <= $2 "
-        "ORDER BY worker_id, seq",
-        row["id"],
+        list(days),
         before,
     )
-    out: dict[int, list[int]] = {}
-    for s in stops:
-        out.setdefault(s["worker_id"], []).append(s["order_id"])
-    return row["version"], out
+    out: dict[date, tuple[int, dict[int, list[int]]]] = {}
+    for r in rows:
+        _, workers = out.setdefault(r["plan_date"], (r["version"], {}))
+        workers.setdefault(r["worker_id"], []).append(r["order_id"])
+    return out
 
 
 def utc(ts: float) -> datetime:

@@ -123,13 +123,17 @@ class DayPlans:
         self._solve = asyncio.Semaphore(1)
         self._pool: ProcessPoolExecutor | None = None
         self._checked: dict[str, datetime] = {}  # city → last ensure_planned check
+        self._zones: dict[str, ZoneInfo] = {}
         self.solves = 0  # full solves run by this process (for tests and metrics)
 
     # --- reading ----------------------------------------------------------------------
 
     async def zone(self, city_id: str) -> ZoneInfo:
-        """The city's time zone."""
-        return await plan_inputs.zone_of(self.stores.pool, city_id)
+        """The city's time zone (read once per process, like the ETAs' zones)."""
+        zone = self._zones.get(city_id)
+        if zone is None:
+            zone = self._zones[city_id] = await plan_inputs.zone_of(self.stores.pool, city_id)
+        return zone
 
     async def _inputs(
         self, db: Any, city_id: str, day: date, now: datetime, leave_out: int | None = None
@@ -506,11 +510,9 @@ class DayPlans:
         today = now.astimezone(zone).date()
         released = 0
         horizon = now + timedelta(seconds=self.params.release_ahead_s)
-        for day in (today, today + timedelta(days=1)):
-            found = await plan_store.due_stops(self.stores.pool, city_id, day, horizon)
-            if found is None or not found[1]:
-                continue
-            version, due = found
+        days = (today, today + timedelta(days=1))
+        found = await plan_store.due_stops(self.stores.pool, city_id, days, horizon)
+        for day, (version, due) in sorted(found.items()):
             workers = sorted(due)
             orders = await store.by_ids(self.stores.pool, [o for ids in due.values() for o in ids])
             held = {
