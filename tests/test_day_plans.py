@@ -10,7 +10,15 @@ import numpy as np
 import orjson
 import pytest
 
-from dispatch.dayplan import DayInputs, DayJob, WorkerDay, build, refusal, time_route
+from dispatch.dayplan import (
+    DayInputs,
+    DayJob,
+    WorkerDay,
+    build,
+    current_plan,
+    refusal,
+    time_route,
+)
 from dispatch.engine import Engine
 from dispatch.plans import DayPlans
 from doorstep.stores import Stores
@@ -97,6 +105,35 @@ def test_time_route_waits_for_windows_and_takes_the_break() -> None:
     assert first.slack_s > 0
     late = PlanJob("9", built.problem.jobs[0].node, H, (8 * H, 8 * H + 50))
     assert time_route(built.problem, w, [late]) is None  # cannot arrive by 08:00:50
+
+
+def test_the_stored_plan_is_retimed_without_gone_orders_and_the_held_job_first() -> None:
+    """Re-timing a stored route leaves out orders no longer open and puts the job under way first."""
+    day = WorkerDay(1, frozenset(), ((8 * H, 18 * H),), (0.0, 0.0))
+    jobs = [
+        DayJob(5, 0.0, 0.0, H, (9 * H, 12 * H)),
+        DayJob(7, 0.0, 0.0, H, (8 * H, 8 * H), worker_id=1, started=True),
+    ]
+    inputs = DayInputs("c", date(2030, 1, 7), 0, 8 * H, (day,), tuple(jobs), {1: (5, 6, 7)}, 3)
+    built = build(inputs, _straight)
+    (route,) = current_plan(built, inputs.routes).routes
+    assert [s.job_id for s in route.stops] == ["7", "5"]  # 6 is gone; 7 is under way
+    assert route.stops[1].start_s >= route.stops[0].departure_s
+
+
+def test_refusals_name_the_rule() -> None:
+    """Why nobody can come: nobody skilled, nobody working long enough then, or everyone full."""
+    worker = WorkerDay(1, frozenset({"care"}), ((9 * H, 11 * H),), (0.0, 0.0))
+    inputs = _inputs([worker], [])
+    plain = DayJob(0, 0.0, 0.0, H, (9 * H, 10 * H))
+    assert refusal(inputs, DayJob(0, 0.0, 0.0, H, (9 * H, 10 * H), frozenset({"x"}))).code == (
+        "no_skilled_worker"
+    )
+    late = refusal(inputs, DayJob(0, 0.0, 0.0, H, (10 * H + 1800, 12 * H)))
+    assert late.code == "not_working_then"
+    assert "2030-01-07 10:30–12:00" in late.message
+    assert refusal(inputs, plain).code == "fully_booked"
+    assert refusal(inputs, plain, worker_id=1).message.startswith("worker 1 is fully booked")
 
 
 # ---- over HTTP ---------------------------------------------------------------------------
