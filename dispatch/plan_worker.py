@@ -39,6 +39,19 @@ class Travel:
         return straight_matrix(points, speed_mps=self.speed_mps, detour_factor=self.detour_factor)
 
 
+def road_graph_covers(bbox: Sequence[float]) -> bool:
+    """True if the bundled road graph overlaps a city's (min_lat, min_lng, max_lat, max_lng)
+    — the rule ``tracking.eta_store`` uses to give a city its graph."""
+    g = load_futian_graph()
+    min_lat, min_lng, max_lat, max_lng = bbox
+    return bool(
+        min_lat <= float(g.lat.max())
+        and float(g.lat.min()) <= max_lat
+        and min_lng <= float(g.lng.max())
+        and float(g.lng.min()) <= max_lng
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Solved:
     """A solve's result: the plan (None on failure), how long it took, or why it failed."""

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from catalog import store as catalog_store
 from dispatch import plan_inputs, plan_store, plan_worker, service, store
 from dispatch.dayplan import (
     Built,
@@ -56,9 +57,9 @@ from dispatch.lifecycle import TERMINAL
 from dispatch.models import Order
 from dispatch.plan_store import PlannedRoute, PlannedStop, StalePlan, StoredPlan
 from dispatch.plan_views import worker_plan
-from dispatch.plan_worker import Travel
+from dispatch.plan_worker import Travel, road_graph_covers
 from dispatch.service import Caller, Reserve
-from doorstep.db import Tx
+from doorstep.db import Conn, Tx
 from doorstep.errors import Conflict
 from doorstep.stores import Stores
 from matching import planner
@@ -124,15 +125,18 @@ class DayPlans:
         self._pool: ProcessPoolExecutor | None = None
         self._checked: dict[str, datetime] = {}  # city → last ensure_planned check
         self._zones: dict[str, ZoneInfo] = {}
+        self._road: dict[str, bool] = {}  # city → on the bundled road graph
         self.solves = 0  # full solves run by this process (for tests and metrics)
 
     # --- reading ----------------------------------------------------------------------
 
-    async def zone(self, city_id: str) -> ZoneInfo:
-        """The city's time zone (read once per process, like the ETAs' zones)."""
+    async def zone(self, city_id: str, db: Conn | None = None) -> ZoneInfo:
+        """The city's time zone (read once per process, like the ETAs' zones). Inside a
+        transaction pass its connection: never wait for a second one while holding one."""
         zone = self._zones.get(city_id)
         if zone is None:
-            zone = self._zones[city_id] = await plan_inputs.zone_of(self.stores.pool, city_id)
+            zone = await plan_inputs.zone_of(db or self.stores.pool, city_id)
+            self._zones[city_id] = zone
         return zone
 
     async def _inputs(
@@ -144,18 +148,22 @@ class DayPlans:
             city_id,
             day,
             now=now,
-            zone=await self.zone(city_id),
+            zone=await self.zone(city_id, db),
             live_max_age_s=self.params.live_max_age_s,
             leave_out=leave_out,
         )
 
-    async def travel(self, city_id: str) -> Travel:
-        """Travel times for a city: on its road graph if one is bundled (off-graph points
-        walk to the nearest node), else the straight-line fallback of the ETAs."""
-        graph = await self.tracking.eta.graph_for(city_id)
+    async def travel(self, city_id: str, db: Conn | None = None) -> Travel:
+        """Travel times for a city: on the bundled road graph if it covers part of the
+        city (off-graph points walk to the nearest node), else the straight-line
+        fallback of the ETAs — the ETAs' rule (``tracking.eta_store``)."""
+        road = self._road.get(city_id)
+        if road is None:
+            city = await catalog_store.city(db or self.stores.pool, city_id)
+            road = self._road[city_id] = city is not None and road_graph_covers(city.bbox)
         eta = self.tracking.eta_params
         return Travel(
-            road=graph is not None,
+            road=road,
             access_speed_mps=eta.access_speed_mps,
             speed_mps=eta.fallback_speed_mps,
             detour_factor=eta.detour_factor,
@@ -363,7 +371,7 @@ class DayPlans:
         Runs inside the booking's transaction, under the plan's lock."""
         assert order.window_start is not None
         assert order.window_end is not None
-        zone = await self.zone(order.city_id)
+        zone = await self.zone(order.city_id, conn)
         day = order.window_start.astimezone(zone).date()
         await plan_store.lock(conn, order.city_id, day)
         inputs, previous = await self._inputs(
@@ -377,7 +385,7 @@ class DayPlans:
         job = replace(
             order_job(inputs, order, needs), prefer_worker_id=reservation.prefer_worker_id
         )
-        travel = await self.travel(order.city_id)
+        travel = await self.travel(order.city_id, conn)
         built, current, options = await asyncio.to_thread(self._fit, inputs, travel, job)
         if not options:
             why = refusal(inputs, job)
