@@ -15,17 +15,31 @@ from starlette.exceptions import HTTPException
 from accounts.service import TokenPolicy
 from api import errors, openapi
 from api.metrics import GcCollector, HttpMetrics, TrackingCollector
-from api.routes import accounts, catalog, maps, orders, pages, sockets, system, tracking, workforce
+from api.routes import (
+    accounts,
+    catalog,
+    maps,
+    orders,
+    pages,
+    plans,
+    sockets,
+    system,
+    tracking,
+    workforce,
+)
 from api.routing import Endpoint, encode, to_route
 from dispatch import service as dispatch_service
+from dispatch.dayplan import DayPlanParams
 from dispatch.engine import Engine, EngineParams
 from dispatch.offers import OfferParams
+from dispatch.plans import DayPlans
 from doorstep import __version__
 from doorstep.gcpolicy import GcParams, GcPolicy
 from doorstep.params import ParamsError, from_mapping, load_toml
 from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
 from matching.params import MatchParams
+from matching.planner import PlannerParams
 from tracking.eta import EtaParams
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
@@ -43,6 +57,7 @@ ROUTERS = (
     orders.router,
     maps.router,
     pages.router,
+    plans.router,
 )
 
 
@@ -75,6 +90,8 @@ class Tuning:
     offers: OfferParams
     engine: EngineParams
     gc: GcParams
+    planner: PlannerParams
+    plans: DayPlanParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -94,6 +111,8 @@ class Tuning:
             "offers": OfferParams,
             "engine": EngineParams,
             "gc": GcParams,
+            "planner": PlannerParams,
+            "plans": DayPlanParams,
         }
         return cls(
             **{
@@ -128,12 +147,17 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             dispatch_service.arrived_by_geofence, app.state.stores, tracking_rt
         )
         await tracking_rt.start()
+        app.state.plans = DayPlans(
+            app.state.stores, tracking_rt, params=tuning.plans, planner_params=tuning.planner
+        )
+        tracking_rt.on_order_change = app.state.plans.on_order_change
         app.state.engine = Engine(
             app.state.stores,
             tracking_rt,
             match=tuning.matching,
             offer=tuning.offers,
             engine=tuning.engine,
+            plans=app.state.plans,
         )
         if app.state.engine.params.enabled:
             app.state.engine.start()
@@ -144,6 +168,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         finally:
             await app.state.gc.stop()
             await app.state.engine.stop()
+            await app.state.plans.stop()
             await app.state.tracking.stop()
             if own:
                 await app.state.stores.close()

@@ -6,7 +6,9 @@ processes never double-dispatch. A tick:
 
 1. times out pending offers (the order goes back to dispatching without that worker);
 2. fails orders past their SLA or out of attempts, with the reason (the customer is told);
-3. gathers the open orders (instant now; scheduled ones when their window comes near);
+3. releases planned scheduled jobs to their workers when it is time (day plans,
+   ``dispatch/plans.py``), and gathers the open orders: instant ones (scheduled ones
+   too, when their window comes near, only if day plans are switched off);
 4. reads the city's available workers once (one ``GEOSEARCH … WITHCOORD``) into an
    in-memory index, takes each order's nearest candidates, loads their state, and asks
    the matcher (batch assignment, or the greedy baseline) — recording every decision
@@ -34,6 +36,7 @@ from dispatch import offers, service, store
 from dispatch.candidates import load_candidates, order_job
 from dispatch.models import Order
 from dispatch.offers import OfferParams
+from dispatch.plans import DayPlans
 from dispatch.service import Caller
 from doorstep.stores import Stores
 from geo.coords import haversine_m
@@ -62,7 +65,7 @@ class EngineParams:
     tick_s: float = 2.0
     lease_ms: int = 6000
     batch_max: int = 500
-    scheduled_ahead_s: int = 2 * 3600
+    scheduled_ahead_s: int = 2 * 3600  # only when day plans are off ([plans] enabled = false)
     stale_reassign_s: int = 300
 
     def __post_init__(self) -> None:
@@ -81,6 +84,7 @@ class TickReport:
     offered: int = 0
     unmatched: int = 0
     reassigned: int = 0
+    released: int = 0
     decisions: list[Decision] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -96,8 +100,12 @@ class Engine:
         match: MatchParams | None = None,
         offer: OfferParams | None = None,
         engine: EngineParams | None = None,
+        plans: DayPlans | None = None,
     ) -> None:
         self.stores = stores
+        # With day plans on, scheduled orders are theirs: the engine releases planned
+        # jobs to their workers and offers only instant orders.
+        self.plans = plans if plans is not None and plans.params.enabled else None
         self.tracking = tracking
         self.match = match or MatchParams()
         self.offer = offer or OfferParams()
@@ -149,6 +157,9 @@ class Engine:
             await self._recover_orphaned_offers(city_id)
             report.failed = await self._fail_overdue(city_id, now)
             report.reassigned = await self._reassign_vanished(city_id, now)
+            if self.plans is not None:
+                await self.plans.ensure_planned(city_id, now)
+                report.released = await self.plans.release_due(city_id, now)
             orders = await self._open_orders(city_id, now)
             report.open_orders = len(orders)
             # A tick may outlast the lease: check before sending anything.
@@ -164,6 +175,7 @@ class Engine:
             city_id,
             due_before=now + timedelta(seconds=self.params.scheduled_ahead_s),
             limit=self.params.batch_max,
+            instant_only=self.plans is not None,
         )
 
     async def _recover_orphaned_offers(self, city_id: str) -> None:

@@ -39,6 +39,7 @@ class Order:
     pinned: bool = False
     dispatch_attempts: int = 0
     completed_at: datetime | None = None
+    series_id: int | None = None  # one occurrence of a recurring booking
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -51,6 +52,10 @@ log = logging.getLogger("doorstep.dispatch")
 WORKER_ACTIONS: frozenset[Action] = frozenset({"depart", "arrive", "start", "complete", "decline"})
 
 
+# Called inside a booking's transaction with the new order; raising refuses the booking.
+Reserve = Callable[[Tx, Order], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who acts: a role the lifecycle knows, and the user (None for the system)."""
@@ -81,8 +86,15 @@ async def book(
     idempotency_key: str | None,
     now: datetime,
     params: BookingParams,
+    reserve: Reserve | None = None,
+    series_id: int | None = None,
 ) -> tuple[Order, bool]:
-    """Create a confirmed order; returns it and whether it is new (False: idempotent replay)."""
+    """Create a confirmed order; returns it and whether it is new (False: idempotent replay).
+
+    ``reserve`` runs inside the booking's transaction with the confirmed order: the day
+    plans fit a scheduled booking into a worker's plan there, or refuse it (and with it
+    the booking).
+    """
     if idempotency_key is not None:
         existing = await store.by_idempotency_key(stores.pool, customer_id, idempotency_key)
         if existing is not None:
@@ -154,6 +166,7 @@ async def book(
                 notes=notes.strip(),
                 start_code=new_start_code(),
                 idempotency_key=idempotency_key,
+                series_id=series_id,
             )
             await store.add_event(
                 conn,
@@ -178,6 +191,8 @@ async def book(
                 actor_id=None,
                 reason="no payment required",
             )
+            if reserve is not None:
+                await reserve(conn, confirmed)
     except asyncpg.UniqueViolationError:  # the same Idempotency-Key, at the same moment
         if idempotency_key is None:
             raise
@@ -292,10 +307,13 @@ async def act(
     data: dict[str, Any] | None = None,
     via_offer: bool = False,
     window: tuple[datetime, datetime] | None = None,
+    reserve: Reserve | None = None,
 ) -> Order:
     """Take ``action`` on the order as ``caller``; the whole change or nothing.
 
     ``via_offer``: a worker accepting an offer (they cannot see the order before).
+    ``reserve``: for a reschedule, fits the order's new window into the day plans inside
+    the same transaction (or refuses the move), as for a booking.
     """
     now = at or _now()
     async with stores.pool.acquire() as conn, conn.transaction():
@@ -387,6 +405,8 @@ async def act(
             data=data,
             at=now,
         )
+        if action == "reschedule" and reserve is not None:
+            await reserve(conn, updated)
     for w in withdrawn:
         with contextlib.suppress(Exception):
             await tracking.send_to_worker(
@@ -399,6 +419,11 @@ async def act(
                 },
             )
     await _after(stores, tracking, order, updated, action)
+    if tracking.on_order_change is not None:
+        try:
+            await tracking.on_order_change(order, updated, action, caller.role)
+        except Exception:  # the change is committed; a listener's failure must not undo it
+            log.exception("order change listener failed for order %s", order_id)
     return updated
 
 

@@ -14,7 +14,7 @@ _COLS = (
     "id, city_id, customer_id, service_code, kind, status, version, lat, lng, address_id, "
     "address_detail, contact_phone, window_start, window_end, duration_min, price_minor, "
     "currency, notes, worker_id, start_code, en_route_at, arrived_at, cancel_fee_minor, "
-    "created_at, updated_at, pinned, dispatch_attempts, completed_at"
+    "created_at, updated_at, pinned, dispatch_attempts, completed_at, series_id"
 )
 
 
@@ -32,6 +32,12 @@ async def insert(db: Conn, **fields: Any) -> Order:
     )
     assert row is not None
     return _order(row)
+
+
+async def by_ids(db: Conn, order_ids: list[int]) -> dict[int, Order]:
+    """Orders by id (missing ones are left out)."""
+    rows = await db.fetch(f"SELECT {_COLS} FROM orders WHERE id = ANY($1)", order_ids)
+    return {r["id"]: _order(r) for r in rows}
 
 
 async def by_idempotency_key(db: Conn, customer_id: int, key: str) -> Order | None:
@@ -140,15 +146,19 @@ async def list_for(
     return [_order(r) for r in rows]
 
 
-async def open_orders(db: Conn, city_id: str, *, due_before: datetime, limit: int) -> list[Order]:
-    """Orders waiting for dispatch, oldest first: not pinned, no offer open, due soon enough."""
+async def open_orders(
+    db: Conn, city_id: str, *, due_before: datetime, limit: int, instant_only: bool = False
+) -> list[Order]:
+    """Orders waiting for dispatch, oldest first: not pinned, no offer open, due soon enough
+    (``instant_only``: scheduled orders are left to the day plans)."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
-        "AND NOT pinned AND (window_start IS NULL OR window_start <= $2) "
+        "AND NOT pinned AND (window_start IS NULL OR (NOT $4 AND window_start <= $2)) "
         "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
         "ORDER BY created_at LIMIT $3",
         city_id,
         due_before,
         limit,
+        instant_only,
     )
     return [_order(r) for r in rows]

@@ -142,6 +142,7 @@ async def live_app(
         "[socket]\nframes_per_s = 50.0\nburst_frames = 50.0\nflood_close_after_s = 1.0\n"
         # The test process is not a long-running server: its garbage is the tests'.
         "[gc]\nfreeze = false\n"
+        "[planner]\ntime_limit_s = 0.2\n"  # day plans: tiny instances, a short search
     )
     app = create_app(replace(settings, params_file=params), stores)
     port = free_port()
@@ -179,6 +180,12 @@ async def live_city(stores: Stores) -> str:
         crs="wgs84",
     )
     await catalog_store.write_city(stores.pool, city, upsert=True)
+    # Scheduled bookings are fitted into day plans: two workers without special skills,
+    # available around the clock, give the city's bookings a place.
+    from tests.live import make_generalist
+
+    for _ in range(2):
+        await make_generalist(stores, city.id)
     return city.id
 
 

@@ -165,6 +165,27 @@ async def make_worker(
     return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
 
 
+async def make_generalist(stores: Stores, city: str) -> int:
+    """A worker in ``city`` with no special skills, available around the clock (no login)."""
+    user = await accounts.create_user(
+        stores, phone=new_phone(), name="全能阿姨", password=PASSWORD, roles=["worker"]
+    )
+    await workforce_store.upsert_worker(
+        stores.pool,
+        user_id=user.id,
+        city_id=city,
+        skills=(),
+        home_lat=22.53,
+        home_lng=114.01,
+        team_id=None,
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await workforce_store.replace_availability(
+            conn, user.id, tuple(Window(d, 0, 1440) for d in range(7))
+        )
+    return user.id
+
+
 async def online(address: str, worker: Account, at: tuple[float, float]) -> ClientConnection:
     """Connect the worker and send one fresh fix at ``at``."""
     ws, _ = await open_worker(address, worker)

@@ -13,7 +13,15 @@ from websockets.asyncio.client import connect
 
 from doorstep.stores import Stores
 from tests.helpers import MakeUser
-from tests.live import EngineCity, book_here, make_worker, next_of, online, recv
+from tests.live import (
+    EngineCity,
+    book_here,
+    make_generalist,
+    make_worker,
+    next_of,
+    online,
+    recv,
+)
 
 
 async def test_book_offer_accept_track_arrive_start_complete_rate(
@@ -108,10 +116,15 @@ async def test_book_offer_accept_track_arrive_start_complete_rate(
 
 
 async def test_a_scheduled_order_can_move_to_another_window(
-    client: httpx.AsyncClient, make_user: MakeUser, instant_service: str, engine_city: EngineCity
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+    engine_city: EngineCity,
 ) -> None:
     """Rescheduling moves the window (checked like a booking); an instant order cannot be rescheduled."""
     customer = await make_user("customer")
+    await make_generalist(stores, engine_city.id)  # somebody to plan the scheduled order for
     soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
     r = await client.post(
         "/v1/orders",

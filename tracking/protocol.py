@@ -2,7 +2,8 @@
 
 Up (app → server): ``fixes`` (a batch), ``fix`` (one), ``state``, ``ping``.
 Down (server → app): ``hello``, ``ack``, ``error``, ``state``, ``pong``; dispatch
-adds ``offer`` and ``plan`` later. docs/protocol.md is the reference for app developers.
+adds ``offer``, ``offer_withdrawn``, ``offer_result``, ``job`` and ``plan`` (the day
+plan, ``dispatch/plan_views.py``). docs/protocol.md is the reference for app developers.
 """
 
 from __future__ import annotations

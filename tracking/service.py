@@ -39,6 +39,9 @@ from tracking.session import FrameResult, SocketParams, WorkerSession
 
 JobSource = Callable[[int], Awaitable[JobInfo | None]]
 ArrivalHook = Callable[[int, int, int], Coroutine[Any, Any, None]]  # order, worker, ts_ms
+# An order changed: (before, after, action, actor role). Orders are dispatch's; to
+# tracking they are opaque.
+OrderHook = Callable[[Any, Any, str, str], Coroutine[Any, Any, None]]
 
 log = logging.getLogger("doorstep.tracking")
 
@@ -106,6 +109,8 @@ class Tracking:
         # Set by the app: dispatch answers which job a worker holds and hears arrivals.
         self.job_source: JobSource | None = None
         self.on_arrival: ArrivalHook | None = None
+        # Set by the app: the day plans hear every committed change of an order.
+        self.on_order_change: OrderHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
         self.eta = EtaStore(stores.pool, self.eta_params)

@@ -18,6 +18,7 @@ from dispatch.booking import BookingParams
 from dispatch.engine import Engine
 from dispatch.lifecycle import STATUSES, Action
 from dispatch.models import Offer, Order, OrderEvent, Override, Rating, ShareLink
+from dispatch.plans import DayPlans, Reservation
 from dispatch.service import Caller
 from dispatch.share import issue_share
 from doorstep.errors import InvalidInput
@@ -150,12 +151,14 @@ def _tracking(ctx: Ctx) -> Tracking:
     body=BookIn,
     returns=Order,
     status=201,
-    summary="Book a service now (instant) or in a window (scheduled); Idempotency-Key honoured",
+    summary="Book a service now (instant) or in a window (scheduled: 409 slot_unavailable if nobody can come then); Idempotency-Key honoured",
 )
 async def book(ctx: Ctx, body: BookIn) -> Response:
     key = ctx.request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 100:
         raise InvalidInput("must be 1–100 characters", field="idempotency-key")
+    plans: DayPlans = ctx.request.app.state.plans
+    reservation = Reservation()
     order, created = await service.book(
         ctx.stores,
         _tracking(ctx),
@@ -173,7 +176,10 @@ async def book(ctx: Ctx, body: BookIn) -> Response:
         idempotency_key=key,
         now=datetime.now(UTC),
         params=BookingParams(),
+        reserve=plans.reserver(reservation),
     )
+    if created:
+        await plans.after_booking(order, reservation)
     return Response(
         encode(order), status_code=201 if created else 200, media_type="application/json"
     )
@@ -416,16 +422,21 @@ async def complete(ctx: Ctx, body: ReasonIn) -> Order:
     roles=frozenset({"customer", "dispatcher", "admin"}),
     body=RescheduleIn,
     returns=Order,
-    summary="Move a scheduled order to another window (its worker is released)",
+    summary="Move a scheduled order to another window (its worker is released); 409 if nobody can come then",
 )
 async def reschedule(ctx: Ctx, body: RescheduleIn) -> Order:
-    return await _act(
+    plans: DayPlans = ctx.request.app.state.plans
+    reservation = Reservation()
+    order = await _act(
         ctx,
         "reschedule",
         window=(body.window_start, body.window_end),
         reason=body.reason,
         expected_version=body.version,
+        reserve=plans.reserver(reservation),
     )
+    await plans.after_booking(order, reservation)
+    return order
 
 
 @router.post(

@@ -1,0 +1,388 @@
+"""Day plans, the pure part: a city's day (workers, jobs) → the planner's problem, and back.
+
+No I/O. Times are seconds since the plan's *epoch*: local midnight of the plan's date in
+the city's time zone. The I/O that gathers a :class:`DayInputs` is in
+``dispatch/plan_inputs.py``; the runtime that plans, stores and pushes is
+``dispatch/plans.py``.
+
+How a worker's day becomes a :class:`PlanWorker`:
+
+- **shift**: from the start of their first availability window on that date (weekly
+  pattern, or the date's exception) to the end of the last one — today, not before now;
+- **breaks**: the gaps between two availability windows of the same day are breaks
+  that start exactly when the gap starts and last as long as it (availability has no
+  separate break field);
+- **skills**: their skills plus ``cert:<kind>`` for each certificate verified and valid
+  on that date (a service's required certificates become ``cert:<kind>`` job skills);
+- **start**: their home base, or today their live position when it is fresh; the route
+  ends at the last job (``end_node`` None: going home is not planned).
+
+A job a worker holds (assigned or later) is *started*: fixed first on their route.
+A pinned order with a worker is fixed to that worker. A worker excluded from an order
+(they rejected it, were unassigned from it, or a dispatcher excluded them) is kept away
+with an extra skill token ``order:<id>`` that every other worker has.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from matching.planner import (
+    Insertion,
+    Plan,
+    PlanBreak,
+    PlanJob,
+    PlanProblem,
+    PlanWorker,
+    Route,
+    Stop,
+)
+from matching.route_timing import Visit, schedule
+
+Point = tuple[float, float]
+# points → (travel seconds, metres), both square int64 matrices
+TravelFn = Callable[[Sequence[Point]], tuple[np.ndarray, np.ndarray]]
+NEW_JOB = "new"
+OPEN_END_S = 2 * 86400  # a started job may run on as long as it takes
+
+
+@dataclass(frozen=True, slots=True)
+class DayPlanParams:
+    """How day plans behave (section ``[plans]``)."""
+
+    enabled: bool = True  # scheduled orders go by day plans; the instant engine leaves them
+    release_ahead_s: int = 3600  # a planned job is assigned to its worker this long before arrival
+    slot_window_min: int = 60  # the arrival windows the slots endpoint offers are this long
+    slot_step_min: int = 60  # ... and start this often
+    continuity_penalty_s: int = 1800  # cost (seconds of travel) of a recurring job not kept
+    keep_versions: int = 20  # older versions of a city's day plan are deleted
+    live_max_age_s: int = 600  # a worker heard from this recently is online: planned from
+    # their live position, and their next job may be released to them
+    check_every_s: int = 60  # how often the engine looks for open orders missing from a plan
+
+    def __post_init__(self) -> None:
+        if self.release_ahead_s < 0:
+            raise ValueError("plans.release_ahead_s must be >= 0")
+        if not 15 <= self.slot_window_min <= 720:
+            raise ValueError("plans.slot_window_min must be between 15 and 720")
+        if not 15 <= self.slot_step_min <= 720:
+            raise ValueError("plans.slot_step_min must be between 15 and 720")
+        if self.continuity_penalty_s < 0:
+            raise ValueError("plans.continuity_penalty_s must be >= 0")
+        if self.keep_versions < 1:
+            raise ValueError("plans.keep_versions must be >= 1")
+        if self.live_max_age_s < 1:
+            raise ValueError("plans.live_max_age_s must be >= 1")
+        if self.check_every_s < 1:
+            raise ValueError("plans.check_every_s must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDay:
+    """One worker's day as the planner needs it."""
+
+    worker_id: int
+    skills: frozenset[str]
+    windows: tuple[tuple[int, int], ...]  # availability that day, seconds since the epoch
+    start: Point
+
+
+@dataclass(frozen=True, slots=True)
+class DayJob:
+    """One order to plan (or, with ``order_id`` 0, a booking being considered)."""
+
+    order_id: int
+    lat: float
+    lng: float
+    service_s: int
+    window: tuple[int, int]
+    skills: frozenset[str] = frozenset()
+    worker_id: int | None = None  # held by (started) or pinned to this worker
+    started: bool = False
+    excluded: frozenset[int] = frozenset()
+    prefer_worker_id: int | None = None  # recurring bookings: keep the same worker
+
+
+@dataclass(frozen=True, slots=True)
+class DayInputs:
+    """Everything a city's day plan depends on, read at one moment."""
+
+    city_id: str
+    day: date
+    epoch: int  # unix seconds of local midnight
+    now_s: int  # now, in seconds since the epoch (negative for a future day)
+    workers: tuple[WorkerDay, ...]
+    jobs: tuple[DayJob, ...]
+    routes: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # stored plan's order
+    version: int = 0  # the stored plan's version these inputs were read with (0: none)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A problem and how its ids map back to workers and orders."""
+
+    problem: PlanProblem
+    new_job: PlanJob | None
+
+
+def job_key(order_id: int) -> str:
+    """The planner's id of an order."""
+    return str(order_id) if order_id else NEW_JOB
+
+
+def order_of(job_id: str) -> int:
+    """The order id behind a planner job id (0 for the booking being considered)."""
+    return 0 if job_id == NEW_JOB else int(job_id)
+
+
+def required_skills(skills: Iterable[str], certificates: Iterable[str]) -> frozenset[str]:
+    """What a service needs, as planner skills."""
+    return frozenset(skills) | frozenset(f"cert:{c}" for c in certificates)
+
+
+def remaining_windows(windows: Sequence[tuple[int, int]], now_s: int) -> list[tuple[int, int]]:
+    """The parts of the windows that are not over yet."""
+    return [(max(s, now_s), e) for s, e in sorted(windows) if e > now_s and e > max(s, now_s)]
+
+
+def _shift(day: WorkerDay, now_s: int) -> tuple[tuple[int, int], tuple[PlanBreak, ...]] | None:
+    windows = remaining_windows(day.windows, now_s)
+    if not windows:
+        return None
+    breaks = tuple(
+        PlanBreak(earliest_s=a_end, latest_s=a_end, duration_s=b_start - a_end)
+        for (_, a_end), (b_start, _) in itertools.pairwise(windows)
+        if b_start > a_end
+    )
+    return (windows[0][0], windows[-1][1]), breaks
+
+
+def build(
+    inputs: DayInputs,
+    travel: TravelFn,
+    *,
+    extra: DayJob | None = None,
+    continuity_penalty_s: int = 0,
+) -> Built:
+    """The planner's problem for the day (plus ``extra``, a booking being considered)."""
+    jobs = list(inputs.jobs)
+    started = {j.worker_id: j for j in jobs if j.started and j.worker_id is not None}
+    points: list[Point] = [w.start for w in inputs.workers]
+    points += [(j.lat, j.lng) for j in jobs]
+    if extra is not None:
+        points.append((extra.lat, extra.lng))
+    secs, metres = travel(points) if points else (np.zeros((0, 0), np.int64),) * 2
+    n_w = len(inputs.workers)
+    excluded_tokens: dict[int, set[str]] = {}
+    everyone = {w.worker_id for w in inputs.workers}
+    for j in [*jobs, *([extra] if extra else [])]:
+        if j.excluded:
+            for w in everyone - j.excluded:
+                excluded_tokens.setdefault(w, set()).add(f"order:{j.order_id}")
+    workers = []
+    for i, day in enumerate(inputs.workers):
+        shift = _shift(day, inputs.now_s)
+        held = started.get(day.worker_id)
+        if held is not None:
+            node = n_w + jobs.index(held)
+            must_end = max(inputs.now_s + int(secs[i, node]), held.window[0]) + held.service_s
+            if shift is None:
+                shift = ((inputs.now_s, must_end), ())
+            else:
+                shift = ((min(shift[0][0], inputs.now_s), max(shift[0][1], must_end)), shift[1])
+        if shift is None:
+            continue
+        workers.append(
+            PlanWorker(
+                id=str(day.worker_id),
+                start_node=i,
+                end_node=None,
+                shift=shift[0],
+                skills=day.skills | frozenset(excluded_tokens.get(day.worker_id, ())),
+                breaks=shift[1],
+            )
+        )
+    plan_jobs = tuple(
+        _plan_job(j, n_w + k, inputs, continuity_penalty_s) for k, j in enumerate(jobs)
+    )
+    new = (
+        _plan_job(extra, len(points) - 1, inputs, continuity_penalty_s)
+        if extra is not None
+        else None
+    )
+    return Built(PlanProblem(secs, plan_jobs, tuple(workers), metres), new)
+
+
+def _plan_job(j: DayJob, node: int, inputs: DayInputs, continuity_penalty_s: int) -> PlanJob:
+    skills = j.skills | (frozenset({f"order:{j.order_id}"}) if j.excluded else frozenset())
+    window = (j.window[0], inputs.now_s + OPEN_END_S) if j.started else j.window
+    return PlanJob(
+        id=job_key(j.order_id),
+        node=node,
+        service_s=j.service_s,
+        window=window,
+        skills=skills,
+        worker_id=str(j.worker_id) if j.worker_id is not None else None,
+        started=j.started,
+        prefer_worker_id=str(j.prefer_worker_id) if j.prefer_worker_id is not None else None,
+        prefer_penalty=continuity_penalty_s if j.prefer_worker_id is not None else 0,
+    )
+
+
+# --- timing a fixed sequence ----------------------------------------------------------
+
+
+def time_route(problem: PlanProblem, worker: PlanWorker, jobs: Sequence[PlanJob]) -> Route | None:
+    """The times of ``jobs`` done in this order by ``worker``, or None if a window, the
+    shift, a break or a skill is broken — the planner's own timing model
+    (``matching.route_timing``), so stored times agree with what the planner computes."""
+    if any(not j.skills <= worker.skills and not j.started for j in jobs):
+        return None
+    if any(j.worker_id not in (None, worker.id) for j in jobs):
+        return None
+    if not jobs:
+        return Route(worker.id, (), 0, 0)
+    travel = problem.travel_s
+    dist = problem.distance_m if problem.distance_m is not None else travel
+    visits, prev = [], worker.start_node
+    travel_s = distance_m = 0
+    for j in jobs:
+        visits.append(Visit(j.window, j.service_s, int(travel[prev, j.node])))
+        travel_s += int(travel[prev, j.node])
+        distance_m += int(dist[prev, j.node])
+        prev = j.node
+    t0 = worker.shift[0]
+    if jobs[0].started:  # as the planner does: the job under way keeps its start
+        t0 = max(0, min(t0, jobs[0].window[0] - visits[0].travel_in_s))
+    end = 0 if worker.end_node is None else int(travel[prev, worker.end_node])
+    breaks = [(b.earliest_s, b.latest_s, b.duration_s) for b in worker.breaks]
+    timing = schedule(t0, visits, end, worker.shift[1], breaks)
+    if timing is None:
+        return None
+    stops = tuple(
+        Stop(j.id, timing.arrivals[k], timing.starts[k], timing.departures[k], timing.slacks[k])
+        for k, j in enumerate(jobs)
+    )
+    return Route(worker.id, stops, travel_s + end, distance_m, timing.breaks)
+
+
+def current_plan(built: Built, routes: Mapping[int, Sequence[int]]) -> Plan:
+    """The stored plan, re-timed against today's problem: stops of orders that are gone
+    are left out, a held job goes first, and a stop that no longer fits is skipped."""
+    by_id = {j.id: j for j in built.problem.jobs}
+    out = []
+    for w in built.problem.workers:
+        wanted = [job_key(o) for o in routes.get(int(w.id), ())]
+        held = [j for j in built.problem.jobs if j.started and j.worker_id == w.id]
+        seq: list[PlanJob] = list(held)
+        for key in wanted:
+            job = by_id.get(key)
+            if job is None or job in seq or job.started:
+                continue
+            if time_route(built.problem, w, [*seq, job]) is not None:
+                seq.append(job)
+        route = time_route(built.problem, w, seq) or Route(w.id, (), 0, 0)
+        out.append(route)
+    return Plan(tuple(out), (), sum(r.travel_s for r in out))
+
+
+def apply_insertion(built: Built, current: Plan, ins: Insertion) -> Plan:
+    """``current`` with the booking being considered inserted where ``ins`` says."""
+    assert built.new_job is not None
+    by_id = {j.id: j for j in built.problem.jobs}
+    by_id[built.new_job.id] = built.new_job
+    workers = {w.id: w for w in built.problem.workers}
+    routes = []
+    for r in current.routes:
+        if r.worker_id == ins.worker_id:
+            seq = [by_id[s.job_id] for s in r.stops]
+            seq.insert(ins.position, built.new_job)
+            timed = time_route(built.problem, workers[r.worker_id], seq)
+            if timed is None:  # the planner said it fits; keep its word on the new stop
+                raise ValueError(f"insertion {ins} does not fit worker {r.worker_id}")
+            r = timed
+        routes.append(r)
+    return Plan(tuple(routes), current.dropped, sum(r.travel_s for r in routes))
+
+
+# --- why a booking cannot be served ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why nobody (or one worker) can take a job: a stable code and a sentence."""
+
+    code: str  # no_skilled_worker | not_working_then | fully_booked | excluded
+    message: str
+
+
+def _clock(s: int) -> str:
+    days, rest = divmod(s, 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}"
+    return text + (f" (+{days} day)" if days else "")
+
+
+def works_then(day: WorkerDay, job: DayJob, now_s: int) -> bool:
+    """True if one availability window lets the job start in its window and finish inside."""
+    return any(
+        max(s, job.window[0]) <= job.window[1] and max(s, job.window[0]) + job.service_s <= e
+        for s, e in remaining_windows(day.windows, now_s)
+    )
+
+
+def refusal(inputs: DayInputs, job: DayJob, *, worker_id: int | None = None) -> Refusal:
+    """Why ``job`` has no place in the day plan (for everyone, or for ``worker_id``)."""
+    when = f"{inputs.day.isoformat()} {_clock(job.window[0])}–{_clock(job.window[1])}"
+    pool = [w for w in inputs.workers if worker_id is None or w.worker_id == worker_id]
+    who = "no worker" if worker_id is None else f"worker {worker_id}"
+    if not pool:
+        return Refusal("no_skilled_worker", f"{who} of {inputs.city_id} can be planned")
+    skilled = [w for w in pool if job.skills <= w.skills]
+    if not skilled:
+        needs = ", ".join(sorted(job.skills)) or "nothing"
+        return Refusal(
+            "no_skilled_worker", f"{who} in {inputs.city_id} has what this service needs ({needs})"
+        )
+    allowed = [w for w in skilled if w.worker_id not in job.excluded]
+    if not allowed:
+        return Refusal("excluded", f"{who} may take this job: excluded")
+    working = [w for w in allowed if works_then(w, job, inputs.now_s)]
+    if not working:
+        subject = "no qualified worker works" if worker_id is None else f"{who} does not work"
+        return Refusal(
+            "not_working_then",
+            f"{subject} long enough to start and finish the job on {when}",
+        )
+    subject = (
+        f"all {len(working)} qualified workers free then are fully booked"
+        if worker_id is None
+        else f"{who} is fully booked"
+    )
+    return Refusal("fully_booked", f"{subject} on {when} (their day plans leave no room)")
+
+
+# --- slots ------------------------------------------------------------------------------
+
+
+def slot_grid(
+    inputs: DayInputs, *, window_s: int, step_s: int, earliest_s: int
+) -> list[tuple[int, int]]:
+    """Candidate arrival windows over the hours anybody works that day, from ``earliest_s``."""
+    spans = [w for d in inputs.workers for w in remaining_windows(d.windows, inputs.now_s)]
+    if not spans:
+        return []
+    first = min(s for s, _ in spans)
+    last = max(e for _, e in spans)
+    start = -(-max(first, 0) // step_s) * step_s  # round up to the step
+    out = []
+    t = start
+    while t < last:
+        if t >= earliest_s:
+            out.append((t, t + window_s))
+        t += step_s
+    return out

@@ -1,0 +1,204 @@
+"""Reading a city's day from the stores into :class:`dispatch.dayplan.DayInputs`.
+
+PostgreSQL: the city's active workers (skills, home, certificates valid that day,
+availability that date), the scheduled orders whose window starts that local date
+(and, for today, every job a worker of the city holds), exclusions, the series'
+preferred workers and the newest stored plan. Redis (today only): live positions.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from catalog import store as catalog_store
+from catalog.errors import CatalogNotFound
+from dispatch import plan_store
+from dispatch.dayplan import DayInputs, DayJob, WorkerDay, required_skills
+from dispatch.plan_store import StoredPlan
+from doorstep.db import Conn
+from doorstep.stores import Stores
+from workforce.models import DayException, Window
+from workforce.schedule import windows_on
+
+OPEN = ("confirmed", "dispatching", "offered")
+HELD = ("assigned", "en_route", "arrived", "in_service")
+
+
+async def zone_of(db: Conn, city_id: str) -> ZoneInfo:
+    """The city's time zone (an unknown city is a 404-style error naming ``city_id``)."""
+    city = await catalog_store.city(db, city_id)
+    if city is None:
+        raise CatalogNotFound(f"no city {city_id!r}", field="city_id")
+    return ZoneInfo(city.timezone)
+
+
+def midnight(day: date, zone: ZoneInfo) -> datetime:
+    """Local midnight of ``day``: the plan's epoch."""
+    return datetime(day.year, day.month, day.day, tzinfo=zone)
+
+
+async def load(
+    stores: Stores,
+    db: Conn,
+    city_id: str,
+    day: date,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    live_max_age_s: float,
+    leave_out: int | None = None,
+) -> tuple[DayInputs, StoredPlan | None]:
+    """The city's day as of ``now`` (``leave_out``: an order being booked right now), and
+    the newest stored plan it was read with."""
+    start = midnight(day, zone)
+    epoch = int(start.timestamp())
+    today = now.astimezone(zone).date() == day
+    # The plan first: a booking that lands after this read bumps the version, so a plan
+    # computed from these inputs is refused as stale when stored.
+    previous = await plan_store.latest(db, city_id, day)
+    version = previous.version if previous else 0
+    routes = (
+        {r.worker_id: tuple(s.order_id for s in r.stops) for r in previous.routes}
+        if previous
+        else {}
+    )
+    workers = await db.fetch(
+        "SELECT w.user_id, w.skills, w.home_lat, w.home_lng FROM workers w JOIN users u "
+        "ON u.id = w.user_id WHERE w.city_id = $1 AND u.status = 'active' ORDER BY w.user_id",
+        city_id,
+    )
+    ids = [r["user_id"] for r in workers]
+    certs = await db.fetch(
+        "SELECT worker_id, kind FROM worker_certificates WHERE worker_id = ANY($1) "
+        "AND status = 'verified' AND issued_on <= $2 AND expires_on >= $2",
+        ids,
+        day,
+    )
+    weekly = await db.fetch(
+        "SELECT worker_id, weekday, start_min, end_min FROM worker_availability "
+        "WHERE worker_id = ANY($1) AND weekday = $2",
+        ids,
+        day.weekday(),
+    )
+    exceptions = await db.fetch(
+        "SELECT worker_id, on_date, available, start_min, end_min, reason FROM "
+        "worker_availability_exceptions WHERE worker_id = ANY($1) AND on_date = $2",
+        ids,
+        day,
+    )
+    cert_map: dict[int, set[str]] = {}
+    for r in certs:
+        cert_map.setdefault(r["worker_id"], set()).add(f"cert:{r['kind']}")
+    weekly_map: dict[int, list[Window]] = {}
+    for r in weekly:
+        weekly_map.setdefault(r["worker_id"], []).append(
+            Window(r["weekday"], r["start_min"], r["end_min"])
+        )
+    exc_map: dict[int, list[DayException]] = {}
+    for r in exceptions:
+        exc_map.setdefault(r["worker_id"], []).append(
+            DayException(r["on_date"], r["available"], r["start_min"], r["end_min"], r["reason"])
+        )
+    live = await _live_positions(stores, city_id, ids, now, live_max_age_s) if today else {}
+    orders = await db.fetch(
+        "SELECT o.id, o.kind, o.status, o.lat, o.lng, o.duration_min, o.window_start, "
+        "o.window_end, o.worker_id, o.pinned, s.required_skills, s.required_certificates, "
+        "b.preferred_worker_id, (SELECT max(e.at) FROM order_events e WHERE e.order_id = o.id "
+        "AND e.action = 'start') AS started_at "
+        "FROM orders o JOIN services s ON s.code = o.service_code "
+        "LEFT JOIN booking_series b ON b.id = o.series_id "
+        "WHERE o.city_id = $1 AND o.id <> $5 AND ("
+        "(o.kind = 'scheduled' AND o.window_start >= $2 AND o.window_start < $3 "
+        "AND o.status = ANY($4::text[])) OR ($6 AND o.status = ANY($7::text[]))) ORDER BY o.id",
+        city_id,
+        start,
+        midnight(day + timedelta(days=1), zone),
+        [*OPEN, *HELD],
+        leave_out or 0,
+        today,
+        list(HELD),
+    )
+    excluded: dict[int, set[int]] = {}
+    for r in await db.fetch(
+        "SELECT order_id, worker_id FROM order_exclusions WHERE order_id = ANY($1)",
+        [o["id"] for o in orders],
+    ):
+        excluded.setdefault(r["order_id"], set()).add(r["worker_id"])
+    now_s = int(now.timestamp()) - epoch
+    jobs = []
+    under_way: set[int] = set()  # workers whose job under way is already placed first
+    for o in orders:
+        held = o["status"] in HELD and o["worker_id"] is not None
+        started = held and today and o["worker_id"] not in under_way
+        if started:
+            under_way.add(o["worker_id"])
+        service_s = o["duration_min"] * 60
+        if o["window_start"] is not None:
+            window = (
+                int(o["window_start"].timestamp()) - epoch,
+                int(o["window_end"].timestamp()) - epoch,
+            )
+        else:
+            window = (now_s, now_s)
+        if started and o["status"] != "assigned":
+            window = (now_s, now_s)  # on the way or there: no waiting for the window
+        if started and o["status"] == "in_service" and o["started_at"] is not None:
+            at = int(o["started_at"].timestamp()) - epoch  # it started then: ends then + duration
+            window = (at, at)
+        fixed = o["worker_id"] if held or (o["pinned"] and o["worker_id"]) else None
+        jobs.append(
+            DayJob(
+                order_id=o["id"],
+                lat=o["lat"],
+                lng=o["lng"],
+                service_s=service_s,
+                window=window,
+                skills=required_skills(o["required_skills"], o["required_certificates"]),
+                worker_id=fixed,
+                started=started,
+                excluded=frozenset(excluded.get(o["id"], ())),
+                prefer_worker_id=o["preferred_worker_id"],
+            )
+        )
+    at_job = {j.worker_id: (j.lat, j.lng) for j in jobs if j.started and j.worker_id}
+    days = []
+    for r in workers:
+        w = r["user_id"]
+        windows = tuple(
+            (s * 60, e * 60) for s, e in windows_on(day, weekly_map.get(w, []), exc_map.get(w, []))
+        )
+        days.append(
+            WorkerDay(
+                worker_id=w,
+                skills=frozenset(r["skills"]) | frozenset(cert_map.get(w, ())),
+                windows=windows,
+                start=live.get(w) or at_job.get(w) or (r["home_lat"], r["home_lng"]),
+            )
+        )
+    inputs = DayInputs(city_id, day, epoch, now_s, tuple(days), tuple(jobs), routes, version)
+    return inputs, previous
+
+
+async def _live_positions(
+    stores: Stores, city_id: str, ids: list[int], now: datetime, max_age_s: float
+) -> dict[int, tuple[float, float]]:
+    """Workers' last positions, for those heard from within ``max_age_s``."""
+    if not ids:
+        return {}
+    keys = stores.keys
+    seen = await stores.redis.zmscore(keys.presence(city_id), [str(i) for i in ids])
+    fresh = [
+        w
+        for w, s in zip(ids, seen, strict=True)
+        if s is not None and now.timestamp() * 1000 - s <= max_age_s * 1000
+    ]
+    out = {}
+    async with stores.redis.pipeline(transaction=False) as pipe:
+        for w in fresh:
+            pipe.hmget(keys.worker_state(city_id, w), ["lat", "lng"])
+        replies = await pipe.execute()
+    for w, (lat, lng) in zip(fresh, replies, strict=True):
+        if lat is not None and lng is not None:
+            out[w] = (float(lat), float(lng))
+    return out

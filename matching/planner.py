@@ -1,0 +1,643 @@
+"""Route planning (VRPTW) with OR-Tools, and insertion of one more job into a plan.
+
+Pure and synchronous: no I/O, no clock except OR-Tools' own wall-clock cap. A solve
+takes up to ``PlannerParams.time_limit_s``, so async callers run :func:`plan` in a
+thread (``await asyncio.to_thread(plan, problem, params, seed=seed)``) or a process
+pool, never on the event loop. :func:`insertions` needs no solver (milliseconds).
+
+The model (docs/planning.md has the details):
+
+* Jobs are visits with a service time and a window for the *start* of service
+  (waiting allowed, never late). Workers leave ``start_node`` no earlier than their
+  shift start and reach ``end_node`` (or finish their last job, when ``end_node`` is
+  None) by the shift end. Breaks start inside their own window and may interrupt
+  travel or waiting, never a service (``matching.route_timing``).
+* A job goes only to a worker who has all its skills, and only to ``worker_id`` when
+  set. A started job is the first stop of its worker's route.
+* Every job may be dropped: an optional one (``drop_penalty``) at that cost, a
+  mandatory one only when it cannot be served (at a penalty larger than any plan's
+  travel), and is then reported with a reason.
+* Cost: travel seconds, plus ``prefer_penalty`` when a job is not on its preferred
+  worker, plus ``PlannerParams.worker_fixed_cost`` per worker used, plus the drop
+  penalties of the optional jobs left out.
+
+Determinism: OR-Tools stops at ``PlannerParams.solution_limit`` solutions or
+``branch_limit`` search branches, whichever comes first (a budget of search work,
+independent of the machine's speed and load); ``time_limit_s`` is only a safety cap.
+The ``seed`` permutes the order in which jobs are given to the solver, so different
+seeds explore differently and the same seed repeats the plan exactly.
+:attr:`Plan.stopped_by` says whether the cap cut the search short (then the plan may
+differ between runs and machines).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
+from matching.errors import PlanError
+from matching.route_timing import Timing, Visit, schedule
+from matching.travel import road_matrix, straight_matrix
+
+__all__ = [
+    "Dropped",
+    "Insertion",
+    "Matrix",
+    "Plan",
+    "PlanBreak",
+    "PlanJob",
+    "PlanProblem",
+    "PlanWorker",
+    "PlannerParams",
+    "Route",
+    "Stop",
+    "insertions",
+    "plan",
+    "road_matrix",
+    "straight_matrix",
+]
+
+Matrix = npt.NDArray[np.int64]  # square, seconds (travel) or metres (distance)
+
+FIRST_SOLUTIONS: Final = tuple(
+    name
+    for name in routing_enums_pb2.FirstSolutionStrategy.Value.keys()  # noqa: SIM118
+    if name not in ("UNSET", "AUTOMATIC")
+)
+METAHEURISTICS: Final = tuple(
+    name
+    for name in routing_enums_pb2.LocalSearchMetaheuristic.Value.keys()  # noqa: SIM118
+    if name not in ("UNSET", "AUTOMATIC")
+)
+DROP_REASONS: Final = (
+    "no_skilled_worker",  # no worker in the problem has every skill it needs
+    "worker_unavailable",  # fixed to a worker who is not in the problem
+    "outside_shifts",  # its window does not meet any able worker's shift
+    "window_unreachable",  # no able worker can reach it in its window, even with no other job
+    "no_room",  # feasible alone, but not with the other jobs of the plan
+    "not_worth_serving",  # optional, would fit, but costs more than its drop penalty
+    "search_limit",  # mandatory, would fit, but the search budget ran out first
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanBreak:
+    """A break of ``duration_s`` that starts in ``[earliest_s, latest_s]``."""
+
+    earliest_s: int
+    latest_s: int
+    duration_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWorker:
+    """A worker's day: where the route starts and ends, the shift, skills and breaks.
+
+    ``capacity`` (default: none) bounds the sum of its jobs' ``demand`` (used by the
+    Solomon benchmark; home services leave both at their defaults).
+    """
+
+    id: str
+    start_node: int  # index into the matrices (home base, or current position)
+    end_node: int | None  # None: the route ends at its last job
+    shift: tuple[int, int]  # seconds since the plan's epoch (e.g. local midnight)
+    skills: frozenset[str] = frozenset()
+    breaks: tuple[PlanBreak, ...] = ()
+    capacity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanJob:
+    """A visit: where, how long, and the window for the start of its service."""
+
+    id: str
+    node: int
+    service_s: int
+    window: tuple[int, int]  # earliest/latest start of service, seconds since epoch
+    skills: frozenset[str] = frozenset()
+    drop_penalty: int | None = None  # None: mandatory (reported as dropped if infeasible)
+    worker_id: str | None = None  # fixed to this worker (pinned, or started)
+    started: bool = False  # already started: stays first on worker_id's route
+    prefer_worker_id: str | None = None  # soft: continuity (recurring bookings)
+    prefer_penalty: int = 0  # cost when not on prefer_worker_id
+    demand: int = 0  # against PlanWorker.capacity
+
+
+@dataclass(frozen=True, slots=True)
+class PlanProblem:
+    """The matrices, the jobs and the workers of one plan."""
+
+    travel_s: Matrix
+    jobs: tuple[PlanJob, ...]
+    workers: tuple[PlanWorker, ...]
+    distance_m: Matrix | None = None  # for reporting distance; travel_s is used if None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerParams:
+    """Search parameters (TOML table ``[planner]``); see docs/planning.md."""
+
+    time_limit_s: float = 2.0  # wall-clock cap of one solve (a safety net, see below)
+    first_solution: str = "PARALLEL_CHEAPEST_INSERTION"  # OR-Tools FirstSolutionStrategy
+    metaheuristic: str = "GUIDED_LOCAL_SEARCH"  # OR-Tools LocalSearchMetaheuristic
+    solution_limit: int = 1000  # deterministic budget: solutions found; 0: no limit
+    branch_limit: int = 50_000  # deterministic budget: search branches; 0: no limit
+    gls_lambda: float = 0.1  # guided local search penalty factor
+    worker_fixed_cost: int = 0  # cost of using a worker at all (seconds of travel)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.time_limit_s) and self.time_limit_s > 0):
+            raise ValueError("time_limit_s must be a finite number > 0.")
+        if self.first_solution not in FIRST_SOLUTIONS:
+            raise ValueError(f"first_solution must be one of {', '.join(FIRST_SOLUTIONS)}.")
+        if self.metaheuristic not in METAHEURISTICS:
+            raise ValueError(f"metaheuristic must be one of {', '.join(METAHEURISTICS)}.")
+        if self.solution_limit < 0:
+            raise ValueError("solution_limit must be >= 0.")
+        if self.branch_limit < 0:
+            raise ValueError("branch_limit must be >= 0.")
+        if not (math.isfinite(self.gls_lambda) and self.gls_lambda > 0):
+            raise ValueError("gls_lambda must be a finite number > 0.")
+        if self.worker_fixed_cost < 0:
+            raise ValueError("worker_fixed_cost must be >= 0.")
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """One job on a route, with its planned times."""
+
+    job_id: str
+    arrival_s: int  # when the worker gets there (first stop: leaves just in time)
+    start_s: int  # service start (>= window start; waiting = start - arrival)
+    departure_s: int
+    slack_s: int  # how much later this stop could start without breaking a later window/shift
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A worker's stops in order, with the route's travel, distance and breaks."""
+
+    worker_id: str
+    stops: tuple[Stop, ...]
+    travel_s: int
+    distance_m: int
+    breaks: tuple[tuple[int, int], ...] = ()  # (start_s, duration_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A job left out of the plan and why (one of ``DROP_REASONS``)."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One route per worker (in the problem's order, possibly empty) and the dropped jobs.
+
+    ``objective``: travel seconds + preference and fixed costs + drop penalties of the
+    optional jobs left out (mandatory dropped jobs are reported, not priced).
+    ``stopped_by``: ``"budget"`` (solution limit: deterministic), ``"local_optimum"``,
+    ``"time_limit"`` (the wall-clock cap cut the search: not reproducible), or
+    ``"no_search"`` (nothing to plan).
+    """
+
+    routes: tuple[Route, ...]
+    dropped: tuple[Dropped, ...]
+    objective: int
+    stopped_by: str = "no_search"
+
+
+@dataclass(frozen=True, slots=True)
+class Insertion:
+    """A feasible place for a new job: before ``position`` in ``worker_id``'s stops."""
+
+    worker_id: str
+    position: int  # index in that worker's stops where the job goes
+    added_travel_s: int
+    arrival_s: int
+    start_s: int
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _check_matrix(matrix: Any, name: str, n: int | None) -> int:
+    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2:
+        raise PlanError("must be a 2-d numpy array", field=name)
+    if matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise PlanError("must be square and non-empty", field=name)
+    if n is not None and matrix.shape[0] != n:
+        raise PlanError("must have the shape of travel_s", field=name)
+    if not np.issubdtype(matrix.dtype, np.integer):
+        raise PlanError("must hold integers", field=name)
+    if (matrix < 0).any():
+        raise PlanError("must not be negative", field=name)
+    return int(matrix.shape[0])
+
+
+def _check_window(window: tuple[int, int], name: str) -> None:
+    if len(window) != 2 or not 0 <= window[0] <= window[1]:
+        raise PlanError("must be (earliest, latest) with 0 <= earliest <= latest", field=name)
+
+
+def _check_problem(problem: PlanProblem) -> None:
+    n = _check_matrix(problem.travel_s, "travel_s", None)
+    if problem.distance_m is not None:
+        _check_matrix(problem.distance_m, "distance_m", n)
+    worker_ids = [w.id for w in problem.workers]
+    if len(set(worker_ids)) != len(worker_ids):
+        raise PlanError("worker ids must be unique", field="workers")
+    for i, w in enumerate(problem.workers):
+        f = f"workers[{i}]"
+        if not 0 <= w.start_node < n:
+            raise PlanError(f"must be in [0, {n})", field=f"{f}.start_node")
+        if w.end_node is not None and not 0 <= w.end_node < n:
+            raise PlanError(f"must be in [0, {n}) or None", field=f"{f}.end_node")
+        _check_window(w.shift, f"{f}.shift")
+        if w.capacity is not None and w.capacity < 0:
+            raise PlanError("must be >= 0 or None", field=f"{f}.capacity")
+        for k, b in enumerate(w.breaks):
+            if b.earliest_s > b.latest_s or b.duration_s < 0:
+                raise PlanError(
+                    "needs earliest_s <= latest_s and duration_s >= 0", field=f"{f}.breaks[{k}]"
+                )
+            if k and b.earliest_s < w.breaks[k - 1].earliest_s:
+                raise PlanError("must be sorted by earliest_s", field=f"{f}.breaks")
+    job_ids = [j.id for j in problem.jobs]
+    if len(set(job_ids)) != len(job_ids):
+        raise PlanError("job ids must be unique", field="jobs")
+    started_on: set[str] = set()
+    for i, j in enumerate(problem.jobs):
+        _check_job(j, f"jobs[{i}]", n)
+        if j.started and j.worker_id is not None:
+            if j.worker_id in started_on:
+                raise PlanError("at most one started job per worker", field=f"jobs[{i}].started")
+            started_on.add(j.worker_id)
+
+
+def _check_job(j: PlanJob, f: str, n: int) -> None:
+    if not 0 <= j.node < n:
+        raise PlanError(f"must be in [0, {n})", field=f"{f}.node")
+    if j.service_s < 0:
+        raise PlanError("must be >= 0", field=f"{f}.service_s")
+    _check_window(j.window, f"{f}.window")
+    if j.drop_penalty is not None and j.drop_penalty < 0:
+        raise PlanError("must be >= 0 or None", field=f"{f}.drop_penalty")
+    if j.prefer_penalty < 0:
+        raise PlanError("must be >= 0", field=f"{f}.prefer_penalty")
+    if j.demand < 0:
+        raise PlanError("must be >= 0", field=f"{f}.demand")
+    if j.started and j.worker_id is None:
+        raise PlanError("a started job needs its worker_id", field=f"{f}.worker_id")
+
+
+# --- timing of one route ----------------------------------------------------------------
+
+
+def _leg(matrix: Matrix, a: int | None, b: int | None) -> int:
+    return 0 if a is None or b is None else int(matrix[a, b])
+
+
+def _timing(problem: PlanProblem, worker: PlanWorker, jobs: Sequence[PlanJob]) -> Timing | None:
+    """The timing of ``jobs`` in this order on ``worker``'s route, or None (infeasible)."""
+    if worker.capacity is not None and sum(j.demand for j in jobs) > worker.capacity:
+        return None
+    travel = problem.travel_s
+    visits, prev = [], worker.start_node
+    for j in jobs:
+        visits.append(Visit(j.window, j.service_s, int(travel[prev, j.node])))
+        prev = j.node
+    t0 = worker.shift[0]
+    if jobs and jobs[0].started:  # its window is when it actually started: keep it
+        t0 = max(0, min(t0, jobs[0].window[0] - visits[0].travel_in_s))
+    breaks = [(b.earliest_s, b.latest_s, b.duration_s) for b in worker.breaks]
+    return schedule(t0, visits, _leg(travel, prev, worker.end_node), worker.shift[1], breaks)
+
+
+def _route(problem: PlanProblem, worker: PlanWorker, jobs: Sequence[PlanJob]) -> Route:
+    if not jobs:  # the worker stays put; its breaks are not placed
+        return Route(worker.id, (), 0, 0)
+    timing = _timing(problem, worker, jobs)
+    if timing is None:  # OR-Tools' model and route_timing disagree: a bug, not an input
+        raise RuntimeError(f"the solver's route for worker {worker.id} is infeasible")
+    distance = problem.distance_m if problem.distance_m is not None else problem.travel_s
+    nodes: list[int | None] = [worker.start_node, *(j.node for j in jobs), worker.end_node]
+    travel_s = distance_m = 0
+    for a, b in itertools.pairwise(nodes):
+        travel_s += _leg(problem.travel_s, a, b)
+        distance_m += _leg(distance, a, b)
+    stops = tuple(
+        Stop(j.id, timing.arrivals[k], timing.starts[k], timing.departures[k], timing.slacks[k])
+        for k, j in enumerate(jobs)
+    )
+    return Route(worker.id, stops, travel_s, distance_m, timing.breaks)
+
+
+# --- which workers may take a job -------------------------------------------------------
+
+
+def _able(problem: PlanProblem, job: PlanJob) -> list[int] | str:
+    """Indices of the workers allowed to take ``job`` (skills, pin), or a drop reason."""
+    if job.worker_id is not None:
+        index = next((i for i, w in enumerate(problem.workers) if w.id == job.worker_id), None)
+        if index is None:
+            return "worker_unavailable"
+        if job.started or job.skills <= problem.workers[index].skills:
+            return [index]
+        return "no_skilled_worker"
+    able = [i for i, w in enumerate(problem.workers) if job.skills <= w.skills]
+    return able or "no_skilled_worker"
+
+
+def _alone_reason(problem: PlanProblem, job: PlanJob, able: list[int]) -> str | None:
+    """None if some able worker could serve ``job`` as its only stop, else the reason."""
+    travel = problem.travel_s
+    overlaps = False
+    for i in able:
+        w = problem.workers[i]
+        if job.window[0] <= w.shift[1] - job.service_s and job.window[1] >= w.shift[0]:
+            overlaps = True
+        arrive = max(w.shift[0] + int(travel[w.start_node, job.node]), job.window[0])
+        if not job.started and (
+            arrive > job.window[1]
+            or arrive + job.service_s + _leg(travel, job.node, w.end_node) > w.shift[1]
+        ):
+            continue
+        if _timing(problem, w, [job]) is not None:
+            return None
+    return "window_unreachable" if overlaps or job.started else "outside_shifts"
+
+
+# --- the solver -------------------------------------------------------------------------
+
+
+def _search_parameters(params: PlannerParams) -> Any:
+    sp = pywrapcp.DefaultRoutingSearchParameters()
+    sp.first_solution_strategy = getattr(
+        routing_enums_pb2.FirstSolutionStrategy, params.first_solution
+    )
+    sp.local_search_metaheuristic = getattr(
+        routing_enums_pb2.LocalSearchMetaheuristic, params.metaheuristic
+    )
+    sp.guided_local_search_lambda_coefficient = params.gls_lambda
+    sp.time_limit.FromMilliseconds(max(1, round(params.time_limit_s * 1000)))
+    if params.solution_limit:
+        sp.solution_limit = params.solution_limit
+    return sp
+
+
+@dataclass
+class _Model:
+    """The OR-Tools node layout: depots (start/end points) first, then the jobs."""
+
+    depot_nodes: list[int | None] = field(default_factory=list)  # None: "wherever it ends"
+    jobs: list[PlanJob] = field(default_factory=list)
+
+    def depot(self, node: int | None) -> int:
+        if node not in self.depot_nodes:
+            self.depot_nodes.append(node)
+        return self.depot_nodes.index(node)
+
+    def matrix_nodes(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        nodes = [*self.depot_nodes, *(j.node for j in self.jobs)]
+        virtual = np.array([n is None for n in nodes], dtype=np.bool_)
+        return np.array([0 if n is None else n for n in nodes], dtype=np.int64), virtual
+
+
+def _solve(
+    problem: PlanProblem, params: PlannerParams, active: list[PlanJob], able: dict[str, list[int]]
+) -> tuple[list[list[PlanJob]], str]:
+    """Run OR-Tools on the ``active`` jobs (in the seed's order): each worker's jobs."""
+    workers = problem.workers
+    model = _Model()
+    starts = [model.depot(w.start_node) for w in workers]
+    ends = [model.depot(w.end_node) for w in workers]
+    model.jobs = active
+    n_depots = len(model.depot_nodes)
+    idx, virtual = model.matrix_nodes()
+    travel = problem.travel_s[np.ix_(idx, idx)].astype(np.int64)
+    travel[virtual, :] = 0
+    travel[:, virtual] = 0
+    service = np.array([0] * n_depots + [j.service_s for j in active], dtype=np.int64)
+
+    manager = pywrapcp.RoutingIndexManager(len(idx), len(workers), starts, ends)
+    routing = pywrapcp.RoutingModel(manager)
+
+    # Arc costs: travel, plus the preference penalty on arcs into a job for every worker
+    # but the preferred one. Workers no job prefers share one matrix.
+    worker_index = {w.id: i for i, w in enumerate(workers)}
+    generic = travel.copy()
+    preferred: dict[int, list[tuple[int, int]]] = {}
+    for k, j in enumerate(active):
+        if j.prefer_worker_id is not None and j.prefer_penalty > 0:
+            generic[:, n_depots + k] += j.prefer_penalty
+            v = worker_index.get(j.prefer_worker_id)
+            if v is not None:
+                preferred.setdefault(v, []).append((n_depots + k, j.prefer_penalty))
+    generic_cb = routing.RegisterTransitMatrix(generic.tolist())
+    for v in range(len(workers)):
+        if v in preferred:
+            own = generic.copy()
+            for column, penalty in preferred[v]:
+                own[:, column] -= penalty
+            routing.SetArcCostEvaluatorOfVehicle(routing.RegisterTransitMatrix(own.tolist()), v)
+        else:
+            routing.SetArcCostEvaluatorOfVehicle(generic_cb, v)
+    if params.worker_fixed_cost:
+        routing.SetFixedCostOfAllVehicles(params.worker_fixed_cost)
+
+    # Time: transit = service at the origin + travel; waiting is slack.
+    horizon = max([w.shift[1] for w in workers] + [j.window[1] + j.service_s for j in active] + [1])
+    time_cb = routing.RegisterTransitMatrix((travel + service[:, None]).tolist())
+    routing.AddDimension(time_cb, horizon, horizon, False, "time")
+    time_dim = routing.GetDimensionOrDie("time")
+    first_started: dict[int, int] = {}
+    for k, j in enumerate(active):
+        index = manager.NodeToIndex(n_depots + k)
+        time_dim.CumulVar(index).SetRange(max(0, j.window[0]), min(horizon, j.window[1]))
+        if j.started:
+            first_started[able[j.id][0]] = k
+    node_visit = [0] * routing.Size()
+    for index in range(routing.Size()):
+        if not routing.IsStart(index):
+            node_visit[index] = int(service[manager.IndexToNode(index)])
+    solver = routing.solver()
+    for v, w in enumerate(workers):
+        lo = w.shift[0]
+        if v in first_started:
+            job = active[first_started[v]]
+            lo = min(lo, job.window[0] - int(problem.travel_s[w.start_node, job.node]))
+        lo = max(0, lo)
+        time_dim.CumulVar(routing.Start(v)).SetRange(lo, w.shift[1])
+        time_dim.CumulVar(routing.End(v)).SetRange(lo, w.shift[1])
+        if w.breaks:
+            intervals = [
+                solver.FixedDurationIntervalVar(
+                    b.earliest_s, b.latest_s, b.duration_s, False, f"break {v}.{n}"
+                )
+                for n, b in enumerate(w.breaks)
+            ]
+            time_dim.SetBreakIntervalsOfVehicle(intervals, v, node_visit)
+
+    # Capacity, only when some worker has one.
+    if any(w.capacity is not None for w in workers):
+        demand_cb = routing.RegisterUnaryTransitVector([0] * n_depots + [j.demand for j in active])
+        total = sum(j.demand for j in active)
+        caps = [total if w.capacity is None else w.capacity for w in workers]
+        routing.AddDimensionWithVehicleCapacity(demand_cb, 0, caps, True, "demand")
+
+    # Who may take each job; what dropping it costs; started jobs first on their worker.
+    mandatory_penalty = int(travel.max()) * (len(idx) + 1) + sum(j.prefer_penalty for j in active)
+    mandatory_penalty += params.worker_fixed_cost * len(workers) + 1
+    for k, j in enumerate(active):
+        index = manager.NodeToIndex(n_depots + k)
+        allowed = able[j.id]
+        if j.started:
+            routing.NextVar(routing.Start(allowed[0])).SetValue(index)
+            continue
+        if len(allowed) < len(workers):
+            routing.VehicleVar(index).SetValues([-1, *allowed])
+        penalty = mandatory_penalty if j.drop_penalty is None else j.drop_penalty
+        routing.AddDisjunction([index], penalty)
+
+    if params.branch_limit:
+        routing.AddSearchMonitor(solver.BranchesLimit(params.branch_limit))
+    began = time.monotonic()
+    solution = routing.SolveWithParameters(_search_parameters(params))
+    elapsed = time.monotonic() - began
+    if solution is None:
+        raise RuntimeError("OR-Tools found no solution (started jobs that cannot be kept?)")
+    routes: list[list[PlanJob]] = []
+    for v in range(len(workers)):
+        jobs: list[PlanJob] = []
+        index = solution.Value(routing.NextVar(routing.Start(v)))
+        while not routing.IsEnd(index):
+            jobs.append(active[manager.IndexToNode(index) - n_depots])
+            index = solution.Value(routing.NextVar(index))
+        routes.append(jobs)
+    if elapsed >= params.time_limit_s * 0.98:
+        stopped_by = "time_limit"
+    elif (params.solution_limit and solver.Solutions() >= params.solution_limit) or (
+        params.branch_limit and solver.Branches() >= params.branch_limit
+    ):
+        stopped_by = "budget"
+    else:
+        stopped_by = "local_optimum"
+    return routes, stopped_by
+
+
+def _objective(problem: PlanProblem, params: PlannerParams, routes: Sequence[Route]) -> int:
+    jobs = {j.id: j for j in problem.jobs}
+    total = 0
+    for route in routes:
+        total += route.travel_s
+        if route.stops:
+            total += params.worker_fixed_cost
+        for stop in route.stops:
+            j = jobs[stop.job_id]
+            if j.prefer_worker_id is not None and j.prefer_worker_id != route.worker_id:
+                total += j.prefer_penalty
+    return total
+
+
+def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
+    """Plan every worker's route; deterministic for the same problem, params and seed
+    unless ``Plan.stopped_by == "time_limit"``. Synchronous: run it off the event loop."""
+    _check_problem(problem)
+    dropped: dict[str, str] = {}
+    able: dict[str, list[int]] = {}
+    for j in problem.jobs:
+        who = _able(problem, j)
+        if isinstance(who, str):
+            dropped[j.id] = who
+            continue
+        reason = _alone_reason(problem, j, who)
+        if reason is not None:
+            dropped[j.id] = reason
+        else:
+            able[j.id] = who
+    order = np.random.default_rng(seed).permutation(len(problem.jobs))
+    active = [problem.jobs[int(i)] for i in order if problem.jobs[int(i)].id in able]
+    if active:
+        per_worker, stopped_by = _solve(problem, params, active, able)
+    else:
+        per_worker, stopped_by = [[] for _ in problem.workers], "no_search"
+    routes = tuple(
+        _route(problem, w, jobs) for w, jobs in zip(problem.workers, per_worker, strict=True)
+    )
+    served = {s.job_id for r in routes for s in r.stops}
+    current = Plan(routes, (), 0)
+    for j in active:
+        if j.id not in served:
+            fits = bool(insertions(problem, current, j))
+            if j.drop_penalty is None:
+                dropped[j.id] = "search_limit" if fits else "no_room"
+            else:
+                dropped[j.id] = "not_worth_serving" if fits else "no_room"
+    objective = _objective(problem, params, routes) + sum(
+        j.drop_penalty or 0 for j in problem.jobs if j.id in dropped
+    )
+    ordered = tuple(Dropped(j.id, dropped[j.id]) for j in problem.jobs if j.id in dropped)
+    return Plan(routes, ordered, objective, stopped_by)
+
+
+# --- insertion --------------------------------------------------------------------------
+
+
+def insertions(problem: PlanProblem, current: Plan, job: PlanJob) -> list[Insertion]:
+    """Every place ``job`` fits in ``current`` without reordering other stops or breaking
+    any window, shift, break, capacity or skill; cheapest (added travel) first.
+
+    ``job.node`` indexes ``problem``'s matrices; the jobs on ``current``'s routes must be
+    in ``problem.jobs``. A started job stays first. Pure, no solver.
+    """
+    _check_matrix(problem.travel_s, "travel_s", None)
+    _check_job(job, "job", int(problem.travel_s.shape[0]))
+    if job.started:
+        raise PlanError("a started job cannot be inserted", field="job.started")
+    jobs = {j.id: j for j in problem.jobs}
+    workers = {w.id: w for w in problem.workers}
+    if any(s.job_id == job.id for r in current.routes for s in r.stops):
+        raise PlanError("the job is already planned", field="job.id")
+    travel = problem.travel_s
+    found: list[tuple[tuple[int, int, int, int], Insertion]] = []
+    for order, route in enumerate(current.routes):
+        worker = workers.get(route.worker_id)
+        if worker is None:
+            raise PlanError("routes must be of the problem's workers", field="current.routes")
+        if not job.skills <= worker.skills or job.worker_id not in (None, worker.id):
+            continue
+        try:
+            seq = [jobs[s.job_id] for s in route.stops]
+        except KeyError as e:
+            raise PlanError(f"job {e} is not in the problem", field="current.routes") from None
+        first = 1 if seq and seq[0].started else 0
+        nodes: list[int | None] = [worker.start_node, *(j.node for j in seq), worker.end_node]
+        for p in range(first, len(seq) + 1):
+            timing = _timing(problem, worker, [*seq[:p], job, *seq[p:]])
+            if timing is None:
+                continue
+            before, after = nodes[p], nodes[p + 1]
+            added = (
+                _leg(travel, before, job.node)
+                + _leg(travel, job.node, after)
+                - _leg(travel, before, after)
+            )
+            found.append(
+                (
+                    (added, timing.starts[p], order, p),
+                    Insertion(worker.id, p, added, timing.arrivals[p], timing.starts[p]),
+                )
+            )
+    found.sort(key=lambda pair: pair[0])
+    return [ins for _, ins in found]
