@@ -49,8 +49,10 @@ async def test_fixes_are_acked_and_indexed(
     assert state[b"seq"] == b"1"
     assert state[b"state"] == b"available"
     entries = await redis.xrange(keys.trail(live_city, w))
+    assert entries is not None
     assert len(entries) == 1
     fields = entries[0][1]
+    assert fields is not None
     assert fields[b"seq"] == b"1"
     [point] = orjson.loads(fields[b"pts"])
     assert point[0] == pytest.approx(LAT, abs=1e-7)
