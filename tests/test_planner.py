@@ -470,6 +470,23 @@ def test_same_seed_same_plan() -> None:
     assert_valid(problem, other)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        PlannerParams(time_limit_s=30.0, solution_limit=120, operators="all"),
+        PlannerParams(time_limit_s=30.0, solution_limit=120, fleet_first_share=0.5),
+    ],
+)
+def test_other_search_settings_are_reproducible_too(params: PlannerParams) -> None:
+    """All of OR-Tools' operators, or a first stage that minimises workers: still a
+    valid plan, the same twice."""
+    problem = city_day(9)
+    first = plan(problem, params, seed=1)
+    assert first == plan(problem, params, seed=1)
+    assert first.stopped_by == "budget"
+    assert_valid(problem, first)
+
+
 def test_time_limit_cap_is_reported() -> None:
     """With no budget and a tiny wall-clock cap the plan says the clock stopped it."""
     problem = city_day(8)
@@ -536,6 +553,9 @@ def test_params_file_holds_the_planner_defaults() -> None:
         ({"metaheuristic": "ANNEALING"}, "metaheuristic"),
         ({"solution_limit": -1}, "solution_limit"),
         ({"gls_lambda": 0.0}, "gls_lambda"),
+        ({"operators": "some"}, "operators"),
+        ({"fleet_first_share": 1.0}, "fleet_first_share"),
+        ({"branch_limit": -5}, "branch_limit"),
     ],
 )
 def test_bad_planner_params_are_refused(table: dict[str, object], word: str) -> None:
