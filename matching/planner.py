@@ -1,9 +1,13 @@
 """Route planning (VRPTW) with OR-Tools, and insertion of one more job into a plan.
 
 Pure and synchronous: no I/O, no clock except OR-Tools' own wall-clock cap. A solve
-takes up to ``PlannerParams.time_limit_s``, so async callers run :func:`plan` in a
-thread (``await asyncio.to_thread(plan, problem, params, seed=seed)``) or a process
-pool, never on the event loop. :func:`insertions` needs no solver (milliseconds).
+takes up to ``PlannerParams.time_limit_s`` and OR-Tools holds the GIL while it searches
+(measured: a thread running :func:`plan` stalls the event loop's thread for the whole
+solve), so async callers run it in a process pool —
+``await loop.run_in_executor(pool, functools.partial(plan, problem, params, seed=seed))``
+with a ``ProcessPoolExecutor`` (the dataclasses pickle) — never on the event loop and
+not in ``asyncio.to_thread``. :func:`insertions` needs no solver (milliseconds) and may
+run inline.
 
 The model (docs/planning.md has the details):
 

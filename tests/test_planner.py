@@ -4,9 +4,12 @@ brute force, determinism, re-planning with started jobs, params and travel matri
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import random
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -468,6 +471,16 @@ def test_same_seed_same_plan() -> None:
     assert_valid(problem, first)
     other = plan(problem, params, seed=4)
     assert_valid(problem, other)
+
+
+def test_plan_in_a_process_pool_is_the_same_plan() -> None:
+    """plan() pickles and runs in a spawned worker process (how async callers keep the
+    event loop free: OR-Tools holds the GIL) and returns the very plan it gives here."""
+    problem = city_day(5)
+    params = PlannerParams(time_limit_s=30.0, solution_limit=60)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        remote = pool.submit(partial(plan, problem, params, seed=2)).result(timeout=60)
+    assert remote == plan(problem, params, seed=2)
 
 
 @pytest.mark.parametrize(
