@@ -28,8 +28,8 @@ The model (docs/planning.md has the details):
 Determinism: OR-Tools stops at ``PlannerParams.solution_limit`` solutions or
 ``branch_limit`` search branches, whichever comes first (a budget of search work,
 independent of the machine's speed and load); ``time_limit_s`` is only a safety cap.
-The ``seed`` permutes the order in which jobs are given to the solver, so different
-seeds explore differently and the same seed repeats the plan exactly.
+The ``seed`` permutes the order in which jobs and workers are given to the solver, so
+different seeds explore differently and the same seed repeats the plan exactly.
 :attr:`Plan.stopped_by` says whether the cap cut the search short (then the plan may
 differ between runs and machines).
 """
@@ -451,14 +451,18 @@ class _Model:
 
 
 def _search(
-    problem: PlanProblem, params: PlannerParams, active: list[PlanJob], able: dict[str, list[int]]
+    problem: PlanProblem,
+    params: PlannerParams,
+    active: list[PlanJob],
+    able: dict[str, list[int]],
+    vehicle_order: list[int],
 ) -> tuple[list[list[int]], str]:
     """Each worker's jobs (indices into ``active``), in one or two stages: with
     ``fleet_first_share``, that share of the budget first searches with a fixed cost per
     worker above any travel (fewer workers), then the rest goes on from there."""
     share = params.fleet_first_share
     if not share or len(problem.workers) < 2:
-        return _solve(problem, params, active, able, params.worker_fixed_cost, None)
+        return _solve(problem, params, active, able, vehicle_order, params.worker_fixed_cost, None)
     began = time.monotonic()
     first = replace(
         params,
@@ -467,7 +471,8 @@ def _search(
         branch_limit=math.ceil(params.branch_limit * share),
     )
     big = int(problem.travel_s.max()) * (len(active) + 2 * len(problem.workers) + 1) + 1
-    routes, _ = _solve(problem, first, active, able, params.worker_fixed_cost + big, None)
+    fixed = params.worker_fixed_cost + big
+    routes, _ = _solve(problem, first, active, able, vehicle_order, fixed, None)
     rest = replace(
         params,
         time_limit_s=max(0.001, params.time_limit_s - (time.monotonic() - began)),
@@ -476,7 +481,8 @@ def _search(
         else 0,
         branch_limit=max(1, params.branch_limit - first.branch_limit) if params.branch_limit else 0,
     )
-    routes, stopped_by = _solve(problem, rest, active, able, params.worker_fixed_cost, routes)
+    fixed = params.worker_fixed_cost
+    routes, stopped_by = _solve(problem, rest, active, able, vehicle_order, fixed, routes)
     if time.monotonic() - began >= params.time_limit_s * 0.98:
         stopped_by = "time_limit"
     return routes, stopped_by
@@ -487,12 +493,15 @@ def _solve(
     params: PlannerParams,
     active: list[PlanJob],
     able: dict[str, list[int]],
+    vehicle_order: list[int],
     fixed_cost: int,
     start: list[list[int]] | None,
 ) -> tuple[list[list[int]], str]:
     """One OR-Tools search on the ``active`` jobs (in the seed's order), from ``start``
     (per worker, indices into ``active``) if given: each worker's jobs, and why it stopped."""
-    workers = problem.workers
+    # Vehicle v is problem.workers[vehicle_order[v]] (the seed's order of the workers).
+    workers = [problem.workers[i] for i in vehicle_order]
+    vehicle_of = {w: v for v, w in enumerate(vehicle_order)}
     model = _Model()
     starts = [model.depot(w.start_node) for w in workers]
     ends = [model.depot(w.end_node) for w in workers]
@@ -540,7 +549,7 @@ def _solve(
         index = manager.NodeToIndex(n_depots + k)
         time_dim.CumulVar(index).SetRange(max(0, j.window[0]), min(horizon, j.window[1]))
         if j.started:
-            first_started[able[j.id][0]] = k
+            first_started[vehicle_of[able[j.id][0]]] = k
     node_visit = [0] * routing.Size()
     for index in range(routing.Size()):
         if not routing.IsStart(index):
@@ -575,7 +584,7 @@ def _solve(
     mandatory_penalty += fixed_cost * len(workers) + 1
     for k, j in enumerate(active):
         index = manager.NodeToIndex(n_depots + k)
-        allowed = able[j.id]
+        allowed = [vehicle_of[i] for i in able[j.id]]
         if j.started:
             routing.NextVar(routing.Start(allowed[0])).SetValue(index)
             continue
@@ -593,7 +602,7 @@ def _solve(
     else:
         routing.CloseModelWithParameters(search)
         initial = routing.ReadAssignmentFromRoutes(
-            [[n_depots + k for k in route] for route in start], True
+            [[n_depots + k for k in start[w]] for w in vehicle_order], True
         )
         solution = routing.SolveFromAssignmentWithParameters(initial, search)
     elapsed = time.monotonic() - began
@@ -607,6 +616,7 @@ def _solve(
             route.append(manager.IndexToNode(index) - n_depots)
             index = solution.Value(routing.NextVar(index))
         routes.append(route)
+    routes = [routes[vehicle_of[w]] for w in range(len(workers))]  # back to problem order
     if elapsed >= params.time_limit_s * 0.98:
         stopped_by = "time_limit"
     elif (params.solution_limit and solver.Solutions() >= params.solution_limit) or (
@@ -648,10 +658,12 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
             dropped[j.id] = reason
         else:
             able[j.id] = who
-    order = np.random.default_rng(seed).permutation(len(problem.jobs))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(problem.jobs))
+    vehicle_order = [int(i) for i in rng.permutation(len(problem.workers))]
     active = [problem.jobs[int(i)] for i in order if problem.jobs[int(i)].id in able]
     if active:
-        found, stopped_by = _search(problem, params, active, able)
+        found, stopped_by = _search(problem, params, active, able, vehicle_order)
         per_worker = [[active[k] for k in route] for route in found]
     else:
         per_worker, stopped_by = [[] for _ in problem.workers], "no_search"
