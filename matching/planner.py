@@ -304,6 +304,8 @@ def _check_problem(problem: PlanProblem) -> None:
                 raise PlanError(
                     "needs earliest_s <= latest_s and duration_s >= 0", field=f"{f}.breaks[{k}]"
                 )
+            if not w.shift[0] <= b.earliest_s <= b.latest_s <= w.shift[1]:
+                raise PlanError("must start within the shift", field=f"{f}.breaks[{k}]")
             if k and b.earliest_s < w.breaks[k - 1].earliest_s:
                 raise PlanError("must be sorted by earliest_s", field=f"{f}.breaks")
     job_ids = [j.id for j in problem.jobs]

@@ -532,6 +532,10 @@ def test_empty_problem_plans_nothing() -> None:
             PlanProblem(LINE, (), (worker(breaks=(PlanBreak(50, 60, 5), PlanBreak(10, 20, 5))),)),
             "workers[0].breaks",
         ),
+        (
+            PlanProblem(LINE, (), (worker(shift=(100, 5000), breaks=(PlanBreak(0, 50, 5),)),)),
+            "workers[0].breaks[0]",
+        ),
         (PlanProblem(LINE.astype(np.float64), (), (worker(),)), "travel_s"),
         (PlanProblem(LINE[:3], (), (worker(),)), "travel_s"),
     ],
