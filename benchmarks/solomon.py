@@ -315,6 +315,7 @@ def summarise(rows: list[dict[str, Any]], objective: str) -> dict[str, Any]:
                 "mean_gap_pct": mean(like),
                 "gap_instances": len(like),
                 "mean_vehicles": mean([r[solver]["vehicles"] for r in ok]),
+                "vehicles_over_best": sum(r[solver]["vehicles_vs_best"] for r in ok),
             }
         both = [
             r["ortools_vs_pyvrp_pct"] for r in subset if r.get("ortools_vs_pyvrp_pct") is not None
@@ -356,8 +357,9 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], time_limit_s: 
         )
     lines += [
         "",
-        "| set | instances (with optimum) | OR-Tools mean gap | PyVRP mean gap | OR-Tools vs PyVRP |",
-        "|---|---|---|---|---|",
+        "| set | instances (with optimum) | OR-Tools mean gap | PyVRP mean gap | OR-Tools vs PyVRP "
+        "| vehicles over best known: OR-Tools / PyVRP |",
+        "|---|---|---|---|---|---|",
     ]
 
     def pct(v: float | None) -> str:
@@ -367,7 +369,8 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], time_limit_s: 
         lines.append(
             f"| {name} | {b['instances']} ({b['ortools']['gap_instances']}) | "
             f"{pct(b['ortools']['mean_gap_pct'])} | {pct(b['pyvrp']['mean_gap_pct'])} | "
-            f"{pct(b['ortools_vs_pyvrp_pct'])} |"
+            f"{pct(b['ortools_vs_pyvrp_pct'])} | "
+            f"{b['ortools']['vehicles_over_best']:+d} / {b['pyvrp']['vehicles_over_best']:+d} |"
         )
     return "\n".join(lines)
 
