@@ -1,9 +1,13 @@
 """Route planning (VRPTW) with OR-Tools, and insertion of one more job into a plan.
 
 Pure and synchronous: no I/O, no clock except OR-Tools' own wall-clock cap. A solve
-takes up to ``PlannerParams.time_limit_s``, so async callers run :func:`plan` in a
-thread (``await asyncio.to_thread(plan, problem, params, seed=seed)``) or a process
-pool, never on the event loop. :func:`insertions` needs no solver (milliseconds).
+takes up to ``PlannerParams.time_limit_s`` and OR-Tools holds the GIL while it searches
+(measured: a thread running :func:`plan` stalls the event loop's thread for the whole
+solve), so async callers run it in a process pool —
+``await loop.run_in_executor(pool, functools.partial(plan, problem, params, seed=seed))``
+with a ``ProcessPoolExecutor`` (the dataclasses pickle) — never on the event loop and
+not in ``asyncio.to_thread``. :func:`insertions` needs no solver (milliseconds) and may
+run inline.
 
 The model (docs/planning.md has the details):
 
@@ -24,8 +28,8 @@ The model (docs/planning.md has the details):
 Determinism: OR-Tools stops at ``PlannerParams.solution_limit`` solutions or
 ``branch_limit`` search branches, whichever comes first (a budget of search work,
 independent of the machine's speed and load); ``time_limit_s`` is only a safety cap.
-The ``seed`` permutes the order in which jobs are given to the solver, so different
-seeds explore differently and the same seed repeats the plan exactly.
+The ``seed`` permutes the order in which jobs and workers are given to the solver, so
+different seeds explore differently and the same seed repeats the plan exactly.
 :attr:`Plan.stopped_by` says whether the cap cut the search short (then the plan may
 differ between runs and machines).
 """
@@ -36,12 +40,13 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from ortools.util import optional_boolean_pb2
 
 from matching.errors import PlanError
 from matching.route_timing import Timing, Visit, schedule
@@ -76,6 +81,28 @@ METAHEURISTICS: Final = tuple(
     name
     for name in routing_enums_pb2.LocalSearchMetaheuristic.Value.keys()  # noqa: SIM118
     if name not in ("UNSET", "AUTOMATIC")
+)
+OPERATOR_SETS: Final = ("lean", "all")
+# Left out by "lean": the insertion-LNS operators (slow on windows), Lin-Kernighan (a TSP
+# move) and the operators for pickup-and-delivery pairs and chains, which this model has
+# not. Measured on Solomon (benchmarks/README.md): about half the gap at the same time.
+LEAN_OFF: Final = (
+    "use_global_cheapest_insertion_path_lns",
+    "use_local_cheapest_insertion_path_lns",
+    "use_relocate_path_global_cheapest_insertion_insert_unperformed",
+    "use_global_cheapest_insertion_visit_types_lns",
+    "use_local_cheapest_insertion_visit_types_lns",
+    "use_lin_kernighan",
+    "use_relocate_expensive_chain",
+    "use_exchange_subtrip",
+    "use_relocate_subtrip",
+    "use_swap_active_chain",
+    "use_shortest_path_swap_active",
+    "use_shortest_path_two_opt",
+    "use_relocate_pair",
+    "use_light_relocate_pair",
+    "use_exchange_pair",
+    "use_make_chain_inactive",
 )
 DROP_REASONS: Final = (
     "no_skilled_worker",  # no worker in the problem has every skill it needs
@@ -152,6 +179,8 @@ class PlannerParams:
     branch_limit: int = 50_000  # deterministic budget: search branches; 0: no limit
     gls_lambda: float = 0.1  # guided local search penalty factor
     worker_fixed_cost: int = 0  # cost of using a worker at all (seconds of travel)
+    operators: str = "lean"  # local search operators: "lean" or "all" (OR-Tools' defaults)
+    fleet_first_share: float = 0.0  # share of the budget spent first on using fewer workers
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_limit_s) and self.time_limit_s > 0):
@@ -168,6 +197,10 @@ class PlannerParams:
             raise ValueError("gls_lambda must be a finite number > 0.")
         if self.worker_fixed_cost < 0:
             raise ValueError("worker_fixed_cost must be >= 0.")
+        if self.operators not in OPERATOR_SETS:
+            raise ValueError(f"operators must be one of {', '.join(OPERATOR_SETS)}.")
+        if not 0.0 <= self.fleet_first_share < 1.0:
+            raise ValueError("fleet_first_share must be in [0, 1).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +304,8 @@ def _check_problem(problem: PlanProblem) -> None:
                 raise PlanError(
                     "needs earliest_s <= latest_s and duration_s >= 0", field=f"{f}.breaks[{k}]"
                 )
+            if not w.shift[0] <= b.earliest_s <= b.latest_s <= w.shift[1]:
+                raise PlanError("must start within the shift", field=f"{f}.breaks[{k}]")
             if k and b.earliest_s < w.breaks[k - 1].earliest_s:
                 raise PlanError("must be sorted by earliest_s", field=f"{f}.breaks")
     job_ids = [j.id for j in problem.jobs]
@@ -390,6 +425,9 @@ def _search_parameters(params: PlannerParams) -> Any:
         routing_enums_pb2.LocalSearchMetaheuristic, params.metaheuristic
     )
     sp.guided_local_search_lambda_coefficient = params.gls_lambda
+    if params.operators == "lean":
+        for name in LEAN_OFF:
+            setattr(sp.local_search_operators, name, optional_boolean_pb2.BOOL_FALSE)
     sp.time_limit.FromMilliseconds(max(1, round(params.time_limit_s * 1000)))
     if params.solution_limit:
         sp.solution_limit = params.solution_limit
@@ -414,11 +452,58 @@ class _Model:
         return np.array([0 if n is None else n for n in nodes], dtype=np.int64), virtual
 
 
+def _search(
+    problem: PlanProblem,
+    params: PlannerParams,
+    active: list[PlanJob],
+    able: dict[str, list[int]],
+    vehicle_order: list[int],
+) -> tuple[list[list[int]], str]:
+    """Each worker's jobs (indices into ``active``), in one or two stages: with
+    ``fleet_first_share``, that share of the budget first searches with a fixed cost per
+    worker above any travel (fewer workers), then the rest goes on from there."""
+    share = params.fleet_first_share
+    if not share or len(problem.workers) < 2:
+        return _solve(problem, params, active, able, vehicle_order, params.worker_fixed_cost, None)
+    began = time.monotonic()
+    first = replace(
+        params,
+        time_limit_s=params.time_limit_s * share,
+        solution_limit=math.ceil(params.solution_limit * share),
+        branch_limit=math.ceil(params.branch_limit * share),
+    )
+    big = int(problem.travel_s.max()) * (len(active) + 2 * len(problem.workers) + 1) + 1
+    fixed = params.worker_fixed_cost + big
+    routes, _ = _solve(problem, first, active, able, vehicle_order, fixed, None)
+    rest = replace(
+        params,
+        time_limit_s=max(0.001, params.time_limit_s - (time.monotonic() - began)),
+        solution_limit=max(1, params.solution_limit - first.solution_limit)
+        if params.solution_limit
+        else 0,
+        branch_limit=max(1, params.branch_limit - first.branch_limit) if params.branch_limit else 0,
+    )
+    fixed = params.worker_fixed_cost
+    routes, stopped_by = _solve(problem, rest, active, able, vehicle_order, fixed, routes)
+    if time.monotonic() - began >= params.time_limit_s * 0.98:
+        stopped_by = "time_limit"
+    return routes, stopped_by
+
+
 def _solve(
-    problem: PlanProblem, params: PlannerParams, active: list[PlanJob], able: dict[str, list[int]]
-) -> tuple[list[list[PlanJob]], str]:
-    """Run OR-Tools on the ``active`` jobs (in the seed's order): each worker's jobs."""
-    workers = problem.workers
+    problem: PlanProblem,
+    params: PlannerParams,
+    active: list[PlanJob],
+    able: dict[str, list[int]],
+    vehicle_order: list[int],
+    fixed_cost: int,
+    start: list[list[int]] | None,
+) -> tuple[list[list[int]], str]:
+    """One OR-Tools search on the ``active`` jobs (in the seed's order), from ``start``
+    (per worker, indices into ``active``) if given: each worker's jobs, and why it stopped."""
+    # Vehicle v is problem.workers[vehicle_order[v]] (the seed's order of the workers).
+    workers = [problem.workers[i] for i in vehicle_order]
+    vehicle_of = {w: v for v, w in enumerate(vehicle_order)}
     model = _Model()
     starts = [model.depot(w.start_node) for w in workers]
     ends = [model.depot(w.end_node) for w in workers]
@@ -453,8 +538,8 @@ def _solve(
             routing.SetArcCostEvaluatorOfVehicle(routing.RegisterTransitMatrix(own.tolist()), v)
         else:
             routing.SetArcCostEvaluatorOfVehicle(generic_cb, v)
-    if params.worker_fixed_cost:
-        routing.SetFixedCostOfAllVehicles(params.worker_fixed_cost)
+    if fixed_cost:
+        routing.SetFixedCostOfAllVehicles(fixed_cost)
 
     # Time: transit = service at the origin + travel; waiting is slack.
     horizon = max([w.shift[1] for w in workers] + [j.window[1] + j.service_s for j in active] + [1])
@@ -466,7 +551,7 @@ def _solve(
         index = manager.NodeToIndex(n_depots + k)
         time_dim.CumulVar(index).SetRange(max(0, j.window[0]), min(horizon, j.window[1]))
         if j.started:
-            first_started[able[j.id][0]] = k
+            first_started[vehicle_of[able[j.id][0]]] = k
     node_visit = [0] * routing.Size()
     for index in range(routing.Size()):
         if not routing.IsStart(index):
@@ -498,10 +583,10 @@ def _solve(
 
     # Who may take each job; what dropping it costs; started jobs first on their worker.
     mandatory_penalty = int(travel.max()) * (len(idx) + 1) + sum(j.prefer_penalty for j in active)
-    mandatory_penalty += params.worker_fixed_cost * len(workers) + 1
+    mandatory_penalty += fixed_cost * len(workers) + 1
     for k, j in enumerate(active):
         index = manager.NodeToIndex(n_depots + k)
-        allowed = able[j.id]
+        allowed = [vehicle_of[i] for i in able[j.id]]
         if j.started:
             routing.NextVar(routing.Start(allowed[0])).SetValue(index)
             continue
@@ -513,18 +598,27 @@ def _solve(
     if params.branch_limit:
         routing.AddSearchMonitor(solver.BranchesLimit(params.branch_limit))
     began = time.monotonic()
-    solution = routing.SolveWithParameters(_search_parameters(params))
+    search = _search_parameters(params)
+    if start is None:
+        solution = routing.SolveWithParameters(search)
+    else:
+        routing.CloseModelWithParameters(search)
+        initial = routing.ReadAssignmentFromRoutes(
+            [[n_depots + k for k in start[w]] for w in vehicle_order], True
+        )
+        solution = routing.SolveFromAssignmentWithParameters(initial, search)
     elapsed = time.monotonic() - began
     if solution is None:
         raise RuntimeError("OR-Tools found no solution (started jobs that cannot be kept?)")
-    routes: list[list[PlanJob]] = []
+    routes: list[list[int]] = []
     for v in range(len(workers)):
-        jobs: list[PlanJob] = []
+        route: list[int] = []
         index = solution.Value(routing.NextVar(routing.Start(v)))
         while not routing.IsEnd(index):
-            jobs.append(active[manager.IndexToNode(index) - n_depots])
+            route.append(manager.IndexToNode(index) - n_depots)
             index = solution.Value(routing.NextVar(index))
-        routes.append(jobs)
+        routes.append(route)
+    routes = [routes[vehicle_of[w]] for w in range(len(workers))]  # back to problem order
     if elapsed >= params.time_limit_s * 0.98:
         stopped_by = "time_limit"
     elif (params.solution_limit and solver.Solutions() >= params.solution_limit) or (
@@ -566,10 +660,13 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
             dropped[j.id] = reason
         else:
             able[j.id] = who
-    order = np.random.default_rng(seed).permutation(len(problem.jobs))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(problem.jobs))
+    vehicle_order = [int(i) for i in rng.permutation(len(problem.workers))]
     active = [problem.jobs[int(i)] for i in order if problem.jobs[int(i)].id in able]
     if active:
-        per_worker, stopped_by = _solve(problem, params, active, able)
+        found, stopped_by = _search(problem, params, active, able, vehicle_order)
+        per_worker = [[active[k] for k in route] for route in found]
     else:
         per_worker, stopped_by = [[] for _ in problem.workers], "no_search"
     routes = tuple(
@@ -623,7 +720,19 @@ def insertions(problem: PlanProblem, current: Plan, job: PlanJob) -> list[Insert
             raise PlanError(f"job {e} is not in the problem", field="current.routes") from None
         first = 1 if seq and seq[0].started else 0
         nodes: list[int | None] = [worker.start_node, *(j.node for j in seq), worker.end_node]
+        # Without breaks the current timing is the unique earliest one and its slacks are
+        # exact, so two comparisons rule a position out before the full check.
+        base = None if worker.breaks else _timing(problem, worker, seq)
         for p in range(first, len(seq) + 1):
+            if base is not None:
+                t = base.departures[p - 1] if p else worker.shift[0]
+                start = max(t + _leg(travel, nodes[p], job.node), job.window[0])
+                if start > job.window[1]:
+                    continue
+                done = start + job.service_s + _leg(travel, job.node, nodes[p + 1])
+                latest = base.starts[p] + base.slacks[p] if p < len(seq) else worker.shift[1]
+                if done > latest:
+                    continue
             timing = _timing(problem, worker, [*seq[:p], job, *seq[p:]])
             if timing is None:
                 continue

@@ -4,9 +4,12 @@ brute force, determinism, re-planning with started jobs, params and travel matri
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import random
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -466,8 +469,37 @@ def test_same_seed_same_plan() -> None:
     assert first == second
     assert first.stopped_by == "budget"
     assert_valid(problem, first)
-    other = plan(problem, params, seed=4)
-    assert_valid(problem, other)
+    others = [plan(problem, params, seed=s) for s in (4, 5, 6)]
+    for other in others:
+        assert_valid(problem, other)
+    assert len({p.objective for p in [first, *others]}) > 1  # the seed does steer the search
+
+
+def test_plan_in_a_process_pool_is_the_same_plan() -> None:
+    """plan() pickles and runs in a spawned worker process (how async callers keep the
+    event loop free: OR-Tools holds the GIL) and returns the very plan it gives here."""
+    problem = city_day(5)
+    params = PlannerParams(time_limit_s=30.0, solution_limit=60)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        remote = pool.submit(partial(plan, problem, params, seed=2)).result(timeout=60)
+    assert remote == plan(problem, params, seed=2)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        PlannerParams(time_limit_s=30.0, solution_limit=120, operators="all"),
+        PlannerParams(time_limit_s=30.0, solution_limit=120, fleet_first_share=0.5),
+    ],
+)
+def test_other_search_settings_are_reproducible_too(params: PlannerParams) -> None:
+    """All of OR-Tools' operators, or a first stage that minimises workers: still a
+    valid plan, the same twice."""
+    problem = city_day(9)
+    first = plan(problem, params, seed=1)
+    assert first == plan(problem, params, seed=1)
+    assert first.stopped_by == "budget"
+    assert_valid(problem, first)
 
 
 def test_time_limit_cap_is_reported() -> None:
@@ -499,6 +531,10 @@ def test_empty_problem_plans_nothing() -> None:
         (
             PlanProblem(LINE, (), (worker(breaks=(PlanBreak(50, 60, 5), PlanBreak(10, 20, 5))),)),
             "workers[0].breaks",
+        ),
+        (
+            PlanProblem(LINE, (), (worker(shift=(100, 5000), breaks=(PlanBreak(0, 50, 5),)),)),
+            "workers[0].breaks[0]",
         ),
         (PlanProblem(LINE.astype(np.float64), (), (worker(),)), "travel_s"),
         (PlanProblem(LINE[:3], (), (worker(),)), "travel_s"),
@@ -536,6 +572,9 @@ def test_params_file_holds_the_planner_defaults() -> None:
         ({"metaheuristic": "ANNEALING"}, "metaheuristic"),
         ({"solution_limit": -1}, "solution_limit"),
         ({"gls_lambda": 0.0}, "gls_lambda"),
+        ({"operators": "some"}, "operators"),
+        ({"fleet_first_share": 1.0}, "fleet_first_share"),
+        ({"branch_limit": -5}, "branch_limit"),
     ],
 )
 def test_bad_planner_params_are_refused(table: dict[str, object], word: str) -> None:
