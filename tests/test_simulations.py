@@ -4,17 +4,26 @@ run against a real server subprocess with the dispatch engine on."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pytest
 
+from doorstep.db import with_database
 from geo.coords import haversine_m
 from geo.roadgraph import load_futian_graph
 from simulations.demand import Sites, hourly_weight, plan
 from simulations.kpi import gini, histogram_quantile, lorenz, percentile, summary
 from simulations.motion import GpsNoise, MotionParams, Router, plan_trip
-from simulations.scenario import Scenario, ScenarioError, parse_scenario
+from simulations.report import write_run
+from simulations.runner import run
+from simulations.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from simulations.server import local_server
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "simulations" / "scenarios"
 
 
 def _scenario(seed: int, **demand: object) -> Scenario:
@@ -137,3 +146,45 @@ def test_a_trip_follows_the_fastest_roads_at_road_speed() -> None:
     )
     speeds = [trip.at(t)[2] for t in np.linspace(0, trip.duration_s, 200)]
     assert max(speeds) <= top / 0.5 + 1e-6
+
+
+async def test_a_short_city_run_against_a_real_server(
+    server_urls: tuple[str, str], tmp_path: Path
+) -> None:
+    """The smoke scenario on a seeded server with the engine on: every booking is served through offers, sockets and the geofence; the report is written; the server's storage is dropped."""
+    scenario = load_scenario(SCENARIOS / "smoke.toml")
+    async with local_server(server_urls, tmp_path, label="smoke") as srv:
+        result = await run(
+            scenario,
+            srv.url,
+            admin_phone=srv.admin_phone,
+            admin_password=srv.admin_password,
+            label="smoke",
+            progress=False,
+        )
+    orders = result.kpis["orders"]
+    assert orders["created"] == result.meta["bookings_planned"] >= 2
+    assert orders["served"] == orders["created"]
+    for o in result.orders:
+        assert o.assigned is not None
+        assert o.en_route is not None
+        assert o.arrived is not None
+        assert o.completed is not None
+        assert o.booked <= o.assigned <= o.en_route <= o.arrived <= o.completed
+    assert result.kpis["events"]["rated"] == orders["served"]
+    assert result.kpis["events"].get("arrived_by_geofence", 0) >= 1
+    assert result.kpis["dispatch"]["decisions_worker"] >= orders["created"]
+    assert result.kpis["latency"]["fanout_lag_ms"]["n"] > 0
+    assert result.kpis["latency"]["fix_to_index_ms"]["n"] > 0
+    assert result.meta["policy"] == "batch"
+    paths = write_run(result, tmp_path / "report")
+    assert json.loads(paths["json"].read_text())["kpis"]["orders"]["served"] == orders["served"]
+    assert "data:image/png;base64," in paths["html"].read_text()
+    conn = await asyncpg.connect(with_database(server_urls[1], "postgres"))
+    try:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", srv.database
+        )
+    finally:
+        await conn.close()
+    assert left == 0
