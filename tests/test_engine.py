@@ -425,3 +425,22 @@ async def test_ticks_and_decisions_are_counted_on_metrics(
     assert sample(after, decided) == sample(before, decided) + 1
     assert sample(after, chosen) == sample(before, chosen) + 1
     await ws.close()
+
+
+async def test_a_fix_newer_than_the_tick_does_not_break_it(
+    live_app: tuple[str, Any],
+    engine: Engine,
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """A worker whose last fix arrived after the tick's `now` (a fix landing mid-tick) is a candidate, not a failed tick."""
+    worker = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], worker, engine_city.here)
+    await book_here(client, await make_user("customer"), instant_service, engine_city.here)
+    report = await engine.tick(engine_city.id, datetime.now(UTC) - timedelta(seconds=3))
+    assert report.offered == 1
+    assert (await next_of(ws, "offer"))["mode"] == "direct"
+    await ws.close()
