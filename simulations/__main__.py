@@ -117,19 +117,29 @@ async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[s
     from simulations.server import local_server
 
     out = _out_dir(args.out, scenario, "compare")
-    results: list[RunResult] = []
-    for policy in args.policies:
-        _say(f"--- {policy}: a fresh server, the same seeded scenario")
+
+    async def one(policy: str, show: bool) -> RunResult:
         async with local_server(stores, out, label=policy, policy=policy) as srv:
-            results.append(
-                await run(
-                    scenario,
-                    srv.url,
-                    admin_phone=srv.admin_phone,
-                    admin_password=srv.admin_password,
-                    label=policy,
-                )
+            return await run(
+                scenario,
+                srv.url,
+                admin_phone=srv.admin_phone,
+                admin_password=srv.admin_password,
+                label=policy,
+                progress=show,
             )
+
+    results: list[RunResult] = []
+    if args.sequential:
+        for policy in args.policies:
+            _say(f"--- {policy}: a fresh server, the same seeded scenario")
+            results.append(await one(policy, True))
+    else:
+        _say(
+            f"--- {', '.join(args.policies)} at the same time, one fresh server each "
+            "(the same seeded scenario; progress shown for the first)"
+        )
+        results = list(await asyncio.gather(*(one(p, i == 0) for i, p in enumerate(args.policies))))
     by = {r.label: r.kpis for r in results}
     v = verdict(by["batch"], by["greedy"]) if {"batch", "greedy"} <= set(by) else {}
     paths = write_compare(results, v, out)
@@ -201,6 +211,12 @@ def _parser() -> argparse.ArgumentParser:
     common(c, server=False)
     c.add_argument(
         "--policies", nargs="+", default=["batch", "greedy"], choices=("batch", "greedy")
+    )
+    c.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one policy after the other (default: all at once, so that every policy runs "
+        "on the same machine load)",
     )
     ld = sub.add_parser("load", help="add workers and watchers until a service level breaks")
     common(ld)

@@ -75,6 +75,7 @@ class World:
     problems: list[str] = field(default_factory=list)
     fixes_sent: int = 0
     fixes_acked: int = 0
+    open_watchers: int = 0  # order sockets open now
 
     def now(self) -> float:
         """Wall seconds since the run started."""
@@ -583,13 +584,12 @@ class CustomerAgent:
         if b.cancel_after_s is not None:
             tasks.append(asyncio.create_task(self._maybe_cancel(watch, b.cancel_after_s)))
         stop = asyncio.create_task(world.stopping.wait())
+        done = asyncio.create_task(watch.done.wait())
         try:
-            await asyncio.wait(
-                {asyncio.create_task(watch.done.wait()), stop},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await asyncio.wait({done, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+            done.cancel()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -637,6 +637,7 @@ class CustomerAgent:
                 await asyncio.sleep(1.0)
                 continue
             world.counts["watchers_opened"] += 1
+            world.open_watchers += 1
             try:
                 async for raw in ws:
                     self._on_frame(watch, orjson.loads(raw), primary)
@@ -645,6 +646,7 @@ class CustomerAgent:
             except ConnectionClosed:
                 failures += 1
             finally:
+                world.open_watchers -= 1
                 with contextlib.suppress(*NETWORK_ERRORS):
                     await ws.close()
 

@@ -12,8 +12,9 @@ which job, and when) is the experiment.
   for ``background_share`` of them, anywhere in the area; a booking is at its
   customer's home. Addresses are road-graph nodes inside the service area moved up to
   20 m off the road (doors are near roads, not on them).
-- **What**: a service by weight; scheduled or instant; whether the customer will cancel
-  (and after how long without a worker at the door), rate (stars), share a link.
+- **What**: a service by weight; scheduled (only if the window ends 10 minutes before
+  the run does) or instant; whether the customer will cancel (and after
+  how long without a worker at the door), rate (stars), share a link.
 """
 
 from __future__ import annotations
@@ -207,13 +208,17 @@ def bookings(
     d = scenario.demand
     weights = np.array([s.weight for s in d.services])
     weights = weights / weights.sum()
+    last_window_end = scenario.duration_s + scenario.drain_min * 60 - 600
     out = []
     for i, at in enumerate(booking_times(scenario, curve, rng)):
         who = homes[int(rng.integers(len(homes)))]
         service = d.services[int(rng.choice(len(weights), p=weights))].code
         scheduled = bool(rng.random() < d.scheduled_share)
-        lead = _uniform(rng, d.scheduled_lead_min) * 60 if scheduled else 0.0
-        window = _uniform(rng, d.scheduled_window_min) * 60 if scheduled else 0.0
+        lead = _uniform(rng, d.scheduled_lead_min) * 60
+        window = _uniform(rng, d.scheduled_window_min) * 60
+        # A window must end 10 minutes before the run does (to serve it in the drain).
+        scheduled = scheduled and at + lead + window <= last_window_end
+        lead, window = (lead, window) if scheduled else (0.0, 0.0)
         cancels = bool(rng.random() < d.cancel_share)
         patience = _uniform(rng, d.patience_min) * 60
         rates = bool(rng.random() < d.rating_share)

@@ -130,7 +130,9 @@ def _timeline(ax: Axes, r: RunResult, color: str, label: str, stacked: bool) -> 
         ax.set_ylabel("busy / on shift")
         ax.set_ylim(0, 1.05)
     ax.axvline(r.scenario.duration_min, color="grey", ls=":", lw=1)
-    ax.set_xlabel("minutes (wall clock); dotted: bookings stop")
+    if r.scenario.warmup_min:
+        ax.axvline(r.scenario.warmup_min, color="grey", ls="--", lw=1)
+    ax.set_xlabel("minutes (wall clock); dashed: warm-up ends; dotted: bookings stop")
 
 
 def _rates(series: dict[str, list[float]], key: str) -> tuple[list[float], list[float]]:
@@ -293,7 +295,8 @@ def _about(r: RunResult) -> str:
         f"<p>Scenario <code>{html.escape(s.name)}</code>, seed {s.seed}; server {html.escape(str(m.get('server')))}"
         f" (policy <b>{html.escape(str(m.get('policy')))}</b>); started {html.escape(str(m.get('started')))}, ran "
         f"{m.get('ran_s')} s; {s.workers.count} workers, {m.get('bookings_planned')} bookings planned over "
-        f"{s.duration_min:g} min.</p>"
+        f"{s.duration_min:g} min. KPIs count orders booked after the {s.warmup_min:g}-minute warm-up "
+        "(and workers over the same span); <code>orders_with_warmup</code> in the JSON counts all.</p>"
         f'<p class="note">Time: the demand curve, shifts and time on site run {s.time_scale:g}× faster '
         f"than the wall clock (simulated day from {s.start_hour:g}:00); travel, offers, dispatch ticks, "
         "ETAs and every latency are real wall-clock time, because the server times them. Demand follows "

@@ -443,18 +443,21 @@ async def _run(
     policies = Counter(p for _, p in found if p is not None)
     with contextlib.suppress(Exception):
         scrapes.append((world.now(), parse_metrics(await api.text("/metrics"))))
-    window = (0.0, scenario.duration_s)
+    warmup = scenario.warmup_min * 60
+    window = (warmup, scenario.duration_s)
+    measured = [o for o in outcomes if o.booked >= warmup]
     worker_outcomes = [
         kpi.WorkerOutcome(a.id, tuple(a.shifts), tuple(a.holding), a.km, a.completed, a.earned)
         for a in agents
     ]
-    lags = [ms for _, ms in world.lags]
-    acks = [ms for _, ms in world.acks]
+    lags = [ms for t, ms in world.lags if t >= warmup]
+    acks = [ms for t, ms in world.acks if t >= warmup]
     samples = kpi.Samples(acks, lags, world.fixes_sent, world.fixes_acked, dict(world.rejected))
     kpis = {
-        "orders": kpi.order_kpis(outcomes),
+        "orders": kpi.order_kpis(measured),
+        "orders_with_warmup": kpi.order_kpis(outcomes),
         "workers": kpi.worker_kpis(worker_outcomes, window),
-        "latency": kpi.latency_kpis(samples, ended),
+        "latency": kpi.latency_kpis(samples, ended - warmup),
         "dispatch": dispatch_kpis(scrapes, window),
         "offers": dict(sum((a.offers for a in agents), Counter())),
         "events": dict(world.counts),
@@ -473,6 +476,7 @@ async def _run(
         "duration_min": scenario.duration_min,
         "workers": scenario.workers.count,
         "bookings_planned": len(the_plan.bookings),
+        "warmup_min": scenario.warmup_min,
         "problems": world.problems,
         "policy": policies.most_common(1)[0][0] if policies else None,
     }

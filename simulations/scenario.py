@@ -103,8 +103,8 @@ class Demand(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     customers: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 100
     curve: Literal["lade", "flat"] = "lade"  # the hourly shape (LaDe order times, or none)
     scheduled_share: Share = 0.1
-    scheduled_lead_min: Span = msgspec.field(default_factory=lambda: [35.0, 60.0])
-    scheduled_window_min: Span = msgspec.field(default_factory=lambda: [30.0, 60.0])
+    scheduled_lead_min: Span = msgspec.field(default_factory=lambda: [32.0, 45.0])
+    scheduled_window_min: Span = msgspec.field(default_factory=lambda: [30.0, 40.0])
     cancel_share: Share = 0.05  # bookings the customer will cancel
     patience_min: Span = msgspec.field(
         default_factory=lambda: [2.0, 8.0]
@@ -171,11 +171,16 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     city: str = "shenzhen"
     duration_min: Positive = 30.0  # bookings are placed for this long (wall clock)
     drain_min: NonNegative = 15.0  # then wait at most this long for open orders to end
+    warmup_min: NonNegative = 0.0  # orders booked earlier are served but not measured
     # Simulated seconds per wall second for the demand curve, shifts and time on site;
     # travel, offers and everything the server times run at 1x (docs/simulation.md).
     time_scale: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 6.0
     start_hour: Annotated[float, msgspec.Meta(ge=0, lt=24)] = 13.0
     load: Load = msgspec.field(default_factory=Load)
+
+    def __post_init__(self) -> None:
+        if self.warmup_min >= self.duration_min:
+            raise ScenarioError("warmup_min: must be shorter than duration_min")
 
     @property
     def duration_s(self) -> float:

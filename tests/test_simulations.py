@@ -72,7 +72,8 @@ def test_demand_follows_the_hourly_curve(sites: Sites) -> None:
 
 
 def test_a_bad_scenario_names_the_key() -> None:
-    """An unknown key, or a range given backwards, is an error naming the key."""
+    """The bundled scenarios load; an unknown key, or a range given backwards, is an error naming the key."""
+    assert {load_scenario(p).name for p in SCENARIOS.glob("*.toml")} >= {"smoke", "demo", "load"}
     with pytest.raises(ScenarioError, match="unknown field `speed`"):
         parse_scenario(
             {
