@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from accounts.service import TokenPolicy
 from api import errors, openapi
-from api.metrics import GcCollector, HttpMetrics, TrackingCollector
+from api.metrics import DispatchMetrics, GcCollector, HttpMetrics, TrackingCollector
 from api.routes import (
     accounts,
     catalog,
@@ -126,6 +126,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     """The ASGI app. With ``stores`` given, the caller owns them; else the app opens its own."""
     key = settings.secret_key or load_secret_key(settings.data_dir)
     metrics = HttpMetrics.create()
+    dispatch_metrics = DispatchMetrics.create(metrics.registry)
     eps = endpoints()
     tuning = Tuning.load(settings.params_file)  # a bad params file fails here, at start-up
 
@@ -158,6 +159,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             offer=tuning.offers,
             engine=tuning.engine,
             plans=app.state.plans,
+            on_tick=dispatch_metrics.observe,
         )
         if app.state.engine.params.enabled:
             app.state.engine.start()

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.routing import Endpoint
+from dispatch.engine import TickReport
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,39 @@ class HttpMetrics:
         """Count one handled request."""
         self.requests.labels(endpoint.method, endpoint.path, str(status)).inc()
         self.latency.labels(endpoint.method, endpoint.path).observe(seconds)
+
+
+@dataclass(frozen=True)
+class DispatchMetrics:
+    """How long the dispatch engine's ticks take and what they decide."""
+
+    tick_seconds: Histogram
+    decisions: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> DispatchMetrics:
+        """The engine's metrics, in ``registry``."""
+        tick_seconds = Histogram(
+            "doorstep_dispatch_tick_seconds",
+            "Dispatch tick time (expire, fail, read, decide, record, offer); "
+            "decided: whether the tick decided any order",
+            ["decided"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        decisions = Counter(
+            "doorstep_dispatch_decisions",
+            "Dispatch decisions by policy and outcome (worker chosen or none)",
+            ["policy", "outcome"],
+            registry=registry,
+        )
+        return cls(tick_seconds, decisions)
+
+    def observe(self, report: TickReport) -> None:
+        """Count one tick of the engine."""
+        self.tick_seconds.labels("true" if report.decisions else "false").observe(report.seconds)
+        for d in report.decisions:
+            self.decisions.labels(d.policy, "worker" if d.worker_id is not None else "none").inc()
 
 
 class TrackingCollector:

@@ -144,8 +144,9 @@ async def load_candidates(
     served_map: dict[int, set[int]] = {}
     for r in served:
         served_map.setdefault(r["worker_id"], set()).add(r["customer_id"])
+    # A fix that lands while a tick runs is newer than the tick's ``now``: age 0, not < 0.
     age = {
-        w: (now_ms - s) / 1000 if s is not None else float("inf")
+        w: max(0.0, (now_ms - s) / 1000) if s is not None else float("inf")
         for w, s in zip(ids, seen, strict=True)
     }
     out = {}

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -101,6 +101,7 @@ class Engine:
         offer: OfferParams | None = None,
         engine: EngineParams | None = None,
         plans: DayPlans | None = None,
+        on_tick: Callable[[TickReport], None] | None = None,
     ) -> None:
         self.stores = stores
         # With day plans on, scheduled orders are theirs: the engine releases planned
@@ -113,6 +114,7 @@ class Engine:
         self._renew = stores.redis.register_script(_RENEW)
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self.on_tick = on_tick  # told of every tick (the app counts them on /metrics)
 
     def start(self) -> None:
         """Tick in the background."""
@@ -167,6 +169,8 @@ class Engine:
                 await self._dispatch(city_id, orders, now, report)
         self.ticks += 1
         report.seconds = time.perf_counter() - t0
+        if self.on_tick is not None:
+            self.on_tick(report)
         return report
 
     async def _open_orders(self, city_id: str, now: datetime) -> list[Order]:

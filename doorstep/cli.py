@@ -84,7 +84,9 @@ async def _seed(settings: Settings, city: str, seed: int) -> None:
     )
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def _serve(
+    settings: Settings, host: str, port: int, workers: int, *, access_log: bool = True
+) -> None:
     import uvicorn
 
     assert settings.redis_url
@@ -104,6 +106,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         "log_level": settings.log_level.lower(),
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
+        "access_log": access_log,
     }
     if workers > 1:
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
@@ -111,6 +114,48 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         from api.app import create_app
 
         uvicorn.run(create_app(settings), **common)
+
+
+@contextmanager
+def demo_city(host: str, port: int, *, enabled: bool) -> Iterator[None]:
+    """The demo's live city (``python -m simulations.demo``) as a child process while the
+    server runs; stopped, and waited for, when the server stops."""
+    if not enabled:
+        yield
+        return
+    import subprocess
+
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulations.demo",
+            f"http://{local}:{port}",
+            f"http://{host}:{port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: SIGTERM if this process dies without stopping it."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,10 +194,15 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--seed", type=int, default=7, help="random seed for the generated people")
     d = sub.add_parser(
         "demo",
-        help="stores + migrate + seed + serve",
-        description="Start the stores, migrate, seed the demo city and serve it.",
+        help="stores + migrate + seed + serve, with a live simulated city",
+        description="Start the stores, migrate, seed the demo city and serve it, with about "
+        "100 simulated workers moving around Futian and an order every few seconds "
+        "(simulations/scenarios/demo.toml; it prints tracking links as orders get workers).",
     )
     serving(d)
+    d.add_argument(
+        "--no-city", action="store_true", help="serve the seeded city without the simulation"
+    )
     return p
 
 
@@ -183,16 +233,24 @@ def run(argv: Sequence[str] | None = None) -> int:
                     _seed(resolved, getattr(args, "city", "shenzhen"), getattr(args, "seed", 7))
                 )
             if args.command in ("serve", "demo"):
+                live = args.command == "demo" and not args.no_city
                 if args.command == "demo":
                     city = getattr(args, "city", "shenzhen")
                     print(
                         f"\n  Doorstep demo is up:  http://{host}:{port}/docs  "
                         f"(readiness http://{host}:{port}/readyz)\n"
                         f"  Dispatcher console:   http://{host}:{port}/console?city={city}\n"
-                        "  Ctrl-C stops it.\n",
+                        + (
+                            "  Live city: simulated workers and orders; tracking links follow.\n"
+                            if live
+                            else ""
+                        )
+                        + "  Ctrl-C stops it.\n",
                         flush=True,
                     )
-                _serve(resolved, host, port, getattr(args, "workers", 1))
+                with demo_city(host, port, enabled=live):
+                    # The live city makes hundreds of requests a minute: no line for each.
+                    _serve(resolved, host, port, getattr(args, "workers", 1), access_log=not live)
     except KeyboardInterrupt:
         log.info("stopped")
         return 0

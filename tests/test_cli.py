@@ -81,7 +81,7 @@ def _run_until_ready(
 
 
 def test_demo_starts_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
-    """`doorstep demo` on embedded stores: ready, Ctrl-C exits 0 leaving no process; a second run finds its data."""
+    """`doorstep demo` on embedded stores: ready, Ctrl-C exits 0 leaving no process (nor its live city); a second run finds its data."""
     data = tmp_path / "data"
     env = _env(DOORSTEP_DATA_DIR=str(data))
     port = free_port()
@@ -91,7 +91,9 @@ def test_demo_starts_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
     assert "PostgreSQL: embedded" in log
     assert "Redis: embedded Valkey" in log
     assert "240 workers" in log
+    assert "Live city" in log
     assert processes_mentioning(str(data)) == []
+    assert processes_mentioning(f"simulations.demo http://127.0.0.1:{port}") == []
 
     code, log = _run_until_ready(
         ["demo"], env, free_port(), signal.SIGTERM, tmp_path / "second.log"

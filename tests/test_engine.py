@@ -397,3 +397,50 @@ async def test_overrides_warn_force_exclude_and_reach_the_feed(
     assert r.status_code == 409  # excluded from this order now, unless forced
     await feed.close()
     await ws.close()
+
+
+async def test_ticks_and_decisions_are_counted_on_metrics(
+    live_app: tuple[str, Any],
+    engine: Engine,
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """A tick that decides an order shows on /metrics as a decided tick and a decision with a worker."""
+
+    def sample(text: str, line_start: str) -> float:
+        found = [ln for ln in text.splitlines() if ln.startswith(line_start)]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    decided = 'doorstep_dispatch_tick_seconds_count{decided="true"}'
+    chosen = 'doorstep_dispatch_decisions_total{outcome="worker",policy="batch"}'
+    before = (await client.get("/metrics")).text
+    worker = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], worker, engine_city.here)
+    await book_here(client, await make_user("customer"), instant_service, engine_city.here)
+    assert (await engine.tick(engine_city.id, datetime.now(UTC))).offered == 1
+    after = (await client.get("/metrics")).text
+    assert sample(after, decided) == sample(before, decided) + 1
+    assert sample(after, chosen) == sample(before, chosen) + 1
+    await ws.close()
+
+
+async def test_a_fix_newer_than_the_tick_does_not_break_it(
+    live_app: tuple[str, Any],
+    engine: Engine,
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """A worker whose last fix arrived after the tick's `now` (a fix landing mid-tick) is a candidate, not a failed tick."""
+    worker = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], worker, engine_city.here)
+    await book_here(client, await make_user("customer"), instant_service, engine_city.here)
+    report = await engine.tick(engine_city.id, datetime.now(UTC) - timedelta(seconds=3))
+    assert report.offered == 1
+    assert (await next_of(ws, "offer"))["mode"] == "direct"
+    await ws.close()

@@ -1,0 +1,262 @@
+"""``python -m simulations``: run a scenario, compare policies, find the load limit, demo.
+
+Without ``--server`` the simulator starts a server of its own per run (``doorstep seed``
+then ``doorstep serve`` on a fresh database and key prefix) on the stores in
+``REDIS_URL``/``DATABASE_URL``, or on embedded ones started here when those are unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from seeding.load import ADMIN_PHONE, DEMO_PASSWORD
+from simulations.scenario import Scenario, ScenarioError, load_scenario
+
+
+@contextlib.contextmanager
+def store_urls() -> Iterator[tuple[str, str]]:
+    """``(redis_url, database_url)`` from the environment, or embedded servers (main thread)."""
+    redis_url = os.environ.get("REDIS_URL") or None
+    database_url = os.environ.get("DATABASE_URL") or None
+    if redis_url and database_url:
+        yield redis_url, database_url
+        return
+    from doorstep.embedded import embedded_stores
+
+    with (
+        tempfile.TemporaryDirectory(prefix="doorstep-sim-") as tmp,
+        embedded_stores(Path(tmp), redis=redis_url is None, postgres=database_url is None) as (
+            r,
+            d,
+        ),
+    ):
+        yield redis_url or r or "", database_url or d or ""
+
+
+def _out_dir(arg: str | None, scenario: Scenario, what: str) -> Path:
+    if arg:
+        return Path(arg)
+    return Path("sim-out") / f"{scenario.name}-{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str] | None) -> int:
+    from simulations.report import write_run
+    from simulations.runner import run
+    from simulations.server import local_server
+
+    out = _out_dir(args.out, scenario, "run")
+    if args.server:
+        result = await run(
+            scenario,
+            args.server,
+            admin_phone=args.admin_phone,
+            admin_password=args.admin_password,
+            label=args.label or "run",
+        )
+    else:
+        assert stores is not None
+        async with local_server(stores, out, label=args.policy, policy=args.policy) as srv:
+            result = await run(
+                scenario,
+                srv.url,
+                admin_phone=srv.admin_phone,
+                admin_password=srv.admin_password,
+                label=args.label or args.policy,
+            )
+    paths = write_run(result, out)
+    _print_summary([result.label], [result.kpis])
+    _say(f"report: {paths['html']}  (JSON {paths['json']})")
+    return 0
+
+
+def verdict(batch: dict[str, Any], greedy: dict[str, Any]) -> dict[str, Any]:
+    """The issue's target for batch against greedy, measured: met or not, by how much."""
+    wb = batch["orders"]["wait_to_arrival_s"]["mean"]
+    wg = greedy["orders"]["wait_to_arrival_s"]["mean"]
+    cut = (wg - wb) / wg if wb is not None and wg else None
+    ub, ug = batch["workers"]["utilization"], greedy["workers"]["utilization"]
+    gb, gg = batch["workers"]["gini_jobs"], greedy["workers"]["gini_jobs"]
+    eb, eg = batch["workers"]["gini_earnings"], greedy["workers"]["gini_earnings"]
+    fb = batch["orders"]["fulfilment"]
+    out: dict[str, Any] = {
+        "utilization batch / greedy": f"{ub} / {ug} (target: >= 0.8, high load)",
+        "mean wait batch / greedy (s)": f"{wb} / {wg}",
+        "mean wait cut by batch": f"{cut * 100:.1f} %" if cut is not None else None,
+        "target: cut >= 15 %": bool(cut is not None and cut >= 0.15),
+        "Gini of jobs batch / greedy": f"{gb} / {gg}",
+        "Gini of earnings batch / greedy": f"{eb} / {eg}",
+        "target: fairness no worse (both Ginis <=)": bool(gb <= gg and eb <= eg),
+        "fulfilment batch": fb,
+        "target: fulfilment >= 98 %": bool(fb is not None and fb >= 0.98),
+        "target: high load (both utilizations >= 0.8)": bool(
+            ub is not None and ug is not None and ub >= 0.8 and ug >= 0.8
+        ),
+    }
+    if cut is not None and cut < 0.15:
+        out["missed by"] = f"{(0.15 - cut) * 100:.1f} percentage points of wait cut"
+    return out
+
+
+async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str]) -> int:
+    from simulations.report import write_compare
+    from simulations.runner import RunResult, run
+    from simulations.server import local_server
+
+    out = _out_dir(args.out, scenario, "compare")
+
+    async def one(policy: str, show: bool) -> RunResult:
+        async with local_server(stores, out, label=policy, policy=policy) as srv:
+            return await run(
+                scenario,
+                srv.url,
+                admin_phone=srv.admin_phone,
+                admin_password=srv.admin_password,
+                label=policy,
+                progress=show,
+            )
+
+    results: list[RunResult] = []
+    if args.sequential:
+        for policy in args.policies:
+            _say(f"--- {policy}: a fresh server, the same seeded scenario")
+            results.append(await one(policy, True))
+    else:
+        _say(
+            f"--- {', '.join(args.policies)} at the same time, one fresh server each "
+            "(the same seeded scenario; progress shown for the first)"
+        )
+        results = list(await asyncio.gather(*(one(p, i == 0) for i, p in enumerate(args.policies))))
+    by = {r.label: r.kpis for r in results}
+    v = verdict(by["batch"], by["greedy"]) if {"batch", "greedy"} <= set(by) else {}
+    paths = write_compare(results, v, out)
+    _print_summary([r.label for r in results], [r.kpis for r in results])
+    for k, val in v.items():
+        _say(f"  {k}: {val}")
+    _say(f"report: {paths['html']}  (JSON {paths['json']})")
+    return 0
+
+
+async def _load(
+    args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str] | None
+) -> int:
+    from simulations.load import run_load, write_load
+    from simulations.server import local_server
+
+    out = _out_dir(args.out, scenario, "load")
+    if args.server:
+        result = await run_load(scenario, args.server, args.admin_phone, args.admin_password)
+    else:
+        assert stores is not None
+        extra = "[socket]\nframes_per_s = 20.0\n"
+        async with local_server(stores, out, label="load", params_extra=extra) as srv:
+            result = await run_load(scenario, srv.url, srv.admin_phone, srv.admin_password)
+    paths = write_load(result, out)
+    _say(f"capacity: {result['capacity']}")
+    _say(f"report: {paths['html']}  (JSON {paths['json']})")
+    return 0
+
+
+def _print_summary(labels: Sequence[str], kpis: Sequence[dict[str, Any]]) -> None:
+    from simulations.report import ROWS, dig, fmt
+
+    width = max(len(r[0]) for r in ROWS)
+    _say("".ljust(width) + "".join(f"{lab:>16}" for lab in labels))
+    for label, path, unit, _ in ROWS:
+        _say(label.ljust(width) + "".join(f"{fmt(dig(k, path), unit):>16}" for k in kpis))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m simulations",
+        description="Simulate a city of workers and customers against a Doorstep server, "
+        "through its public API only; write a KPI report (JSON + HTML).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser, server: bool = True) -> None:
+        sp.add_argument("scenario", type=Path, help="scenario file (TOML)")
+        sp.add_argument("--out", help="report directory (default sim-out/<scenario>-<what>-<time>)")
+        if server:
+            sp.add_argument(
+                "--server",
+                help="URL of a running server (default: start one, seeded, on fresh storage)",
+            )
+            sp.add_argument("--admin-phone", default=ADMIN_PHONE, help="admin login (--server)")
+            sp.add_argument("--admin-password", default=DEMO_PASSWORD, help="its password")
+
+    r = sub.add_parser("run", help="run one scenario and write its report")
+    common(r)
+    r.add_argument(
+        "--policy",
+        choices=("batch", "greedy"),
+        default="batch",
+        help="matching policy of the server started here (not with --server)",
+    )
+    r.add_argument("--label", help="name of the run in the report")
+    c = sub.add_parser("compare", help="the same scenario under several policies, one report")
+    common(c, server=False)
+    c.add_argument(
+        "--policies", nargs="+", default=["batch", "greedy"], choices=("batch", "greedy")
+    )
+    c.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one policy after the other (default: all at once, so that every policy runs "
+        "on the same machine load)",
+    )
+    ld = sub.add_parser("load", help="add workers and watchers until a service level breaks")
+    common(ld)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as e:
+        print(f"simulations: {e}", file=sys.stderr)
+        return 2
+    from simulations.runner import SetupError
+
+    try:
+        if getattr(args, "server", None):
+            return asyncio.run(_dispatch(args, scenario, None))
+        with store_urls() as stores:
+            return asyncio.run(_dispatch(args, scenario, stores))
+    except SetupError as e:
+        print(f"simulations: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("simulations: interrupted", file=sys.stderr)
+        return 130
+
+
+async def _dispatch(
+    args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str] | None
+) -> int:
+    if args.command == "run":
+        return await _run(args, scenario, stores)
+    if args.command == "compare":
+        assert stores is not None
+        return await _compare(args, scenario, stores)
+    return await _load(args, scenario, stores)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The city simulator: seeded demand, KPI maths, motion and GPS noise (pure), and one short
+run against a real server subprocess with the dispatch engine on."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pytest
+
+from doorstep.db import with_database
+from geo.coords import haversine_m
+from geo.roadgraph import load_futian_graph
+from simulations.demand import Sites, hourly_weight, plan
+from simulations.kpi import gini, histogram_quantile, lorenz, percentile, summary
+from simulations.motion import GpsNoise, MotionParams, Router, plan_trip
+from simulations.report import write_run
+from simulations.runner import run
+from simulations.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from simulations.server import local_server
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "simulations" / "scenarios"
+
+
+def _scenario(seed: int, **demand: object) -> Scenario:
+    return parse_scenario(
+        {
+            "name": "t",
+            "seed": seed,
+            "duration_min": 60,
+            "workers": {"count": 20, "disconnects_per_hour": 2.0},
+            "demand": {"orders_per_min": 2.0, "customers": 30, **demand},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def sites() -> Sites:
+    """Doors near the bundled Futian road graph's nodes."""
+    g = load_futian_graph()
+    return Sites(np.asarray(g.lat), np.asarray(g.lng))
+
+
+def test_the_same_seed_gives_the_same_demand(sites: Sites) -> None:
+    """Two plans from one seed are equal (bookings, customers, workers); another seed differs."""
+    a, b = plan(_scenario(7), sites), plan(_scenario(7), sites)
+    assert a == b
+    c = plan(_scenario(8), sites)
+    assert [x.at_s for x in c.bookings] != [x.at_s for x in a.bookings]
+    n = len(a.bookings)  # Poisson with mean 120: within 5 standard deviations
+    assert abs(n - 120) < 5 * math.sqrt(120)
+    assert all(x.at_s < y.at_s for x, y in zip(a.bookings, a.bookings[1:], strict=False))
+    assert any(w.disconnects for w in a.workers)
+
+
+def test_demand_follows_the_hourly_curve(sites: Sites) -> None:
+    """With a curve that triples at 16:00 (simulated, 6x), bookings after 15:30 outnumber those before as the curve says."""
+    scenario = _scenario(3, orders_per_min=10.0)  # 13:00 for 60 wall minutes = 6 sim hours
+    curve = tuple(1.0 if h < 16 else 3.0 for h in range(24))
+    times = [b.at_s for b in plan(scenario, sites, curve).bookings]
+    before = sum(1 for t in times if scenario.sim_hour(t) < 15.5)
+    after = len(times) - before
+    # Before 15:30: 2.5 h at 1. After: 15:30-16:30 ramps 1 -> 3 (mean 2), then 2.5 h at 3.
+    expected = (1 * 2 + 2.5 * 3) / (2.5 * 1)
+    assert after / before == pytest.approx(expected, rel=0.15)
+    assert hourly_weight(curve, 15.5) == 1.0
+    assert hourly_weight(curve, 16.0) == 2.0
+
+
+def test_a_bad_scenario_names_the_key() -> None:
+    """The bundled scenarios load; an unknown key, or a range given backwards, is an error naming the key."""
+    assert {load_scenario(p).name for p in SCENARIOS.glob("*.toml")} >= {"smoke", "demo", "load"}
+    with pytest.raises(ScenarioError, match="unknown field `speed`"):
+        parse_scenario(
+            {
+                "name": "t",
+                "seed": 1,
+                "workers": {"count": 1, "speed": 3},
+                "demand": {"orders_per_min": 1},
+            }
+        )
+    with pytest.raises(ScenarioError, match=r"demand\.patience_min"):
+        _scenario(1, patience_min=[5, 1])
+
+
+def test_percentiles_gini_and_histogram_quantiles() -> None:
+    """Nearest-rank percentiles, the Gini coefficient and PromQL-style histogram quantiles on known inputs."""
+    assert percentile([4, 1, 3, 2], 50) == 2
+    assert percentile([4, 1, 3, 2], 90) == 4
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([], 50) is None
+    assert summary([1.0, 2.0, 3.0])["mean"] == 2.0
+    assert gini([3, 3, 3, 3]) == 0
+    assert gini([0, 0, 0, 8]) == pytest.approx(0.75)
+    assert gini([1, 2, 3, 4, 5]) == pytest.approx(4 / 15)
+    assert gini([]) == 0
+    assert lorenz([1, 3])[1] == [0.0, 0.25, 1.0]
+    buckets = [(0.01, 2.0), (0.1, 6.0), (1.0, 10.0), (math.inf, 10.0)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.01 + 0.09 * 3 / 4)
+    assert histogram_quantile(0.1, buckets) == pytest.approx(0.005)
+    assert histogram_quantile(0.5, [(1.0, 0.0), (math.inf, 0.0)]) is None
+
+
+def test_gps_noise_is_seeded_and_looks_like_a_phone() -> None:
+    """The same seed gives the same fixes; errors are metres, not tens of metres, with rare jumps."""
+
+    def fixes(seed: int) -> list[tuple[float, float, float]]:
+        noise = GpsNoise(np.random.default_rng(seed))
+        return [noise.fix(22.53, 114.02, 2.0) for _ in range(2000)]
+
+    a = fixes(1)
+    assert a == fixes(1)
+    assert a != fixes(2)
+    errors = [haversine_m(22.53, 114.02, lat, lng) for lat, lng, _ in a]
+    median = percentile(errors, 50)
+    assert median is not None
+    assert 4 < median < 12
+    jumps = sum(1 for e in errors if e > 140)
+    assert 1 <= jumps <= 25  # about 0.4 % of fixes
+    steps = [haversine_m(a[i][0], a[i][1], a[i + 1][0], a[i + 1][1]) for i in range(len(a) - 1)]
+    assert (percentile(steps, 50) or 99) < 5  # consecutive errors are correlated
+    assert all(acc >= 3 for _, _, acc in a)
+
+
+def test_a_trip_follows_the_fastest_roads_at_road_speed() -> None:
+    """Without traffic spread or stops a trip takes the path's road time over the speed factor, and moves forward."""
+    graph = load_futian_graph()
+    router = Router(graph)
+    start = (float(graph.lat[10]), float(graph.lng[10]))
+    door = (float(graph.lat[900]), float(graph.lng[900]))
+    params = MotionParams(speed_factor=0.5, speed_sd=0.0, stop_share=0.0)
+    trip = plan_trip(router, start, door, np.random.default_rng(1), params)
+    nodes = router.path(10, 900)
+    road_s = sum(float(graph.travel_s[u, v]) for u, v in itertools.pairwise(nodes))
+    assert trip.duration_s == pytest.approx(road_s / 0.5)
+    assert trip.end == door
+    assert trip.length_m > haversine_m(*start, *door)
+    done = [trip.distance_by(t) for t in np.linspace(0, trip.duration_s, 50)]
+    assert all(x <= y + 1e-6 for x, y in itertools.pairwise(done))
+    assert done[-1] == pytest.approx(trip.length_m)
+    top = max(
+        float(graph.length_m[u, v] / graph.travel_s[u, v]) for u, v in itertools.pairwise(nodes)
+    )
+    speeds = [trip.at(t)[2] for t in np.linspace(0, trip.duration_s, 200)]
+    assert max(speeds) <= top / 0.5 + 1e-6
+
+
+async def test_a_short_city_run_against_a_real_server(
+    server_urls: tuple[str, str], tmp_path: Path
+) -> None:
+    """The smoke scenario on a seeded server with the engine on: every booking is served through offers, sockets and the geofence; the report is written; the server's storage is dropped."""
+    scenario = load_scenario(SCENARIOS / "smoke.toml")
+    async with local_server(server_urls, tmp_path, label="smoke") as srv:
+        result = await run(
+            scenario,
+            srv.url,
+            admin_phone=srv.admin_phone,
+            admin_password=srv.admin_password,
+            label="smoke",
+            progress=False,
+        )
+    orders = result.kpis["orders"]
+    assert orders["created"] == result.meta["bookings_planned"] >= 2
+    assert orders["served"] == orders["created"]
+    for o in result.orders:
+        assert o.assigned is not None
+        assert o.en_route is not None
+        assert o.arrived is not None
+        assert o.completed is not None
+        assert o.booked <= o.assigned <= o.en_route <= o.arrived <= o.completed
+    assert result.kpis["events"]["rated"] == orders["served"]
+    assert result.kpis["events"].get("arrived_by_geofence", 0) >= 1
+    assert result.kpis["dispatch"]["decisions_worker"] >= orders["created"]
+    assert result.kpis["latency"]["fanout_lag_ms"]["n"] > 0
+    assert result.kpis["latency"]["fix_to_index_ms"]["n"] > 0
+    assert result.meta["policy"] == "batch"
+    paths = write_run(result, tmp_path / "report")
+    assert json.loads(paths["json"].read_text())["kpis"]["orders"]["served"] == orders["served"]
+    assert "data:image/png;base64," in paths["html"].read_text()
+    conn = await asyncpg.connect(with_database(server_urls[1], "postgres"))
+    try:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", srv.database
+        )
+    finally:
+        await conn.close()
+    assert left == 0
