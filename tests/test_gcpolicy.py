@@ -93,11 +93,24 @@ async def test_the_loop_freezes_periodically_and_sweeps_on_schedule() -> None:
     assert gc.get_freeze_count() == 0
 
 
+async def test_young_threshold_is_set_while_running_and_restored_after() -> None:
+    """The generation-0 threshold is the policy's while it runs and CPython's again after."""
+    before = gc.get_threshold()
+    policy = GcPolicy(GcParams(freeze=False, young_threshold=12345))
+    policy.start()
+    try:
+        assert gc.get_threshold() == (12345, *before[1:])
+    finally:
+        await policy.stop()
+    assert gc.get_threshold() == before
+
+
 @pytest.mark.parametrize(
     ("table", "field"),
     [
         ("freeze_every_s = 0", "gc"),
         ("sweep_every_s = -1", "gc"),
+        ("young_threshold = -1", "gc"),
         ("freeze = 1", "gc.freeze"),
         ("every = 2", "gc.every"),
     ],
