@@ -504,7 +504,15 @@ async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
     order = await store.active_for_worker(stores.pool, worker_id)
     if order is None:
         return None
-    return JobInfo(order.id, order.city_id, order.lat, order.lng, order.status)
+    start = order.window_start if order.kind == "scheduled" else None
+    return JobInfo(
+        order.id,
+        order.city_id,
+        order.lat,
+        order.lng,
+        order.status,
+        round(start.timestamp() * 1000) if start is not None else None,
+    )
 
 
 async def arrived_by_geofence(

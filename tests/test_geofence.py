@@ -16,7 +16,9 @@ import pytest
 
 from doorstep.params import ParamsError, from_mapping
 from geo.coords import EARTH_RADIUS_M, haversine_m
+from tracking.eta import EtaParams, EtaStats
 from tracking.geofence import ArrivalEvent, ArrivalParams, ArrivalState, step
+from tracking.jobs import ActiveJob, JobInfo, on_fix
 
 PARAMS = ArrivalParams()
 TRAILS_CSV = Path(__file__).parent / "data" / "geolife" / "trails.csv"
@@ -133,6 +135,7 @@ def test_unchanged_state_is_returned_as_is() -> None:
         ({"enter_m": 150.0, "exit_m": 150.0}, "enter_m must be < exit_m"),
         ({"confirm_fixes": 0}, "confirm_fixes"),
         ({"max_accuracy_m": -5.0}, "max_accuracy_m"),
+        ({"scheduled_early_s": -1.0}, "scheduled_early_s"),
     ],
 )
 def test_params_reject_bad_values(changes: dict[str, Any], field: str) -> None:
@@ -343,3 +346,48 @@ def test_no_arrival_where_the_person_never_went(key: str, variant: Variant) -> N
     fixes = variant.fixes(key)
     for lat, lng in far_places(key):
         assert set(replay_trail(fixes, lat, lng, variant.accuracy_m)) == {None}, (lat, lng)
+
+
+def _walk_in(job: ActiveJob, ts_ms: list[int]) -> list[str | None]:
+    """Fixes at the door at the given times; the geofence event of each."""
+    events = []
+    for i, ts in enumerate(ts_ms):
+        job, _, event = on_fix(
+            job,
+            worker_id=7,
+            lat=job.info.lat,
+            lng=job.info.lng,
+            ts_ms=ts,
+            accuracy_m=5.0,
+            seq=i + 1,
+            stats=EtaStats(),
+            eta_params=EtaParams(),
+            arrival_params=PARAMS,
+        )
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize(
+    ("status", "window_in_s", "expected"),
+    [
+        # assigned, an hour before the window: near the door is not an arrival ...
+        ("assigned", 3600, [None, None, None]),
+        # ... until the window opens less scheduled_early_s (1800 s): from then, 2 fixes
+        ("assigned", 1800 + 5, [None, None, "arrived"]),
+        # set off: the worker says they are coming, so the fence counts at once
+        ("en_route", 3600, [None, "arrived", None]),
+        # instant orders have no window: at once
+        ("assigned", None, [None, "arrived", None]),
+    ],
+)
+def test_scheduled_job_arrives_no_earlier_than_its_window_allows(
+    status: str, window_in_s: int | None, expected: list[str | None]
+) -> None:
+    """A worker near a scheduled job's door long before its window has not arrived for it."""
+    now = 1_800_000_000_000
+    start = now + window_in_s * 1000 if window_in_s is not None else None
+    job = ActiveJob(
+        info=JobInfo(1, "shenzhen", 22.54, 114.03, status, start), graph=None, times=None
+    )
+    assert _walk_in(job, [now, now + 5_000, now + 10_000]) == expected

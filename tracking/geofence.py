@@ -30,8 +30,14 @@ class ArrivalParams:
     exit_m: float = 150.0
     confirm_fixes: int = 2
     max_accuracy_m: float = 80.0
+    # A scheduled job that is only assigned (the worker has not set off) counts arrivals
+    # from this long before its window opens: a worker who happens to be near the door
+    # an hour early has not arrived for it.
+    scheduled_early_s: float = 1800.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.scheduled_early_s) and self.scheduled_early_s >= 0):
+            raise ValueError("scheduled_early_s must be a finite number >= 0.")
         for name in ("enter_m", "exit_m", "max_accuracy_m"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -38,6 +38,7 @@ class JobInfo:
     lat: float
     lng: float
     status: str
+    window_start_ms: int | None = None  # a scheduled order's window (epoch ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +92,21 @@ def on_fix(
 
     The event is ``"arrived"`` or ``"left"`` from the arrival geofence, else None. No
     update is produced while the order is not in a status that shares the position.
+    A scheduled job still only assigned does not step the geofence before its window
+    opens less ``arrival_params.scheduled_early_s``: being near the door then is not an
+    arrival (the fence counts from that moment, so a worker waiting there arrives then).
     """
     distance_m = haversine_m(lat, lng, job.info.lat, job.info.lng)
-    arrival, event = step(job.arrival, distance_m, accuracy_m, arrival_params)
+    start = job.info.window_start_ms
+    too_early = (
+        start is not None
+        and job.info.status == "assigned"
+        and ts_ms < start - arrival_params.scheduled_early_s * 1000
+    )
+    if too_early:
+        arrival, event = OUTSIDE, None
+    else:
+        arrival, event = step(job.arrival, distance_m, accuracy_m, arrival_params)
     if arrival is not job.arrival:
         job = replace(job, arrival=arrival)
     if job.info.status not in SHARED_STATUSES:
