@@ -166,6 +166,8 @@ async def _load(
             result = await run_load(scenario, srv.url, srv.admin_phone, srv.admin_password)
     paths = write_load(result, out)
     _say(f"capacity: {result['capacity']}")
+    if result.get("limited_by") == "simulator":
+        _say("  (the simulator's own loop was late at the breaking step: a lower bound)")
     _say(f"report: {paths['html']}  (JSON {paths['json']})")
     return 0
 
