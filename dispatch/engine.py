@@ -67,10 +67,15 @@ class EngineParams:
     batch_max: int = 500
     scheduled_ahead_s: int = 2 * 3600  # only when day plans are off ([plans] enabled = false)
     stale_reassign_s: int = 300
+    # With day plans on: a scheduled order still without a worker this long before its
+    # window opens (its planned worker never came online) is offered like an instant one.
+    unreleased_fallback_s: int = 900
 
     def __post_init__(self) -> None:
         if self.tick_s <= 0 or self.lease_ms < self.tick_s * 1000 * 2 or self.batch_max < 1:
             raise ValueError("engine: tick_s > 0, lease_ms >= 2 ticks, batch_max >= 1")
+        if self.unreleased_fallback_s < 0:
+            raise ValueError("engine: unreleased_fallback_s >= 0")
 
 
 @dataclass
@@ -180,6 +185,7 @@ class Engine:
             due_before=now + timedelta(seconds=self.params.scheduled_ahead_s),
             limit=self.params.batch_max,
             instant_only=self.plans is not None,
+            unreleased_before=now + timedelta(seconds=self.params.unreleased_fallback_s),
         )
 
     async def _recover_orphaned_offers(self, city_id: str) -> None:

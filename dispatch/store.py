@@ -147,18 +147,27 @@ async def list_for(
 
 
 async def open_orders(
-    db: Conn, city_id: str, *, due_before: datetime, limit: int, instant_only: bool = False
+    db: Conn,
+    city_id: str,
+    *,
+    due_before: datetime,
+    limit: int,
+    instant_only: bool = False,
+    unreleased_before: datetime | None = None,
 ) -> list[Order]:
     """Orders waiting for dispatch, oldest first: not pinned, no offer open, due soon enough
-    (``instant_only``: scheduled orders are left to the day plans)."""
+    (``instant_only``: scheduled orders are left to the day plans, except those whose
+    window opens before ``unreleased_before`` and that the plan has not released)."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
-        "AND NOT pinned AND (window_start IS NULL OR (NOT $4 AND window_start <= $2)) "
+        "AND NOT pinned AND (window_start IS NULL OR (NOT $4 AND window_start <= $2) "
+        "OR ($4 AND window_start <= $5)) "
         "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
         "ORDER BY created_at LIMIT $3",
         city_id,
         due_before,
         limit,
         instant_only,
+        unreleased_before,
     )
     return [_order(r) for r in rows]

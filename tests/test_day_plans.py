@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -360,6 +361,60 @@ async def test_the_engine_leaves_scheduled_orders_to_the_plan_which_releases_the
         "SELECT count(*) FROM offers WHERE order_id = $1", order["id"]
     )
     assert offers == 0
+    await plans.idle()
+    await ws.close()
+
+
+async def test_a_scheduled_order_whose_planned_worker_never_comes_online_is_offered_to_another(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+    plans: DayPlans,
+) -> None:
+    """Unreleased within [engine] unreleased_fallback_s of its window, a planned order goes to an online worker by offer."""
+    service = await make_service(client, admin, instant=True)
+    absent = await planned_worker(stores, client, engine_city.id, engine_city.here)
+    customer = await make_user("customer")
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40)
+    r = await client.post(
+        "/v1/orders",
+        headers=customer.auth,
+        json={
+            "service_code": service,
+            "lat": engine_city.here[0],
+            "lng": engine_city.here[1],
+            "window_start": start.isoformat(),
+            "window_end": (start + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    await plans.idle()
+    planned = await stores.pool.fetchval(
+        "SELECT s.worker_id FROM day_plan_stops s JOIN day_plans p ON p.id = s.plan_id "
+        "WHERE s.order_id = $1 ORDER BY p.version DESC LIMIT 1",
+        order["id"],
+    )
+    assert planned == absent.id  # the plan counts on a worker who is not online
+    engine: Engine = live_app[1].state.engine
+    here = await planned_worker(stores, client, engine_city.id, engine_city.here)
+    ws = await online(live_app[0], here, engine_city.here)
+    report = await engine.tick(engine_city.id, datetime.now(UTC))
+    assert report.offered == 0, "40 minutes ahead the plan still has time to release it"
+    kept = engine.params
+    engine.params = dataclasses.replace(kept, unreleased_fallback_s=3600)
+    try:
+        report = await engine.tick(engine_city.id, datetime.now(UTC))
+    finally:
+        engine.params = kept
+    assert report.offered == 1
+    offer = await next_of(ws, "offer")
+    assert offer["order_id"] == order["id"]
+    status = await stores.pool.fetchval("SELECT status FROM orders WHERE id = $1", order["id"])
+    assert status == "offered"
     await plans.idle()
     await ws.close()
 
