@@ -321,6 +321,26 @@ async def test_a_worker_hears_their_new_plan_on_the_socket(
     await ws.close()
 
 
+async def _book_in_40_min(
+    client: httpx.AsyncClient, customer: Account, service: str, here: tuple[float, float]
+) -> Any:
+    """A scheduled booking whose one-hour window opens 40 minutes from now."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40)
+    r = await client.post(
+        "/v1/orders",
+        headers=customer.auth,
+        json={
+            "service_code": service,
+            "lat": here[0],
+            "lng": here[1],
+            "window_start": start.isoformat(),
+            "window_end": (start + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
 async def test_the_engine_leaves_scheduled_orders_to_the_plan_which_releases_them(
     live_app: tuple[str, Any],
     client: httpx.AsyncClient,
@@ -335,20 +355,7 @@ async def test_the_engine_leaves_scheduled_orders_to_the_plan_which_releases_the
     worker = await planned_worker(stores, client, engine_city.id, engine_city.here)
     ws = await online(live_app[0], worker, engine_city.here)
     customer = await make_user("customer")
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40)
-    r = await client.post(
-        "/v1/orders",
-        headers=customer.auth,
-        json={
-            "service_code": service,
-            "lat": engine_city.here[0],
-            "lng": engine_city.here[1],
-            "window_start": start.isoformat(),
-            "window_end": (start + timedelta(hours=1)).isoformat(),
-        },
-    )
-    assert r.status_code == 201, r.text
-    order = r.json()
+    order = await _book_in_40_min(client, customer, service, engine_city.here)
     engine: Engine = live_app[1].state.engine
     report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert report.offered == 0  # instant dispatch does not touch it
@@ -378,20 +385,7 @@ async def test_a_scheduled_order_whose_planned_worker_never_comes_online_is_offe
     service = await make_service(client, admin, instant=True)
     absent = await planned_worker(stores, client, engine_city.id, engine_city.here)
     customer = await make_user("customer")
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40)
-    r = await client.post(
-        "/v1/orders",
-        headers=customer.auth,
-        json={
-            "service_code": service,
-            "lat": engine_city.here[0],
-            "lng": engine_city.here[1],
-            "window_start": start.isoformat(),
-            "window_end": (start + timedelta(hours=1)).isoformat(),
-        },
-    )
-    assert r.status_code == 201, r.text
-    order = r.json()
+    order = await _book_in_40_min(client, customer, service, engine_city.here)
     await plans.idle()
     planned = await stores.pool.fetchval(
         "SELECT s.worker_id FROM day_plan_stops s JOIN day_plans p ON p.id = s.plan_id "
