@@ -18,9 +18,8 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -32,7 +31,7 @@ import orjson
 from redis.asyncio import Redis
 
 from doorstep.db import Tx, with_database
-from doorstep.embedded import embedded_stores, free_port
+from doorstep.embedded import env_or_embedded_urls, free_port
 from doorstep.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,26 +142,10 @@ def machine(packages: Sequence[str] = ()) -> dict[str, Any]:
 # --- stores ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def store_urls() -> Iterator[tuple[str, str]]:
-    """``(redis_url, database_url)``: REDIS_URL / DATABASE_URL, or embedded servers.
-
-    Embedded servers are started here, so call this on the main thread, before any
-    event loop (their parent-death signal is tied to this thread).
-    """
-    redis_url = os.environ.get("REDIS_URL") or None
-    database_url = os.environ.get("DATABASE_URL") or None
-    if redis_url and database_url:
-        yield redis_url, database_url
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="doorstep-bench-") as tmp,
-        embedded_stores(Path(tmp), redis=redis_url is None, postgres=database_url is None) as (
-            r,
-            d,
-        ),
-    ):
-        yield redis_url or r or "", database_url or d or ""
+def store_urls() -> contextlib.AbstractContextManager[tuple[str, str]]:
+    """``(redis_url, database_url)``: REDIS_URL / DATABASE_URL, or embedded servers
+    (:func:`doorstep.embedded.env_or_embedded_urls`; main thread, before any event loop)."""
+    return env_or_embedded_urls("doorstep-bench-")
 
 
 @dataclass

@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -353,3 +354,26 @@ def embedded_stores(
         for server in reversed(started):
             server.stop()
             log.info("%s stopped", server.name)
+
+
+@contextmanager
+def env_or_embedded_urls(prefix: str = "doorstep-") -> Iterator[tuple[str, str]]:
+    """``(redis_url, database_url)`` from REDIS_URL / DATABASE_URL, or embedded servers
+    (in a temporary directory named ``prefix…``) for whichever is unset.
+
+    Embedded servers are started here, so call this on the main thread, before any
+    event loop (their parent-death signal is tied to this thread).
+    """
+    redis_url = os.environ.get("REDIS_URL") or None
+    database_url = os.environ.get("DATABASE_URL") or None
+    if redis_url and database_url:
+        yield redis_url, database_url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        embedded_stores(Path(tmp), redis=redis_url is None, postgres=database_url is None) as (
+            r,
+            d,
+        ),
+    ):
+        yield redis_url or r or "", database_url or d or ""

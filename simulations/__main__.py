@@ -9,38 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from seeding.load import ADMIN_PHONE, DEMO_PASSWORD
 from simulations.scenario import Scenario, ScenarioError, load_scenario
-
-
-@contextlib.contextmanager
-def store_urls() -> Iterator[tuple[str, str]]:
-    """``(redis_url, database_url)`` from the environment, or embedded servers (main thread)."""
-    redis_url = os.environ.get("REDIS_URL") or None
-    database_url = os.environ.get("DATABASE_URL") or None
-    if redis_url and database_url:
-        yield redis_url, database_url
-        return
-    from doorstep.embedded import embedded_stores
-
-    with (
-        tempfile.TemporaryDirectory(prefix="doorstep-sim-") as tmp,
-        embedded_stores(Path(tmp), redis=redis_url is None, postgres=database_url is None) as (
-            r,
-            d,
-        ),
-    ):
-        yield redis_url or r or "", database_url or d or ""
 
 
 def _out_dir(arg: str | None, scenario: Scenario, what: str) -> Path:
@@ -239,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "server", None):
             return asyncio.run(_dispatch(args, scenario, None))
-        with store_urls() as stores:
+        from doorstep.embedded import env_or_embedded_urls
+
+        with env_or_embedded_urls("doorstep-sim-") as stores:
             return asyncio.run(_dispatch(args, scenario, stores))
     except SetupError as e:
         print(f"simulations: {e}", file=sys.stderr)
