@@ -8,6 +8,9 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from doorstep.db import create_pool, redact
 from doorstep.keys import Keys
@@ -34,8 +37,17 @@ class Stores:
         )
         # A blocking pool: under a burst (thousands of sockets connecting at once) a
         # request waits for a connection instead of failing with MaxConnectionsError.
+        # After Redis restarts, every pooled connection is dead, and the first command on
+        # each would fail ("Connection closed by server"): a command that could not be
+        # sent is retried on a new connection, twice at most, a few ms apart. Only
+        # connection errors are retried, never timeouts (the command may have run).
         pool_ = BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_pool_max, timeout=10
+            settings.redis_url,
+            max_connections=settings.redis_pool_max,
+            timeout=10,
+            retry=Retry(
+                ExponentialBackoff(cap=0.1, base=0.01), 2, supported_errors=(RedisConnectionError,)
+            ),
         )
         redis = Redis.from_pool(pool_)  # owns the pool: aclose() closes it
         log.info(

@@ -103,3 +103,28 @@ async def test_losing_redis_loses_no_trail_and_the_index_refills(
     await worker.send(fix(3, now))  # resent after the loss: not archived twice
     assert (await recv(worker))["rejected"] == [{"seq": 3, "reason": "duplicate"}]
     await worker.close()
+
+
+async def test_pooled_connections_survive_a_redis_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """After Redis restarts, commands on every stale pooled connection succeed (retried once)."""
+    port = free_port()
+    first = start_valkey(tmp_path / "first", port=port)
+    stores = await Stores.open(replace(settings, redis_url=f"redis://127.0.0.1:{port}/0"))
+    second: EmbeddedServer | None = None
+    try:
+        # Eight connections in the pool at once, each used and returned.
+        await asyncio.gather(*(stores.redis.blpop(f"k{i}", 0.2) for i in range(8)))
+        first.stop()
+        second = start_valkey(tmp_path / "second", port=port)
+        results = await asyncio.gather(
+            *(stores.redis.blpop(f"k{i}", 0.2) for i in range(8)), return_exceptions=True
+        )
+        assert results == [None] * 8
+        assert await stores.redis.set("after", "restart") is True
+    finally:
+        await stores.close()
+        first.stop()
+        if second is not None:
+            second.stop()
