@@ -91,7 +91,7 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
 
     def channels(self) -> list[str]:
         """Every channel this process listens to."""
@@ -150,7 +150,7 @@ class LiveHub:
                 self._pubsub = None
                 self.reconnects += 1
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
