@@ -28,6 +28,8 @@ from api.routes import (
     workforce,
 )
 from api.routing import Endpoint, encode, to_route
+from api.worker_socket import WorkerGateway
+from api.wsprotocol import GATEWAY_STATE
 from dispatch import service as dispatch_service
 from dispatch.dayplan import DayPlanParams
 from dispatch.engine import Engine, EngineParams
@@ -43,6 +45,7 @@ from matching.planner import PlannerParams
 from tracking.eta import EtaParams
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
+from tracking.ingest import IngestParams
 from tracking.service import Tracking
 from tracking.session import SocketParams
 
@@ -83,6 +86,7 @@ class Tuning:
 
     fixes: FixParams
     socket: SocketParams
+    ingest: IngestParams
     presence: PresenceParams
     eta: EtaParams
     arrival: ArrivalParams
@@ -104,6 +108,7 @@ class Tuning:
         classes = {
             "fixes": FixParams,
             "socket": SocketParams,
+            "ingest": IngestParams,
             "presence": PresenceParams,
             "eta": EtaParams,
             "arrival": ArrivalParams,
@@ -131,7 +136,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     tuning = Tuning.load(settings.params_file)  # a bad params file fails here, at start-up
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         own = stores is None
         app.state.stores = await Stores.open(settings) if own else stores
         app.state.tracking = Tracking(
@@ -141,6 +146,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             stale_after_s=tuning.presence.stale_after_s,
             eta_params=tuning.eta,
             arrival_params=tuning.arrival,
+            ingest_params=tuning.ingest,
         )
         tracking_rt = app.state.tracking
         tracking_rt.job_source = partial(dispatch_service.job_of, app.state.stores)
@@ -163,12 +169,16 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         )
         if app.state.engine.params.enabled:
             app.state.engine.start()
+        app.state.worker_gateway = WorkerGateway(tracking_rt, app.state.policy)
+        app.state.worker_gateway.start()
         app.state.gc = GcPolicy(tuning.gc)
         app.state.gc.start()  # last: what start-up built is frozen first
         try:
-            yield
+            # uvicorn hands this state to its protocols: api.wsprotocol finds the gateway.
+            yield {GATEWAY_STATE: app.state.worker_gateway}
         finally:
             await app.state.gc.stop()
+            await app.state.worker_gateway.stop()
             await app.state.engine.stop()
             await app.state.plans.stop()
             await app.state.tracking.stop()

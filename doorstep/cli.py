@@ -16,7 +16,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
-from typing import Any
 
 from doorstep import __version__
 from doorstep.db import ensure_database, redact
@@ -100,14 +99,15 @@ def _serve(
     )
     base = f"http://{host}:{port}"
     log.info("serving on %s  (docs %s/docs, readiness %s/readyz)", base, base, base)
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_level": settings.log_level.lower(),
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 5,
-        "access_log": access_log,
-    }
+    from api.serving import uvicorn_options
+
+    common = uvicorn_options(
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+        access_log=access_log,
+    )
     if workers > 1:
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
     else:

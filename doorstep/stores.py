@@ -11,12 +11,24 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from doorstep.db import create_pool, redact
 from doorstep.keys import Keys
 from doorstep.settings import Settings
 
 log = logging.getLogger("doorstep.stores")
+
+# What a store call raises when PostgreSQL or Redis is down or unreachable: the request
+# could not be served now, through no fault of the caller (503, or websocket close 1013).
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
 
 
 @dataclass(frozen=True, slots=True)

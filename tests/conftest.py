@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from accounts import service as accounts
 from api.app import create_app
+from api.serving import uvicorn_options
 from catalog import service as catalog_service
 from catalog import store as catalog_store
 from doorstep.db import with_database
@@ -148,11 +149,7 @@ async def live_app(
     port = free_port()
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        ws_max_size=1024 * 1024,
+        **uvicorn_options(host="127.0.0.1", port=port, log_level="warning", ws_max_size=2**20),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

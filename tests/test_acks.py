@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from api.serving import uvicorn_options
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from doorstep.stores import Stores
@@ -89,7 +90,7 @@ async def acks_every(settings: Settings, stores: Stores, tmp_path: Path) -> Asyn
         app = create_app(replace(settings, params_file=params), stores)
         port = free_port()
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+            uvicorn.Config(app, **uvicorn_options(host="127.0.0.1", port=port, log_level="warning"))
         )
         running.append((server, asyncio.create_task(server.serve())))
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on

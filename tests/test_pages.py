@@ -24,6 +24,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from api.serving import uvicorn_options
 from catalog import service as catalog_service
 from catalog import store as catalog_store
 from doorstep.settings import Settings
@@ -110,7 +111,9 @@ class PageServer:
         from api.app import create_app
 
         app = create_app(self.settings, self.stores)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            app, **uvicorn_options(host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from api.serving import uvicorn_options
 from doorstep.embedded import EmbeddedServer, free_port, start_valkey
 from doorstep.settings import Settings
 from doorstep.stores import Stores
@@ -33,7 +34,9 @@ async def own_redis(
     app = create_app(own, stores)
     http_port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning")
+        uvicorn.Config(
+            app, **uvicorn_options(host="127.0.0.1", port=http_port, log_level="warning")
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on

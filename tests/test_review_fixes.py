@@ -34,7 +34,7 @@ async def test_a_row_postgres_refuses_is_dropped_alone(
 ) -> None:
     """One unstorable trail row is dropped and counted; the rest of its batch is archived."""
     archiver = TrailArchiver(stores.pool)
-    now = datetime.now(UTC)
+    now = int(time.time() * 1000)
     good = [
         (worker_account.id, now, 22.5, 114.0, 5.0, None, None, s, False, now) for s in (901, 902)
     ]

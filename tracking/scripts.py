@@ -12,41 +12,68 @@ from __future__ import annotations
 
 STATES = ("available", "busy", "unavailable")
 
-# ARGV[1] city tag, ARGV[2] server time ms, ARGV[3] trail cap, ARGV[4] records (JSON),
-# ARGV[5] publishes (JSON: [[channel, payload], ...]).
-# A record: [worker, seq, state, last or false, trail]
-#   last  = [lat, lng, ts_ms, accuracy_m, speed or "", heading or ""]
-#   trail = [[lat, lng, ts_ms, accuracy_m], ...]
-# The worker's trail stream gets one entry per batch (fields seq, pts = the trail as
-# JSON), not one per fix: an XADD per fix was most of Redis's work at 5 fixes/frame.
+# ARGV[1] city tag, ARGV[2] server time ms, ARGV[3] trail cap, ARGV[4] the records,
+# then PUBLISH pairs: ARGV[5] channel, ARGV[6] payload, ARGV[7] channel, ...
+# The records are lines "worker|seq|state|lat|lng|ts|acc|speed|heading|pts\n": lat to
+# heading empty when the batch moved only the worker's seq (no live fix), speed and
+# heading empty when unknown, pts the batch's trail points as JSON ([[lat, lng, ts,
+# acc], ...]) or empty. Measured here (1,000 records a call): Redis spends 16 µs a
+# record on lines against 36 µs on the same records as one JSON document (cjson and
+# Lua tables were most of it), and the client 4.6 µs against 1.9 µs.
+# The worker's trail stream gets one entry per batch (fields seq, pts), not one per
+# fix: an XADD per fix was most of Redis's work at 5 fixes/frame. Set membership is
+# changed once per state per call (GEOADD, ZREM from the other states, ZADD presence)
+# with many members each, in chunks that stay under Lua's stack limit.
 INGEST = """
 local tag, now, cap = ARGV[1], ARGV[2], ARGV[3]
-local recs = cjson.decode(ARGV[4])
-for _, r in ipairs(recs) do
-  local w = tostring(r[1])
+local geo = {available = {}, busy = {}, unavailable = {}}
+local presence = {}
+local n = 0
+for w, seq, st, lat, lng, ts, acc, spd, hdg, pts in string.gmatch(ARGV[4],
+    '([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)|([^|\\n]*)\\n') do
+  n = n + 1
   local hkey = tag .. 'w:' .. w
-  local last = r[4]
-  if last then
-    -- leave every other state's set: a state change may have raced this batch
-    for _, st in ipairs({'available', 'busy', 'unavailable'}) do
-      if st ~= r[3] then redis.call('ZREM', tag .. 'geo:' .. st, w) end
-    end
-    redis.call('GEOADD', tag .. 'geo:' .. r[3], last[2], last[1], w)
-    redis.call('HSET', hkey, 'seq', r[2], 'state', r[3], 'lat', last[1], 'lng', last[2],
-               'ts', last[3], 'acc', last[4], 'spd', last[5], 'hdg', last[6], 'seen', now, 'stale', 0)
-    redis.call('ZADD', tag .. 'presence', now, w)
+  if lat ~= '' then
+    local g = geo[st]
+    local k = #g
+    g[k + 1] = lng; g[k + 2] = lat; g[k + 3] = w
+    k = #presence
+    presence[k + 1] = now; presence[k + 2] = w
+    redis.call('HSET', hkey, 'seq', seq, 'state', st, 'lat', lat, 'lng', lng, 'ts', ts,
+               'acc', acc, 'spd', spd, 'hdg', hdg, 'seen', now, 'stale', 0)
   else
-    redis.call('HSET', hkey, 'seq', r[2])
+    redis.call('HSET', hkey, 'seq', seq)
   end
-  -- one stream entry per worker per batch: seq = the highest in it, pts = its points
-  if #r[5] > 0 then
-    redis.call('XADD', tag .. 'trail:' .. w, 'MAXLEN', '~', cap, '*',
-               'seq', r[2], 'pts', cjson.encode(r[5]))
+  if pts ~= '' then
+    redis.call('XADD', tag .. 'trail:' .. w, 'MAXLEN', '~', cap, '*', 'seq', seq, 'pts', pts)
   end
 end
-local pubs = cjson.decode(ARGV[5])
-for _, p in ipairs(pubs) do redis.call('PUBLISH', p[1], p[2]) end
-return #recs
+local CH = 999
+for st, g in pairs(geo) do
+  if #g > 0 then
+    -- out of every other state's set (a state change may have raced this batch) ...
+    for _, other in ipairs({'available', 'busy', 'unavailable'}) do
+      if other ~= st then
+        local key = tag .. 'geo:' .. other
+        for j = 3, #g, 3 * CH do
+          local ms = {}
+          for m = j, math.min(j + 3 * CH - 1, #g), 3 do ms[#ms + 1] = g[m] end
+          redis.call('ZREM', key, unpack(ms))
+        end
+      end
+    end
+    -- ... and into its own
+    local key = tag .. 'geo:' .. st
+    for j = 1, #g, 3 * CH do
+      redis.call('GEOADD', key, unpack(g, j, math.min(j + 3 * CH - 1, #g)))
+    end
+  end
+end
+for j = 1, #presence, 2 * CH do
+  redis.call('ZADD', tag .. 'presence', unpack(presence, j, math.min(j + 2 * CH - 1, #presence)))
+end
+for p = 5, #ARGV - 1, 2 do redis.call('PUBLISH', ARGV[p], ARGV[p + 1]) end
+return n
 """
 
 # Move one worker to another state (or out of the index: state "offline"), keeping

@@ -18,7 +18,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -31,7 +30,7 @@ from tracking.eta import EtaParams
 from tracking.eta_store import EtaStore
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
-from tracking.ingest import IngestWriter
+from tracking.ingest import IngestParams, IngestWriter, Waiter
 from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
 from tracking.live import LiveHub
 from tracking.protocol import encode_ack
@@ -85,6 +84,7 @@ class Tracking:
         stale_after_s: float = 30.0,
         eta_params: EtaParams | None = None,
         arrival_params: ArrivalParams | None = None,
+        ingest_params: IngestParams | None = None,
     ) -> None:
         self.stores = stores
         self.keys = stores.keys
@@ -92,7 +92,7 @@ class Tracking:
         self.socket_params = socket_params or SocketParams()
         self.stale_after_s = stale_after_s
         self.process_id = secrets.token_hex(6)
-        self.writer = IngestWriter(stores.redis, stores.keys)
+        self.writer = IngestWriter(stores.redis, stores.keys, ingest_params)
         self.archiver = TrailArchiver(stores.pool)
         self.hub = LiveHub(stores.redis)
         self.counters = Counters()
@@ -269,14 +269,32 @@ class Tracking:
         If the write fails the error propagates and nothing is archived: the socket
         rolls the session's track back, does not ack, and the app sends the frame again.
         """
-        await self._index(session, result, now_ms)
+        await self.submit(session, result, now_ms)
+        self.written(session, result, now_ms)
+
+    def submit(
+        self,
+        session: WorkerSession,
+        result: FrameResult,
+        now_ms: int,
+        waiter: Waiter | None = None,
+    ) -> Awaitable[None]:
+        """Queue one frame's verdicts for this tick's batched Redis write, without waiting.
+
+        The future resolves, and ``waiter`` is called, once the batch holding them is in
+        Redis (or has failed with the store's error); then call :meth:`written`.
+        """
+        return self._index(session, result, now_ms, waiter)
+
+    def written(self, session: WorkerSession, result: FrameResult, now_ms: int) -> None:
+        """Count a frame whose write succeeded and queue its accepted fixes for the archive."""
         c = self.counters
         c.fixes_received += len(result.verdicts)
         c.fixes_accepted += result.accepted
         for _, reason in result.rejected:
             c.rejected[reason] = c.rejected.get(reason, 0) + 1
         if result.accepted:
-            received = datetime.fromtimestamp(now_ms / 1000, UTC)
+            worker = session.worker_id
             rows: list[Row] = []
             for v in result.verdicts:
                 if v.accepted:
@@ -284,8 +302,8 @@ class Tracking:
                     c.fixes_clamped += v.clamped
                     rows.append(
                         (
-                            session.worker_id,
-                            datetime.fromtimestamp(f.ts_ms / 1000, UTC),
+                            worker,
+                            f.ts_ms,
                             f.lat,
                             f.lng,
                             f.accuracy_m,
@@ -293,12 +311,18 @@ class Tracking:
                             f.heading_deg,
                             f.seq,
                             v.clamped,
-                            received,
+                            now_ms,
                         )
                     )
             self.archiver.add(rows)
 
-    def _index(self, session: WorkerSession, result: FrameResult, now_ms: int) -> Awaitable[None]:
+    def _index(
+        self,
+        session: WorkerSession,
+        result: FrameResult,
+        now_ms: int,
+        waiter: Waiter | None = None,
+    ) -> Awaitable[None]:
         publishes: list[tuple[str, bytes]] = []
         job = self._jobs.get(session.worker_id)
         if job is not None and result.last is not None:
@@ -323,6 +347,7 @@ class Tracking:
             trail=result.trail,
             publishes=publishes,
             feed_item=feed_item,
+            waiter=waiter,
         )
 
     def _job_fix(

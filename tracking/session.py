@@ -48,6 +48,10 @@ class SocketParams:
     # later one covers every frame before it; frames with rejections or ``"ack": true``
     # are acknowledged at once.
     ack_interval_ms: int = 0
+    # A socket quiet for ping_interval_s gets a ping; with no data at all for
+    # ping_timeout_s after it, the connection is dead and closed (0: no pings).
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.frames_per_s <= 0 or self.burst_frames < 1:
@@ -56,6 +60,8 @@ class SocketParams:
             raise ValueError("max_frame_bytes must be >= 1024")
         if not 0 <= self.ack_interval_ms <= 60_000:
             raise ValueError("ack_interval_ms must be within 0..60000")
+        if self.ping_interval_s < 0 or self.ping_timeout_s <= 0:
+            raise ValueError("ping_interval_s must be >= 0 and ping_timeout_s > 0")
 
 
 @dataclass(slots=True)

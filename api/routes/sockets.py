@@ -1,4 +1,8 @@
-"""WebSocket endpoints: the worker's location socket and the dispatcher's city feed.
+"""WebSocket endpoints: the order socket and the dispatcher's city feed (ASGI).
+
+The worker's location socket is served outside ASGI (api/worker_socket.py); its route
+here only refuses connections that reached ASGI because the server was started
+without Doorstep's websocket protocol.
 
 The protocol (messages, acks, limits, close codes) is documented in docs/protocol.md.
 Authentication: ``Authorization: Bearer <access token>`` on the upgrade request, or
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,58 +25,20 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from accounts.service import authenticate
 from accounts.tokens import Claims
 from catalog import store as catalog_store
-from dispatch import offers
 from dispatch import store as dispatch_store
 from dispatch.board import board
 from dispatch.models import Order
 from dispatch.share import verify_share
 from doorstep.errors import DoorstepError
 from tracking.eta import route_line
-from tracking.fixes import Track
 from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, start_job
 from tracking.live import Subscription
 from tracking.protocol import (
-    PONG,
     CloseCode,
-    FixesMsg,
-    FixMsg,
-    FrameError,
-    OfferReplyMsg,
-    PingMsg,
-    StateMsg,
-    encode_ack,
     encode_error,
-    encode_hello,
-    encode_state,
-    parse_up,
 )
 from tracking.service import Tracking
-from tracking.session import WorkerSession
 from workforce import store as workforce_store
-
-
-class _Socket:
-    """A Starlette WebSocket as the tracking runtime sees it."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self.conn_id = secrets.token_hex(6)
-        self.closed = False
-
-    async def send(self, payload: bytes) -> None:
-        """Send, or do nothing if the client is gone (its handler will clean up)."""
-        if self.closed:
-            return
-        try:
-            await self.ws.send_text(payload.decode())
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self.closed = True
-
-    async def close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.ws.close(code, reason)
 
 
 async def _refuse(
@@ -116,162 +81,20 @@ async def _authenticate(ws: WebSocket, roles: frozenset[str]) -> Claims | None:
 
 
 async def worker_socket(ws: WebSocket) -> None:
-    """``/v1/ws/worker``: fixes up, acks (and later offers and plans) down."""
+    """``/v1/ws/worker`` reached through ASGI: refused, since it is served natively.
+
+    ``api.wsprotocol`` takes this path before ASGI when uvicorn runs with
+    ``api.serving.uvicorn_options()`` (``doorstep serve`` does); a server started
+    otherwise gets here and says so.
+    """
     await ws.accept()
-    claims = await _authenticate(ws, frozenset({"worker"}))
-    if claims is None:
-        return
-    tracking: Tracking = ws.app.state.tracking
-    worker = await workforce_store.worker(tracking.stores.pool, claims.user_id, detail=False)
-    if worker is None:
-        await _refuse(
-            ws,
-            CloseCode.NOT_FOUND,
-            "worker_not_found",
-            "this account has no worker profile; ask an admin to create one",
-        )
-        return
-    city = worker.city_id
-    resume_seq, preference = await tracking.resume_point(city, worker.user_id)
-    session = WorkerSession(
-        worker.user_id,
-        city,
-        preference,
-        Track(last_seq=resume_seq),
-        tracking.fix_params,
-        tracking.socket_params,
+    await _refuse(
+        ws,
+        CloseCode.INTERNAL_ERROR,
+        "misconfigured",
+        "the worker socket needs Doorstep's websocket protocol: run the server with "
+        "'doorstep serve' (uvicorn option ws='api.wsprotocol:WebSocketProtocol')",
     )
-    sock = _Socket(ws)
-    session.preference = preference
-    await tracking.claim(worker.user_id, sock, session)
-    try:  # from here on, whatever happens, the socket is released
-        await tracking.set_state(city, worker.user_id, preference)
-        await tracking.load_job(worker.user_id)  # busy while holding a job
-        limits = tracking.socket_params
-        await sock.send(
-            encode_hello(
-                worker_id=worker.user_id,
-                city_id=city,
-                resume_seq=resume_seq,
-                state=session.state,
-                frames_per_s=limits.frames_per_s,
-                max_frame_bytes=limits.max_frame_bytes,
-            )
-        )
-        await _worker_loop(ws, sock, tracking, session)
-    finally:
-        sock.closed = True
-        if await tracking.release(worker.user_id, sock):
-            await tracking.set_state(city, worker.user_id, "offline")
-
-
-async def _worker_loop(
-    ws: WebSocket, sock: _Socket, tracking: Tracking, session: WorkerSession
-) -> None:
-    counters = tracking.counters
-    max_bytes = tracking.socket_params.max_frame_bytes
-    while not sock.closed:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        text: str | None = message.get("text")
-        if text is None:
-            await _refuse(ws, CloseCode.UNSUPPORTED_DATA, "binary_frame", "send JSON text frames")
-            return
-        counters.frames += 1
-        if len(text) > max_bytes:
-            await _refuse(
-                ws,
-                CloseCode.TOO_BIG,
-                "frame_too_large",
-                f"a frame may be at most {max_bytes} bytes",
-            )
-            return
-        verdict = session.admit(time.monotonic())
-        if verdict != "ok":
-            counters.frames_throttled += 1
-            if verdict == "close":
-                await _refuse(
-                    ws,
-                    CloseCode.POLICY_VIOLATION,
-                    "flood",
-                    "rate limit exceeded for too long; reconnect later",
-                )
-                return
-            await sock.send(
-                encode_error(
-                    "rate_limited",
-                    f"more than {session.socket_params.frames_per_s:g} frames/s; "
-                    "this frame was dropped unread: send it again later",
-                )
-            )
-            continue
-        try:
-            msg = parse_up(text)
-        except FrameError as e:
-            counters.frame_errors += 1
-            await sock.send(encode_error(e.code, e.message, e.field))
-            continue
-        if isinstance(msg, FixesMsg | FixMsg):
-            now_ms = int(time.time() * 1000)
-            track_before = session.track
-            result = session.fixes(msg.fixes if isinstance(msg, FixesMsg) else [msg], now_ms)
-            try:
-                await tracking.ingest(session, result, now_ms)
-            except Exception:  # Redis is down: say so, do not ack; the app keeps its buffer
-                session.track = track_before  # so that the resent frame is judged afresh
-                await sock.send(
-                    encode_error(
-                        "unavailable",
-                        "location store unavailable; keep the fixes and send them again",
-                    )
-                )
-                continue
-            now_ms = int(time.time() * 1000)
-            if session.written(result, now_ms, urgent=msg.ack):
-                await sock.send(encode_ack(*session.take_ack(now_ms)))
-            else:
-                tracking.ack_later(session, sock)
-        elif isinstance(msg, StateMsg):
-            await tracking.set_preference(session, msg.state)
-            await sock.send(encode_state(session.state))
-        elif isinstance(msg, OfferReplyMsg):
-            await sock.send(await _offer_reply(tracking, session, msg))
-        elif isinstance(msg, PingMsg):
-            await sock.send(PONG)
-
-
-async def _offer_reply(tracking: Tracking, session: WorkerSession, msg: OfferReplyMsg) -> bytes:
-    """Accept or reject an offer from the socket; the answer says how it went."""
-    try:
-        if msg.accept:
-            order = await offers.accept(tracking.stores, tracking, msg.offer_id, session.worker_id)
-            return orjson.dumps(
-                {
-                    "type": "offer_result",
-                    "offer_id": msg.offer_id,
-                    "ok": True,
-                    "order_id": order.id,
-                    "status": order.status,
-                }
-            )
-        if not msg.reason.strip():
-            return encode_error("missing_field", "say why you decline", "reason")
-        await offers.reject(
-            tracking.stores, tracking, msg.offer_id, session.worker_id, msg.reason.strip()
-        )
-        return orjson.dumps(
-            {"type": "offer_result", "offer_id": msg.offer_id, "ok": True, "status": "rejected"}
-        )
-    except DoorstepError as e:
-        return orjson.dumps(
-            {
-                "type": "offer_result",
-                "offer_id": msg.offer_id,
-                "ok": False,
-                "error": {"code": e.code, "message": e.message, "field": e.field},
-            }
-        )
 
 
 async def city_feed(ws: WebSocket) -> None:
