@@ -48,6 +48,33 @@ async def test_a_row_postgres_refuses_is_dropped_alone(
     assert sorted(r["seq"] for r in seqs) == [901, 902]
 
 
+async def test_a_row_postgres_refuses_in_copy_is_dropped_alone(
+    stores: Stores, worker_account: Account
+) -> None:
+    """A row that encodes but PostgreSQL refuses (a time past its range) is dropped alone."""
+    archiver = TrailArchiver(stores.pool)
+    now = int(time.time() * 1000)
+    beyond = 946_684_800_000 + 9_223_371_331_300_000  # µs since 2000 past PostgreSQL's last
+    rows = [
+        (worker_account.id, now, 22.5, 114.0, 5.0, 1.5, 90.0, 911, True, now),
+        (worker_account.id, beyond, 22.5, 114.0, 5.0, None, None, 912, False, now),
+        (worker_account.id, now, 22.5, 114.0, 5.0, None, None, 913, False, now),
+    ]
+    archiver.add(rows)
+    assert await archiver.flush() == 2
+    assert archiver.dropped == 1
+    got = await stores.pool.fetch(
+        "SELECT seq, speed_mps, heading_deg, clamped, ts FROM trail_points "
+        "WHERE worker_id = $1 AND seq BETWEEN 911 AND 913 ORDER BY seq",
+        worker_account.id,
+    )
+    assert [(r["seq"], r["speed_mps"], r["heading_deg"], r["clamped"]) for r in got] == [
+        (911, 1.5, 90.0, True),
+        (913, None, None, False),
+    ]
+    assert got[0]["ts"] == datetime.fromtimestamp(now / 1000, UTC)
+
+
 async def test_a_failing_control_handler_does_not_stop_the_hub(stores: Stores) -> None:
     """An exception in one channel's handler is logged; the hub keeps delivering everything else."""
     hub = LiveHub(stores.redis)

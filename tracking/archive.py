@@ -50,11 +50,13 @@ _HEAD = struct.Struct("!hiqiqidid if")  # count, worker_id, ts, lat, lng, accura
 _SPEED = struct.Struct("!if")
 _TAIL = struct.Struct("!iqi?iq")  # seq, clamped, received_at
 _NULL = struct.pack("!i", -1)
+_WHO = struct.Struct("!q")  # worker_id, 6 bytes into a row (after the count and a length)
+_SEQ = struct.Struct("!q")  # seq, 25 bytes before a row's end (see _TAIL)
 
 
 def encode_row(row: Row) -> bytes:
-    """One row in PostgreSQL's binary COPY format; struct.error / OverflowError for a
-    value a column cannot hold."""
+    """One row in PostgreSQL's binary COPY format; struct.error or OverflowError for a
+    value its column cannot hold."""
     worker, ts_ms, lat, lng, acc, speed, heading, seq, clamped, received_ms = row
     return b"".join(
         (
@@ -67,7 +69,7 @@ def encode_row(row: Row) -> bytes:
 
 
 class TrailArchiver:
-    """Buffers trail rows and COPYs them to ``trail_points``."""
+    """Buffers trail rows (encoded as they come) and COPYs them to ``trail_points``."""
 
     def __init__(
         self,
@@ -81,21 +83,27 @@ class TrailArchiver:
         self._interval_s = interval_s
         self._batch_rows = batch_rows
         self._max_buffered = max_buffered
-        self._rows: list[Row] = []
+        self._rows: list[bytes] = []  # encoded rows, oldest first
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.archived = 0
         self.dropped = 0
 
     def add(self, rows: list[Row]) -> None:
-        """Queue rows for the next COPY."""
-        self._rows.extend(rows)
-        if len(self._rows) > self._max_buffered:
-            excess = len(self._rows) - self._max_buffered
-            del self._rows[:excess]
+        """Queue rows for the next COPY; a row no column type can hold is dropped (counted)."""
+        buffer = self._rows
+        for row in rows:
+            try:
+                buffer.append(encode_row(row))
+            except (struct.error, OverflowError, TypeError, ValueError) as e:
+                self.dropped += 1
+                log.error("trail point cannot be stored, dropped: %s (%s)", row, e)
+        if len(buffer) > self._max_buffered:
+            excess = len(buffer) - self._max_buffered
+            del buffer[:excess]
             self.dropped += excess
             log.error("trail archive buffer full: dropped %d oldest rows", excess)
-        if len(self._rows) >= self._batch_rows:
+        if len(buffer) >= self._batch_rows:
             self._wake.set()
 
     @property
@@ -128,48 +136,46 @@ class TrailArchiver:
                 log.exception("trail archive flush failed")
 
     async def flush(self) -> int:
-        """COPY everything buffered now; returns the number of rows archived."""
+        """COPY everything buffered now; returns the number of rows archived.
+
+        If PostgreSQL refuses a row, the rows are copied one by one and the refused ones
+        dropped (counted); if it cannot be reached, every row not yet archived is kept,
+        in order, for the next flush.
+        """
         if not self._rows:
             return 0
         rows, self._rows = self._rows, []
-        encoded = self._encode(rows)
         try:
-            await self._copy(encoded)
-        except asyncpg.DataError:  # a row PostgreSQL cannot take: find it
-            return await self._one_by_one(encoded)
+            await self._copy(rows)
+        except asyncpg.DataError:
+            return await self._one_by_one(rows)
         except BaseException:
-            self._rows[:0] = rows  # keep them, in order, for the next attempt
+            self._rows[:0] = rows
             raise
-        self.archived += len(encoded)
-        return len(encoded)
+        self.archived += len(rows)
+        return len(rows)
 
-    def _encode(self, rows: list[Row]) -> list[bytes]:
-        out = []
-        for row in rows:
-            try:
-                out.append(encode_row(row))
-            except (struct.error, OverflowError, TypeError) as e:
-                self.dropped += 1
-                log.error("trail point cannot be stored, dropped: %s (%s)", row, e)
-        return out
+    async def _copy(self, rows: list[bytes]) -> None:
+        data = io.BytesIO(b"".join((_HEADER, *rows, _TRAILER)))
+        await self._pool.copy_to_table(
+            "trail_points", source=data, columns=COLUMNS, format="binary"
+        )
 
-    async def _copy(self, encoded: list[bytes]) -> None:
-        if encoded:
-            data = io.BytesIO(b"".join((_HEADER, *encoded, _TRAILER)))
-            await self._pool.copy_to_table(
-                "trail_points", source=data, columns=COLUMNS, format="binary"
-            )
-
-    async def _one_by_one(self, encoded: list[bytes]) -> int:
+    async def _one_by_one(self, rows: list[bytes]) -> int:
         """Archive rows singly, dropping (and counting) those PostgreSQL refuses."""
         done = 0
-        for row in encoded:
+        for i, row in enumerate(rows):
             try:
                 await self._copy([row])
             except asyncpg.DataError as e:
                 self.dropped += 1
-                log.error("trail point refused by PostgreSQL, dropped: %s", e)
+                worker, seq = _WHO.unpack_from(row, 6)[0], _SEQ.unpack_from(row, len(row) - 25)[0]
+                log.error("trail point of worker %s seq %s refused, dropped: %s", worker, seq, e)
                 continue
+            except BaseException:
+                self._rows[:0] = rows[i:]  # unreachable: keep the rest for the next flush
+                self.archived += done
+                raise
             done += 1
         self.archived += done
         return done

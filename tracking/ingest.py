@@ -71,13 +71,20 @@ class _WorkerRecord:
 
 
 @dataclass(slots=True)
-class _Batch:
-    records: dict[str, dict[int, _WorkerRecord]] = field(default_factory=dict)
-    publishes: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
-    feed: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+class _CityBatch:
+    """One city's part of a batch: one script call, with its own outcome."""
+
+    records: dict[int, _WorkerRecord] = field(default_factory=dict)
+    publishes: list[tuple[str, bytes]] = field(default_factory=list)
+    feed: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Future[None] | None = None
     waiters: list[Waiter] = field(default_factory=list)
     fixes: int = 0
+
+
+@dataclass(slots=True)
+class _Batch:
+    cities: dict[str, _CityBatch] = field(default_factory=dict)
     size: int = 0  # submissions
 
 
@@ -90,15 +97,23 @@ class IngestWriter:
         self._keys = keys
         self._trail_cap = params.trail_cap
         self._interval_s = params.flush_interval_ms / 1000
-        self._max_records = params.max_batch
+        self._max_batch = params.max_batch
         self._next_at = 0.0  # loop time before which the next batch waits to grow
+        self._wake: asyncio.Future[None] | None = None  # ends that wait early (a full batch)
         self._ingest = redis.register_script(scripts.INGEST)
         self._batch = _Batch()
         self._flushing = False
         self._scheduled = False
+        self._idle: asyncio.Event | None = None
         self.flushes = 0
         self.fixes_written = 0
         self.failures = 0
+
+    def _city(self, city: str) -> _CityBatch:
+        part = self._batch.cities.get(city)
+        if part is None:
+            part = self._batch.cities[city] = _CityBatch()
+        return part
 
     def submit(
         self,
@@ -116,103 +131,134 @@ class IngestWriter:
         """Queue one worker's writes; the future resolves once they are in Redis.
 
         ``feed_item`` joins the one ``positions`` message the city's dispatcher feed
-        gets for this batch. ``waiter`` is called, in submission order, when the batch
-        is written or has failed: cheaper than a callback on the future, which the
-        event loop would schedule once per submission.
+        gets for this batch. ``waiter`` is called, in submission order, when the city's
+        part of the batch is written or has failed: cheaper than a callback on the
+        future, which the event loop would schedule once per submission. ``trail`` is
+        the caller's to give away: the writer may extend it.
         """
-        batch = self._batch
-        if batch.done is None:
-            batch.done = asyncio.get_running_loop().create_future()
-        workers = batch.records.setdefault(city, {})
-        rec = workers.get(worker_id)
+        part = self._city(city)
+        rec = part.records.get(worker_id)
         if rec is None:
-            workers[worker_id] = _WorkerRecord(seq, state, last, list(trail))
-        else:  # a second frame from the same worker in the same tick: merge, later wins
+            part.records[worker_id] = _WorkerRecord(seq, state, last, trail)
+        else:  # a second frame from the same worker in the same batch: merge, later wins
             rec.seq = seq
             rec.state = state
             if last is not None:
                 rec.last = last
-            rec.trail.extend(trail)
+            rec.trail = rec.trail + trail
         if publishes:
-            batch.publishes.setdefault(city, []).extend(publishes)
+            part.publishes.extend(publishes)
         if feed_item is not None:
-            batch.feed.setdefault(city, []).append(feed_item)
-        batch.fixes += len(trail)
-        batch.size += 1
+            part.feed.append(feed_item)
+        part.fixes += len(trail)
         if waiter is not None:
-            batch.waiters.append(waiter)
-        if not self._scheduled and not self._flushing:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
-        return batch.done
+            part.waiters.append(waiter)
+        return self._queued(part)
 
     def submit_publishes(
         self, city: str, publishes: list[tuple[str, bytes]]
     ) -> asyncio.Future[None]:
         """Queue PUBLISHes (no location writes) for the next batch."""
+        part = self._city(city)
+        part.publishes.extend(publishes)
+        return self._queued(part)
+
+    def _queued(self, part: _CityBatch) -> asyncio.Future[None]:
         batch = self._batch
-        if batch.done is None:
-            batch.done = asyncio.get_running_loop().create_future()
-        batch.records.setdefault(city, {})
-        batch.publishes.setdefault(city, []).extend(publishes)
+        batch.size += 1
+        if part.done is None:
+            part.done = asyncio.get_running_loop().create_future()
         if not self._scheduled and not self._flushing:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._start)
-        return batch.done
+        elif self._wake is not None and batch.size >= self._max_batch and not self._wake.done():
+            self._wake.set_result(None)
+        return part.done
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is written (or has failed)."""
+        while self._flushing or self._scheduled or self._batch.cities:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            await self._idle.wait()
 
     def _start(self) -> None:
         self._scheduled = False
-        if not self._flushing and self._batch.done is not None:
+        if not self._flushing and self._batch.cities:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        batch: _Batch | None = None
         try:
-            while self._batch.done is not None:
+            while self._batch.cities:
                 wait_s = self._next_at - loop.time()
-                if wait_s > 0 and self._batch.size < self._max_records:
-                    await asyncio.sleep(wait_s)  # let the batch grow: fewer, larger calls
+                if wait_s > 0 and self._batch.size < self._max_batch:
+                    # Let the batch grow: fewer, larger calls. A full batch ends the wait.
+                    self._wake = loop.create_future()
+                    timer = loop.call_later(wait_s, _resolve, self._wake)
+                    try:
+                        await self._wake
+                    finally:
+                        timer.cancel()
+                        self._wake = None
                 self._next_at = loop.time() + self._interval_s
                 batch, self._batch = self._batch, _Batch()
-                assert batch.done is not None
-                error: BaseException | None = None
-                try:
-                    await self._write(batch)
-                except Exception as e:  # Redis down: every waiter learns it
-                    error = e
-                    self.failures += 1
-                    log.warning("ingest flush failed: %s", e)
-                    if not batch.done.done():
-                        batch.done.set_exception(e)
-                        batch.done.exception()  # mark retrieved: waiters may have gone
-                else:
-                    self.flushes += 1
-                    self.fixes_written += batch.fixes
-                    if not batch.done.done():
-                        batch.done.set_result(None)
-                for waiter in batch.waiters:
-                    try:
-                        waiter(error)
-                    except Exception:  # one waiter's failure never stops the others
-                        log.exception("an ingest waiter failed")
+                await self._write(batch)
+                batch = None
         finally:
             self._flushing = False
+            if batch is not None:  # cancelled mid-write: nobody may wait forever
+                stopped = ConnectionError("the ingest writer stopped")
+                self._settle(batch, [stopped] * len(batch.cities))
+            if self._idle is not None and not self._batch.cities:
+                self._idle.set()
+                self._idle = None
 
     async def _write(self, batch: _Batch) -> None:
+        """One script call per city, all at once; each city's waiters get its outcome."""
         now = str(int(time.time() * 1000))
         calls = []
-        for city, workers in batch.records.items():
-            records = "".join([rec.line(w) for w, rec in workers.items()])
+        for city, part in batch.cities.items():
+            records = "".join([rec.line(w) for w, rec in part.records.items()])
             args: list[str | int | bytes] = [self._keys.city_tag(city), now, self._trail_cap]
             args.append(records)
-            for channel, payload in batch.publishes.get(city, []):
+            for channel, payload in part.publishes:
                 args += (channel, payload)
-            feed = batch.feed.get(city)
-            if feed:
-                args += (
-                    self._keys.feed(city),
-                    orjson.dumps({"type": "positions", "workers": feed}),
-                )
+            if part.feed:
+                message = orjson.dumps({"type": "positions", "workers": part.feed})
+                args += (self._keys.feed(city), message)
             calls.append(self._ingest(keys=[self._keys.presence(city)], args=args))
-        await asyncio.gather(*calls)
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for (city, part), result in zip(batch.cities.items(), results, strict=True):
+            if isinstance(result, BaseException):
+                self.failures += 1
+                log.warning("ingest flush for %s failed: %s", city, result)
+            elif result != len(part.records):  # the script skipped a malformed record
+                log.error("ingest script wrote %s of %d records", result, len(part.records))
+            else:
+                self.flushes += 1
+                self.fixes_written += part.fixes
+        self._settle(batch, results)
+
+    @staticmethod
+    def _settle(batch: _Batch, results: list[Any]) -> None:
+        for part, result in zip(batch.cities.values(), results, strict=True):
+            error = result if isinstance(result, BaseException) else None
+            if part.done is not None and not part.done.done():
+                if error is None:
+                    part.done.set_result(None)
+                else:
+                    part.done.set_exception(error)
+                    part.done.exception()  # mark retrieved: waiters may have gone
+            for waiter in part.waiters:
+                try:
+                    waiter(error)
+                except Exception:  # one waiter's failure never stops the others
+                    log.exception("an ingest waiter failed")
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -145,6 +145,10 @@ class Tracking:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
         await self.hub.stop()
+        try:  # what is in flight reaches Redis, and its fixes the archive buffer
+            await asyncio.wait_for(self.writer.drain(), 5.0)
+        except TimeoutError:
+            log.warning("ingest writes still in flight at shutdown")
         await self.archiver.stop()
 
     # --- socket ownership -------------------------------------------------------------
