@@ -68,6 +68,21 @@ def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
+_M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
+_HALF_RAD_PER_DEG = math.pi / 360
+
+
+def near_distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Distance in metres between two nearby points (equirectangular), the great circle
+    beyond a degree apart. Within 1e-5 of :func:`haversine_m` up to 0.3° apart, at a
+    quarter of its cost: it runs for every GPS fix (tracking/fixes.py)."""
+    dlat, dlng = lat2 - lat1, lng2 - lng1
+    if not (-1.0 < dlat < 1.0 and -1.0 < dlng < 1.0):
+        return haversine_m(lat1, lng1, lat2, lng2)
+    x = dlng * math.cos((lat1 + lat2) * _HALF_RAD_PER_DEG)
+    return _M_PER_DEG * math.sqrt(x * x + dlat * dlat)
+
+
 def in_china(lat: float, lng: float) -> bool:
     """Whether the GCJ-02 offset applies: the rough box used by the standard algorithm.
 

@@ -55,9 +55,12 @@ CASES = {
     "seq equal to last_seq": Case(fix(1, NOW, north(100)), "duplicate"),
     "seq below last_seq": Case(fix(0, NOW, north(100)), "duplicate"),
     "duplicate wins over out_of_range": Case(fix(1, NOW, (95.0, 0.0)), "duplicate"),
-    "lat 90 on an empty track": Case(fix(1, NOW, (90.0, 180.0)), None, Track()),
-    "lat -90, lng -180 on an empty track": Case(fix(1, NOW, (-90.0, -180.0)), None, Track()),
-    "lat above 90": Case(fix(2, NOW, (90.000001, 0.0)), "out_of_range"),
+    "lat at the geo index's limit": Case(fix(1, NOW, (85.05112878, 180.0)), None, Track()),
+    "lat -limit, lng -180 on an empty track": Case(
+        fix(1, NOW, (-85.05112878, -180.0)), None, Track()
+    ),
+    "lat beyond the geo index's limit": Case(fix(2, NOW, (85.0511288, 0.0)), "out_of_range"),
+    "lat 90": Case(fix(2, NOW, (90.0, 0.0)), "out_of_range"),
     "lng below -180": Case(fix(2, NOW, (0.0, -180.000001)), "out_of_range"),
     "lat NaN": Case(fix(2, NOW, (math.nan, BASE[1])), "out_of_range"),
     "lng infinite": Case(fix(2, NOW, (BASE[0], math.inf)), "out_of_range"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -12,6 +13,7 @@ from geo.coords import (
     gcj02_to_wgs84,
     haversine_m,
     in_china,
+    near_distance_m,
     parse_crs,
     to_wgs84,
     validate_lat_lng,
@@ -199,3 +201,15 @@ def test_parse_crs_rejects_unknown_systems(value: object) -> None:
         parse_crs(value, field="body.crs")
     assert caught.value.field == "body.crs"
     assert caught.value.message == "crs must be 'wgs84' or 'gcj02'"
+
+
+def test_near_distance_agrees_with_the_great_circle() -> None:
+    """The per-fix distance is within 1e-5 of haversine up to 0.3° apart, and haversine beyond 1°."""
+    rng = random.Random(7)
+    for _ in range(5000):
+        lat, lng = rng.uniform(-85.0, 85.0), rng.uniform(-179.0, 179.0)
+        lat2, lng2 = lat + rng.uniform(-0.3, 0.3), lng + rng.uniform(-0.3, 0.3)
+        exact = haversine_m(lat, lng, lat2, lng2)
+        assert near_distance_m(lat, lng, lat2, lng2) == pytest.approx(exact, rel=1e-5, abs=1e-6)
+    assert near_distance_m(22.5, 114.0, 24.0, 116.0) == haversine_m(22.5, 114.0, 24.0, 116.0)
+    assert near_distance_m(22.5, 179.9, 22.5, -179.9) == haversine_m(22.5, 179.9, 22.5, -179.9)

@@ -13,8 +13,10 @@ Rules, in order; the first that applies decides:
 1. ``duplicate``: ``seq <= track.last_seq`` (the app resent after a reconnect). The
    track is returned unchanged. Every other fix, accepted or rejected, advances
    ``last_seq`` to its seq, so acks can move past rejected fixes.
-2. ``out_of_range``: lat/lng not finite or outside ±90/±180; accuracy not finite or
-   negative; speed given but not finite or negative; heading given but outside [0, 360).
+2. ``out_of_range``: lat/lng not finite or outside ±85.05112878/±180 (the latitudes a
+   Redis geo index can hold: a fix beyond them would fail the whole batch's write);
+   accuracy not finite or negative; speed given but not finite or negative; heading
+   given but outside [0, 360).
 3. ``future``: ``ts_ms > now_ms + max_future_ms``; ``too_old``: ``ts_ms < now_ms - max_age_ms``.
 4. ``low_accuracy``: ``accuracy_m > max_accuracy_m``.
 5. ``out_of_order``: ``ts_ms`` before the last accepted fix's (the device clock went back).
@@ -45,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple, get_args
 
-from geo.coords import haversine_m
+from geo.coords import near_distance_m
 
 Reason = Literal[
     "out_of_range",
@@ -162,6 +164,7 @@ class Verdict(NamedTuple):
 # What a phone may report at all (the archive stores them as 4-byte floats): a claimed
 # accuracy beyond 100 km or a speed beyond 150 m/s is not a measurement.
 MAX_REPORTED_M = 100_000.0
+MAX_LAT = 85.05112878  # Redis's GEOADD refuses latitudes beyond (Web Mercator's limit)
 MAX_REPORTED_SPEED_MPS = 150.0
 
 
@@ -174,7 +177,7 @@ def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Tr
     accuracy, speed, heading = fix.accuracy_m, fix.speed_mps, fix.heading_deg
     # Chained comparisons are False for NaN, so these also reject non-finite values.
     if not (
-        -90.0 <= lat <= 90.0
+        -MAX_LAT <= lat <= MAX_LAT
         and -180.0 <= lng <= 180.0
         and 0.0 <= accuracy <= MAX_REPORTED_M
         and (speed is None or 0.0 <= speed <= MAX_REPORTED_SPEED_MPS)
@@ -193,8 +196,11 @@ def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Tr
         return Track(seq, lat, lng, ts), Verdict(seq, True, None, fix, False, live)
     if ts < last_ts:
         return _reject(track, fix, "out_of_order")
-    distance_m = haversine_m(last_lat, last_lng, lat, lng)
-    if _too_fast(distance_m, ts - last_ts, params):
+    distance_m = near_distance_m(last_lat, last_lng, lat, lng)
+    dt_ms = ts - last_ts
+    if dt_ms <= params.speed_check_max_gap_ms and distance_m * 1000.0 > params.max_speed_mps * (
+        dt_ms if dt_ms > _MIN_DT_MS else _MIN_DT_MS
+    ):  # _too_fast, inlined: this runs for every fix
         return _jump(track, fix, live, params)
     if distance_m < max(params.jitter_m, 0.5 * accuracy) and (
         speed is None or speed < params.stationary_speed_mps
@@ -242,7 +248,7 @@ def _jump(track: Track, fix: Fix, live: bool, params: FixParams) -> tuple[Track,
     count = 1
     if track.jump_count:
         dt_ms = fix.ts_ms - track.jump_ts_ms
-        distance_m = haversine_m(track.jump_lat, track.jump_lng, fix.lat, fix.lng)
+        distance_m = near_distance_m(track.jump_lat, track.jump_lng, fix.lat, fix.lng)
         if dt_ms >= 0 and not _too_fast(distance_m, dt_ms, params):
             count = track.jump_count + 1
     seq = fix.seq
