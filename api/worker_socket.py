@@ -51,6 +51,7 @@ from tracking.protocol import (
     PONG,
     CloseCode,
     FixesMsg,
+    FixIn,
     FixMsg,
     FrameError,
     OfferReplyMsg,
@@ -133,7 +134,14 @@ class WorkerGateway:
 
 
 class WorkerConnection(asyncio.Protocol):
-    """One worker's websocket, from the upgrade request to the closed TCP connection."""
+    """One worker's websocket, from the upgrade request to the closed TCP connection.
+
+    Messages are taken in order. Consecutive frames of fixes that arrive while a write
+    is in flight form one *group*: validated in order, written in the next batch, and
+    acknowledged together with one cumulative ack (docs/protocol.md). A control
+    message (``state``, ``offer_reply``) waits for the group before it, and the frames
+    after it wait for it.
+    """
 
     def __init__(
         self,
@@ -144,33 +152,40 @@ class WorkerConnection(asyncio.Protocol):
     ) -> None:
         self.gateway = gateway
         self.tracking = gateway.tracking
+        self.limits = gateway.tracking.socket_params
         self.conn_id = secrets.token_hex(6)
         # websockets answers the upgrade request; the frames after it are ours. No
         # extensions (no per-message deflate): a frame of fixes is ~100 bytes.
         self.handshake: ServerProtocol | None = ServerProtocol(logger=log)
-        # Messages up to 4x the app-level limit reach the handler, which answers an
-        # error frame and 1009; larger ones the frame reader refuses with 1009 itself.
-        self.frames = FrameReader(4 * gateway.tracking.socket_params.max_frame_bytes)
+        # Messages up to 4x the app-level limit are read whole and refused with an error
+        # frame and 1009; larger ones the frame reader refuses with 1009 itself.
+        self.frames = FrameReader(4 * self.limits.max_frame_bytes)
         self.transport: asyncio.Transport | None = None
         self._server_connections = connections
         self._server_tasks = tasks
         self.session: WorkerSession | None = None
         self.inbox: collections.deque[bytes] = collections.deque()
-        self.busy = True  # until the hello is sent; then while a frame is in flight
-        self.closing = False  # a close frame went out (or the transport is gone)
+        self.inbox_bytes = 0
+        self.busy = True  # opening; then while a group or a control message is in flight
+        self.open = False  # upgraded, and no close frame sent or received
+        self.closing = False  # our close frame went out, or the connection is ending
         self.lost = False
         self.claimed = False
         self.released = False
         self.read_paused = False
         self.write_paused = False
-        self.open = False  # the handshake is done and no close frame went either way
         self.rx = True  # data arrived since the keepalive sweep last looked
         self.quiet_since = 0.0  # loop time at which the sweep last saw no data
         self.ping_sent_at: float | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        # The frame of fixes being written: its result, the track before it, its time
-        # and whether it asked for its ack at once.
-        self._inflight: tuple[FrameResult, Track, int, bool] | None = None
+        # The group being written: per frame its result, the time it was judged and
+        # whether it asked for its ack at once; and the track before the first.
+        self._group: list[tuple[FrameResult, int, bool]] = []
+        self._group_before: Track | None = None
+        self._group_first_seq = 0
+        # After a failed write: fixes are taken again only from this seq on (a resend),
+        # so that no later ack can cover the fixes that were not written.
+        self.resend_from: int | None = None
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -183,25 +198,25 @@ class WorkerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.closing = True
+        self.open = False
         self.gateway.connections.discard(self)
         if self._server_connections is not None:
             self._server_connections.discard(self)
         if self._close_timer is not None:
             self._close_timer.cancel()
-        self.inbox.clear()
-        if self.claimed and not self.busy:
+        self._clear_inbox()
+        if not self.busy:
             self._release()
-        # else: the opening task or the frame in flight releases when it ends
+        # else: the opening task, the group or the control message in flight releases
 
     def pause_writing(self) -> None:
-        """The client does not read its acks: stop reading its frames until it does."""
+        """The client does not read what we send: stop reading its frames until it does."""
         self.write_paused = True
         self._pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if len(self.inbox) < INBOX_PAUSE:
-            self._resume_reading()
+        self._maybe_resume()
 
     def eof_received(self) -> bool | None:
         self.open = False
@@ -220,16 +235,21 @@ class WorkerConnection(asyncio.Protocol):
             return
         for message in messages:
             kind = message.kind
+            if kind == "close":  # also the answer to ours
+                self._closed_by_client(message.code)
+                return
+            if self.closing:
+                continue
             if kind == "text":
                 self._message(message.data)
             elif kind == "ping":
                 self._send_frame(pong_frame(message.data))
             elif kind == "pong":
                 self.ping_sent_at = None
-            elif kind == "close":
-                self._closed_by_client(message.code)
             else:  # binary
                 self.refuse(CloseCode.UNSUPPORTED_DATA, "binary_frame", "send JSON text frames")
+        if not self.busy and self.inbox:
+            self._pump()
 
     # --- the handshake and opening -------------------------------------------------------
 
@@ -256,16 +276,14 @@ class WorkerConnection(asyncio.Protocol):
         self.handshake = None
         self.open = True
         self.transport.write(out)
-        self.gateway.spawn(self._open(_token(request)), "worker-socket-open", self._server_tasks)
-
-    def _end(self, last: bytes) -> None:
-        """Write ``last`` and close the TCP connection."""
-        self.closing = True
-        self.open = False
-        if self.transport is not None:
-            if last:
-                self.transport.write(last)
-            self.transport.close()
+        self._pause_reading()  # nothing is read before the hello
+        try:
+            token = _token(request)
+        except _Refused as r:
+            self.busy = False
+            self.refuse(r.close_code, r.error, r.message, r.field)
+            return
+        self.gateway.spawn(self._open(token), "worker-socket-open", self._server_tasks)
 
     async def _open(self, token: str) -> None:
         """Authenticate, claim the worker's one live socket, say hello; then take frames."""
@@ -285,16 +303,10 @@ class WorkerConnection(asyncio.Protocol):
         except Exception:
             log.exception("opening a worker socket failed")
             self.refuse(CloseCode.INTERNAL_ERROR, "internal_error", "the server failed; logged")
-        self._done()
+        finally:
+            self._done()
 
     async def _claim(self, token: str) -> None:
-        if not token:
-            raise _Refused(
-                CloseCode.UNAUTHENTICATED,
-                "unauthenticated",
-                "send 'Authorization: Bearer <token>' or ?access_token=",
-                "authorization",
-            )
         tracking = self.tracking
         claims = await authenticate(
             tracking.stores, self.gateway.policy, token, now=int(time.time())
@@ -308,10 +320,10 @@ class WorkerConnection(asyncio.Protocol):
                 "worker_not_found",
                 "this account has no worker profile; ask an admin to create one",
             )
-        if self.lost:
-            return
         city = worker.city_id
         resume_seq, preference = await tracking.resume_point(city, worker.user_id)
+        if self.lost:  # gone while opening: never take the claim from a newer connection
+            return
         session = WorkerSession(
             worker.user_id,
             city,
@@ -322,70 +334,78 @@ class WorkerConnection(asyncio.Protocol):
         )
         session.preference = preference
         self.session = session
+        self.claimed = True  # before the await: a failure inside still releases
         await tracking.claim(worker.user_id, self, session)
-        self.claimed = True
         await tracking.set_state(city, worker.user_id, preference)
         await tracking.load_job(worker.user_id)  # busy while holding a job
-        limits = tracking.socket_params
         self.write(
             encode_hello(
                 worker_id=worker.user_id,
                 city_id=city,
                 resume_seq=resume_seq,
                 state=session.state,
-                frames_per_s=limits.frames_per_s,
-                max_frame_bytes=limits.max_frame_bytes,
+                frames_per_s=self.limits.frames_per_s,
+                max_frame_bytes=self.limits.max_frame_bytes,
             )
         )
 
-    # --- frames ------------------------------------------------------------------------
+    # --- messages ------------------------------------------------------------------------
 
     def _message(self, data: bytes) -> None:
-        """A whole text message from the app: handle it now, or after the one in flight."""
-        if self.closing:
-            return
-        if self.busy or self.inbox:
-            self.inbox.append(data)
-            if len(self.inbox) >= INBOX_PAUSE:
-                self._pause_reading()
-            return
-        self._handle(data)
-
-    def _done(self) -> None:
-        """The frame in flight (or the opening) is finished: take the next ones."""
-        self.busy = False
-        while self.inbox and not self.busy and not self.closing:
-            self._handle(self.inbox.popleft())
-        if self.lost:
-            self.inbox.clear()
-            if self.claimed and not self.busy:
-                self._release()
-            return
-        if not self.write_paused and len(self.inbox) < INBOX_PAUSE // 2:
-            self._resume_reading()
-
-    def _handle(self, data: bytes) -> None:
-        session = self.session
-        if session is None:  # refused while opening
-            return
-        try:
-            self._handle_message(session, data)
-        except Exception:  # a bug: the socket says so and closes; the server goes on
-            log.exception("worker socket frame failed")
-            self.refuse(CloseCode.INTERNAL_ERROR, "internal_error", "the server failed; logged")
-
-    def _handle_message(self, session: WorkerSession, data: bytes) -> None:
-        tracking = self.tracking
-        counters = tracking.counters
-        counters.frames += 1
-        limits = session.socket_params
-        if len(data) > limits.max_frame_bytes:
+        """A whole text message from the app: into the inbox, in order."""
+        if len(data) > self.limits.max_frame_bytes:
+            self.tracking.counters.frames += 1
             self.refuse(
                 CloseCode.TOO_BIG,
                 "frame_too_large",
-                f"a frame may be at most {limits.max_frame_bytes} bytes",
+                f"a frame may be at most {self.limits.max_frame_bytes} bytes",
             )
             return
+        self.inbox.append(data)
+        self.inbox_bytes += len(data)
+        if len(self.inbox) >= INBOX_PAUSE or self.inbox_bytes > 4 * self.limits.max_frame_bytes:
+            self._pause_reading()
+
+    def _done(self) -> None:
+        """What was in flight (the opening, a group, a control message) is finished."""
+        self.busy = False
+        if self.lost:
+            self._clear_inbox()
+            self._release()
+            return
+        if self.inbox and not self.closing:
+            self._pump()
+        self._maybe_resume()
+
+    def _pump(self) -> None:
+        """Take the inbox's messages in order until one has to wait for the stores."""
+        session = self.session
+        if session is None:  # refused while opening
+            self._clear_inbox()
+            return
+        try:
+            while self.inbox and not self.busy and not self.closing:
+                data = self.inbox.popleft()
+                self.inbox_bytes -= len(data)
+                control = self._take(session, data)
+                if control is not None:  # waits for the group before it, if any
+                    if self._group:
+                        self.inbox.appendleft(data)
+                        self.inbox_bytes += len(data)
+                        break
+                    self._run_control(session, control)
+            if self._group and not self.busy:
+                self._submit_group(session)
+        except Exception:  # a bug: the socket says so and closes; the server goes on
+            log.exception("worker socket frame failed")
+            self.refuse(CloseCode.INTERNAL_ERROR, "internal_error", "the server failed; logged")
+        self._maybe_resume()
+
+    def _take(self, session: WorkerSession, data: bytes) -> StateMsg | OfferReplyMsg | None:
+        """Handle one message now if it can be (fixes join the group); a control message
+        that needs the stores is returned to be run."""
+        counters = self.tracking.counters
+        counters.frames += 1
         verdict = session.admit(time.monotonic())
         if verdict != "ok":
             counters.frames_throttled += 1
@@ -395,69 +415,84 @@ class WorkerConnection(asyncio.Protocol):
                     "flood",
                     "rate limit exceeded for too long; reconnect later",
                 )
-                return
+                return None
             self.write(
                 encode_error(
                     "rate_limited",
-                    f"more than {limits.frames_per_s:g} frames/s; "
+                    f"more than {self.limits.frames_per_s:g} frames/s; "
                     "this frame was dropped unread: send it again later",
                 )
             )
-            return
+            return None
         try:
             msg = parse_up(data)
         except FrameError as e:
             counters.frame_errors += 1
             self.write(encode_error(e.code, e.message, e.field))
-            return
+            return None
         if isinstance(msg, FixesMsg | FixMsg):
+            fixes: list[FixIn] = msg.fixes if isinstance(msg, FixesMsg) else [msg]
+            if self.resend_from is not None:
+                if fixes[0].seq > self.resend_from:
+                    self.write(_UNAVAILABLE_RESEND)
+                    return None
+                self.resend_from = None
+            if not self._group:
+                self._group_before = session.track
+                self._group_first_seq = fixes[0].seq
             now_ms = int(time.time() * 1000)
-            before = session.track
-            result = session.fixes(msg.fixes if isinstance(msg, FixesMsg) else [msg], now_ms)
-            try:
-                tracking.submit(session, result, now_ms, self._written)
-            except BaseException:
-                session.track = before
-                raise
-            self.busy = True
-            self._inflight = (result, before, now_ms, msg.ack)
-        elif isinstance(msg, PingMsg):
+            self._group.append((session.fixes(fixes, now_ms), now_ms, msg.ack))
+            return None
+        if isinstance(msg, PingMsg):
             self.write(PONG)
-        elif isinstance(msg, StateMsg):
-            self._run(self._set_state(session, msg.state), "worker-socket-state")
-        elif isinstance(msg, OfferReplyMsg):
-            self._run(self._offer_reply(session, msg), "worker-socket-offer-reply")
+            return None
+        return msg
+
+    def _submit_group(self, session: WorkerSession) -> None:
+        """Queue the group's frames for the next batched write; one waiter for them all."""
+        tracking = self.tracking
+        group = self._group
+        last = len(group) - 1
+        for i, (result, now_ms, _) in enumerate(group):
+            tracking.submit(session, result, now_ms, self._written if i == last else None)
+        self.busy = True
 
     def _written(self, error: BaseException | None) -> None:
-        """The batch holding the frame in flight is in Redis (ack it) or failed (roll the
-        track back and say unavailable)."""
-        inflight, self._inflight = self._inflight, None
+        """The group's batch is in Redis (ack it) or failed (roll the track back, say
+        unavailable and take fixes again only from the group's first)."""
+        group, self._group = self._group, []
+        before, self._group_before = self._group_before, None
         session = self.session
-        if inflight is None or session is None:
-            return
-        result, before, now_ms, urgent = inflight
-        tracking = self.tracking
-        if error is not None:  # Redis is down: say so, do not ack; the app keeps its buffer
-            session.track = before  # so that the resent frame is judged afresh
-            self.write(
-                encode_error(
-                    "unavailable",
-                    "location store unavailable; keep the fixes and send them again",
-                )
-            )
-        else:
-            tracking.written(session, result, now_ms)
+        try:
+            if session is None or not group:
+                return
+            if error is not None:  # the app keeps these fixes and sends them again
+                if before is not None:
+                    session.track = before
+                self.resend_from = self._group_first_seq
+                self.write(_UNAVAILABLE)
+                return
+            tracking = self.tracking
             ack_ms = int(time.time() * 1000)
-            if session.written(result, ack_ms, urgent=urgent):
+            due = False
+            for result, now_ms, asked in group:
+                tracking.written(session, result, now_ms)
+                due = session.written(result, ack_ms, urgent=asked) or due
+            if due:
                 self.write(encode_ack(*session.take_ack(ack_ms)))
             elif not self.closing:
                 tracking.ack_later(session, self)
-        self._done()
+        finally:
+            self._done()
 
-    def _run(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """A control message that needs the stores: the frames after it wait for it."""
+    def _run_control(self, session: WorkerSession, msg: StateMsg | OfferReplyMsg) -> None:
+        """A control message needs the stores: the messages after it wait for it."""
         self.busy = True
-        self.gateway.spawn(self._guarded(coro), name, self._server_tasks)
+        if isinstance(msg, StateMsg):
+            coro = self._set_state(session, msg.state)
+        else:
+            coro = self._offer_reply(session, msg)
+        self.gateway.spawn(self._guarded(coro), "worker-socket-control", self._server_tasks)
 
     async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
@@ -488,53 +523,67 @@ class WorkerConnection(asyncio.Protocol):
 
     def write(self, payload: bytes) -> None:
         """Send one JSON text frame, unless the connection is closing."""
-        if self.closing or self.transport is None:
-            return
-        self.transport.write(text_frame(payload))
+        if self.open and not self.closing and self.transport is not None:
+            self.transport.write(text_frame(payload))
 
     def _send_frame(self, frame: bytes) -> None:
-        if self.open and self.transport is not None:
+        if self.open and not self.closing and self.transport is not None:
             self.transport.write(frame)
 
     async def close(self, code: int, reason: str) -> None:
-        """Close with ``code`` (e.g. 4001 when a newer connection took over)."""
-        self.close_now(code, reason)
+        """Close with ``code`` after an error frame saying why (4001: a newer connection
+        took over; 1001: the server is stopping)."""
+        self.refuse(code, _CLOSE_ERRORS.get(code, "closed"), reason)
 
     def close_now(self, code: int, reason: str) -> None:
         """Send a close frame; the TCP connection ends on the client's answer or a timeout."""
         if self.closing or self.transport is None:
             return
         self.closing = True
-        self.inbox.clear()
+        self._clear_inbox()
         if self.open:
             self.transport.write(close_frame(code, reason))
+        self.open = False  # nothing more goes out: no pong, no second close frame
         self._resume_reading()  # to read the client's close frame
-        loop = asyncio.get_running_loop()
-        self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, self._abort)
-
-    def _closed_by_client(self, code: int) -> None:
-        """The client's close frame: echo it unless it answers ours; the server then
-        closes the TCP connection (RFC 6455 §7.1.1)."""
-        if self.open and not self.closing:
-            self._end(close_frame(code))
-        else:
-            self._end(b"")
-
-    def _fail(self, code: int, reason: str) -> None:
-        """The client broke the protocol: a close frame with ``code``, and the end."""
-        log.info("worker socket failed: %s (%s)", reason, code)
-        self._end(close_frame(code, reason) if self.open else b"")
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._abort)
 
     def refuse(self, code: int, error: str, message: str, field: str | None = None) -> None:
         """An error frame saying why, then the close code (docs/protocol.md)."""
         self.write(encode_error(error, message, field))
         self.close_now(code, message)
 
+    def _closed_by_client(self, code: int) -> None:
+        """The client's close frame: echo it unless it answers ours; the server then
+        closes the TCP connection (RFC 6455 §7.1.1)."""
+        self._end(close_frame(code) if self.open and not self.closing else b"")
+
+    def _fail(self, code: int, reason: str) -> None:
+        """The client broke the websocket protocol: say why, close with ``code``, end."""
+        log.info("worker socket failed: %s (%s)", reason, code)
+        last = b""
+        if self.open and not self.closing:
+            last = text_frame(encode_error("protocol_error", reason)) + close_frame(code, reason)
+        self._end(last)
+
+    def _end(self, last: bytes) -> None:
+        """Write ``last`` and close the TCP connection (aborted if it does not drain)."""
+        self.open = False
+        self._clear_inbox()
+        if self.transport is None or self.lost:
+            self.closing = True
+            return
+        if last:
+            self.transport.write(last)
+        self.transport.close()
+        if not self.closing or self._close_timer is None:
+            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._abort)
+        self.closing = True
+
     def shutdown(self) -> None:
         """The server is stopping (uvicorn's shutdown, or the gateway's)."""
         if self.open and not self.closing:
             self.refuse(CloseCode.GOING_AWAY, "going_away", "server shutting down")
-        elif not self.closing:
+        elif not self.lost:
             self._end(b"")
 
     def keepalive(self, now: float, interval_s: float, timeout_s: float) -> None:
@@ -549,21 +598,44 @@ class WorkerConnection(asyncio.Protocol):
             return
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at > timeout_s:
-                self._end(close_frame(CloseCode.INTERNAL_ERROR, "keepalive ping timeout"))
+                log.info("worker socket closed: no answer to a ping in %.0f s", timeout_s)
+                reason = f"no answer to a ping in {timeout_s:g} s"
+                self._end(
+                    text_frame(encode_error("keepalive_timeout", reason))
+                    + close_frame(CloseCode.INTERNAL_ERROR, reason)
+                )
+                self._abort()  # it does not read: do not wait for the close frame to drain
             return
         if now - self.quiet_since >= interval_s:
             self.ping_sent_at = now
             self._send_frame(ping_frame(struct.pack("!I", secrets.randbits(32))))
 
     def _abort(self) -> None:
+        """End the TCP connection now, unsent data or not (a client that does not read)."""
         self.open = False
-        if self.transport is not None:
-            self.transport.close()
+        self.closing = True
+        if self.transport is not None and not self.lost:
+            self.transport.abort()
+
+    def _clear_inbox(self) -> None:
+        self.inbox.clear()
+        self.inbox_bytes = 0
 
     def _pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None and not self.lost:
             self.read_paused = True
             self.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        """Read again once the opening is done, the client reads and the inbox has room."""
+        if (
+            self.read_paused
+            and not self.write_paused
+            and (self.session is not None or self.closing)
+            and len(self.inbox) < INBOX_PAUSE // 2
+            and self.inbox_bytes <= 2 * self.limits.max_frame_bytes
+        ):
+            self._resume_reading()
 
     def _resume_reading(self) -> None:
         if self.read_paused and self.transport is not None and not self.lost:
@@ -572,12 +644,23 @@ class WorkerConnection(asyncio.Protocol):
 
     def _release(self) -> None:
         """The connection is gone: give up the worker's live socket (and take them offline)."""
-        if self.released or self.session is None:
+        if self.released or not self.claimed or self.session is None:
             return
         self.released = True
         self.gateway.spawn(
             _release(self.tracking, self.session, self), "worker-socket-release", self._server_tasks
         )
+
+
+_CLOSE_ERRORS = {CloseCode.REPLACED: "replaced", CloseCode.GOING_AWAY: "going_away"}
+_UNAVAILABLE = encode_error(
+    "unavailable", "location store unavailable; keep the fixes and send them again"
+)
+_UNAVAILABLE_RESEND = encode_error(
+    "unavailable",
+    "the fixes before this frame were not written: send them again first, oldest first",
+    "fixes[0].seq",
+)
 
 
 async def _release(tracking: Tracking, session: WorkerSession, conn: WorkerConnection) -> None:
@@ -598,13 +681,28 @@ class _Refused(Exception):
 
 def _token(request: Request) -> str:
     """The access token from ``Authorization: Bearer`` or ``?access_token=``."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    headers = request.headers.get_all("Authorization")
+    if len(headers) > 1:
+        raise _Refused(
+            CloseCode.UNAUTHENTICATED,
+            "unauthenticated",
+            "send one Authorization header",
+            "authorization",
+        )
+    scheme, _, token = (headers[0] if headers else "").partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
-    if token:
-        return token
-    _, _, query = request.path.partition("?")
-    values = parse_qs(query).get("access_token", [])
-    return values[0] if values else ""
+    if not token:
+        _, _, query = request.path.partition("?")
+        values = parse_qs(query).get("access_token", [])
+        token = values[0] if values else ""
+    if not token:
+        raise _Refused(
+            CloseCode.UNAUTHENTICATED,
+            "unauthenticated",
+            "send 'Authorization: Bearer <token>' or ?access_token=",
+            "authorization",
+        )
+    return token
 
 
 async def offer_reply(tracking: Tracking, session: WorkerSession, msg: OfferReplyMsg) -> bytes:

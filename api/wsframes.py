@@ -61,7 +61,7 @@ class FrameReader:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buf = b""
+        self._buf = bytearray()
         self._frag: list[bytes] | None = None  # the fragments of a message in progress
         self._frag_kind: Kind = "text"
         self._frag_size = 0
@@ -71,7 +71,11 @@ class FrameReader:
         """The messages completed by ``data``; raises :class:`ProtocolViolation`."""
         if self.done:
             return []
-        buf = self._buf + data if self._buf else data
+        if self._buf:  # a frame began in an earlier read: append, do not copy it again
+            self._buf += data
+            buf: bytes | bytearray = self._buf
+        else:
+            buf = data
         out: list[Message] = []
         pos, end = 0, len(buf)
         try:
@@ -97,7 +101,9 @@ class FrameReader:
                 stop = pos + head + length
                 if stop > end:
                     break
-                payload = apply_mask(buf[pos + head : stop], buf[pos + head - 4 : pos + head])
+                payload = apply_mask(
+                    buf[pos + head : stop], bytes(buf[pos + head - 4 : pos + head])
+                )
                 pos = stop
                 message = self._frame(b0 & 0x80, b0 & 0x0F, payload)
                 if message is not None:
@@ -108,7 +114,12 @@ class FrameReader:
         except ProtocolViolation:
             self.done = True
             raise
-        self._buf = buf[pos:] if pos < end and not self.done else b""
+        if self.done or pos == end:
+            self._buf = bytearray()
+        elif buf is self._buf:
+            del self._buf[:pos]
+        else:
+            self._buf = bytearray(buf[pos:])
         return out
 
     def _frame(self, fin: int, opcode: int, payload: bytes) -> Message | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, cast
+from urllib.parse import unquote
 
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -43,9 +44,10 @@ class WebSocketProtocol(asyncio.Protocol):
         """The upgrade request, whole (uvicorn passes the parsed request back in)."""
         assert self.transport is not None
         target = data.split(b" ", 2)[1] if data.count(b" ") >= 2 else b""
+        path = unquote(target.partition(b"?")[0].decode("latin-1"))
         gateway = self.app_state.get(GATEWAY_STATE)
         protocol: asyncio.Protocol
-        if target.partition(b"?")[0] == WORKER_PATH.encode() and isinstance(gateway, WorkerGateway):
+        if path == WORKER_PATH and isinstance(gateway, WorkerGateway):
             protocol = WorkerConnection(
                 gateway, connections=self.server_state.connections, tasks=self.server_state.tasks
             )

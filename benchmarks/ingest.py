@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as a script: make the project's packages im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _harness as h
+from benchmarks._phone import PhoneSocket
 
 WORKER_PATH = "/v1/ws/worker"
 CEILING_PATH = "/sink"
@@ -119,7 +120,7 @@ def ceiling_server(port: int) -> None:
 
 @dataclass(slots=True)
 class _Conn:
-    ws: Any
+    ws: PhoneSocket
     index: int
     worker_id: int = 0
     seq: int = 0
@@ -129,7 +130,10 @@ class _Conn:
     inflight: collections.deque[tuple[int, float, int, bool]] = field(
         default_factory=collections.deque
     )
-    closed: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
 
     def frame(self, fixes: int, now_ms: int, ack: bool = False) -> bytes:
         out = []
@@ -149,7 +153,6 @@ class Generator:
 
     def __init__(self) -> None:
         self.conns: list[_Conn] = []
-        self.readers: list[asyncio.Task[None]] = []
         self.errors: collections.Counter[str] = collections.Counter()
         self.t0 = 0.0
         self.t_end = math.inf
@@ -162,37 +165,31 @@ class Generator:
     async def connect(
         self, url: str, tokens: list[str], *, hello: bool, batch: int, first: int
     ) -> dict[str, Any]:
-        from websockets.asyncio.client import connect
-
         start = time.perf_counter()
         before = len(self.conns)
         failed: collections.Counter[str] = collections.Counter()
 
         async def one(i: int, token: str) -> bool:
+            c = _Conn(cast(PhoneSocket, None), i)
             try:
-                ws = await connect(
+                c.ws = await PhoneSocket.open(
                     url,
-                    additional_headers={"Authorization": f"Bearer {token}"},
-                    compression=None,
-                    ping_interval=None,  # the server pings (uvicorn: every 20 s)
-                    open_timeout=60,
-                    close_timeout=2,
-                    max_queue=64,
+                    {"Authorization": f"Bearer {token}"},
+                    lambda raw: self._on_text(c, raw),
                 )
             except Exception as e:
                 failed[f"{type(e).__name__}: {e}"[:120]] += 1
                 return False
-            c = _Conn(ws, i)
             if hello:
                 try:
-                    msg = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                    msg = orjson.loads(await asyncio.wait_for(asyncio.shield(c.ws.first), 30))
                 except Exception as e:
                     failed[f"{type(e).__name__}: {e}"[:120]] += 1
-                    await ws.close()
+                    c.ws.abort()
                     return False
                 if msg.get("type") != "hello":
                     failed[f"first frame {msg.get('type')}: {msg.get('code')}"] += 1
-                    await ws.close()
+                    c.ws.abort()
                     return False
                 c.worker_id = int(msg["worker_id"])
                 c.seq = c.acked_seq = int(msg["resume_seq"])
@@ -200,7 +197,6 @@ class Generator:
             c.lat = CITY_CENTER[0] - 0.008 + 0.016 * frac
             c.lng = CITY_CENTER[1] - 0.008 + 0.016 * ((i * 0.7548776662) % 1.0)
             self.conns.append(c)
-            self.readers.append(asyncio.create_task(self._reader(c)))
             return True
 
         async def wave(items: list[tuple[int, str]], size: int) -> list[tuple[int, str]]:
@@ -222,33 +218,25 @@ class Generator:
             "seconds": round(time.perf_counter() - start, 3),
         }
 
-    async def _reader(self, c: _Conn) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        perf = time.perf_counter
-        try:
-            async for raw in c.ws:
-                msg = orjson.loads(raw)
-                kind = msg.get("type")
-                if kind == "ack":
-                    now = perf()
-                    seq = msg["seq"]
-                    c.acked_seq = seq
-                    q = c.inflight
-                    in_window = now <= self.t_end + self.ack_grace_s
-                    while q and q[0][0] <= seq:
-                        _, sent, fixes, timed = q.popleft()
-                        if sent >= self.t0:
-                            if timed or self.timed_all:
-                                self.latencies_us.append(int((now - sent) * 1e6))
-                            if in_window:
-                                self.acked_fixes_window += fixes
-                                self.acked_frames_window += 1
-                elif kind == "error":
-                    self.errors[str(msg.get("code"))] += 1
-        except ConnectionClosed:
-            pass
-        c.closed = True
+    def _on_text(self, c: _Conn, raw: bytes) -> None:
+        msg = orjson.loads(raw)
+        kind = msg.get("type")
+        if kind == "ack":
+            now = time.perf_counter()
+            seq = msg["seq"]
+            c.acked_seq = seq
+            q = c.inflight
+            in_window = now <= self.t_end + self.ack_grace_s
+            while q and q[0][0] <= seq:
+                _, sent, fixes, timed = q.popleft()
+                if sent >= self.t0:
+                    if timed or self.timed_all:
+                        self.latencies_us.append(int((now - sent) * 1e6))
+                    if in_window:
+                        self.acked_fixes_window += fixes
+                        self.acked_frames_window += 1
+        elif kind == "error":
+            self.errors[str(msg.get("code"))] += 1
 
     async def drive(
         self,
@@ -302,7 +290,7 @@ class Generator:
                 if (
                     c.closed
                     or (acks and len(c.inflight) >= window)
-                    or c.ws.transport.get_write_buffer_size() > WRITE_BUFFER_SKIP
+                    or c.ws.write_buffer_size() > WRITE_BUFFER_SKIP
                 ):  # never block the sender on one socket the server does not read
                     skipped += 1
                     continue
@@ -310,7 +298,7 @@ class Generator:
                 data = c.frame(fixes, now_ms, timed)
                 if acks:
                     c.inflight.append((c.seq, perf(), fixes, timed))
-                await c.ws.send(data, text=True)
+                c.ws.send_text(data)
                 sent += 1
             await asyncio.sleep(0.001)
         elapsed = perf() - t0
@@ -344,12 +332,13 @@ class Generator:
         }
 
     async def close(self) -> dict[str, Any]:
-        await asyncio.gather(*(c.ws.close() for c in self.conns), return_exceptions=True)
-        for t in self.readers:
-            t.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
+        for c in self.conns:
+            c.ws.close()
+        await asyncio.sleep(0.5)  # the servers end the connections on the close frames
+        for c in self.conns:
+            c.ws.abort()
         closed = len(self.conns)
-        self.conns, self.readers = [], []
+        self.conns = []
         return {"closed": closed}
 
 

@@ -60,3 +60,26 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def client_frame(
+    opcode: int,
+    payload: bytes,
+    fin: bool = True,
+    mask: bytes | None = b"abcd",
+    rsv: int = 0,
+) -> bytes:
+    """A client's frame (RFC 6455 §5.2): masked with ``mask`` unless it is None; ``rsv``
+    is the three RSV bits (0-7); the length in 7, 16 or 64 bits as the payload needs."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    masked = 0x80 if mask is not None else 0
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, masked | n))
+    elif n < 65536:
+        head = bytes((first, masked | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, masked | 127)) + n.to_bytes(8, "big")
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))

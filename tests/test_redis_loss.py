@@ -19,7 +19,7 @@ from doorstep.embedded import EmbeddedServer, free_port, start_valkey
 from doorstep.settings import Settings
 from doorstep.stores import Stores
 from tests.helpers import Account
-from tests.live import DEST, open_worker, recv
+from tests.live import DEST, next_of, open_worker, recv
 
 
 @pytest.fixture
@@ -86,8 +86,10 @@ async def test_losing_redis_loses_no_trail_and_the_index_refills(
     assert await stores.redis.geopos(keys.geo(live_city, "available"), w) == [None]
     await worker.send(fix(2, now))  # the app resends what was not acked
     await worker.send(fix(3, now))
-    acks = [await recv(worker), await recv(worker)]
-    assert acks[-1]["seq"] == 3
+    ack = await next_of(worker, "ack")
+    if ack["seq"] == 2:  # written in two batches: an ack each (else one covers both)
+        ack = await next_of(worker, "ack")
+    assert ack["seq"] == 3
     assert (await stores.redis.geopos(keys.geo(live_city, "available"), w))[0] is not None
     await worker.close()
 
