@@ -38,6 +38,7 @@ class Stores:
     pool: asyncpg.Pool[Any]
     redis: Redis
     keys: Keys
+    redis_url: str  # for connections of its own (tracking's ingest pipe)
 
     @classmethod
     async def open(cls, settings: Settings) -> Stores:
@@ -67,7 +68,9 @@ class Stores:
             redact(settings.database_url),
             redact(settings.redis_url),
         )
-        return cls(pool=pool, redis=redis, keys=Keys(settings.redis_prefix))
+        return cls(
+            pool=pool, redis=redis, keys=Keys(settings.redis_prefix), redis_url=settings.redis_url
+        )
 
     async def close(self) -> None:
         """Close both connections."""

@@ -2,26 +2,29 @@
 (or, under load, within ``flush_interval_ms`` of the previous batch) goes to Redis in
 one script call per city.
 
-Writes for one worker are applied in submission order: only one flush is in flight at
-a time, and what arrives meanwhile forms the next batch (so under load batches grow
-and the per-fix cost falls). ``submit`` returns a future that resolves when the batch
+Writes for one worker are applied in submission order: up to ``max_in_flight`` batches
+are written at once, but a worker is never in two of them (its connection waits for
+one write before the next), and what arrives meanwhile forms the next batch (so under
+load batches grow and the per-fix cost falls). ``submit`` returns a future that resolves when the batch
 holding it is in Redis; the socket acks after that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import orjson
-from redis.asyncio import Redis
 
 from doorstep.keys import Keys
 from tracking import scripts
+from tracking.redis_pipe import PipeScript, RedisPipe
 
 log = logging.getLogger("doorstep.tracking.ingest")
 
@@ -42,13 +45,20 @@ class IngestParams:
     # whatever its size); when quiet, a fix is written at once.
     flush_interval_ms: int = 10
     max_batch: int = 2000  # submissions that send a batch before its interval is over
+    # Batches written at once. A worker's frames are never in two of them: its connection
+    # waits for one group's write before it submits the next, so order is kept per worker.
+    max_in_flight: int = 2
+    # A batch not answered by then drops the connection: its waiters hear an error.
+    write_timeout_ms: int = 5000
     trail_cap: int = 1000  # entries kept in each worker's trail stream (approximately)
 
     def __post_init__(self) -> None:
         if not 0 <= self.flush_interval_ms <= 1000:
             raise ValueError("flush_interval_ms must be within 0..1000")
-        if self.max_batch < 1 or self.trail_cap < 1:
-            raise ValueError("max_batch and trail_cap must be >= 1")
+        if self.max_batch < 1 or self.trail_cap < 1 or self.max_in_flight < 1:
+            raise ValueError("max_batch, max_in_flight and trail_cap must be >= 1")
+        if self.write_timeout_ms < 100:
+            raise ValueError("write_timeout_ms must be >= 100")
 
 
 @dataclass(slots=True)
@@ -89,21 +99,24 @@ class _Batch:
 
 
 class IngestWriter:
-    """Collects location writes and flushes them once per tick."""
+    """Collects location writes and flushes them once per tick, on its own Redis pipe."""
 
-    def __init__(self, redis: Redis, keys: Keys, params: IngestParams | None = None) -> None:
+    def __init__(self, pipe: RedisPipe, keys: Keys, params: IngestParams | None = None) -> None:
         params = params or IngestParams()
-        self._redis = redis
+        self._pipe = pipe
         self._keys = keys
         self._trail_cap = params.trail_cap
         self._interval_s = params.flush_interval_ms / 1000
+        self._timeout_s = params.write_timeout_ms / 1000
         self._max_batch = params.max_batch
+        self._max_in_flight = params.max_in_flight
         self._next_at = 0.0  # loop time before which the next batch waits to grow
-        self._wake: asyncio.Future[None] | None = None  # ends that wait early (a full batch)
-        self._ingest = redis.register_script(scripts.INGEST)
+        self._wake: asyncio.Future[None] | None = None  # ends the flush loop's wait early
+        self._script = PipeScript(scripts.INGEST)
         self._batch = _Batch()
         self._flushing = False
         self._scheduled = False
+        self._in_flight = 0  # batches written, not yet answered
         self._idle: asyncio.Event | None = None
         self.flushes = 0
         self.fixes_written = 0
@@ -133,8 +146,7 @@ class IngestWriter:
         ``feed_item`` joins the one ``positions`` message the city's dispatcher feed
         gets for this batch. ``waiter`` is called, in submission order, when the city's
         part of the batch is written or has failed: cheaper than a callback on the
-        future, which the event loop would schedule once per submission. ``trail`` is
-        the caller's to give away: the writer may extend it.
+        future, which the event loop would schedule once per submission.
         """
         part = self._city(city)
         rec = part.records.get(worker_id)
@@ -153,17 +165,6 @@ class IngestWriter:
         part.fixes += len(trail)
         if waiter is not None:
             part.waiters.append(waiter)
-        return self._queued(part)
-
-    def submit_publishes(
-        self, city: str, publishes: list[tuple[str, bytes]]
-    ) -> asyncio.Future[None]:
-        """Queue PUBLISHes (no location writes) for the next batch."""
-        part = self._city(city)
-        part.publishes.extend(publishes)
-        return self._queued(part)
-
-    def _queued(self, part: _CityBatch) -> asyncio.Future[None]:
         batch = self._batch
         batch.size += 1
         if part.done is None:
@@ -171,16 +172,20 @@ class IngestWriter:
         if not self._scheduled and not self._flushing:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._start)
-        elif self._wake is not None and batch.size >= self._max_batch and not self._wake.done():
-            self._wake.set_result(None)
+        elif batch.size >= self._max_batch:
+            self._wakeup()
         return part.done
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written (or has failed)."""
-        while self._flushing or self._scheduled or self._batch.cities:
+        while self._flushing or self._scheduled or self._batch.cities or self._in_flight:
             if self._idle is None:
                 self._idle = asyncio.Event()
             await self._idle.wait()
+
+    async def close(self) -> None:
+        """Close the pipe (after :meth:`drain`)."""
+        await self._pipe.close()
 
     def _start(self) -> None:
         self._scheduled = False
@@ -188,39 +193,62 @@ class IngestWriter:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush_loop())
 
+    def _wakeup(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        batch: _Batch | None = None
         try:
             while self._batch.cities:
+                full = self._in_flight >= self._max_in_flight
                 wait_s = self._next_at - loop.time()
-                if wait_s > 0 and self._batch.size < self._max_batch:
-                    # Let the batch grow: fewer, larger calls. A full batch ends the wait.
+                if full or (wait_s > 0 and self._batch.size < self._max_batch):
+                    # Wait for a free slot (a batch answered), or let the batch grow until
+                    # the interval is over: fewer, larger calls. A full batch ends the wait.
                     self._wake = loop.create_future()
-                    timer = loop.call_later(wait_s, _resolve, self._wake)
+                    timer = None if full else loop.call_later(wait_s, _resolve, self._wake)
                     try:
                         await self._wake
                     finally:
-                        timer.cancel()
+                        if timer is not None:
+                            timer.cancel()
                         self._wake = None
+                    continue
                 self._next_at = loop.time() + self._interval_s
                 batch, self._batch = self._batch, _Batch()
-                await self._write(batch)
-                batch = None
+                if not self._pipe.connected:
+                    try:
+                        await self._pipe.connect()
+                    except (OSError, ConnectionError, TimeoutError) as e:
+                        error = ConnectionError(f"Redis: {e}")
+                        self._finished(batch, [error] * len(batch.cities), sent=False)
+                        continue
+                self._send(batch)
         finally:
             self._flushing = False
-            if batch is not None:  # cancelled mid-write: nobody may wait forever
-                stopped = ConnectionError("the ingest writer stopped")
-                self._settle(batch, [stopped] * len(batch.cities))
-            if self._idle is not None and not self._batch.cities:
-                self._idle.set()
-                self._idle = None
+            self._maybe_idle()
 
-    async def _write(self, batch: _Batch) -> None:
-        """One script call per city, all at once; each city's waiters get its outcome."""
+    def _send(self, batch: _Batch) -> None:
+        """One script call per city, written at once; the last reply settles the batch."""
+        loop = asyncio.get_running_loop()
         now = str(int(time.time() * 1000))
-        calls = []
-        for city, part in batch.cities.items():
+        parts = list(batch.cities.items())
+        results: list[Any] = [None] * len(parts)
+        pending = [len(parts)]
+        self._in_flight += 1
+        # A Redis that stops answering would hold the batch's acks forever: drop the
+        # connection instead, which fails every command waiting on it.
+        timer = loop.call_later(self._timeout_s, self._pipe.abort)
+
+        def answered(i: int, reply: Any) -> None:
+            results[i] = reply
+            pending[0] -= 1
+            if pending[0] == 0:
+                timer.cancel()
+                self._finished(batch, results)
+
+        for i, (city, part) in enumerate(parts):
             records = "".join([rec.line(w) for w, rec in part.records.items()])
             args: list[str | int | bytes] = [self._keys.city_tag(city), now, self._trail_cap]
             args.append(records)
@@ -229,23 +257,45 @@ class IngestWriter:
             if part.feed:
                 message = orjson.dumps({"type": "positions", "workers": part.feed})
                 args += (self._keys.feed(city), message)
-            calls.append(self._ingest(keys=[self._keys.presence(city)], args=args))
-        results = await asyncio.gather(*calls, return_exceptions=True)
+            self._script.run(
+                self._pipe, [self._keys.presence(city)], args, functools.partial(answered, i)
+            )
+
+    def _finished(self, batch: _Batch, results: list[Any], *, sent: bool = True) -> None:
+        """Every city of a batch answered (or failed): count, tell the waiters, free a slot."""
+        outcomes: list[BaseException | None] = []
         for (city, part), result in zip(batch.cities.items(), results, strict=True):
             if isinstance(result, BaseException):
+                error: BaseException | None = result
+            elif isinstance(result, hiredis.ReplyError):
+                error = ConnectionError(f"Redis refused the ingest script: {result}")
+            else:
+                error = None
+            if error is not None:
                 self.failures += 1
-                log.warning("ingest flush for %s failed: %s", city, result)
+                log.warning("ingest flush for %s failed: %s", city, error)
             elif result != len(part.records):  # the script skipped a malformed record
                 log.error("ingest script wrote %s of %d records", result, len(part.records))
             else:
                 self.flushes += 1
                 self.fixes_written += part.fixes
-        self._settle(batch, results)
+            outcomes.append(error)
+        self._settle(batch, outcomes)
+        if sent:
+            self._in_flight -= 1
+            self._wakeup()  # a slot is free
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self._idle is not None and not (
+            self._flushing or self._in_flight or self._batch.cities or self._scheduled
+        ):
+            self._idle.set()
+            self._idle = None
 
     @staticmethod
-    def _settle(batch: _Batch, results: list[Any]) -> None:
-        for part, result in zip(batch.cities.values(), results, strict=True):
-            error = result if isinstance(result, BaseException) else None
+    def _settle(batch: _Batch, outcomes: list[BaseException | None]) -> None:
+        for part, error in zip(batch.cities.values(), outcomes, strict=True):
             if part.done is not None and not part.done.done():
                 if error is None:
                     part.done.set_result(None)

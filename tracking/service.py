@@ -34,6 +34,7 @@ from tracking.ingest import IngestParams, IngestWriter, Waiter
 from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
 from tracking.live import LiveHub
 from tracking.protocol import encode_ack
+from tracking.redis_pipe import RedisPipe
 from tracking.session import FrameResult, SocketParams, WorkerSession
 
 JobSource = Callable[[int], Awaitable[JobInfo | None]]
@@ -92,7 +93,7 @@ class Tracking:
         self.socket_params = socket_params or SocketParams()
         self.stale_after_s = stale_after_s
         self.process_id = secrets.token_hex(6)
-        self.writer = IngestWriter(stores.redis, stores.keys, ingest_params)
+        self.writer = IngestWriter(RedisPipe(stores.redis_url), stores.keys, ingest_params)
         self.archiver = TrailArchiver(stores.pool)
         self.hub = LiveHub(stores.redis)
         self.counters = Counters()
@@ -149,6 +150,7 @@ class Tracking:
             await asyncio.wait_for(self.writer.drain(), 5.0)
         except TimeoutError:
             log.warning("ingest writes still in flight at shutdown")
+        await self.writer.close()
         await self.archiver.stop()
 
     # --- socket ownership -------------------------------------------------------------
@@ -266,15 +268,6 @@ class Tracking:
         return previous
 
     # --- ingest ------------------------------------------------------------------------
-
-    async def ingest(self, session: WorkerSession, result: FrameResult, now_ms: int) -> None:
-        """Index one frame's verdicts in Redis, then archive the accepted fixes.
-
-        If the write fails the error propagates and nothing is archived: the socket
-        rolls the session's track back, does not ack, and the app sends the frame again.
-        """
-        await self.submit(session, result, now_ms)
-        self.written(session, result, now_ms)
 
     def submit(
         self,
