@@ -88,8 +88,7 @@ async def test_a_refused_command_is_a_reply_error(pipe: RedisPipe) -> None:
 async def test_losing_redis_fails_waiting_commands_and_reconnects(
     valkey: tuple[int, list[EmbeddedServer]], tmp_path: Path
 ) -> None:
-    """When Redis dies, waiting callbacks get a ConnectionError; sending is refused until a
-    reconnect, which works once Redis is back."""
+    """When Redis dies, waiting callbacks get an error and sends are refused; it reconnects once back."""
     port, servers = valkey
     pipe = RedisPipe(f"redis://127.0.0.1:{port}/0")
     await pipe.connect()
@@ -114,8 +113,7 @@ async def test_losing_redis_fails_waiting_commands_and_reconnects(
 async def test_a_redis_that_stops_answering_fails_the_batch_after_the_timeout(
     valkey: tuple[int, list[EmbeddedServer]],
 ) -> None:
-    """A batch Redis does not answer within write_timeout_ms fails its waiters; the next
-    batch, once Redis answers again, is written."""
+    """A batch unanswered within write_timeout_ms fails its waiters; the next one is written."""
     port, _ = valkey
     keys = Keys("pipe-test:")
     writer = IngestWriter(

@@ -51,7 +51,7 @@ async def test_a_row_postgres_refuses_is_dropped_alone(
 async def test_a_row_postgres_refuses_in_copy_is_dropped_alone(
     stores: Stores, worker_account: Account
 ) -> None:
-    """A row that encodes but PostgreSQL refuses (a time past its range) is dropped alone."""
+    """A row PostgreSQL refuses (a time past its range) is dropped alone; the rest read back exactly."""
     archiver = TrailArchiver(stores.pool)
     now = int(time.time() * 1000)
     beyond = 946_684_800_000 + 9_223_371_331_300_000  # µs since 2000 past PostgreSQL's last
@@ -59,18 +59,22 @@ async def test_a_row_postgres_refuses_in_copy_is_dropped_alone(
         (worker_account.id, now, 22.5, 114.0, 5.0, 1.5, 90.0, 911, True, now),
         (worker_account.id, beyond, 22.5, 114.0, 5.0, None, None, 912, False, now),
         (worker_account.id, now, 22.5, 114.0, 5.0, None, None, 913, False, now),
+        (worker_account.id, now, 22.5, 114.0, 5.0, 2.25, None, 914, False, now),
+        (worker_account.id, now, 22.5, 114.0, 5.0, None, 180.5, 915, False, now),
     ]
     archiver.add(rows)
-    assert await archiver.flush() == 2
+    assert await archiver.flush() == 4
     assert archiver.dropped == 1
     got = await stores.pool.fetch(
         "SELECT seq, speed_mps, heading_deg, clamped, ts FROM trail_points "
-        "WHERE worker_id = $1 AND seq BETWEEN 911 AND 913 ORDER BY seq",
+        "WHERE worker_id = $1 AND seq BETWEEN 911 AND 915 ORDER BY seq",
         worker_account.id,
     )
     assert [(r["seq"], r["speed_mps"], r["heading_deg"], r["clamped"]) for r in got] == [
         (911, 1.5, 90.0, True),
         (913, None, None, False),
+        (914, 2.25, None, False),
+        (915, None, 180.5, False),
     ]
     assert got[0]["ts"] == datetime.fromtimestamp(now / 1000, UTC)
 

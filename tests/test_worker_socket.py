@@ -147,6 +147,7 @@ async def test_offline_backlog_is_archived_but_does_not_move_the_live_position(
         ),
         ('{"type": "ping", "extra": true}', "unknown_field", "extra"),
         ('{"type": "state", "state": "sleeping"}', "invalid_field", "state"),
+        ('{"type": "state", "state": "avail\\u0000able"}', "invalid_field", None),
     ],
 )
 async def test_bad_frames_get_an_error_frame_and_the_socket_stays_open(

@@ -45,27 +45,37 @@ Row = tuple[int, int, float, float, float, float | None, float | None, int, bool
 _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z, where PostgreSQL counts time from
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _TRAILER = struct.pack("!h", -1)
-# A row of 10 fields: (length, value) for each; speed and heading may be NULL (-1).
-_HEAD = struct.Struct("!hiqiqidid if")  # count, worker_id, ts, lat, lng, accuracy
-_SPEED = struct.Struct("!if")
-_TAIL = struct.Struct("!iqi?iq")  # seq, clamped, received_at
-_NULL = struct.pack("!i", -1)
+# A row: the field count, then (length, value) per field; a NULL is the length -1. One
+# precompiled layout per combination of NULL speed and heading, so a row is one pack.
+_ROW = {
+    (speed, heading): struct.Struct(
+        "!h iq iq id id if"
+        + (" if" if speed else " i")
+        + (" if" if heading else " i")
+        + " iq i? iq"
+    )
+    for speed in (True, False)
+    for heading in (True, False)
+}
 _WHO = struct.Struct("!q")  # worker_id, 6 bytes into a row (after the count and a length)
-_SEQ = struct.Struct("!q")  # seq, 25 bytes before a row's end (see _TAIL)
+_SEQ = struct.Struct("!q")  # seq, 25 bytes before a row's end
 
 
 def encode_row(row: Row) -> bytes:
     """One row in PostgreSQL's binary COPY format; struct.error or OverflowError for a
     value its column cannot hold."""
     worker, ts_ms, lat, lng, acc, speed, heading, seq, clamped, received_ms = row
-    return b"".join(
-        (
-            _HEAD.pack(10, 8, worker, 8, (ts_ms - _PG_EPOCH_MS) * 1000, 8, lat, 8, lng, 4, acc),
-            _NULL if speed is None else _SPEED.pack(4, speed),
-            _NULL if heading is None else _SPEED.pack(4, heading),
-            _TAIL.pack(8, seq, 1, clamped, 8, (received_ms - _PG_EPOCH_MS) * 1000),
-        )
-    )
+    ts_us = (ts_ms - _PG_EPOCH_MS) * 1000
+    received_us = (received_ms - _PG_EPOCH_MS) * 1000
+    head = (10, 8, worker, 8, ts_us, 8, lat, 8, lng, 4, acc)
+    tail = (8, seq, 1, clamped, 8, received_us)
+    if speed is None:
+        if heading is None:
+            return _ROW[False, False].pack(*head, -1, -1, *tail)
+        return _ROW[False, True].pack(*head, -1, 4, heading, *tail)
+    if heading is None:
+        return _ROW[True, False].pack(*head, 4, speed, -1, *tail)
+    return _ROW[True, True].pack(*head, 4, speed, 4, heading, *tail)
 
 
 class TrailArchiver:

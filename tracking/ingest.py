@@ -68,15 +68,27 @@ class _WorkerRecord:
     last: Last | None
     trail: list[TrailPoint] = field(default_factory=list)
 
-    def line(self, worker_id: int) -> str:
-        """The record as the ingest script reads it (tracking/scripts.py)."""
-        pts = orjson.dumps(self.trail).decode() if self.trail else ""
+    def line(self, worker_id: int) -> bytes:
+        """The record as the ingest script reads it (tracking/scripts.py). Positions to
+        7 decimals (~1 cm), accuracy, speed and heading to 2: bytes %-formatting with a
+        fixed precision costs a third of repr() in an f-string, and this runs per fix."""
+        pts = orjson.dumps(self.trail) if self.trail else b""
+        state = self.state.encode()
         last = self.last
         if last is None:
-            return f"{worker_id}|{self.seq}|{self.state}|||||||{pts}\n"
+            return b"%d|%d|%b|||||||%b\n" % (worker_id, self.seq, state, pts)
         lat, lng, ts, acc, spd, hdg = last
-        return (
-            f"{worker_id}|{self.seq}|{self.state}|{lat!r}|{lng!r}|{ts}|{acc!r}|{spd}|{hdg}|{pts}\n"
+        return b"%d|%d|%b|%.7f|%.7f|%d|%.2f|%b|%b|%b\n" % (
+            worker_id,
+            self.seq,
+            state,
+            lat,
+            lng,
+            ts,
+            acc,
+            b"" if isinstance(spd, str) else b"%.2f" % spd,
+            b"" if isinstance(hdg, str) else b"%.2f" % hdg,
+            pts,
         )
 
 
@@ -249,7 +261,7 @@ class IngestWriter:
                 self._finished(batch, results)
 
         for i, (city, part) in enumerate(parts):
-            records = "".join([rec.line(w) for w, rec in part.records.items()])
+            records = b"".join([rec.line(w) for w, rec in part.records.items()])
             args: list[str | int | bytes] = [self._keys.city_tag(city), now, self._trail_cap]
             args.append(records)
             for channel, payload in part.publishes:

@@ -104,7 +104,9 @@ class InvalidFrameField(FrameError):
 def parse_up(data: str | bytes) -> UpMessage:
     """Decode one frame or raise :class:`FrameError` naming the field."""
     try:
-        check_no_nul(data)
+        escaped_nul = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
+        if escaped_nul:  # (the full check only when the escape is there at all)
+            check_no_nul(data)
         return _decoder.decode(data)
     except NulCharacter as e:
         raise InvalidFrameField(e.message) from None
