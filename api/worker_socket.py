@@ -153,6 +153,7 @@ class WorkerConnection(asyncio.Protocol):
         self.gateway = gateway
         self.tracking = gateway.tracking
         self.limits = gateway.tracking.socket_params
+        self.counters = gateway.tracking.counters
         self.conn_id = secrets.token_hex(6)
         # websockets answers the upgrade request; the frames after it are ours. No
         # extensions (no per-message deflate): a frame of fixes is ~100 bytes.
@@ -241,7 +242,11 @@ class WorkerConnection(asyncio.Protocol):
             if self.closing:
                 continue
             if kind == "text":
-                self._message(message.data)
+                data = message.data
+                if self.busy or self.inbox or len(data) > self.limits.max_frame_bytes:
+                    self._message(data)
+                else:  # nothing waiting before it: handle it now, no inbox
+                    self._pump(data)
             elif kind == "ping":
                 self._send_frame(pong_frame(message.data))
             elif kind == "pong":
@@ -377,13 +382,18 @@ class WorkerConnection(asyncio.Protocol):
             self._pump()
         self._maybe_resume()
 
-    def _pump(self) -> None:
-        """Take the inbox's messages in order until one has to wait for the stores."""
+    def _pump(self, first: bytes | None = None) -> None:
+        """Take ``first`` (a message that found the inbox empty), then the inbox's messages
+        in order, until one has to wait for the stores."""
         session = self.session
         if session is None:  # refused while opening
             self._clear_inbox()
             return
         try:
+            if first is not None:
+                control = self._take(session, first)
+                if control is not None:
+                    self._run_control(session, control)
             while self.inbox and not self.busy and not self.closing:
                 data = self.inbox.popleft()
                 self.inbox_bytes -= len(data)
@@ -404,7 +414,7 @@ class WorkerConnection(asyncio.Protocol):
     def _take(self, session: WorkerSession, data: bytes) -> StateMsg | OfferReplyMsg | None:
         """Handle one message now if it can be (fixes join the group); a control message
         that needs the stores is returned to be run."""
-        counters = self.tracking.counters
+        counters = self.counters
         counters.frames += 1
         verdict = session.admit(time.monotonic())
         if verdict != "ok":

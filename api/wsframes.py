@@ -71,6 +71,20 @@ class FrameReader:
         """The messages completed by ``data``; raises :class:`ProtocolViolation`."""
         if self.done:
             return []
+        if not self._buf and self._frag is None and len(data) > 5:
+            # The common case, read by itself: exactly one whole, unfragmented, masked
+            # ASCII text frame (a frame of fixes, ~100-500 bytes).
+            b0, b1 = data[0], data[1]
+            if b0 == 0x81 and 0x80 <= b1 <= 0xFD and len(data) == b1 - 0x7A:
+                payload = apply_mask(data[6:], data[2:6])
+                if payload.isascii():
+                    return [Message("text", payload)]
+            elif b0 == 0x81 and b1 == 0xFE and len(data) > 8:
+                length = (data[2] << 8) | data[3]
+                if len(data) == length + 8 and length <= self.max_size:
+                    payload = apply_mask(data[8:], data[4:8])
+                    if payload.isascii():
+                        return [Message("text", payload)]
         if self._buf:  # a frame began in an earlier read: append, do not copy it again
             self._buf += data
             buf: bytes | bytearray = self._buf

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tracking.fixes import Fix, FixParams, Track, Verdict, check_batch
+from tracking.fixes import Fix, FixParams, Track, Verdict, check
 from tracking.ingest import Last, TrailPoint
 from tracking.protocol import FixIn, fix_coordinates
 
@@ -118,16 +118,18 @@ class WorkerSession:
         return "throttle"
 
     def fixes(self, raw: list[FixIn], now_ms: int) -> FrameResult:
-        """Validate a frame's fixes in order against the track."""
-        fixes = []
-        for f in raw:
-            lat, lng = fix_coordinates(f)
-            fixes.append(Fix(f.seq, f.ts_ms, lat, lng, f.accuracy_m, f.speed_mps, f.heading_deg))
-        self.track, verdicts = check_batch(self.track, fixes, now_ms=now_ms, params=self.fix_params)
+        """Validate a frame's fixes in order against the track (:func:`check` on each)."""
+        params = self.fix_params
+        track = self.track
+        verdicts: list[Verdict] = []
         trail: list[TrailPoint] = []
         rejected: list[tuple[int, str]] = []
         last: Last | None = None
-        for v in verdicts:
+        for f in raw:
+            lat, lng = (f.lat, f.lng) if f.crs == "wgs84" else fix_coordinates(f)
+            fix = Fix(f.seq, f.ts_ms, lat, lng, f.accuracy_m, f.speed_mps, f.heading_deg)
+            track, v = check(track, fix, now_ms=now_ms, params=params)
+            verdicts.append(v)
             if not v.accepted:
                 rejected.append((v.seq, v.reason or "rejected"))
                 continue
@@ -142,7 +144,8 @@ class WorkerSession:
                     "" if fx.speed_mps is None else fx.speed_mps,
                     "" if fx.heading_deg is None else fx.heading_deg,
                 )
-        return FrameResult(verdicts, len(trail), rejected, last, trail, self.track.last_seq)
+        self.track = track
+        return FrameResult(verdicts, len(trail), rejected, last, trail, track.last_seq)
 
     def written(self, result: FrameResult, now_ms: int, *, urgent: bool = False) -> bool:
         """Note a frame now in the store for the next ack; True if that ack is due now."""
