@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from accounts.service import TokenPolicy
-from api import errors, openapi
+from api import errors, logredact, openapi
 from api.metrics import DispatchMetrics, GcCollector, HttpMetrics, TrackingCollector
 from api.routes import (
     accounts,
@@ -137,6 +137,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
+        logredact.install()  # after uvicorn configured its loggers
         own = stores is None
         app.state.stores = await Stores.open(settings) if own else stores
         app.state.tracking = Tracking(
