@@ -266,3 +266,31 @@ def test_walk_helper_moves_at_a_plausible_speed() -> None:
     fixes = walk(1, (DEST[0] + 0.006, DEST[1] + 0.004), DEST, 25, 0)
     step_m = haversine_m(fixes[0]["lat"], fixes[0]["lng"], fixes[1]["lat"], fixes[1]["lng"])
     assert 10 < step_m / 2 < 55
+
+
+async def test_watchers_sockets_answer_pings_and_refuse_other_messages(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    instant_service: str,
+    live_city: str,
+) -> None:
+    """The order socket and the city feed answer {"type": "ping"} with a pong; other messages get an error frame and the socket stays open."""
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    order = await book(client, customer, instant_service)
+    watcher, _ = await watch(live_app[0], order["id"], headers=customer.auth)
+    feed = await connect(
+        f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
+    )
+    assert (await recv(feed))["type"] == "snapshot"
+    for ws in (watcher, feed):
+        await ws.send('{"type": "ping"}')
+        assert await next_of(ws, "pong") == {"type": "pong"}
+        await ws.send('{"type": "subscribe"}')
+        error = await next_of(ws, "error")
+        assert (error["code"], error["field"]) == ("unknown_type", "type")
+        await ws.send("not json")
+        assert (await next_of(ws, "error"))["code"] == "invalid_frame"
+        await ws.send('{"type": "ping"}')
+        assert await next_of(ws, "pong") == {"type": "pong"}
+        await ws.close()

@@ -34,6 +34,7 @@ from tracking.eta import route_line
 from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, start_job
 from tracking.live import Subscription
 from tracking.protocol import (
+    PONG,
     CloseCode,
     encode_error,
 )
@@ -254,9 +255,28 @@ async def _pump(
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while (await ws.receive())["type"] != "websocket.disconnect":
-            pass
+    """Read the client's side until it leaves: ``{"type": "ping"}`` is answered with a pong
+    (browsers cannot send websocket pings, and a page must notice a dead connection);
+    anything else with an error frame."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        while (message := await ws.receive())["type"] != "websocket.disconnect":
+            text = message.get("text")
+            if text is None:
+                await ws.send_text(encode_error("binary_frame", "send JSON text frames").decode())
+                continue
+            try:
+                kind = orjson.loads(text).get("type")
+            except (orjson.JSONDecodeError, AttributeError):
+                await ws.send_text(encode_error("invalid_frame", "not a JSON object").decode())
+                continue
+            if kind == "ping":
+                await ws.send_text(PONG.decode())
+            else:
+                await ws.send_text(
+                    encode_error(
+                        "unknown_type", 'this socket takes only {"type": "ping"}', "type"
+                    ).decode()
+                )
 
 
 async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -> dict[str, Any]:

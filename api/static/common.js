@@ -204,9 +204,11 @@ export class LiveSocket {
       this.lastMessageMs = Date.now();
       let msg;
       try { msg = JSON.parse(event.data); } catch { return; }
+      if (msg.type === "pong") return;
       if (msg.type === "snapshot") { this.attempt = 0; this.onState("live", {}); }
       this.onMessage(msg);
     };
+    ws.onopen = () => this.heartbeat(ws);
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
@@ -218,6 +220,28 @@ export class LiveSocket {
       }
       this.schedule();
     };
+  }
+
+  // A connection can die without a close (a phone changing networks): after 15 s without
+  // any message the page pings (the server answers {"type": "pong"}, docs/protocol.md),
+  // and when 10 s more pass in silence it drops that socket and connects again.
+  heartbeat(ws) {
+    const tick = () => {
+      if (this.ws !== ws) return;
+      const quietMs = Date.now() - this.lastMessageMs;
+      if (quietMs > 25_000) {
+        this.ws = null;
+        ws.onclose = null;
+        ws.close(4000, "no answer to ping");
+        this.lastClose = 4000;
+        this.schedule();
+        return;
+      }
+      if (quietMs > 15_000 && ws.readyState === WebSocket.OPEN) ws.send('{"type":"ping"}');
+      setTimeout(tick, 5_000);
+    };
+    this.lastMessageMs = Date.now();
+    setTimeout(tick, 5_000);
   }
 
   schedule() {
