@@ -294,3 +294,27 @@ async def test_watchers_sockets_answer_pings_and_refuse_other_messages(
         await ws.send('{"type": "ping"}')
         assert await next_of(ws, "pong") == {"type": "pong"}
         await ws.close()
+
+
+async def test_the_feed_sends_a_held_back_last_position(
+    live_app: tuple[str, Any], make_user: MakeUser, worker_account: Account, live_city: str
+) -> None:
+    """A fix the feed's 1 Hz limit held back reaches the feed once the second is over, with no further fix."""
+    dispatcher = await make_user("dispatcher")
+    worker, _ = await open_worker(live_app[0], worker_account)
+    feed = await connect(
+        f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
+    )
+    assert (await recv(feed))["type"] == "snapshot"
+    now = int(time.time() * 1000)
+    for seq, lat in ((1, DEST[0]), (2, DEST[0] + 2e-4)):  # the second within the same second
+        fix = {"type": "fix", "seq": seq, "ts_ms": now + seq, "lat": lat, "lng": DEST[1]}
+        await worker.send(orjson.dumps({**fix, "accuracy_m": 5.0}).decode())
+        assert (await next_of(worker, "ack"))["seq"] == seq
+    seen: list[float] = []
+    while DEST[0] + 2e-4 not in seen:
+        positions = await next_of(feed, "positions", timeout_s=3.0)
+        seen += [w["lat"] for w in positions["workers"] if w["id"] == worker_account.id]
+    assert seen[0] == DEST[0]
+    await feed.close()
+    await worker.close()

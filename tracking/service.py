@@ -30,7 +30,7 @@ from tracking.eta import EtaParams
 from tracking.eta_store import EtaStore
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
-from tracking.ingest import IngestParams, IngestWriter, Waiter
+from tracking.ingest import IngestParams, IngestWriter, Last, Waiter
 from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
 from tracking.live import LiveHub
 from tracking.protocol import encode_ack
@@ -114,6 +114,8 @@ class Tracking:
         self.on_order_change: OrderHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
+        # Workers whose last position the feed's rate held back (sent by _feed_loop).
+        self._feed_pending: dict[int, WorkerSession] = {}
         self.eta = EtaStore(stores.pool, self.eta_params)
         # Acks held back by [socket] ack_interval_ms: (due_ms, n, session, socket).
         self._acks: list[tuple[int, int, WorkerSession, WorkerSocket]] = []
@@ -125,6 +127,7 @@ class Tracking:
         await self.hub.handle(self.keys.process_channel(self.process_id), self._on_control)
         self.archiver.start()
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="stale-sweeper"))
+        self._tasks.append(asyncio.create_task(self._feed_loop(), name="feed-trailing"))
         if self.socket_params.ack_interval_ms:
             self._tasks.append(asyncio.create_task(self._ack_loop(), name="acks"))
 
@@ -325,16 +328,13 @@ class Tracking:
         if job is not None and result.last is not None:
             publishes = self._job_fix(session, job, result, now_ms)
         feed_item = None
-        if result.last is not None and session.feed_due(now_ms):
-            lat, lng, ts, acc, _, _ = result.last
-            feed_item = {
-                "id": session.worker_id,
-                "lat": lat,
-                "lng": lng,
-                "ts_ms": ts,
-                "accuracy_m": acc,
-                "state": session.state,
-            }
+        if result.last is not None:
+            if session.feed_due(now_ms):
+                feed_item = _feed_item(session, result.last)
+                session.feed_pending = None
+            else:  # over the feed's rate: the trailing loop sends it when the interval ends
+                session.feed_pending = result.last
+                self._feed_pending[session.worker_id] = session
         return self.writer.submit(
             session.city_id,
             session.worker_id,
@@ -346,6 +346,31 @@ class Tracking:
             feed_item=feed_item,
             waiter=waiter,
         )
+
+    async def send_trailing_feed(self, now_ms: int) -> int:
+        """Send each worker's last position held back by the feed's rate once its interval
+        is over, so the dispatcher sees where a worker stopped; returns how many."""
+        by_city: dict[str, list[dict[str, Any]]] = {}
+        for worker_id, session in list(self._feed_pending.items()):
+            last = session.feed_pending
+            if last is None or self._sessions.get(worker_id) is not session:
+                del self._feed_pending[worker_id]
+            elif session.feed_due(now_ms):
+                del self._feed_pending[worker_id]
+                session.feed_pending = None
+                by_city.setdefault(session.city_id, []).append(_feed_item(session, last))
+        for city, items in by_city.items():
+            await self.publish_feed(city, {"type": "positions", "workers": items})
+        return sum(len(items) for items in by_city.values())
+
+    async def _feed_loop(self) -> None:
+        period = self.socket_params.feed_interval_ms / 1000 / 2
+        while not self._stopping:
+            await asyncio.sleep(period)
+            try:
+                await self.send_trailing_feed(int(time.time() * 1000))
+            except Exception as e:  # keep going through store outages
+                log.warning("trailing feed positions failed: %s", e)
 
     def _job_fix(
         self, session: WorkerSession, job: ActiveJob, result: FrameResult, now_ms: int
@@ -520,3 +545,15 @@ class Tracking:
             except Exception as e:  # keep sweeping through store outages
                 log.warning("stale sweep failed: %s", e)
             await asyncio.sleep(interval_s)
+
+
+def _feed_item(session: WorkerSession, last: Last) -> dict[str, Any]:
+    lat, lng, ts, acc, _, _ = last
+    return {
+        "id": session.worker_id,
+        "lat": lat,
+        "lng": lng,
+        "ts_ms": ts,
+        "accuracy_m": acc,
+        "state": session.state,
+    }

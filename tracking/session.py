@@ -90,6 +90,7 @@ class WorkerSession:
     window_start_s: float = 0.0
     throttled_in_window: int = 0
     last_feed_ms: int = 0
+    feed_pending: Last | None = None  # a position the feed's rate held back
     preference: str = "available"  # the worker's own choice: available or unavailable
     last_ack_ms: int = 0
     ack_pending: bool = False
