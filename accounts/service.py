@@ -219,4 +219,6 @@ async def set_status(
         await stores.redis.set(
             stores.keys.token_version(user_id), str(version), ex=policy.access_ttl_s
         )
+        # Tokens are checked when a socket opens: sockets already open close now.
+        await stores.redis.publish(stores.keys.revocations(), str(user_id))
     return user

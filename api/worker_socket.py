@@ -662,7 +662,11 @@ class WorkerConnection(asyncio.Protocol):
         )
 
 
-_CLOSE_ERRORS = {CloseCode.REPLACED: "replaced", CloseCode.GOING_AWAY: "going_away"}
+_CLOSE_ERRORS = {
+    CloseCode.REPLACED: "replaced",
+    CloseCode.GOING_AWAY: "going_away",
+    CloseCode.UNAUTHENTICATED: "account_frozen",  # the only 4401 after opening
+}
 _UNAVAILABLE = encode_error(
     "unavailable", "location store unavailable; keep the fixes and send them again"
 )

@@ -64,6 +64,11 @@ class Keys:
         """Which process and connection hold the worker's live socket: ``proc:conn``."""
         return f"{self.prefix}socket:w:{worker_id}"
 
+    def revocations(self) -> str:
+        """Channel: a user whose tokens were revoked (account frozen or closed): every
+        process closes that user's live sockets."""
+        return f"{self.prefix}revoked-users"
+
     def process_channel(self, process_id: str) -> str:
         """Channel: control messages to one server process (kick a socket, push a message)."""
         return f"{self.prefix}proc:{process_id}"

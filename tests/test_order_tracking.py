@@ -16,7 +16,18 @@ from doorstep.settings import Settings
 from doorstep.stores import Stores
 from geo.coords import haversine_m
 from tests.helpers import Account, MakeUser
-from tests.live import DEST, book, closed_code, next_of, no_frame_of, open_worker, recv, walk, watch
+from tests.live import (
+    DEST,
+    book,
+    closed_code,
+    make_worker,
+    next_of,
+    no_frame_of,
+    open_worker,
+    recv,
+    walk,
+    watch,
+)
 
 
 async def test_customer_watches_the_worker_arrive(
@@ -318,3 +329,31 @@ async def test_the_feed_sends_a_held_back_last_position(
     assert seen[0] == DEST[0]
     await feed.close()
     await worker.close()
+
+
+async def test_freezing_an_account_closes_its_open_sockets(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    admin: Account,
+    instant_service: str,
+    live_city: str,
+) -> None:
+    """A frozen worker, customer or dispatcher loses the sockets already open: an error frame, then 4401."""
+    worker_acc = await make_worker(stores, client, live_city)
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    order = await book(client, customer, instant_service)
+    worker, _ = await open_worker(live_app[0], worker_acc)
+    watcher, _ = await watch(live_app[0], order["id"], headers=customer.auth)
+    feed = await connect(
+        f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
+    )
+    assert (await recv(feed))["type"] == "snapshot"
+    for account, ws in ((worker_acc, worker), (customer, watcher), (dispatcher, feed)):
+        r = await client.put(
+            f"/v1/users/{account.id}/status", json={"status": "frozen"}, headers=admin.auth
+        )
+        assert r.status_code == 200, r.text
+        assert (await next_of(ws, "error"))["code"] == "account_frozen"
+        assert await closed_code(ws) == 4401

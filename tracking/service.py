@@ -116,6 +116,9 @@ class Tracking:
         self._sessions: dict[int, WorkerSession] = {}
         # Workers whose last position the feed's rate held back (sent by _feed_loop).
         self._feed_pending: dict[int, WorkerSession] = {}
+        # This process's open sockets of signed-in users (order sockets, city feeds): how
+        # to close each when the user's account is frozen or closed.
+        self._viewers: dict[int, set[Callable[[], Awaitable[None]]]] = {}
         self.eta = EtaStore(stores.pool, self.eta_params)
         # Acks held back by [socket] ack_interval_ms: (due_ms, n, session, socket).
         self._acks: list[tuple[int, int, WorkerSession, WorkerSocket]] = []
@@ -125,6 +128,7 @@ class Tracking:
         """Connect the hub and start the background loops."""
         await self.hub.start()
         await self.hub.handle(self.keys.process_channel(self.process_id), self._on_control)
+        await self.hub.handle(self.keys.revocations(), self._on_revoked)
         self.archiver.start()
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="stale-sweeper"))
         self._tasks.append(asyncio.create_task(self._feed_loop(), name="feed-trailing"))
@@ -229,6 +233,29 @@ class Tracking:
             sock = self._sockets.get(int(msg["worker"]))
             if sock is not None:
                 await sock.send(msg["payload"].encode())
+
+    def watch_user(self, user_id: int, close: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Register a signed-in user's open socket; returns the function that forgets it."""
+        self._viewers.setdefault(user_id, set()).add(close)
+
+        def forget() -> None:
+            closers = self._viewers.get(user_id)
+            if closers is not None:
+                closers.discard(close)
+                if not closers:
+                    del self._viewers[user_id]
+
+        return forget
+
+    async def _on_revoked(self, data: bytes) -> None:
+        """A user's account was frozen or closed: close their sockets in this process."""
+        user_id = int(data)
+        sock = self._sockets.get(user_id)
+        if sock is not None:
+            await sock.close(4401, "this account was frozen or closed")
+        for close in list(self._viewers.get(user_id, ())):
+            with contextlib.suppress(Exception):
+                await close()
 
     # --- state -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -110,6 +111,7 @@ async def city_feed(ws: WebSocket) -> None:
         await _refuse(ws, CloseCode.NOT_FOUND, "not_found", f"no city {city_id!r}", "city_id")
         return
     sub = await tracking.hub.subscribe(tracking.keys.feed(city_id))
+    forget = tracking.watch_user(claims.user_id, partial(_frozen, ws))
     try:
         sla_s = ws.app.state.engine.match.instant_sla_s
         snapshot = await _feed_snapshot(tracking, city_id, sla_s)
@@ -121,7 +123,20 @@ async def city_feed(ws: WebSocket) -> None:
 
         await _pump(ws, sub, forward)
     finally:
+        forget()
         await sub.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+async def _frozen(ws: WebSocket) -> None:
+    """Close a signed-in user's socket: their account was frozen or closed."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await _refuse(
+            ws, CloseCode.UNAUTHENTICATED, "account_frozen", "this account was frozen or closed"
+        )
 
 
 async def _feed_snapshot(tracking: Tracking, city_id: str, sla_s: int) -> dict[str, Any]:
@@ -177,6 +192,7 @@ async def order_socket(ws: WebSocket) -> None:
     share = ws.query_params.get("share")
     expires_at: int | None = None
     viewer = "share"
+    user_id: int | None = None
     if share:
         try:
             expires_at = verify_share(
@@ -191,6 +207,7 @@ async def order_socket(ws: WebSocket) -> None:
         if claims is None:
             return
         viewer = "staff" if {"dispatcher", "admin"} & set(claims.roles) else "customer"
+        user_id = claims.user_id
         order = await dispatch_store.get(tracking.stores.pool, order_id)
         if order is not None and viewer == "customer" and order.customer_id != claims.user_id:
             order = None
@@ -200,6 +217,7 @@ async def order_socket(ws: WebSocket) -> None:
         )
         return
     sub = await tracking.hub.subscribe(tracking.keys.order_channel(order.city_id, order.id))
+    forget = tracking.watch_user(user_id, partial(_frozen, ws)) if user_id is not None else _nothing
     try:
         # Subscribed first, read again after: no change can fall between snapshot and updates.
         order = await dispatch_store.get(tracking.stores.pool, order_id) or order
@@ -230,6 +248,7 @@ async def order_socket(ws: WebSocket) -> None:
 
         await _pump(ws, sub, forward)
     finally:
+        forget()
         await sub.close()
 
 
