@@ -1,20 +1,20 @@
 """The worker socket (``/v1/ws/worker``), served without ASGI: the hot path of ingest.
 
 Every connected worker sends a frame of fixes every few seconds, and each frame is
-validated, written to Redis in the tick's batch and acknowledged. Through an ASGI
-endpoint a frame also costs a queue hop and a coroutine wake-up in uvicorn, Starlette's
-receive and send, and a task step in the handler, twice (the frame and its ack). Here
-the connection is an :class:`asyncio.Protocol`: websockets' sans-I/O
-:class:`~websockets.server.ServerProtocol` parses the handshake and the frames, a frame
-of fixes is handled synchronously (validated by the pure :class:`WorkerSession`, queued
-for the batched write), and the ack is written from the write's completion callback.
-No coroutine waits per socket or per frame. Opening (authentication, the Redis claim)
-and the rare control messages (``state``, ``offer_reply``) run as tasks, and a
-connection handles its frames strictly in order: while one is in flight, the next
-wait in its inbox.
+validated, written to Redis in a batch and acknowledged. Through an ASGI endpoint a
+frame also cost a queue hop and a coroutine wake-up in uvicorn, Starlette's receive and
+send, and a task step in the handler, for the frame and again for its ack. Here the
+connection is an :class:`asyncio.Protocol`: websockets' sans-I/O
+:class:`~websockets.server.ServerProtocol` answers the upgrade request,
+:mod:`api.wsframes` reads the frames, a frame of fixes is handled synchronously
+(validated by the pure :class:`WorkerSession`, queued for the batched write) and the
+ack is written from the batch's completion callback. No coroutine waits per socket or
+per frame. Opening (authentication, the Redis claim) and the rare control messages
+(``state``, ``offer_reply``) run as tasks. A connection takes its messages strictly in
+order; frames that arrive while its write is in flight wait and then go together.
 
-The messages, limits and close codes are those of docs/protocol.md; this module only
-moves bytes. ``api.wsprotocol`` routes the upgrade requests for the worker path here.
+The messages, limits and close codes are those of docs/protocol.md. ``api.wsprotocol``
+routes the upgrade requests for the worker path here.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ def test_fixture_has_the_documented_trails() -> None:
 
 @pytest.mark.parametrize("trail", TRAILS)
 def test_accepted_trail_never_exceeds_max_speed(trail: str) -> None:
-    """Consecutive accepted fixes within the gap limit are no faster than max_speed_mps,
-    except where a run of consistent jumps recovered (the track was reset there)."""
+    """Consecutive accepted fixes within the gap limit are never faster than max_speed_mps, except where the filter recovered."""
+    # A recovery follows a run of consistent jumps; the track was reset there.
     verdicts = replay(TRAILS[trail])
     previous: Verdict | None = None
     for i, verdict in enumerate(verdicts):
@@ -96,12 +96,10 @@ def test_parked_periods_are_clamped() -> None:
 
 
 def test_injected_jumps_are_rejected() -> None:
-    """At least 99% of 3 km jumps injected every 50th point are rejected as impossible_speed.
-
-    Counted over all trails (529 jumps): a jump right after a gap of more than a minute is
-    a plausible move (or, past 10 minutes, cannot be judged) and is accepted; the filter
-    then recovers after recover_after fixes. That happens twice in the fixture.
-    """
+    """At least 99% of 3 km jumps injected every 50th point are rejected as impossible_speed."""
+    # Counted over all trails (529 jumps): a jump right after a gap of more than a minute is
+    # a plausible move (or, past 10 minutes, cannot be judged) and is accepted; the filter
+    # then recovers after recover_after fixes. That happens twice in the fixture.
     injected = rejected = 0
     for rows in TRAILS.values():
         jumps = jump_rows(rows)

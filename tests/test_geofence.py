@@ -284,8 +284,8 @@ def test_trails_have_the_places_we_replay() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("key", KEYS)
 def test_one_arrival_per_visit_to_a_dwell_place(key: str, variant: Variant) -> None:
-    """With the destination at a dwell centre, the visit (approach within ``visit_m`` and
-    the dwell) holds at most one "arrived" and no "left", and ends inside the fence."""
+    """A visit to a dwell-centre destination holds at most one "arrived", no "left", and ends inside the fence."""
+    # The visit is the approach within ``visit_m`` plus the dwell itself.
     fixes = variant.fixes(key)
     for dwell in dwells(key):
         events = replay_trail(fixes, dwell.lat, dwell.lng, variant.accuracy_m)
@@ -298,8 +298,7 @@ def test_one_arrival_per_visit_to_a_dwell_place(key: str, variant: Variant) -> N
 
 @pytest.mark.parametrize("key", KEYS)
 def test_honest_accuracy_never_fakes_a_departure(key: str) -> None:
-    """On the noisy trail claiming its true accuracy, every "left" happens where the
-    recorded trail really was beyond the exit radius."""
+    """On the noisy trail claiming its true accuracy, every "left" happens where the recorded trail really was beyond the exit radius."""
     variant = Variant("honest", NOISE_SD_M, HONEST_ACCURACY_M, PARAMS.exit_m)
     fixes, recorded = variant.fixes(key), trails()[key]
     for dwell in dwells(key):

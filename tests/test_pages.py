@@ -232,8 +232,9 @@ async def test_customer_page_follows_the_worker_live(
     stores: Stores,
     instant_service: str,
 ) -> None:
-    """Marker and ETA follow the worker's fixes, the badge turns stale, the page comes back
-    after a dropped connection, and only the signed-in customer sees the start code."""
+    """The customer page follows the worker live and shows the start code only to the signed-in customer."""
+    # Marker and ETA follow the worker's fixes, the badge turns stale, and the page comes back
+    # after a dropped connection.
     city, door = pages_city
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     worker = await make_worker(stores, client, city, rating=(47, 10))
@@ -331,8 +332,8 @@ async def test_console_override_moves_the_job(
     stores: Stores,
     instant_service: str,
 ) -> None:
-    """A dispatcher signs in, sees the open order and its scored candidates, assigns it, then
-    reassigns it: the database and both workers' sockets follow."""
+    """A dispatcher's assign and reassign in the console move the job in the database and on both workers' sockets."""
+    # Flow: sign in, see the open order and its scored candidates, assign it, then reassign it.
     address = live_app[0]
     city, door = pages_city
     dispatcher = await make_user("dispatcher", name="调度员小陈")

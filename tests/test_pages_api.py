@@ -22,8 +22,8 @@ async def test_order_snapshot_carries_city_clock_service_and_timeline(
     worker_account: Any,
     instant_service: str,
 ) -> None:
-    """The snapshot names the city, the server's clock, the service and the status history;
-    share viewers get the history without who/why and never the start code."""
+    """The order snapshot names the city, server clock, service and status history, and share viewers never see who/why or the start code."""
+    # Share viewers still get the status history, only without who/why.
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book(client, customer, instant_service)
     r = await client.post(
@@ -71,8 +71,8 @@ async def test_feed_board_and_live_order_messages(
     stores: Stores,
     instant_service: str,
 ) -> None:
-    """The feed's snapshot holds every worker, the orders in play with deadlines, and open
-    offers; a booking, an offer and each status change reach the feed as they happen."""
+    """The feed's snapshot holds the whole board, and a booking, an offer and each status change reach the feed as they happen."""
+    # The board is every worker, the orders in play with their deadlines, and open offers.
     address, engine = live_app[0], live_app[1].state.engine
     dispatcher, customer = await make_user("dispatcher"), await make_user("customer")
     worker = await make_worker(stores, client, engine_city.id, rating=(45, 10))

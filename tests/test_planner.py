@@ -155,8 +155,9 @@ def test_break_after_the_last_job_costs_nothing() -> None:
 
 
 def test_skills_keep_a_job_off_unskilled_workers() -> None:
-    """A gas job goes to the gas fitter though another worker is closer; an
-    electrician's job with no electrician is dropped as no_skilled_worker."""
+    """A job goes only to a worker with its skill, even past a closer one, and is dropped as no_skilled_worker when nobody has it."""
+    # A gas job goes to the gas fitter though another worker is closer; an electrician's job
+    # with no electrician is dropped.
     problem = PlanProblem(
         LINE,
         jobs=(
@@ -230,8 +231,7 @@ def test_preferred_worker_is_kept_when_the_penalty_is_worth_it() -> None:
 
 
 def test_started_job_stays_first_when_replanning() -> None:
-    """Re-planning keeps a started job first on its worker, even where another order
-    would be shorter, and plans the rest after it."""
+    """Re-planning keeps a started job first on its worker, even where another order would be shorter, and plans the rest after it."""
     jobs = (job("s", 2, window=(1200, 1300)), job("c", 1))
     first = plan(PlanProblem(LINE, jobs=jobs, workers=(worker("a"), worker("b"))), FAST)
     (owner,) = [r for r in first.routes if "s" in [x.job_id for x in r.stops]]
@@ -254,8 +254,8 @@ def test_started_job_stays_first_when_replanning() -> None:
 
 
 def test_started_job_with_only_one_worker_is_first_not_cheapest() -> None:
-    """With one worker the started job comes first although the job on the way first
-    would be shorter (and keep every window)."""
+    """With one worker the started job comes first although doing the job on the way first would be shorter."""
+    # That shorter order would also keep every window.
     problem = PlanProblem(
         LINE,
         jobs=(job("c", 1), job("s", 2, window=(1800, 1800), worker_id="w", started=True)),
@@ -361,8 +361,8 @@ def tiny_problem(rng: random.Random, n_jobs: int, with_breaks: bool) -> PlanProb
 
 @pytest.mark.parametrize("case", range(12))
 def test_insertions_match_brute_force(case: int) -> None:
-    """insertions() finds exactly the places where an independent simulation that tries
-    every break start says the route still works, with the right added travel."""
+    """insertions() finds exactly the places, with the right added travel, where a brute-force simulation says the route still works."""
+    # The simulation is independent of the planner and tries every break start.
     rng = random.Random(case)
     problem = tiny_problem(rng, n_jobs=5, with_breaks=case % 3 != 0)
     current = plan(problem, PlannerParams(time_limit_s=5.0, solution_limit=50), seed=case)
@@ -394,8 +394,8 @@ def test_insertions_match_brute_force(case: int) -> None:
 
 @pytest.mark.parametrize("case", range(6))
 def test_plan_is_optimal_on_tiny_instances(case: int) -> None:
-    """On five mandatory jobs and two workers the plan's travel equals the exhaustive
-    optimum over every assignment and order."""
+    """On tiny instances the plan's travel equals the exhaustive optimum over every assignment and order."""
+    # Each instance has five mandatory jobs and two workers.
     rng = random.Random(100 + case)
     problem = tiny_problem(rng, n_jobs=5, with_breaks=False)
     problem = replace(
@@ -460,8 +460,8 @@ def city_day(seed: int) -> PlanProblem:
 
 
 def test_same_seed_same_plan() -> None:
-    """Two solves with the same problem, params and seed return the identical plan,
-    stopped by the solution budget, not the clock."""
+    """Two solves with the same problem, params and seed return the identical plan."""
+    # Both solves are stopped by the solution budget, not the clock.
     problem = city_day(7)
     params = PlannerParams(time_limit_s=30.0, solution_limit=150)
     first = plan(problem, params, seed=3)
@@ -476,8 +476,8 @@ def test_same_seed_same_plan() -> None:
 
 
 def test_plan_in_a_process_pool_is_the_same_plan() -> None:
-    """plan() pickles and runs in a spawned worker process (how async callers keep the
-    event loop free: OR-Tools holds the GIL) and returns the very plan it gives here."""
+    """plan() pickles, runs in a spawned worker process and returns the very plan it gives in-process."""
+    # This is how async callers keep the event loop free: OR-Tools holds the GIL.
     problem = city_day(5)
     params = PlannerParams(time_limit_s=30.0, solution_limit=60)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -493,8 +493,8 @@ def test_plan_in_a_process_pool_is_the_same_plan() -> None:
     ],
 )
 def test_other_search_settings_are_reproducible_too(params: PlannerParams) -> None:
-    """All of OR-Tools' operators, or a first stage that minimises workers: still a
-    valid plan, the same twice."""
+    """Other search settings still give a valid plan, the same twice."""
+    # The settings: all of OR-Tools' operators, or a first stage that minimises workers.
     problem = city_day(9)
     first = plan(problem, params, seed=1)
     assert first == plan(problem, params, seed=1)
@@ -589,8 +589,7 @@ def test_bad_planner_params_are_refused(table: dict[str, object], word: str) -> 
 
 
 def test_road_matrix_agrees_with_the_road_eta() -> None:
-    """road_matrix's seconds equal tracking.eta's road ETA between the same points, and
-    its metres are at least the straight line."""
+    """road_matrix's seconds equal tracking.eta's road ETA between the same points and its metres are at least the straight line."""
     from geo.coords import haversine_m
     from geo.roadgraph import load_futian_graph
     from tracking.eta import EtaParams, destination_times, eta_s

@@ -120,8 +120,7 @@ async def test_a_series_keeps_its_worker_and_reports_each_date_it_cannot(
     engine_city: EngineCity,
     plans: DayPlans,
 ) -> None:
-    """Every date goes to the series' worker but the one they are off: that date goes to
-    another worker and is reported with the date and why."""
+    """A series keeps its worker on every date but their day off, which goes to another worker and is reported with the date and why."""
     first = _next_weekday(2)
     off = first + timedelta(days=7)
     here = engine_city.here

@@ -10,8 +10,7 @@ VISITS = (Visit((0, 1000), 200, 100), Visit((0, 1000), 200, 100))
 
 
 def test_two_breaks_are_placed_where_they_must_go() -> None:
-    """Tea must come before the first stop and lunch between the stops; the times,
-    break starts and slacks are the hand-computed ones."""
+    """Tea goes before the first stop and lunch between the stops, with the hand-computed times, break starts and slacks."""
     timing = schedule(0, VISITS, 0, 2000, [TEA, LUNCH])
     assert timing is not None
     assert timing.starts == (200, 600)

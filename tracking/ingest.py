@@ -5,8 +5,9 @@ one script call per city.
 Writes for one worker are applied in submission order: up to ``max_in_flight`` batches
 are written at once, but a worker is never in two of them (its connection waits for
 one write before the next), and what arrives meanwhile forms the next batch (so under
-load batches grow and the per-fix cost falls). ``submit`` returns a future that resolves when the batch
-holding it is in Redis; the socket acks after that.
+load batches grow and the per-fix cost falls). The calls go on a pipelined connection
+of the writer's own (:mod:`tracking.redis_pipe`); a submission's waiter is called from
+the reply's callback, and the socket acks there.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class IngestParams:
     """The batched Redis writes (section ``[ingest]`` of the params file)."""
 
     # A batch waits to grow until this long after the previous one was sent: under load
-    # fewer, larger script calls (each costs the server ~0.25 ms of CPU in redis-py,
-    # whatever its size); when quiet, a fix is written at once.
+    # fewer, larger script calls (each has a fixed cost in the server and in Redis);
+    # when quiet, a fix is written at once.
     flush_interval_ms: int = 10
     max_batch: int = 2000  # submissions that send a batch before its interval is over
     # Batches written at once. A worker's frames are never in two of them: its connection
