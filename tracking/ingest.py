@@ -41,9 +41,9 @@ Waiter = Callable[[BaseException | None], None]
 class IngestParams:
     """The batched Redis writes (section ``[ingest]`` of the params file)."""
 
-    # A batch waits to grow until this long after the previous one was sent: under load
-    # fewer, larger script calls (each has a fixed cost in the server and in Redis);
-    # when quiet, a fix is written at once.
+    # While a batch is in flight, the next waits to grow until this long after the
+    # previous one was sent: under load fewer, larger script calls (each has a fixed
+    # cost in the server and in Redis); with nothing in flight it is written at once.
     flush_interval_ms: int = 10
     max_batch: int = 2000  # submissions that send a batch before its interval is over
     # Batches written at once. A worker's frames are never in two of them: its connection
@@ -215,10 +215,11 @@ class IngestWriter:
         try:
             while self._batch.cities:
                 full = self._in_flight >= self._max_in_flight
-                wait_s = self._next_at - loop.time()
+                # Nothing in flight: write now. Otherwise let the batch grow until the
+                # interval is over (fewer, larger calls under load); a full batch, or a
+                # batch answered, ends the wait.
+                wait_s = self._next_at - loop.time() if self._in_flight else 0.0
                 if full or (wait_s > 0 and self._batch.size < self._max_batch):
-                    # Wait for a free slot (a batch answered), or let the batch grow until
-                    # the interval is over: fewer, larger calls. A full batch ends the wait.
                     self._wake = loop.create_future()
                     timer = None if full else loop.call_later(wait_s, _resolve, self._wake)
                     try:
