@@ -299,20 +299,6 @@ class Tracking:
 
     # --- ingest ------------------------------------------------------------------------
 
-    def submit(
-        self,
-        session: WorkerSession,
-        result: FrameResult,
-        now_ms: int,
-        waiter: Waiter | None = None,
-    ) -> Awaitable[None]:
-        """Queue one frame's verdicts for this tick's batched Redis write, without waiting.
-
-        The future resolves, and ``waiter`` is called, once the batch holding them is in
-        Redis (or has failed with the store's error); then call :meth:`written`.
-        """
-        return self._index(session, result, now_ms, waiter)
-
     def written(self, session: WorkerSession, result: FrameResult, now_ms: int) -> None:
         """Count a frame whose write succeeded and queue its accepted fixes for the archive."""
         c = self.counters
@@ -343,13 +329,18 @@ class Tracking:
                     )
             self.archiver.add(rows)
 
-    def _index(
+    def submit(
         self,
         session: WorkerSession,
         result: FrameResult,
         now_ms: int,
         waiter: Waiter | None = None,
     ) -> Awaitable[None]:
+        """Queue one frame's verdicts for the next batched Redis write, without waiting.
+
+        The future resolves, and ``waiter`` is called, once the batch holding them is in
+        Redis (or has failed with the store's error); then call :meth:`written`.
+        """
         publishes: list[tuple[str, bytes]] = []
         job = self._jobs.get(session.worker_id)
         if job is not None and result.last is not None:
