@@ -6,6 +6,7 @@ test walks them to check that every route enforces its roles and rejects bad inp
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,13 +24,15 @@ from api.bodies import read_json
 from api.errors import error_response, from_domain
 from doorstep.errors import DoorstepError, Forbidden, InvalidInput, Unauthenticated
 from doorstep.settings import Settings
-from doorstep.stores import Stores
+from doorstep.stores import STORE_ERRORS, Stores
 
 PUBLIC: frozenset[str] = frozenset()
 ANY_ROLE: frozenset[str] = frozenset({"customer", "worker", "merchant", "dispatcher", "admin"})
 STAFF: frozenset[str] = frozenset({"dispatcher", "admin"})
 
 Handler = Callable[..., Awaitable[Any]]
+
+log = logging.getLogger("doorstep.api")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,15 @@ def to_route(endpoint: Endpoint, observe: Observer) -> Route:
                 )
         except DoorstepError as e:
             response = from_domain(e)
+        except STORE_ERRORS as e:  # an outage is not the request's fault, nor a bug: 503
+            log.warning("%s %s: stores unavailable: %s", endpoint.method, endpoint.path, e)
+            response = error_response(
+                503,
+                "unavailable",
+                "the server's stores are unavailable; try again shortly",
+                None,
+                {"Retry-After": "5"},
+            )
         observe(endpoint, response.status_code, time.perf_counter() - started)
         return response
 

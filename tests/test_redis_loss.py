@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -133,3 +134,19 @@ async def test_pooled_connections_survive_a_redis_restart(
         first.stop()
         if second is not None:
             second.stop()
+
+
+async def test_with_redis_gone_requests_get_503_not_500(
+    own_redis: tuple[Settings, Stores, list[Any]], worker_account: Account
+) -> None:
+    """While Redis is down an authenticated request answers 503 unavailable with Retry-After, and works again after."""
+    _, _, (address, _, servers, port, tmp) = own_redis
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        assert (await http.get("/v1/me", headers=worker_account.auth)).status_code == 200
+        servers[0].stop()
+        r = await http.get("/v1/me", headers=worker_account.auth)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "unavailable"
+        assert r.headers["retry-after"] == "5"
+        servers.append(start_valkey(tmp / "second", port=port))
+        assert (await http.get("/v1/me", headers=worker_account.auth)).status_code == 200
