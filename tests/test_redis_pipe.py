@@ -145,3 +145,18 @@ async def test_a_redis_that_stops_answering_fails_the_batch_after_the_timeout(
         await writer.drain()
         await writer.close()
         await client.aclose()
+
+
+async def test_the_end_of_a_closed_connection_does_not_touch_its_successor(
+    pipe: RedisPipe,
+) -> None:
+    """A connection that ends after the pipe has reconnected neither fails nor unplugs the new one."""
+    before: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    pipe.send(("SET", "big", b"x" * 256_000_000), before.set_result)  # slow to flush
+    await pipe.close()  # the old connection ends only when its buffer is written
+    assert isinstance(await before, ConnectionError)
+    await pipe.connect()
+    assert await pipe.request(("PING",)) == b"PONG"
+    await asyncio.sleep(1.5)  # the old connection has ended by now
+    assert pipe.connected
+    assert await asyncio.wait_for(pipe.request(("PING",)), 5) == b"PONG"

@@ -32,8 +32,14 @@ Arg = str | bytes | int | float
 OnReply = Callable[[Any], None]  # a reply, a hiredis.ReplyError, or a ConnectionError
 
 
-class RedisPipe(asyncio.Protocol):
-    """A pipelined Redis connection; :meth:`send` writes now, the callback gets the reply."""
+class RedisPipe:
+    """A pipelined Redis connection; :meth:`send` writes now, the callback gets the reply.
+
+    Each TCP connection is its own :class:`_Connection` with its own queue of waiting
+    callbacks and its own reply parser, so a reply can only reach a callback whose
+    command was written on the same connection, however a reconnect and the end of
+    the old connection interleave.
+    """
 
     def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
         parts = urlsplit(url)
@@ -47,14 +53,12 @@ class RedisPipe(asyncio.Protocol):
         path = parts.path.strip("/")
         self.db = int(path) if path else 0
         self.connect_timeout_s = connect_timeout_s
-        self._transport: asyncio.Transport | None = None
-        self._reader: Any = None
-        self._waiting: collections.deque[OnReply] = collections.deque()
+        self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
 
     @property
     def connected(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
+        return self._conn is not None and self._conn.open
 
     async def connect(self) -> None:
         """Connect (and AUTH, SELECT) unless connected; raises ConnectionError or OSError."""
@@ -65,10 +69,13 @@ class RedisPipe(asyncio.Protocol):
                 return
             loop = asyncio.get_running_loop()
             context = ssl.create_default_context() if self.tls else None
-            await asyncio.wait_for(
-                loop.create_connection(lambda: self, self.host, self.port, ssl=context),
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(_Connection, self.host, self.port, ssl=context),
                 self.connect_timeout_s,
             )
+            old, self._conn = self._conn, conn
+            if old is not None:  # a closing connection that has not ended yet
+                old.abort()
             setup: list[tuple[Arg, ...]] = []
             if self.password is not None:
                 auth: tuple[Arg, ...] = ("AUTH", self.password)
@@ -80,18 +87,16 @@ class RedisPipe(asyncio.Protocol):
             for command in setup:
                 reply = await self.request(command)
                 if isinstance(reply, hiredis.ReplyError | ConnectionError):
-                    self.abort()
+                    conn.abort()
                     raise ConnectionError(f"Redis refused {command[0]!s}: {reply}")
 
     def send(self, args: Sequence[Arg], on_reply: OnReply) -> None:
         """Write one command; ``on_reply`` gets its reply (or the connection's error)."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        conn = self._conn
+        if conn is None or not conn.open:
             on_reply(ConnectionError("not connected to Redis"))
             return
-        self._waiting.append(on_reply)
-        # (hiredis' stub types the tuple as a 1-tuple; it takes any length)
-        transport.write(hiredis.pack_command(cast(Any, tuple(args))))
+        conn.send(args, on_reply)
 
     async def request(self, args: Sequence[Arg]) -> Any:
         """One command, awaited (for the rare calls: set-up, tests)."""
@@ -106,20 +111,48 @@ class RedisPipe(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection now; every command waiting for a reply gets an error."""
+        if self._conn is not None:
+            self._conn.abort()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection to Redis: callbacks wait here, in the order of their commands."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._reader: Any = hiredis.Reader()
+        self._waiting: collections.deque[OnReply] = collections.deque()
+
+    @property
+    def open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    def send(self, args: Sequence[Arg], on_reply: OnReply) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            on_reply(ConnectionError("not connected to Redis"))
+            return
+        self._waiting.append(on_reply)
+        # (hiredis' stub types the tuple as a 1-tuple; it takes any length)
+        transport.write(hiredis.pack_command(cast(Any, tuple(args))))
+
+    def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Close, and fail the callbacks still waiting (their replies will not be read)."""
         if self._transport is not None:
             self._transport.close()
-            self._transport = None
         self._fail_waiting(ConnectionError("Redis connection closed"))
-
-    # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._reader = hiredis.Reader()
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -134,12 +167,15 @@ class RedisPipe(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            if waiting:
-                callback = waiting.popleft()
-                try:
-                    callback(reply)
-                except Exception:
-                    log.exception("a Redis reply callback failed")
+            if not waiting:  # a reply to no command of ours: the stream is out of step
+                log.error("Redis sent a reply nobody waits for; dropping the connection")
+                self.abort()
+                return
+            callback = waiting.popleft()
+            try:
+                callback(reply)
+            except Exception:
+                log.exception("a Redis reply callback failed")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
