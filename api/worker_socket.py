@@ -326,21 +326,22 @@ class WorkerConnection(asyncio.Protocol):
                 "this account has no worker profile; ask an admin to create one",
             )
         city = worker.city_id
-        resume_seq, preference = await tracking.resume_point(city, worker.user_id)
         if self.lost:  # gone while opening: never take the claim from a newer connection
             return
         session = WorkerSession(
-            worker.user_id,
-            city,
-            preference,
-            Track(last_seq=resume_seq),
-            tracking.fix_params,
-            tracking.socket_params,
+            worker.user_id, city, "available", Track(), tracking.fix_params, tracking.socket_params
         )
-        session.preference = preference
         self.session = session
         self.claimed = True  # before the await: a failure inside still releases
+        # Claim first: an older socket of this worker here is closed and its writes in
+        # flight land before the resume point is read, so a resend is never taken twice.
         await tracking.claim(worker.user_id, self, session)
+        resume_seq, preference = await tracking.resume_point(city, worker.user_id)
+        session.track = Track(last_seq=resume_seq)
+        session.state = session.preference = preference
+        # A freeze published while this socket was opening found no socket to close:
+        # look at the token once more now that the socket is registered.
+        await authenticate(tracking.stores, self.gateway.policy, token, now=int(time.time()))
         await tracking.set_state(city, worker.user_id, preference)
         await tracking.load_job(worker.user_id)  # busy while holding a job
         self.write(

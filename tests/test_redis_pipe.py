@@ -160,3 +160,26 @@ async def test_the_end_of_a_closed_connection_does_not_touch_its_successor(
     await asyncio.sleep(1.5)  # the old connection has ended by now
     assert pipe.connected
     assert await asyncio.wait_for(pipe.request(("PING",)), 5) == b"PONG"
+
+
+async def test_a_barrier_resolves_once_earlier_writes_are_in_redis(
+    valkey: tuple[int, list[EmbeddedServer]],
+) -> None:
+    """writer.barrier() resolves at once with nothing pending, else after earlier writes land."""
+    port, _ = valkey
+    keys = Keys("pipe-test:")
+    writer = IngestWriter(RedisPipe(f"redis://127.0.0.1:{port}/0"), keys, IngestParams())
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        assert writer.barrier().done()  # nothing submitted: nothing to wait for
+        for worker in range(1, 4):  # the first batch goes out, the others wait for it
+            writer.submit("c1", worker, seq=5, state="available", last=None, trail=[])
+            await asyncio.sleep(0)
+        barrier = writer.barrier()
+        assert not barrier.done()
+        await asyncio.wait_for(barrier, 5)
+        seqs = [await client.hget(keys.worker_state("c1", w), "seq") for w in range(1, 4)]
+        assert seqs == [b"5", b"5", b"5"]
+    finally:
+        await writer.close()
+        await client.aclose()

@@ -109,6 +109,8 @@ class _CityBatch:
 class _Batch:
     cities: dict[str, _CityBatch] = field(default_factory=dict)
     size: int = 0  # submissions
+    settled: bool = False
+    barriers: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class IngestWriter:
@@ -127,6 +129,7 @@ class IngestWriter:
         self._wake: asyncio.Future[None] | None = None  # ends the flush loop's wait early
         self._script = PipeScript(scripts.INGEST)
         self._batch = _Batch()
+        self._taken: _Batch | None = None  # the last batch taken for writing
         self._flushing = False
         self._scheduled = False
         self._in_flight = 0  # batches written, not yet answered
@@ -196,6 +199,18 @@ class IngestWriter:
                 self._idle = asyncio.Event()
             await self._idle.wait()
 
+    def barrier(self) -> asyncio.Future[None]:
+        """A future that resolves once every write submitted so far has settled (written
+        or failed); unlike :meth:`drain`, it does not wait for later submissions."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._batch.cities:
+            self._batch.barriers.append(future)
+        elif self._taken is not None and not self._taken.settled:  # batches settle in order
+            self._taken.barriers.append(future)
+        else:
+            future.set_result(None)
+        return future
+
     async def close(self) -> None:
         """Close the pipe (after :meth:`drain`)."""
         await self._pipe.close()
@@ -231,6 +246,7 @@ class IngestWriter:
                     continue
                 self._next_at = loop.time() + self._interval_s
                 batch, self._batch = self._batch, _Batch()
+                self._taken = batch
                 if not self._pipe.connected:
                     try:
                         await self._pipe.connect()
@@ -295,6 +311,10 @@ class IngestWriter:
                 self.fixes_written += part.fixes
             outcomes.append(error)
         self._settle(batch, outcomes)
+        batch.settled = True
+        for future in batch.barriers:
+            if not future.done():
+                future.set_result(None)
         if sent:
             self._in_flight -= 1
             self._wakeup()  # a slot is free

@@ -45,6 +45,10 @@ OrderHook = Callable[[Any, Any, str, str], Coroutine[Any, Any, None]]
 
 log = logging.getLogger("doorstep.tracking")
 
+# How long a claim waits for the process holding the older socket to close it and
+# answer that the older socket's writes in flight are in Redis.
+KICK_ANSWER_S = 0.5
+
 
 class WorkerSocket(Protocol):
     """What the runtime needs of a connected worker socket."""
@@ -114,6 +118,10 @@ class Tracking:
         self.on_order_change: OrderHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
+        self._claim_locks: dict[int, asyncio.Lock] = {}
+        # Claims waiting for another process to close the older socket: by its conn id.
+        self._kicks: dict[str, asyncio.Future[None]] = {}
+        self._spawned: set[asyncio.Task[None]] = set()
         # Workers whose last position the feed's rate held back (sent by _feed_loop).
         self._feed_pending: dict[int, WorkerSession] = {}
         # This process's open sockets of signed-in users (order sockets, city feeds): how
@@ -144,6 +152,8 @@ class Tracking:
         # error (redis-py, asyncpg), which the loops catch and survive: the loops also
         # watch ``_stopping``, and a task is cancelled again until it is done.
         self._stopping = True
+        for task in list(self._spawned):
+            task.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -163,12 +173,34 @@ class Tracking:
     # --- socket ownership -------------------------------------------------------------
 
     async def claim(self, worker_id: int, sock: WorkerSocket, session: WorkerSession) -> None:
-        """Make ``sock`` the worker's only live socket; an older one is closed with 4001."""
-        self._sessions[worker_id] = session
+        """Make ``sock`` the worker's only live socket; an older one is closed with 4001.
+
+        Claims of one worker in this process take turns, so the registry key's order in
+        Redis is the order here. When this process held the older socket, its writes in
+        flight are in Redis before this returns: a resume point read afterwards covers
+        every fix the older socket will ever acknowledge.
+        """
+        lock = self._claim_locks.get(worker_id)
+        if lock is None:
+            lock = self._claim_locks[worker_id] = asyncio.Lock()
+        try:
+            async with lock:
+                await self._claim(worker_id, sock, session)
+        finally:
+            if not lock.locked():
+                self._claim_locks.pop(worker_id, None)
+
+    async def _claim(self, worker_id: int, sock: WorkerSocket, session: WorkerSession) -> None:
         holder = f"{self.process_id}:{sock.conn_id}"
         old = await self.stores.redis.set(self.keys.worker_socket(worker_id), holder, get=True)
         previous = self._sockets.get(worker_id)
+        before = self._sessions.get(worker_id)
         self._sockets[worker_id] = sock
+        self._sessions[worker_id] = session
+        if before is not None and before.feed_pending is not None:  # still goes out
+            session.feed_pending = before.feed_pending
+            self._feed_pending[worker_id] = session
+        self._jobs.pop(worker_id, None)  # the older socket's; the caller loads the job
         if old is None:
             return
         old_text = old.decode() if isinstance(old, bytes) else str(old)
@@ -177,21 +209,43 @@ class Tracking:
         if old_proc == self.process_id:
             if previous is not None and previous.conn_id == old_conn:
                 await previous.close(4001, "replaced by a newer connection")
-        else:
-            await self.stores.redis.publish(
-                self.keys.process_channel(old_proc),
-                orjson.dumps({"op": "kick", "worker": worker_id, "conn": old_conn}),
-            )
+                await self.writer.barrier()  # what it had in flight is written
+        else:  # the holder's process closes it and answers once its writes landed
+            answered = asyncio.get_running_loop().create_future()
+            self._kicks[old_conn] = answered
+            try:
+                await self.stores.redis.publish(
+                    self.keys.process_channel(old_proc),
+                    orjson.dumps(
+                        {
+                            "op": "kick",
+                            "worker": worker_id,
+                            "conn": old_conn,
+                            "from": self.process_id,
+                        }
+                    ),
+                )
+                # A process that is gone never answers: the claim goes on after a while.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered, KICK_ANSWER_S)
+            finally:
+                self._kicks.pop(old_conn, None)
 
     async def release(self, worker_id: int, sock: WorkerSocket) -> bool:
         """Forget ``sock``; True if it was still the worker's live socket."""
+        self._forget(worker_id, sock)
+        holder = f"{self.process_id}:{sock.conn_id}"
+        released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
+        return bool(released)
+
+    def _forget(self, worker_id: int, sock: WorkerSocket) -> None:
+        """Drop ``sock`` from this process's registry, with its session and job, if it is
+        the registered one (a newer socket's stay)."""
         if self._sockets.get(worker_id) is sock:
             del self._sockets[worker_id]
             self._sessions.pop(worker_id, None)
             self._jobs.pop(worker_id, None)
-        holder = f"{self.process_id}:{sock.conn_id}"
-        released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
-        return bool(released)
+            self._feed_pending.pop(worker_id, None)
 
     async def send_to_worker(self, worker_id: int, payload: dict[str, Any]) -> bool:
         """Push a message down the worker's socket, wherever it is; False if offline."""
@@ -223,8 +277,14 @@ class Tracking:
         if msg.get("op") == "kick":
             sock = self._sockets.get(int(msg["worker"]))
             if sock is not None and sock.conn_id == msg["conn"]:
-                del self._sockets[int(msg["worker"])]
+                self._forget(int(msg["worker"]), sock)
                 await sock.close(4001, "replaced by a newer connection")
+            if msg.get("from"):  # not on the hub's loop: that would hold up live delivery
+                self._spawn(self._answer_kick(str(msg["from"]), str(msg["conn"])))
+        elif msg.get("op") == "kicked":
+            answered = self._kicks.pop(str(msg["conn"]), None)
+            if answered is not None and not answered.done():
+                answered.set_result(None)
         elif msg.get("op") == "job":
             worker_id = int(msg["worker"])
             if worker_id in self._sockets:
@@ -233,6 +293,21 @@ class Tracking:
             sock = self._sockets.get(int(msg["worker"]))
             if sock is not None:
                 await sock.send(msg["payload"].encode())
+
+    async def _answer_kick(self, process: str, conn: str) -> None:
+        """Tell the process that replaced ``conn`` that its writes in flight are in Redis."""
+        try:
+            await self.writer.barrier()
+            await self.stores.redis.publish(
+                self.keys.process_channel(process), orjson.dumps({"op": "kicked", "conn": conn})
+            )
+        except Exception as e:  # the other side stops waiting after KICK_ANSWER_S
+            log.warning("answering a kick failed: %s", e)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     def watch_user(self, user_id: int, close: Callable[[], Awaitable[None]]) -> Callable[[], None]:
         """Register a signed-in user's open socket; returns the function that forgets it."""
