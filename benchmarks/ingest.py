@@ -15,6 +15,11 @@ Usage::
     python benchmarks/ingest.py --quick       # 1k workers, under 60 s
     python benchmarks/ingest.py               # 1k and 10k workers, 1 and 5 fixes per frame
     python -m benchmarks.ingest --quick       # the same
+    python -m benchmarks.ingest --workers 10000 --variants freeze --fixes-per-frame 1 --skip-ceiling
+                                              # a diagnostic run, ~75 s (no ceiling ratios)
+
+Every Doorstep window has a ``timeline`` (250 ms buckets: frames by send time with
+their ack latency, the server, Redis, the generator and GC by wall time).
 
 JSON on stdout, progress on stderr. Internal modes: ``--ceiling-server PORT`` (the
 receive-only server) and ``--generator`` (the load generator, driven over stdin).
@@ -25,8 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import gc
+import itertools
 import math
 import os
+import re
 import secrets
 import signal
 import sys
@@ -63,6 +72,7 @@ LOG_LEVEL = "warning"  # both servers: per-connection access lines would only ad
 CONNECT_BATCH = 100
 WRITE_BUFFER_SKIP = 16 * 1024  # bytes queued on a client socket before it is skipped
 DISTURBED_CORES = 0.25  # other work above this during a window: wait and measure again
+TIMELINE_BUCKET_S = 0.25  # a window's timeline: frames by send time, server by wall time
 
 
 def _run_loop(main: Coroutine[Any, Any, Any]) -> Any:
@@ -161,6 +171,17 @@ class Generator:
         self.acked_fixes_window = 0
         self.acked_frames_window = 0
         self.latencies_us: list[int] = []
+        self.sent_us: list[int] = []  # each latency sample's send time, µs after t0
+        # This process's own GC pauses (start perf, seconds), while a window is driven.
+        self.gc_pauses: list[tuple[float, float]] | None = None
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self.gc_pauses is not None:
+            self.gc_pauses.append((self._gc_started, time.perf_counter() - self._gc_started))
 
     async def connect(
         self, url: str, tokens: list[str], *, hello: bool, batch: int, first: int
@@ -232,6 +253,7 @@ class Generator:
                 if sent >= self.t0:
                     if timed or self.timed_all:
                         self.latencies_us.append(int((now - sent) * 1e6))
+                        self.sent_us.append(int((sent - self.t0) * 1e6))
                     if in_window:
                         self.acked_fixes_window += fixes
                         self.acked_frames_window += 1
@@ -265,18 +287,29 @@ class Generator:
         self.timed_all = ack_interval_s == 0
         self.errors.clear()
         self.latencies_us = []
+        self.sent_us = []
+        self.gc_pauses = []
         self.acked_fixes_window = self.acked_frames_window = 0
         attempts = sent = skipped = missed = 0
         idx = 0
         max_burst = max(1, int(rate * 0.02))  # at most 20 ms of frames at once
         perf = time.perf_counter
+        # Per TIMELINE_BUCKET_S of the window: frames sent, and the longest gap between
+        # two turns of the send loop (this process busy: acks, its own GC, the kernel).
+        buckets = max(1, math.ceil(seconds / TIMELINE_BUCKET_S))
+        sent_b = [0] * buckets
+        gap_b = [0.0] * buckets
         cpu0 = time.process_time()
-        self.t0 = t0 = perf()
+        self.t0 = t0 = prev = perf()
         self.t_end = t_end = t0 + seconds
         while n:
             now = perf()
             if now >= t_end:
                 break
+            b = min(int((now - t0) / TIMELINE_BUCKET_S), buckets - 1)
+            if now - prev > gap_b[b]:
+                gap_b[b] = now - prev
+            prev = now
             due = int(rate * (now - t0)) - attempts
             if due > max_burst:  # the generator fell behind: those frames are missed
                 missed += due - max_burst
@@ -296,10 +329,12 @@ class Generator:
                     continue
                 timed = ack_interval_s > 0 and sent % sample_every == 0
                 data = c.frame(fixes, now_ms, timed)
+                t = perf()
                 if acks:
-                    c.inflight.append((c.seq, perf(), fixes, timed))
+                    c.inflight.append((c.seq, t, fixes, timed))
                 c.ws.send_text(data)
                 sent += 1
+                sent_b[min(int((t - t0) / TIMELINE_BUCKET_S), buckets - 1)] += 1
             await asyncio.sleep(0.001)
         elapsed = perf() - t0
         cpu_window = time.process_time() - cpu0
@@ -314,6 +349,11 @@ class Generator:
         pending = sum(len(c.inflight) for c in conns if not c.closed)
         for c in conns:  # what is still unacked is not timed in the next step
             c.inflight.clear()
+        gc_b = [0.0] * buckets  # this process's GC pauses that began in each bucket
+        for start, took in self.gc_pauses:
+            if t0 <= start < t_end:
+                gc_b[int((start - t0) / TIMELINE_BUCKET_S)] += took
+        self.gc_pauses = None
         return {
             "rate": rate,
             "elapsed_s": round(elapsed, 4),
@@ -329,6 +369,11 @@ class Generator:
             "closed_conns": sum(c.closed for c in conns),
             "generator_cpu_s": round(cpu_window, 3),
             "latencies_us": self.latencies_us,
+            "sent_us": self.sent_us,
+            "t0": t0,
+            "sent_per_bucket": sent_b,
+            "gap_max_ms_per_bucket": [round(g * 1000, 1) for g in gap_b],
+            "gc_ms_per_bucket": [round(g * 1000, 1) for g in gc_b],
         }
 
     async def close(self) -> dict[str, Any]:
@@ -470,11 +515,23 @@ class GeneratorClient:
         merged["drained"] = all(r["drained"] for r in replies)
         errors: collections.Counter[str] = collections.Counter()
         lat: list[int] = []
+        sent_us: list[int] = []
+        t0 = min(r["t0"] for r in replies)  # perf_counter: CLOCK_MONOTONIC, one per machine
         for r in replies:
             errors.update(r["errors"])
             lat.extend(r["latencies_us"])
+            shift = int((r["t0"] - t0) * 1e6)
+            sent_us.extend(u + shift for u in r["sent_us"])
         merged["errors"] = dict(errors)
         merged["latencies_us"] = lat
+        merged["sent_us"] = sent_us
+        merged["t0"] = t0
+        # Per bucket (each generator's own t0; they start within milliseconds).
+        cols = list(zip(*(r["sent_per_bucket"] for r in replies), strict=True))
+        merged["sent_per_bucket"] = [sum(c) for c in cols]
+        for key in ("gap_max_ms_per_bucket", "gc_ms_per_bucket"):
+            cols_f = zip(*(r[key] for r in replies), strict=True)
+            merged[key] = [max(c) for c in cols_f]
         return merged
 
     async def seqs(self) -> list[tuple[int, int]]:
@@ -545,6 +602,8 @@ class Plan:
     kept_up_p99_ms: float
     geoadd_s: float
     variants: tuple[Variant, ...] = (VARIANTS["freeze"],)
+    sample_server: bool = False  # scrape /metrics every timeline bucket
+    skip_ceiling: bool = False  # debug runs only: no ceiling, so no ratios against it
 
 
 @dataclass
@@ -563,20 +622,185 @@ class Env:
     quiet_until: float = 0.0  # monotonic deadline for waiting out other work
 
 
+# Counters read from Doorstep's /metrics (api/metrics.py): our key -> the sample's name.
+_SERVER_COUNTERS = {
+    "accepted": "doorstep_fixes_accepted_total",
+    "frames": "doorstep_ws_frames_total",
+    "flushes": "doorstep_ingest_flushes_total",
+    "archived": "doorstep_trail_archived_total",
+    "stale": "doorstep_workers_marked_stale_total",
+    "freezes": "doorstep_gc_freezes_total",
+    "sweeps": "doorstep_gc_sweeps_total",
+    **{f"gc_s{g}": f'doorstep_gc_pause_seconds_total{{generation="{g}"}}' for g in range(3)},
+    **{f"gc{g}": f'doorstep_gc_collections_total{{generation="{g}"}}' for g in range(3)},
+}
+_SERVER_NAMES = {name: key for key, name in _SERVER_COUNTERS.items()}
+
+
 async def _server_counters(port: int) -> dict[str, float]:
-    """Fixes accepted and time spent in the cyclic GC so far, from Doorstep's /metrics."""
+    """Fixes accepted, frames, batches, trail COPY rows and cyclic GC (collections and
+    pause seconds by generation, freezes, sweeps) so far, from Doorstep's /metrics;
+    ``gc_s`` is the pause total over all generations."""
     status, body = await h.http_get(port, "/metrics", timeout_s=10.0)
-    out = {"accepted": 0.0, "gc_s": 0.0, "gc2": 0.0}
-    if status != 200:
-        return out
-    for line in body.decode().splitlines():
-        if line.startswith("doorstep_fixes_accepted_total "):
-            out["accepted"] = float(line.split()[-1])
-        elif line.startswith("doorstep_gc_pause_seconds_total{"):
-            out["gc_s"] += float(line.split()[-1])
-        elif line.startswith('doorstep_gc_collections_total{generation="2"}'):
-            out["gc2"] = float(line.split()[-1])
+    out = dict.fromkeys(_SERVER_COUNTERS, 0.0)
+    if status == 200:
+        for line in body.decode().splitlines():
+            name, _, value = line.rpartition(" ")
+            key = _SERVER_NAMES.get(name)
+            if key is not None:
+                out[key] = float(value)
+    out["gc_s"] = out["gc_s0"] + out["gc_s1"] + out["gc_s2"]
     return out
+
+
+@dataclass
+class _Sample:
+    """One tick of the window sampler: /proc meters, then the server's /metrics."""
+
+    t: float
+    server_cpu: float
+    gen_cpu: float
+    redis_cpu: float
+    machine_busy: float
+    counters: dict[str, float] | None
+    rtt_s: float  # /metrics round trip: also how long the server's event loop took to answer
+
+
+async def _sample_window(
+    t_start: float,
+    ticks: int,
+    server: h.ProcMeter,
+    gens: list[h.ProcMeter],
+    redis_meter: h.ProcMeter | None,
+    metrics_port: int | None,
+) -> list[_Sample]:
+    """Sample at ``t_start + k * TIMELINE_BUCKET_S`` for k = 0..ticks (perf_counter).
+
+    A tick already half a bucket late (the server took that long to answer /metrics)
+    is skipped: the next interval spans more than one bucket and the buckets it does
+    not have its middle in stay empty (None), rather than meter a few milliseconds.
+    Without ``metrics_port`` only /proc is read (the scrapes cost the server)."""
+    out: list[_Sample] = []
+    for k in range(ticks + 1):
+        delay = t_start + k * TIMELINE_BUCKET_S - time.perf_counter()
+        if delay < -TIMELINE_BUCKET_S / 2 and k < ticks:
+            continue
+        if delay > 0:
+            await asyncio.sleep(delay)
+        s = server.sample()
+        busy = h.CpuMeter._busy_s()
+        gen_cpu = sum(g.sample().cpu_s for g in gens)
+        redis_cpu = redis_meter.sample().cpu_s if redis_meter else 0.0
+        t = time.perf_counter()
+        counters: dict[str, float] | None = None
+        if metrics_port is not None:
+            with contextlib.suppress(OSError, TimeoutError):
+                counters = await _server_counters(metrics_port)
+        out.append(
+            _Sample(s.t, s.cpu_s, gen_cpu, redis_cpu, busy, counters, time.perf_counter() - t)
+        )
+    return out
+
+
+def _ms(us: float) -> float:
+    ms = us / 1000
+    return round(ms, 2) if ms < 10 else round(ms, 1)
+
+
+def _timeline(res: dict[str, Any], lat: list[int], samples: list[_Sample]) -> dict[str, Any]:
+    """The window per TIMELINE_BUCKET_S: frames by send time (sent, acked, ack latency
+    p50/p99/max ms, the generator's longest loop gap and its own GC ms) and, by wall
+    time, the server (cores, frames received, GC ms and collections, trail rows
+    COPYed, workers marked stale, /metrics round trip ms), Redis, generator and machine
+    cores. Lists of numbers, one per bucket; the buckets start at the window's start."""
+    sent = res.pop("sent_per_bucket")
+    n = len(sent)
+    by: list[list[int]] = [[] for _ in range(n)]
+    for us, sent_us in zip(lat, res.pop("sent_us"), strict=True):
+        by[min(max(sent_us, 0) // int(TIMELINE_BUCKET_S * 1e6), n - 1)].append(us)
+    pct = [h.percentiles(b, (50, 99)) for b in by]
+    out: dict[str, Any] = {
+        "bucket_ms": round(TIMELINE_BUCKET_S * 1000),
+        "sent": sent,
+        "acked": [len(b) for b in by],
+        "p50_ms": [_ms(p["p50"]) if p else None for p in pct],
+        "p99_ms": [_ms(p["p99"]) if p else None for p in pct],
+        "max_ms": [_ms(p["max"]) if p else None for p in pct],
+        "gen_gap_max_ms": res.pop("gap_max_ms_per_bucket"),
+        "gen_gc_ms": res.pop("gc_ms_per_bucket"),
+    }
+    # Server side: each interval between two samples goes to the bucket of its middle.
+    t0 = res.pop("t0")
+    series: dict[str, list[float | None]] = {
+        k: [None] * n
+        for k in (
+            "server_cores",
+            "gen_cores",
+            "redis_cores",
+            "machine_cores",
+            "server_frames",
+            "server_gc_ms",
+            "server_gc_n",
+            "archived",
+            "stale",
+            "metrics_rtt_ms",
+        )
+    }
+    for a, b in itertools.pairwise(samples):
+        i = math.floor(((a.t + b.t) / 2 - t0) / TIMELINE_BUCKET_S)
+        dt = b.t - a.t
+        if not 0 <= i < n or dt <= 0:
+            continue
+        series["server_cores"][i] = round((b.server_cpu - a.server_cpu) / dt, 2)
+        series["gen_cores"][i] = round((b.gen_cpu - a.gen_cpu) / dt, 2)
+        series["redis_cores"][i] = round((b.redis_cpu - a.redis_cpu) / dt, 2)
+        series["machine_cores"][i] = round((b.machine_busy - a.machine_busy) / dt, 2)
+        series["metrics_rtt_ms"][i] = round(b.rtt_s * 1000, 1)
+        if a.counters and b.counters:
+            ca, cb = a.counters, b.counters
+            series["server_frames"][i] = round(cb["frames"] - ca["frames"])
+            series["server_gc_ms"][i] = round((cb["gc_s"] - ca["gc_s"]) * 1000, 1)
+            series["server_gc_n"][i] = round(sum(cb[f"gc{g}"] - ca[f"gc{g}"] for g in range(3)))
+            series["archived"][i] = round(cb["archived"] - ca["archived"])
+            series["stale"][i] = round(cb["stale"] - ca["stale"])
+    out.update(series)
+    out["sampler_offset_ms"] = round((samples[0].t - t0) * 1000, 1) if samples else None
+    return out
+
+
+def _timeline_summary(step: dict[str, Any]) -> str:
+    """One line: the window's slowest buckets by p99 and the server's GC in it."""
+    tl = step.get("timeline") or {}
+    p99 = tl.get("p99_ms") or []
+    worst = sorted((i for i, v in enumerate(p99) if v is not None), key=lambda i: -p99[i])[:4]
+    b = tl.get("bucket_ms", 250) / 1000
+    gc_ = step.get("server_gc") or {}
+    return (
+        "slowest buckets (sent at s: p99 ms): "
+        + ", ".join(f"{i * b:g}: {p99[i]}" for i in sorted(worst))
+        + f"; server GC {gc_.get('seconds')} s in {gc_.get('collections')} collections"
+    )
+
+
+def _server_gc(samples: list[_Sample]) -> dict[str, Any] | None:
+    """The server's cyclic GC over the sampled window (first to last /metrics)."""
+    scraped = [s for s in samples if s.counters]
+    if len(scraped) < 2:
+        return None
+    a, b = cast(dict[str, float], scraped[0].counters), cast(dict[str, float], scraped[-1].counters)
+    wall = scraped[-1].t - scraped[0].t
+    return {
+        "seconds": round(b["gc_s"] - a["gc_s"], 4),
+        "collections": int(sum(b[f"gc{g}"] - a[f"gc{g}"] for g in range(3))),
+        "seconds_by_gen": [round(b[f"gc_s{g}"] - a[f"gc_s{g}"], 4) for g in range(3)],
+        "collections_by_gen": [int(b[f"gc{g}"] - a[f"gc{g}"]) for g in range(3)],
+        "freezes": int(b["freezes"] - a["freezes"]),
+        "sweeps": int(b["sweeps"] - a["sweeps"]),
+        "share": round((b["gc_s"] - a["gc_s"]) / max(wall, 1e-9), 4),
+        "over_s": round(wall, 2),
+        "flushes": int(b["flushes"] - a["flushes"]),
+        "archived": int(b["archived"] - a["archived"]),
+    }
 
 
 def _lat_ms(lat_us: list[int]) -> dict[str, float]:
@@ -637,6 +861,19 @@ async def _measure_once(
     server = h.ProcMeter(server_pid)
     gens = [h.ProcMeter(p) for p in gen.pids]
     redis_meter = h.ProcMeter(env.redis_pid) if env.redis_pid else None
+    sampling: asyncio.Task[list[_Sample]] | None = None
+    if acks and metrics_port:  # the timeline's server side, from just before the window
+        ticks = math.ceil(seconds / TIMELINE_BUCKET_S)
+        sampling = asyncio.create_task(
+            _sample_window(
+                time.perf_counter(),
+                ticks,
+                server,
+                gens,
+                redis_meter,
+                metrics_port if env.plan.sample_server else None,
+            )
+        )
     driving = asyncio.create_task(
         gen.drive(
             rate=rate,
@@ -667,8 +904,19 @@ async def _measure_once(
     pg1 = h.cpu_seconds(env.pg_pids)
     busy = cpu.cores_busy()
     res = await driving
+    samples = await sampling if sampling else []
     wall = s1.t - s0.t
     lat = res.pop("latencies_us")
+    timeline = _timeline(res, lat, samples) if acks else None
+    if not acks:
+        for key in (
+            "sent_us",
+            "t0",
+            "sent_per_bucket",
+            "gap_max_ms_per_bucket",
+            "gc_ms_per_bucket",
+        ):
+            res.pop(key)
     out: dict[str, Any] = {
         "offered_frames_per_s": round(rate),
         "sent_frames_per_s": round(res["sent_frames"] / res["elapsed_s"]),
@@ -694,6 +942,11 @@ async def _measure_once(
             fixes_s = (m1["accepted"] - m0["accepted"]) / wall
             out["gc_share"] = round((m1["gc_s"] - m0["gc_s"]) / wall, 4)
             out["gc2_collections"] = int(m1["gc2"] - m0["gc2"])
+        out["server_gc"] = _server_gc(samples) or (
+            _server_gc([_Sample(s0.t, 0, 0, 0, 0, m0, 0), _Sample(s1.t, 0, 0, 0, 0, m1, 0)])
+            if m0 is not None and m1 is not None
+            else None
+        )
         out["accepted_fixes_per_s"] = round(fixes_s)
         out["latency_ms"] = _lat_ms(lat)
         # CPU per fix over the metered middle of the window, at the acked rate.
@@ -701,6 +954,7 @@ async def _measure_once(
         if r0 and r1:
             out["redis_us_per_fix"] = round((r1.cpu_s - r0.cpu_s) / max(fixes_s * wall, 1) * 1e6, 1)
         out["measured_per_s"] = fixes_s
+        out["timeline"] = timeline
     else:
         frames_s = (c1 - c0) / wall
         out["received_frames_per_s"] = round(frames_s)
@@ -949,6 +1203,7 @@ async def _run_doorstep(env: Env, workers: int, variant: Variant) -> list[dict[s
                     f"{at80['accepted_fixes_per_s']:,} fixes/s, latency {at80['latency_ms']}, "
                     f"{at80['server_us_per_fix']} us server CPU per fix"
                 )
+                h.progress(f"    {_timeline_summary(at80)}")
             runs.append(
                 {
                     "variant": variant.name,
@@ -1133,10 +1388,18 @@ def _ratios_and_targets(
     geo = baselines["geoadd"]["geoadd_ops_per_s"]
     for r in runs:
         w, f, v = r["workers"], r["fixes_per_frame"], r["variant"]
-        ceiling = ceilings[w]["by_fixes_per_frame"]
+        measured = ceilings.get(w)  # None: --skip-ceiling
+        ceiling = measured["by_fixes_per_frame"] if measured else {}
         c1 = ceiling.get("1", {}).get("sustained_frames_per_s")
         cf = ceiling.get(str(f), {}).get("sustained_frames_per_s")
         key = f"{v}_{w}w_{f}f"
+        if measured is None:
+            ratios[key] = {
+                "accepted_fixes_per_s": r["sustained_fixes_per_s"],
+                "ceiling": "not measured (--skip-ceiling)",
+                "vs_geoadd": round(r["sustained_fixes_per_s"] / geo, 3) if geo else None,
+            }
+            continue
         ratios[key] = {
             "accepted_fixes_per_s": r["sustained_fixes_per_s"],
             "vs_ceiling_frames_1f": round(r["sustained_fixes_per_s"] / c1, 3) if c1 else None,
@@ -1157,7 +1420,13 @@ def _ratios_and_targets(
             r["fixes_per_frame"]: r for r in runs if r["workers"] == big and r["variant"] == variant
         }
         t: dict[str, Any] = {}
-        if 1 in at:
+        if 1 in at and big not in ceilings:
+            t["1f_accepted_vs_ceiling_ge_0.5"] = {
+                "value": None,
+                "reached": None,
+                "ceiling": "not measured (--skip-ceiling)",
+            }
+        elif 1 in at:
             ratio = ratios[f"{variant}_{big}w_1f"]["vs_ceiling_frames_1f"]
             t["1f_accepted_vs_ceiling_ge_0.5"] = {
                 "value": ratio,
@@ -1193,15 +1462,20 @@ async def orchestrate(
         env = await _setup(plan, redis_url, database_url, work_dir)
         env.quiet_until = quiet_until
         try:
-            baselines = {"geoadd": await _geoadd_baseline(env)}
+            baselines: dict[str, Any] = {"geoadd": await _geoadd_baseline(env)}
             h.progress(f"raw pipelined GEOADD: {baselines['geoadd']['geoadd_ops_per_s']:,} ops/s")
             ceilings: dict[int, dict[str, Any]] = {}
             runs: list[dict[str, Any]] = []
             for workers in plan.workers:
-                ceilings[workers] = await _run_ceiling(env, workers)
+                if not plan.skip_ceiling:
+                    ceilings[workers] = await _run_ceiling(env, workers)
                 for variant in plan.variants:
                     runs += await _run_doorstep(env, workers, variant)
-            baselines["ceiling"] = {str(w): c for w, c in ceilings.items()}
+            baselines["ceiling"] = (
+                "not measured (--skip-ceiling)"
+                if plan.skip_ceiling
+                else {str(w): c for w, c in ceilings.items()}
+            )
             ratios, targets = _ratios_and_targets(runs, ceilings, baselines)
             background_after = await _background_load()
         finally:
@@ -1232,11 +1506,14 @@ async def orchestrate(
 
 
 def _plan(args: argparse.Namespace) -> Plan:
+    fixes = tuple(dict.fromkeys(args.fixes_per_frame))
+    if any(f < 1 for f in fixes):
+        raise SystemExit("--fixes-per-frame: each must be >= 1")
     if args.quick:
         return Plan(
             quick=True,
             workers=(1000,),
-            fixes_per_frame=(1, 5),
+            fixes_per_frame=fixes,
             ceiling_fixes_per_frame=(1,),
             step_s=1.0,
             measure_s=3.0,
@@ -1249,12 +1526,14 @@ def _plan(args: argparse.Namespace) -> Plan:
             kept_up_p99_ms=1000.0,
             geoadd_s=1.0,
             variants=tuple(VARIANTS[v] for v in args.variants),
+            skip_ceiling=args.skip_ceiling,
+            sample_server=args.sample_server,
         )
     return Plan(
         quick=False,
         workers=tuple(args.workers or (1000, 10_000)),
-        fixes_per_frame=(1, 5),
-        ceiling_fixes_per_frame=(1, 5),
+        fixes_per_frame=fixes,
+        ceiling_fixes_per_frame=tuple(sorted({1, *fixes})),  # the ratios need 1 and f
         step_s=3.0,
         measure_s=10.0,
         start_rate=2000,
@@ -1266,6 +1545,19 @@ def _plan(args: argparse.Namespace) -> Plan:
         kept_up_p99_ms=1000.0,
         geoadd_s=3.0,
         variants=tuple(VARIANTS[v] for v in args.variants),
+        skip_ceiling=args.skip_ceiling,
+        sample_server=args.sample_server,
+    )
+
+
+# An indented list of numbers (a JSON string cannot hold a raw newline: never inside one).
+_NUMBER_LIST = re.compile(r"\[\n[-+.,\deE\snul]*\]")
+
+
+def _compact_lists(text: str) -> str:
+    """Put every list of numbers (the timelines) on one line of the indented JSON."""
+    return _NUMBER_LIST.sub(
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(0)[1:-1].split(",")) + "]", text
     )
 
 
@@ -1288,6 +1580,27 @@ def main(argv: list[str] | None = None) -> None:
         "freeze-acks (also [socket] ack_interval_ms = 5000)",
     )
     p.add_argument(
+        "--fixes-per-frame",
+        type=int,
+        nargs="+",
+        default=[1, 5],
+        metavar="N",
+        help="fixes per frame to measure Doorstep at (default 1 5); the ceiling is "
+        "measured at 1 and these",
+    )
+    p.add_argument(
+        "--skip-ceiling",
+        action="store_true",
+        help="debug only: do not measure the receive-only ceiling (its ratios and the "
+        "1-fix target are reported as not measured)",
+    )
+    p.add_argument(
+        "--sample-server",
+        action="store_true",
+        help="diagnostics: scrape the server's /metrics every 250 ms of a window for the "
+        "timeline (GC, frames, archive per bucket); each scrape costs the server a few ms",
+    )
+    p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -1307,7 +1620,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # clean up when terminated
     with h.store_urls() as (redis_url, database_url):
         result = _run_loop(orchestrate(plan, redis_url, database_url, wait_quiet_s=args.wait_quiet))
-    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(_compact_lists(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()))
+    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":
