@@ -258,3 +258,21 @@ async def test_a_claim_in_another_process_returns_after_the_old_socket_is_closed
         await stores.redis.delete(stores.keys.worker_socket(w))
         await p1.stop()
         await p2.stop()
+
+
+async def test_three_claims_at_once_leave_the_last_one_live(stores: Stores) -> None:
+    """Three opens of one worker at once in one process: the last claim is live, here and in
+    Redis, the other two are closed with 4001, and no claim bookkeeping is left behind."""
+    t = Tracking(stores)
+    w, city = some_worker()
+    socks = [Sock(), Sock(), Sock()]
+    try:
+        await asyncio.gather(*(t.claim(w, s, new_session(t, w, city)) for s in socks))
+        holder: Any = await stores.redis.get(stores.keys.worker_socket(w))
+        assert holder.decode().endswith(socks[2].conn_id)
+        assert t.local_socket(w) is socks[2]
+        assert [s.closed for s in socks] == [[4001], [4001], []]
+        assert t._claim_turns == {}
+    finally:
+        await stores.redis.delete(stores.keys.worker_socket(w))
+        await t.writer.close()

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -77,6 +77,14 @@ class Counters:
         self.rejected: dict[str, int] = {}
 
 
+@dataclass
+class _Turns:
+    """The claims of one worker in this process: they take turns."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    claims: int = 0  # running or waiting
+
+
 class Tracking:
     """Everything location-related that one process runs."""
 
@@ -118,7 +126,7 @@ class Tracking:
         self.on_order_change: OrderHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
-        self._claim_locks: dict[int, asyncio.Lock] = {}
+        self._claim_turns: dict[int, _Turns] = {}
         # Claims waiting for another process to close the older socket: by its conn id.
         self._kicks: dict[str, asyncio.Future[None]] = {}
         self._spawned: set[asyncio.Task[None]] = set()
@@ -180,15 +188,17 @@ class Tracking:
         flight are in Redis before this returns: a resume point read afterwards covers
         every fix the older socket will ever acknowledge.
         """
-        lock = self._claim_locks.get(worker_id)
-        if lock is None:
-            lock = self._claim_locks[worker_id] = asyncio.Lock()
+        turn = self._claim_turns.get(worker_id)
+        if turn is None:
+            turn = self._claim_turns[worker_id] = _Turns()
+        turn.claims += 1
         try:
-            async with lock:
+            async with turn.lock:
                 await self._claim(worker_id, sock, session)
         finally:
-            if not lock.locked():
-                self._claim_locks.pop(worker_id, None)
+            turn.claims -= 1
+            if not turn.claims:
+                del self._claim_turns[worker_id]
 
     async def _claim(self, worker_id: int, sock: WorkerSocket, session: WorkerSession) -> None:
         holder = f"{self.process_id}:{sock.conn_id}"
@@ -200,7 +210,6 @@ class Tracking:
         if before is not None and before.feed_pending is not None:  # still goes out
             session.feed_pending = before.feed_pending
             self._feed_pending[worker_id] = session
-        self._jobs.pop(worker_id, None)  # the older socket's; the caller loads the job
         if old is None:
             return
         old_text = old.decode() if isinstance(old, bytes) else str(old)
