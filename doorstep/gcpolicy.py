@@ -41,7 +41,7 @@ class GcParams:
     """The collector policy (section ``[gc]``)."""
 
     freeze: bool = True
-    freeze_every_s: float = 0.5
+    freeze_every_s: float = 0.1
     sweep_every_s: float = 3600.0
     young_threshold: int = 20000  # allocations between young collections (0: CPython's 700)
 
