@@ -565,6 +565,8 @@ class Variant:
     name: str
     gc_freeze: bool
     ack_interval_ms: int
+    young_threshold: int | None = None  # [gc] young_threshold; None: the server's default
+    freeze_every_s: float | None = None  # [gc] freeze_every_s; None: the server's default
 
     def params(self) -> str:
         # Lift the per-connection flood limit (20 frames/s) so 1k sockets can carry the
@@ -573,6 +575,8 @@ class Variant:
             "[socket]\nframes_per_s = 1000.0\nburst_frames = 1000.0\n"
             f"ack_interval_ms = {self.ack_interval_ms}\n"
             f"[gc]\nfreeze = {'true' if self.gc_freeze else 'false'}\n"
+            + (f"young_threshold = {self.young_threshold}\n" if self.young_threshold else "")
+            + (f"freeze_every_s = {self.freeze_every_s}\n" if self.freeze_every_s else "")
         )
 
 
@@ -580,6 +584,13 @@ VARIANTS = {
     "plain": Variant("plain", gc_freeze=False, ack_interval_ms=0),
     "freeze": Variant("freeze", gc_freeze=True, ack_interval_ms=0),
     "freeze-acks": Variant("freeze-acks", gc_freeze=True, ack_interval_ms=5000),
+    # Experiment: no automatic young collections between the policy's freezes.
+    "freeze-only": Variant(
+        "freeze-only", gc_freeze=True, ack_interval_ms=0, young_threshold=100_000_000
+    ),
+    # Experiments: the freeze's interval.
+    "freeze-0.1s": Variant("freeze-0.1s", gc_freeze=True, ack_interval_ms=0, freeze_every_s=0.1),
+    "freeze-0.5s": Variant("freeze-0.5s", gc_freeze=True, ack_interval_ms=0, freeze_every_s=0.5),
 }
 
 
@@ -603,6 +614,8 @@ class Plan:
     geoadd_s: float
     variants: tuple[Variant, ...] = (VARIANTS["freeze"],)
     sample_server: bool = False  # scrape /metrics every timeline bucket
+    rates: tuple[float, ...] = ()  # diagnostics: windows at these frame rates, no ramp
+    confirm_s: float = 0.0  # the sustained rate must keep up this long (0: no confirming)
     skip_ceiling: bool = False  # debug runs only: no ceiling, so no ratios against it
 
 
@@ -976,6 +989,9 @@ def _kept_up(step: dict[str, Any], fixes: int, acks: bool, p99_ms: float) -> boo
     return True
 
 
+CONFIRM_TRIES = 4
+
+
 async def _ramp(
     env: Env,
     label: str,
@@ -986,6 +1002,8 @@ async def _ramp(
     """Double the offered rate until the server falls behind, then bisect ``refine`` times.
 
     A step that falls behind is measured once more before it counts as falling behind.
+    With ``plan.confirm_s``, the best rate that kept up is then measured again for that
+    long (lower by 10 % a try, up to CONFIRM_TRIES) and only a confirmed rate counts.
     """
     plan = env.plan
     rate = plan.start_rate / fixes if fixes > 1 else plan.start_rate
@@ -1033,6 +1051,29 @@ async def _ramp(
         rate = math.sqrt(lo * hi)
     kept = [s for s in steps if s["kept_up"]]
     best_kept = max(kept, key=lambda s: s["measured_per_s"]) if kept else None
+    if best_kept is not None and plan.confirm_s > 0:
+        # A short step can keep up by luck, or fall behind only after a few seconds:
+        # the sustained rate is the best one that keeps up for a whole confirming window
+        # (as long as the 80 % window); each failed try goes 10 % lower.
+        rate = best_kept["offered_frames_per_s"]
+        best_kept = None
+        for _ in range(CONFIRM_TRIES):
+            s = await step(rate, plan.confirm_s)
+            ok = _kept_up(s, fixes, acks, plan.kept_up_p99_ms)
+            s["kept_up"] = ok
+            s["confirming"] = True
+            steps.append(s)
+            p99 = s.get("latency_ms", {}).get("p99")
+            h.progress(
+                f"  {label}: confirming {rate:,.0f} frames/s for {plan.confirm_s:g} s -> "
+                f"{s['measured_per_s']:,.0f}/s"
+                + (f", p99 {p99} ms" if p99 is not None else "")
+                + ("" if ok else "  (fell behind)")
+            )
+            if ok:
+                best_kept = s
+                break
+            rate *= 0.9
     best_any = max(steps, key=lambda s: s["measured_per_s"])
     return {
         "sustained_per_s": round(best_kept["measured_per_s"]) if best_kept else 0,
@@ -1193,6 +1234,26 @@ async def _run_doorstep(env: Env, workers: int, variant: Variant) -> list[dict[s
                     metrics_port=port,
                 )
 
+            if env.plan.rates:  # diagnostics: fixed rates instead of the ramp
+                fixed = []
+                for rate in env.plan.rates:
+                    s = _brief(await step(rate, env.plan.measure_s))
+                    h.progress(
+                        f"  {label} {workers:,}w {fixes}f at {rate:,.0f} frames/s: "
+                        f"{s['accepted_fixes_per_s']:,} fixes/s, latency {s['latency_ms']}, "
+                        f"{s['server_us_per_fix']} us server CPU per fix"
+                    )
+                    h.progress(f"    {_timeline_summary(s)}")
+                    fixed.append(s)
+                runs.append(
+                    {
+                        "variant": variant.name,
+                        "workers": workers,
+                        "fixes_per_frame": fixes,
+                        "fixed_rates": fixed,
+                    }
+                )
+                continue
             ramp = await _ramp(env, f"{label} {workers:,}w {fixes}f", step, fixes, acks=True)
             at80: dict[str, Any] | None = None
             if ramp["sustained_offered_frames_per_s"]:
@@ -1386,6 +1447,9 @@ def _ratios_and_targets(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     ratios: dict[str, Any] = {}
     geo = baselines["geoadd"]["geoadd_ops_per_s"]
+    runs = [r for r in runs if "fixed_rates" not in r]  # --rates: no ramp, no targets
+    if not runs:
+        return ratios, {"measured": "not measured (--rates)"}
     for r in runs:
         w, f, v = r["workers"], r["fixes_per_frame"], r["variant"]
         measured = ceilings.get(w)  # None: --skip-ceiling
@@ -1528,6 +1592,7 @@ def _plan(args: argparse.Namespace) -> Plan:
             variants=tuple(VARIANTS[v] for v in args.variants),
             skip_ceiling=args.skip_ceiling,
             sample_server=args.sample_server,
+            rates=tuple(args.rates or ()),
         )
     return Plan(
         quick=False,
@@ -1544,9 +1609,11 @@ def _plan(args: argparse.Namespace) -> Plan:
         generators=args.generators,
         kept_up_p99_ms=1000.0,
         geoadd_s=3.0,
+        confirm_s=10.0,
         variants=tuple(VARIANTS[v] for v in args.variants),
         skip_ceiling=args.skip_ceiling,
         sample_server=args.sample_server,
+        rates=tuple(args.rates or ()),
     )
 
 
@@ -1593,6 +1660,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="debug only: do not measure the receive-only ceiling (its ratios and the "
         "1-fix target are reported as not measured)",
+    )
+    p.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        metavar="FRAMES_PER_S",
+        help="diagnostics: measure Doorstep at these offered frame rates (one window of "
+        "the measuring length each) instead of the ramp and the 80 %% window",
     )
     p.add_argument(
         "--sample-server",
