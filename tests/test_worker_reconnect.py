@@ -276,3 +276,31 @@ async def test_three_claims_at_once_leave_the_last_one_live(stores: Stores) -> N
     finally:
         await stores.redis.delete(stores.keys.worker_socket(w))
         await t.writer.close()
+
+
+async def test_held_back_feed_positions_go_out_in_chunks_and_all_of_them(stores: Stores) -> None:
+    """The trailing feed pass sends every due held-back position, one message per chunk, and
+    empties the queue."""
+    t = Tracking(stores)
+    city = f"nocity-{secrets.token_hex(3)}"
+    pubsub = stores.redis.pubsub()
+    await pubsub.subscribe(stores.keys.feed(city))
+    now = int(time.time() * 1000)
+    try:
+        for w in range(1, 6):
+            s = new_session(t, w, city)
+            s.feed_pending = (LAT, LNG + w * 1e-4, now, 8.0, "", "")
+            t._sessions[w] = s
+            t._feed_pending[w] = s
+        assert await t.send_trailing_feed(now, chunk=2) == 5
+        messages: list[Any] = []
+        deadline = time.monotonic() + 5
+        while len(messages) < 3 and time.monotonic() < deadline:
+            m = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if m is not None:
+                messages.append(orjson.loads(m["data"]))
+        assert [[w["id"] for w in m["workers"]] for m in messages] == [[1, 2], [3, 4], [5]]
+        assert t._feed_pending == {}
+    finally:
+        await pubsub.aclose()
+        await t.writer.close()

@@ -48,6 +48,8 @@ log = logging.getLogger("doorstep.tracking")
 # How long a claim waits for the process holding the older socket to close it and
 # answer that the older socket's writes in flight are in Redis.
 KICK_ANSWER_S = 0.5
+# Held-back feed positions are sent this many workers at a time (send_trailing_feed).
+FEED_CHUNK = 500
 
 
 class WorkerSocket(Protocol):
@@ -449,21 +451,33 @@ class Tracking:
             waiter=waiter,
         )
 
-    async def send_trailing_feed(self, now_ms: int) -> int:
+    async def send_trailing_feed(self, now_ms: int, *, chunk: int = FEED_CHUNK) -> int:
         """Send each worker's last position held back by the feed's rate once its interval
-        is over, so the dispatcher sees where a worker stopped; returns how many."""
-        by_city: dict[str, list[dict[str, Any]]] = {}
-        for worker_id, session in list(self._feed_pending.items()):
-            last = session.feed_pending
-            if last is None or self._sessions.get(worker_id) is not session:
-                del self._feed_pending[worker_id]
-            elif session.feed_due(now_ms):
-                del self._feed_pending[worker_id]
-                session.feed_pending = None
-                by_city.setdefault(session.city_id, []).append(_feed_item(session, last))
-        for city, items in by_city.items():
-            await self.publish_feed(city, {"type": "positions", "workers": items})
-        return sum(len(items) for items in by_city.values())
+        is over, so the dispatcher sees where a worker stopped; returns how many.
+
+        ``chunk`` workers at a time, one message per city each, yielding to the event
+        loop in between: with thousands of workers held back, one pass in one go held
+        every socket for ~10 ms (8,000 workers, measured).
+        """
+        sent = 0
+        pending = list(self._feed_pending.items())
+        for start in range(0, len(pending), chunk):
+            by_city: dict[str, list[dict[str, Any]]] = {}
+            for worker_id, session in pending[start : start + chunk]:
+                if self._feed_pending.get(worker_id) is not session:  # changed meanwhile
+                    continue
+                last = session.feed_pending
+                if last is None or self._sessions.get(worker_id) is not session:
+                    del self._feed_pending[worker_id]
+                elif session.feed_due(now_ms):
+                    del self._feed_pending[worker_id]
+                    session.feed_pending = None
+                    by_city.setdefault(session.city_id, []).append(_feed_item(session, last))
+            for city, items in by_city.items():
+                await self.publish_feed(city, {"type": "positions", "workers": items})
+                sent += len(items)
+            await asyncio.sleep(0)
+        return sent
 
     async def _feed_loop(self) -> None:
         period = self.socket_params.feed_interval_ms / 1000 / 2
