@@ -133,7 +133,6 @@ class IngestWriter:
         self._flushing = False
         self._scheduled = False
         self._in_flight = 0  # batches written, not yet answered
-        self._idle: asyncio.Event | None = None
         self.flushes = 0
         self.fixes_written = 0
         self.failures = 0
@@ -194,10 +193,7 @@ class IngestWriter:
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written (or has failed)."""
-        while self._flushing or self._scheduled or self._batch.cities or self._in_flight:
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            await self._idle.wait()
+        await self.barrier()
 
     def barrier(self) -> asyncio.Future[None]:
         """A future that resolves once every write submitted so far has settled (written
@@ -257,7 +253,6 @@ class IngestWriter:
                 self._send(batch)
         finally:
             self._flushing = False
-            self._maybe_idle()
 
     def _send(self, batch: _Batch) -> None:
         """One script call per city, written at once; the last reply settles the batch."""
@@ -318,14 +313,6 @@ class IngestWriter:
         if sent:
             self._in_flight -= 1
             self._wakeup()  # a slot is free
-        self._maybe_idle()
-
-    def _maybe_idle(self) -> None:
-        if self._idle is not None and not (
-            self._flushing or self._in_flight or self._batch.cities or self._scheduled
-        ):
-            self._idle.set()
-            self._idle = None
 
     @staticmethod
     def _settle(batch: _Batch, outcomes: list[BaseException | None]) -> None:
