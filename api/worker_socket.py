@@ -166,6 +166,8 @@ class WorkerConnection(asyncio.Protocol):
         self._server_tasks = tasks
         self.session: WorkerSession | None = None
         self.inbox: collections.deque[bytes] = collections.deque()
+        # A control message taken after a group, waiting for the group's write.
+        self._control: StateMsg | OfferReplyMsg | None = None
         self.inbox_bytes = 0
         self.busy = True  # opening; then while a group or a control message is in flight
         self.open = False  # upgraded, and no close frame sent or received
@@ -379,7 +381,7 @@ class WorkerConnection(asyncio.Protocol):
             self._clear_inbox()
             self._release()
             return
-        if self.inbox and not self.closing:
+        if (self.inbox or self._control is not None) and not self.closing:
             self._pump()
         self._maybe_resume()
 
@@ -395,14 +397,16 @@ class WorkerConnection(asyncio.Protocol):
                 control = self._take(session, first)
                 if control is not None:
                     self._run_control(session, control)
+            control, self._control = self._control, None
+            if control is not None:  # its group is written: its turn
+                self._run_control(session, control)
             while self.inbox and not self.busy and not self.closing:
                 data = self.inbox.popleft()
                 self.inbox_bytes -= len(data)
                 control = self._take(session, data)
                 if control is not None:  # waits for the group before it, if any
                     if self._group:
-                        self.inbox.appendleft(data)
-                        self.inbox_bytes += len(data)
+                        self._control = control  # taken once: counted and admitted once
                         break
                     self._run_control(session, control)
             if self._group and not self.busy:
@@ -631,6 +635,7 @@ class WorkerConnection(asyncio.Protocol):
     def _clear_inbox(self) -> None:
         self.inbox.clear()
         self.inbox_bytes = 0
+        self._control = None
 
     def _pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None and not self.lost:

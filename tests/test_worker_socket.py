@@ -243,6 +243,27 @@ async def test_state_changes_move_the_worker_between_geo_sets(
     await ws.close()
 
 
+async def test_a_state_message_after_fixes_in_flight_is_taken_once(
+    live_app: tuple[str, Any], worker_account: Account
+) -> None:
+    """A state message queued behind a group of fixes is counted (and rate-limited) once, and
+    answered after the group's ack."""
+    counters = live_app[1].state.tracking.counters
+    ws, _ = await open_worker(live_app[0], worker_account)
+    frames_before = counters.frames
+    now = int(time.time() * 1000)
+    await ws.send(orjson.dumps({"type": "fix", **fix(1, ts_ms=now - 2000)}).decode())
+    await ws.send(orjson.dumps({"type": "fix", **fix(2, dlat=2e-4, ts_ms=now - 1000)}).decode())
+    await ws.send('{"type": "state", "state": "unavailable"}')
+    got = [await recv(ws) for _ in range(2)]
+    while got[-1]["type"] == "ack":
+        got.append(await recv(ws))
+    assert [g["type"] for g in got][-1] == "state"
+    assert max(g["seq"] for g in got if g["type"] == "ack") == 2
+    assert counters.frames - frames_before == 3
+    await ws.close()
+
+
 @pytest.mark.parametrize("roles", [(), ("customer",), ("worker",)])
 async def test_socket_authentication_and_roles(
     live_app: tuple[str, Any], make_user: MakeUser, roles: tuple[str, ...]
