@@ -19,6 +19,8 @@ Crs = Literal["wgs84", "gcj02"]
 CRS_NAMES: Final[tuple[str, ...]] = get_args(Crs)
 
 EARTH_RADIUS_M: Final = 6_371_008.8  # IUGG mean radius
+# Redis geo sets (GEOADD) accept latitudes within this: Web Mercator's limit.
+GEO_LAT_LIMIT: Final = 85.05112878
 
 _GCJ_A_M: Final = 6_378_245.0  # Krasovsky 1940 semi-major axis, as in the GCJ-02 formula
 _GCJ_EE: Final = 0.00669342162296594323  # its first eccentricity squared

@@ -18,14 +18,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from geo.coords import EARTH_RADIUS_M
+from geo.coords import EARTH_RADIUS_M, GEO_LAT_LIMIT
 from matching.errors import MatchingError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 GEO_STEP_BITS: Final = 26  # Redis geo sets: 26 bits per coordinate, interleaved into 52
-GEO_LAT_LIMIT: Final = 85.05112878  # the latitude range Redis geo sets accept
 
 
 def _even_bits(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:

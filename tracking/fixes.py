@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple, get_args
 
-from geo.coords import near_distance_m
+from geo.coords import GEO_LAT_LIMIT, near_distance_m
 
 Reason = Literal[
     "out_of_range",
@@ -164,7 +164,6 @@ class Verdict(NamedTuple):
 # What a phone may report at all (the archive stores them as 4-byte floats): a claimed
 # accuracy beyond 100 km or a speed beyond 150 m/s is not a measurement.
 MAX_REPORTED_M = 100_000.0
-MAX_LAT = 85.05112878  # Redis's GEOADD refuses latitudes beyond (Web Mercator's limit)
 MAX_REPORTED_SPEED_MPS = 150.0
 
 
@@ -177,7 +176,7 @@ def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Tr
     accuracy, speed, heading = fix.accuracy_m, fix.speed_mps, fix.heading_deg
     # Chained comparisons are False for NaN, so these also reject non-finite values.
     if not (
-        -MAX_LAT <= lat <= MAX_LAT
+        -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT
         and -180.0 <= lng <= 180.0
         and 0.0 <= accuracy <= MAX_REPORTED_M
         and (speed is None or 0.0 <= speed <= MAX_REPORTED_SPEED_MPS)
