@@ -44,7 +44,8 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class PhoneSocket(asyncio.Protocol):
-    """One client websocket; ``on_text`` gets every text message from the server."""
+    """One client websocket; ``on_text`` gets every text message from the server after the
+    first (which resolves ``first``)."""
 
     def __init__(self, request: bytes, key: str, on_text: Callable[[bytes], None] | None) -> None:
         self._request = request

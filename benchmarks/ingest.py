@@ -6,8 +6,9 @@ Measures, in one run and with one load generator (a separate process):
   idle connection, and the latency from sending a frame to receiving the ack that
   covers it. The server acks only after the fixes are written to Redis, so this
   latency bounds "fix sent -> visible in Redis" from above.
-* The ceiling: a minimal Starlette websocket endpoint served by uvicorn with the same
-  options as ``doorstep serve``, receiving and discarding the same frames.
+* The ceiling: a minimal Starlette websocket endpoint served by uvicorn (ASGI, its
+  websockets-sansio implementation; Doorstep's worker socket has its own layer),
+  receiving and discarding the same frames.
 * The floor of the indexing cost: raw pipelined GEOADD on the same Redis.
 
 Usage::
@@ -66,9 +67,8 @@ SQUARE = {  # the tests' 2 km square in Futian, WGS-84
 }
 SCRIPT = str(Path(__file__).resolve())
 LOG_LEVEL = "warning"  # both servers: per-connection access lines would only add noise
-# Concurrent handshakes per generator. Doorstep's Redis pool (redis-py 8: at most 100
-# connections, failing rather than waiting) breaks sockets when ~100 connect at once;
-# the failures are counted and retried (see the README).
+# Concurrent handshakes per generator; a handshake that fails is counted and retried
+# (see the README).
 CONNECT_BATCH = 100
 WRITE_BUFFER_SKIP = 16 * 1024  # bytes queued on a client socket before it is skipped
 DISTURBED_CORES = 0.25  # other work above this during a window: wait and measure again
@@ -575,13 +575,18 @@ class Variant:
             "[socket]\nframes_per_s = 1000.0\nburst_frames = 1000.0\n"
             f"ack_interval_ms = {self.ack_interval_ms}\n"
             f"[gc]\nfreeze = {'true' if self.gc_freeze else 'false'}\n"
-            + (f"young_threshold = {self.young_threshold}\n" if self.young_threshold else "")
+            + (
+                f"young_threshold = {self.young_threshold}\n"
+                if self.young_threshold is not None
+                else ""
+            )
             + (f"freeze_every_s = {self.freeze_every_s}\n" if self.freeze_every_s else "")
         )
 
 
 VARIANTS = {
-    "plain": Variant("plain", gc_freeze=False, ack_interval_ms=0),
+    # CPython's collector as it comes (young_threshold 0: its own 700).
+    "plain": Variant("plain", gc_freeze=False, ack_interval_ms=0, young_threshold=0),
     "freeze": Variant("freeze", gc_freeze=True, ack_interval_ms=0),
     "freeze-acks": Variant("freeze-acks", gc_freeze=True, ack_interval_ms=5000),
     # Experiment: no automatic young collections between the policy's freezes.
@@ -1006,7 +1011,7 @@ async def _ramp(
     long (lower by 10 % a try, up to CONFIRM_TRIES) and only a confirmed rate counts.
     """
     plan = env.plan
-    rate = plan.start_rate / fixes if fixes > 1 else plan.start_rate
+    rate = plan.start_rate / fixes
     lo: float | None = None
     hi: float | None = None
     steps: list[dict[str, Any]] = []
@@ -1576,7 +1581,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.quick:
         return Plan(
             quick=True,
-            workers=(1000,),
+            workers=tuple(args.workers or (1000,)),
             fixes_per_frame=fixes,
             ceiling_fixes_per_frame=(1,),
             step_s=1.0,
@@ -1590,7 +1595,7 @@ def _plan(args: argparse.Namespace) -> Plan:
             kept_up_p99_ms=1000.0,
             geoadd_s=1.0,
             variants=tuple(VARIANTS[v] for v in args.variants),
-            skip_ceiling=args.skip_ceiling,
+            skip_ceiling=args.skip_ceiling or bool(args.rates),  # --rates: no ratios
             sample_server=args.sample_server,
             rates=tuple(args.rates or ()),
         )
@@ -1611,7 +1616,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         geoadd_s=3.0,
         confirm_s=10.0,
         variants=tuple(VARIANTS[v] for v in args.variants),
-        skip_ceiling=args.skip_ceiling,
+        skip_ceiling=args.skip_ceiling or bool(args.rates),  # --rates: no ratios
         sample_server=args.sample_server,
         rates=tuple(args.rates or ()),
     )
@@ -1681,7 +1686,8 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         metavar="S",
-        help="first wait up to S seconds for other work on the machine to stop",
+        help="for the first S seconds of the run, wait for other work on the machine to "
+        "stop before it starts and before each window, and measure a disturbed window again",
     )
     p.add_argument("--ceiling-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)

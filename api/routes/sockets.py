@@ -257,7 +257,7 @@ async def _pump(
 ) -> None:
     """Forward the subscription's messages until the client leaves or ``forward`` says stop.
 
-    One task reads the client's side (only a disconnect is expected) and ends the
+    One task reads the client's side (pings, and the disconnect) and ends the
     subscription when it leaves; this loop just awaits the next message, with no task
     or ``asyncio.wait`` per message.
     """
