@@ -322,11 +322,13 @@ async def test_the_feed_sends_a_held_back_last_position(
         fix = {"type": "fix", "seq": seq, "ts_ms": now + seq, "lat": lat, "lng": DEST[1]}
         await worker.send(orjson.dumps({**fix, "accuracy_m": 5.0}).decode())
         assert (await next_of(worker, "ack"))["seq"] == seq
-    seen: list[float] = []
-    while DEST[0] + 2e-4 not in seen:
+    seen: list[tuple[float, float]] = []  # (lat, when the message came)
+    while DEST[0] + 2e-4 not in [lat for lat, _ in seen]:
         positions = await next_of(feed, "positions", timeout_s=3.0)
-        seen += [w["lat"] for w in positions["workers"] if w["id"] == worker_account.id]
-    assert seen[0] == DEST[0]
+        at = time.monotonic()
+        seen += [(w["lat"], at) for w in positions["workers"] if w["id"] == worker_account.id]
+    assert seen[0][0] == DEST[0]
+    assert seen[-1][1] - seen[0][1] >= 0.5  # held back, then sent when the second was over
     await feed.close()
     await worker.close()
 

@@ -153,11 +153,18 @@ async def test_the_end_of_a_closed_connection_does_not_touch_its_successor(
     """A connection that ends after the pipe has reconnected neither fails nor unplugs the new one."""
     before: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     pipe.send(("SET", "big", b"x" * 256_000_000), before.set_result)  # slow to flush
+    old = pipe._conn
+    assert old is not None
     await pipe.close()  # the old connection ends only when its buffer is written
     assert isinstance(await before, ConnectionError)
     await pipe.connect()
     assert await pipe.request(("PING",)) == b"PONG"
-    await asyncio.sleep(1.5)  # the old connection has ended by now
+    assert old._transport is not None  # the old one has not ended yet: the case under test
+    for _ in range(200):  # up to 10 s for the old one to end
+        if old._transport is None:
+            break
+        await asyncio.sleep(0.05)
+    assert old._transport is None
     assert pipe.connected
     assert await asyncio.wait_for(pipe.request(("PING",)), 5) == b"PONG"
 

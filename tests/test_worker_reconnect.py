@@ -70,8 +70,7 @@ def some_worker() -> tuple[int, str]:
 
 
 async def test_the_old_sockets_release_keeps_the_new_sockets_session(stores: Stores) -> None:
-    """The older socket released while the newer one's claim waits on Redis leaves the newer
-    one's session and job in place (the worker holding a job stays busy)."""
+    """The old socket's release during the new one's claim keeps the new session (a worker with a job stays busy)."""
     t = Tracking(stores)
     w, city = some_worker()
 
@@ -97,8 +96,7 @@ async def test_the_old_sockets_release_keeps_the_new_sockets_session(stores: Sto
 async def test_claims_answered_out_of_order_leave_one_live_socket(
     stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two opens of one worker at once, the first one's Redis reply handled late, end with the
-    later claim registered, in Redis and here, and the earlier socket closed with 4001."""
+    """Two opens at once, the first reply handled late: the later claim is live here and in Redis, the earlier closed 4001."""
     t = Tracking(stores)
     w, city = some_worker()
     real_set = stores.redis.set
@@ -134,8 +132,7 @@ async def test_claims_answered_out_of_order_leave_one_live_socket(
 
 
 async def test_a_replaced_sockets_late_batch_does_not_move_the_worker_back(stores: Stores) -> None:
-    """A batch of the replaced socket (another process, delayed) landing after the newer
-    socket's leaves the worker's seq and position at the newer socket's."""
+    """A replaced socket's late batch from another process leaves the newer socket's seq and position in Redis."""
     p1, p2 = Tracking(stores), Tracking(stores)
     w, city = some_worker()
     now = int(time.time() * 1000)
@@ -174,8 +171,7 @@ async def test_fixes_the_old_socket_wrote_are_not_taken_again_after_a_reconnect(
     stores: Stores,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Frames the old socket takes while the new one opens are covered by hello's
-    resume_seq, so the app's resend of them is refused as duplicates and archived once."""
+    """Fixes the old socket takes while the new one opens are in hello's resume_seq: a resend is not archived twice."""
     address, app = live_app
     tracking: Tracking = app.state.tracking
     t0 = int(time.time() * 1000) - 60_000
@@ -216,8 +212,7 @@ async def test_a_freeze_while_the_socket_opens_closes_it(
     stores: Stores,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An account frozen while its worker socket is opening gets that socket closed with
-    4401, though the revocation was published before the socket was registered."""
+    """An account frozen while its worker socket opens (before it is registered) gets it closed with 4401."""
     address, app = live_app
     tracking: Tracking = app.state.tracking
     real_claim = tracking.claim
@@ -243,8 +238,7 @@ async def test_a_freeze_while_the_socket_opens_closes_it(
 async def test_a_claim_in_another_process_returns_after_the_old_socket_is_closed(
     stores: Stores,
 ) -> None:
-    """A claim whose older socket is held by another process returns once that process has
-    closed it (4001) and answered that its writes in flight are in Redis."""
+    """A claim returns once the other process holding the old socket has closed it (4001) and answered."""
     p1, p2 = Tracking(stores), Tracking(stores)
     await p1.start()
     await p2.start()
@@ -261,8 +255,7 @@ async def test_a_claim_in_another_process_returns_after_the_old_socket_is_closed
 
 
 async def test_three_claims_at_once_leave_the_last_one_live(stores: Stores) -> None:
-    """Three opens of one worker at once in one process: the last claim is live, here and in
-    Redis, the other two are closed with 4001, and no claim bookkeeping is left behind."""
+    """Three opens at once in one process: the last is live here and in Redis, the others closed 4001, no bookkeeping left."""
     t = Tracking(stores)
     w, city = some_worker()
     socks = [Sock(), Sock(), Sock()]
@@ -279,8 +272,7 @@ async def test_three_claims_at_once_leave_the_last_one_live(stores: Stores) -> N
 
 
 async def test_held_back_feed_positions_go_out_in_chunks_and_all_of_them(stores: Stores) -> None:
-    """The trailing feed pass sends every due held-back position, one message per chunk, and
-    empties the queue."""
+    """The trailing feed pass sends every due held-back position, one message per chunk, and empties the queue."""
     t = Tracking(stores)
     city = f"nocity-{secrets.token_hex(3)}"
     pubsub = stores.redis.pubsub()
