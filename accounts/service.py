@@ -179,6 +179,16 @@ async def authenticate(stores: Stores, policy: TokenPolicy, token: str, *, now: 
     has passed every older token has expired anyway, so no lookup is needed.
     """
     claims = verify(token, key=policy.key, now=now, typ="access")
+    await check_current(stores, claims)
+    return claims
+
+
+async def check_current(stores: Stores, claims: Claims) -> None:
+    """Refuse verified claims whose token was revoked or issued before a freeze.
+
+    Also for a socket that was signed in before it could be told of a freeze: checked
+    again once it is registered, no freeze falls between the two.
+    """
     keys = stores.keys
     revoked, version = await stores.redis.mget(
         keys.revoked_token(claims.jti), keys.token_version(claims.user_id)
@@ -187,7 +197,6 @@ async def authenticate(stores: Stores, policy: TokenPolicy, token: str, *, now: 
         raise InvalidToken("token was revoked")
     if version is not None and claims.version != int(version):
         raise InvalidToken("token was issued before the account was frozen or closed")
-    return claims
 
 
 async def get_user(stores: Stores, user_id: int) -> User:

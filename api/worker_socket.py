@@ -34,7 +34,7 @@ import orjson
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from accounts.service import TokenPolicy, authenticate
+from accounts.service import TokenPolicy, authenticate, check_current
 from api.wsframes import (
     FrameReader,
     ProtocolViolation,
@@ -343,7 +343,7 @@ class WorkerConnection(asyncio.Protocol):
         session.state = session.preference = preference
         # A freeze published while this socket was opening found no socket to close:
         # look at the token once more now that the socket is registered.
-        await authenticate(tracking.stores, self.gateway.policy, token, now=int(time.time()))
+        await check_current(tracking.stores, claims)
         await tracking.set_state(city, worker.user_id, preference)
         await tracking.load_job(worker.user_id)  # busy while holding a job
         self.write(

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from accounts import service as accounts
 from dispatch.share import issue_share
 from doorstep.settings import Settings
 from doorstep.stores import Stores
@@ -359,3 +360,34 @@ async def test_freezing_an_account_closes_its_open_sockets(
         assert r.status_code == 200, r.text
         assert (await next_of(ws, "error"))["code"] == "account_frozen"
         assert await closed_code(ws) == 4401
+
+
+async def test_a_freeze_while_a_feed_socket_opens_closes_it(
+    live_app: tuple[str, Any],
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dispatcher frozen after the feed socket signed in, before it was registered, gets it closed with 4401."""
+    address, app = live_app
+    dispatcher = await make_user("dispatcher")
+    hub = app.state.tracking.hub
+    real_subscribe = hub.subscribe
+
+    async def freeze_first(channel: str) -> Any:
+        await accounts.set_status(
+            stores, app.state.policy, dispatcher.id, "frozen", now=int(time.time())
+        )
+        await asyncio.sleep(0.2)  # the revocation reaches this process first
+        return await real_subscribe(channel)
+
+    monkeypatch.setattr(hub, "subscribe", freeze_first)
+    feed = await connect(
+        f"ws://{address}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
+    )
+    try:
+        assert await closed_code(feed) == 4401
+    finally:
+        monkeypatch.undo()
+        await feed.close()

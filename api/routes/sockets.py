@@ -23,7 +23,7 @@ import orjson
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from accounts.service import authenticate
+from accounts.service import authenticate, check_current
 from accounts.tokens import Claims
 from catalog import store as catalog_store
 from dispatch import store as dispatch_store
@@ -113,6 +113,8 @@ async def city_feed(ws: WebSocket) -> None:
     sub = await tracking.hub.subscribe(tracking.keys.feed(city_id))
     forget = tracking.watch_user(claims.user_id, partial(_frozen, ws))
     try:
+        if not await _still_signed_in(ws, claims):
+            return
         sla_s = ws.app.state.engine.match.instant_sla_s
         snapshot = await _feed_snapshot(tracking, city_id, sla_s)
         await ws.send_text(orjson.dumps(snapshot).decode())
@@ -129,6 +131,17 @@ async def city_feed(ws: WebSocket) -> None:
 
 def _nothing() -> None:
     pass
+
+
+async def _still_signed_in(ws: WebSocket, claims: Claims) -> bool:
+    """Check the token once more now that the socket is registered for revocations (a
+    freeze published while it was opening found nothing to close); refuse it if not."""
+    try:
+        await check_current(ws.app.state.stores, claims)
+    except DoorstepError as e:
+        await _refuse(ws, CloseCode.UNAUTHENTICATED, e.code, e.message, "authorization")
+        return False
+    return True
 
 
 async def _frozen(ws: WebSocket) -> None:
@@ -192,7 +205,7 @@ async def order_socket(ws: WebSocket) -> None:
     share = ws.query_params.get("share")
     expires_at: int | None = None
     viewer = "share"
-    user_id: int | None = None
+    claims: Claims | None = None
     if share:
         try:
             expires_at = verify_share(
@@ -207,7 +220,6 @@ async def order_socket(ws: WebSocket) -> None:
         if claims is None:
             return
         viewer = "staff" if {"dispatcher", "admin"} & set(claims.roles) else "customer"
-        user_id = claims.user_id
         order = await dispatch_store.get(tracking.stores.pool, order_id)
         if order is not None and viewer == "customer" and order.customer_id != claims.user_id:
             order = None
@@ -217,8 +229,12 @@ async def order_socket(ws: WebSocket) -> None:
         )
         return
     sub = await tracking.hub.subscribe(tracking.keys.order_channel(order.city_id, order.id))
-    forget = tracking.watch_user(user_id, partial(_frozen, ws)) if user_id is not None else _nothing
+    forget = _nothing
+    if claims is not None:
+        forget = tracking.watch_user(claims.user_id, partial(_frozen, ws))
     try:
+        if claims is not None and not await _still_signed_in(ws, claims):
+            return
         # Subscribed first, read again after: no change can fall between snapshot and updates.
         order = await dispatch_store.get(tracking.stores.pool, order_id) or order
         snapshot = await order_snapshot(tracking, order, show_code=viewer != "share")
