@@ -143,6 +143,9 @@ async def live_app(
         "[socket]\nframes_per_s = 50.0\nburst_frames = 50.0\nflood_close_after_s = 1.0\n"
         # The test process is not a long-running server: its garbage is the tests'.
         "[gc]\nfreeze = false\n"
+        # Tests tick the engine by hand: a background tick would race them for the
+        # same orders (and count on /metrics between a test's two readings).
+        "[engine]\nenabled = false\n"
         "[planner]\ntime_limit_s = 0.2\n"  # day plans: tiny instances, a short search
     )
     app = create_app(replace(settings, params_file=params), stores)
