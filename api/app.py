@@ -42,6 +42,7 @@ from doorstep.settings import Settings, from_env, load_secret_key
 from doorstep.stores import Stores
 from matching.params import MatchParams
 from matching.planner import PlannerParams
+from tracking.archive import ArchiveParams
 from tracking.eta import EtaParams
 from tracking.fixes import FixParams
 from tracking.geofence import ArrivalParams
@@ -87,6 +88,7 @@ class Tuning:
     fixes: FixParams
     socket: SocketParams
     ingest: IngestParams
+    archive: ArchiveParams
     presence: PresenceParams
     eta: EtaParams
     arrival: ArrivalParams
@@ -109,6 +111,7 @@ class Tuning:
             "fixes": FixParams,
             "socket": SocketParams,
             "ingest": IngestParams,
+            "archive": ArchiveParams,
             "presence": PresenceParams,
             "eta": EtaParams,
             "arrival": ArrivalParams,
@@ -148,6 +151,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             eta_params=tuning.eta,
             arrival_params=tuning.arrival,
             ingest_params=tuning.ingest,
+            archive_params=tuning.archive,
         )
         tracking_rt = app.state.tracking
         tracking_rt.job_source = partial(dispatch_service.job_of, app.state.stores)

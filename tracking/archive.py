@@ -17,6 +17,7 @@ import contextlib
 import io
 import logging
 import struct
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -78,21 +79,32 @@ def encode_row(row: Row) -> bytes:
     return _ROW[True, True].pack(*head, 4, speed, 4, heading, *tail)
 
 
+@dataclass(frozen=True)
+class ArchiveParams:
+    """The trail archive's COPYs (section ``[archive]`` of the params file)."""
+
+    interval_s: float = 1.0  # buffered rows are COPYed at least this often
+    # ... or as soon as this many are buffered: PostgreSQL works through a COPY in one
+    # go, so smaller ones spread its CPU more evenly next to the ingest path.
+    batch_rows: int = 5000
+    max_buffered: int = 500_000  # PostgreSQL unreachable: past this the oldest rows go
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.interval_s <= 60:
+            raise ValueError("interval_s must be within 0.01..60")
+        if not 1 <= self.batch_rows <= self.max_buffered:
+            raise ValueError("batch_rows must be within 1..max_buffered")
+
+
 class TrailArchiver:
     """Buffers trail rows (encoded as they come) and COPYs them to ``trail_points``."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        *,
-        interval_s: float = 1.0,
-        batch_rows: int = 5000,
-        max_buffered: int = 500_000,
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], params: ArchiveParams | None = None) -> None:
+        params = params or ArchiveParams()
         self._pool = pool
-        self._interval_s = interval_s
-        self._batch_rows = batch_rows
-        self._max_buffered = max_buffered
+        self._interval_s = params.interval_s
+        self._batch_rows = params.batch_rows
+        self._max_buffered = params.max_buffered
         self._rows: list[bytes] = []  # encoded rows, oldest first
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -25,7 +25,7 @@ import orjson
 from catalog import store as catalog_store
 from doorstep.stores import Stores
 from tracking import scripts
-from tracking.archive import Row, TrailArchiver
+from tracking.archive import ArchiveParams, Row, TrailArchiver
 from tracking.eta import EtaParams
 from tracking.eta_store import EtaStore
 from tracking.fixes import FixParams
@@ -100,6 +100,7 @@ class Tracking:
         eta_params: EtaParams | None = None,
         arrival_params: ArrivalParams | None = None,
         ingest_params: IngestParams | None = None,
+        archive_params: ArchiveParams | None = None,
     ) -> None:
         self.stores = stores
         self.keys = stores.keys
@@ -108,7 +109,7 @@ class Tracking:
         self.stale_after_s = stale_after_s
         self.process_id = secrets.token_hex(6)
         self.writer = IngestWriter(RedisPipe(stores.redis_url), stores.keys, ingest_params)
-        self.archiver = TrailArchiver(stores.pool)
+        self.archiver = TrailArchiver(stores.pool, archive_params)
         self.hub = LiveHub(stores.redis)
         self.counters = Counters()
         self._set_state = stores.redis.register_script(scripts.SET_STATE)
