@@ -21,6 +21,7 @@ from doorstep.settings import Settings
 from doorstep.stores import Stores
 from tests.helpers import Account
 from tests.live import DEST, next_of, open_worker, recv
+from tracking.archive import TrailArchiver
 
 
 @pytest.fixture
@@ -150,3 +151,22 @@ async def test_with_redis_gone_requests_get_503_not_500(
         assert r.headers["retry-after"] == "5"
         servers.append(start_valkey(tmp / "second", port=port))
         assert (await http.get("/v1/me", headers=worker_account.auth)).status_code == 200
+
+
+async def test_the_archive_resume_point_counts_only_fixes_that_could_come_again(
+    live_app: tuple[str, Any], stores: Stores, worker_account: Account, live_city: str
+) -> None:
+    """With no state in Redis, resume_seq is the highest archived seq among fixes young enough to be taken again."""
+    tracking = live_app[1].state.tracking
+    now = int(time.time() * 1000)
+    max_age = tracking.fix_params.max_age_ms
+    row = (worker_account.id, 0, 22.5, 114.0, 5.0, None, None, 0, False, now)
+    older = (row[0], now - max_age - 60_000, *row[2:7], 9, *row[8:])  # refused as too_old now
+    newer = (row[0], now - max_age + 60_000, *row[2:7], 4, *row[8:])
+    archiver = TrailArchiver(stores.pool)
+    archiver.add([older])
+    await archiver.flush()
+    assert await tracking.resume_point(live_city, worker_account.id) == (0, "available")
+    archiver.add([newer])
+    await archiver.flush()
+    assert await tracking.resume_point(live_city, worker_account.id) == (4, "available")

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -359,8 +360,14 @@ class Tracking:
         if seq is not None:
             return int(seq), (chosen or "available")
         await self.archiver.flush()
+        # Only a fix the filter would still take can be archived twice: one whose device
+        # time is within max_age_ms of now (older ones are refused as too_old). So the
+        # archive is read for those alone, over the (worker_id, ts) index.
+        since_ms = int(time.time() * 1000) - self.fix_params.max_age_ms
         archived = await self.stores.pool.fetchval(
-            "SELECT max(seq) FROM trail_points WHERE worker_id = $1", worker_id
+            "SELECT max(seq) FROM trail_points WHERE worker_id = $1 AND ts >= $2",
+            worker_id,
+            datetime.fromtimestamp(since_ms / 1000, UTC),
         )
         return int(archived or 0), (chosen or "available")
 
