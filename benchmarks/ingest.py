@@ -52,6 +52,7 @@ import orjson
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import _fleet as f
 from benchmarks import _harness as h
 from benchmarks._phone import PhoneSocket
 
@@ -231,6 +232,10 @@ class Generator:
         # ``batch`` handshakes at a time; the failures once more, a few at a time.
         retry = await wave([(first + k, t) for k, t in enumerate(tokens)], batch)
         still = await wave(retry, 5)
+        # The connections live for the run: out of the collector's way, or its full
+        # collections walk them all (10-13 ms at 10,000), a pause in every ack it delays.
+        gc.collect()
+        gc.freeze()
         return {
             "connected": len(self.conns) - before,
             "failed_first_try": dict(failed),
@@ -636,7 +641,6 @@ class Env:
     tokens_path: Path
     work_dir: Path
     redis_pid: int | None
-    pg_pids: list[int]
     quiet_until: float = 0.0  # monotonic deadline for waiting out other work
 
 
@@ -679,6 +683,7 @@ class _Sample:
     server_cpu: float
     gen_cpu: float
     redis_cpu: float
+    pg_cpu: dict[int, float]  # per PostgreSQL process alive at the tick
     machine_busy: float
     counters: dict[str, float] | None
     rtt_s: float  # /metrics round trip: also how long the server's event loop took to answer
@@ -709,13 +714,16 @@ async def _sample_window(
         busy = h.CpuMeter._busy_s()
         gen_cpu = sum(g.sample().cpu_s for g in gens)
         redis_cpu = redis_meter.sample().cpu_s if redis_meter else 0.0
+        pg_cpu = f.cpu_by_pid(h.pids_named(["postgres"]))
         t = time.perf_counter()
         counters: dict[str, float] | None = None
         if metrics_port is not None:
             with contextlib.suppress(OSError, TimeoutError):
                 counters = await _server_counters(metrics_port)
         out.append(
-            _Sample(s.t, s.cpu_s, gen_cpu, redis_cpu, busy, counters, time.perf_counter() - t)
+            _Sample(
+                s.t, s.cpu_s, gen_cpu, redis_cpu, pg_cpu, busy, counters, time.perf_counter() - t
+            )
         )
     return out
 
@@ -729,8 +737,8 @@ def _timeline(res: dict[str, Any], lat: list[int], samples: list[_Sample]) -> di
     """The window per TIMELINE_BUCKET_S: frames by send time (sent, acked, ack latency
     p50/p99/max ms, the generator's longest loop gap and its own GC ms) and, by wall
     time, the server (cores, frames received, GC ms and collections, trail rows
-    COPYed, workers marked stale, /metrics round trip ms), Redis, generator and machine
-    cores. Lists of numbers, one per bucket; the buckets start at the window's start."""
+    COPYed, workers marked stale, /metrics round trip ms), Redis, generator, PostgreSQL
+    and machine cores and what none of them used. Lists of numbers, one per bucket; the buckets start at the window's start."""
     sent = res.pop("sent_per_bucket")
     n = len(sent)
     by: list[list[int]] = [[] for _ in range(n)]
@@ -755,7 +763,9 @@ def _timeline(res: dict[str, Any], lat: list[int], samples: list[_Sample]) -> di
             "server_cores",
             "gen_cores",
             "redis_cores",
+            "postgres_cores",
             "machine_cores",
+            "other_cores",
             "server_frames",
             "server_gc_ms",
             "server_gc_n",
@@ -772,7 +782,14 @@ def _timeline(res: dict[str, Any], lat: list[int], samples: list[_Sample]) -> di
         series["server_cores"][i] = round((b.server_cpu - a.server_cpu) / dt, 2)
         series["gen_cores"][i] = round((b.gen_cpu - a.gen_cpu) / dt, 2)
         series["redis_cores"][i] = round((b.redis_cpu - a.redis_cpu) / dt, 2)
-        series["machine_cores"][i] = round((b.machine_busy - a.machine_busy) / dt, 2)
+        # A PostgreSQL process started in the interval (an autovacuum worker): all its time.
+        pg = f.cpu_delta(a.pg_cpu, b.pg_cpu) + sum(
+            v for p, v in b.pg_cpu.items() if p not in a.pg_cpu
+        )
+        series["postgres_cores"][i] = round(pg / dt, 2)
+        series["machine_cores"][i] = machine = round((b.machine_busy - a.machine_busy) / dt, 2)
+        metered = b.server_cpu - a.server_cpu + b.gen_cpu - a.gen_cpu + b.redis_cpu - a.redis_cpu
+        series["other_cores"][i] = round(machine - (metered + pg) / dt, 2)  # kernel, others
         series["metrics_rtt_ms"][i] = round(b.rtt_s * 1000, 1)
         if a.counters and b.counters:
             ca, cb = a.counters, b.counters
@@ -910,7 +927,7 @@ async def _measure_once(
     s0 = server.sample()
     g0 = [g.sample() for g in gens]
     r0 = redis_meter.sample() if redis_meter else None
-    pg0 = h.cpu_seconds(env.pg_pids)
+    pg0 = f.cpu_by_pid(h.pids_named(["postgres"]))  # backends come and go: list them now
     c0 = (await h.http_get_json(count_port, "/count"))["frames"] if count_port else 0
     m0 = await _server_counters(metrics_port) if metrics_port else None
     await asyncio.sleep(seconds - 2 * lead)
@@ -919,7 +936,7 @@ async def _measure_once(
     s1 = server.sample()
     g1 = [g.sample() for g in gens]
     r1 = redis_meter.sample() if redis_meter else None
-    pg1 = h.cpu_seconds(env.pg_pids)
+    pg1 = f.cpu_by_pid(list(pg0))
     busy = cpu.cores_busy()
     res = await driving
     samples = await sampling if sampling else []
@@ -944,7 +961,7 @@ async def _measure_once(
             sum(b.cpu_s - a.cpu_s for a, b in zip(g0, g1, strict=True)) / wall, 3
         ),
         "redis_cores": round((r1.cpu_s - r0.cpu_s) / wall, 3) if r0 and r1 else None,
-        "postgres_cores": round((pg1 - pg0) / wall, 3),
+        "postgres_cores": round(f.cpu_delta(pg0, pg1) / wall, 3),
         "machine_cores_busy": busy,
         "server_rss_mib": round(s1.rss / 2**20, 1),
     }
@@ -961,7 +978,7 @@ async def _measure_once(
             out["gc_share"] = round((m1["gc_s"] - m0["gc_s"]) / wall, 4)
             out["gc2_collections"] = int(m1["gc2"] - m0["gc2"])
         out["server_gc"] = _server_gc(samples) or (
-            _server_gc([_Sample(s0.t, 0, 0, 0, 0, m0, 0), _Sample(s1.t, 0, 0, 0, 0, m1, 0)])
+            _server_gc([_Sample(s0.t, 0, 0, 0, {}, 0, m0, 0), _Sample(s1.t, 0, 0, 0, {}, 0, m1, 0)])
             if m0 is not None and m1 is not None
             else None
         )
@@ -1443,7 +1460,6 @@ async def _setup(plan: Plan, redis_url: str, database_url: str, work_dir: Path) 
         tokens_path=tokens_path,
         work_dir=work_dir,
         redis_pid=await _redis_pid(redis_url),
-        pg_pids=h.pids_named(["postgres"]),
     )
 
 
