@@ -52,7 +52,7 @@ import orjson
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import _fleet as f
+from benchmarks import _fleet as fleet
 from benchmarks import _harness as h
 from benchmarks._phone import PhoneSocket
 
@@ -714,7 +714,7 @@ async def _sample_window(
         busy = h.CpuMeter._busy_s()
         gen_cpu = sum(g.sample().cpu_s for g in gens)
         redis_cpu = redis_meter.sample().cpu_s if redis_meter else 0.0
-        pg_cpu = f.cpu_by_pid(h.pids_named(["postgres"]))
+        pg_cpu = fleet.cpu_by_pid(h.pids_named(["postgres"]))
         t = time.perf_counter()
         counters: dict[str, float] | None = None
         if metrics_port is not None:
@@ -726,6 +726,13 @@ async def _sample_window(
             )
         )
     return out
+
+
+def _pg_cpu_s(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds PostgreSQL's processes spent between two readings: those alive at both,
+    plus all the time of one started in between (an autovacuum worker). One that exited
+    in between takes its time with it."""
+    return fleet.cpu_delta(before, after) + sum(v for p, v in after.items() if p not in before)
 
 
 def _ms(us: float) -> float:
@@ -782,10 +789,7 @@ def _timeline(res: dict[str, Any], lat: list[int], samples: list[_Sample]) -> di
         series["server_cores"][i] = round((b.server_cpu - a.server_cpu) / dt, 2)
         series["gen_cores"][i] = round((b.gen_cpu - a.gen_cpu) / dt, 2)
         series["redis_cores"][i] = round((b.redis_cpu - a.redis_cpu) / dt, 2)
-        # A PostgreSQL process started in the interval (an autovacuum worker): all its time.
-        pg = f.cpu_delta(a.pg_cpu, b.pg_cpu) + sum(
-            v for p, v in b.pg_cpu.items() if p not in a.pg_cpu
-        )
+        pg = _pg_cpu_s(a.pg_cpu, b.pg_cpu)
         series["postgres_cores"][i] = round(pg / dt, 2)
         series["machine_cores"][i] = machine = round((b.machine_busy - a.machine_busy) / dt, 2)
         metered = b.server_cpu - a.server_cpu + b.gen_cpu - a.gen_cpu + b.redis_cpu - a.redis_cpu
@@ -927,7 +931,7 @@ async def _measure_once(
     s0 = server.sample()
     g0 = [g.sample() for g in gens]
     r0 = redis_meter.sample() if redis_meter else None
-    pg0 = f.cpu_by_pid(h.pids_named(["postgres"]))  # backends come and go: list them now
+    pg0 = fleet.cpu_by_pid(h.pids_named(["postgres"]))  # backends come and go: list them now
     c0 = (await h.http_get_json(count_port, "/count"))["frames"] if count_port else 0
     m0 = await _server_counters(metrics_port) if metrics_port else None
     await asyncio.sleep(seconds - 2 * lead)
@@ -936,7 +940,7 @@ async def _measure_once(
     s1 = server.sample()
     g1 = [g.sample() for g in gens]
     r1 = redis_meter.sample() if redis_meter else None
-    pg1 = f.cpu_by_pid(list(pg0))
+    pg1 = fleet.cpu_by_pid(h.pids_named(["postgres"]))
     busy = cpu.cores_busy()
     res = await driving
     samples = await sampling if sampling else []
@@ -961,7 +965,7 @@ async def _measure_once(
             sum(b.cpu_s - a.cpu_s for a, b in zip(g0, g1, strict=True)) / wall, 3
         ),
         "redis_cores": round((r1.cpu_s - r0.cpu_s) / wall, 3) if r0 and r1 else None,
-        "postgres_cores": round(f.cpu_delta(pg0, pg1) / wall, 3),
+        "postgres_cores": round(_pg_cpu_s(pg0, pg1) / wall, 3),
         "machine_cores_busy": busy,
         "server_rss_mib": round(s1.rss / 2**20, 1),
     }

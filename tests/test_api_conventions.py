@@ -291,3 +291,35 @@ def test_the_shipped_params_file_loads_and_a_typo_is_refused(tmp_path: Any) -> N
     with pytest.raises(ParamsError) as info:
         Tuning.load(bad)
     assert info.value.field == "offers.ttl"
+
+
+def test_the_shipped_params_file_holds_the_defaults_in_code() -> None:
+    """Every table of params/doorstep.toml says what the code does with no file at all."""
+    from pathlib import Path
+
+    from api.app import Tuning
+
+    assert Tuning.load(Path(__file__).parent.parent / "params" / "doorstep.toml") == Tuning.load(
+        None
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("interval_s = 0.0", "interval_s must be within 0.01..60, got 0.0"),
+        ("max_buffered = 0", "max_buffered must be >= 1, got 0"),
+        ("batch_rows = 600000", "batch_rows must be within 1..max_buffered (500000), got 600000"),
+    ],
+)
+def test_a_bad_archive_param_is_refused_by_name(tmp_path: Any, table: str, message: str) -> None:
+    """An [archive] value out of range stops start-up with a message naming the key, its rule and the value."""
+    from api.app import Tuning
+    from doorstep.params import ParamsError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f"[archive]\n{table}\n")
+    with pytest.raises(ParamsError) as info:
+        Tuning.load(bad)
+    assert info.value.field == "archive"
+    assert message in str(info.value)

@@ -359,7 +359,7 @@ async def test_the_engine_leaves_scheduled_orders_to_the_plan_which_releases_the
     engine: Engine = live_app[1].state.engine
     report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert report.offered == 0  # instant dispatch does not touch it
-    job = await next_of(ws, "job")  # this tick, or the background loop's, released it
+    job = await next_of(ws, "job")  # this tick released it
     assert (job["order_id"], job["status"]) == (order["id"], "assigned")
     events = (await client.get(f"/v1/orders/{order['id']}/events", headers=customer.auth)).json()
     assert [e["action"] for e in events] == ["book", "confirm", "assign"]

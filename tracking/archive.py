@@ -79,7 +79,7 @@ def encode_row(row: Row) -> bytes:
     return _ROW[True, True].pack(*head, 4, speed, 4, heading, *tail)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArchiveParams:
     """The trail archive's COPYs (section ``[archive]`` of the params file)."""
 
@@ -91,9 +91,14 @@ class ArchiveParams:
 
     def __post_init__(self) -> None:
         if not 0.01 <= self.interval_s <= 60:
-            raise ValueError("interval_s must be within 0.01..60")
+            raise ValueError(f"interval_s must be within 0.01..60, got {self.interval_s!r}")
+        if self.max_buffered < 1:
+            raise ValueError(f"max_buffered must be >= 1, got {self.max_buffered!r}")
         if not 1 <= self.batch_rows <= self.max_buffered:
-            raise ValueError("batch_rows must be within 1..max_buffered")
+            raise ValueError(
+                f"batch_rows must be within 1..max_buffered ({self.max_buffered}), "
+                f"got {self.batch_rows!r}"
+            )
 
 
 class TrailArchiver:
