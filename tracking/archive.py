@@ -83,10 +83,8 @@ def encode_row(row: Row) -> bytes:
 class ArchiveParams:
     """The trail archive's COPYs (section ``[archive]`` of the params file)."""
 
-    interval_s: float = 1.0  # buffered rows are COPYed at least this often
-    # ... or as soon as this many are buffered: PostgreSQL works through a COPY in one
-    # go, so smaller ones spread its CPU more evenly next to the ingest path.
-    batch_rows: int = 5000
+    interval_s: float = 1.0  # buffered rows are COPYed at least this often ...
+    batch_rows: int = 5000  # ... or as soon as this many are buffered
     max_buffered: int = 500_000  # PostgreSQL unreachable: past this the oldest rows go
 
     def __post_init__(self) -> None:
