@@ -19,6 +19,15 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Registration:
+    """What a registration answers: the same whether or not the phone had an account."""
+
+    phone: str
+    status: str  # "accepted"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class TokenPair:
     """What a login or a refresh returns."""
 

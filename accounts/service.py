@@ -6,21 +6,46 @@ argument so that callers (and tests) decide the time.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from accounts import store
-from accounts.errors import BadCredentials, InvalidToken, TooManyAttempts, UnknownUser
+import asyncpg
+
+from accounts import revocations, store, throttle
+from accounts.errors import (
+    BadCredentials,
+    InvalidToken,
+    OwnStatus,
+    PhoneTaken,
+    TooManyAttempts,
+    UnknownUser,
+)
 from accounts.models import TokenPair, User
 from accounts.passwords import hash_password, verify_password
 from accounts.rules import check_name, check_password, check_roles, normalize_phone
+from accounts.throttle import LoginLimits
 from accounts.tokens import Claims, issue, verify
-from doorstep.db import Conn
+from audit import store as audit_store
+from doorstep.db import Conn, Tx
 from doorstep.stores import Stores
+from events import store as events_store
+from events.types import AccountChanged, aggregate_key
+from permissions import store as permissions_store
 
-MAX_FAILED_LOGINS = 10
-FAILED_LOGIN_WINDOW_S = 15 * 60
+log = logging.getLogger("doorstep.accounts")
+DEFAULT_LIMITS = LoginLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who asks, as far as limits go: the client's network (``throttle.network_of``) and
+    whether it is exempt from limits (load testers, ``DOORSTEP_RATE_LIMIT_EXEMPT``)."""
+
+    network: str
+    exempt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +73,36 @@ async def create_user(
     """Validate and create an account (on ``db`` to make it part of a transaction)."""
     phone = normalize_phone(phone)
     name = check_name(name)
-    check_password(password)
+    check_password(password, phone=phone)
     checked = check_roles(roles)
-    return await store.insert_user(
-        stores.pool if db is None else db,
-        phone=phone,
-        name=name,
-        password_hash=await hash_password(password),
-        roles=checked,
+    password_hash = await hash_password(password)
+    if db is None or isinstance(db, asyncpg.Pool):
+        async with (db or stores.pool).acquire() as conn, conn.transaction():
+            return await _insert_user(conn, phone, name, password_hash, checked)
+    async with db.transaction():  # a savepoint in the caller's transaction
+        return await _insert_user(db, phone, name, password_hash, checked)
+
+
+async def _insert_user(
+    tx: Tx, phone: str, name: str, password_hash: str, roles: tuple[str, ...]
+) -> User:
+    """The user row and its ``account.created`` event, in one transaction."""
+    user = await store.insert_user(
+        tx, phone=phone, name=name, password_hash=password_hash, roles=roles
     )
+    await events_store.append(
+        tx,
+        "account.created",
+        aggregate_key("user", user.id),
+        AccountChanged(
+            user_id=user.id,
+            roles=list(user.roles),
+            status=user.status,
+            previous=None,
+            at=user.created_at,
+        ),
+    )
+    return user
 
 
 async def _issue_pair(
@@ -76,6 +122,7 @@ async def _issue_pair(
         ttl_s=policy.access_ttl_s,
         key=policy.key,
         version=version,
+        perms=await permissions_store.claim_for(stores.pool, user.id),
     )
     family = family or str(uuid.uuid4())
     refresh, rclaims = issue(
@@ -106,32 +153,136 @@ async def _issue_pair(
     return pair, rclaims
 
 
-async def login(
-    stores: Stores, policy: TokenPolicy, *, phone: str, password: str, now: int
-) -> TokenPair:
-    """Phone and password for a token pair; failed attempts are rate limited per phone."""
-    phone = normalize_phone(phone)
-    attempts_key = stores.keys.login_attempts(phone)
-    # Count the attempt before checking it, so parallel guesses cannot all slip under the
-    # limit; a successful login clears the count.
-    async with stores.redis.pipeline(transaction=True) as pipe:
-        pipe.incr(attempts_key)
-        pipe.expire(attempts_key, FAILED_LOGIN_WINDOW_S, nx=True)
-        attempts, _ = await pipe.execute()
-    if int(attempts) > MAX_FAILED_LOGINS:
-        raise TooManyAttempts(
-            f"too many failed logins; try again within {FAILED_LOGIN_WINDOW_S // 60} minutes",
-            field="phone",
+def _standing(
+    raw: tuple[
+        tuple[int, datetime | None, datetime | None],
+        tuple[int, datetime | None, datetime | None],
+        tuple[int, datetime | None, int],
+        bool,
+        bool,
+    ],
+) -> throttle.Standing:
+    def ts(at: datetime | None) -> float | None:
+        return None if at is None else at.timestamp()
+
+    pair, phone, network, known, trusted = raw
+    return throttle.Standing(
+        pair=throttle.Failures(pair[0], ts(pair[1]), ts(pair[2])),
+        phone=throttle.Failures(phone[0], ts(phone[1]), ts(phone[2])),
+        network=throttle.Failures(network[0], ts(network[1]), None),
+        network_phones=network[2],
+        phone_known_to_network=known,
+        trusted=trusted,
+    )
+
+
+_WAIT_MESSAGES = {
+    "pair": ("too many failed logins for this phone from your network", "phone"),
+    "phone": ("too many failed logins for this phone", "phone"),
+    "network_failures": ("too many failed logins from your network", None),
+    "network_phones": ("too many phone numbers tried from your network", None),
+}
+
+
+async def _admit_login(
+    stores: Stores, phone: str, client: Client, limits: LoginLimits, now: int
+) -> None:
+    """Refuse the attempt with a wait if a limit says so; else count it as a failure
+    until it succeeds (so parallel guesses take their turns: one phone's attempts are
+    serialised by a lock held only for this check, never during the password hash)."""
+    since = _ts(now - limits.window_s)
+    trusted_since = _ts(now - limits.trusted_for_s)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await store.lock_login(conn, phone)
+        raw = await store.login_standing(
+            conn, phone=phone, ip=client.network, since=since, trusted_since=trusted_since
         )
+        wait = throttle.wait(_standing(raw), limits, now=now)
+        if wait is None:
+            await store.count_login_failure(
+                conn, phone=phone, ip=client.network, now=_ts(now), since=since
+            )
+    await store.prune_login_failures(stores.pool, since=since, trusted_since=trusted_since)
+    if wait is not None:
+        text, field = _WAIT_MESSAGES[wait.scope]
+        raise TooManyAttempts(
+            f"{text}; try again in {wait.retry_after_s} s",
+            field=field,
+            retry_after_s=wait.retry_after_s,
+        )
+
+
+async def login(
+    stores: Stores,
+    policy: TokenPolicy,
+    *,
+    phone: str,
+    password: str,
+    now: int,
+    client: Client,
+    limits: LoginLimits = DEFAULT_LIMITS,
+) -> TokenPair:
+    """Phone and password for a token pair; guessing is slowed down, never locked out.
+
+    The limits (:mod:`accounts.throttle`) live in PostgreSQL, so losing Redis forgets
+    none of them. The SMS-code login, when the SMS provider comes, is a separate entry
+    point beside this one (``login_with_code``): a code sent to the phone is the owner's
+    way in however hard someone guesses the password, with limits of its own (per phone
+    for sending, per code for trying).
+    """
+    phone = normalize_phone(phone)
+    if not client.exempt:
+        await _admit_login(stores, phone, client, limits, now)
     found = await store.credentials_by_phone(stores.pool, phone)
     ok = await verify_password(found[1] if found else None, password)
     if not ok or found is None or found[0].status != "active":
         if found is not None and ok:
             raise BadCredentials(f"this account is {found[0].status}")
         raise BadCredentials("phone or password is wrong")
-    await stores.redis.delete(attempts_key)
+    if not client.exempt:
+        await store.login_succeeded(stores.pool, phone=phone, ip=client.network, now=_ts(now))
     pair, _ = await _issue_pair(stores, found[0], policy, now)
     return pair
+
+
+async def register(
+    stores: Stores,
+    *,
+    phone: str,
+    name: str,
+    password: str,
+    now: int,
+    client: Client,
+    limits: LoginLimits = DEFAULT_LIMITS,
+) -> str:
+    """Create a customer account; the normalized phone. The same answer whether or not
+    the phone already had an account (no list of customers' phones to be drawn from it),
+    and at most ``limits.register_per_window`` tries per network and window.
+
+    Without SMS verification this cannot be complete: logging in with the password just
+    registered still tells whether the account was made now (rate limited per network,
+    :mod:`accounts.throttle`). The SMS-verified registration closes that.
+    """
+    phone = normalize_phone(phone)
+    name = check_name(name)
+    check_password(password, phone=phone)
+    if not client.exempt:
+        hits, started = await store.hit_window(
+            stores.pool,
+            bucket="register",
+            key=client.network,
+            now=_ts(now),
+            window_start_after=_ts(now - limits.window_s),
+        )
+        if hits > limits.register_per_window:
+            retry = int(started.timestamp()) + limits.window_s - now
+            raise TooManyAttempts(
+                f"too many registrations from your network; try again in {max(1, retry)} s",
+                retry_after_s=retry,
+            )
+    with contextlib.suppress(PhoneTaken):  # answered like a success: see the docstring
+        await create_user(stores, phone=phone, name=name, password=password, roles=["customer"])
+    return phone
 
 
 async def refresh(
@@ -163,8 +314,7 @@ async def logout(
     stores: Stores, policy: TokenPolicy, *, access: Claims, refresh_token: str | None, now: int
 ) -> None:
     """Revoke the access token (until it expires) and, if given, the refresh token's login."""
-    remaining = max(1, access.expires_at - now)
-    await stores.redis.set(stores.keys.revoked_token(access.jti), b"1", ex=remaining)
+    await revocations.revoke_token(stores, access, now=now)
     if refresh_token:
         claims = verify(refresh_token, key=policy.key, now=now, typ="refresh")
         if claims.user_id != access.user_id or claims.family is None:
@@ -173,11 +323,8 @@ async def logout(
 
 
 async def authenticate(stores: Stores, policy: TokenPolicy, token: str, *, now: int) -> Claims:
-    """Verify an access token; refuse it if revoked or issued before the account was frozen.
-
-    After a freeze the user's token version sits in Redis for ``access_ttl_s``; once that
-    has passed every older token has expired anyway, so no lookup is needed.
-    """
+    """Verify an access token; refuse it if revoked or issued before the account was frozen
+    (from PostgreSQL when Redis cannot say: :mod:`accounts.revocations`)."""
     claims = verify(token, key=policy.key, now=now, typ="access")
     await check_current(stores, claims)
     return claims
@@ -187,16 +334,10 @@ async def check_current(stores: Stores, claims: Claims) -> None:
     """Refuse verified claims whose token was revoked or issued before a freeze.
 
     Also for a socket that was signed in before it could be told of a freeze: checked
-    again once it is registered, no freeze falls between the two.
+    again once it is registered, no freeze falls between the two. Fails closed: when
+    neither Redis nor PostgreSQL can answer, the store error propagates (503 / 1013).
     """
-    keys = stores.keys
-    revoked, version = await stores.redis.mget(
-        keys.revoked_token(claims.jti), keys.token_version(claims.user_id)
-    )
-    if revoked is not None:
-        raise InvalidToken("token was revoked")
-    if version is not None and claims.version != int(version):
-        raise InvalidToken("token was issued before the account was frozen or closed")
+    await revocations.check(stores, claims)
 
 
 async def get_user(stores: Stores, user_id: int) -> User:
@@ -207,27 +348,54 @@ async def get_user(stores: Stores, user_id: int) -> User:
     return user
 
 
+_STATUS_ACTION = {
+    "frozen": "account.freeze",
+    "active": "account.unfreeze",
+    "closed": "account.close",
+}
+
+
 async def set_status(
-    stores: Stores, policy: TokenPolicy, user_id: int, status: str, *, now: int
+    stores: Stores,
+    policy: TokenPolicy,
+    user_id: int,
+    status: str,
+    *,
+    now: int,
+    by: int | None = None,
 ) -> User:
-    """Freeze, unfreeze or close an account.
+    """Freeze, unfreeze or close an account (``by``: the admin asking, who may not change
+    their own).
 
     Freezing bumps the user's token version and revokes their refresh tokens, so every
     token issued before stops working, even after an unfreeze (the freeze may have been
     for a compromised account).
     """
+    if by == user_id and status != "active":
+        raise OwnStatus(f"you cannot make your own account {status}; another admin can")
     version = None
+    ttl_s = policy.access_ttl_s
     async with stores.pool.acquire() as conn, conn.transaction():
         user = await store.set_user_status(conn, user_id, status)
         if user is None:
             raise UnknownUser(f"no user {user_id}")
+        await audit_store.append(  # freezes, unfreezes and closures are audited (audit/)
+            conn,
+            actor_id=by,
+            action=_STATUS_ACTION.get(status, f"account.{status}"),
+            subject=f"user:{user_id}",
+            detail={"status": status},
+        )
         if status != "active":
             await store.revoke_user(conn, user_id, _ts(now))
-            version = await store.bump_token_version(conn, user_id)
+            # PostgreSQL and the Redis cache, the cache before the commit (a Redis that
+            # cannot take it aborts the freeze: 503, nothing changed).
+            version = await revocations.bump_version(conn, stores, user_id, now=now, ttl_s=ttl_s)
     if version is not None:
-        await stores.redis.set(
-            stores.keys.token_version(user_id), str(version), ex=policy.access_ttl_s
-        )
+        await revocations.after_bump(stores, user_id, version, now=now, ttl_s=ttl_s)
         # Tokens are checked when a socket opens: sockets already open close now.
-        await stores.redis.publish(stores.keys.revocations(), str(user_id))
+        try:
+            await stores.redis.publish(stores.keys.revocations(), str(user_id))
+        except revocations.REDIS_ERRORS as e:  # committed; sockets are checked on open
+            log.warning("freeze of user %s not published to open sockets: %s", user_id, e)
     return user

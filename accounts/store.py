@@ -55,12 +55,16 @@ async def token_version(db: Conn, user_id: int) -> int:
     return int(await db.fetchval("SELECT token_version FROM users WHERE id = $1", user_id) or 0)
 
 
-async def bump_token_version(db: Conn, user_id: int) -> int:
-    """Void every token issued so far; returns the new version."""
+async def bump_token_version(db: Conn, user_id: int, until: datetime) -> int:
+    """Void every token issued so far; returns the new version. ``until``: when every
+    token issued before has expired (now plus the access-token lifetime)."""
     return int(
         await db.fetchval(
-            "UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING token_version",
+            "UPDATE users SET token_version = token_version + 1, "
+            "token_version_until = greatest(token_version_until, $2) "
+            "WHERE id = $1 RETURNING token_version",
             user_id,
+            until,
         )
         or 0
     )
@@ -202,3 +206,175 @@ async def delete_address(db: Conn, address_id: int, user_id: int) -> bool:
         "DELETE FROM addresses WHERE id = $1 AND user_id = $2", address_id, user_id
     )
     return status.endswith(" 1")
+
+
+# --- security state that must survive a Redis loss (migration 0013) --------------------
+
+
+async def insert_revocation(
+    db: Conn, *, jti: str, user_id: int, expires_at: datetime, revoked_at: datetime
+) -> None:
+    """Record a logged-out access token (and forget ones long expired)."""
+    await db.execute(
+        "INSERT INTO revoked_access_tokens (jti, user_id, expires_at, revoked_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+        uuid.UUID(jti),
+        user_id,
+        expires_at,
+        revoked_at,
+    )
+    await db.execute(
+        "DELETE FROM revoked_access_tokens WHERE jti IN (SELECT jti FROM revoked_access_tokens "
+        "WHERE expires_at < $1 LIMIT 100 FOR UPDATE SKIP LOCKED)",
+        revoked_at,
+    )
+
+
+async def live_revocations(db: Conn, now: datetime) -> list[tuple[str, datetime]]:
+    """Revoked access tokens that have not expired yet: (jti, expires_at)."""
+    rows = await db.fetch(
+        "SELECT jti, expires_at FROM revoked_access_tokens WHERE expires_at > $1", now
+    )
+    return [(str(r["jti"]), r["expires_at"]) for r in rows]
+
+
+async def recent_version_bumps(db: Conn, now: datetime) -> list[tuple[int, int, datetime]]:
+    """Users whose token version was bumped recently enough that older tokens may still
+    be unexpired: (user_id, version, until)."""
+    rows = await db.fetch(
+        "SELECT id, token_version, token_version_until FROM users WHERE token_version_until > $1",
+        now,
+    )
+    return [(r["id"], r["token_version"], r["token_version_until"]) for r in rows]
+
+
+async def token_state(db: Conn, user_id: int, jti: str) -> tuple[int | None, bool]:
+    """(the user's token version or None if no such user, whether ``jti`` is revoked)."""
+    row = await db.fetchrow(
+        "SELECT (SELECT token_version FROM users WHERE id = $1) AS version, "
+        "EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2) AS revoked",
+        user_id,
+        uuid.UUID(jti),
+    )
+    assert row is not None
+    return row["version"], bool(row["revoked"])
+
+
+async def lock_login(db: Conn, phone: str) -> None:
+    """Serialise login attempts on one phone until the transaction ends."""
+    await db.execute("SELECT pg_advisory_xact_lock(hashtext('login:' || $1))", phone)
+
+
+async def login_standing(
+    db: Conn, *, phone: str, ip: str, since: datetime, trusted_since: datetime
+) -> tuple[
+    tuple[int, datetime | None, datetime | None],
+    tuple[int, datetime | None, datetime | None],
+    tuple[int, datetime | None, int],
+    bool,
+    bool,
+]:
+    """Failures within the window for the pair, the phone and the network.
+
+    Returns ((pair count, first, last), (phone count, first, last), (network count,
+    first, distinct phones), whether the network already failed on this phone, whether
+    the owner logged in from this network since ``trusted_since``).
+    """
+    row = await db.fetchrow(
+        "SELECT p.failures AS pair_n, p.first_failure_at AS pair_first, "
+        "p.last_failure_at AS pair_last, p.last_success_at AS pair_success, "
+        "ph.n AS phone_n, ph.first AS phone_first, ph.last AS phone_last, "
+        "nw.n AS net_n, nw.first AS net_first, nw.phones AS net_phones "
+        "FROM (SELECT 1) AS one "
+        "LEFT JOIN login_failures p ON p.phone = $1 AND p.ip = $2 "
+        "CROSS JOIN LATERAL (SELECT coalesce(sum(failures), 0)::int AS n, "
+        "  min(first_failure_at) AS first, max(last_failure_at) AS last "
+        "  FROM login_failures WHERE phone = $1 AND last_failure_at > $3) AS ph "
+        "CROSS JOIN LATERAL (SELECT coalesce(sum(failures), 0)::int AS n, "
+        "  min(first_failure_at) AS first, count(*)::int AS phones "
+        "  FROM login_failures WHERE ip = $2 AND last_failure_at > $3) AS nw",
+        phone,
+        ip,
+        since,
+    )
+    assert row is not None
+    fresh = row["pair_last"] is not None and row["pair_last"] > since
+    pair = (int(row["pair_n"]), row["pair_first"], row["pair_last"]) if fresh else (0, None, None)
+    success = row["pair_success"]
+    return (
+        pair,
+        (int(row["phone_n"]), row["phone_first"], row["phone_last"]),
+        (int(row["net_n"]), row["net_first"], int(row["net_phones"])),
+        fresh,
+        success is not None and success > trusted_since,
+    )
+
+
+async def count_login_failure(
+    db: Conn, *, phone: str, ip: str, now: datetime, since: datetime
+) -> None:
+    """Count a failed (or not yet checked) login for the pair; counts older than
+    ``since`` start over."""
+    await db.execute(
+        "INSERT INTO login_failures (phone, ip, failures, first_failure_at, last_failure_at) "
+        "VALUES ($1, $2, 1, $3, $3) ON CONFLICT (phone, ip) DO UPDATE SET "
+        "failures = CASE WHEN login_failures.last_failure_at > $4 "
+        "  THEN login_failures.failures + 1 ELSE 1 END, "
+        "first_failure_at = CASE WHEN login_failures.last_failure_at > $4 "
+        "  THEN login_failures.first_failure_at ELSE $3 END, "
+        "last_failure_at = $3",
+        phone,
+        ip,
+        now,
+        since,
+    )
+
+
+async def login_succeeded(db: Conn, *, phone: str, ip: str, now: datetime) -> None:
+    """The owner logged in from this network: clear its failures, remember it."""
+    await db.execute(
+        "INSERT INTO login_failures (phone, ip, failures, last_success_at) "
+        "VALUES ($1, $2, 0, $3) ON CONFLICT (phone, ip) DO UPDATE SET "
+        "failures = 0, first_failure_at = NULL, last_failure_at = NULL, last_success_at = $3",
+        phone,
+        ip,
+        now,
+    )
+
+
+async def prune_login_failures(db: Conn, *, since: datetime, trusted_since: datetime) -> None:
+    """Forget up to 100 pairs whose failures are past the window and that no recent
+    login trusts."""
+    await db.execute(
+        "DELETE FROM login_failures WHERE (phone, ip) IN (SELECT phone, ip FROM login_failures "
+        "WHERE last_failure_at < $1 AND (last_success_at IS NULL OR last_success_at < $2) "
+        "LIMIT 100 FOR UPDATE SKIP LOCKED)",
+        since,
+        trusted_since,
+    )
+
+
+async def hit_window(
+    db: Conn, *, bucket: str, key: str, now: datetime, window_start_after: datetime
+) -> tuple[int, datetime]:
+    """Count one hit in a fixed window; (hits so far, when the window started). A window
+    that started at or before ``window_start_after`` is over: a new one starts now."""
+    row = await db.fetchrow(
+        "INSERT INTO rate_windows (bucket, key, window_start, hits) VALUES ($1, $2, $3, 1) "
+        "ON CONFLICT (bucket, key) DO UPDATE SET "
+        "hits = CASE WHEN rate_windows.window_start > $4 THEN rate_windows.hits + 1 ELSE 1 END, "
+        "window_start = CASE WHEN rate_windows.window_start > $4 "
+        "  THEN rate_windows.window_start ELSE $3 END "
+        "RETURNING hits, window_start",
+        bucket,
+        key,
+        now,
+        window_start_after,
+    )
+    assert row is not None
+    await db.execute(
+        "DELETE FROM rate_windows WHERE (bucket, key) IN (SELECT bucket, key FROM rate_windows "
+        "WHERE window_start <= $1 LIMIT 100 FOR UPDATE SKIP LOCKED)",
+        window_start_after,
+    )
+    return int(row["hits"]), row["window_start"]

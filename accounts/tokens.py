@@ -27,6 +27,13 @@ class Claims:
     expires_at: int
     family: str | None = None  # refresh tokens: the login they descend from
     version: int = 0  # the user's token version when issued
+    # access tokens: the grants' permissions, each with the scopes it is held in
+    # (``platform``, ``city:<id>``, ``merchant:<id>``; permissions/rules.py)
+    perms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def perm_map(self) -> dict[str, tuple[str, ...]]:
+        """``perms`` as a mapping."""
+        return dict(self.perms)
 
 
 def issue(
@@ -40,6 +47,7 @@ def issue(
     jti: str | None = None,
     family: str | None = None,
     version: int = 0,
+    perms: dict[str, list[str]] | None = None,
 ) -> tuple[str, Claims]:
     """Sign a token; return it with its claims."""
     claims = Claims(
@@ -51,6 +59,7 @@ def issue(
         expires_at=now + ttl_s,
         family=family,
         version=version,
+        perms=tuple((p, tuple(refs)) for p, refs in sorted((perms or {}).items())),
     )
     payload: dict[str, object] = {
         "iss": _ISSUER,
@@ -64,6 +73,8 @@ def issue(
     }
     if family is not None:
         payload["fam"] = family
+    if perms:
+        payload["pms"] = perms
     return jwt.encode(payload, key, algorithm=_ALG), claims
 
 
@@ -103,6 +114,11 @@ def verify(token: str, *, key: str, now: int, typ: TokenType) -> Claims:
     if not isinstance(version, int) or isinstance(version, bool):
         raise InvalidToken("token version is not an integer")
     fam = payload.get("fam")
+    pms = payload.get("pms", {})
+    if not isinstance(pms, dict) or not all(
+        isinstance(refs, list) and all(isinstance(r, str) for r in refs) for refs in pms.values()
+    ):
+        raise InvalidToken("token permissions are malformed")
     return Claims(
         user_id=user_id,
         roles=tuple(roles),
@@ -112,4 +128,5 @@ def verify(token: str, *, key: str, now: int, typ: TokenType) -> Claims:
         expires_at=exp,
         family=fam if isinstance(fam, str) else None,
         version=version,
+        perms=tuple((str(p), tuple(refs)) for p, refs in sorted(pms.items())),
     )

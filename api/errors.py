@@ -52,9 +52,14 @@ def error_response(
     message: str,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    details: dict[str, object] | None = None,
 ) -> Response:
-    """``{"error": {"code", "message", "field"}}`` with ``status``."""
-    body = orjson.dumps({"error": {"code": code, "message": message, "field": field}})
+    """``{"error": {"code", "message", "field"}}`` with ``status`` (and ``details`` when
+    the error carries some, e.g. the next bookable windows)."""
+    error: dict[str, object] = {"code": code, "message": message, "field": field}
+    if details is not None:
+        error["details"] = details
+    body = orjson.dumps({"error": error})
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -69,7 +74,18 @@ def from_domain(exc: DoorstepError) -> Response:
     """The response for a domain error."""
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(status, exc.code, exc.message, exc.field, headers)
+    retry_after_s = getattr(exc, "retry_after_s", None)  # rate limits say when to retry
+    if isinstance(retry_after_s, int):
+        headers = {"Retry-After": str(retry_after_s)}
+    details = getattr(exc, "details", None)
+    return error_response(
+        status,
+        exc.code,
+        exc.message,
+        exc.field,
+        headers,
+        details if isinstance(details, dict) else None,
+    )
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:

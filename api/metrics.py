@@ -11,6 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from api.routing import Endpoint
 from dispatch.engine import TickReport
+from events import store as events_store
+from jobs import store as jobs_store
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,14 @@ class TrackingCollector:
                 "frames refused by the rate limit",
                 c.frames_throttled,
             ),
+            "doorstep_ws_frames_shed": (
+                "frames of fixes refused unread while overloaded",
+                c.frames_shed,
+            ),
+            "doorstep_ingest_shed_episodes": (
+                "times the ingest started shedding load",
+                tracking.overload.episodes,
+            ),
             "doorstep_ws_frame_errors": ("frames answered with an error", c.frame_errors),
             "doorstep_ws_sockets_replaced": (
                 "worker sockets replaced by a newer one",
@@ -136,10 +146,116 @@ class TrackingCollector:
             rejected.add_metric([reason], count)
         yield rejected
         yield GaugeMetricFamily(
+            "doorstep_ingest_shedding",
+            "1 while frames of fixes are refused for overload",
+            value=int(tracking.overload.shedding),
+        )
+        yield GaugeMetricFamily(
             "doorstep_trail_buffered",
             "trail points waiting for COPY",
             value=tracking.archiver.buffered,
         )
+
+
+class BackboneCollector:
+    """The event relay and the job queue on /metrics.
+
+    Queue depths, lags and parked deliveries come from PostgreSQL: :meth:`refresh` reads
+    them (the /metrics handler awaits it before rendering); the relay's own counters are
+    this process's."""
+
+    def __init__(self, app_state: Any) -> None:
+        self._state = app_state
+        self._jobs: jobs_store.QueueStats | None = None
+        self._parked: dict[tuple[str, str], int] = {}
+        self._cursors: dict[str, int] = {}
+        self._head = 0
+        self._unsequenced = 0
+
+    async def refresh(self) -> None:
+        """Read the queue's and the relay's state from PostgreSQL."""
+        stores = getattr(self._state, "stores", None)
+        if stores is None:
+            return
+        pool = stores.pool
+        self._jobs = await jobs_store.stats(pool)
+        self._parked = await events_store.counts(pool)
+        self._cursors = await events_store.cursors(pool)
+        self._head = await events_store.head(pool)
+        self._unsequenced = await events_store.unsequenced(pool)
+
+    def collect(self) -> Iterator[Metric]:
+        relay = getattr(self._state, "relay", None)
+        if relay is not None:
+            handled = CounterMetricFamily(
+                "doorstep_events_handled", "events handled by consumers here", labels=["consumer"]
+            )
+            failed = CounterMetricFamily(
+                "doorstep_events_failed", "failed deliveries here", labels=["consumer"]
+            )
+            lag = GaugeMetricFamily(
+                "doorstep_events_lag_seconds",
+                "from an event's commit to its handling, over the last handled (p50, p99, max)",
+                labels=["consumer", "quantile"],
+            )
+            for name, stats in sorted(relay.stats.items()):
+                handled.add_metric([name], stats.handled)
+                failed.add_metric([name], stats.failed)
+                if stats.lags_s:
+                    ordered = sorted(stats.lags_s[-1000:])
+                    for q, label in ((0.5, "0.5"), (0.99, "0.99"), (1.0, "1")):
+                        lag.add_metric(
+                            [name, label], ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+                        )
+            yield handled
+            yield failed
+            yield lag
+        yield GaugeMetricFamily(
+            "doorstep_events_head",
+            "the highest sequence number given to an event",
+            value=self._head,
+        )
+        yield GaugeMetricFamily(
+            "doorstep_events_unsequenced",
+            "committed events waiting for a sequence number",
+            value=self._unsequenced,
+        )
+        behind = GaugeMetricFamily(
+            "doorstep_events_behind", "events a consumer has yet to read", labels=["consumer"]
+        )
+        for name, position in sorted(self._cursors.items()):
+            behind.add_metric([name], max(0, self._head - position))
+        yield behind
+        parked = GaugeMetricFamily(
+            "doorstep_events_parked",
+            "failed deliveries: pending (retrying) and dead (an admin replays)",
+            labels=["consumer", "state"],
+        )
+        for (name, state), n in sorted(self._parked.items()):
+            parked.add_metric([name, state], n)
+        yield parked
+        if self._jobs is not None:
+            depth = GaugeMetricFamily(
+                "doorstep_jobs", "background jobs by queue and status", labels=["queue", "status"]
+            )
+            for (queue, status), n in sorted(self._jobs.by_status.items()):
+                depth.add_metric([queue, status], n)
+            yield depth
+            late = GaugeMetricFamily(
+                "doorstep_jobs_lag_seconds",
+                "how long the oldest ready job has waited",
+                labels=["queue"],
+            )
+            for queue, seconds in sorted(self._jobs.oldest_ready_s.items()):
+                late.add_metric([queue], seconds)
+            yield late
+        runner = getattr(self._state, "jobs", None)
+        if runner is not None:
+            yield CounterMetricFamily(
+                "doorstep_job_worker_restarts",
+                "times this process's job worker was started again after it stopped",
+                value=runner.restarts,
+            )
 
 
 class GcCollector:

@@ -46,6 +46,9 @@ from api.wsframes import (
 from dispatch import offers
 from doorstep.errors import DoorstepError
 from doorstep.stores import STORE_ERRORS
+from safety.errors import SafetyUnavailable
+from safety.rules import check_position
+from safety.service import SafetyDesk
 from tracking.fixes import Track
 from tracking.protocol import (
     PONG,
@@ -56,6 +59,7 @@ from tracking.protocol import (
     FrameError,
     OfferReplyMsg,
     PingMsg,
+    SosMsg,
     StateMsg,
     encode_ack,
     encode_error,
@@ -78,9 +82,11 @@ class WorkerGateway:
     """What every worker connection of one process shares: the runtime, the token
     policy, and the keepalive sweep over the open connections."""
 
-    def __init__(self, tracking: Tracking, policy: TokenPolicy) -> None:
+    def __init__(self, tracking: Tracking, policy: TokenPolicy, *, offer_cooldown_s: int) -> None:
         self.tracking = tracking
         self.policy = policy
+        self.safety: SafetyDesk | None = None  # set by the app: SOS over the socket
+        self.offer_cooldown_s = offer_cooldown_s  # a declined offer keeps the worker away
         self.params = tracking.socket_params
         self.connections: set[WorkerConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -165,9 +171,12 @@ class WorkerConnection(asyncio.Protocol):
         self._server_connections = connections
         self._server_tasks = tasks
         self.session: WorkerSession | None = None
+        # Pushes (a job, an offer, a plan) that came between the claim and the hello: the
+        # hello is the first frame, so they wait for it. None once the hello is written.
+        self.before_hello: list[bytes] | None = []
         self.inbox: collections.deque[bytes] = collections.deque()
         # A control message taken after a group, waiting for the group's write.
-        self._control: StateMsg | OfferReplyMsg | None = None
+        self._control: StateMsg | OfferReplyMsg | SosMsg | None = None
         self.inbox_bytes = 0
         self.busy = True  # opening; then while a group or a control message is in flight
         self.open = False  # upgraded, and no close frame sent or received
@@ -328,18 +337,22 @@ class WorkerConnection(asyncio.Protocol):
                 "this account has no worker profile; ask an admin to create one",
             )
         city = worker.city_id
+        # Before the claim: from the claim on, pushes (a job, an offer) may come for this
+        # socket, and the hello must still be its first frame.
+        bounds = await tracking.city_bounds(city)
         if self.lost:  # gone while opening: never take the claim from a newer connection
             return
         session = WorkerSession(
             worker.user_id, city, "available", Track(), tracking.fix_params, tracking.socket_params
         )
+        session.bounds = bounds
         self.session = session
         self.claimed = True  # before the await: a failure inside still releases
         # Claim first: an older socket of this worker here is closed and its writes in
         # flight land before the resume point is read, so a resend is never taken twice.
         await tracking.claim(worker.user_id, self, session)
-        resume_seq, preference = await tracking.resume_point(city, worker.user_id)
-        session.track = Track(last_seq=resume_seq)
+        resume_seq, resume_ts, preference = await tracking.resume_state(city, worker.user_id)
+        session.track = Track(last_seq=resume_seq, ts_ms=resume_ts)
         session.state = session.preference = preference
         # A freeze published while this socket was opening found no socket to close:
         # look at the token once more now that the socket is registered.
@@ -356,6 +369,9 @@ class WorkerConnection(asyncio.Protocol):
                 max_frame_bytes=self.limits.max_frame_bytes,
             )
         )
+        held, self.before_hello = self.before_hello or [], None
+        for payload in held:
+            self.write(payload)
 
     # --- messages ------------------------------------------------------------------------
 
@@ -416,12 +432,19 @@ class WorkerConnection(asyncio.Protocol):
             self.refuse(CloseCode.INTERNAL_ERROR, "internal_error", "the server failed; logged")
         self._maybe_resume()
 
-    def _take(self, session: WorkerSession, data: bytes) -> StateMsg | OfferReplyMsg | None:
+    def _take(
+        self, session: WorkerSession, data: bytes
+    ) -> StateMsg | OfferReplyMsg | SosMsg | None:
         """Handle one message now if it can be (fixes join the group); a control message
-        that needs the stores is returned to be run."""
+        that needs the stores is returned to be run. An SOS is taken whatever the rate."""
         counters = self.counters
         counters.frames += 1
         verdict = session.admit(time.monotonic())
+        if verdict != "ok" and b'"sos"' in data:  # never rate-limit an SOS away
+            with contextlib.suppress(FrameError):
+                sos = parse_up(data)
+                if isinstance(sos, SosMsg):
+                    return sos
         if verdict != "ok":
             counters.frames_throttled += 1
             if verdict == "close":
@@ -447,6 +470,12 @@ class WorkerConnection(asyncio.Protocol):
             return None
         if isinstance(msg, FixesMsg | FixMsg):
             fixes: list[FixIn] = msg.fixes if isinstance(msg, FixesMsg) else [msg]
+            if self.tracking.overload.shedding:  # behind: refuse instead of queueing
+                counters.frames_shed += 1
+                if self.resend_from is None or fixes[0].seq < self.resend_from:
+                    self.resend_from = fixes[0].seq  # later fixes wait for these
+                self.write(self.tracking.overloaded_frame)
+                return None
             if self.resend_from is not None:
                 if fixes[0].seq > self.resend_from:
                     self.write(_UNAVAILABLE_RESEND)
@@ -500,11 +529,13 @@ class WorkerConnection(asyncio.Protocol):
         finally:
             self._done()
 
-    def _run_control(self, session: WorkerSession, msg: StateMsg | OfferReplyMsg) -> None:
+    def _run_control(self, session: WorkerSession, msg: StateMsg | OfferReplyMsg | SosMsg) -> None:
         """A control message needs the stores: the messages after it wait for it."""
         self.busy = True
         if isinstance(msg, StateMsg):
             coro = self._set_state(session, msg.state)
+        elif isinstance(msg, SosMsg):
+            coro = self._sos(session, msg)
         else:
             coro = self._offer_reply(session, msg)
         self.gateway.spawn(self._guarded(coro), "worker-socket-control", self._server_tasks)
@@ -528,12 +559,21 @@ class WorkerConnection(asyncio.Protocol):
         self.write(encode_state(session.state))
 
     async def _offer_reply(self, session: WorkerSession, msg: OfferReplyMsg) -> None:
-        self.write(await offer_reply(self.tracking, session, msg))
+        cooldown_s = self.gateway.offer_cooldown_s
+        self.write(await offer_reply(self.tracking, session, msg, offer_cooldown_s=cooldown_s))
+
+    async def _sos(self, session: WorkerSession, msg: SosMsg) -> None:
+        job = self.tracking.active_job(session.worker_id)
+        known = (session.city_id, job.info.order_id if job is not None else None)
+        self.write(await sos_reply(self.gateway.safety, session, msg, known))
 
     # --- output and closing -------------------------------------------------------------
 
     async def send(self, payload: bytes) -> None:
         """A message from elsewhere in the server (an offer, a plan, a held-back ack)."""
+        if self.before_hello is not None:
+            self.before_hello.append(payload)
+            return
         self.write(payload)
 
     def write(self, payload: bytes) -> None:
@@ -725,7 +765,52 @@ def _token(request: Request) -> str:
     return token
 
 
-async def offer_reply(tracking: Tracking, session: WorkerSession, msg: OfferReplyMsg) -> bytes:
+async def sos_reply(
+    desk: SafetyDesk | None,
+    session: WorkerSession,
+    msg: SosMsg,
+    known: tuple[str, int | None] | None = None,
+) -> bytes:
+    """Raise the worker's SOS from the socket (``known``: their city and the job this
+    process tracks for them); ``sos_result`` says how it went."""
+    try:
+        if desk is None:
+            raise SafetyUnavailable("SOS is not served by this process; use POST /v1/sos")
+        check_position(msg.lat, msg.lng)
+        result = await desk.sos(
+            session.worker_id,
+            ("worker",),
+            order_id=msg.order_id,
+            lat=msg.lat,
+            lng=msg.lng,
+            note=msg.note.strip(),
+            source="worker_socket",
+            known=known,
+        )
+    except DoorstepError as e:
+        return orjson.dumps(
+            {
+                "type": "sos_result",
+                "ok": False,
+                "error": {"code": e.code, "message": e.message, "field": e.field},
+            }
+        )
+    a = result.alert
+    return orjson.dumps(
+        {
+            "type": "sos_result",
+            "ok": True,
+            "alert_id": a.id,
+            "repeat": result.repeat,
+            "repeats": a.repeats,
+            "contacts_told": result.contacts_told,
+        }
+    )
+
+
+async def offer_reply(
+    tracking: Tracking, session: WorkerSession, msg: OfferReplyMsg, *, offer_cooldown_s: int
+) -> bytes:
     """Accept or reject an offer from the socket; the answer says how it went."""
     try:
         if msg.accept:
@@ -742,7 +827,12 @@ async def offer_reply(tracking: Tracking, session: WorkerSession, msg: OfferRepl
         if not msg.reason.strip():
             return encode_error("missing_field", "say why you decline", "reason")
         await offers.reject(
-            tracking.stores, tracking, msg.offer_id, session.worker_id, msg.reason.strip()
+            tracking.stores,
+            tracking,
+            msg.offer_id,
+            session.worker_id,
+            msg.reason.strip(),
+            cooldown_s=offer_cooldown_s,
         )
         return orjson.dumps(
             {"type": "offer_result", "offer_id": msg.offer_id, "ok": True, "status": "rejected"}

@@ -244,6 +244,7 @@ def doorstep_server(
         "DOORSTEP_REDIS_PREFIX": db.prefix,
         "DOORSTEP_PARAMS": str(params),
         "DOORSTEP_LOG_LEVEL": LOG_LEVEL.upper(),
+        **h.METRICS_ENV,
     }
     argv = [sys.executable, "-m", "doorstep", "serve", "--port", str(port)]
     if gc_log is not None:

@@ -303,13 +303,21 @@ def child_setup() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no orphans if we are killed
 
 
+# /metrics needs a token (or an admin): the servers the benchmarks start get this one in
+# their environment (METRICS_ENV), and http_get sends it on /metrics.
+METRICS_TOKEN = secrets.token_urlsafe(32)
+METRICS_ENV = {"DOORSTEP_METRICS_TOKEN": METRICS_TOKEN}
+
+
 async def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
-    """``GET http://127.0.0.1:port/path`` with HTTP/1.0; (status, body)."""
+    """``GET http://127.0.0.1:port/path`` with HTTP/1.0; (status, body). On ``/metrics``
+    with the benchmarks' metrics token."""
+    auth = f"Authorization: Bearer {METRICS_TOKEN}\r\n" if path.startswith("/metrics") else ""
 
     async def get() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(LOOPBACK, port)
         try:
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {LOOPBACK}\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: {LOOPBACK}\r\n{auth}\r\n".encode())
             raw = await reader.read()
         finally:
             writer.close()

@@ -141,6 +141,10 @@ class _Conn:
     inflight: collections.deque[tuple[int, float, int, bool]] = field(
         default_factory=collections.deque
     )
+    # The server shed a frame (``overloaded``) or wants older fixes first: send nothing
+    # before ``hold_until`` (perf_counter), then go on from the last acked seq.
+    hold_until: float = 0.0
+    rewind: bool = False
 
     @property
     def closed(self) -> bool:
@@ -263,7 +267,12 @@ class Generator:
                         self.acked_fixes_window += fixes
                         self.acked_frames_window += 1
         elif kind == "error":
-            self.errors[str(msg.get("code"))] += 1
+            code = str(msg.get("code"))
+            self.errors[code] += 1
+            if code in ("overloaded", "unavailable"):  # as the apps do: wait, then resend
+                wait_s = float(msg.get("retry_after_ms", 2000)) / 1000
+                c.hold_until = time.perf_counter() + wait_s * (1 + (c.index % 8) / 16)
+                c.rewind = True
 
     async def drive(
         self,
@@ -276,8 +285,14 @@ class Generator:
         acks: bool,
         ack_interval_s: float = 0.0,
         sample_every: int = 10,
+        profile: list[list[float]] | None = None,
     ) -> dict[str, Any]:
         """Send ``rate`` frames/s round-robin for ``seconds``; then wait for the acks.
+
+        With ``profile`` ([[seconds, rate], …]) the offered rate follows it instead (an
+        overload step); ``seconds`` and ``rate`` are then its total and its highest.
+        A socket the server told to wait (``overloaded``) is held, then resends from its
+        last ack (counted as ``held``), as the apps do.
 
         A socket with ``window_s`` worth of its frames unacked is skipped (a phone
         would batch them): under overload the backlog stays bounded. With a server
@@ -287,6 +302,9 @@ class Generator:
         """
         conns = [c for c in self.conns if not c.closed]
         n = len(conns)
+        if profile:
+            seconds = sum(seg[0] for seg in profile)
+            rate = max(seg[1] for seg in profile)
         window = max(4, math.ceil(rate / max(n, 1) * (window_s + ack_interval_s)) + 1)
         self.ack_grace_s = ack_interval_s
         self.timed_all = ack_interval_s == 0
@@ -295,7 +313,7 @@ class Generator:
         self.sent_us = []
         self.gc_pauses = []
         self.acked_fixes_window = self.acked_frames_window = 0
-        attempts = sent = skipped = missed = 0
+        attempts = sent = skipped = missed = held = rewound = 0
         idx = 0
         max_burst = max(1, int(rate * 0.02))  # at most 20 ms of frames at once
         perf = time.perf_counter
@@ -315,7 +333,7 @@ class Generator:
             if now - prev > gap_b[b]:
                 gap_b[b] = now - prev
             prev = now
-            due = int(rate * (now - t0)) - attempts
+            due = int(_offered(profile, rate, now - t0)) - attempts
             if due > max_burst:  # the generator fell behind: those frames are missed
                 missed += due - max_burst
                 attempts += due - max_burst
@@ -325,6 +343,17 @@ class Generator:
                 attempts += 1
                 c = conns[idx]
                 idx = idx + 1 if idx + 1 < n else 0
+                if c.hold_until:
+                    if now < c.hold_until:
+                        held += 1
+                        continue
+                    c.hold_until = 0.0
+                if c.rewind:  # what was not acked is sent again: numbering goes back
+                    c.rewind = False
+                    rewound += 1
+                    c.seq = c.acked_seq
+                    while c.inflight and c.inflight[-1][0] > c.acked_seq:
+                        c.inflight.pop()
                 if (
                     c.closed
                     or (acks and len(c.inflight) >= window)
@@ -365,6 +394,8 @@ class Generator:
             "attempts": attempts,
             "sent_frames": sent,
             "skipped_window": skipped,
+            "held_overloaded": held,
+            "rewound": rewound,
             "missed_generator": missed,
             "acked_frames": self.acked_frames_window,
             "acked_fixes": self.acked_fixes_window,
@@ -390,6 +421,19 @@ class Generator:
         closed = len(self.conns)
         self.conns = []
         return {"closed": closed}
+
+
+def _offered(profile: list[list[float]] | None, rate: float, t: float) -> float:
+    """Frames offered in the first ``t`` seconds: ``rate`` per second, or by ``profile``."""
+    if not profile:
+        return rate * t
+    total = 0.0
+    for seconds, r in profile:
+        if t <= seconds:
+            return total + r * max(t, 0.0)
+        total += r * seconds
+        t -= seconds
+    return total
 
 
 def _read_json(path: str) -> Any:
@@ -502,12 +546,17 @@ class GeneratorClient:
 
     async def drive(self, **kw: Any) -> dict[str, Any]:
         k = len(self.procs)
-        replies = await self.all([{"op": "drive", **kw, "rate": kw["rate"] / k}] * k)
+        cmd = {"op": "drive", **kw, "rate": kw["rate"] / k}
+        if kw.get("profile"):
+            cmd["profile"] = [[secs, r / k] for secs, r in kw["profile"]]
+        replies = await self.all([cmd] * k)
         merged: dict[str, Any] = {"rate": kw["rate"]}
         for key in (
             "attempts",
             "sent_frames",
             "skipped_window",
+            "held_overloaded",
+            "rewound",
             "missed_generator",
             "acked_frames",
             "acked_fixes",
@@ -572,6 +621,7 @@ class Variant:
     ack_interval_ms: int
     young_threshold: int | None = None  # [gc] young_threshold; None: the server's default
     freeze_every_s: float | None = None  # [gc] freeze_every_s; None: the server's default
+    shed: bool = True  # [ingest] load shedding as shipped; False: shed_above_ms = 0
 
     def params(self) -> str:
         # Lift the per-connection flood limit (20 frames/s) so 1k sockets can carry the
@@ -586,6 +636,7 @@ class Variant:
                 else ""
             )
             + (f"freeze_every_s = {self.freeze_every_s}\n" if self.freeze_every_s else "")
+            + ("" if self.shed else "[ingest]\nshed_above_ms = 0\n")
         )
 
 
@@ -594,6 +645,8 @@ VARIANTS = {
     "plain": Variant("plain", gc_freeze=False, ack_interval_ms=0, young_threshold=0),
     "freeze": Variant("freeze", gc_freeze=True, ack_interval_ms=0),
     "freeze-acks": Variant("freeze-acks", gc_freeze=True, ack_interval_ms=5000),
+    # The baseline of --overload-step: as shipped but without load shedding.
+    "freeze-noshed": Variant("freeze-noshed", gc_freeze=True, ack_interval_ms=0, shed=False),
     # Experiment: no automatic young collections between the policy's freezes.
     "freeze-only": Variant(
         "freeze-only", gc_freeze=True, ack_interval_ms=0, young_threshold=100_000_000
@@ -627,6 +680,8 @@ class Plan:
     rates: tuple[float, ...] = ()  # diagnostics: windows at these frame rates, no ramp
     confirm_s: float = 0.0  # the sustained rate must keep up this long (0: no confirming)
     skip_ceiling: bool = False  # debug runs only: no ceiling, so no ratios against it
+    # (low, high) frames/s: one window of OVERLOAD_PROFILE instead of the ramp.
+    overload_step: tuple[float, float] | None = None
 
 
 @dataclass
@@ -858,6 +913,7 @@ async def _measure_step(
     count_port: int | None,
     ack_interval_s: float = 0.0,
     metrics_port: int | None = None,
+    profile: list[list[float]] | None = None,
 ) -> dict[str, Any]:
     """One window; with --wait-quiet, waits for a quiet machine and redoes a disturbed one."""
     step: dict[str, Any] = {}
@@ -875,6 +931,7 @@ async def _measure_step(
             count_port=count_port,
             ack_interval_s=ack_interval_s,
             metrics_port=metrics_port,
+            profile=profile,
         )
         step["attempt"] = attempt + 1
         if step["other_cores"] <= DISTURBED_CORES or env.quiet_until <= time.monotonic():
@@ -895,6 +952,7 @@ async def _measure_once(
     count_port: int | None,
     ack_interval_s: float = 0.0,
     metrics_port: int | None = None,
+    profile: list[list[float]] | None = None,
 ) -> dict[str, Any]:
     """Drive one window and meter the server, the generator, Redis and PostgreSQL."""
     server = h.ProcMeter(server_pid)
@@ -922,6 +980,7 @@ async def _measure_once(
             drain_s=env.plan.drain_s,
             acks=acks,
             ack_interval_s=ack_interval_s,
+            profile=profile,
         )
     )
     # Meter the middle of the window (skip 10% at each end) for the server-side rates.
@@ -1000,6 +1059,52 @@ async def _measure_once(
         out["server_us_per_frame"] = round(server_cpu_s / max(frames_s * wall, 1) * 1e6, 1)
         out["measured_per_s"] = frames_s * fixes
     return out
+
+
+OVERLOAD_PROFILE = (10.0, 5.0, 30.0)  # seconds at the low rate, the high, the low again
+RECOVERY_SLACK = 2.0  # a bucket has recovered at p99 within this many times the low p99 ...
+RECOVERY_FLOOR_MS = 250.0  # ... or within this, whichever is more
+
+
+def _recovery(step: dict[str, Any]) -> dict[str, Any]:
+    """How the server came back after the overload step of OVERLOAD_PROFILE.
+
+    By send time, in timeline buckets: the low rate before the step (its p99 and acked
+    share), and the first moment after the step from which every bucket to the end
+    (but the last second, whose acks may still be out) has its frames acked (≥ 95 % of
+    those sent) at a p99 within RECOVERY_SLACK × the p99 before the step (at least
+    RECOVERY_FLOOR_MS): ``recovered_after_s``, None if it never did. Frames refused
+    while shedding are not acked: they count against a bucket like late ones.
+    """
+    tl = step["timeline"]
+    b = tl["bucket_ms"] / 1000
+    sent, acked, p99 = tl["sent"], tl["acked"], tl["p99_ms"]
+    before = range(int(2 / b), int(OVERLOAD_PROFILE[0] / b))  # skip the first 2 s
+    lat_before = sorted(v for i in before if (v := p99[i]) is not None)
+    base_p99 = lat_before[len(lat_before) // 2] if lat_before else None  # median bucket
+    limit = max(RECOVERY_FLOOR_MS, RECOVERY_SLACK * (base_p99 or 0.0))
+    step_end = int((OVERLOAD_PROFILE[0] + OVERLOAD_PROFILE[1]) / b)
+    last = len(sent) - int(1 / b)
+
+    def good(i: int) -> bool:
+        return bool(sent[i]) and acked[i] >= 0.95 * sent[i] and (p99[i] or math.inf) <= limit
+
+    recovered: int | None = None
+    for i in range(last - 1, step_end - 1, -1):
+        if not good(i):
+            break
+        recovered = i
+    after = range(step_end + int(10 / b), last)  # from 10 s after the step
+    sent_after = sum(sent[i] for i in after)
+    acked_after = sum(acked[i] for i in after)
+    p99_after = [v for i in after if (v := p99[i]) is not None]
+    return {
+        "p99_ms_before": base_p99,
+        "limit_p99_ms": limit,
+        "recovered_after_s": None if recovered is None else round(recovered * b - step_end * b, 2),
+        "acked_share_from_10s": round(acked_after / sent_after, 4) if sent_after else None,
+        "worst_bucket_p99_ms_from_10s": max(p99_after) if p99_after else None,
+    }
 
 
 def _kept_up(step: dict[str, Any], fixes: int, acks: bool, p99_ms: float) -> bool:
@@ -1164,6 +1269,7 @@ def _doorstep_env(env: Env, params: Path) -> dict[str, str]:
         "DOORSTEP_REDIS_PREFIX": env.db.prefix,
         "DOORSTEP_PARAMS": str(params),
         "DOORSTEP_LOG_LEVEL": LOG_LEVEL.upper(),
+        **h.METRICS_ENV,
     }
 
 
@@ -1260,6 +1366,38 @@ async def _run_doorstep(env: Env, workers: int, variant: Variant) -> list[dict[s
                     metrics_port=port,
                 )
 
+            if env.plan.overload_step:  # one window: low, an overload step, low again
+                low, high = env.plan.overload_step
+                profile = [[OVERLOAD_PROFILE[0], low], [OVERLOAD_PROFILE[1], high]]
+                profile.append([OVERLOAD_PROFILE[2], low])
+                s = await _measure_step(
+                    env,
+                    gen,
+                    server.pid,
+                    rate=high,
+                    seconds=sum(OVERLOAD_PROFILE),
+                    fixes=fixes,
+                    acks=True,
+                    count_port=None,
+                    ack_interval_s=ack_interval_s,
+                    metrics_port=port,
+                    profile=profile,
+                )
+                recovery = _recovery(s)
+                h.progress(
+                    f"  {label} {workers:,}w {fixes}f {low:,.0f} -> {high:,.0f} -> {low:,.0f} "
+                    f"frames/s: {recovery}; errors {s['errors']}"
+                )
+                runs.append(
+                    {
+                        "variant": variant.name,
+                        "server_params": variant.params(),
+                        "workers": workers,
+                        "fixes_per_frame": fixes,
+                        "overload_step": {"profile": profile, "recovery": recovery, **_brief(s)},
+                    }
+                )
+                continue
             if env.plan.rates:  # diagnostics: fixed rates instead of the ramp
                 fixed = []
                 for rate in env.plan.rates:
@@ -1317,18 +1455,17 @@ async def _check_redis(env: Env, gen: GeneratorClient) -> dict[str, Any]:
     from redis.asyncio import Redis
 
     from doorstep.keys import Keys
+    from tracking import positions
 
     keys = Keys(env.db.prefix)
     seqs = await gen.seqs()
     redis = Redis.from_url(env.redis_url)
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for w, _ in seqs:
-                pipe.hget(keys.worker_state(env.city_id, w), "seq")
-            stored = await pipe.execute()
+        live = await positions.read_many(redis, keys, env.city_id, [w for w, _ in seqs])
     finally:
         await redis.aclose()
-    behind = sum(1 for (_, s), r in zip(seqs, stored, strict=True) if int(r or 0) < s)
+    stored = {w: state.seq or 0 for w, state in live.items()}
+    behind = sum(1 for w, s in seqs if stored.get(w, 0) < s)
     return {"workers_checked": len(seqs), "redis_seq_behind_ack": behind}
 
 
@@ -1472,7 +1609,17 @@ def _ratios_and_targets(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     ratios: dict[str, Any] = {}
     geo = baselines["geoadd"]["geoadd_ops_per_s"]
-    runs = [r for r in runs if "fixed_rates" not in r]  # --rates: no ramp, no targets
+    steps = [r for r in runs if "overload_step" in r]
+    runs = [r for r in runs if "fixed_rates" not in r and "overload_step" not in r]
+    if steps:  # --overload-step: the recovery per variant, against the one without shedding
+        out = {f"{r['variant']}_{r['workers']}w": r["overload_step"]["recovery"] for r in steps}
+        return {}, {
+            "recovery_within_10s": {
+                k: v["recovered_after_s"] is not None and v["recovered_after_s"] <= 10
+                for k, v in out.items()
+            },
+            "recovery": out,
+        }
     if not runs:
         return ratios, {"measured": "not measured (--rates)"}
     for r in runs:
@@ -1615,9 +1762,10 @@ def _plan(args: argparse.Namespace) -> Plan:
             kept_up_p99_ms=1000.0,
             geoadd_s=1.0,
             variants=tuple(VARIANTS[v] for v in args.variants),
-            skip_ceiling=args.skip_ceiling or bool(args.rates),  # --rates: no ratios
+            skip_ceiling=args.skip_ceiling or bool(args.rates or args.overload_step),
             sample_server=args.sample_server,
             rates=tuple(args.rates or ()),
+            overload_step=tuple(args.overload_step) if args.overload_step else None,
         )
     return Plan(
         quick=False,
@@ -1636,9 +1784,10 @@ def _plan(args: argparse.Namespace) -> Plan:
         geoadd_s=3.0,
         confirm_s=10.0,
         variants=tuple(VARIANTS[v] for v in args.variants),
-        skip_ceiling=args.skip_ceiling or bool(args.rates),  # --rates: no ratios
+        skip_ceiling=args.skip_ceiling or bool(args.rates or args.overload_step),
         sample_server=args.sample_server,
         rates=tuple(args.rates or ()),
+        overload_step=tuple(args.overload_step) if args.overload_step else None,
     )
 
 
@@ -1694,6 +1843,15 @@ def main(argv: list[str] | None = None) -> None:
         metavar="FRAMES_PER_S",
         help="diagnostics: measure Doorstep at these offered frame rates (one window of "
         "the measuring length each) instead of the ramp and the 80 %% window",
+    )
+    p.add_argument(
+        "--overload-step",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="one window per variant: LOW frames/s for 10 s, HIGH for 5 s, LOW for 30 s, "
+        "and how long the server takes to come back after the step (e.g. --variants "
+        "freeze freeze-noshed: with load shedding and without, in the same run)",
     )
     p.add_argument(
         "--sample-server",

@@ -21,3 +21,9 @@ class AlreadyExists(Conflict, CatalogError):
     """An entry with this code exists already."""
 
     code = "already_exists"
+
+
+class OutsideServiceArea(InvalidInput, CatalogError):
+    """A point outside every active city's service area."""
+
+    code = "outside_service_area"

@@ -82,3 +82,42 @@ async def get_service(db: Conn, code: str) -> Service:
     if found is None:
         raise CatalogNotFound(f"no service {code!r}", field="service_code")
     return found
+
+
+MAX_QUERY_CHARS = 100
+MAX_PRICE_MINOR = 10**9
+
+
+def service_filter(
+    *,
+    q: str | None,
+    category: str | None,
+    min_price: int | None,
+    max_price: int | None,
+    city_id: str | None,
+) -> store.ServiceFilter:
+    """A search for services, checked: a short text, prices in order."""
+    if q is not None:
+        q = q.strip()
+        if len(q) > MAX_QUERY_CHARS:
+            raise InvalidCatalogInput(f"at most {MAX_QUERY_CHARS} characters", field="q")
+        if "\x00" in q:
+            raise InvalidCatalogInput("must not contain NUL", field="q")
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise InvalidCatalogInput(f"must not be below min_price ({min_price})", field="max_price")
+    return store.ServiceFilter(
+        q=q or None,
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        city_id=city_id,
+    )
+
+
+async def search_services(
+    db: Conn, f: store.ServiceFilter, *, include_inactive: bool
+) -> list[Service]:
+    """Services matching ``f``; an unknown city is a 404 naming ``city_id``."""
+    if f.city_id is not None:
+        await get_city(db, f.city_id)
+    return await store.search_services(db, f, include_inactive)

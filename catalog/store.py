@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -263,11 +264,46 @@ async def update_service(db: Conn, s: Service) -> Service | None:
 
 async def services(db: Conn, *, category: str | None, include_inactive: bool) -> list[Service]:
     """Services, optionally of one category."""
+    return await search_services(db, ServiceFilter(category=category), include_inactive)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFilter:
+    """What a search for services asks: all fields optional (checked by
+    :func:`catalog.service.service_filter`)."""
+
+    q: str | None = None  # words, each in a name, description or category name (any case)
+    category: str | None = None
+    min_price: int | None = None  # minor units, inclusive
+    max_price: int | None = None
+    city_id: str | None = None  # some worker of this city has every required skill
+
+
+async def search_services(db: Conn, f: ServiceFilter, include_inactive: bool) -> list[Service]:
+    """Services matching every given part of ``f``, in category order then code."""
+    words = [w for w in (f.q or "").split() if w]
+    patterns = [
+        "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words
+    ]
     rows = await db.fetch(
         f"SELECT {_SERVICE} FROM services s WHERE ($1::text IS NULL OR category = $1) "
-        "AND (active OR $2) ORDER BY (SELECT sort FROM categories c WHERE c.code = s.category), code",
-        category,
+        "AND (active OR $2) "
+        "AND ($3::bigint IS NULL OR price_minor >= $3) "
+        "AND ($4::bigint IS NULL OR price_minor <= $4) "
+        "AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM workers w "
+        "  WHERE w.city_id = $5 AND w.skills @> s.required_skills)) "
+        "AND NOT EXISTS (SELECT 1 FROM unnest($6::text[]) AS p(pat) WHERE NOT ("
+        "  s.name_zh ILIKE p.pat OR s.name_en ILIKE p.pat OR s.description_zh ILIKE p.pat "
+        "  OR s.description_en ILIKE p.pat OR s.code ILIKE p.pat OR EXISTS ("
+        "    SELECT 1 FROM categories c WHERE c.code = s.category "
+        "    AND (c.name_zh ILIKE p.pat OR c.name_en ILIKE p.pat)))) "
+        "ORDER BY (SELECT sort FROM categories c WHERE c.code = s.category), code",
+        f.category,
         include_inactive,
+        f.min_price,
+        f.max_price,
+        f.city_id,
+        patterns,
     )
     return [_service(r) for r in rows]
 

@@ -11,21 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.stores import Stores
+from tracking import positions
 
 IN_PLAY = ("confirmed", "dispatching", "offered", "assigned", "en_route", "arrived", "in_service")
 MAX_WORKERS = 20_000
 MAX_ORDERS = 5_000
-
-
-def shown_state(state: str | None, stale: str | None) -> str:
-    """A worker's state as the console shows it: ``stale`` when silent past the limit."""
-    if stale == "1" and state not in (None, "", "offline"):
-        return "stale"
-    return state or "offline"
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def board(
@@ -41,18 +31,12 @@ async def board(
         city_id,
         MAX_WORKERS,
     )
-    live: list[Any] = []
-    if workers:
-        async with redis.pipeline(transaction=False) as pipe:
-            for w in workers:
-                pipe.hmget(
-                    keys.worker_state(city_id, w["user_id"]),
-                    ["lat", "lng", "ts", "acc", "state", "stale"],
-                )
-            live = await pipe.execute()
+    live = await positions.read_many(redis, keys, city_id, [w["user_id"] for w in workers])
     roster = []
-    for w, (lat, lng, ts, acc, state, stale) in zip(workers, live, strict=True):
+    for w in workers:
         count = w["rating_count"]
+        state = live.get(w["user_id"])
+        at = state.position if state is not None else None
         roster.append(
             {
                 "id": w["user_id"],
@@ -60,11 +44,11 @@ async def board(
                 "rating": round(w["rating_sum"] / count, 2) if count else None,
                 "rating_count": count,
                 "team_id": w["team_id"],
-                "state": shown_state(_text(state), _text(stale)),
-                "lat": float(lat) if lat is not None else None,
-                "lng": float(lng) if lng is not None else None,
-                "ts_ms": int(ts) if ts is not None else None,
-                "accuracy_m": float(acc) if acc is not None else None,
+                "state": state.shown_state if state is not None else "offline",
+                "lat": at.lat if at is not None else None,
+                "lng": at.lng if at is not None else None,
+                "ts_ms": at.ts_ms if at is not None else None,
+                "accuracy_m": at.accuracy_m if at is not None else None,
             }
         )
     rows = await pool.fetch(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
+
 from dispatch.errors import InvalidOrder
+from doorstep import dates
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ def check_window(start: datetime, end: datetime, *, now: datetime, params: Booki
     for value, name in ((start, "window_start"), (end, "window_end")):
         if value.tzinfo is None:
             raise InvalidOrder("must include a UTC offset", field=name)
+        dates.check_instant(value, name)
     if start < now + timedelta(minutes=params.min_lead_min):
         what = "in the past" if start < now else f"less than {params.min_lead_min} minutes away"
         raise InvalidOrder(
@@ -59,3 +64,16 @@ def check_window(start: datetime, end: datetime, *, now: datetime, params: Booki
 def new_start_code() -> str:
     """A 6-digit code the customer gives the worker on arrival (核销码)."""
     return f"{secrets.randbelow(10**6):06d}"
+
+
+def request_fingerprint(request: dict[str, object]) -> str:
+    """SHA-256 of the canonical JSON of a request (keys sorted, times in UTC): two requests
+    with one Idempotency-Key must have the same fingerprint to be the same request."""
+
+    def canonical(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.timestamp()  # 10:00+08:00 and 02:00Z are the same instant
+        return value
+
+    body = {k: canonical(v) for k, v in sorted(request.items())}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()

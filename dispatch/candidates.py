@@ -2,7 +2,8 @@
 
 One place builds :class:`matching.model.Candidate` from PostgreSQL (skills, verified
 certificates, availability, rating, today's jobs and earnings, team, past customers) and
-Redis (position, fix age), so that the engine and a dispatcher's manual assignment are
+Redis (position, fix age), and their next planned scheduled job from the day plans (an
+instant job must not make them late for it), so that the engine and a dispatcher's manual assignment are
 judged by the same rules (``matching.feasibility.why_not``).
 """
 
@@ -13,11 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from catalog import store as catalog_store
+from dispatch import offers, plan_store
 from dispatch.models import Order
 from doorstep.stores import Stores
 from matching.feasibility import why_not
-from matching.model import Candidate, Job
+from matching.model import Candidate, Commitment, Job
 from matching.params import MatchParams
+from tracking import positions
+from workforce import store as workforce_store
+from workforce.gating import certificates_needed, why_unqualified
 from workforce.models import DayException, Window
 from workforce.schedule import windows_on
 
@@ -93,7 +98,10 @@ async def load_candidates(
     start_of_day = datetime(today.year, today.month, today.day, tzinfo=zone)
     pool, redis, keys = stores.pool, stores.redis, stores.keys
     workers = await pool.fetch(
-        "SELECT user_id, skills, rating_sum, rating_count, team_id FROM workers WHERE user_id = ANY($1)",
+        "SELECT user_id, skills, rating_sum, rating_count, team_id, exams_required, "
+        "coalesce((SELECT array_agg(q.skill) FROM skill_qualifications q "
+        "WHERE q.user_id = workers.user_id), '{}') AS passed "
+        "FROM workers WHERE user_id = ANY($1)",
         ids,
     )
     certs = await pool.fetch(
@@ -125,6 +133,8 @@ async def load_candidates(
         ids,
         list(set(customer_ids)),
     )
+    blocked = await workforce_store.discipline_blocks(pool, ids, now)
+    planned = await plan_store.next_stops(pool, city_id, day_list, ids)
     seen = await redis.zmscore(keys.presence(city_id), [str(i) for i in ids])
     now_ms = now.timestamp() * 1000
     cert_map: dict[int, dict[str, date]] = {}
@@ -168,21 +178,35 @@ async def load_candidates(
             available=_intervals(day_list, weekly_map.get(w, []), exc_map.get(w, []), zone),
             team_id=r["team_id"],
             served_customer_ids=frozenset(served_map.get(w, set())),
+            untrained=frozenset(r["skills"]) - frozenset(r["passed"])
+            if r["exams_required"]
+            else frozenset(),
+            # suspended or dismissed (quality/): "not available: unavailable" to the matcher
+            state="unavailable" if w in blocked else "available",
+            commitment=_commitment(planned.get(w)),
         )
     return out
+
+
+def _commitment(stop: tuple[int, float, float, datetime] | None) -> Commitment | None:
+    if stop is None:
+        return None
+    order_id, lat, lng, latest = stop
+    return Commitment(order_id, float(lat), float(lng), int(latest.timestamp()))
 
 
 async def order_job(stores: Stores, order: Order, *, now: datetime, params: MatchParams) -> Job:
     """The matcher's job for an order, with its service's requirements and exclusions."""
     service = await catalog_store.service(stores.pool, order.service_code)
-    rows = await stores.pool.fetch(
-        "SELECT worker_id FROM order_exclusions WHERE order_id = $1", order.id
-    )
+    skills = service.required_skills if service else ()
+    rules = await workforce_store.skill_certificate_rules(stores.pool)
     return job_from_order(
         order,
-        required_skills=service.required_skills if service else (),
-        required_certificates=service.required_certificates if service else (),
-        excluded=frozenset(r["worker_id"] for r in rows),
+        required_skills=skills,
+        # the service's own, and those its skills need (workforce.gating)
+        required_certificates=set(service.required_certificates if service else ())
+        | certificates_needed(skills, rules),
+        excluded=await offers.excluded(stores.pool, order.id, now),
         now=now,
         params=params,
     )
@@ -193,25 +217,58 @@ async def assignment_warnings(
 ) -> list[str]:
     """Why the matcher would not pick this worker for this order (empty: it would)."""
     params = MatchParams()
-    lat, lng = await stores.redis.hmget(
-        stores.keys.worker_state(order.city_id, worker_id), ["lat", "lng"]
-    )
-    position = (
-        (float(lat), float(lng)) if lat is not None and lng is not None else (order.lat, order.lng)
-    )
+    at = await positions.read_position(stores.redis, stores.keys, order.city_id, worker_id)
+    position = (at.lat, at.lng) if at is not None else (order.lat, order.lng)
     candidates = await load_candidates(
         stores, order.city_id, {worker_id: position}, now=now, customer_ids=[order.customer_id]
     )
     warnings = []
     if worker_id not in candidates:
         return [f"worker {worker_id} has no profile"]
-    if lat is None:
+    if at is None:
         warnings.append("no known position: the worker is offline")
     job = await order_job(stores, order, now=now, params=params)
     reason = why_not(job, candidates[worker_id], int(now.timestamp()), params)
     if reason is not None:
         warnings.append(reason)
     return warnings
+
+
+async def unqualified(
+    stores: Stores, order: Order, worker_ids: Iterable[int], *, now: datetime
+) -> dict[int, str]:
+    """Of ``worker_ids``, those who may not serve ``order`` (skills, exams, certificates
+    through the job's last local day), with the reason (``workforce.gating``)."""
+    ids = list(dict.fromkeys(worker_ids))
+    if not ids:
+        return {}
+    service = await catalog_store.service(stores.pool, order.service_code)
+    city = await catalog_store.city(stores.pool, order.city_id)
+    zone = ZoneInfo(city.timezone if city else "Asia/Shanghai")
+    start = order.window_end or now + timedelta(seconds=INSTANT_SLA_S)
+    last_day = (
+        (start + timedelta(minutes=order.duration_min) - timedelta(seconds=1))
+        .astimezone(zone)
+        .date()
+    )
+    quals = await workforce_store.qualifications(stores.pool, ids)
+    rules = await workforce_store.skill_certificate_rules(stores.pool)
+    out = {}
+    for w in ids:
+        q = quals.get(w)
+        if q is None:
+            out[w] = f"worker {w} has no profile"
+            continue
+        reason = why_unqualified(
+            q,
+            service.required_skills if service else (),
+            service.required_certificates if service else (),
+            rules,
+            last_day,
+        )
+        if reason is not None:
+            out[w] = reason
+    return out
 
 
 def utc(ts: float) -> datetime:

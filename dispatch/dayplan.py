@@ -366,6 +366,29 @@ def refusal(inputs: DayInputs, job: DayJob, *, worker_id: int | None = None) -> 
     return Refusal("fully_booked", f"{subject} on {when} (their day plans leave no room)")
 
 
+def instant_refusal(inputs: DayInputs, job: DayJob) -> Refusal | None:
+    """Why nobody can serve an instant booking, or None: ``job.window`` is when it may
+    start (now to now + the instant SLA). ``no_skilled_worker``: no worker of the city has
+    what the service needs; ``not_working_now``: the qualified workers are not on shift
+    long enough to start in time and finish."""
+    if not inputs.workers:
+        return Refusal("no_skilled_worker", f"no worker works in {inputs.city_id}")
+    skilled = [w for w in inputs.workers if job.skills <= w.skills]
+    if not skilled:
+        needs = ", ".join(sorted(job.skills))
+        return Refusal(
+            "no_skilled_worker",
+            f"no worker in {inputs.city_id} has what this service needs ({needs})",
+        )
+    if not any(works_then(w, job, inputs.now_s) for w in skilled):
+        return Refusal(
+            "not_working_now",
+            f"none of the {len(skilled)} qualified workers is on shift long enough to start "
+            f"by {_clock(job.window[1])} and finish the job",
+        )
+    return None
+
+
 # --- slots ------------------------------------------------------------------------------
 
 

@@ -4,13 +4,18 @@ Each process runs an engine loop; for every city it tries to hold a short Redis 
 (``SET NX PX``, renewed by the holder), so exactly one process ticks a given city and two
 processes never double-dispatch. A tick:
 
-1. times out pending offers (the order goes back to dispatching without that worker);
+1. times out pending offers (the order goes back to dispatching without that worker,
+   for the offers' cooldown);
 2. fails orders past their SLA or out of attempts, with the reason (the customer is told);
+   takes back jobs whose worker went silent, or is predicted to miss the window, or
+   alerts the dispatchers (active reassignment, ``dispatch/at_risk.py``);
 3. releases planned scheduled jobs to their workers when it is time (day plans,
    ``dispatch/plans.py``), and gathers the open orders: instant ones (scheduled ones
    too, when their window comes near, only if day plans are switched off);
-4. reads the city's available workers once (one ``GEOSEARCH … WITHCOORD``) into an
-   in-memory index, takes each order's nearest candidates, loads their state, and asks
+4. brings its copy of the city's available workers up to date from the geo set's change
+   log (``tracking.geo_log``: only the new entries, not the whole set; rebuilt from the
+   set when entries were lost), builds an in-memory index over them, takes each order's
+   nearest candidates, loads their state, and asks
    the matcher (batch assignment, or the greedy baseline) — recording every decision
    with the candidates and their score terms;
 5. sends offers (one worker in direct mode, the top few in grab mode).
@@ -27,26 +32,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import numpy as np
 import orjson
 
-from dispatch import offers, service, store
+from dispatch import at_risk, offers, service, store
 from dispatch.candidates import load_candidates, order_job
 from dispatch.models import Order
 from dispatch.offers import OfferParams
 from dispatch.plans import DayPlans
+from dispatch.publisher import Publisher
 from dispatch.service import Caller
-from doorstep.stores import Stores
+from doorstep.outage import Outage
+from doorstep.stores import STORE_ERRORS, Stores
 from geo.coords import haversine_m
 from geo.roadgraph import RoadGraph
 from matching.assign import decide_batch, decide_greedy
-from matching.index import CandidateIndex, decode_geohash
 from matching.model import Candidate, Decision, Job
 from matching.params import MatchParams
+from tracking import positions
 from tracking.eta import EtaParams, destination_times, eta_many, straight_eta_s
-from tracking.service import Tracking
+from tracking.geo_log import AvailableWorkers
 
 log = logging.getLogger("doorstep.dispatch.engine")
 SYSTEM = Caller("system", None)
@@ -70,12 +76,18 @@ class EngineParams:
     # With day plans on: a scheduled order still without a worker this long before its
     # window opens (its planned worker never came online) is offered like an instant one.
     unreleased_fallback_s: int = 900
+    # Active reassignment (dispatch/at_risk.py): this often, held jobs not yet on site are
+    # judged by their ETA range and the worker's last fix; reassigned or alerted.
+    risk_every_s: float = 30.0
+    risk_stale_s: float = 180.0
 
     def __post_init__(self) -> None:
         if self.tick_s <= 0 or self.lease_ms < self.tick_s * 1000 * 2 or self.batch_max < 1:
             raise ValueError("engine: tick_s > 0, lease_ms >= 2 ticks, batch_max >= 1")
         if self.unreleased_fallback_s < 0:
             raise ValueError("engine: unreleased_fallback_s >= 0")
+        if self.risk_every_s < 0 or self.risk_stale_s <= 0:
+            raise ValueError("engine: risk_every_s >= 0 (0: off), risk_stale_s > 0")
 
 
 @dataclass
@@ -90,8 +102,11 @@ class TickReport:
     unmatched: int = 0
     reassigned: int = 0
     released: int = 0
+    at_risk: dict[str, int] = field(default_factory=dict)  # active reassignment: by action
     decisions: list[Decision] = field(default_factory=list)
     seconds: float = 0.0
+    index_rebuilt: bool = False  # the available workers were read whole (else from the log)
+    index_changes: int = 0  # workers changed by the log's new entries
 
 
 class Engine:
@@ -100,7 +115,7 @@ class Engine:
     def __init__(
         self,
         stores: Stores,
-        tracking: Tracking,
+        tracking: Publisher,
         *,
         match: MatchParams | None = None,
         offer: OfferParams | None = None,
@@ -117,9 +132,12 @@ class Engine:
         self.offer = offer or OfferParams()
         self.params = engine or EngineParams()
         self._renew = stores.redis.register_script(_RENEW)
+        self.available = AvailableWorkers(stores.redis, stores.keys)
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.on_tick = on_tick  # told of every tick (the app counts them on /metrics)
+        self.outage = Outage(log, "dispatch engine (PostgreSQL or Redis)")
+        self._risk_checked: dict[str, datetime] = {}  # city → last active-reassignment check
 
     def start(self) -> None:
         """Tick in the background."""
@@ -142,8 +160,12 @@ class Engine:
                 for row in cities:
                     if await self.lease(row["id"]):
                         await self.tick(row["id"], datetime.now(UTC))
+            except STORE_ERRORS as e:  # an outage: one line, then a count (doorstep/outage.py)
+                self.outage.failed(e, time.monotonic())
             except Exception:  # a bad tick must not stop dispatch; it is logged with its trace
                 log.exception("dispatch tick failed")
+            else:
+                self.outage.succeeded(time.monotonic())
             await asyncio.sleep(max(0.0, self.params.tick_s - (time.monotonic() - started)))
 
     async def lease(self, city_id: str) -> bool:
@@ -156,7 +178,9 @@ class Engine:
         """One round of dispatch for a city (the caller holds the lease)."""
         t0 = time.perf_counter()
         report = TickReport(city_id)
-        report.expired = await offers.expire_due(self.stores, self.tracking, city_id, now)
+        report.expired = await offers.expire_due(
+            self.stores, self.tracking, city_id, now, cooldown_s=self.offer.cooldown_s
+        )
         paused = await self.stores.pool.fetchval(
             "SELECT dispatch_paused FROM cities WHERE id = $1", city_id
         )
@@ -164,6 +188,7 @@ class Engine:
             await self._recover_orphaned_offers(city_id)
             report.failed = await self._fail_overdue(city_id, now)
             report.reassigned = await self._reassign_vanished(city_id, now)
+            report.at_risk = await self._check_risk(city_id, now)
             if self.plans is not None:
                 await self.plans.ensure_planned(city_id, now)
                 report.released = await self.plans.release_due(city_id, now)
@@ -187,6 +212,18 @@ class Engine:
             instant_only=self.plans is not None,
             unreleased_before=now + timedelta(seconds=self.params.unreleased_fallback_s),
         )
+
+    async def _check_risk(self, city_id: str, now: datetime) -> dict[str, int]:
+        """Active reassignment (dispatch/at_risk.py), at most every ``risk_every_s``."""
+        last = self._risk_checked.get(city_id)
+        every = self.params.risk_every_s
+        if not every or (last is not None and (now - last).total_seconds() < every):
+            return {}
+        self._risk_checked[city_id] = now
+        params = at_risk.RiskParams(
+            self.params.risk_stale_s, self.match.instant_sla_s, self.offer.cooldown_s
+        )
+        return await at_risk.check(self.stores, self.tracking, city_id, now, params)
 
     async def _recover_orphaned_offers(self, city_id: str) -> None:
         """Orders left ``offered`` with no pending offer (a failed accept) go back to dispatch."""
@@ -231,12 +268,14 @@ class Engine:
         if not rows:
             return 0
         cutoff_ms = (now.timestamp() - self.params.stale_reassign_s) * 1000
+        # The hash's 'seen' survives the stale sweep and disconnects (presence does not).
+        live = await positions.read_many(
+            self.stores.redis, self.stores.keys, city_id, list({r["worker_id"] for r in rows})
+        )
         for r in rows:
-            # The hash's 'seen' survives the stale sweep and disconnects (presence does not).
-            last = await self.stores.redis.hget(
-                self.stores.keys.worker_state(city_id, r["worker_id"]), "seen"
-            )
-            if last is None or float(last) < cutoff_ms:
+            state = live.get(r["worker_id"])
+            last = state.seen_ms if state is not None else None
+            if last is None or last < cutoff_ms:
                 with contextlib.suppress(Exception):
                     await service.act(
                         self.stores,
@@ -259,49 +298,53 @@ class Engine:
         return moved
 
     async def available_workers(self, city_id: str) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """Every available worker of the city with their position, in one Redis call: the
-        geo set's members with their geohash scores, decoded in bulk (no per-member
-        distance computation in Redis)."""
-        raw = cast(
-            list[tuple[bytes, float]],
-            await self.stores.redis.zrange(
-                self.stores.keys.geo(city_id, "available"), 0, -1, withscores=True
-            ),
+        """Every available worker of the city with their position, from this process's
+        copy of the city's geo set (``tracking.geo_log``: the log's new entries are read,
+        not the whole set; the copy is rebuilt from the set when the log cannot be trusted)."""
+        live, _ = await self.available.refresh(city_id)
+        ids, lats, lngs = live.positions()
+        return [int(w) for w in ids], lats, lngs
+
+    async def _offer_holders(self, city_id: str) -> np.ndarray:
+        """Workers of the city holding an open offer (they are not offered another job)."""
+        rows = await self.stores.pool.fetch(
+            "SELECT DISTINCT f.worker_id FROM offers f JOIN orders o ON o.id = f.order_id "
+            "WHERE f.status = 'pending' AND o.city_id = $1",
+            city_id,
         )
-        ids = [int(member) for member, _ in raw]
-        lats, lngs = decode_geohash(np.array([score for _, score in raw], dtype=np.float64))
-        return ids, lats, lngs
+        return np.array(sorted(r["worker_id"] for r in rows), dtype=np.int64)
 
     async def _dispatch(
         self, city_id: str, orders: Sequence[Order], now: datetime, report: TickReport
     ) -> None:
-        ids, lats, lngs = await self.available_workers(city_id)
+        live, refreshed = await self.available.refresh(city_id)
+        report.index_rebuilt = refreshed.rebuilt
+        report.index_changes = refreshed.changes
         # A worker with an offer still open is not offered another job.
-        busy = {
-            r["worker_id"]
-            for r in await self.stores.pool.fetch(
-                "SELECT DISTINCT worker_id FROM offers WHERE status = 'pending' AND worker_id = ANY($1)",
-                ids,
-            )
-        }
-        if busy:
-            keep = [i for i, w in enumerate(ids) if w not in busy]
-            ids, lats, lngs = [ids[i] for i in keep], lats[keep], lngs[keep]
+        index = live.index(exclude=await self._offer_holders(city_id))
         jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
-        if not ids:
+        if not len(index):
             report.unmatched = len(orders)
             return
-        index = CandidateIndex.build(np.asarray(ids, dtype=np.int64), lats, lngs)
-        per_job = [index.nearest(j.lat, j.lng, self.match.k, self.match.radius_m) for j in jobs]
-        union = sorted({ids[i] for found, _ in per_job for i in found})
-        positions = {w: (float(lats[ids.index(w)]), float(lngs[ids.index(w)])) for w in union}
+        found_rows, _ = index.nearest_many(
+            np.array([j.lat for j in jobs]),
+            np.array([j.lng for j in jobs]),
+            self.match.k,
+            self.match.radius_m,
+        )
+        per_job = [row[row >= 0] for row in found_rows]
+        ids = index.worker_ids
+        union = np.unique(np.concatenate(per_job)) if per_job else np.empty(0, dtype=np.int64)
+        positions = {
+            int(ids[p]): (float(index.lat[p]), float(index.lng[p])) for p in union.tolist()
+        }
         cands = await load_candidates(
             self.stores, city_id, positions, now=now, customer_ids=[j.customer_id for j in jobs]
         )
         graph = await self.tracking.eta.graph_for(city_id)
         eta_params = self.tracking.eta_params
         candidate_lists = [
-            [cands[ids[i]] for i in found if ids[i] in cands] for found, _ in per_job
+            [cands[w] for w in ids[found].tolist() if w in cands] for found in per_job
         ]
         etas = self._etas(jobs, candidate_lists, graph, eta_params)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
@@ -324,16 +367,17 @@ class Engine:
         anything: the nearby available workers (retrieved as a tick does, including any
         holding an open offer) with feasibility, road ETA and every score term."""
         job = await order_job(self.stores, order, now=now, params=self.match)
-        ids, lats, lngs = await self.available_workers(order.city_id)
+        live, _ = await self.available.refresh(order.city_id)
+        index = live.index()
         candidates: list[Candidate] = []
-        if ids:
-            index = CandidateIndex.build(np.asarray(ids, dtype=np.int64), lats, lngs)
+        if len(index):
             found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
-            positions = {ids[i]: (float(lats[i]), float(lngs[i])) for i in found}
+            ids = index.worker_ids
+            positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
             cands = await load_candidates(
                 self.stores, order.city_id, positions, now=now, customer_ids=[job.customer_id]
             )
-            candidates = [cands[ids[i]] for i in found if ids[i] in cands]
+            candidates = [cands[w] for w in ids[found].tolist() if w in cands]
         graph = await self.tracking.eta.graph_for(order.city_id)
         etas = self._etas([job], [candidates], graph, self.tracking.eta_params)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy

@@ -33,7 +33,24 @@ class WorkerBusy(Conflict, DispatchError):
     code = "worker_busy"
 
 
-class IdempotencyConflict(Conflict, DispatchError):
-    """The Idempotency-Key was used before for a different booking."""
+class IdempotencyKeyReused(InvalidInput, DispatchError):
+    """The Idempotency-Key was used before for a different request (another body)."""
 
-    code = "idempotency_conflict"
+    code = "idempotency_key_reused"
+
+
+class StartLocked(Conflict, DispatchError):
+    """Too many wrong start codes: the order's start waits for a dispatcher or a new code."""
+
+    code = "start_locked"
+
+
+class TooManyStartAttempts(DispatchError):
+    """The caller sent too many wrong start codes lately: wait ``retry_after_s``."""
+
+    kind = "rate_limited"
+    code = "too_many_start_attempts"
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after_s: int) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = max(1, retry_after_s)

@@ -2,6 +2,8 @@
 
     created → confirmed → dispatching → offered → assigned → en_route → arrived
             → in_service → completed
+    created → awaiting_payment (待支付) → confirmed when paid (payments/), or cancelled
+            when it closes unpaid
     plus cancelled and failed (terminal), and rescheduling back to confirmed.
 
 Every change is an *action* taken by an *actor role*; the table says which actions
@@ -18,6 +20,7 @@ from doorstep.errors import Conflict, Forbidden
 
 Status = Literal[
     "created",
+    "awaiting_payment",
     "confirmed",
     "dispatching",
     "offered",
@@ -31,6 +34,8 @@ Status = Literal[
 ]
 Action = Literal[
     "confirm",
+    "request_payment",
+    "pay",
     "dispatch",
     "offer",
     "decline",
@@ -52,6 +57,7 @@ TERMINAL: frozenset[Status] = frozenset({"completed", "cancelled", "failed"})
 WITH_WORKER: frozenset[Status] = frozenset({"assigned", "en_route", "arrived", "in_service"})
 BEFORE_SERVICE: tuple[Status, ...] = (
     "created",
+    "awaiting_payment",
     "confirmed",
     "dispatching",
     "offered",
@@ -65,6 +71,8 @@ STAFF: frozenset[Actor] = frozenset({"dispatcher", "admin", "system"})
 # (from status, action) → to status
 TRANSITIONS: dict[tuple[Status, Action], Status] = {
     ("created", "confirm"): "confirmed",
+    ("created", "request_payment"): "awaiting_payment",
+    ("awaiting_payment", "pay"): "confirmed",
     ("confirmed", "dispatch"): "dispatching",
     ("dispatching", "offer"): "offered",
     ("offered", "decline"): "dispatching",  # rejected or expired: dispatch again
@@ -87,6 +95,8 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
 
 WHO: dict[Action, frozenset[Actor]] = {
     "confirm": frozenset({"customer", "system", "admin"}),
+    "request_payment": frozenset({"system"}),
+    "pay": frozenset({"system"}),  # only a verified payment confirms a paid order
     "dispatch": STAFF,
     "offer": STAFF,
     "decline": frozenset({"worker", *STAFF}),

@@ -40,6 +40,7 @@ class Order:
     dispatch_attempts: int = 0
     completed_at: datetime | None = None
     series_id: int | None = None  # one occurrence of a recurring booking
+    merchant_id: int | None = None  # routed to a merchant: its staff serve it (issue 18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +116,63 @@ class Rating:
     stars: int
     text: str
     created_at: datetime
+    quality: int | None = None
+    attitude: int | None = None
+    punctuality: int | None = None
+    tags: tuple[str, ...] = ()
+    photos: tuple[int, ...] = ()  # review_photo file ids
+    edited_at: datetime | None = None
+    editable_until: datetime | None = None  # the author's edit window ends
+    reply: str | None = None  # the worker's one reply
+    replied_at: datetime | None = None
+    hidden: bool = False  # hidden by a moderator (counts nowhere)
+    hidden_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A rating as anyone may read it: no customer id, the customer's name masked."""
+
+    stars: int
+    text: str
+    created_at: datetime
+    service_code: str
+    worker_id: int
+    worker_name: str  # surname + 师傅
+    customer_name: str  # first character + **
+    quality: int | None = None
+    attitude: int | None = None
+    punctuality: int | None = None
+    tags: tuple[str, ...] = ()
+    photos: tuple[int, ...] = ()  # review_photo file ids (readable once attached)
+    reply: str | None = None  # the worker's reply
+    replied_at: datetime | None = None
+    edited_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Badge:
+    """A verified, unexpired certificate as customers see it: its kind, never its number."""
+
+    kind: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCard:
+    """A worker's public profile: what a customer sees before and after booking."""
+
+    id: int
+    name: str  # surname + 师傅, never the full name
+    city_id: str
+    skills: tuple[str, ...]
+    rating: float | None
+    rating_count: int
+    completed_jobs: int
+    reviews: tuple[Review, ...]
+    photo_file_id: int | None = None  # the worker's avatar, if any
+    years_experience: int | None = None  # null when the profile does not say
+    badges: tuple[Badge, ...] = ()
+    dimensions: dict[str, float | None] | None = None  # per-dimension averages (visible reviews)
+    tags: dict[str, int] | None = None  # tag counts of visible reviews

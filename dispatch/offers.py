@@ -4,13 +4,16 @@ Direct mode offers one worker at a time; grab mode (抢单) offers the top candi
 once and the first to accept wins, the others are withdrawn. An accept is the order's
 ``assign`` transition, so the row lock and the worker lock guarantee that an order is
 never accepted twice and a worker never holds two jobs. A reject or a timeout puts the
-order back to dispatching without that worker (excluded for this order); after
-``max_attempts`` rounds without a taker the order fails and the customer is told.
+order back to dispatching without that worker for ``cooldown_s`` (an exclusion with an
+end, ``until``): with few workers the order comes back to them after the cooldown rather
+than sticking until a dispatcher forces it. After ``max_attempts`` rounds without a taker
+the order fails and the customer is told.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,27 +21,36 @@ from typing import Any, cast
 
 import asyncpg
 
-from dispatch import service, store
+from dispatch import changes, service, store
+from dispatch.candidates import unqualified
 from dispatch.errors import DispatchError, OrderNotFound
 from dispatch.lifecycle import Action, IllegalTransition, Status, next_status
 from dispatch.models import Offer, Order
+from dispatch.publisher import Publisher
 from dispatch.service import Caller
 from doorstep.db import Conn, Tx
 from doorstep.errors import Conflict
 from doorstep.stores import Stores
-from tracking.service import Tracking
 
 _OFFER = (
     "id, order_id, worker_id, mode, status, created_at, expires_at, answered_at, reason, "
     "eta_s, distance_m"
 )
 SYSTEM = Caller("system", None)
+log = logging.getLogger("doorstep.dispatch.offers")
 
 
 class OfferGone(Conflict, DispatchError):
     """The offer was already answered, withdrawn, or has expired."""
 
     code = "offer_gone"
+
+
+class NotQualified(Conflict, DispatchError):
+    """The worker no longer qualifies for the job (an exam, a certificate): the offer is
+    withdrawn."""
+
+    code = "not_qualified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +61,13 @@ class OfferParams:
     max_attempts: int = 5
     grab_candidates: int = 5
     mode: str = "direct"
+    cooldown_s: int = 180  # a decline or a timeout keeps the worker away from the order this long
 
     def __post_init__(self) -> None:
         if self.ttl_s < 5 or self.max_attempts < 1 or self.grab_candidates < 1:
             raise ValueError("offers: ttl_s >= 5, max_attempts >= 1, grab_candidates >= 1")
+        if self.cooldown_s < 0:
+            raise ValueError("offers: cooldown_s >= 0")
         if self.mode not in ("direct", "grab"):
             raise ValueError("offers.mode must be 'direct' or 'grab'")
 
@@ -80,24 +95,44 @@ async def for_worker(db: Conn, worker_id: int, *, pending_only: bool) -> list[Of
     return [_offer(r) for r in rows]
 
 
-async def excluded(db: Conn, order_id: int) -> frozenset[int]:
-    """Workers who must not be offered this order again."""
-    rows = await db.fetch("SELECT worker_id FROM order_exclusions WHERE order_id = $1", order_id)
+ACTIVE_EXCLUSION = "(until IS NULL OR until > $2)"
+"""SQL: an exclusion in force at ``$2`` (for good, or its cooldown not over)."""
+
+
+async def excluded(db: Conn, order_id: int, now: datetime) -> frozenset[int]:
+    """Workers who must not be offered this order now."""
+    rows = await db.fetch(
+        f"SELECT worker_id FROM order_exclusions WHERE order_id = $1 AND {ACTIVE_EXCLUSION}",
+        order_id,
+        now,
+    )
     return frozenset(r["worker_id"] for r in rows)
 
 
 async def exclude(
-    db: Tx, order_id: int, worker_id: int, *, reason: str, actor: str, actor_id: int | None
+    db: Tx,
+    order_id: int,
+    worker_id: int,
+    *,
+    reason: str,
+    actor: str,
+    actor_id: int | None,
+    until: datetime | None = None,
 ) -> None:
-    """Never offer this order to this worker again."""
+    """Keep this worker away from this order: until ``until``, or for good (None). A
+    cooldown never shortens an exclusion for good; a later one extends it."""
     await db.execute(
-        "INSERT INTO order_exclusions (order_id, worker_id, reason, actor, actor_id) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "INSERT INTO order_exclusions (order_id, worker_id, reason, actor, actor_id, until) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, worker_id) DO UPDATE SET "
+        "reason = EXCLUDED.reason, actor = EXCLUDED.actor, actor_id = EXCLUDED.actor_id, "
+        "at = now(), until = CASE WHEN order_exclusions.until IS NULL OR EXCLUDED.until IS NULL "
+        "THEN NULL ELSE greatest(order_exclusions.until, EXCLUDED.until) END",
         order_id,
         worker_id,
         reason,
         actor,
         actor_id,
+        until,
     )
 
 
@@ -125,7 +160,7 @@ def offer_message(offer: Offer, order: Order, service_name: str) -> dict[str, An
 
 async def make_offers(
     stores: Stores,
-    tracking: Tracking,
+    tracking: Publisher,
     order: Order,
     picks: Sequence[tuple[int, float | None, float | None]],
     *,
@@ -133,7 +168,18 @@ async def make_offers(
     params: OfferParams,
     now: datetime,
 ) -> list[Offer]:
-    """Offer ``order`` to the picked workers (worker, eta_s, distance_m) and push the offers."""
+    """Offer ``order`` to the picked workers (worker, eta_s, distance_m) and push the offers.
+
+    Workers who do not qualify (``workforce.gating``: a skill's exam not passed, a
+    certificate unverified or expired) are dropped here whatever picked them: the
+    engine's candidates judge the same facts, this is the last gate before a worker's
+    phone (direct and grab offers alike)."""
+    blocked = await unqualified(stores, order, [w for w, _, _ in picks], now=now)
+    if blocked:
+        log.warning("order %s: not offered to unqualified workers %s", order.id, blocked)
+        picks = [p for p in picks if p[0] not in blocked]
+        if not picks:
+            return []
     expires = now + timedelta(seconds=params.ttl_s)
     async with stores.pool.acquire() as conn, conn.transaction():
         current = await store.get(conn, order.id, lock=True)
@@ -180,20 +226,6 @@ async def make_offers(
                 "expires_at_ms": int(expires.timestamp() * 1000),
             },
         )
-    await tracking.publish_order(
-        current.city_id,
-        current.id,
-        {
-            "type": "status",
-            "order_id": current.id,
-            "status": current.status,
-            "previous": "dispatching",
-            "action": "offer",
-            "version": current.version,
-            "worker_id": None,
-            "at": current.updated_at.isoformat(),
-        },
-    )
     return made
 
 
@@ -207,23 +239,43 @@ async def _step(
         fields["dispatch_attempts"] = extra["attempts"]
     updated = await store.update(conn, order.id, order.version, fields)
     assert updated is not None
-    await store.add_event(
-        conn,
-        order.id,
-        action=action,
-        from_status=order.status,
-        to_status=to,
-        actor="system",
-        actor_id=None,
-        reason=reason,
-        at=now,
+    await changes.record(
+        conn, order, updated, action=action, actor="system", actor_id=None, reason=reason, at=now
     )
     return updated
 
 
-async def accept(stores: Stores, tracking: Tracking, offer_id: int, worker_id: int) -> Order:
-    """The worker takes the job; in grab mode the other offers are withdrawn."""
+async def accept(stores: Stores, tracking: Publisher, offer_id: int, worker_id: int) -> Order:
+    """The worker takes the job; in grab mode the other offers are withdrawn. A worker who
+    stopped qualifying since the offer (a certificate expired, say) is refused."""
     now = datetime.now(UTC)
+    pending = await get(stores.pool, offer_id)
+    if pending is not None and pending.worker_id == worker_id and pending.status == "pending":
+        order_now = await store.get(stores.pool, pending.order_id)
+        blocked = await unqualified(stores, order_now, [worker_id], now=now) if order_now else {}
+        if blocked:
+            async with stores.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "UPDATE offers SET status = 'withdrawn', answered_at = $2, reason = $3 "
+                    "WHERE id = $1 AND status = 'pending'",
+                    offer_id,
+                    now,
+                    f"not qualified: {blocked[worker_id]}",
+                )
+                await exclude(
+                    conn,
+                    pending.order_id,
+                    worker_id,
+                    reason=f"not qualified: {blocked[worker_id]}",
+                    actor="system",
+                    actor_id=None,
+                )
+            await back_to_dispatch(
+                stores, tracking, pending.order_id, "the worker does not qualify"
+            )
+            raise NotQualified(
+                f"you may not take this job now: {blocked[worker_id]}", field="offer_id"
+            )
     async with stores.pool.acquire() as conn, conn.transaction():
         offer = await get(conn, offer_id, lock=True)
         if offer is None or offer.worker_id != worker_id:
@@ -263,9 +315,16 @@ async def accept(stores: Stores, tracking: Tracking, offer_id: int, worker_id: i
 
 
 async def reject(
-    stores: Stores, tracking: Tracking, offer_id: int, worker_id: int, reason: str
+    stores: Stores,
+    tracking: Publisher,
+    offer_id: int,
+    worker_id: int,
+    reason: str,
+    *,
+    cooldown_s: int,
 ) -> None:
-    """The worker declines; the order goes back to dispatching without them."""
+    """The worker declines; the order goes back to dispatching without them for
+    ``cooldown_s``."""
     now = datetime.now(UTC)
     async with stores.pool.acquire() as conn, conn.transaction():
         offer = await get(conn, offer_id, lock=True)
@@ -286,13 +345,14 @@ async def reject(
             reason=f"rejected: {reason}",
             actor="worker",
             actor_id=worker_id,
+            until=now + timedelta(seconds=cooldown_s),
         )
     await back_to_dispatch(
         stores, tracking, offer.order_id, f"worker {worker_id} rejected: {reason}"
     )
 
 
-async def back_to_dispatch(stores: Stores, tracking: Tracking, order_id: int, reason: str) -> None:
+async def back_to_dispatch(stores: Stores, tracking: Publisher, order_id: int, reason: str) -> None:
     """If no offer of the order is still pending, return it to dispatching (or fail it)."""
     pending = await stores.pool.fetchval(
         "SELECT count(*) FROM offers WHERE order_id = $1 AND status = 'pending'", order_id
@@ -306,7 +366,7 @@ async def back_to_dispatch(stores: Stores, tracking: Tracking, order_id: int, re
 
 async def withdraw(
     stores: Stores,
-    tracking: Tracking,
+    tracking: Publisher,
     order_id: int,
     *,
     reason: str,
@@ -337,8 +397,11 @@ async def withdraw(
     return len(rows)
 
 
-async def expire_due(stores: Stores, tracking: Tracking, city_id: str, now: datetime) -> int:
-    """Time out pending offers past their expiry; returns how many."""
+async def expire_due(
+    stores: Stores, tracking: Publisher, city_id: str, now: datetime, *, cooldown_s: int
+) -> int:
+    """Time out pending offers past their expiry (the worker kept away from the order for
+    ``cooldown_s``); returns how many."""
     rows = await stores.pool.fetch(
         "UPDATE offers o SET status = 'expired', answered_at = $2 FROM orders r "
         "WHERE o.order_id = r.id AND r.city_id = $1 AND o.status = 'pending' AND o.expires_at <= $2 "
@@ -355,6 +418,7 @@ async def expire_due(stores: Stores, tracking: Tracking, city_id: str, now: date
                 reason="offer timed out",
                 actor="system",
                 actor_id=None,
+                until=now + timedelta(seconds=cooldown_s),
             )
         await tracking.send_to_worker(
             r["worker_id"],

@@ -8,21 +8,25 @@ answers 409 with the warnings unless the dispatcher says ``force``.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from dispatch import offers, service, store
+from audit import store as audit_store
+from dispatch import offers, service, start_codes, store
 from dispatch.candidates import assignment_warnings
 from dispatch.errors import DispatchError, InvalidOrder, OrderNotFound
 from dispatch.models import Order, Override
+from dispatch.publisher import Publisher
 from dispatch.service import Caller
 from doorstep.db import Tx
 from doorstep.errors import Conflict
-from doorstep.stores import Stores
-from tracking.service import Tracking
+from doorstep.stores import STORE_ERRORS, Stores
 from workforce import store as workforce_store
+
+log = logging.getLogger("doorstep.dispatch.overrides")
 
 
 class InfeasibleAssignment(Conflict, DispatchError):
@@ -72,18 +76,41 @@ async def _audit(
         after or {},
     )
     assert row is not None
-    return Override(**dict(row))
+    override = Override(**dict(row))
+    await audit_store.append(  # the tamper-evident chain (audit/), same transaction
+        conn,
+        actor_id=actor_id,
+        action=f"override.{action}",
+        subject=f"order:{order_id}" if order_id is not None else f"city:{city_id}",
+        detail={
+            "override_id": override.id,
+            "worker_id": worker_id,
+            "reason": reason,
+            "forced": forced,
+            "before": orjson.loads(orjson.dumps(before or {})),
+            "after": orjson.loads(orjson.dumps(after or {})),
+        },
+        at=override.at,
+    )
+    return override
 
 
-async def _announce(tracking: Tracking, override: Override) -> None:
-    if override.city_id is not None:
-        payload = orjson.loads(orjson.dumps(override))
+async def _announce(tracking: Publisher, override: Override) -> None:
+    """Tell the city's dispatchers, after the commit. The override is committed and
+    audited whatever happens here: a Redis outage costs the live line (the console
+    reloads the audit), never turns the answer into an error (issue 14, item 5)."""
+    if override.city_id is None:
+        return
+    payload = orjson.loads(orjson.dumps(override))
+    try:
         await tracking.publish_feed(override.city_id, {"type": "override", **payload})
+    except STORE_ERRORS as e:
+        log.warning("override %s committed; its feed line was not sent: %s", override.id, e)
 
 
 async def assign(
     stores: Stores,
-    tracking: Tracking,
+    tracking: Publisher,
     order_id: int,
     worker_id: int,
     *,
@@ -153,7 +180,9 @@ async def assign(
     return updated, audit
 
 
-async def _withdraw_pending(stores: Stores, tracking: Tracking, order_id: int, reason: str) -> None:
+async def _withdraw_pending(
+    stores: Stores, tracking: Publisher, order_id: int, reason: str
+) -> None:
     await offers.withdraw(stores, tracking, order_id, reason=reason)
     order = await store.get(stores.pool, order_id)
     if order is not None and order.status == "offered":
@@ -161,7 +190,7 @@ async def _withdraw_pending(stores: Stores, tracking: Tracking, order_id: int, r
 
 
 async def unassign(
-    stores: Stores, tracking: Tracking, order_id: int, *, actor_id: int, reason: str
+    stores: Stores, tracking: Publisher, order_id: int, *, actor_id: int, reason: str
 ) -> tuple[Order, Override]:
     """Take the job from its worker; it is dispatched again (the worker excluded)."""
     before = await store.get(stores.pool, order_id)
@@ -202,7 +231,7 @@ async def unassign(
 
 
 async def pin(
-    stores: Stores, tracking: Tracking, order_id: int, *, pinned: bool, actor_id: int, reason: str
+    stores: Stores, tracking: Publisher, order_id: int, *, pinned: bool, actor_id: int, reason: str
 ) -> tuple[Order, Override]:
     """Pin (the engine never moves it) or unpin an order."""
     async with stores.pool.acquire() as conn, conn.transaction():
@@ -236,8 +265,48 @@ async def pin(
     return updated, audit
 
 
+async def unlock_start(
+    stores: Stores, order_id: int, *, actor_id: int, reason: str
+) -> tuple[Order, Override]:
+    """Unlock a start locked by wrong start codes (the count starts again); audited.
+
+    No feed message of its own: the ``alert.resolved`` event tells the dispatchers."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        order = await store.get(conn, order_id, lock=True)
+        if order is None:
+            raise OrderNotFound(f"no order {order_id}", field="order_id")
+        if not await start_codes.clear(conn, order, now=datetime.now(UTC), by=actor_id):
+            raise InvalidOrder(f"the start of order {order_id} is not locked", field="order_id")
+        await store.add_event(
+            conn,
+            order_id,
+            action="unlock_start",
+            from_status=order.status,
+            to_status=order.status,
+            actor="dispatcher",
+            actor_id=actor_id,
+            reason=reason,
+        )
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="unlock_start",
+            city_id=order.city_id,
+            order_id=order_id,
+            worker_id=order.worker_id,
+            reason=reason,
+        )
+    return order, audit
+
+
 async def exclude(
-    stores: Stores, tracking: Tracking, order_id: int, worker_id: int, *, actor_id: int, reason: str
+    stores: Stores,
+    tracking: Publisher,
+    order_id: int,
+    worker_id: int,
+    *,
+    actor_id: int,
+    reason: str,
 ) -> Override:
     """Never give this order to this worker; take it from them if they hold or are offered it."""
     order = await store.get(stores.pool, order_id)
@@ -283,7 +352,7 @@ async def exclude(
 
 
 async def pause_city(
-    stores: Stores, tracking: Tracking, city_id: str, *, paused: bool, actor_id: int, reason: str
+    stores: Stores, tracking: Publisher, city_id: str, *, paused: bool, actor_id: int, reason: str
 ) -> Override:
     """Stop (or resume) automatic dispatch in a city; manual assignment still works."""
     async with stores.pool.acquire() as conn, conn.transaction():
@@ -309,15 +378,22 @@ async def pause_city(
 
 
 async def history(
-    stores: Stores, *, city_id: str | None, order_id: int | None, limit: int
+    stores: Stores,
+    *,
+    city_id: str | None,
+    order_id: int | None,
+    limit: int,
+    city_ids: list[str] | None = None,
 ) -> list[Override]:
-    """Overrides, newest first."""
+    """Overrides, newest first (with ``city_ids``: only those cities')."""
     rows = await stores.pool.fetch(
         "SELECT id, at, actor_id, action, city_id, order_id, worker_id, reason, forced, warnings, "
         "before, after FROM overrides WHERE ($1::text IS NULL OR city_id = $1) "
-        "AND ($2::bigint IS NULL OR order_id = $2) ORDER BY id DESC LIMIT $3",
+        "AND ($2::bigint IS NULL OR order_id = $2) AND ($4::text[] IS NULL OR city_id = ANY($4)) "
+        "ORDER BY id DESC LIMIT $3",
         city_id,
         order_id,
         limit,
+        city_ids,
     )
     return [Override(**dict(r)) for r in rows]

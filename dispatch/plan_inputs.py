@@ -1,6 +1,8 @@
 """Reading a city's day from the stores into :class:`dispatch.dayplan.DayInputs`.
 
-PostgreSQL: the city's active workers (skills, home, certificates valid that day,
+PostgreSQL: the city's active workers (the skills they may be dispatched for —
+``workforce.gating``: exam passed, the skill's certificates valid that day, not
+suspended — home, certificates valid that day,
 availability that date), the scheduled orders whose window starts that local date
 (and, for today, every job a worker of the city holds), exclusions, the series'
 preferred workers and the newest stored plan. Redis (today only): live positions.
@@ -18,10 +20,12 @@ from dispatch.dayplan import DayInputs, DayJob, WorkerDay, required_skills
 from dispatch.plan_store import StoredPlan
 from doorstep.db import Conn
 from doorstep.stores import Stores
+from tracking import positions
+from workforce import store as workforce_store
 from workforce.models import DayException, Window
 from workforce.schedule import windows_on
 
-OPEN = ("confirmed", "dispatching", "offered")
+OPEN = ("awaiting_payment", "confirmed", "dispatching", "offered")  # a slot waits for its payment
 HELD = ("assigned", "en_route", "arrived", "in_service")
 
 
@@ -64,11 +68,17 @@ async def load(
         else {}
     )
     workers = await db.fetch(
-        "SELECT w.user_id, w.skills, w.home_lat, w.home_lng FROM workers w JOIN users u "
+        "SELECT w.user_id, w.skills, w.home_lat, w.home_lng, w.exams_required, "
+        "coalesce((SELECT array_agg(q.skill) FROM skill_qualifications q "
+        "WHERE q.user_id = w.user_id), '{}') AS passed FROM workers w JOIN users u "
         "ON u.id = w.user_id WHERE w.city_id = $1 AND u.status = 'active' ORDER BY w.user_id",
         city_id,
     )
     ids = [r["user_id"] for r in workers]
+    # workforce.gating: a skill counts once its exam is passed and its certificates are
+    # valid that day; a suspended or dismissed worker has none.
+    skill_rules = await workforce_store.skill_certificate_rules(db)
+    blocked = await workforce_store.discipline_blocks(db, ids, now)
     certs = await db.fetch(
         "SELECT worker_id, kind FROM worker_certificates WHERE worker_id = ANY($1) "
         "AND status = 'verified' AND issued_on <= $2 AND expires_on >= $2",
@@ -121,8 +131,10 @@ async def load(
     )
     excluded: dict[int, set[int]] = {}
     for r in await db.fetch(
-        "SELECT order_id, worker_id FROM order_exclusions WHERE order_id = ANY($1)",
+        "SELECT order_id, worker_id FROM order_exclusions WHERE order_id = ANY($1) "
+        "AND (until IS NULL OR until > $2)",  # a decline's cooldown ends (dispatch/offers.py)
         [o["id"] for o in orders],
+        now,
     ):
         excluded.setdefault(r["order_id"], set()).add(r["worker_id"])
     now_s = int(now.timestamp()) - epoch
@@ -168,10 +180,17 @@ async def load(
         windows = tuple(
             (s * 60, e * 60) for s, e in windows_on(day, weekly_map.get(w, []), exc_map.get(w, []))
         )
+        valid_certs = cert_map.get(w, set())
+        skills = {
+            s
+            for s in r["skills"]
+            if (not r["exams_required"] or s in r["passed"])
+            and all(f"cert:{k}" in valid_certs for k in skill_rules.get(s, ()))
+        }
         days.append(
             WorkerDay(
                 worker_id=w,
-                skills=frozenset(r["skills"]) | frozenset(cert_map.get(w, ())),
+                skills=frozenset() if w in blocked else frozenset(skills) | frozenset(valid_certs),
                 windows=windows,
                 start=live.get(w) or at_job.get(w) or (r["home_lat"], r["home_lng"]),
             )
@@ -193,12 +212,9 @@ async def _live_positions(
         for w, s in zip(ids, seen, strict=True)
         if s is not None and now.timestamp() * 1000 - s <= max_age_s * 1000
     ]
-    out = {}
-    async with stores.redis.pipeline(transaction=False) as pipe:
-        for w in fresh:
-            pipe.hmget(keys.worker_state(city_id, w), ["lat", "lng"])
-        replies = await pipe.execute()
-    for w, (lat, lng) in zip(fresh, replies, strict=True):
-        if lat is not None and lng is not None:
-            out[w] = (float(lat), float(lng))
-    return out
+    live = await positions.read_many(stores.redis, keys, city_id, fresh)
+    return {
+        w: (state.position.lat, state.position.lng)
+        for w, state in live.items()
+        if state.position is not None
+    }

@@ -227,6 +227,26 @@ async def due_stops(
     return out
 
 
+async def next_stops(
+    db: Conn, city_id: str, days: Sequence[date], worker_ids: Sequence[int]
+) -> dict[int, tuple[int, float, float, datetime]]:
+    """Per worker, their next planned job not yet released to them, from the newest plan
+    of each day: (order id, lat, lng, latest start = planned start + slack). One query."""
+    rows = await db.fetch(
+        "WITH latest AS (SELECT DISTINCT ON (plan_date) id FROM day_plans "
+        "WHERE city_id = $1 AND plan_date = ANY($2::date[]) ORDER BY plan_date, version DESC) "
+        "SELECT DISTINCT ON (s.worker_id) s.worker_id, s.order_id, o.lat, o.lng, "
+        "s.start_at + make_interval(secs => s.slack_s) AS latest FROM latest l "
+        "JOIN day_plan_stops s ON s.plan_id = l.id JOIN orders o ON o.id = s.order_id "
+        "WHERE s.worker_id = ANY($3) AND o.status IN ('confirmed', 'dispatching', 'offered') "
+        "ORDER BY s.worker_id, s.start_at",
+        city_id,
+        list(days),
+        list(worker_ids),
+    )
+    return {r["worker_id"]: (r["order_id"], r["lat"], r["lng"], r["latest"]) for r in rows}
+
+
 def utc(ts: float) -> datetime:
     """Unix seconds as an aware datetime."""
     return datetime.fromtimestamp(ts, UTC)

@@ -5,7 +5,7 @@ the server process, a plan would stall its event loop — sockets, ingest, every
 — for up to ``[planner] time_limit_s`` (measured: ``benchmarks/dayplans.py``). So
 :class:`dispatch.plans.DayPlans` sends :func:`solve` to a process of its own (a
 one-worker ``ProcessPoolExecutor``, spawned). Everything here is picklable and pure
-but for reading the bundled road graph once per process.
+but for reading the bundled road graphs once per process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dispatch.dayplan import DayInputs, Point, build
-from geo.roadgraph import load_futian_graph
+from geo.roadgraph import city_for_bbox, load_city_graph
 from matching.errors import PlanError
 from matching.planner import Plan, PlannerParams, plan, road_matrix, straight_matrix
 
@@ -31,25 +31,27 @@ class Travel:
     access_speed_mps: float
     speed_mps: float
     detour_factor: float
+    graph_city: str = "shenzhen"  # which bundled network (geo.bundled.ROAD_NETWORKS)
 
     def __call__(self, points: Sequence[Point]) -> tuple[np.ndarray, np.ndarray]:
         """(seconds, metres) between every pair of ``points``."""
         if self.road:
-            return road_matrix(load_futian_graph(), points, access_speed_mps=self.access_speed_mps)
+            return road_matrix(
+                load_city_graph(self.graph_city), points, access_speed_mps=self.access_speed_mps
+            )
         return straight_matrix(points, speed_mps=self.speed_mps, detour_factor=self.detour_factor)
 
 
-def road_graph_covers(bbox: Sequence[float]) -> bool:
-    """True if the bundled road graph overlaps a city's (min_lat, min_lng, max_lat, max_lng)
+def road_graph_city(bbox: Sequence[float]) -> str | None:
+    """The bundled network under a city's (min_lat, min_lng, max_lat, max_lng), or None
     — the rule ``tracking.eta_store`` uses to give a city its graph."""
-    g = load_futian_graph()
     min_lat, min_lng, max_lat, max_lng = bbox
-    return bool(
-        min_lat <= float(g.lat.max())
-        and float(g.lat.min()) <= max_lat
-        and min_lng <= float(g.lng.max())
-        and float(g.lng.min()) <= max_lng
-    )
+    return city_for_bbox((min_lat, min_lng, max_lat, max_lng))
+
+
+def road_graph_covers(bbox: Sequence[float]) -> bool:
+    """True if a bundled road graph overlaps a city's (min_lat, min_lng, max_lat, max_lng)."""
+    return road_graph_city(bbox) is not None
 
 
 @dataclass(frozen=True, slots=True)

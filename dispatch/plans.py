@@ -57,14 +57,16 @@ from dispatch.lifecycle import TERMINAL
 from dispatch.models import Order
 from dispatch.plan_store import PlannedRoute, PlannedStop, StalePlan, StoredPlan
 from dispatch.plan_views import worker_plan
-from dispatch.plan_worker import Travel, road_graph_covers
+from dispatch.plan_worker import Travel, road_graph_city
+from dispatch.publisher import Publisher
 from dispatch.service import Caller, Reserve
 from doorstep.db import Conn, Tx
 from doorstep.errors import Conflict
 from doorstep.stores import Stores
+from events.relay import Consumer
+from events.types import ORDER_EVENTS, Event, OrderChanged
 from matching import planner
 from matching.planner import Insertion, Plan, PlannerParams
-from tracking.service import Tracking
 
 log = logging.getLogger("doorstep.dispatch.plans")
 SYSTEM = Caller("system", None)
@@ -110,7 +112,7 @@ class DayPlans:
     def __init__(
         self,
         stores: Stores,
-        tracking: Tracking,
+        tracking: Publisher,
         *,
         params: DayPlanParams | None = None,
         planner_params: PlannerParams | None = None,
@@ -125,7 +127,7 @@ class DayPlans:
         self._pool: ProcessPoolExecutor | None = None
         self._checked: dict[str, datetime] = {}  # city → last ensure_planned check
         self._zones: dict[str, ZoneInfo] = {}
-        self._road: dict[str, bool] = {}  # city → on the bundled road graph
+        self._road: dict[str, str | None] = {}  # city → its bundled road network, if any
         self.solves = 0  # full solves run by this process (for tests and metrics)
 
     # --- reading ----------------------------------------------------------------------
@@ -157,13 +159,14 @@ class DayPlans:
         """Travel times for a city: on the bundled road graph if it covers part of the
         city (off-graph points walk to the nearest node), else the straight-line
         fallback of the ETAs — the ETAs' rule (``tracking.eta_store``)."""
-        road = self._road.get(city_id)
-        if road is None:
+        if city_id not in self._road:
             city = await catalog_store.city(db or self.stores.pool, city_id)
-            road = self._road[city_id] = city is not None and road_graph_covers(city.bbox)
+            self._road[city_id] = None if city is None else road_graph_city(city.bbox)
+        graph_city = self._road[city_id]
         eta = self.tracking.eta_params
         return Travel(
-            road=road,
+            road=graph_city is not None,
+            graph_city=graph_city or "",
             access_speed_mps=eta.access_speed_mps,
             speed_mps=eta.fallback_speed_mps,
             detour_factor=eta.detour_factor,
@@ -296,31 +299,44 @@ class DayPlans:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
-    async def on_order_change(self, before: Order, after: Order, action: str, actor: str) -> None:
+    def consumer(self) -> Consumer:
+        """The ``day-plans`` consumer of order events (events/relay.py)."""
+        return Consumer("day-plans", frozenset(ORDER_EVENTS[a] for a in REPLAN_ON), self._on_event)
+
+    async def _on_event(self, _tx: Tx, event: Event) -> None:
+        p = event.payload
+        assert isinstance(p, OrderChanged)
+        await self.on_order_change(p)
+
+    async def on_order_change(self, change: OrderChanged) -> None:
         """An order changed: re-plan the day(s) it touches when it matters.
 
         A scheduled order cancelled, failed, moved, unassigned or assigned by hand
         re-plans its day (the plan's own releases do not). An instant job taken by a
         worker with planned stops today re-plans today: their later stops may have to
-        move to someone else."""
+        move to someone else. The re-plan itself runs in the background of this
+        process (``request``); a crash before it ends loses it, and the engine's
+        ``ensure_planned`` check finds the orders it leaves out of the plan."""
+        action = change.action
         if not self.params.enabled or action not in REPLAN_ON:
             return
-        if action == "assign" and actor == "system":
+        if action == "assign" and change.actor == "system":
             return
         days = set()
-        zone = await self.zone(after.city_id)
-        for o in (before, after):
-            if o.kind == "scheduled" and o.window_start is not None:
-                days.add((o.city_id, o.window_start.astimezone(zone).date()))
-        if after.kind == "instant" and action == "assign" and after.worker_id is not None:
+        zone = await self.zone(change.city_id)
+        if change.kind == "scheduled":
+            for start in (change.previous_window_start, change.window_start):
+                if start is not None:
+                    days.add((change.city_id, start.astimezone(zone).date()))
+        if change.kind == "instant" and action == "assign" and change.worker_id is not None:
             today = datetime.now(zone).date()
             plan = await plan_store.latest(
-                self.stores.pool, after.city_id, today, worker_id=after.worker_id
+                self.stores.pool, change.city_id, today, worker_id=change.worker_id
             )
-            if plan is not None and plan.route_of(after.worker_id) is not None:
-                days.add((after.city_id, today))
+            if plan is not None and plan.route_of(change.worker_id) is not None:
+                days.add((change.city_id, today))
         for city_id, day in sorted(days):
-            self.request(city_id, day, f"order {after.id}: {action}")
+            self.request(city_id, day, f"order {change.order_id}: {action}")
 
     async def ensure_planned(self, city_id: str, now: datetime) -> int:
         """Re-plan today and tomorrow (in the background) if an open scheduled order of

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from dispatch.booking import BookingParams
 from dispatch.errors import InvalidOrder
+from doorstep import dates as date_ranges
 
 
 def check_series(
@@ -41,6 +42,9 @@ def check_series(
         )
     if first_date < today:
         raise InvalidOrder("is in the past", field="first_date")
+    date_ranges.check_days_ahead(
+        first_date, "first_date", today=today, ahead_days=params.horizon_days
+    )
     dates = occurrence_dates(first_date, weekdays, weeks)
     limit = today + timedelta(days=params.horizon_days)
     if not dates:

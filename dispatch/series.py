@@ -25,12 +25,12 @@ from dispatch.dayplan import DayJob, refusal, required_skills
 from dispatch.errors import DispatchError, InvalidOrder, OrderNotFound
 from dispatch.lifecycle import BEFORE_SERVICE, WITH_WORKER
 from dispatch.plans import DayPlans, Reservation, SlotUnavailable
+from dispatch.publisher import Publisher
 from dispatch.recurrence import check_series, occurrence_dates, pick_worker
 from dispatch.service import Caller
 from doorstep.errors import Conflict
 from doorstep.stores import Stores
 from geo.coords import Crs, to_wgs84, validate_lat_lng
-from tracking.service import Tracking
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class Series:
 
 async def create(
     stores: Stores,
-    tracking: Tracking,
+    tracking: Publisher,
     plans: DayPlans,
     *,
     customer_id: int,
@@ -222,7 +222,11 @@ async def read(stores: Stores, series_id: int, caller: Caller) -> Series:
         "WHERE id = $1",
         series_id,
     )
-    if row is None or (caller.role == "customer" and row["customer_id"] != caller.user_id):
+    if (
+        row is None
+        or (caller.role == "customer" and row["customer_id"] != caller.user_id)
+        or (caller.cities is not None and row["city_id"] not in caller.cities)
+    ):
         raise OrderNotFound(f"no series {series_id}", field="series_id")
     zone = await plan_inputs.zone_of(stores.pool, row["city_id"])
     occ = await stores.pool.fetch(
@@ -298,7 +302,7 @@ async def read(stores: Stores, series_id: int, caller: Caller) -> Series:
 
 
 async def cancel(
-    stores: Stores, tracking: Tracking, series_id: int, caller: Caller, *, reason: str
+    stores: Stores, tracking: Publisher, series_id: int, caller: Caller, *, reason: str
 ) -> Series:
     """Cancel the series and every occurrence not yet under way (fees as for any order)."""
     current = await read(stores, series_id, caller)

@@ -19,12 +19,15 @@ import asyncpg
 
 from accounts import store as accounts_store
 from accounts.rules import mask_phone, normalize_phone
+from audit import store as audit_store
+from catalog import city_prices
 from catalog import service as catalog_service
 from catalog.areas import city_at
-from dispatch import store
-from dispatch.booking import BookingParams, check_window, new_start_code
+from catalog.models import Service
+from dispatch import alerts, changes, start_codes, store
+from dispatch.booking import BookingParams, check_window, new_start_code, request_fingerprint
 from dispatch.errors import (
-    IdempotencyConflict,
+    IdempotencyKeyReused,
     InvalidOrder,
     OrderNotFound,
     StaleVersion,
@@ -40,20 +43,35 @@ from dispatch.lifecycle import (
     next_status,
 )
 from dispatch.models import Order
+from dispatch.publisher import Publisher
+from dispatch.start_guard import StartGuardParams
 from doorstep.db import Tx
 from doorstep.errors import Forbidden
 from doorstep.stores import Stores
+from files import service as files_service
 from geo.coords import Crs, to_wgs84, validate_lat_lng
+from tracking import positions
 from tracking.jobs import JobInfo, estimate, start_job
-from tracking.service import Tracking
 from workforce import store as workforce_store
 
 log = logging.getLogger("doorstep.dispatch")
 WORKER_ACTIONS: frozenset[Action] = frozenset({"depart", "arrive", "start", "complete", "decline"})
+START_GUARD = StartGuardParams()
+# Before the service starts, the customer may replace a start code (a locked start).
+CODE_REISSUABLE = frozenset(
+    {"confirmed", "dispatching", "offered", "assigned", "en_route", "arrived"}
+)
+ENDS_ALERTS = frozenset({"completed", "cancelled", "failed"})
 
 
 # Called inside a booking's transaction with the new order; raising refuses the booking.
 Reserve = Callable[[Tx, Order], Awaitable[None]]
+# Called inside a booking's transaction with the new order: True if it must wait for its
+# payment (待支付) instead of being confirmed at once (payments.service.Payments.hold).
+Hold = Callable[[Tx, Order], Awaitable[bool]]
+# Called before an instant booking is stored (city, service, lat, lng, now); raising
+# refuses it (dispatch/instant_gate.py: nobody can serve it now).
+Gate = Callable[[str, Service, float, float, datetime], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +80,18 @@ class Caller:
 
     role: Actor
     user_id: int | None
+    # staff limited by a grant (issue 18): only these cities' orders and these merchants'
+    # (None: everywhere)
+    cities: frozenset[str] | None = None
+    merchants: frozenset[int] = frozenset()
+
+    def reaches(self, order: Order) -> bool:
+        """True if a staff caller's scope covers the order."""
+        if self.cities is None:
+            return True
+        return order.city_id in self.cities or (
+            order.merchant_id is not None and order.merchant_id in self.merchants
+        )
 
 
 def _now() -> datetime:
@@ -70,7 +100,7 @@ def _now() -> datetime:
 
 async def book(
     stores: Stores,
-    tracking: Tracking,
+    tracking: Publisher,
     *,
     customer_id: int,
     service_code: str,
@@ -88,6 +118,8 @@ async def book(
     params: BookingParams,
     reserve: Reserve | None = None,
     series_id: int | None = None,
+    hold: Hold | None = None,
+    gate: Gate | None = None,
 ) -> tuple[Order, bool]:
     """Create a confirmed order; returns it and whether it is new (False: idempotent replay).
 
@@ -95,14 +127,25 @@ async def book(
     plans fit a scheduled booking into a worker's plan there, or refuse it (and with it
     the booking).
     """
+    fingerprint = request_fingerprint(
+        {
+            "service_code": service_code,
+            "address_id": address_id,
+            "lat": lat,
+            "lng": lng,
+            "crs": crs,
+            "address_detail": detail,
+            "contact_phone": contact_phone,
+            "window_start": window_start,
+            "window_end": window_end,
+            "notes": notes,
+            "series_id": series_id,
+        }
+    )
     if idempotency_key is not None:
-        existing = await store.by_idempotency_key(stores.pool, customer_id, idempotency_key)
-        if existing is not None:
-            if existing.service_code != service_code:
-                raise IdempotencyConflict(
-                    "this Idempotency-Key was used for another booking", field="idempotency-key"
-                )
-            return existing, False
+        replay = await _replay(stores, customer_id, idempotency_key, service_code, fingerprint)
+        if replay is not None:
+            return replay, False
     service = await catalog_service.get_service(stores.pool, service_code)
     if not service.active:
         raise InvalidOrder(f"service {service_code!r} is not offered now", field="service_code")
@@ -140,6 +183,8 @@ async def book(
             "this address is outside every service area",
             field="address_id" if address_id is not None else "lat",
         )
+    if kind == "instant" and gate is not None:
+        await gate(city_id, service, lat, lng, now)
     if contact_phone:
         contact_phone = normalize_phone(contact_phone, "contact_phone")
     else:
@@ -161,66 +206,76 @@ async def book(
                 window_start=window_start,
                 window_end=window_end,
                 duration_min=service.duration_min,
-                price_minor=service.price_minor,
+                price_minor=await city_prices.price_in(
+                    conn, city_id, service.code, service.price_minor
+                ),
                 currency=service.currency,
                 notes=notes.strip(),
                 start_code=new_start_code(),
                 idempotency_key=idempotency_key,
+                idempotency_fingerprint=fingerprint if idempotency_key is not None else None,
                 series_id=series_id,
             )
-            await store.add_event(
+            booked_at = order.created_at
+            await changes.record(
                 conn,
-                order.id,
+                None,
+                order,
                 action="book",
-                from_status=None,
-                to_status="created",
                 actor="customer",
                 actor_id=customer_id,
                 reason="",
+                at=booked_at,
             )
-            # No payment step yet: the system confirms at once.
-            confirmed = await store.update(conn, order.id, order.version, {"status": "confirmed"})
-            assert confirmed is not None
-            await store.add_event(
+            # A prepaid service waits for its payment; otherwise the system confirms at once.
+            waits = hold is not None and await hold(conn, order)
+            confirmed = await store.update(
                 conn,
                 order.id,
-                action="confirm",
-                from_status="created",
-                to_status="confirmed",
+                order.version,
+                {"status": "awaiting_payment" if waits else "confirmed"},
+            )
+            assert confirmed is not None
+            await changes.record(
+                conn,
+                order,
+                confirmed,
+                action="request_payment" if waits else "confirm",
                 actor="system",
                 actor_id=None,
-                reason="no payment required",
+                reason="awaiting payment" if waits else "no payment required",
+                at=booked_at,
             )
             if reserve is not None:
                 await reserve(conn, confirmed)
     except asyncpg.UniqueViolationError:  # the same Idempotency-Key, at the same moment
         if idempotency_key is None:
             raise
-        existing = await store.by_idempotency_key(stores.pool, customer_id, idempotency_key)
-        if existing is None:
+        replay = await _replay(stores, customer_id, idempotency_key, service_code, fingerprint)
+        if replay is None:
             raise
-        if existing.service_code != service_code:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was used for another booking", field="idempotency-key"
-            ) from None
-        return existing, False
-    # The dispatcher feed hears of the new order; best effort: the booking stands either way.
-    with contextlib.suppress(Exception):
-        await tracking.publish_order(
-            confirmed.city_id,
-            confirmed.id,
-            {
-                "type": "status",
-                "order_id": confirmed.id,
-                "status": confirmed.status,
-                "previous": None,
-                "action": "book",
-                "version": confirmed.version,
-                "worker_id": None,
-                "at": confirmed.updated_at.isoformat(),
-            },
-        )
+        return replay, False
+    # Watchers hear of it from the order.booked/confirmed events (tracking.order_push).
     return confirmed, True
+
+
+async def _replay(
+    stores: Stores, customer_id: int, key: str, service_code: str, fingerprint: str
+) -> Order | None:
+    """The order booked earlier with this key if the request is the same one; a key
+    reused for another request is refused (422), as payment APIs do."""
+    found = await store.by_idempotency_key(stores.pool, customer_id, key)
+    if found is None:
+        return None
+    existing, stored = found
+    same = stored == fingerprint if stored is not None else existing.service_code == service_code
+    if not same:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used for a different request; "
+            "use a new key for a new booking",
+            field="idempotency-key",
+        )
+    return existing
 
 
 async def visible(stores: Stores, caller: Caller, order_id: int) -> Order:
@@ -234,7 +289,7 @@ async def visible(stores: Stores, caller: Caller, order_id: int) -> Order:
 def may_see(caller: Caller, order: Order) -> bool:
     """Staff see every order; a customer their own; a worker the ones assigned to them."""
     if caller.role in ("dispatcher", "admin", "system"):
-        return True
+        return caller.reaches(order)
     if caller.role == "customer":
         return order.customer_id == caller.user_id
     return caller.role == "worker" and order.worker_id == caller.user_id
@@ -294,7 +349,7 @@ async def _lock_worker(conn: Tx, worker_id: int, order_id: int) -> None:
 
 async def act(
     stores: Stores,
-    tracking: Tracking,
+    tracking: Publisher,
     order_id: int,
     action: Action,
     caller: Caller,
@@ -308,14 +363,20 @@ async def act(
     via_offer: bool = False,
     window: tuple[datetime, datetime] | None = None,
     reserve: Reserve | None = None,
+    photos: tuple[int, ...] = (),
 ) -> Order:
     """Take ``action`` on the order as ``caller``; the whole change or nothing.
+
+    ``photos``: on completion, the caller's ``job_photo`` uploads, attached to the order
+    (``order:<id>``) in the same transaction, and listed in the history entry's data.
 
     ``via_offer``: a worker accepting an offer (they cannot see the order before).
     ``reserve``: for a reschedule, fits the order's new window into the day plans inside
     the same transaction (or refuses the move), as for a booking.
     """
     now = at or _now()
+    if action == "start":
+        await _guard_start(stores, order_id, caller, start_code or "", now)
     async with stores.pool.acquire() as conn, conn.transaction():
         order = await store.get(conn, order_id, lock=True)
         if order is None or not (may_see(caller, order) or via_offer):
@@ -364,8 +425,20 @@ async def act(
             fields["arrived_at"] = now
         elif action == "complete":
             fields["completed_at"] = now
+            for file_id in photos:
+                await files_service.attach(
+                    conn,
+                    file_id=file_id,
+                    owner_id=caller.user_id or 0,
+                    purpose="job_photo",
+                    ref=f"order:{order_id}",
+                    now=int(now.timestamp()),
+                )
+            if photos:
+                data = {**(data or {}), "photos": list(photos)}
         elif action == "start":
             if start_code is None or start_code.strip() != order.start_code:
+                # The code changed between the guard and here (reissued): counted there.
                 raise InvalidOrder(
                     "the start code does not match; ask the customer for it", field="start_code"
                 )
@@ -393,48 +466,108 @@ async def act(
             raise StaleVersion(
                 "the order changed while this action ran; try again", field="version"
             )
-        await store.add_event(
+        await changes.record(
             conn,
-            order_id,
+            order,
+            updated,
             action=action,
-            from_status=order.status,
-            to_status=to,
             actor=caller.role,
             actor_id=caller.user_id,
             reason=reason.strip(),
-            data=data,
             at=now,
+            data=data,
+            withdrawn=[(w["id"], w["worker_id"]) for w in withdrawn],
+            eta_predicted_s=await conn.fetchval(
+                "SELECT eta_predicted_s FROM orders WHERE id = $1", order_id
+            )
+            if action == "arrive"
+            else None,
         )
         if action == "reschedule" and reserve is not None:
             await reserve(conn, updated)
-    for w in withdrawn:
-        with contextlib.suppress(Exception):
-            await tracking.send_to_worker(
-                w["worker_id"],
-                {
-                    "type": "offer_withdrawn",
-                    "offer_id": w["id"],
-                    "order_id": order_id,
-                    "reason": f"order {action}",
-                },
-            )
-    await _after(stores, tracking, order, updated, action)
-    if tracking.on_order_change is not None:
-        try:
-            await tracking.on_order_change(order, updated, action, caller.role)
-        except Exception:  # the change is committed; a listener's failure must not undo it
-            log.exception("order change listener failed for order %s", order_id)
+        if to in ENDS_ALERTS:
+            await alerts.resolve(conn, order_id, version=updated.version, at=now, by=caller.user_id)
+    # Everything that follows the change (the live pushes, the workers' jobs, the day
+    # plans, the ETA statistics) reacts to its event, after the commit, even when Redis
+    # is down now: a committed action is never reported as failed.
     return updated
 
 
-async def _predict(stores: Stores, tracking: Tracking, order: Order) -> float | None:
+async def transition_locked(
+    conn: Tx,
+    order: Order,
+    action: Action,
+    caller: Caller,
+    *,
+    reason: str,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+) -> Order:
+    """Take ``action`` on an order whose row lock the caller holds, in the caller's
+    transaction (payments: a verified payment confirms an order waiting for it; an unpaid
+    order closes). Only for orders without a worker or offers (awaiting payment)."""
+    to = next_status(cast(Status, order.status), action, caller.role)
+    fields: dict[str, Any] = {"status": to}
+    if action == "cancel":
+        fields["cancel_fee_minor"] = 0
+    updated = await store.update(conn, order.id, order.version, fields)
+    if updated is None:
+        raise StaleVersion("the order changed while this action ran; try again", field="version")
+    await changes.record(
+        conn,
+        order,
+        updated,
+        action=action,
+        actor=caller.role,
+        actor_id=caller.user_id,
+        reason=reason,
+        at=at,
+        data=data,
+    )
+    if to in ENDS_ALERTS:
+        await alerts.resolve(conn, order.id, version=updated.version, at=at, by=caller.user_id)
+    return updated
+
+
+async def _guard_start(
+    stores: Stores, order_id: int, caller: Caller, code: str, now: datetime
+) -> None:
+    """Count the start code against the limits (dispatch/start_guard.py) in a transaction
+    of its own, so a wrong code stays counted when the start is refused."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        order = await store.get(conn, order_id, lock=True)
+        if order is None or not may_see(caller, order):
+            raise OrderNotFound(f"no order {order_id}", field="order_id")
+        if caller.role == "worker" and order.worker_id != caller.user_id:
+            raise Forbidden("only the worker holding this job may do that")
+        next_status(cast(Status, order.status), "start", caller.role)
+        failure = await start_codes.attempt(
+            conn, order, caller.user_id, code, now=now, params=START_GUARD
+        )
+    if failure is not None:
+        raise failure
+
+
+async def reissue_start_code(stores: Stores, order_id: int, caller: Caller) -> Order:
+    """The customer replaces the order's start code (the old one stops working, a locked
+    start is unlocked) until the service starts."""
+    now = _now()
+    async with stores.pool.acquire() as conn, conn.transaction():
+        order = await store.get(conn, order_id, lock=True)
+        if order is None or caller.role != "customer" or not may_see(caller, order):
+            raise OrderNotFound(f"no order {order_id}", field="order_id")
+        if order.status not in CODE_REISSUABLE:
+            raise IllegalTransition(cast(Status, order.status), "reissue_start_code")
+        assert caller.user_id is not None
+        return await start_codes.reissue(conn, order, now=now, customer_id=caller.user_id)
+
+
+async def _predict(stores: Stores, tracking: Publisher, order: Order) -> float | None:
     """The ETA from the worker's last live position to the order, for learning later."""
     if order.worker_id is None:
         return None
-    lat, lng = await stores.redis.hmget(
-        stores.keys.worker_state(order.city_id, order.worker_id), ["lat", "lng"]
-    )
-    if lat is None or lng is None:
+    at = await positions.read_position(stores.redis, stores.keys, order.city_id, order.worker_id)
+    if at is None:
         return None
     job = start_job(
         JobInfo(order.id, order.city_id, order.lat, order.lng, "en_route"),
@@ -443,60 +576,12 @@ async def _predict(stores: Stores, tracking: Tracking, order: Order) -> float | 
     return float(
         estimate(
             job,
-            float(lat),
-            float(lng),
+            at.lat,
+            at.lng,
             tracking.eta.stats_for(order.city_id, int(_now().timestamp() * 1000)),
             tracking.eta_params,
         )["base_s"]
     )
-
-
-async def _after(
-    stores: Stores, tracking: Tracking, before: Order, after: Order, action: str
-) -> None:
-    """Tell watchers, refresh the workers' jobs, learn from an arrival."""
-    await tracking.publish_order(
-        after.city_id,
-        after.id,
-        {
-            "type": "status",
-            "order_id": after.id,
-            "status": after.status,
-            "previous": before.status,
-            "action": action,
-            "version": after.version,
-            "worker_id": after.worker_id,
-            "at": after.updated_at.isoformat(),
-        },
-    )
-    for worker_id in {before.worker_id, after.worker_id} - {None}:
-        assert worker_id is not None
-        await tracking.job_changed(worker_id)
-        holds = worker_id == after.worker_id
-        await tracking.send_to_worker(
-            worker_id,
-            {
-                "type": "job",
-                "order_id": after.id,
-                "status": after.status if holds else "withdrawn",
-                "action": action,
-                "version": after.version,
-            },
-        )
-    if (
-        action == "arrive"
-        and after.en_route_at
-        and after.arrived_at
-        and before.status == "en_route"
-    ):
-        predicted = await stores.pool.fetchval(
-            "SELECT eta_predicted_s FROM orders WHERE id = $1", after.id
-        )
-        observed = (after.arrived_at - after.en_route_at).total_seconds()
-        if predicted:
-            await tracking.eta.learn(
-                after.city_id, int(after.arrived_at.timestamp() * 1000), observed, float(predicted)
-            )
 
 
 async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
@@ -512,11 +597,13 @@ async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
         order.lng,
         order.status,
         round(start.timestamp() * 1000) if start is not None else None,
+        round(order.arrived_at.timestamp() * 1000) if order.arrived_at is not None else None,
+        order.duration_min * 60,
     )
 
 
 async def arrived_by_geofence(
-    stores: Stores, tracking: Tracking, order_id: int, worker_id: int, ts_ms: int
+    stores: Stores, tracking: Publisher, order_id: int, worker_id: int, ts_ms: int
 ) -> None:
     """The arrival geofence fired: mark the order arrived (if it still waits for that)."""
     order = await store.get(stores.pool, order_id)
@@ -543,8 +630,17 @@ async def arrived_by_geofence(
 async def audit_reveal(stores: Stores, order: Order, caller: Caller) -> None:
     """Record that a worker was shown the customer's address and phone."""
     if reveals_contact(order, caller, _now()):
-        await stores.pool.execute(
-            "INSERT INTO address_reveals (order_id, worker_id, what) VALUES ($1, $2, 'address,phone')",
-            order.id,
-            caller.user_id,
-        )
+        async with stores.pool.acquire() as conn, conn.transaction():
+            reveal_id = await conn.fetchval(
+                "INSERT INTO address_reveals (order_id, worker_id, what) "
+                "VALUES ($1, $2, 'address,phone') RETURNING id",
+                order.id,
+                caller.user_id,
+            )
+            await audit_store.append(
+                conn,
+                actor_id=caller.user_id,
+                action="reveal.contact",
+                subject=f"order:{order.id}",
+                detail={"reveal_id": reveal_id, "what": "address,phone"},
+            )

@@ -14,7 +14,7 @@ _COLS = (
     "id, city_id, customer_id, service_code, kind, status, version, lat, lng, address_id, "
     "address_detail, contact_phone, window_start, window_end, duration_min, price_minor, "
     "currency, notes, worker_id, start_code, en_route_at, arrived_at, cancel_fee_minor, "
-    "created_at, updated_at, pinned, dispatch_attempts, completed_at, series_id"
+    "created_at, updated_at, pinned, dispatch_attempts, completed_at, series_id, merchant_id"
 )
 
 
@@ -40,14 +40,22 @@ async def by_ids(db: Conn, order_ids: list[int]) -> dict[int, Order]:
     return {r["id"]: _order(r) for r in rows}
 
 
-async def by_idempotency_key(db: Conn, customer_id: int, key: str) -> Order | None:
-    """The order a customer created with this Idempotency-Key, if any."""
+async def by_idempotency_key(
+    db: Conn, customer_id: int, key: str
+) -> tuple[Order, str | None] | None:
+    """The order a customer created with this Idempotency-Key, if any, and the
+    fingerprint of the request that created it (None for orders booked before migration 0017)."""
     row = await db.fetchrow(
-        f"SELECT {_COLS} FROM orders WHERE customer_id = $1 AND idempotency_key = $2",
+        f"SELECT {_COLS}, idempotency_fingerprint FROM orders "
+        "WHERE customer_id = $1 AND idempotency_key = $2",
         customer_id,
         key,
     )
-    return _order(row) if row else None
+    if row is None:
+        return None
+    fields = dict(row)
+    fingerprint = fields.pop("idempotency_fingerprint")
+    return Order(**fields), fingerprint
 
 
 async def get(db: Conn, order_id: int, *, lock: bool = False) -> Order | None:
@@ -130,18 +138,25 @@ async def list_for(
     status: str | None,
     before_id: int,
     limit: int,
+    city_ids: list[str] | None = None,
+    merchant_ids: list[int] | None = None,
 ) -> list[Order]:
-    """Orders newest first, filtered; keyset pages by ``before_id``."""
+    """Orders newest first, filtered; keyset pages by ``before_id``. With ``city_ids``
+    (a scoped caller), only those cities' orders and ``merchant_ids``' orders."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders WHERE id < $1 AND ($2::bigint IS NULL OR customer_id = $2) "
         "AND ($3::bigint IS NULL OR worker_id = $3) AND ($4::text IS NULL OR city_id = $4) "
-        "AND ($5::text IS NULL OR status = $5) ORDER BY id DESC LIMIT $6",
+        "AND ($5::text IS NULL OR status = $5) "
+        "AND ($7::text[] IS NULL OR city_id = ANY($7) OR merchant_id = ANY($8::bigint[])) "
+        "ORDER BY id DESC LIMIT $6",
         before_id,
         customer_id,
         worker_id,
         city_id,
         status,
         limit,
+        city_ids,
+        merchant_ids or [],
     )
     return [_order(r) for r in rows]
 
@@ -160,7 +175,7 @@ async def open_orders(
     window opens before ``unreleased_before`` and that the plan has not released)."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
-        "AND NOT pinned AND (window_start IS NULL OR (NOT $4 AND window_start <= $2) "
+        "AND NOT pinned AND merchant_id IS NULL AND (window_start IS NULL OR (NOT $4 AND window_start <= $2) "
         "OR ($4 AND window_start <= $5)) "
         "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
         "ORDER BY created_at LIMIT $3",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,13 +40,18 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
+_PASSWORD_PARAM = re.compile(r"(?i)(^|&)(password=)[^&]*")
+
+
 def redact(url: str) -> str:
-    """``url`` without its password, fit for a log line."""
+    """``url`` without its password (in the user part or a ``password=`` query
+    parameter, as asyncpg and redis-py accept), fit for a log line."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = _PASSWORD_PARAM.sub(r"\1\2***", query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def with_database(url: str, database: str) -> str:

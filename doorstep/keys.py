@@ -17,16 +17,20 @@ class Keys:
     prefix: str = "ds:"
 
     def revoked_token(self, jti: str) -> str:
-        """Marks an access token as revoked until it would have expired anyway."""
+        """Marks an access token as revoked until it would have expired anyway (a cache
+        of PostgreSQL's ``revoked_access_tokens``; see :mod:`accounts.revocations`)."""
         return f"{self.prefix}revoked:{jti}"
 
     def token_version(self, user_id: int) -> str:
-        """The token version a user's access tokens must carry, after a freeze or close."""
+        """The token version a user's access tokens must carry, after a freeze or close
+        (a cache of ``users.token_version``)."""
         return f"{self.prefix}token-version:{user_id}"
 
-    def login_attempts(self, phone: str) -> str:
-        """Counts failed logins for a phone number in the current window."""
-        return f"{self.prefix}login-fail:{phone}"
+    def auth_cache(self) -> str:
+        """The marker that the two caches above are loaded from PostgreSQL into this Redis:
+        its value is the Redis server's run id. Missing (Redis lost its data) or from
+        another run (restarted from an older snapshot): reload before trusting them."""
+        return f"{self.prefix}auth-cache"
 
     def city(self, city_id: str, name: str) -> str:
         """A per-city key, hash-tagged by city."""
@@ -72,3 +76,7 @@ class Keys:
     def process_channel(self, process_id: str) -> str:
         """Channel: control messages to one server process (kick a socket, push a message)."""
         return f"{self.prefix}proc:{process_id}"
+
+    def user_channel(self, user_id: int) -> str:
+        """Channel: live messages to one user's ``/v1/me/socket`` (inbox notifications)."""
+        return f"{self.prefix}user:{user_id}"

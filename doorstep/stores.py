@@ -28,6 +28,7 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,  # PostgreSQL is full: try again, not a 500
 )
 
 

@@ -7,7 +7,7 @@ wrong type, a missing field or an unknown one becomes an error naming the field.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -81,12 +81,38 @@ def check_no_nul(data: bytes | str) -> None:
         raise NulCharacter("text must not contain NUL (\\u0000) characters")
 
 
+_INT_AS_FLOAT = "Expected `int`, got `float`"
+_INT_RANGE = 2**63
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """``3.0`` as ``3``, everywhere in a decoded JSON value."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INT_RANGE:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    return value
+
+
 def decode(body: bytes, typ: type[T]) -> T:
-    """Decode JSON ``body`` into ``typ`` or raise an error naming the field."""
+    """Decode JSON ``body`` into ``typ`` or raise an error naming the field.
+
+    JSON has one number type: ``3.0`` is the integer 3 to JSON Schema (and to the
+    OpenAPI document), so an integer field takes it; ``3.5`` is still refused.
+    """
     check_no_nul(body)
     try:
         return msgspec.json.decode(body, type=typ, strict=True)
     except msgspec.ValidationError as e:
-        raise validation_error(e) from None
+        if not str(e).startswith(_INT_AS_FLOAT):
+            raise validation_error(e) from None
+        first = e
     except msgspec.DecodeError as e:
         raise MalformedJson(f"body is not valid JSON: {e}") from None
+    try:  # an integral float where an int goes: again with such floats as ints
+        value = _integral_floats_as_ints(msgspec.json.decode(body))
+        return msgspec.convert(value, typ, strict=True)
+    except msgspec.ValidationError as e:
+        raise validation_error(e if not str(e).startswith(_INT_AS_FLOAT) else first) from None

@@ -34,6 +34,12 @@ DEFAULT_SPEED_KMH: Final[Mapping[str, float]] = MappingProxyType(
 OTHER_SPEED_KMH: Final = 20.0
 """Speed for any highway type not in :data:`DEFAULT_SPEED_KMH` (footway, path, …)."""
 
+MIN_SPEED_KMH: Final = 10.0
+MAX_SPEED_KMH: Final = 80.0
+"""A tagged ``maxspeed`` is clamped to this range: it is a legal limit, not a travel speed.
+The 2024 Shenzhen extract tags urban expressways at 100-120 km/h (nobody averages that
+between junctions in the city) and a few car-park lanes at 1-5 km/h (tagging slips)."""
+
 _MPH_IN_KMH: Final = 1.609344
 
 
@@ -65,12 +71,13 @@ def _parse_kmh(value: str) -> float | None:
 
 
 def speed_kmh(highway: str, maxspeed: str) -> float:
-    """Travel speed for an edge: its numeric ``maxspeed``, else the default for its type.
+    """Travel speed for an edge: its numeric ``maxspeed`` (clamped to
+    :data:`MIN_SPEED_KMH`..:data:`MAX_SPEED_KMH`), else the default for its type.
 
     Several values (a merged edge) give the slowest one.
     """
     limits = [kmh for kmh in map(_parse_kmh, tag_values(maxspeed)) if kmh is not None]
     if limits:
-        return min(limits)
+        return min(max(min(limits), MIN_SPEED_KMH), MAX_SPEED_KMH)
     defaults = [DEFAULT_SPEED_KMH.get(kind, OTHER_SPEED_KMH) for kind in tag_values(highway)]
     return min(defaults, default=OTHER_SPEED_KMH)

@@ -1,10 +1,10 @@
-"""A directed road graph with travel times, and the bundled Futian (Shenzhen) one.
+"""A directed road graph with travel times, and the bundled per-city OSM ones.
 
 Nodes are numbered 0..n-1; ``travel_s[i, j]`` and ``length_m[i, j]`` describe the
 fastest direct edge from node i to node j (scipy CSR matrices, zero = no edge).
 Coordinates are WGS-84; convert GCJ-02 points (AMap, Tencent) before snapping.
 
-Each row of the bundled ``edges.csv`` is one direction u -> v. OSMnx lists a two-way
+Each row of a bundled ``edges.csv.gz`` is one direction u -> v. OSMnx lists a two-way
 road once per direction and a one-way road once, so ``oneway`` is already honoured
 by the rows themselves (tests/test_roadgraph.py checks this on the data).
 """
@@ -158,17 +158,61 @@ def build_road_graph(
 
 
 @functools.cache
-def _futian_graph(drivable_only: bool) -> RoadGraph:
-    """The bundled graph, built once per ``drivable_only`` value."""
-    nodes, edges = bundled.read_futian_nodes(), bundled.read_futian_edges()
+def _city_graph(city_id: str, drivable_only: bool) -> RoadGraph:
+    """A bundled graph, built once per city and ``drivable_only`` value."""
+    nodes, edges = bundled.read_road_nodes(city_id), bundled.read_road_edges(city_id)
     return build_road_graph(nodes, edges, drivable_only=drivable_only)
 
 
-def load_futian_graph(drivable_only: bool = True) -> RoadGraph:
-    """The bundled OSM road graph of Futian, Shenzhen (© OpenStreetMap contributors, ODbL).
+def bundled_cities() -> tuple[str, ...]:
+    """Ids of the cities with a bundled road network (``geo.bundled.ROAD_NETWORKS``)."""
+    return tuple(bundled.ROAD_NETWORKS)
 
-    With ``drivable_only`` (the default) only roads open to cars are kept (about 1,376
-    nodes); otherwise footways, paths and steps count too, at 20 km/h. Cached: the
-    graph is read-only, so every caller shares one instance.
+
+def load_city_graph(city_id: str, drivable_only: bool = True) -> RoadGraph:
+    """The bundled OSM drive network of a city (© OpenStreetMap contributors, ODbL).
+
+    ``"shenzhen"``: Futian and the Shenzhen Bay edge of Nanshan, OSM of 2024-10-06
+    (4,497 nodes, 9,134 directed edges before the strongly connected cut).
+    ``"chengdu"``: inside the 2nd Ring Road, OSM of about Feb 2020 (see its SOURCES.md
+    for the one-way caveat). Both networks hold drivable ways only, so
+    ``drivable_only=False`` changes nothing there. Cached: the graph is read-only, so
+    every caller shares one instance. Raises KeyError for a city with no network.
     """
-    return _futian_graph(bool(drivable_only))
+    return _city_graph(city_id, bool(drivable_only))
+
+
+def load_futian_graph(drivable_only: bool = True) -> RoadGraph:
+    """The Shenzhen graph, ``load_city_graph("shenzhen")`` (Futian + Shenzhen Bay, 2024)."""
+    return load_city_graph("shenzhen", drivable_only)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Area in square degrees shared by two (min_lat, min_lng, max_lat, max_lng) boxes."""
+    d_lat = min(a[2], b[2]) - max(a[0], b[0])
+    d_lng = min(a[3], b[3]) - max(a[1], b[1])
+    return d_lat * d_lng if d_lat > 0 and d_lng > 0 else 0.0
+
+
+def graph_bbox(graph: RoadGraph) -> tuple[float, float, float, float]:
+    """The graph's (min_lat, min_lng, max_lat, max_lng)."""
+    lat, lng = graph.lat, graph.lng
+    return float(lat.min()), float(lng.min()), float(lat.max()), float(lng.max())
+
+
+def city_for_bbox(bbox: tuple[float, float, float, float]) -> str | None:
+    """The bundled network whose extent overlaps ``bbox`` (min_lat, min_lng, max_lat,
+    max_lng) the most, or None when none overlaps: a city is served by the graph that
+    lies under its service area, whatever its id."""
+    best, best_overlap = None, 0.0
+    for city_id in bundled_cities():
+        overlap = _overlap(bbox, graph_bbox(load_city_graph(city_id)))
+        if overlap > best_overlap:
+            best, best_overlap = city_id, overlap
+    return best
+
+
+def graph_for_bbox(bbox: tuple[float, float, float, float]) -> RoadGraph | None:
+    """The bundled graph under ``bbox`` (see :func:`city_for_bbox`), or None."""
+    city_id = city_for_bbox(bbox)
+    return None if city_id is None else load_city_graph(city_id)

@@ -116,7 +116,7 @@ def assess_all(
     peers: Peers | None,
 ) -> tuple[list[Assessed], Peers]:
     """Every job's candidates assessed, and the peers used (given, or the medians over
-    the candidates)."""
+    the candidates and the pressure: jobs per distinct candidate)."""
     if len(candidates) != len(jobs) or (not callable(etas) and len(etas) != len(jobs)):
         raise MatchingError("need one candidate list and one ETA row per job", field="candidates")
     ids = [job.order_id for job in jobs]
@@ -124,7 +124,7 @@ def assess_all(
         raise MatchingError("must not repeat an order", field="jobs")
     if peers is None:
         unique = {c.worker_id: c for row in candidates for c in row}
-        peers = peers_of(unique[w] for w in sorted(unique))
+        peers = peers_of((unique[w] for w in sorted(unique)), n_jobs=len(jobs))
     assessed = [
         _assess(j, job, candidates[j], etas, now_s, peers, params) for j, job in enumerate(jobs)
     ]

@@ -2,8 +2,9 @@
 
 Two steps, cheapest first: :func:`why_not` needs only the job, the worker's state and
 the time; :func:`why_not_eta` runs for the survivors once their road ETA is known (too
-far, would arrive after the latest start, or the schedule does not cover the job at
-the time they could actually start). ``None`` means feasible.
+far, would arrive after the latest start, the schedule does not cover the job at the
+time they could actually start, or it would make them late for their next planned
+scheduled job). ``None`` means feasible.
 
 A reason reads ``"<kind>: <details>"`` (or just ``"<kind>"``); :func:`reason_kind`
 gives the kind, for counting reasons over many candidates.
@@ -15,7 +16,8 @@ import functools
 import math
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from matching.model import NO_FIX_AGE_S, Candidate, Job
+from geo.coords import haversine_m
+from matching.model import NO_FIX_AGE_S, Candidate, Commitment, Job
 from matching.params import MatchParams
 
 
@@ -53,7 +55,7 @@ def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str
     """Why ``cand`` cannot take ``job`` judging by state alone, or None.
 
     Checks, in order: excluded, pinned to another worker, not available (busy,
-    unavailable, offline), stale location fix, missing skills, certificates missing or
+    unavailable, offline), stale location fix, missing skills, a skill's exam not passed, certificates missing or
     expired before the last day the job could run, schedule not covering the job if it
     started as early as possible.
     """
@@ -70,6 +72,9 @@ def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str
     if not job.required_skills <= cand.skills:
         names = ", ".join(repr(s) for s in sorted(job.required_skills - cand.skills))
         return f"missing skill: {names}"
+    if cand.untrained and job.required_skills & cand.untrained:
+        names = ", ".join(repr(s) for s in sorted(job.required_skills & cand.untrained))
+        return f"exam not passed: {names}"
     if job.required_certificates:
         last_day = local_date(job.latest_start_s + job.duration_s - 1, params.utc_offset_s)
         for kind in sorted(job.required_certificates):
@@ -96,9 +101,34 @@ def why_not_eta(
     if start_s > job.latest_start_s:
         latest = local_time(job.latest_start_s, params.utc_offset_s)
         return f"too late: could start {local_time(start_s, params.utc_offset_s)}, latest {latest}"
-    if covers(cand.available, start_s, start_s + job.duration_s):
+    if not covers(cand.available, start_s, start_s + job.duration_s):
+        return _outside_schedule(job, start_s, params)
+    if cand.commitment is not None and cand.commitment.order_id != job.order_id:
+        return why_not_commitment(job, cand.commitment, start_s, params)
+    return None
+
+
+def commitment_travel_s(job: Job, commitment: Commitment, params: MatchParams) -> float:
+    """A cautious travel time from the job to the next planned job: the straight line
+    × ``plan_detour_factor`` at ``plan_speed_mps``."""
+    metres = haversine_m(job.lat, job.lng, commitment.lat, commitment.lng)
+    return metres * params.plan_detour_factor / params.plan_speed_mps
+
+
+def why_not_commitment(
+    job: Job, commitment: Commitment, start_s: float, params: MatchParams
+) -> str | None:
+    """Why a job starting at ``start_s`` would make the worker late for their next planned
+    job (finish, travel there, keep ``plan_margin_s`` in hand), or None."""
+    due_s = start_s + job.duration_s + commitment_travel_s(job, commitment, params)
+    if due_s + params.plan_margin_s <= commitment.latest_start_s:
         return None
-    return _outside_schedule(job, start_s, params)
+    late_by = (due_s + params.plan_margin_s - commitment.latest_start_s) / 60
+    latest = local_time(commitment.latest_start_s, params.utc_offset_s)
+    return (
+        f"planned job: would be late for planned order {commitment.order_id} "
+        f"(must start by {latest}; short by {late_by:.0f} min)"
+    )
 
 
 def _outside_schedule(job: Job, start_s: float, params: MatchParams) -> str:

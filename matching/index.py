@@ -1,7 +1,8 @@
 """An in-memory nearest-worker index for one city, rebuilt every engine tick.
 
-The engine reads the city's geo set of available workers once per tick (ids and
-positions) and builds a :class:`CandidateIndex`; every order of the tick then asks it
+The engine keeps the city's available workers (ids and positions) current from the
+geo set's change log (``matching.live_index``) and builds a :class:`CandidateIndex`
+per tick; every order of the tick then asks it
 for its nearest workers, instead of one sorted radius search per order on Redis (which
 sorts every member inside the radius). The index is a ``scipy.spatial.cKDTree`` over
 an equirectangular projection in metres around the workers' mean position: within a
@@ -101,7 +102,11 @@ class CandidateIndex:
         object.__setattr__(
             self,
             "_tree",
-            cKDTree(self.project(lat, lng), balanced_tree=False) if len(ids) else None,
+            # Unbalanced, uncompacted: measured at 100k workers, 15 ms to build against 20
+            # (compacted) and 2.4 ms against 9.5 for 500 queries of k = 24.
+            cKDTree(self.project(lat, lng), balanced_tree=False, compact_nodes=False)
+            if len(ids)
+            else None,
         )
 
     @classmethod

@@ -94,6 +94,18 @@ def merge_intervals(intervals: tuple[tuple[int, int], ...]) -> tuple[tuple[int, 
     return tuple(merged)
 
 
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """A worker's next planned scheduled job (day plans): it must start by
+    ``latest_start_s`` (its planned start plus its slack), at ``lat``/``lng``. An instant
+    job that would make the worker miss it is infeasible for them."""
+
+    order_id: int
+    lat: float
+    lng: float
+    latest_start_s: int
+
+
 NO_FIX_AGE_S: Final = 1e9
 """The fix age of a worker with no known fix (any larger age is clamped to it)."""
 
@@ -108,7 +120,10 @@ class Candidate:
     free intervals [start, end) in epoch seconds for the days that matter (availability
     minus jobs already held); they are sorted and merged on construction.
     ``rating_sum``/``rating_count`` are the raw star totals (the score shrinks them
-    towards a prior).
+    towards a prior). ``untrained`` names held skills that are not dispatchable yet
+    (their exam is not passed: ``workforce.gating``).
+    towards a prior). ``commitment`` is their next planned scheduled job: an instant job
+    must leave them time to reach it (``matching.feasibility.why_not_eta``).
     """
 
     worker_id: int
@@ -125,6 +140,8 @@ class Candidate:
     team_id: int | None = None
     served_customer_ids: frozenset[int] = frozenset()
     state: WorkerState = "available"
+    untrained: frozenset[str] = frozenset()  # held skills whose exam is not passed yet
+    commitment: Commitment | None = None  # the next planned scheduled job, if any
 
     def __post_init__(self) -> None:
         lat, lng, age, rating_sum = self.lat, self.lng, self.fix_age_s, self.rating_sum
@@ -173,6 +190,8 @@ class Candidate:
             self.team_id,
             frozenset((job.customer_id,)) if served else _NONE,
             self.state,
+            self.untrained & job.required_skills,
+            self.commitment,
         )
 
 
@@ -181,14 +200,19 @@ _NONE: Final[frozenset[int]] = frozenset()
 
 @dataclass(frozen=True, slots=True)
 class Peers:
-    """City medians the fairness term compares a worker against."""
+    """City medians the fairness term compares a worker against, and the batch's
+    ``pressure``: open jobs per free worker (``matching.scoring.load_factor`` fades the
+    fairness and rating terms when it is low; None, not known: full weights)."""
 
     jobs_today: float = 0.0
     earnings_today_minor: float = 0.0
+    pressure: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "jobs_today", float(self.jobs_today))
         object.__setattr__(self, "earnings_today_minor", float(self.earnings_today_minor))
+        if self.pressure is not None:
+            object.__setattr__(self, "pressure", float(self.pressure))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,17 @@ class MatchParams:
     weight_affinity: float = 5.0  # bonus points for a worker who served this customer before
     weight_team: float = 10.0  # bonus points for a worker of the merchant's preferred team
     infeasible_cost: float = 1e6  # cost of an excluded pair in the assignment (floor)
+    # Load-aware scoring (matching.scoring.load_factor): rating and fairness weigh fully
+    # from this many open jobs per free worker in a batch, less below, down to 0 (rating)
+    # and fairness_floor (fairness) when orders are few and workers idle.
+    load_aware: bool = True
+    load_full_pressure: float = 2.0
+    fairness_floor: float = 0.15
+    # Day plans: an instant job must leave a worker time to reach their next planned job:
+    # finish, then travel there (straight line × detour at this speed), with this margin.
+    plan_speed_mps: float = 4.0
+    plan_detour_factor: float = 1.5
+    plan_margin_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.policy not in get_args(Policy):
@@ -52,6 +63,9 @@ class MatchParams:
             "max_eta_s",
             "rating_prior_weight",
             "min_useful_gap_s",
+            "plan_speed_mps",
+            "load_full_pressure",
+            "plan_detour_factor",
         )
         for name in positive:
             value = getattr(self, name)
@@ -70,6 +84,10 @@ class MatchParams:
             raise ValueError("utc_offset_s must be within ±14 hours.")
         if not 1.0 <= self.rating_prior_mean <= 5.0:
             raise ValueError("rating_prior_mean must be between 1 and 5.")
+        if not 0.0 <= self.fairness_floor <= 1.0:
+            raise ValueError("fairness_floor must be between 0 and 1.")
+        if not (math.isfinite(self.plan_margin_s) and self.plan_margin_s >= 0):
+            raise ValueError("plan_margin_s must be a finite number >= 0.")
         if not (math.isfinite(self.infeasible_cost) and self.infeasible_cost >= 1e3):
             raise ValueError("infeasible_cost must be a finite number >= 1000.")
 

@@ -147,7 +147,7 @@ class CustomerSeed:
 
 @dataclass(frozen=True, slots=True)
 class CitySeed:
-    """Everything ``doorstep seed`` inserts for the demo city."""
+    """Everything ``doorstep seed --demo`` inserts for the demo city."""
 
     skills: tuple[SkillSeed, ...]
     certificate_kinds: tuple[CertificateKindSeed, ...]

@@ -1,5 +1,10 @@
 """Write a generated city into the stores. Idempotent: seeding twice changes nothing.
 
+By default only the city and the catalog are written: fit for a production database.
+The demo accounts (an admin, a dispatcher, merchants, workers and customers, all with
+the public password ``doorstep-demo``) come only with ``demo_accounts=True``
+(``doorstep seed --demo``, and ``doorstep demo``).
+
 Accounts are found by phone; catalog rows, worker profiles and certificates are
 upserted; availability is replaced; a customer's addresses are written only when the
 account is new, so a second run never duplicates them.
@@ -17,8 +22,12 @@ from catalog import store as catalog_store
 from catalog.models import Category, CertificateKind, ChecklistItem, City, Service, Skill
 from doorstep.db import Tx
 from doorstep.stores import Stores
+from files.blobs import BlobStore
 from geo.areas import load_bundled_district, parse_service_area
-from geo.roadgraph import load_futian_graph
+from geo.roadgraph import graph_for_bbox
+from seeding import applicants
+from seeding.access import CITY_OPERATOR_PHONE, MERCHANT_DISPATCHER_PHONE, seed_access
+from seeding.chengdu import SEED_OFFSET, chengdu
 from seeding.futian import CitySeed, build_catalog, build_city
 from workforce import store as workforce_store
 from workforce.models import Window
@@ -28,7 +37,8 @@ log = logging.getLogger("doorstep.seed")
 DEMO_PASSWORD = "doorstep-demo"
 ADMIN_PHONE = "13800000000"
 DISPATCHER_PHONE = "13800000001"
-CITIES = ("shenzhen",)
+FINANCE_PHONE = "13800000002"
+CITIES = ("shenzhen", "chengdu")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,9 @@ class SeedReport:
     customers: int
     teams: int
     new_accounts: int
+    # One demo login per app besides the admin's and dispatcher's (empty without --demo):
+    # customer, worker and merchant phones, all with DEMO_PASSWORD.
+    logins: tuple[tuple[str, str], ...] = ()
 
 
 def shenzhen() -> City:
@@ -58,9 +71,12 @@ def shenzhen() -> City:
 
 
 def road_nodes_inside(city: City) -> list[tuple[float, float]]:
-    """Drivable road-graph nodes inside the city's service area."""
+    """Drivable road-graph nodes inside the city's service area (the bundled graph under
+    its box: for Shenzhen the 2024 Futian + Shenzhen Bay network, 97 % of the district)."""
     area = parse_service_area(city.service_area)
-    graph = load_futian_graph(drivable_only=True)
+    graph = graph_for_bbox(tuple(city.bbox))  # type: ignore[arg-type]
+    if graph is None:
+        raise ValueError(f"no bundled road graph under city {city.id!r}")
     return [
         (float(la), float(ln))
         for la, ln in zip(graph.lat, graph.lng, strict=True)
@@ -134,6 +150,7 @@ async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str)
     for phone, name, role in (
         (ADMIN_PHONE, "平台管理员", "admin"),
         (DISPATCHER_PHONE, "调度员小周", "dispatcher"),
+        (FINANCE_PHONE, "财务小林", "finance"),
     ):
         new_accounts += (await _account(conn, phone, name, role, password_hash))[1]
     team_ids: dict[str, int] = {}
@@ -173,6 +190,26 @@ async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str)
         await workforce_store.replace_availability(
             conn, user_id, tuple(Window(a.weekday, a.start_min, a.end_min) for a in w.availability)
         )
+    if plan.teams:  # issue 18: a merchant with staff, a second city and its operator
+        first = plan.teams[0]
+        operator, new_op = await _account(
+            conn, CITY_OPERATOR_PHONE, "成都运营小李", "customer", password_hash
+        )
+        shop_dispatcher, new_sd = await _account(
+            conn, MERCHANT_DISPATCHER_PHONE, "商家调度小陈", "customer", password_hash
+        )
+        new_accounts += new_op + new_sd
+        await seed_access(
+            conn,
+            city_id=city.id,
+            merchant_id=await conn.fetchval(
+                "SELECT merchant_id FROM teams WHERE id = $1", team_ids[first.code]
+            ),
+            merchant_name=first.name,
+            merchant_phone=first.merchant_phone,
+            operator_id=operator,
+            dispatcher_id=shop_dispatcher,
+        )
     for customer in plan.customers:
         user_id, new = await _account(
             conn, customer.phone, customer.name, "customer", password_hash
@@ -195,27 +232,62 @@ async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str)
 
 
 async def seed(
-    stores: Stores, *, city_id: str = "shenzhen", today: date, seed: int = 7
+    stores: Stores,
+    *,
+    city_id: str = "shenzhen",
+    today: date,
+    seed: int = 7,
+    demo_accounts: bool = False,
+    blobs: BlobStore | None = None,
 ) -> SeedReport:
-    """Seed the demo city ``city_id`` in one transaction."""
+    """Seed the city ``city_id`` and the catalog in one transaction; with
+    ``demo_accounts``, also the demo city's people, every one with the public password
+    :data:`DEMO_PASSWORD` (never on a production database)."""
     if city_id not in CITIES:
         raise ValueError(f"no demo data for city {city_id!r}; available: {', '.join(CITIES)}")
-    city = shenzhen()
-    plan = build_city(road_nodes_inside(city), today=today, seed=seed)
-    password_hash = await hash_password(DEMO_PASSWORD)
+    # Chengdu (seeding/chengdu.py) is the second real city: its own service area and
+    # road network, its people drawn with another seed (other phones).
+    city, seed = (chengdu(), seed + SEED_OFFSET) if city_id == "chengdu" else (shenzhen(), seed)
+    plan = build_city(road_nodes_inside(city), today=today, seed=seed) if demo_accounts else None
+    password_hash = await hash_password(DEMO_PASSWORD) if plan is not None else ""
+    new_accounts = 0
     async with stores.pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('doorstep-seed'))")
         await catalog_store.write_city(conn, city, upsert=True)
         services, categories = await seed_catalog(conn)
-        new_accounts = await _seed_people(conn, city, plan, password_hash)
+        if plan is not None:
+            new_accounts = await _seed_people(conn, city, plan, password_hash)
+    if plan is not None:  # onboarding: training content, applicants waiting for review
+        await applicants.write_training(stores)
+        homes = [
+            (c.addresses[0].lat, c.addresses[0].lng) for c in plan.customers[:3] if c.addresses
+        ]
+        new_accounts += await applicants.write(
+            stores,
+            blobs,
+            applicants.build(seed, homes or [(22.54, 114.05)]),
+            city.id,
+            password_hash,
+        )
     report = SeedReport(
         city=city.id,
         services=services,
         categories=categories,
-        workers=len(plan.workers),
-        customers=len(plan.customers),
-        teams=len(plan.teams),
+        workers=len(plan.workers) if plan else 0,
+        customers=len(plan.customers) if plan else 0,
+        teams=len(plan.teams) if plan else 0,
         new_accounts=new_accounts,
+        logins=(
+            (
+                ("customer", plan.customers[0].phone),
+                ("worker", plan.workers[0].phone),
+                ("merchant", plan.teams[0].merchant_phone),
+                ("city_operator", CITY_OPERATOR_PHONE),
+                ("merchant_dispatcher", MERCHANT_DISPATCHER_PHONE),
+            )
+            if plan is not None and plan.customers and plan.workers and plan.teams
+            else ()
+        ),
     )
     log.info("seeded %s", report)
     return report

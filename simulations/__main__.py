@@ -1,6 +1,7 @@
-"""``python -m simulations``: run a scenario, compare policies, find the load limit, demo.
+"""``python -m simulations``: run a scenario, compare policies, sweep loads, find the load
+limit, demo.
 
-Without ``--server`` the simulator starts a server of its own per run (``doorstep seed``
+Without ``--server`` the simulator starts a server of its own per run (``doorstep seed --demo``
 then ``doorstep serve`` on a fresh database and key prefix) on the stores in
 ``REDIS_URL``/``DATABASE_URL``, or on embedded ones started here when those are unset.
 """
@@ -127,6 +128,36 @@ async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[s
     return 0
 
 
+async def _sweep(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str]) -> int:
+    from simulations.sweep import run_sweep
+
+    out = _out_dir(args.out, scenario, "sweep")
+    parallel = args.parallel_levels or (2 if args.quick else 1)
+    _say(
+        f"--- {len(args.rates)} load levels ({', '.join(f'{r:g}' for r in args.rates)} "
+        f"bookings/min), batch and greedy at once per level, {parallel} level(s) at a time"
+        + (" (quick)" if args.quick else "")
+    )
+    data = await run_sweep(
+        scenario, stores, out, rates=args.rates, quick=args.quick, parallel_levels=parallel
+    )
+    for row in data["levels"]:
+        if "error" in row:
+            _say(f"  {row['orders_per_min']:g}/min: failed: {row['error']}")
+            continue
+        b, g, t = row["batch"], row["greedy"], row["target"]
+        _say(
+            f"  {row['orders_per_min']:g}/min: utilization {b['utilization']} / {g['utilization']}, "
+            f"mean wait {b['wait_mean_s']} / {g['wait_mean_s']} s (cut {t.get('wait_cut')}), "
+            f"Gini {b['gini_jobs']} / {g['gini_jobs']}, fulfilment {b['fulfilment']} / "
+            f"{g['fulfilment']}; met: wait {t.get('wait_met')}, Gini {t.get('gini_met')}, "
+            f"fulfilment {t.get('fulfilment_met')}"
+        )
+    _say(f"all targets met: {data['all_met']}; {data['wall_min']} min")
+    _say(f"report: {out / 'sweep.html'}  (JSON {out / 'sweep.json'})")
+    return 0
+
+
 async def _load(
     args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str] | None
 ) -> int:
@@ -197,6 +228,29 @@ def _parser() -> argparse.ArgumentParser:
         help="one policy after the other (default: all at once, so that every policy runs "
         "on the same machine load)",
     )
+    sw = sub.add_parser(
+        "sweep", help="both policies at several loads: wait, fairness, fulfilment (HTML + JSON)"
+    )
+    common(sw, server=False)
+    sw.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=[2.5, 3.6, 5.0, 5.8],
+        help="bookings per minute of each level (default: ~40, ~57, ~87, ~93 %% utilization "
+        "on futian-rush)",
+    )
+    sw.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs (12 min of bookings, 4 of warm-up, 10 of drain), two levels at a time",
+    )
+    sw.add_argument(
+        "--parallel-levels",
+        type=int,
+        default=0,
+        help="levels run at once (default: 1, or 2 with --quick)",
+    )
     ld = sub.add_parser("load", help="add workers and watchers until a service level breaks")
     common(ld)
     return p
@@ -236,6 +290,9 @@ async def _dispatch(
     if args.command == "compare":
         assert stores is not None
         return await _compare(args, scenario, stores)
+    if args.command == "sweep":
+        assert stores is not None
+        return await _sweep(args, scenario, stores)
     return await _load(args, scenario, stores)
 
 

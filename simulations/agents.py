@@ -134,6 +134,7 @@ class WorkerAgent:
         self.seq = 0
         self.pending: list[dict[str, Any]] = []
         self.sent_upto = 0
+        self.hold_until = 0.0  # monotonic: send no fixes before (the server said wait)
         self.inflight: dict[int, tuple[float, int]] = {}  # last seq of a frame -> (sent, fixes)
         self.sent_ms: dict[int, float] = {}  # seq -> wall ms when last sent (fan-out lag)
         self.job_id: int | None = None
@@ -301,6 +302,8 @@ class WorkerAgent:
         ws = self.ws
         if ws is None:
             return
+        if time.monotonic() < self.hold_until:  # the server asked us to wait
+            return
         todo = [f for f in self.pending if f["seq"] > self.sent_upto]
         now_ms = time.time() * 1000
         for i in range(0, len(todo), MAX_FRAME_FIXES):
@@ -387,7 +390,14 @@ class WorkerAgent:
             if not msg.get("ok"):
                 self.offers["reply_failed:" + str(msg.get("error", {}).get("code"))] += 1
         elif kind == "error":
-            self.world.socket_errors[str(msg.get("code"))] += 1
+            code = str(msg.get("code"))
+            self.world.socket_errors[code] += 1
+            if code in ("overloaded", "unavailable"):  # resend what is not acked, later
+                wait_s = float(msg.get("retry_after_ms", 2000)) / 1000
+                spread = 1 + (self.id % 8) / 16  # phones do not all come back at once
+                self.hold_until = time.monotonic() + wait_s * spread
+                self.sent_upto = 0
+                self.inflight.clear()
 
     def _on_job(self, msg: dict[str, Any]) -> None:
         order_id, status = int(msg["order_id"]), str(msg["status"])

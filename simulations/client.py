@@ -47,6 +47,7 @@ class Api:
     timeout_s: float = 30.0
     calls: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     http: httpx.AsyncClient = field(init=False)
+    metrics_session: Session | None = None  # who reads /metrics (it needs an admin)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -88,8 +89,9 @@ class Api:
         return orjson.loads(r.content) if r.content else None
 
     async def text(self, path: str) -> str:
-        """A plain-text GET (``/metrics``)."""
-        r = await self.http.get(path)
+        """A plain-text GET (``/metrics``: as :attr:`metrics_session`, an admin)."""
+        headers = await self.metrics_session.auth() if self.metrics_session else {}
+        r = await self.http.get(path, headers=headers)
         r.raise_for_status()
         return r.text
 

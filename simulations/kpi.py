@@ -13,7 +13,7 @@ Definitions (docs/simulation.md explains them for readers of the report):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +147,52 @@ def _rate(n: int, d: int) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def order_kpis(orders: Sequence[OrderOutcome]) -> dict[str, Any]:
-    """Counts, fulfilment, time to assign, waits and ETA quality."""
+def late_after_instant(orders: Sequence[OrderOutcome]) -> list[int]:
+    """Scheduled orders that arrived after their window while their worker had taken an
+    instant job between the booking and the arrival: made late by instant dispatch."""
+    instant_by_worker: dict[int, list[float]] = {}
+    for o in orders:
+        if o.kind == "instant" and o.worker_id is not None and o.assigned is not None:
+            instant_by_worker.setdefault(o.worker_id, []).append(o.assigned)
+    out = []
+    for o in orders:
+        if o.kind != "scheduled" or None in (o.arrived, o.window_end, o.worker_id):
+            continue
+        assert o.arrived is not None
+        assert o.window_end is not None
+        assert o.worker_id is not None
+        if o.arrived > o.window_end and any(
+            o.booked <= t <= o.arrived for t in instant_by_worker.get(o.worker_id, [])
+        ):
+            out.append(o.id)
+    return out
+
+
+def eta_coverage_by_hour(
+    orders: Sequence[OrderOutcome], hour_of: Callable[[float], int]
+) -> dict[str, dict[str, Any]]:
+    """Per hour (``hour_of`` maps a run time to the simulated hour, 0-23) of the first ETA
+    shown after departure: how many arrivals, and the share that came by the ETA's p90."""
+    counts: dict[int, list[int]] = {}
+    for o in orders:
+        if None in (o.arrived, o.eta_at, o.eta_p90_s):
+            continue
+        assert o.arrived is not None
+        assert o.eta_at is not None
+        assert o.eta_p90_s is not None
+        n_by = counts.setdefault(hour_of(o.eta_at), [0, 0])
+        n_by[0] += 1
+        n_by[1] += o.arrived - o.eta_at <= o.eta_p90_s
+    return {
+        f"{h:02d}": {"n": n, "by_p90_share": _rate(by, n)} for h, (n, by) in sorted(counts.items())
+    }
+
+
+def order_kpis(
+    orders: Sequence[OrderOutcome], hour_of: Callable[[float], int] | None = None
+) -> dict[str, Any]:
+    """Counts, fulfilment, time to assign, waits and ETA quality (per simulated hour too,
+    given ``hour_of``)."""
     created = len(orders)
     served = [o for o in orders if o.status == "completed"]
     failed = [o for o in orders if o.status == "failed"]
@@ -204,6 +248,16 @@ def order_kpis(orders: Sequence[OrderOutcome]) -> dict[str, Any]:
         "scheduled_arrived": len(lateness),
         "scheduled_lateness_s": summary(lateness),
         "scheduled_in_window_share": _rate(in_window, len(lateness)),
+        "scheduled_late": sum(
+            1
+            for o in orders
+            if o.kind == "scheduled"
+            and o.arrived is not None
+            and o.window_end is not None
+            and o.arrived > o.window_end
+        ),
+        "scheduled_late_after_instant": len(late_after_instant(orders)),
+        "eta_by_p90_by_hour": eta_coverage_by_hour(orders, hour_of) if hour_of else {},
     }
 
 

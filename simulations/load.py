@@ -126,6 +126,7 @@ async def run_load(
     try:
         try:
             admin = await api.login(admin_phone, admin_password)
+            api.metrics_session = admin  # /metrics needs an admin (or its token)
         except ApiError as e:
             raise SetupError(f"admin login {admin_phone}: {e.status}") from None
         sites = await city_sites(api, scenario.city)

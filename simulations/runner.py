@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from geo.areas import parse_service_area
-from geo.roadgraph import load_futian_graph
+from geo.areas import ServiceArea, parse_service_area
+from geo.roadgraph import RoadGraph, graph_for_bbox, load_futian_graph
 from simulations import kpi
 from simulations.agents import CustomerAgent, OrderWatch, WorkerAgent, World
 from simulations.client import Api, ApiError, Session, buckets, metric, parse_metrics
@@ -100,13 +100,21 @@ async def city_sites(api: Api, city_id: str) -> Sites:
             f"city {city_id!r}: {e.status}; run `doorstep seed` on the server, or set `city`"
         ) from None
     area = parse_service_area(city["service_area"])
-    g = load_futian_graph()
+    g = city_graph(area)
     inside = np.array(
         [area.contains(float(a), float(b)) for a, b in zip(g.lat, g.lng, strict=True)]
     )
     if inside.sum() < 10:
-        raise SetupError(f"city {city_id!r} does not cover the bundled Futian road graph")
+        raise SetupError(f"city {city_id!r} does not cover a bundled road graph")
     return Sites(np.asarray(g.lat)[inside], np.asarray(g.lng)[inside])
+
+
+def city_graph(area: ServiceArea) -> RoadGraph:
+    """The bundled road graph under a service area (the server's rule, ``graph_for_bbox``);
+    Shenzhen's when none lies under it."""
+    box = area.bbox
+    graph = graph_for_bbox((box.min_lat, box.min_lng, box.max_lat, box.max_lng))
+    return graph if graph is not None else load_futian_graph()
 
 
 async def check_services(api: Api, scenario: Scenario) -> dict[str, dict[str, Any]]:
@@ -304,10 +312,14 @@ def dispatch_kpis(
     for q in (0.5, 0.9, 0.99):
         v = kpi.histogram_quantile(q, delta)
         out[f"tick_p{q * 100:g}_ms"] = round(v * 1000, 2) if v is not None else None
+    # Decisions are counted to the run's last scrape (after the drain): an order booked
+    # near the window's end is often decided after it, and the bookings it is compared
+    # with are those of the window.
+    last = scrapes[-1][1]
     for outcome_ in ("worker", "none"):
         n = sum(
             v - metric(a, k)
-            for k, v in b.items()
+            for k, v in last.items()
             if k.startswith("doorstep_dispatch_decisions_total{") and f'outcome="{outcome_}"' in k
         )
         out[f"decisions_{outcome_}"] = int(n)
@@ -335,9 +347,11 @@ async def run(
     label: str = "run",
     progress: bool = True,
     on_started: Callable[[World], Awaitable[None]] | None = None,
+    http_timeout_s: float = 30.0,
 ) -> RunResult:
-    """Run ``scenario`` against the server at ``base_url``; the KPIs and raw records."""
-    api = Api(base_url)
+    """Run ``scenario`` against the server at ``base_url``; the KPIs and raw records
+    (``http_timeout_s``: each API call's limit; longer on a busy machine)."""
+    api = Api(base_url, timeout_s=http_timeout_s)
     try:
         return await _run(scenario, api, admin_phone, admin_password, label, progress, on_started)
     finally:
@@ -355,6 +369,7 @@ async def _run(
 ) -> RunResult:
     try:
         admin = await api.login(admin_phone, admin_password)
+        api.metrics_session = admin  # /metrics needs an admin (or its token)
     except ApiError as e:
         raise SetupError(
             f"admin login {admin_phone}: {e.status}; seed the server or pass --admin-phone/--admin-password"
@@ -376,7 +391,13 @@ async def _run(
         (customer_account(api, scenario, c.index) for c in the_plan.customers), 6
     )
     say(f"accounts ready in {time.monotonic() - t_setup:.0f} s")
-    router = Router(load_futian_graph())
+    router = Router(
+        city_graph(
+            parse_service_area(
+                (await api.call("GET", f"/v1/cities/{scenario.city}"))["service_area"]
+            )
+        )
+    )
     world = World(api=api, scenario=scenario, router=router, tag=f"sim-{secrets.token_hex(4)}")
     agents = [
         WorkerAgent(world, p, s, wid) for p, (s, wid) in zip(the_plan.workers, workers, strict=True)
@@ -454,7 +475,7 @@ async def _run(
     acks = [ms for t, ms in world.acks if t >= warmup]
     samples = kpi.Samples(acks, lags, world.fixes_sent, world.fixes_acked, dict(world.rejected))
     kpis = {
-        "orders": kpi.order_kpis(measured),
+        "orders": kpi.order_kpis(measured, scenario.hour_of),
         "orders_with_warmup": kpi.order_kpis(outcomes),
         "workers": kpi.worker_kpis(worker_outcomes, window),
         "latency": kpi.latency_kpis(samples, ended - warmup),

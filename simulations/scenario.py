@@ -191,6 +191,10 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         """The simulated hour of day ``wall_s`` seconds into the run (may pass 24)."""
         return self.start_hour + wall_s * self.time_scale / 3600
 
+    def hour_of(self, wall_s: float) -> int:
+        """The simulated hour of the day (0-23) at ``wall_s`` after the run started."""
+        return int(self.sim_hour(wall_s)) % 24
+
 
 def parse_scenario(data: dict[str, object], source: str = "scenario") -> Scenario:
     """A checked :class:`Scenario` from a TOML table (errors name the key)."""

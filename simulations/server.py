@@ -1,7 +1,7 @@
 """A Doorstep server of the simulator's own, as a subprocess, for one run.
 
-It is started the way an operator would: ``python -m doorstep seed`` (migrates, then
-loads the demo city with its admin login), then ``python -m doorstep serve`` with a
+It is started the way an operator would: ``python -m doorstep seed --demo`` (migrates,
+then loads the demo city with its admin login), then ``python -m doorstep serve`` with a
 params file (``DOORSTEP_PARAMS``) choosing the matching policy. Each server gets a fresh
 database ``doorstep_sim_<rand>`` and Redis key prefix ``sim:<rand>:`` on the stores
 given (``REDIS_URL``/``DATABASE_URL``, or embedded ones started by the CLI), and both are
@@ -88,12 +88,14 @@ async def local_server(
         "DOORSTEP_PARAMS": str(params),
         "DOORSTEP_DATA_DIR": str(work_dir / "data"),
         "DOORSTEP_LOG_LEVEL": "WARNING",
+        # The simulator registers and logs in hundreds of accounts from loopback.
+        "DOORSTEP_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
     }
     log_path = work_dir / f"server-{label}.log"
     log = await asyncio.to_thread(log_path.open, "wb")
     proc: asyncio.subprocess.Process | None = None
     try:
-        seed = await _start(["seed"], env, log)
+        seed = await _start(["seed", "--demo"], env, log)
         if await asyncio.wait_for(seed.wait(), 300) != 0:
             raise RuntimeError(f"doorstep seed failed; see {log_path}")
         proc = await _start(["serve", "--port", str(port)], env, log)
@@ -131,7 +133,7 @@ async def _start(
 
 
 async def _wait_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a busy machine (8 servers starting at once took > 90 s)
     async with httpx.AsyncClient(timeout=2) as client:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
@@ -140,7 +142,7 @@ async def _wait_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path
                 if (await client.get(url + "/readyz")).status_code == 200:
                     return
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"the server was not ready within 90 s; see {log_path}")
+    raise RuntimeError(f"the server was not ready within 300 s; see {log_path}")
 
 
 async def _drop(redis_url: str, database_url: str, db_name: str, prefix: str) -> None:

@@ -30,9 +30,9 @@ from catalog import store as catalog_store
 from doorstep.db import with_database
 from doorstep.embedded import embedded_stores
 from doorstep.migrate import migrate
-from doorstep.settings import Settings
+from doorstep.settings import Settings, networks
 from doorstep.stores import Stores
-from tests.helpers import PASSWORD, Account, MakeUser, new_phone
+from tests.helpers import METRICS_TOKEN, PASSWORD, Account, MakeUser, new_phone
 from tests.live import EngineCity
 
 RUN_ID = secrets.token_hex(4)
@@ -83,6 +83,14 @@ def settings(
         secret_key=secrets.token_urlsafe(48),
         redis_prefix=f"test:{RUN_ID}:",
         max_body_bytes=64 * 1024,
+        # Session fixtures log in once: on a loaded machine the suite can outlast 15 min.
+        access_token_ttl_s=4 * 3600,
+        # Tests stand for clients on many networks with X-Forwarded-For from loopback
+        # (tests.helpers.from_network); the rest of the suite, on loopback itself, is a
+        # load tester to the login and registration limits.
+        trusted_proxies=networks("127.0.0.0/8", "trusted_proxies"),
+        rate_limit_exempt=networks("127.0.0.1", "rate_limit_exempt"),
+        metrics_token=METRICS_TOKEN,
     )
 
 
@@ -147,9 +155,14 @@ async def live_app(
         # same orders (and count on /metrics between a test's two readings).
         "[engine]\nenabled = false\n"
         "[planner]\ntime_limit_s = 0.2\n"  # day plans: tiny instances, a short search
+        # Tests share this process's event loop and may hold it (planning, seeding):
+        # that must not shed their fixes. tests/test_overload.py runs a server with it on.
+        "[ingest]\nshed_above_ms = 0\n"
+        # WeChat Pay's redelivery schedule (15 s … 6 h) a hundred times faster.
+        "[payments]\nsandbox_redelivery_scale = 0.01\n"
     )
-    app = create_app(replace(settings, params_file=params), stores)
-    port = free_port()
+    port = free_port()  # before the app: the SMS sandbox posts its receipts to it
+    app = create_app(replace(settings, params_file=params, port=port), stores)
     config = uvicorn.Config(
         app,
         **uvicorn_options(host="127.0.0.1", port=port, log_level="warning", ws_max_size=2**20),
@@ -272,3 +285,15 @@ async def engine_city(stores: Stores) -> EngineCity:
     )
     await catalog_store.write_city(stores.pool, city, upsert=True)
     return EngineCity(city.id, (lat0 + 0.005, lng0 + 0.005))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The access matrix's count of cells (tests/test_access_matrix.py), when it ran."""
+    import sys
+
+    matrix = sys.modules.get("tests.test_access_matrix")
+    if matrix is not None and matrix.CELLS["checked"]:
+        terminalreporter.write_line(
+            f"access matrix: {matrix.CELLS['checked']} cells checked "
+            "(route × role × own / other merchant / other city)"
+        )

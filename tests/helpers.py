@@ -8,8 +8,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 PASSWORD = "correct horse battery"
+METRICS_TOKEN = secrets.token_urlsafe(32)  # the test server's DOORSTEP_METRICS_TOKEN
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # what may read /metrics
 
 _phones = itertools.count(int(secrets.token_hex(2), 16) * 1000)
+
+
+_networks = itertools.count(1)
+_RUN_NET = secrets.token_hex(2)
+
+
+def from_network() -> dict[str, str]:
+    """An X-Forwarded-For header of a network no other test uses (an IPv6 /64 in the
+    documentation range; the test server trusts loopback as its proxy), so that the
+    per-network login and registration limits of one test never meet another's."""
+    return {"X-Forwarded-For": f"2001:db8:{_RUN_NET}:{next(_networks):x}::1"}
 
 
 def new_phone() -> str:

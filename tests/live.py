@@ -14,8 +14,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from accounts import service as accounts
+from dispatch.plans import DayPlans
 from doorstep.stores import Stores
-from tests.helpers import PASSWORD, Account, new_phone
+from events.relay import Relay
+from tests.helpers import PASSWORD, Account, MakeUser, new_phone
 from workforce import store as workforce_store
 from workforce.models import Window
 
@@ -165,6 +167,21 @@ async def make_worker(
     return Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
 
 
+async def worker_profile(stores: Stores, make_user: MakeUser, city: str) -> Account:
+    """A fresh worker (logged in) with a profile in ``city`` and no skills."""
+    account = await make_user("worker", name="张师傅")
+    await workforce_store.upsert_worker(
+        stores.pool,
+        user_id=account.id,
+        city_id=city,
+        skills=(),
+        home_lat=22.53,
+        home_lng=114.01,
+        team_id=None,
+    )
+    return account
+
+
 async def make_generalist(stores: Stores, city: str) -> int:
     """A worker in ``city`` with no special skills, available around the clock (no login)."""
     user = await accounts.create_user(
@@ -223,3 +240,22 @@ async def book_here(
 async def status_of(stores: Stores, order_id: int) -> str:
     """The order's status in PostgreSQL."""
     return str(await stores.pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id))
+
+
+class SettledPlans:
+    """The app's day plans, waited on the way a test needs: order changes reach the day
+    plans as events, so first every event is delivered, then the re-plans are awaited."""
+
+    def __init__(self, app: Any) -> None:
+        self.runtime: DayPlans = app.state.plans
+        self.relay: Relay = app.state.relay
+
+    async def idle(self) -> None:
+        """Every event delivered and every background re-plan done."""
+        await self.relay.drain()
+        await self.runtime.idle()
+
+    @property
+    def solves(self) -> int:
+        """Full solves run by the app's process."""
+        return self.runtime.solves

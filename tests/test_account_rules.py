@@ -90,16 +90,50 @@ def test_mask_phone(phone: str, masked: str) -> None:
 @pytest.mark.parametrize(
     "password",
     [
-        "a" * MIN_PASSWORD,
-        "a" * MAX_PASSWORD,
-        "1234567a",
+        "q7!vR2#m",
+        "ab" * (MAX_PASSWORD // 2),
+        "5829301z",
         "correct horse battery",
         "密码密码密码密码",
+        "  spaced out pass  ",
     ],
 )
 def test_check_password_accepts(password: str) -> None:
-    """8–128 characters that are not all digits are accepted."""
-    check_password(password)
+    """8–128 characters, not one repeated, not all digits, not a common password: accepted."""
+    check_password(password, phone="13812345678")
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        pytest.param("password", "common", id="password"),
+        pytest.param("Password", "common", id="Password-any-case"),
+        pytest.param("qwertyuiop", "common", id="qwertyuiop"),
+        pytest.param("woaini1314", "common", id="woaini1314-chinese-list"),
+        pytest.param("iloveyou", "common", id="iloveyou"),
+        pytest.param("aaaaaaaa", "repeated", id="all-same-letter"),
+        pytest.param("........", "repeated", id="all-same-dot"),
+        pytest.param(" " * 8, "whitespace", id="eight-spaces"),
+        pytest.param("\t \u3000 \t \u3000 ", "whitespace", id="mixed-whitespace"),
+        pytest.param("+86 138-1234-5678", "phone number", id="the-phone-formatted"),
+        pytest.param("13812345678abc", "phone number", id="contains-the-phone"),
+    ],
+)
+def test_check_password_rejects_weak_ones(password: str, rule: str) -> None:
+    """Common, one-character, whitespace-only passwords and the phone itself are 422s naming password and the rule."""
+    with pytest.raises(InvalidAccountInput) as info:
+        check_password(password, phone="13812345678")
+    assert info.value.field == "password"
+    assert rule in info.value.message
+
+
+def test_the_common_password_list_is_bundled() -> None:
+    """The bundled list holds thousands of entries, all lower case and at least 8 long."""
+    from accounts.rules import common_passwords
+
+    words = common_passwords()
+    assert len(words) > 10_000
+    assert all(w == w.lower() and len(w) >= MIN_PASSWORD for w in words)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +218,37 @@ def test_check_name_rejects(name: str) -> None:
     with pytest.raises(InvalidAccountInput) as info:
         check_name(name, field="contact_name")
     assert info.value.field == "contact_name"
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        pytest.param("\u200b", "invisible", id="zero-width-space-only"),
+        pytest.param("\u200b\u200c\u200d", "invisible", id="zero-width-joiners-only"),
+        pytest.param("\u3164", "visible character", id="hangul-filler"),
+        pytest.param("\u2800\u2800", "visible character", id="braille-blank"),
+        pytest.param("\u0301\u0301", "visible character", id="combining-marks-only"),
+        pytest.param("张三\u202e", "bidirectional", id="rtl-override"),
+        pytest.param("\u202egpj.exe", "bidirectional", id="rtl-override-spoof"),
+        pytest.param("张\u2067三", "bidirectional", id="rtl-isolate"),
+        pytest.param("张三\u200f", "bidirectional", id="rtl-mark"),
+        pytest.param("张\u200b三", "invisible", id="zero-width-inside"),
+        pytest.param("\ufeff张三", "invisible", id="byte-order-mark"),
+        pytest.param("张\u00ad三", "invisible", id="soft-hyphen"),
+        pytest.param("张\t三", "invisible or control", id="tab-inside"),
+        pytest.param("张\u2028三", "invisible or control", id="line-separator"),
+        pytest.param("张\ue000三", "invisible or control", id="private-use"),
+    ],
+)
+def test_check_name_rejects_invisible_and_bidi_characters(name: str, rule: str) -> None:
+    """Names with no visible character or holding bidi controls or other format/control characters are rejected, naming the field, the rule and the code point."""
+    with pytest.raises(InvalidAccountInput) as info:
+        check_name(name)
+    assert info.value.field == "name"
+    assert rule in info.value.message
+
+
+@pytest.mark.parametrize("name", ["张三", "O'Brien", "José", "李 四", "🌸小美", "Ａ", "محمد"])
+def test_check_name_keeps_real_names(name: str) -> None:
+    """Names of any script, with spaces, apostrophes, accents or emoji, are kept."""
+    assert check_name(name) == name

@@ -31,7 +31,7 @@ def _session(interval_ms: int) -> WorkerSession:
 
 
 def _result(seq: int, accepted: int = 1, rejected: list[tuple[int, str]] | None = None) -> Any:
-    return FrameResult([], accepted, rejected or [], None, [], seq)
+    return FrameResult([], accepted, rejected or [], None, [], seq, seq)
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import pytest
 from api.app import create_app, endpoints
 from api.routing import Endpoint
 from doorstep.settings import Settings
-from tests.helpers import Account, MakeUser
+from tests.helpers import METRICS_AUTH, Account, MakeUser
 
-ROLES = ("customer", "worker", "merchant", "dispatcher", "admin")
+ROLES = ("customer", "worker", "merchant", "dispatcher", "admin", "finance")
 EPS = endpoints()
 PRIVATE = [ep for ep in EPS if not ep.public]
 WITH_BODY = [ep for ep in EPS if ep.body is not None]
@@ -41,14 +41,10 @@ def test_every_route_is_declared_with_roles_and_documented(settings: Settings) -
     import orjson
 
     app = create_app(settings)
-    from starlette.routing import Route
+    from api.routing import PathRoute
 
     served = {
-        (m, r.path)
-        for r in app.routes
-        if isinstance(r, Route)
-        for m in (r.methods or ())
-        if m != "HEAD"
+        (ep.method, r.path) for r in app.routes if isinstance(r, PathRoute) for ep in r.endpoints
     }
     declared = {(ep.method, ep.path) for ep in EPS}
     assert served == declared
@@ -211,6 +207,20 @@ async def test_field_paths_name_nested_fields(client: httpx.AsyncClient, admin: 
     }
 
 
+async def test_an_integral_float_is_an_integer(client: httpx.AsyncClient, admin: Account) -> None:
+    """JSON has one number type: 3.0 fills an integer field (as the OpenAPI schema says),
+    3.5 is still refused naming the field."""
+    import secrets
+
+    body = {"code": f"c_{secrets.token_hex(3)}", "name_zh": "测", "name_en": "t", "sort": 3.0}
+    r = await client.post("/v1/categories", json=body | {"sort": 3.5}, headers=admin.auth)
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "sort"
+    r = await client.post("/v1/categories", json=body, headers=admin.auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["sort"] == 3
+
+
 async def test_unknown_route_and_method_are_json_errors(client: httpx.AsyncClient) -> None:
     """404 and 405 come in the same JSON error shape as every other error."""
     r = await client.get("/v1/nope")
@@ -219,6 +229,120 @@ async def test_unknown_route_and_method_are_json_errors(client: httpx.AsyncClien
     r = await client.delete("/v1/cities")
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_wrong_method_lists_every_method_of_the_path(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    """OPTIONS or DELETE on a path with GET and POST endpoints is 405 with Allow naming both."""
+    for method in ("OPTIONS", "DELETE", "PATCH"):
+        r = await client.request(method, "/v1/orders", headers=admin.auth)
+        assert r.status_code == 405, (method, r.text)
+        assert r.headers["allow"] == "GET, HEAD, POST"
+        assert r.json()["error"]["code"] == "method_not_allowed"
+    r = await client.request("OPTIONS", "/v1/cities/shenzhen")
+    assert r.headers["allow"] == "GET, HEAD, PUT"
+
+
+@pytest.mark.parametrize("ep", EPS, ids=_id)
+async def test_unknown_query_parameter_is_rejected_and_named(
+    client: httpx.AsyncClient, by_role: dict[str, Account], ep: Endpoint
+) -> None:
+    """Every route refuses a query parameter it does not declare: 422 naming it, before its
+    handler runs (a misspelt filter must not silently return everything)."""
+    r = await client.request(
+        ep.method, _url(ep) + "?surprise_param=1", json={}, headers=_caller(ep, by_role)
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "unknown_query_parameter"
+    assert r.json()["error"]["field"] == "surprise_param"
+
+
+async def test_query_parameters_are_checked_by_their_declaration(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    """A filter that is not declared, given twice, missing when required, or out of its
+    bounds is a 422 naming it; the declared ones still work."""
+    r = await client.get("/v1/services?q=x&min_price=100&colour=red")
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "unknown_query_parameter"
+    assert r.json()["error"]["field"] == "colour"
+    assert "accepted: " in r.json()["error"]["message"]
+    r = await client.get("/v1/services?max_price=-1")
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "max_price")
+    r = await client.get("/v1/services?lat=91&lng=114")
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_coordinate")
+    assert (await client.get("/v1/services?category=cleaning&q=x")).status_code == 200
+    r = await client.get("/v1/users?limit=5&limit=6", headers=admin.auth)
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "limit")
+    r = await client.get("/v1/locate?lat=22.5")
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "lng")
+    r = await client.get("/v1/orders?limit=201", headers=admin.auth)
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "limit")
+    r = await client.get("/v1/overrides?city_id=a%00b", headers=admin.auth)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "nul_character")
+
+
+def test_openapi_declares_what_the_routes_check(settings: Settings) -> None:
+    """Ids in paths are integers from 1, required query parameters are required, tuples are
+    OpenAPI 3.1 arrays, and login, refresh and creates document their 401/429/409."""
+    import orjson
+
+    doc = orjson.loads(create_app(settings).state.openapi)
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            for p in op.get("parameters", []):
+                if p["in"] == "path" and p["name"].endswith("_id") and p["name"] != "city_id":
+                    assert p["schema"]["type"] == "integer", (path, p)
+                    assert p["schema"]["minimum"] == 1, (path, p)
+            assert "503" in op["responses"], path
+
+    def arrays_of_items(node: Any) -> list[Any]:
+        if isinstance(node, dict):
+            found = [node] if isinstance(node.get("items"), list) else []
+            return found + [x for v in node.values() for x in arrays_of_items(v)]
+        if isinstance(node, list):
+            return [x for v in node for x in arrays_of_items(v)]
+        return []
+
+    assert arrays_of_items(doc) == []
+    assert doc["components"]["schemas"]["City"]["properties"]["bbox"] == {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 4,
+        "maxItems": 4,
+    }
+    locate = {p["name"]: p for p in doc["paths"]["/v1/locate"]["get"]["parameters"]}
+    assert locate["lat"]["required"]
+    assert locate["lng"]["required"]
+    assert not locate["crs"]["required"]
+    assert locate["crs"]["schema"]["enum"] == ["wgs84", "gcj02"]
+    assert {"401", "429"} <= set(doc["paths"]["/v1/auth/login"]["post"]["responses"])
+    assert "401" in doc["paths"]["/v1/auth/refresh"]["post"]["responses"]
+    for path in ("/v1/users", "/v1/cities", "/v1/services", "/v1/workers", "/v1/categories"):
+        assert "409" in doc["paths"][path]["post"]["responses"], path
+
+
+def test_tuples_become_openapi_31_arrays() -> None:
+    """A draft-7 tuple (an ``items`` array) becomes ``prefixItems``, or an array of one
+    type with a fixed length when all its items agree."""
+    from api.openapi import tuples_as_prefix_items
+
+    mixed = {"type": "array", "items": [{"type": "number"}, {"type": "string"}]}
+    assert tuples_as_prefix_items(mixed) == {
+        "type": "array",
+        "prefixItems": [{"type": "number"}, {"type": "string"}],
+        "items": False,
+        "minItems": 2,
+        "maxItems": 2,
+    }
+    same = {"type": "array", "items": [{"type": "number"}] * 3}
+    assert tuples_as_prefix_items(same) == {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 3,
+        "maxItems": 3,
+    }
 
 
 async def test_bad_path_parameter_is_named(client: httpx.AsyncClient, admin: Account) -> None:
@@ -243,7 +367,7 @@ async def test_health_readiness_metrics_and_docs(client: httpx.AsyncClient) -> N
     r = await client.get("/readyz")
     assert r.status_code == 200
     assert r.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers=METRICS_AUTH)).text
     assert 'doorstep_http_requests_total{method="GET",route="/readyz",status="200"}' in metrics
     docs = await client.get("/docs")
     assert docs.headers["content-type"].startswith("text/html")

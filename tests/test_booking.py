@@ -331,17 +331,20 @@ async def test_booking_at_an_address_not_ones_own(
 
 
 async def test_a_saved_address_outside_every_area(
-    client: httpx.AsyncClient, make_user: MakeUser, instant_service: str
+    client: httpx.AsyncClient, make_user: MakeUser, stores: Stores, instant_service: str
 ) -> None:
-    """A saved address outside every service area is refused at address_id."""
+    """An address outside every service area is refused when saved (422 outside_service_area), not first at booking."""
     customer = await make_user("customer")
-    address = await _address(client, customer, at=(0.0, 0.0))
     r = await client.post(
-        "/v1/orders",
+        "/v1/me/addresses",
         headers=customer.auth,
-        json={"service_code": instant_service, "address_id": address["id"]},
+        json={"label": "家", "lat": 0.0, "lng": 0.0, "detail": "福田区景田北街8号"},
     )
-    assert _error(r) == (422, "invalid_order", "address_id")
+    assert _error(r) == (422, "outside_service_area", "lat")
+    saved = await stores.pool.fetchval(
+        "SELECT count(*) FROM addresses WHERE user_id = $1", customer.id
+    )
+    assert saved == 0
 
 
 @pytest.mark.parametrize("role", ["dispatcher", "admin", "worker", "merchant"])
@@ -407,14 +410,63 @@ async def test_idempotency_key_for_another_service_conflicts(
     instant_service: str,
     instant_only: str,
 ) -> None:
-    """The same Idempotency-Key for another service is 409 idempotency_conflict and books nothing."""
+    """The same Idempotency-Key for another service is 422 idempotency_key_reused and books nothing."""
     customer = await make_user("customer")
     key = {"Idempotency-Key": secrets.token_hex(16), **customer.auth}
     r = await client.post("/v1/orders", headers=key, json=_instant(instant_service))
     assert r.status_code == 201, r.text
     r = await client.post("/v1/orders", headers=key, json=_instant(instant_only))
-    assert _error(r) == (409, "idempotency_conflict", "idempotency-key")
+    assert _error(r) == (422, "idempotency_key_reused", "idempotency-key")
     assert await _count(stores, customer.id) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"notes": "another note"},
+        {"address_detail": "另一个门牌"},
+        {"lat": DEST[0] + 0.001},
+        {"contact_phone": "13912345678"},
+        {"crs": "gcj02"},
+    ],
+)
+async def test_idempotency_key_with_another_body_is_refused(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+    change: dict[str, Any],
+) -> None:
+    """A key reused with the same service but any other field changed is 422 idempotency_key_reused; the same body again still replays."""
+    customer = await make_user("customer")
+    key = {"Idempotency-Key": secrets.token_hex(16), **customer.auth}
+    first = await client.post("/v1/orders", headers=key, json=_instant(instant_service))
+    assert first.status_code == 201, first.text
+    r = await client.post("/v1/orders", headers=key, json={**_instant(instant_service), **change})
+    assert _error(r) == (422, "idempotency_key_reused", "idempotency-key")
+    again = await client.post("/v1/orders", headers=key, json=_instant(instant_service))
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert await _count(stores, customer.id) == 1
+
+
+async def test_idempotency_fingerprint_ignores_key_order_and_offsets(
+    client: httpx.AsyncClient, make_user: MakeUser, scheduled_only: str
+) -> None:
+    """The same window written with another UTC offset, fields in another order, is the same request (200)."""
+    customer = await make_user("customer")
+    key = {"Idempotency-Key": secrets.token_hex(16), **customer.auth}
+    window = _window(2 * H)
+    body = {"service_code": scheduled_only, "lat": DEST[0], "lng": DEST[1], **window}
+    first = await client.post("/v1/orders", headers=key, json=body)
+    assert first.status_code == 201, first.text
+    cn = timezone(timedelta(hours=8))
+    shuffled = dict(reversed(list(body.items())))
+    for name in ("window_start", "window_end"):
+        shuffled[name] = datetime.fromisoformat(window[name]).astimezone(cn).isoformat()
+    again = await client.post("/v1/orders", headers=key, json=shuffled)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
 
 
 @pytest.mark.parametrize(("length", "status"), [(0, 422), (1, 201), (100, 201), (101, 422)])

@@ -107,7 +107,7 @@ async def test_a_customer_on_one_process_sees_fixes_ingested_by_another(
                 "lng": DEST[1],
             }
             await worker.send(orjson.dumps(fix).decode())
-            await recv(worker)
+            await next_of(worker, "ack")  # job pushes may come first
             update = await next_of(watcher, "position")
             assert update["seq"] == seq
             assert update["eta"]["p50_s"] > 0

@@ -25,7 +25,7 @@ from dispatch.plans import DayPlans
 from doorstep.stores import Stores
 from matching.planner import PlanJob
 from tests.helpers import Account, MakeUser
-from tests.live import EngineCity, next_of, online, open_worker
+from tests.live import EngineCity, SettledPlans, next_of, online, open_worker
 from tests.planning import (
     ZONE,
     at,
@@ -141,10 +141,9 @@ def test_refusals_name_the_rule() -> None:
 
 
 @pytest.fixture
-def plans(live_app: tuple[str, Any]) -> DayPlans:
-    """The app's day-plans runtime."""
-    runtime: DayPlans = live_app[1].state.plans
-    return runtime
+def plans(live_app: tuple[str, Any]) -> SettledPlans:
+    """The app's day-plans runtime, awaited after its events."""
+    return SettledPlans(live_app[1])
 
 
 async def _city_plan(client: httpx.AsyncClient, who: Account, city: str, day: date) -> Any:
@@ -159,7 +158,7 @@ async def test_a_day_is_planned_with_arrival_times_and_workers_see_their_stops(
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """Re-planning stores a new version holding every job in its window; each worker reads their stops in order, the area only."""
     day = day_after_tomorrow()
@@ -216,7 +215,7 @@ async def test_replanning_keeps_a_started_job_with_its_worker(
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """A job under way stays first on its worker's route through a re-plan, though another worker sits at the door."""
     service = await make_service(client, admin, duration_min=60)
@@ -265,7 +264,7 @@ async def test_a_cancel_triggers_a_replan_without_the_job(
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """Cancelling a planned order re-plans its day in the background: a new solved version without it."""
     day = day_after_tomorrow()
@@ -301,7 +300,7 @@ async def test_a_worker_hears_their_new_plan_on_the_socket(
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """A booking fitted into a worker's day pushes a `plan` message with the stop and its times."""
     day = day_after_tomorrow()
@@ -348,7 +347,7 @@ async def test_the_engine_leaves_scheduled_orders_to_the_plan_which_releases_the
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """A scheduled order is never offered by the engine; when its planned arrival is near, the plan assigns it to its worker through the lifecycle."""
     service = await make_service(client, admin, instant=True)
@@ -379,7 +378,7 @@ async def test_a_scheduled_order_whose_planned_worker_never_comes_online_is_offe
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """Unreleased within [engine] unreleased_fallback_s of its window, a planned order goes to an online worker by offer."""
     service = await make_service(client, admin, instant=True)

@@ -15,7 +15,7 @@ import pytest
 from dispatch.engine import Engine
 from dispatch.offers import OfferParams
 from doorstep.stores import Stores
-from tests.helpers import Account, MakeUser
+from tests.helpers import METRICS_AUTH, Account, MakeUser
 from tests.live import EngineCity, book_here, make_worker, next_of, online, recv, status_of
 
 
@@ -346,6 +346,8 @@ async def test_overrides_warn_force_exclude_and_reach_the_feed(
     assert r.status_code == 201, r.text
     dispatcher, customer = await make_user("dispatcher"), await make_user("customer")
     unskilled = await make_worker(stores, client, engine_city.id)
+    # A skilled worker, offline: without one the booking is refused (nobody_can_serve).
+    await make_worker(stores, client, engine_city.id, skills=(f"sk_{tag}",))
     ws = await online(live_app[0], unskilled, engine_city.here)
     feed = await connect(
         f"ws://{live_app[0]}/v1/ws/cities/{engine_city.id}/feed", additional_headers=dispatcher.auth
@@ -416,12 +418,12 @@ async def test_ticks_and_decisions_are_counted_on_metrics(
 
     decided = 'doorstep_dispatch_tick_seconds_count{decided="true"}'
     chosen = 'doorstep_dispatch_decisions_total{outcome="worker",policy="batch"}'
-    before = (await client.get("/metrics")).text
+    before = (await client.get("/metrics", headers=METRICS_AUTH)).text
     worker = await make_worker(stores, client, engine_city.id)
     ws = await online(live_app[0], worker, engine_city.here)
     await book_here(client, await make_user("customer"), instant_service, engine_city.here)
     assert (await engine.tick(engine_city.id, datetime.now(UTC))).offered == 1
-    after = (await client.get("/metrics")).text
+    after = (await client.get("/metrics", headers=METRICS_AUTH)).text
     assert sample(after, decided) == sample(before, decided) + 1
     assert sample(after, chosen) == sample(before, chosen) + 1
     await ws.close()

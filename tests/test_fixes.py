@@ -11,7 +11,18 @@ import pytest
 
 from doorstep.params import ParamsError, from_mapping
 from geo.coords import EARTH_RADIUS_M
-from tracking.fixes import REASONS, Fix, FixParams, Reason, Track, Verdict, check, check_batch
+from tracking.fixes import (
+    MAX_SEQ,
+    REASONS,
+    Bounds,
+    Fix,
+    FixParams,
+    Reason,
+    Track,
+    Verdict,
+    check,
+    check_batch,
+)
 
 P = FixParams()
 NOW = 1_700_000_000_000
@@ -38,6 +49,10 @@ def fix(
 
 # The track most cases start from: fix 1 accepted at BASE, 10 s before NOW.
 ANCHORED = Track(last_seq=1, lat=BASE[0], lng=BASE[1], ts_ms=NOW - 10_000)
+# Shenzhen's box widened by the default margin, as the socket passes it.
+SHENZHEN: Bounds = (22.4 - 0.5, 113.7 - 0.5, 22.9 + 0.5, 114.7 + 0.5)
+# How far a seq may run ahead of ANCHORED's for a fix at NOW (10 s after it).
+JUMP_ALLOWED = P.max_seq_jump + 10 * int(P.max_seq_per_s)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class Case:
     fix: Fix
     reason: Reason | None
     track: Track = field(default=ANCHORED)
+    bounds: Bounds | None = None
 
 
 CASES = {
@@ -90,13 +106,27 @@ CASES = {
     ),
     "549 m in 10 s, just under 55 m/s": Case(fix(2, NOW, north(549)), None),
     "551 m in 10 s, just over 55 m/s": Case(fix(2, NOW, north(551)), "impossible_speed"),
+    "seq exactly 2^42 on an empty track": Case(fix(MAX_SEQ, NOW), None, Track()),
+    "seq 2^42 + 1": Case(fix(MAX_SEQ + 1, NOW), "seq_too_large", Track()),
+    "seq 2^53 (the wire's limit)": Case(fix(2**53, NOW, north(5000)), "seq_too_large"),
+    "seq ahead by exactly the allowed jump": Case(fix(1 + JUMP_ALLOWED, NOW, north(100)), None),
+    "seq ahead by one more": Case(fix(2 + JUMP_ALLOWED, NOW, north(100)), "seq_jump"),
+    "a far seq on a resumed track (seq and time, no position)": Case(
+        fix(2 + JUMP_ALLOWED, NOW), "seq_jump", Track(last_seq=1, ts_ms=NOW - 10_000)
+    ),
+    "a fix in the city": Case(fix(2, NOW, north(100)), None, bounds=SHENZHEN),
+    "a fix within the margin": Case(fix(1, NOW, (23.35, 115.15)), None, Track(), SHENZHEN),
+    "85.05 N 179.99 E against Shenzhen": Case(
+        fix(1, NOW, (85.05, 179.99)), "outside_city", Track(), SHENZHEN
+    ),
+    "just past the margin": Case(fix(2, NOW, (21.89, 114.0)), "outside_city", bounds=SHENZHEN),
 }
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_check_table(case: Case) -> None:
-    """Each fix gets the expected verdict; a reject moves only last_seq, a duplicate nothing."""
-    track, verdict = check(case.track, case.fix, now_ms=NOW, params=P)
+    """Each fix gets the expected verdict; a reject moves neither last_seq nor the position."""
+    track, verdict = check(case.track, case.fix, now_ms=NOW, params=P, bounds=case.bounds)
     assert (verdict.seq, verdict.accepted, verdict.reason) == (
         case.fix.seq,
         case.reason is None,
@@ -107,7 +137,7 @@ def test_check_table(case: Case) -> None:
     elif case.reason is not None:
         assert verdict.fix is case.fix
         assert not verdict.live
-        assert track.last_seq == case.fix.seq
+        assert track.last_seq == case.track.last_seq
         assert (track.lat, track.lng, track.ts_ms) == (
             case.track.lat,
             case.track.lng,
@@ -134,12 +164,36 @@ def test_resent_batch_after_reconnect_accepts_nothing_twice() -> None:
     assert track.last_seq == 7
 
 
-def test_rejected_fix_is_acked_and_not_retried() -> None:
-    """A rejected fix advances last_seq, so its resend is a duplicate rather than rejudged."""
+def test_a_rejected_fix_does_not_move_the_sequence() -> None:
+    """A rejected fix leaves last_seq: its seq is judged again when resent, not a duplicate."""
     track, verdict = check(ANCHORED, fix(2, NOW, accuracy_m=500.0), now_ms=NOW, params=P)
     assert verdict.reason == "low_accuracy"
+    assert track is ANCHORED
     _, again = check(track, fix(2, NOW, accuracy_m=5.0), now_ms=NOW, params=P)
-    assert again.reason == "duplicate"
+    assert again.accepted
+
+
+def test_a_rejected_huge_seq_does_not_disable_the_worker() -> None:
+    """A jump with a seq far ahead (impossible_speed, seq_jump, 2^53) leaves later fixes accepted."""
+    frames = [
+        fix(50_000, NOW, north(5000)),  # impossible_speed
+        fix(2 + JUMP_ALLOWED, NOW, north(100)),  # seq_jump
+        fix(2**53, NOW, north(100)),  # seq_too_large
+        fix(2, NOW, north(150)),
+    ]
+    track, verdicts = check_batch(ANCHORED, frames, now_ms=NOW, params=P)
+    assert [v.reason for v in verdicts] == ["impossible_speed", "seq_jump", "seq_too_large", None]
+    assert track.last_seq == 2
+
+
+def test_the_seq_may_run_ahead_with_the_time_recorded() -> None:
+    """A seq counted in milliseconds of device time keeps within the jump rule, after any gap."""
+    track = Track(last_seq=NOW - 20 * 3600 * 1000, lat=BASE[0], lng=BASE[1])
+    track = track._replace(ts_ms=track.last_seq)
+    _, verdict = check(track, fix(NOW, NOW, north(1000)), now_ms=NOW, params=P)
+    assert verdict.accepted
+    _, verdict = check(track, fix(NOW + P.max_seq_jump + 1, NOW, north(1000)), now_ms=NOW, params=P)
+    assert verdict.reason == "seq_jump"
 
 
 def test_clock_going_back_rejects_only_the_earlier_fixes() -> None:
@@ -305,6 +359,9 @@ def test_speed_check_skipped_after_a_long_gap(gap_ms: int, reason: Reason | None
         ("jitter_m", -0.1),
         ("stationary_speed_mps", math.inf),
         ("recover_after", 1),
+        ("max_seq_jump", 0),
+        ("max_seq_per_s", 0.0),
+        ("city_margin_deg", -0.1),
     ],
 )
 def test_params_validation_names_the_field(name: str, value: Any) -> None:

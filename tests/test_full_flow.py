@@ -53,6 +53,8 @@ async def test_book_offer_accept_track_arrive_start_complete_rate(
         ).decode()
     )
     assert (await next_of(ws, "offer_result"))["ok"] is True
+    # Every change, in version order: the engine's pick, the offer, the accept.
+    assert (await next_of(watcher, "status"))["status"] == "dispatching"
     assert (await next_of(watcher, "status"))["status"] == "offered"
     assert (await next_of(watcher, "status"))["status"] == "assigned"
 

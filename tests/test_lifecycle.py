@@ -31,6 +31,9 @@ STAFF: frozenset[Actor] = frozenset({"dispatcher", "admin", "system"})
 EXPECTED: dict[tuple[Status, Action], Status] = {
     ("created", "confirm"): "confirmed",
     ("created", "cancel"): "cancelled",
+    ("created", "request_payment"): "awaiting_payment",  # a prepaid service: 待支付
+    ("awaiting_payment", "pay"): "confirmed",  # a verified payment
+    ("awaiting_payment", "cancel"): "cancelled",  # the customer, or closed unpaid
     ("confirmed", "dispatch"): "dispatching",
     ("confirmed", "assign"): "assigned",
     ("confirmed", "cancel"): "cancelled",
@@ -61,6 +64,8 @@ EXPECTED: dict[tuple[Status, Action], Status] = {
 WORKER_OR_STAFF: frozenset[Actor] = frozenset({"worker", *STAFF})
 EXPECTED_WHO: dict[Action, frozenset[Actor]] = {
     "confirm": frozenset({"customer", "system", "admin"}),
+    "request_payment": frozenset({"system"}),
+    "pay": frozenset({"system"}),
     "dispatch": STAFF,
     "offer": STAFF,
     "decline": WORKER_OR_STAFF,

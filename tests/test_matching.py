@@ -485,3 +485,51 @@ def test_build_is_the_constructor() -> None:
     )
     positions, _ = index.nearest(22.541, 114.0, 1, 500.0)
     assert index.worker_ids[positions].tolist() == [2]
+
+
+def test_an_instant_job_must_leave_time_for_the_next_planned_job() -> None:
+    """Finish + cautious travel + margin past the planned job's latest start: infeasible, naming the order."""
+    from matching.model import Commitment
+
+    params = MatchParams(plan_speed_mps=5.0, plan_detour_factor=1.0, plan_margin_s=600.0)
+    now = 1_000_000
+    j = Job(1, 22.5, 114.0, now, now + 3600, 3600, 9)
+    metres = 3000.0  # 600 s at 5 m/s
+    stop_lat = 22.5 + metres / 111_195
+    # done at now + 60 + 3600, there 600 s later, 600 s margin: needs now + 4860
+    ok = Commitment(77, stop_lat, 114.0, now + 4870)
+    tight = Commitment(77, stop_lat, 114.0, now + 4800)
+    c = Candidate(5, 22.5, 114.0, 1.0, available=((0, 2 * now),))
+    assert why_not_eta(j, replace(c, commitment=ok), 60.0, now, params) is None
+    why = why_not_eta(j, replace(c, commitment=tight), 60.0, now, params)
+    assert why is not None
+    assert why.startswith("planned job: would be late for planned order 77")
+    assert why_not_eta(j, c, 60.0, now, params) is None  # no plan, no constraint
+    own = Commitment(1, stop_lat, 114.0, now)  # the job offered is the planned one itself
+    assert why_not_eta(j, replace(c, commitment=own), 60.0, now, params) is None
+
+
+def test_rating_and_fairness_fade_when_workers_are_idle_and_orders_few() -> None:
+    """Low pressure: rating weighs nothing and fairness only its floor; queueing: both in full; ETA always."""
+    from matching.scoring import load_factor, peers_of, score
+
+    params = MatchParams()
+    now = 1_000_000
+    j = Job(1, 22.5, 114.0, now, now + 3600, 3600, 9)
+    star = Candidate(
+        5, 22.5, 114.0, 1.0, rating_sum=50, rating_count=10, jobs_today=6, available=((0, 2 * now),)
+    )
+    idle = peers_of([star] * 1, n_jobs=0)
+    assert idle.pressure == 0.0
+    queued = Peers(jobs_today=2.0, pressure=params.load_full_pressure)
+    calm = Peers(jobs_today=2.0, pressure=0.0)
+    assert (load_factor(calm, params), load_factor(queued, params)) == (0.0, 1.0)
+    assert load_factor(Peers(pressure=params.load_full_pressure / 2), params) == 0.5
+    full = score(j, star, 600.0, now, queued, params).as_dict()
+    faded = score(j, star, 600.0, now, calm, params).as_dict()
+    assert faded["eta"] == full["eta"]
+    assert faded["rating"][1] == 0.0
+    assert full["rating"][1] < 0.0  # a bonus for 5 stars when orders queue
+    assert faded["fairness"][1] == pytest.approx(full["fairness"][1] * params.fairness_floor)
+    off = replace(params, load_aware=False)
+    assert score(j, star, 600.0, now, calm, off).as_dict() == full  # the old scoring

@@ -58,7 +58,7 @@ async def test_customer_watches_the_worker_arrive(
     await worker.send(
         orjson.dumps({"type": "fixes", "fixes": walk(1, start, start, 1, now)}).decode()
     )
-    await recv(worker)
+    await next_of(worker, "ack")  # job pushes may come first
     assert await stores.redis.zscore(busy, str(worker_account.id)) is not None
     assert await stores.redis.zscore(available, str(worker_account.id)) is None
     watcher, snap = await watch(address, order["id"], headers=customer.auth)
@@ -76,7 +76,7 @@ async def test_customer_watches_the_worker_arrive(
     fixes = walk(3, start, DEST, 25, now + 4000)
     for f in fixes[:20]:
         await worker.send(orjson.dumps({"type": "fix", **f}).decode())
-        await recv(worker)
+        await next_of(worker, "ack")  # job pushes may come first
         update = await next_of(watcher, "position")
         assert update["seq"] == f["seq"]
         etas.append(update["eta"]["p50_s"])
@@ -85,7 +85,7 @@ async def test_customer_watches_the_worker_arrive(
     assert etas[-1] < etas[0]
     for f in fixes[20:]:  # the last stretch: two fixes inside the enter radius mark arrival
         await worker.send(orjson.dumps({"type": "fix", **f}).decode())
-        await recv(worker)
+        await next_of(worker, "ack")  # job pushes may come first
     arrived = await next_of(watcher, "status")
     assert arrived["status"] == "arrived"
     events = (await client.get(f"/v1/orders/{order['id']}/events", headers=customer.auth)).json()
@@ -126,9 +126,14 @@ async def test_customer_watches_the_worker_arrive(
             {"type": "fix", **{**last, "seq": last["seq"] + 1, "ts_ms": last["ts_ms"] + 2000}}
         ).decode()
     )
-    await recv(worker)
+    await next_of(worker, "ack")  # job pushes may come first
     await no_frame_of(watcher, "position")  # privacy: no position after completion
-    assert await stores.redis.zscore(available, str(worker_account.id)) is not None  # free again
+    # Free again: the completion's event releases the job (a consumer, after the commit).
+    for _ in range(250):
+        if await stores.redis.zscore(available, str(worker_account.id)) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert await stores.redis.zscore(available, str(worker_account.id)) is not None
     await watcher.close()
     await worker.close()
 
@@ -159,7 +164,7 @@ async def test_no_position_before_assignment(
             }
         ).decode()
     )
-    await recv(worker)
+    await next_of(worker, "ack")  # job pushes may come first
     await no_frame_of(watcher, "position")
     await watcher.close()
     await worker.close()
@@ -217,7 +222,7 @@ async def test_dispatcher_feed_shows_positions_states_and_stale_workers(
             }
         ).decode()
     )
-    await recv(worker)
+    await next_of(worker, "ack")  # job pushes may come first
     feed = await connect(
         f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
     )
@@ -237,7 +242,7 @@ async def test_dispatcher_feed_shows_positions_states_and_stale_workers(
             }
         ).decode()
     )
-    await recv(worker)
+    await next_of(worker, "ack")  # job pushes may come first
     positions = await next_of(feed, "positions")
     assert any(w["id"] == worker_account.id for w in positions["workers"])
     await worker.send('{"type": "state", "state": "unavailable"}')

@@ -18,8 +18,7 @@ from dispatch import store as dispatch_store
 from dispatch.lifecycle import TRANSITIONS
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
-from tests.live import DEST, book
-from workforce import store as workforce_store
+from tests.live import DEST, book, worker_profile
 
 DETAIL = "景田北街3号 5栋1203"  # what tests.live.book puts in address_detail
 ACTIVE = ("assigned", "en_route", "arrived", "in_service")
@@ -45,21 +44,6 @@ async def other_city(stores: Stores) -> str:
     )
     await catalog_store.write_city(stores.pool, city, upsert=True)
     return city.id
-
-
-async def _worker(stores: Stores, make_user: MakeUser, city: str) -> Account:
-    """A fresh worker with a profile in ``city``, logged in."""
-    account = await make_user("worker", name="张师傅")
-    await workforce_store.upsert_worker(
-        stores.pool,
-        user_id=account.id,
-        city_id=city,
-        skills=(),
-        home_lat=22.53,
-        home_lng=114.01,
-        team_id=None,
-    )
-    return account
 
 
 async def _assign(
@@ -156,7 +140,7 @@ async def test_who_may_read_an_order(
     """Its customer, its worker and staff read an order and its history; other customers and workers get 404, a merchant 403."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book(client, customer, instant_service)
-    holder = await _worker(stores, make_user, live_city)
+    holder = await worker_profile(stores, make_user, live_city)
     await _assigned(client, dispatcher, order["id"], holder.id)
     readers = {
         "owner": customer,
@@ -164,7 +148,7 @@ async def test_who_may_read_an_order(
         "dispatcher": dispatcher,
         "admin": await make_user("admin"),
         "other-customer": await make_user("customer"),
-        "unassigned-worker": await _worker(stores, make_user, live_city),
+        "unassigned-worker": await worker_profile(stores, make_user, live_city),
         "merchant": await make_user("merchant"),
     }
     reader = readers[who]
@@ -239,7 +223,7 @@ async def test_the_worker_sees_the_address_only_while_holding_the_job(
 ) -> None:
     """A worker never sees the start code; address and phone from assignment until 30 min after completion (each reveal audited), then masked."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    worker = await _worker(stores, make_user, live_city)
+    worker = await worker_profile(stores, make_user, live_city)
     order = await book(client, customer, instant_service)
     oid = order["id"]
     assert order["contact_phone"] == customer.phone
@@ -319,7 +303,7 @@ async def test_an_illegal_transition_is_409_naming_the_status(
 ) -> None:
     """An action not legal in the order's status is 409 illegal_transition naming the status and what is possible; nothing changes."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    worker = await _worker(stores, make_user, live_city)
+    worker = await worker_profile(stores, make_user, live_city)
     order = await book(client, customer, instant_service)
     if state == "assigned":
         await _assigned(client, dispatcher, order["id"], worker.id)
@@ -363,8 +347,8 @@ async def test_a_worker_cannot_act_on_another_workers_job(
     """Job actions on another worker's job are 404 (a worker may not learn the order exists); staff-only actions are 403 by role."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     holder, intruder = (
-        await _worker(stores, make_user, live_city),
-        await _worker(stores, make_user, live_city),
+        await worker_profile(stores, make_user, live_city),
+        await worker_profile(stores, make_user, live_city),
     )
     order = await book(client, customer, instant_service)
     await _assigned(client, dispatcher, order["id"], holder.id)
@@ -389,7 +373,7 @@ async def test_start_needs_the_customers_code(
 ) -> None:
     """A wrong start code is 422 at start_code and changes nothing; the right one (spaces trimmed) starts the service."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    worker = await _worker(stores, make_user, live_city)
+    worker = await worker_profile(stores, make_user, live_city)
     order = await book(client, customer, instant_service)
     await _assigned(client, dispatcher, order["id"], worker.id)
     assert (await _post(client, worker, order["id"], "arrive", {})).status_code == 200
@@ -430,7 +414,7 @@ async def test_cancellation_fees_over_http(
 ) -> None:
     """Cancelling is free before assignment, by staff, or ≥ 2 h before a window; 20% once assigned; 50% en route or there."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    worker = await _worker(stores, make_user, live_city)
+    worker = await worker_profile(stores, make_user, live_city)
     if "scheduled" in steps:
         start = datetime.now(UTC) + timedelta(hours=3)
         r = await client.post(
@@ -474,7 +458,7 @@ async def test_the_history_lists_every_change_with_who_and_why(
 ) -> None:
     """The events endpoint lists book, confirm, assign, depart, arrive, start, complete with actor, actor id and reason."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
-    worker = await _worker(stores, make_user, live_city)
+    worker = await worker_profile(stores, make_user, live_city)
     order = await book(client, customer, instant_service)
     oid = order["id"]
     await _assigned(client, dispatcher, oid, worker.id)
@@ -541,7 +525,7 @@ async def test_assigning_a_worker_who_cannot_take_it_is_422(
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book(client, customer, instant_service)
     worker_id = {
-        "other-city": (await _worker(stores, make_user, other_city)).id,
+        "other-city": (await worker_profile(stores, make_user, other_city)).id,
         "not-a-worker": customer.id,
         "unknown": 2**62,
     }[target]
@@ -567,7 +551,7 @@ async def test_race_one_worker_assigned_to_several_orders_at_once(
     dispatchers = [await make_user("dispatcher"), await make_user("dispatcher")]
     customer = await make_user("customer")
     for _ in range(3):
-        worker = await _worker(stores, make_user, live_city)
+        worker = await worker_profile(stores, make_user, live_city)
         ids = [(await book(client, customer, instant_service))["id"] for _ in range(orders)]
         results = await asyncio.gather(
             *(_assign(client, dispatchers[i % 2], oid, worker.id) for i, oid in enumerate(ids))
@@ -605,8 +589,8 @@ async def test_race_two_workers_assigned_to_one_order_at_once(
     customer = await make_user("customer")
     for _ in range(3):
         workers = [
-            await _worker(stores, make_user, live_city),
-            await _worker(stores, make_user, live_city),
+            await worker_profile(stores, make_user, live_city),
+            await worker_profile(stores, make_user, live_city),
         ]
         oid = (await book(client, customer, instant_service))["id"]
         results = await asyncio.gather(
@@ -644,7 +628,7 @@ async def test_race_cancel_against_assign(
     dispatcher = await make_user("dispatcher")
     for _ in range(3):
         customer = await make_user("customer")
-        worker = await _worker(stores, make_user, live_city)
+        worker = await worker_profile(stores, make_user, live_city)
         order = await book(client, customer, instant_service)
         oid = order["id"]
         body: dict[str, Any] = {"reason": "no longer needed"}
@@ -685,3 +669,62 @@ async def test_race_cancel_against_assign(
             )
             other = (await book(client, customer, instant_service))["id"]
             await _assigned(client, dispatcher, other, worker.id)
+
+
+async def test_completion_attaches_the_workers_own_job_photos(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """Completing with photos attaches the worker's job_photo uploads to the order in the
+    same change; another user's photo is refused and nothing is completed or attached."""
+    from tests.files_samples import jpeg
+
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    worker, other = (
+        await worker_profile(stores, make_user, live_city),
+        await worker_profile(stores, make_user, live_city),
+    )
+    order = await book(client, customer, instant_service)
+    assert (await _assign(client, dispatcher, order["id"], worker.id)).status_code == 200
+    for step in ("depart", "arrive"):
+        r = await client.post(f"/v1/orders/{order['id']}/{step}", headers=worker.auth, json={})
+        assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/orders/{order['id']}/start",
+        headers=worker.auth,
+        json={"start_code": order["start_code"]},
+    )
+    assert r.status_code == 200, r.text
+
+    async def upload(who: Account) -> int:
+        r = await client.post(
+            "/v1/files?purpose=job_photo",
+            headers={**who.auth, "Content-Type": "image/jpeg"},
+            content=jpeg(),
+        )
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    mine, theirs = await upload(worker), await upload(other)
+    r = await client.post(
+        f"/v1/orders/{order['id']}/complete", headers=worker.auth, json={"photos": [mine, theirs]}
+    )
+    assert r.status_code == 404, r.text
+    assert await stores.pool.fetchval("SELECT status FROM orders WHERE id = $1", order["id"]) == (
+        "in_service"
+    )
+    assert await stores.pool.fetchval("SELECT attached_to FROM files WHERE id = $1", mine) is None
+    r = await client.post(
+        f"/v1/orders/{order['id']}/complete", headers=worker.auth, json={"photos": [mine, mine]}
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "photos")
+    r = await client.post(
+        f"/v1/orders/{order['id']}/complete", headers=worker.auth, json={"photos": [mine]}
+    )
+    assert r.status_code == 200, r.text
+    assert await stores.pool.fetchval("SELECT attached_to FROM files WHERE id = $1", mine) == (
+        f"order:{order['id']}"
+    )

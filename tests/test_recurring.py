@@ -10,11 +10,10 @@ import pytest
 
 from dispatch.booking import BookingParams
 from dispatch.errors import InvalidOrder
-from dispatch.plans import DayPlans
 from dispatch.recurrence import check_series, occurrence_dates, pick_worker
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
-from tests.live import EngineCity
+from tests.live import EngineCity, SettledPlans
 from tests.planning import ZONE, make_service, planned_worker, stops_of
 
 # ---- pure -------------------------------------------------------------------------------
@@ -71,10 +70,9 @@ def test_series_rules_name_the_field(change: dict[str, Any], field: str, rule: s
 
 
 @pytest.fixture
-def plans(live_app: tuple[str, Any]) -> DayPlans:
-    """The app's day-plans runtime."""
-    runtime: DayPlans = live_app[1].state.plans
-    return runtime
+def plans(live_app: tuple[str, Any]) -> SettledPlans:
+    """The app's day-plans runtime, awaited after its events."""
+    return SettledPlans(live_app[1])
 
 
 def _next_weekday(weekday: int, after_days: int = 2) -> date:
@@ -118,7 +116,7 @@ async def test_a_series_keeps_its_worker_and_reports_each_date_it_cannot(
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """A series keeps its worker on every date but their day off, which goes to another worker and is reported with the date and why."""
     first = _next_weekday(2)
@@ -158,7 +156,7 @@ async def test_continuity_outweighs_a_shorter_trip_when_replanning(
     admin: Account,
     stores: Stores,
     engine_city: EngineCity,
-    plans: DayPlans,
+    plans: SettledPlans,
 ) -> None:
     """A worker who joins later at the door does not take the series from its worker: re-planning pays the continuity penalty instead of the short trip."""
     first = _next_weekday(4)

@@ -16,7 +16,7 @@ from dispatch import store as dispatch_store
 from dispatch.offers import OfferParams
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
-from tests.live import EngineCity, book_here, make_worker, online, recv
+from tests.live import EngineCity, book_here, make_generalist, make_worker, online, recv
 from tracking.archive import TrailArchiver
 from tracking.fixes import Fix, FixParams, Track, check
 from tracking.live import LiveHub
@@ -147,6 +147,8 @@ async def test_an_order_nobody_could_be_offered_fails_after_the_sla(
 ) -> None:
     """An instant order still confirmed past its SLA (no worker ever in range) fails with a reason."""
     engine = live_app[1].state.engine
+    # On shift but never online (with nobody at all, the booking is refused: nobody_can_serve).
+    await make_worker(stores, client, engine_city.id)
     customer = await make_user("customer")
     order = await book_here(client, customer, instant_service, engine_city.here)
     later = datetime.now(UTC) + timedelta(seconds=engine.match.instant_sla_s + 60)
@@ -177,10 +179,15 @@ async def test_nul_characters_are_a_4xx_not_a_500(
 
 
 async def test_excluding_an_unknown_worker_is_a_422(
-    client: httpx.AsyncClient, make_user: MakeUser, instant_service: str, engine_city: EngineCity
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    instant_service: str,
+    engine_city: EngineCity,
+    stores: Stores,
 ) -> None:
     """Excluding a worker who does not exist names the field instead of failing on a foreign key."""
     dispatcher, customer = await make_user("dispatcher"), await make_user("customer")
+    await make_generalist(stores, engine_city.id)  # someone could serve it (else 409 at booking)
     order = await book_here(client, customer, instant_service, engine_city.here)
     r = await client.post(
         f"/v1/orders/{order['id']}/exclude",

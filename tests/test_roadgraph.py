@@ -1,4 +1,4 @@
-"""geo.roadgraph and geo.road_speeds: the bundled Futian graph and how it is built."""
+"""geo.roadgraph and geo.road_speeds: the bundled city graphs (Shenzhen 2024, Chengdu 2020) and how they are built."""
 
 from __future__ import annotations
 
@@ -9,42 +9,82 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from geo import bundled
 from geo.coords import haversine_m
 from geo.road_speeds import is_drivable, speed_kmh, tag_values
-from geo.roadgraph import RoadGraph, build_road_graph, load_futian_graph
+from geo.roadgraph import (
+    RoadGraph,
+    build_road_graph,
+    city_for_bbox,
+    graph_for_bbox,
+    load_city_graph,
+    load_futian_graph,
+)
 
 
 @pytest.fixture(scope="module")
 def graph() -> RoadGraph:
-    """The default (drivable-only) Futian graph."""
+    """The default (drivable-only) Shenzhen graph (Futian + Shenzhen Bay, OSM 2024)."""
     return load_futian_graph()
 
 
 @pytest.mark.parametrize(
-    ("drivable_only", "n_nodes", "n_edges"), [(True, 1376, 2818), (False, 1751, 3963)]
+    ("city", "drivable_only", "n_nodes", "n_edges"),
+    [
+        ("shenzhen", True, 4293, 8759),  # 11 busway edges are not for cars
+        ("shenzhen", False, 4295, 8765),
+        ("chengdu", True, 3903, 10696),
+        ("chengdu", False, 3903, 10698),
+    ],
 )
-def test_node_and_edge_counts(drivable_only: bool, n_nodes: int, n_edges: int) -> None:
-    """The bundled graph has the documented number of nodes and distinct directed edges."""
-    road_graph = load_futian_graph(drivable_only)
+def test_node_and_edge_counts(city: str, drivable_only: bool, n_nodes: int, n_edges: int) -> None:
+    """Each bundled graph has the documented number of nodes and distinct directed edges."""
+    road_graph = load_city_graph(city, drivable_only)
     assert road_graph.n_nodes == n_nodes
     assert road_graph.n_edges == n_edges
     assert road_graph.lat.shape == road_graph.lng.shape == road_graph.node_ids.shape == (n_nodes,)
     assert len(set(road_graph.node_ids.tolist())) == n_nodes
 
 
+@pytest.mark.parametrize("city", ["shenzhen", "chengdu"])
 @pytest.mark.parametrize("drivable_only", [True, False])
-def test_graph_is_strongly_connected(drivable_only: bool) -> None:
+def test_graph_is_strongly_connected(city: str, drivable_only: bool) -> None:
     """Every node can reach every other node (one strongly connected component)."""
-    road_graph = load_futian_graph(drivable_only)
+    road_graph = load_city_graph(city, drivable_only)
     n_components, _ = connected_components(road_graph.travel_s, connection="strong")
     assert n_components == 1
     assert np.isfinite(dijkstra(road_graph.travel_s, indices=0)).all()
 
 
-def test_coordinates_lie_in_futian_bbox(graph: RoadGraph) -> None:
+@pytest.mark.parametrize(
+    ("city", "bbox"),
+    [
+        ("shenzhen", (22.5036, 113.9539, 22.5994, 114.0939)),
+        ("chengdu", (30.6198, 104.0135, 30.7002, 104.1175)),
+    ],
+)
+def test_coordinates_lie_in_the_extract_bbox(
+    city: str, bbox: tuple[float, float, float, float]
+) -> None:
     """All nodes are inside the extract's WGS-84 bounding box."""
-    assert graph.lat.min() > 22.5166
-    assert graph.lat.max() < 22.5506
-    assert graph.lng.min() > 113.9970
-    assert graph.lng.max() < 114.0400
+    graph = load_city_graph(city)
+    assert graph.lat.min() > bbox[0]
+    assert graph.lng.min() > bbox[1]
+    assert graph.lat.max() < bbox[2]
+    assert graph.lng.max() < bbox[3]
+
+
+def test_the_graph_covers_futian_end_to_end(graph: RoadGraph) -> None:
+    """The 2024 graph reaches from Shenzhen Bay (west of 113.97 E) to east of the CBD (114.07 E)."""
+    assert graph.lng.min() < 113.97
+    assert graph.lng.max() > 114.07
+    _cbd_node, cbd_m = graph.nearest_node(22.5404, 114.0555)  # 会展中心, Futian CBD (WGS-84)
+    assert cbd_m < 150
+
+
+def test_a_city_box_finds_its_own_graph() -> None:
+    """A service area's bbox picks the bundled graph under it, and a box elsewhere picks none."""
+    assert city_for_bbox((22.50, 113.99, 22.59, 114.09)) == "shenzhen"
+    assert city_for_bbox((30.63, 104.02, 30.69, 104.11)) == "chengdu"
+    assert city_for_bbox((39.8, 116.3, 40.0, 116.5)) is None  # Beijing
+    assert graph_for_bbox((30.63, 104.02, 30.69, 104.11)) is load_city_graph("chengdu")
 
 
 def test_nearest_node_of_every_node_is_itself(graph: RoadGraph) -> None:
@@ -56,8 +96,8 @@ def test_nearest_node_of_every_node_is_itself(graph: RoadGraph) -> None:
 def test_nearest_node_agrees_with_brute_force(graph: RoadGraph) -> None:
     """For random points in and around the bbox the k-d tree finds the haversine-nearest node."""
     rng = np.random.default_rng(7)
-    lats = rng.uniform(22.51, 22.56, 200)
-    lngs = rng.uniform(113.99, 114.05, 200)
+    lats = rng.uniform(22.50, 22.60, 200)
+    lngs = rng.uniform(113.95, 114.10, 200)
     for lat, lng in zip(lats.tolist(), lngs.tolist(), strict=True):
         node, distance_m = graph.nearest_node(lat, lng)
         all_m = [haversine_m(lat, lng, a, b) for a, b in zip(graph.lat, graph.lng, strict=True)]
@@ -66,14 +106,14 @@ def test_nearest_node_agrees_with_brute_force(graph: RoadGraph) -> None:
 
 
 def test_travel_times_are_positive_and_plausible(graph: RoadGraph) -> None:
-    """Edge times are positive and imply 10-60 km/h; lengths share the same edges."""
+    """Edge times are positive and imply 10-80 km/h; lengths share the same edges."""
     assert (graph.travel_s.data > 0).all()
     assert (graph.length_m.data > 0).all()
     assert (graph.travel_s.indptr == graph.length_m.indptr).all()
     assert (graph.travel_s.indices == graph.length_m.indices).all()
     speed_kmh_values = graph.length_m.data / graph.travel_s.data * 3.6
     assert speed_kmh_values.min() >= 10.0 - 1e-9
-    assert speed_kmh_values.max() <= 60.0 + 1e-9
+    assert speed_kmh_values.max() <= 80.0 + 1e-9
     assert 2.0 < float(np.median(graph.travel_s.data)) < 60.0
 
 
@@ -92,13 +132,26 @@ def test_cross_district_trip_takes_a_plausible_time(graph: RoadGraph) -> None:
     assert straight_m / (60 / 3.6) < eta_s < 30 * 60
 
 
-def test_data_lists_both_directions_of_two_way_roads() -> None:
-    """In edges.csv every oneway=False row has its reverse row, so rows already encode oneway."""
-    rows = bundled.read_futian_edges()
+@pytest.mark.parametrize(("city", "n_two_way"), [("shenzhen", 4622), ("chengdu", 9530)])
+def test_data_lists_both_directions_of_two_way_roads(city: str, n_two_way: int) -> None:
+    """In edges.csv.gz every oneway=False row has its reverse row, so rows already encode oneway."""
+    rows = bundled.read_road_edges(city)
     pairs = {(row["u"], row["v"]) for row in rows}
     two_way = [row for row in rows if row["oneway"] == "False"]
-    assert len(two_way) == 2828
+    assert len(two_way) == n_two_way
     assert all((row["v"], row["u"]) in pairs for row in two_way)
+
+
+def test_chengdu_one_ways_of_unknown_direction_are_both_ways_and_flagged() -> None:
+    """The 1,422 Chengdu one-way segments without geometry are written both ways and flagged."""
+    rows = bundled.read_road_edges("chengdu")
+    unresolved = [row for row in rows if row["oneway_unresolved"]]
+    assert len(unresolved) == 2 * 1422
+    pairs = {(row["u"], row["v"]) for row in unresolved}
+    assert all((row["v"], row["u"]) in pairs for row in unresolved)
+    resolved = [row for row in rows if row["oneway"] == "True"]
+    assert len(resolved) == 1329
+    assert not any(row["oneway_unresolved"] for row in resolved)
 
 
 def test_one_way_roads_stay_one_way(graph: RoadGraph) -> None:
@@ -220,3 +273,44 @@ def test_is_drivable(highway: str, drivable: bool) -> None:
 def test_speed_kmh(highway: str, maxspeed: str, expected_kmh: float) -> None:
     """Numeric maxspeed wins, else the slowest default of the edge's highway types."""
     assert speed_kmh(highway, maxspeed) == pytest.approx(expected_kmh)
+
+
+GRAPHML = """<?xml version='1.0' encoding='utf-8'?>
+<graphml xmlns="http://graphml.graphdrawing.org/xmlns">
+  <key id="d0" for="node" attr.name="y" attr.type="string" />
+  <key id="d1" for="node" attr.name="x" attr.type="string" />
+  <key id="d2" for="edge" attr.name="length" attr.type="string" />
+  <key id="d3" for="edge" attr.name="highway" attr.type="string" />
+  <key id="d4" for="edge" attr.name="oneway_tag_unresolved" attr.type="string" />
+  <graph edgedefault="directed">
+    <node id="11"><data key="d0">22.5</data><data key="d1">114.0</data></node>
+    <node id="12"><data key="d0">22.6</data><data key="d1">114.1</data></node>
+    <edge source="11" target="12" id="0">
+      <data key="d2">110.48086444859956</data><data key="d3">primary</data>
+      <data key="d4">yes</data>
+    </edge>
+  </graph>
+</graphml>"""
+
+
+def test_graphml_becomes_our_node_and_edge_rows() -> None:
+    """geo.osm_graphml renames OSMnx's attributes to our columns, rounds lengths to 1 mm
+    and leaves absent attributes empty."""
+    from geo.osm_graphml import EDGE_COLUMNS, NODE_COLUMNS, parse_graphml
+
+    nodes, edges = parse_graphml(GRAPHML)
+    assert nodes == [
+        dict.fromkeys(NODE_COLUMNS, "") | {"osmid": "11", "lat": "22.5", "lon": "114.0"},
+        dict.fromkeys(NODE_COLUMNS, "") | {"osmid": "12", "lat": "22.6", "lon": "114.1"},
+    ]
+    assert edges == [
+        dict.fromkeys(EDGE_COLUMNS, "")
+        | {
+            "u": "11",
+            "v": "12",
+            "key": "0",
+            "length_m": "110.481",
+            "highway": "primary",
+            "oneway_unresolved": "yes",
+        }
+    ]

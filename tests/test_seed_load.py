@@ -1,9 +1,11 @@
-"""`doorstep seed`: the demo city in real stores, and seeding twice changes nothing."""
+"""`doorstep seed`: the city and catalog alone, the demo accounts only when asked, and
+seeding twice changes nothing."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date
 
@@ -17,13 +19,18 @@ from doorstep.db import with_database
 from doorstep.migrate import migrate
 from doorstep.settings import Settings
 from doorstep.stores import Stores
+from files.blobs import local_store
 from geo.coords import haversine_m
-from geo.roadgraph import load_futian_graph
-from seeding.load import ADMIN_PHONE, DEMO_PASSWORD, DISPATCHER_PHONE, seed
+from geo.roadgraph import load_city_graph, load_futian_graph
+from seeding.load import ADMIN_PHONE, DEMO_PASSWORD, DISPATCHER_PHONE, FINANCE_PHONE, seed
 
 TODAY = date(2026, 11, 22)
 COUNTED = (
     "users",
+    "merchants",
+    "merchant_services",
+    "role_grants",
+    "permission_audit",
     "addresses",
     "workers",
     "worker_certificates",
@@ -34,12 +41,18 @@ COUNTED = (
     "skills",
     "certificate_kinds",
     "cities",
+    "applications",
+    "application_documents",
+    "exams",
+    "exam_questions",
+    "courses",
+    "skill_certificates",
 )
 
 
-@pytest.fixture(scope="module")
-async def seeded(server_urls: tuple[str, str], settings: Settings) -> AsyncIterator[Stores]:
-    """Stores on a database of its own, seeded once."""
+@asynccontextmanager
+async def _own_database(server_urls: tuple[str, str], settings: Settings) -> AsyncIterator[Stores]:
+    """Stores on a fresh, migrated database of their own, dropped afterwards."""
     admin_url = with_database(server_urls[1], "postgres")
     name = f"doorstep_seed_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(admin_url)
@@ -48,18 +61,27 @@ async def seeded(server_urls: tuple[str, str], settings: Settings) -> AsyncItera
     own = replace(
         settings,
         database_url=with_database(server_urls[1], name),
-        redis_prefix=f"{settings.redis_prefix}seed:",
+        redis_prefix=f"{settings.redis_prefix}seed:{name}:",
     )
     conn = await asyncpg.connect(own.database_url)
     await migrate(conn)
     await conn.close()
     stores = await Stores.open(own)
-    await seed(stores, today=TODAY)
-    yield stores
-    await stores.close()
-    conn = await asyncpg.connect(admin_url)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    try:
+        yield stores
+    finally:
+        await stores.close()
+        conn = await asyncpg.connect(admin_url)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def seeded(server_urls: tuple[str, str], settings: Settings) -> AsyncIterator[Stores]:
+    """Stores on a database of its own, seeded once with the demo accounts."""
+    async with _own_database(server_urls, settings) as stores:
+        await seed(stores, today=TODAY, demo_accounts=True, blobs=local_store(settings.data_dir))
+        yield stores
 
 
 async def _counts(stores: Stores) -> dict[str, int]:
@@ -83,12 +105,51 @@ async def test_the_demo_city_is_big_enough(seeded: Stores) -> None:
     assert uncovered == []
 
 
+async def test_the_demo_city_has_applicants_waiting_for_review(seeded: Stores) -> None:
+    """Three submitted applications with their documents pending, exams and skills' certificate needs."""
+    db = seeded.pool
+    rows = await db.fetch(
+        "SELECT a.id, a.identity_status, (SELECT count(*) FROM application_documents d "
+        "WHERE d.application_id = a.id AND d.status = 'pending') AS pending "
+        "FROM applications a WHERE a.status = 'submitted'"
+    )
+    assert len(rows) >= 3
+    assert all(r["pending"] >= 5 and r["identity_status"] == "verified" for r in rows)
+    assert await db.fetchval("SELECT count(*) FROM exams") >= 2
+    assert (
+        await db.fetchval(
+            "SELECT certificate_kind FROM skill_certificates WHERE skill = 'electrical'"
+        )
+        == "electrician"
+    )
+
+
 async def test_seeding_twice_duplicates_nothing(seeded: Stores) -> None:
     """A second seed run leaves every table's row count as it was and reports no new account."""
     before = await _counts(seeded)
-    report = await seed(seeded, today=TODAY)
+    report = await seed(seeded, today=TODAY, demo_accounts=True)
     assert report.new_accounts == 0
     assert await _counts(seeded) == before
+    report = await seed(seeded, today=TODAY)  # without the demo accounts: nothing changes
+    assert report.new_accounts == 0
+    assert await _counts(seeded) == before
+
+
+async def test_without_demo_only_the_city_and_catalog_are_seeded(
+    server_urls: tuple[str, str], settings: Settings
+) -> None:
+    """By default seed writes the city and the catalog and not one account (no demo admin with its public password)."""
+    async with _own_database(server_urls, settings) as stores:
+        report = await seed(stores, today=TODAY)
+        db = stores.pool
+        assert await db.fetchval("SELECT count(*) FROM users") == 0
+        assert await db.fetchval("SELECT count(*) FROM workers") == 0
+        assert await db.fetchval("SELECT count(*) FROM teams") == 0
+        assert await db.fetchval("SELECT count(*) FROM addresses") == 0
+        assert await db.fetchval("SELECT id FROM cities") == "shenzhen"
+        assert await db.fetchval("SELECT count(*) FROM services") == report.services >= 12
+        assert await db.fetchval("SELECT count(*) FROM categories") == report.categories >= 4
+        assert (report.workers, report.customers, report.teams, report.new_accounts) == (0, 0, 0, 0)
 
 
 async def test_addresses_and_homes_are_on_the_road_network_inside_the_area(seeded: Stores) -> None:
@@ -108,15 +169,95 @@ async def test_addresses_and_homes_are_on_the_road_network_inside_the_area(seede
 
 
 async def test_demo_accounts_can_log_in(seeded: Stores, settings: Settings) -> None:
-    """The printed demo admin and dispatcher logins work, with the right roles."""
+    """The printed demo admin, dispatcher and finance logins work, with the right roles."""
     app = create_app(settings, seeded)
+    tokens: dict[str, str] = {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        for phone, role in ((ADMIN_PHONE, "admin"), (DISPATCHER_PHONE, "dispatcher")):
+        for phone, role in (
+            (ADMIN_PHONE, "admin"),
+            (DISPATCHER_PHONE, "dispatcher"),
+            (FINANCE_PHONE, "finance"),
+        ):
             r = await c.post("/v1/auth/login", json={"phone": phone, "password": DEMO_PASSWORD})
             assert r.status_code == 200, r.text
             assert r.json()["user"]["roles"] == [role]
+            tokens[role] = r.json()["access_token"]
         workers = await c.get(
             "/v1/workers?city_id=shenzhen&limit=500",
-            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
+            headers={"Authorization": f"Bearer {tokens['dispatcher']}"},
         )
         assert len(workers.json()) >= 200
+
+
+async def test_homes_and_addresses_spread_over_the_whole_district(seeded: Stores) -> None:
+    """Seeded people cover Futian end to end, not the old graph's western corner: over a
+    third of them lie east of 114.04 E (the 2023 graph's edge), some east of the CBD."""
+    rows = await seeded.pool.fetch(
+        "SELECT lng FROM addresses UNION ALL SELECT home_lng FROM workers"
+    )
+    lngs = [r["lng"] for r in rows]
+    assert sum(lng > 114.04 for lng in lngs) > len(lngs) / 3
+    assert sum(lng > 114.06 for lng in lngs) > 20
+    assert min(lngs) < 114.0
+
+
+async def test_chengdu_is_seeded_on_its_own_network_beside_shenzhen(
+    server_urls: tuple[str, str], settings: Settings
+) -> None:
+    """Seeding Chengdu next to Shenzhen gives a second city with its own 2nd-Ring area,
+    its own people (no account shared but the admin and dispatcher), every home and
+    address inside its area and within 50 m of a Chengdu road node."""
+    async with _own_database(server_urls, settings) as stores:
+        await seed(stores, today=TODAY, demo_accounts=True)
+        report = await seed(stores, city_id="chengdu", today=TODAY, demo_accounts=True)
+        db = stores.pool
+        assert report.city == "chengdu"
+        assert sorted(r["id"] for r in await db.fetch("SELECT id FROM cities")) == [
+            "chengdu",
+            "shenzhen",
+        ]
+        counts = dict(await db.fetch("SELECT city_id, count(*) FROM workers GROUP BY city_id"))
+        assert counts == {"shenzhen": 240, "chengdu": 240}
+        graph = load_city_graph("chengdu")
+        rows = await db.fetch(
+            "SELECT lat, lng FROM addresses WHERE city_id = 'chengdu' "
+            "UNION ALL SELECT home_lat, home_lng FROM workers WHERE city_id = 'chengdu'"
+        )
+        assert len(rows) > 300
+        for r in rows:
+            assert await city_at(db, r["lat"], r["lng"]) == "chengdu"
+            assert graph.nearest_node(r["lat"], r["lng"])[1] <= 50
+
+
+async def test_the_demo_has_a_merchant_with_staff_and_a_second_city_with_its_operator(
+    seeded: Stores, settings: Settings
+) -> None:
+    """The first team's merchant is approved with staff and prices; its dispatcher and
+    Chengdu's city operator log in with their grants' scopes."""
+    from seeding.access import CITY_OPERATOR_PHONE, MERCHANT_DISPATCHER_PHONE, SECOND_CITY
+
+    db = seeded.pool
+    merchant = await db.fetchrow("SELECT id, status, city_id FROM merchants")
+    assert merchant is not None
+    assert (merchant["status"], merchant["city_id"]) == ("approved", "shenzhen")
+    staff = await db.fetchval(
+        "SELECT count(*) FROM workers w JOIN teams t ON t.id = w.team_id WHERE t.merchant_id = $1",
+        merchant["id"],
+    )
+    assert staff >= 5
+    assert await db.fetchval("SELECT count(*) FROM merchant_services") == 3
+    app = create_app(settings, seeded)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        wanted = {
+            CITY_OPERATOR_PHONE: ("analytics.read", f"city:{SECOND_CITY}"),
+            MERCHANT_DISPATCHER_PHONE: ("merchant.dispatch", f"merchant:{merchant['id']}"),
+        }
+        for phone, (perm, scope) in wanted.items():
+            r = await c.post("/v1/auth/login", json={"phone": phone, "password": DEMO_PASSWORD})
+            assert r.status_code == 200, r.text
+            auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            mine = (await c.get("/v1/me/permissions", headers=auth)).json()
+            held = {h["permission"]: h["scopes"] for h in mine["permissions"]}
+            assert held[perm] == [scope]
+        staff_seen = await c.get(f"/v1/merchants/{merchant['id']}/orders", headers=auth)
+        assert staff_seen.status_code == 200

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from doorstep.stores import Stores
-from tests.helpers import Account, MakeUser
+from tests.helpers import METRICS_AUTH, Account, MakeUser
 from tests.live import closed_code, open_worker, recv
 
 LAT, LNG = 22.530, 114.010
@@ -103,6 +103,66 @@ async def test_rejections_are_reported_in_the_ack(
         "impossible_speed",
         "out_of_range",
     ]
+    await ws.close()
+
+
+async def test_a_rejected_fix_does_not_move_the_worker_sequence(
+    live_app: tuple[str, Any], worker_account: Account, stores: Stores, live_city: str
+) -> None:
+    """A far seq rejected as impossible_speed, 2^53 or a jump leaves the sequence: later fixes count, resume stays."""
+    ws, _ = await open_worker(live_app[0], worker_account)
+    now = int(time.time() * 1000)
+    await ws.send(orjson.dumps({"type": "fix", **fix(1, ts_ms=now - 2000)}).decode())
+    assert (await recv(ws))["seq"] == 1
+    # 50 km in a second: a GPS jump, with a seq far ahead (but within the jump rule)
+    await ws.send(
+        orjson.dumps({"type": "fix", **fix(90_000, dlat=0.45, ts_ms=now - 1000)}).decode()
+    )
+    ack = await recv(ws)
+    assert ack["rejected"] == [{"seq": 90_000, "reason": "impossible_speed"}]
+    await ws.send(orjson.dumps({"type": "fix", **fix(2**53, dlat=1e-4, ts_ms=now)}).decode())
+    ack = await recv(ws)
+    assert ack["rejected"] == [{"seq": 2**53, "reason": "seq_too_large"}]
+    await ws.send(orjson.dumps({"type": "fix", **fix(10**9, dlat=1e-4, ts_ms=now)}).decode())
+    ack = await recv(ws)
+    assert ack["rejected"] == [{"seq": 10**9, "reason": "seq_jump"}]
+    await ws.send(orjson.dumps({"type": "fix", **fix(2, dlat=2e-4, ts_ms=now)}).decode())
+    ack = await recv(ws)
+    assert (ack["accepted"], ack["rejected"]) == (1, [])
+    state = await stores.redis.hgetall(stores.keys.worker_state(live_city, worker_account.id))
+    assert state[b"seq"] == b"2"
+    assert float(state[b"lat"]) == pytest.approx(LAT + 2e-4, abs=1e-6)
+    await ws.close()
+    ws, hello = await open_worker(live_app[0], worker_account)
+    assert hello["resume_seq"] == 2
+    # the resumed track still knows the time: a jump right after reconnecting is refused
+    await ws.send(orjson.dumps({"type": "fix", **fix(10**9, dlat=3e-4)}).decode())
+    ack = await recv(ws)
+    assert ack["rejected"] == [{"seq": 10**9, "reason": "seq_jump"}]
+    await ws.send(orjson.dumps({"type": "fix", **fix(3, dlat=3e-4)}).decode())
+    assert (await recv(ws))["accepted"] == 1
+    await ws.close()
+
+
+async def test_a_fix_outside_the_workers_city_is_refused(
+    live_app: tuple[str, Any], worker_account: Account, stores: Stores, live_city: str
+) -> None:
+    """A first fix at 85.05 N 179.99 E is refused as outside_city: not indexed, seq unmoved."""
+    ws, _ = await open_worker(live_app[0], worker_account)
+    far = {**fix(7), "lat": 85.05, "lng": 179.99}
+    await ws.send(orjson.dumps({"type": "fix", **far}).decode())
+    ack = await recv(ws)
+    assert ack["accepted"] == 0
+    assert ack["rejected"] == [{"seq": 7, "reason": "outside_city"}]
+    keys, redis, w = stores.keys, stores.redis, worker_account.id
+    assert await redis.geopos(keys.geo(live_city, "available"), str(w)) == [None]
+    assert await redis.hget(keys.worker_state(live_city, w), "lat") is None
+    await ws.send(orjson.dumps({"type": "fix", **fix(1)}).decode())
+    ack = await recv(ws)
+    assert (ack["seq"], ack["accepted"]) == (7, 1)
+    await ws.close()
+    ws, hello = await open_worker(live_app[0], worker_account)
+    assert hello["resume_seq"] == 1
     await ws.close()
 
 
@@ -322,7 +382,7 @@ async def test_every_stage_is_counted_on_metrics(
     await recv(ws)
     await ws.close()
     await live_app[1].state.tracking.archiver.flush()
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=METRICS_AUTH)).text
     values = {
         line.split(" ")[0]: float(line.split(" ")[1])
         for line in text.splitlines()

@@ -686,7 +686,7 @@ async def test_certificate_register_and_verify(
     )
     assert r.status_code == 201, r.text
     cert = r.json()
-    assert cert == {**body, "id": cert["id"], "status": "pending"}
+    assert cert == {**body, "id": cert["id"], "status": "pending", "reason": ""}
     url = f"/v1/workers/{me['user_id']}/certificates/{cert['id']}/status"
     _assert_error(
         await client.put(url, json={"status": "verified"}, headers=account.auth),
@@ -866,3 +866,37 @@ async def test_patch_unknown_worker_is_404(client: httpx.AsyncClient, admin: Acc
     """PATCH of a worker that does not exist is 404 naming worker_id."""
     r = await client.patch("/v1/workers/999999999999", json={"skills": []}, headers=admin.auth)
     _assert_error(r, 404, "worker_not_found", "worker_id")
+
+
+async def test_the_list_shows_certificates_and_availability_like_one_worker(
+    client: httpx.AsyncClient, admin: Account, world: World
+) -> None:
+    """GET /v1/workers fills certificates, availability and exceptions as GET /v1/workers/{id} does, each worker their own."""
+    ids: list[int] = []
+    for windows in ([MON_9_12, TUE_8_12], [MON_13_18]):
+        me, account = await _worker(client, admin, world)
+        url = f"/v1/workers/{me['user_id']}"
+        r = await client.put(f"{url}/availability", json={"windows": windows}, headers=account.auth)
+        assert r.status_code == 200, r.text
+        r = await client.post(f"{url}/certificates", json=_cert(world), headers=account.auth)
+        assert r.status_code == 201, r.text
+        r = await client.put(
+            f"{url}/availability/exceptions/2030-01-0{len(ids) + 1}",
+            json={"available": False},
+            headers=account.auth,
+        )
+        assert r.status_code == 200, r.text
+        ids.append(me["user_id"])
+    r = await client.get(
+        "/v1/workers",
+        params={"city_id": world.city, "after_id": min(ids) - 1, "limit": 2},
+        headers=admin.auth,
+    )
+    listed = {w["user_id"]: w for w in r.json()}
+    assert set(listed) == set(ids)
+    for worker_id in ids:
+        one = (await client.get(f"/v1/workers/{worker_id}", headers=admin.auth)).json()
+        assert one["certificates"]
+        assert one["availability"]
+        for key in ("certificates", "availability", "exceptions"):
+            assert listed[worker_id][key] == one[key], key

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from catalog import store as catalog_store
-from geo.roadgraph import RoadGraph, load_futian_graph
+from doorstep.db import Tx
+from geo.roadgraph import RoadGraph, graph_for_bbox
 from tracking.eta import EtaParams, EtaStats
 from tracking.eta import update as update_stats
 
@@ -38,15 +39,7 @@ class EtaStore:
             graph = None
             if city is not None:
                 self._zones[city_id] = ZoneInfo(city.timezone)
-                g = load_futian_graph()
-                min_lat, min_lng, max_lat, max_lng = city.bbox
-                if (
-                    min_lat <= float(g.lat.max())
-                    and float(g.lat.min()) <= max_lat
-                    and min_lng <= float(g.lng.max())
-                    and float(g.lng.min()) <= max_lng
-                ):
-                    graph = g
+                graph = graph_for_bbox(tuple(city.bbox))  # type: ignore[arg-type]
             self._graphs[city_id] = graph
             await self.load_stats(city_id)
         return self._graphs[city_id]
@@ -72,34 +65,48 @@ class EtaStore:
             )
 
     async def learn(
-        self, city_id: str, ts_ms: int, observed_s: float, predicted_s: float
+        self,
+        city_id: str,
+        ts_ms: int,
+        observed_s: float,
+        predicted_s: float,
+        *,
+        db: Tx | None = None,
     ) -> EtaStats:
-        """Fold one observed trip into the city-hour's ETA statistics (and store them)."""
+        """Fold one observed trip into the city-hour's ETA statistics (and store them), in
+        ``db``'s transaction if given (the eta-learning consumer's: exactly once)."""
         await self.graph_for(city_id)
         hour = self.local_hour(city_id, ts_ms)
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT n, mean_log_ratio, var_log_ratio FROM eta_stats "
-                "WHERE city_id = $1 AND hour = $2 FOR UPDATE",
-                city_id,
-                hour,
-            )
-            stats = (
-                EtaStats(row["n"], row["mean_log_ratio"], row["var_log_ratio"])
-                if row
-                else EtaStats()
-            )
-            stats = update_stats(stats, observed_s, predicted_s, self._params)
-            await conn.execute(
-                "INSERT INTO eta_stats (city_id, hour, n, mean_log_ratio, var_log_ratio) "
-                "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (city_id, hour) DO UPDATE SET n = EXCLUDED.n, "
-                "mean_log_ratio = EXCLUDED.mean_log_ratio, var_log_ratio = EXCLUDED.var_log_ratio, "
-                "updated_at = now()",
-                city_id,
-                hour,
-                stats.n,
-                stats.mean_log_ratio,
-                stats.var_log_ratio,
-            )
+        if db is not None:
+            stats = await self._learn(db, city_id, hour, observed_s, predicted_s)
+        else:
+            async with self._pool.acquire() as conn, conn.transaction():
+                stats = await self._learn(conn, city_id, hour, observed_s, predicted_s)
         self._stats[(city_id, hour)] = stats
+        return stats
+
+    async def _learn(
+        self, conn: Tx, city_id: str, hour: int, observed_s: float, predicted_s: float
+    ) -> EtaStats:
+        row = await conn.fetchrow(
+            "SELECT n, mean_log_ratio, var_log_ratio FROM eta_stats "
+            "WHERE city_id = $1 AND hour = $2 FOR UPDATE",
+            city_id,
+            hour,
+        )
+        stats = (
+            EtaStats(row["n"], row["mean_log_ratio"], row["var_log_ratio"]) if row else EtaStats()
+        )
+        stats = update_stats(stats, observed_s, predicted_s, self._params)
+        await conn.execute(
+            "INSERT INTO eta_stats (city_id, hour, n, mean_log_ratio, var_log_ratio) "
+            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (city_id, hour) DO UPDATE SET n = EXCLUDED.n, "
+            "mean_log_ratio = EXCLUDED.mean_log_ratio, var_log_ratio = EXCLUDED.var_log_ratio, "
+            "updated_at = now()",
+            city_id,
+            hour,
+            stats.n,
+            stats.mean_log_ratio,
+            stats.var_log_ratio,
+        )
         return stats

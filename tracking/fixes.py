@@ -10,15 +10,23 @@ the cost of :func:`check`.
 
 Rules, in order; the first that applies decides:
 
-1. ``duplicate``: ``seq <= track.last_seq`` (the app resent after a reconnect). The
-   track is returned unchanged. Every other fix, accepted or rejected, advances
-   ``last_seq`` to its seq, so acks can move past rejected fixes.
+1. ``duplicate``: ``seq <= track.last_seq`` (the app resent after a reconnect).
+   ``seq_too_large``: ``seq > MAX_SEQ`` (2^42: 139,000 years at one fix a second).
+   Only an accepted fix advances ``last_seq``: a rejected one leaves the whole track
+   as it was, so no rejected fix can make the worker's later fixes duplicates.
 2. ``out_of_range``: lat/lng not finite or outside ±85.05112878/±180 (the latitudes a
    Redis geo index can hold: a fix beyond them would fail the whole batch's write);
    accuracy not finite or negative; speed given but not finite or negative; heading
-   given but outside [0, 360).
+   given but outside [0, 360). ``outside_city``: ``bounds`` given (the worker's city's
+   bounding box, widened by ``city_margin_deg``) and the fix outside them.
 3. ``future``: ``ts_ms > now_ms + max_future_ms``; ``too_old``: ``ts_ms < now_ms - max_age_ms``.
-4. ``low_accuracy``: ``accuracy_m > max_accuracy_m``.
+4. ``low_accuracy``: ``accuracy_m > max_accuracy_m``. ``seq_jump``: the track has a time
+   (``ts_ms``) and ``seq - last_seq`` exceeds ``max_seq_jump`` plus ``max_seq_per_s``
+   a second from that time to the fix's: a phone numbers its fixes one by one (or by
+   its millisecond clock: hence 1,000 a second), so its counter cannot run ahead of the
+   time it has been recording. Judged after rules
+   2-4, so the fix's time is within a day of ``now_ms``; without a time in the track
+   (a worker never seen, or whose state was lost) only ``MAX_SEQ`` bounds the seq.
 5. ``out_of_order``: ``ts_ms`` before the last accepted fix's (the device clock went back).
 6. ``impossible_speed``: distance from the last accepted position / max(dt, 1 s) >
    ``max_speed_mps`` (so an equal timestamp with a new position is judged over 1 s).
@@ -57,10 +65,24 @@ Reason = Literal[
     "impossible_speed",
     "duplicate",
     "out_of_order",
+    "seq_too_large",
+    "seq_jump",
+    "outside_city",
 ]
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 
 _MIN_DT_MS: Final = 1000  # speeds are judged over at least one second
+MAX_SEQ: Final = 2**42  # the highest seq taken (the wire format allows up to 2^53)
+
+# A city's bounding box (min_lat, min_lng, max_lat, max_lng), margin included.
+Bounds = tuple[float, float, float, float]
+
+
+def widened_box(bbox: tuple[float, float, float, float], margin_deg: float) -> Bounds:
+    """A city's bounding box widened by ``margin_deg`` on every side: the ``bounds`` a
+    fix of its workers must fall in (``outside_city``)."""
+    min_lat, min_lng, max_lat, max_lng = bbox
+    return (min_lat - margin_deg, min_lng - margin_deg, max_lat + margin_deg, max_lng + margin_deg)
 
 
 class Fix(NamedTuple):
@@ -88,6 +110,9 @@ class FixParams:
     jitter_m: float = 12.0
     stationary_speed_mps: float = 0.7
     recover_after: int = 3
+    max_seq_jump: int = 100_000
+    max_seq_per_s: float = 1000.0
+    city_margin_deg: float = 0.5
 
     def __post_init__(self) -> None:
         _require("max_accuracy_m", self.max_accuracy_m, self.max_accuracy_m > 0, "> 0")
@@ -118,6 +143,21 @@ class FixParams:
             self.recover_after,
             self.recover_after >= 2,
             ">= 2 (1 would accept every jump)",
+        )
+        _require(
+            "max_seq_jump",
+            self.max_seq_jump,
+            1 <= self.max_seq_jump <= MAX_SEQ,
+            f"within 1..{MAX_SEQ}",
+        )
+        _require(
+            "max_seq_per_s",
+            self.max_seq_per_s,
+            0 < self.max_seq_per_s <= 1_000_000,
+            "within 0..1000000, above 0",
+        )
+        _require(
+            "city_margin_deg", self.city_margin_deg, 0 <= self.city_margin_deg <= 10, "within 0..10"
         )
 
 
@@ -167,11 +207,15 @@ MAX_REPORTED_M = 100_000.0
 MAX_REPORTED_SPEED_MPS = 150.0
 
 
-def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Track, Verdict]:
+def check(
+    track: Track, fix: Fix, *, now_ms: int, params: FixParams, bounds: Bounds | None = None
+) -> tuple[Track, Verdict]:
     """Judge ``fix`` against ``track``; return the new track and the verdict (rules above)."""
     seq = fix.seq
     if seq <= track.last_seq:
         return track, Verdict(seq, False, "duplicate", fix, False, False)
+    if seq > MAX_SEQ:
+        return _reject(track, fix, "seq_too_large")
     lat, lng, ts = fix.lat, fix.lng, fix.ts_ms
     accuracy, speed, heading = fix.accuracy_m, fix.speed_mps, fix.heading_deg
     # Chained comparisons are False for NaN, so these also reject non-finite values.
@@ -183,14 +227,23 @@ def check(track: Track, fix: Fix, *, now_ms: int, params: FixParams) -> tuple[Tr
         and (heading is None or 0.0 <= heading < 360.0)
     ):
         return _reject(track, fix, "out_of_range")
+    if bounds is not None and not (bounds[0] <= lat <= bounds[2] and bounds[1] <= lng <= bounds[3]):
+        return _reject(track, fix, "outside_city")
     if ts > now_ms + params.max_future_ms:
         return _reject(track, fix, "future")
     if ts < now_ms - params.max_age_ms:
         return _reject(track, fix, "too_old")
     if accuracy > params.max_accuracy_m:
         return _reject(track, fix, "low_accuracy")
+    last_ts = track.ts_ms
+    if (
+        last_ts is not None
+        and seq - track.last_seq
+        > params.max_seq_jump + (ts - last_ts if ts > last_ts else 0) * params.max_seq_per_s / 1000
+    ):
+        return _reject(track, fix, "seq_jump")
     live = ts >= now_ms - params.live_age_ms
-    last_lat, last_lng, last_ts = track.lat, track.lng, track.ts_ms
+    last_lat, last_lng = track.lat, track.lng
     if last_ts is None or last_lat is None or last_lng is None:
         return Track(seq, lat, lng, ts), Verdict(seq, True, None, fix, False, live)
     if ts < last_ts:
@@ -228,18 +281,8 @@ def _too_fast(distance_m: float, dt_ms: int, params: FixParams) -> bool:
 
 
 def _reject(track: Track, fix: Fix, reason: Reason) -> tuple[Track, Verdict]:
-    """Reject ``fix``: only ``last_seq`` moves (the jump run is kept, see rule 6)."""
-    new_track = Track(
-        fix.seq,
-        track.lat,
-        track.lng,
-        track.ts_ms,
-        track.jump_count,
-        track.jump_lat,
-        track.jump_lng,
-        track.jump_ts_ms,
-    )
-    return new_track, Verdict(fix.seq, False, reason, fix, False, False)
+    """Reject ``fix``: the track stays as it was (``last_seq`` and the jump run, rule 6)."""
+    return track, Verdict(fix.seq, False, reason, fix, False, False)
 
 
 def _jump(track: Track, fix: Fix, live: bool, params: FixParams) -> tuple[Track, Verdict]:
@@ -253,5 +296,7 @@ def _jump(track: Track, fix: Fix, live: bool, params: FixParams) -> tuple[Track,
     seq = fix.seq
     if count >= params.recover_after:
         return Track(seq, fix.lat, fix.lng, fix.ts_ms), Verdict(seq, True, None, fix, False, live)
-    new_track = Track(seq, track.lat, track.lng, track.ts_ms, count, fix.lat, fix.lng, fix.ts_ms)
+    new_track = Track(
+        track.last_seq, track.lat, track.lng, track.ts_ms, count, fix.lat, fix.lng, fix.ts_ms
+    )
     return new_track, Verdict(seq, False, "impossible_speed", fix, False, False)

@@ -25,6 +25,7 @@ import orjson
 
 from doorstep.keys import Keys
 from tracking import scripts
+from tracking.overload import OverloadParams
 from tracking.redis_pipe import PipeScript, RedisPipe
 
 log = logging.getLogger("doorstep.tracking.ingest")
@@ -52,8 +53,26 @@ class IngestParams:
     # A batch not answered by then drops the connection: its waiters hear an error.
     write_timeout_ms: int = 5000
     trail_cap: int = 1000  # entries kept in each worker's trail stream (approximately)
+    # Load shedding (tracking/overload.py): a batch that waited this long from its first
+    # submission to Redis's answer, or an event loop this late, sheds frames of fixes
+    # (``overloaded``, retry after ``shed_retry_after_ms``) until delays stay at or below
+    # ``shed_resume_below_ms`` for ``shed_hold_ms``. 0 never sheds.
+    shed_above_ms: float = 1000.0
+    shed_resume_below_ms: float = 200.0
+    shed_hold_ms: float = 1000.0
+    shed_retry_after_ms: int = 2000
+
+    def overload(self) -> OverloadParams:
+        """The shedding rule's settings."""
+        return OverloadParams(
+            shed_above_ms=self.shed_above_ms,
+            resume_below_ms=self.shed_resume_below_ms,
+            hold_ms=self.shed_hold_ms,
+            retry_after_ms=self.shed_retry_after_ms,
+        )
 
     def __post_init__(self) -> None:
+        self.overload()  # its own checks
         if not 0 <= self.flush_interval_ms <= 1000:
             raise ValueError("flush_interval_ms must be within 0..1000")
         if self.max_batch < 1 or self.trail_cap < 1 or self.max_in_flight < 1:
@@ -109,6 +128,7 @@ class _CityBatch:
 class _Batch:
     cities: dict[str, _CityBatch] = field(default_factory=dict)
     size: int = 0  # submissions
+    opened_at: float = 0.0  # time.monotonic() of the first submission
     settled: bool = False
     barriers: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -136,6 +156,9 @@ class IngestWriter:
         self.flushes = 0
         self.fixes_written = 0
         self.failures = 0
+        # Told, per batch written, how long it waited from its first submission until
+        # Redis answered (ms): the load-shedding rule's measure of the backlog.
+        self.on_delay: Callable[[float], None] | None = None
 
     def _city(self, city: str) -> _CityBatch:
         part = self._batch.cities.get(city)
@@ -181,6 +204,8 @@ class IngestWriter:
         if waiter is not None:
             part.waiters.append(waiter)
         batch = self._batch
+        if not batch.size:
+            batch.opened_at = time.monotonic()
         batch.size += 1
         if part.done is None:
             part.done = asyncio.get_running_loop().create_future()
@@ -307,6 +332,8 @@ class IngestWriter:
             outcomes.append(error)
         self._settle(batch, outcomes)
         batch.settled = True
+        if self.on_delay is not None and batch.opened_at:
+            self.on_delay((time.monotonic() - batch.opened_at) * 1000)
         for future in batch.barriers:
             if not future.done():
                 future.set_result(None)

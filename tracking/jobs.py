@@ -39,6 +39,8 @@ class JobInfo:
     lng: float
     status: str
     window_start_ms: int | None = None  # a scheduled order's window (epoch ms)
+    arrived_ms: int | None = None  # when the worker arrived (epoch ms), once they have
+    duration_s: int | None = None  # the service's expected duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,11 @@ queue. When a slow socket's queue is full the oldest message is dropped (and cou
 for live positions the latest state is what matters, and a slow socket must never slow
 ingest or other sockets. If Redis goes away the hub reconnects with backoff and
 subscribes again to every channel still watched.
+
+Pub/sub keeps nothing: whatever was published while the hub was away is gone. So after a
+reconnect every watcher gets :data:`RESYNC` (``{"type": "resync"}``) and re-reads what it
+shows from the stores; a publisher's retry that landed before the hub was back is not lost
+for the watcher that way (docs/protocol.md, "After a Redis outage").
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from redis.exceptions import RedisError
 log = logging.getLogger("doorstep.tracking.live")
 
 Handler = Callable[[bytes], Awaitable[None] | None]
+
+RESYNC = b'{"type":"resync"}'
+"""Given to every watcher after the hub reconnected: messages may have been missed."""
+
+MAX_BACKOFF_S = 1.0
+"""The longest wait between reconnection attempts: watchers are blind while it lasts."""
 
 
 class Subscription:
@@ -91,6 +102,8 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._pubsub is not None:
+            if self._pubsub.connection is not None:
+                self._pubsub.connection.deregister_connect_callback(self._reconnected)
             await self._pubsub.aclose()
 
     def channels(self) -> list[str]:
@@ -131,14 +144,20 @@ class LiveHub:
 
     async def _run(self) -> None:
         backoff = 0.1
+        lost = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 channels = self.channels()
                 await pubsub.subscribe(*(channels or [f"__doorstep_idle_{id(self)}"]))
+                if pubsub.connection is not None:  # redis-py reconnects by itself, too
+                    pubsub.connection.register_connect_callback(self._reconnected)
                 self._pubsub = pubsub
                 self._connected.set()
                 backoff = 0.1
+                if lost:  # what was published while away is gone: watchers re-read
+                    lost = False
+                    self._resync()
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is not None and msg["type"] == "message":
@@ -149,10 +168,24 @@ class LiveHub:
                 log.warning("pub/sub connection lost (%s); reconnecting in %.1f s", e, backoff)
                 self._pubsub = None
                 self.reconnects += 1
+                lost = True
+                if pubsub.connection is not None:  # it goes back to the pool: not ours now
+                    pubsub.connection.deregister_connect_callback(self._reconnected)
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _reconnected(self, _connection: object) -> None:
+        """redis-py's pub/sub reconnected on its own (and subscribes again): re-read."""
+        self.reconnects += 1
+        log.warning("pub/sub connection re-established by the client; watchers resync")
+        self._resync()
+
+    def _resync(self) -> None:
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.push(RESYNC)
 
     async def _deliver(self, raw_channel: bytes | str, data: bytes) -> None:
         channel = raw_channel.decode() if isinstance(raw_channel, bytes) else raw_channel

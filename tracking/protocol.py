@@ -1,6 +1,7 @@
 """The worker socket's messages: typed, tagged by ``type``, parsed and encoded here.
 
-Up (app → server): ``fixes`` (a batch), ``fix`` (one), ``state``, ``ping``.
+Up (app → server): ``fixes`` (a batch), ``fix`` (one), ``state``, ``offer_reply``,
+``sos`` (never rate-limited away; answered with ``sos_result``), ``ping``.
 Down (server → app): ``hello``, ``ack``, ``error``, ``state``, ``pong``; dispatch
 adds ``offer``, ``offer_withdrawn``, ``offer_result``, ``job`` and ``plan`` (the day
 plan, ``dispatch/plan_views.py``). docs/protocol.md is the reference for app developers.
@@ -63,11 +64,21 @@ class OfferReplyMsg(
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
+class SosMsg(msgspec.Struct, tag="sos", tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    """An SOS from the worker (the same as ``POST /v1/sos``); never rate-limited away,
+    answered with ``sos_result``."""
+
+    order_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
+    lat: float | None = None
+    lng: float | None = None
+    note: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
 class PingMsg(msgspec.Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
     """Keep-alive; answered with ``pong``."""
 
 
-UpMessage = FixesMsg | FixMsg | StateMsg | OfferReplyMsg | PingMsg
+UpMessage = FixesMsg | FixMsg | StateMsg | OfferReplyMsg | SosMsg | PingMsg
 _decoder: msgspec.json.Decoder[UpMessage] = msgspec.json.Decoder(UpMessage)
 
 
@@ -113,7 +124,7 @@ def parse_up(data: str | bytes) -> UpMessage:
     except msgspec.ValidationError as e:
         err = validation_error(e)
         if err.field == "type":
-            known = "fixes, fix, state, offer_reply, ping"
+            known = "fixes, fix, state, offer_reply, sos, ping"
             if isinstance(err, MissingField):
                 raise FrameError(f"every message needs a type: {known}", field="type") from None
             raise UnknownType(f"unknown message type; one of: {known}", field="type") from None

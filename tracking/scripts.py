@@ -12,6 +12,15 @@ from __future__ import annotations
 
 STATES = ("available", "busy", "unavailable")
 
+LOG_CAP = 2_000
+"""Entries kept in a city's change log of available workers (``geo:available:log``), one
+entry per script call: every write of the ``geo:available`` set appends, in the same
+script, ``a`` = ``lng,lat,worker,…`` (added or moved) and ``r`` = ``worker,…`` (removed),
+so the log and the set never disagree. ``tracking.geo_log`` reads it for the engine.
+At 100k workers sending a fix every 5 s an entry holds ~1,000 records (~30 KB) and
+about 20 are written a second: 2,000 entries are ~100 s of history and ~60 MB; an
+engine that fell further behind rebuilds from the set."""
+
 # ARGV[1] city tag, ARGV[2] server time ms, ARGV[3] trail cap, ARGV[4] the records,
 # then PUBLISH pairs: ARGV[5] channel, ARGV[6] payload, ARGV[7] channel, ...
 # The records are lines "worker|seq|state|lat|lng|ts|acc|speed|heading|pts\n": lat to
@@ -55,6 +64,21 @@ for w, seq, st, lat, lng, ts, acc, spd, hdg, pts in string.gmatch(ARGV[4],
   end
 end
 local CH = 999
+-- Workers leaving the available set, for its change log (only those in it: busy workers'
+-- fixes would otherwise log a removal each).
+local gone = {}
+for st, g in pairs(geo) do
+  if st ~= 'available' then
+    for j = 3, #g, 3 * CH do
+      local ms = {}
+      for m = j, math.min(j + 3 * CH - 1, #g), 3 do ms[#ms + 1] = g[m] end
+      local scores = redis.call('ZMSCORE', tag .. 'geo:available', unpack(ms))
+      for i = 1, #ms do
+        if scores[i] then gone[#gone + 1] = ms[i] end
+      end
+    end
+  end
+end
 for st, g in pairs(geo) do
   if #g > 0 then
     -- out of every other state's set (a state change may have raced this batch) ...
@@ -78,6 +102,10 @@ end
 for j = 1, #presence, 2 * CH do
   redis.call('ZADD', tag .. 'presence', unpack(presence, j, math.min(j + 2 * CH - 1, #presence)))
 end
+if #geo.available > 0 or #gone > 0 then
+  redis.call('XADD', tag .. 'geo:available:log', 'MAXLEN', '~', LOG_CAP, '*',
+             'a', table.concat(geo.available, ','), 'r', table.concat(gone, ','))
+end
 for p = 5, #ARGV - 1, 2 do redis.call('PUBLISH', ARGV[p], ARGV[p + 1]) end
 return n
 """
@@ -97,6 +125,12 @@ if new == 'offline' then
 elseif pos[1] and pos[3] ~= '1' then
   redis.call('GEOADD', tag .. 'geo:' .. new, pos[2], pos[1], w)
 end
+if new == 'available' and pos[1] and pos[3] ~= '1' then
+  redis.call('XADD', tag .. 'geo:available:log', 'MAXLEN', '~', LOG_CAP, '*',
+             'a', pos[2] .. ',' .. pos[1] .. ',' .. w, 'r', '')
+else
+  redis.call('XADD', tag .. 'geo:available:log', 'MAXLEN', '~', LOG_CAP, '*', 'a', '', 'r', w)
+end
 redis.call('HSET', hkey, 'state', new)
 return old
 """
@@ -113,5 +147,14 @@ for _, w in ipairs(stale) do
   end
   redis.call('HSET', tag .. 'w:' .. w, 'stale', 1)
 end
+if #stale > 0 then
+  redis.call('XADD', tag .. 'geo:available:log', 'MAXLEN', '~', LOG_CAP, '*',
+             'a', '', 'r', table.concat(stale, ','))
+end
 return stale
 """
+
+
+INGEST = INGEST.replace("LOG_CAP", str(LOG_CAP))
+SET_STATE = SET_STATE.replace("LOG_CAP", str(LOG_CAP))
+SWEEP_STALE = SWEEP_STALE.replace("LOG_CAP", str(LOG_CAP))

@@ -24,25 +24,26 @@ from typing import Any, Protocol
 import orjson
 
 from catalog import store as catalog_store
+from doorstep.outage import Outage
 from doorstep.stores import Stores
-from tracking import scripts
+from tracking import positions, scripts
 from tracking.archive import ArchiveParams, Row, TrailArchiver
 from tracking.eta import EtaParams
 from tracking.eta_store import EtaStore
-from tracking.fixes import FixParams
+from tracking.fixes import Bounds, FixParams, widened_box
 from tracking.geofence import ArrivalParams
 from tracking.ingest import IngestParams, IngestWriter, Last, Waiter
 from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
 from tracking.live import LiveHub
+from tracking.overload import OverloadGuard
 from tracking.protocol import encode_ack
 from tracking.redis_pipe import RedisPipe
 from tracking.session import FrameResult, SocketParams, WorkerSession
 
 JobSource = Callable[[int], Awaitable[JobInfo | None]]
 ArrivalHook = Callable[[int, int, int], Coroutine[Any, Any, None]]  # order, worker, ts_ms
-# An order changed: (before, after, action, actor role). Orders are dispatch's; to
-# tracking they are opaque.
-OrderHook = Callable[[Any, Any, str, str], Coroutine[Any, Any, None]]
+# worker, job, lat, lng, ts_ms, accuracy_m: called synchronously on the ingest path
+JobFixHook = Callable[[int, JobInfo, float, float, int, float], None]
 
 log = logging.getLogger("doorstep.tracking")
 
@@ -72,6 +73,7 @@ class Counters:
     fixes_accepted: int = 0
     fixes_clamped: int = 0
     frames_throttled: int = 0
+    frames_shed: int = 0  # frames of fixes dropped unread while overloaded
     frame_errors: int = 0
     sockets_replaced: int = 0
     stale_marked: int = 0
@@ -106,10 +108,25 @@ class Tracking:
         self.stores = stores
         self.keys = stores.keys
         self.fix_params = fix_params or FixParams()
+        self._bounds: dict[str, tuple[float, Bounds | None]] = {}
         self.socket_params = socket_params or SocketParams()
         self.stale_after_s = stale_after_s
         self.process_id = secrets.token_hex(6)
+        ingest_params = ingest_params or IngestParams()
         self.writer = IngestWriter(RedisPipe(stores.redis_url), stores.keys, ingest_params)
+        # Load shedding: how far behind the ingest is (tracking/overload.py).
+        self.overload = OverloadGuard(ingest_params.overload())
+        self.writer.on_delay = self._observe_delay
+        self.overloaded_frame = orjson.dumps(
+            {
+                "type": "error",
+                "code": "overloaded",
+                "message": "the server is overloaded: this frame was dropped unread; keep "
+                "its fixes and send them again, oldest first, after retry_after_ms",
+                "field": None,
+                "retry_after_ms": ingest_params.shed_retry_after_ms,
+            }
+        )
         self.archiver = TrailArchiver(stores.pool, archive_params)
         self.hub = LiveHub(stores.redis)
         self.counters = Counters()
@@ -126,8 +143,8 @@ class Tracking:
         # Set by the app: dispatch answers which job a worker holds and hears arrivals.
         self.job_source: JobSource | None = None
         self.on_arrival: ArrivalHook | None = None
-        # Set by the app: the day plans hear every committed change of an order.
-        self.on_order_change: OrderHook | None = None
+        # Set by the app: the trail anomaly detectors (safety/watch.py), per job fix.
+        self.on_job_fix: JobFixHook | None = None
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
         self._claim_turns: dict[int, _Turns] = {}
@@ -152,6 +169,8 @@ class Tracking:
         self.archiver.start()
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="stale-sweeper"))
         self._tasks.append(asyncio.create_task(self._feed_loop(), name="feed-trailing"))
+        if self.overload.params.shed_above_ms:
+            self._tasks.append(asyncio.create_task(self._lag_loop(), name="loop-lag"))
         if self.socket_params.ack_interval_ms:
             self._tasks.append(asyncio.create_task(self._ack_loop(), name="acks"))
 
@@ -277,6 +296,14 @@ class Tracking:
         )
         return True
 
+    async def worker_online(self, worker_id: int) -> bool:
+        """True if the worker's socket is open in some process: the registration
+        :meth:`send_to_worker` delivers through (notifications send an offer by SMS
+        when it is not)."""
+        if worker_id in self._sockets:
+            return True
+        return bool(await self.stores.redis.exists(self.keys.worker_socket(worker_id)))
+
     async def publish_feed(self, city_id: str, payload: dict[str, Any]) -> None:
         """Send a message to the city's dispatcher feed."""
         await self.stores.redis.publish(self.keys.feed(city_id), orjson.dumps(payload))
@@ -348,28 +375,51 @@ class Tracking:
     # --- state -------------------------------------------------------------------------
 
     async def resume_point(self, city_id: str, worker_id: int) -> tuple[int, str]:
-        """The last processed sequence number and the chosen availability of a worker.
+        """The last processed sequence number and the chosen availability of a worker."""
+        seq, _, pref = await self.resume_state(city_id, worker_id)
+        return seq, pref
+
+    async def resume_state(self, city_id: str, worker_id: int) -> tuple[int, int | None, str]:
+        """A worker's sequence number (the highest accepted), the time of a fix at or
+        before it (ms, None if unknown) and their chosen availability.
 
         If Redis lost the worker's state, the sequence number comes from the trail
         archive, so that an app resending after the loss never duplicates a fix.
         """
-        seq, pref = await self.stores.redis.hmget(
-            self.keys.worker_state(city_id, worker_id), ["seq", "pref"]
-        )
-        chosen = pref.decode() if isinstance(pref, bytes) else pref
-        if seq is not None:
-            return int(seq), (chosen or "available")
+        live = await positions.read_one(self.stores.redis, self.keys, city_id, worker_id)
+        chosen = live.pref if live is not None else None
+        if live is not None and live.seq is not None:
+            ts = live.position.ts_ms if live.position is not None else None
+            return live.seq, ts, (chosen or "available")
         await self.archiver.flush()
         # Only a fix the filter would still take can be archived twice: one whose device
         # time is within max_age_ms of now (older ones are refused as too_old). So the
         # archive is read for those alone, over the (worker_id, ts) index.
         since_ms = int(time.time() * 1000) - self.fix_params.max_age_ms
-        archived = await self.stores.pool.fetchval(
-            "SELECT max(seq) FROM trail_points WHERE worker_id = $1 AND ts >= $2",
+        row = await self.stores.pool.fetchrow(
+            "SELECT max(seq) AS seq, max(ts) AS ts FROM trail_points "
+            "WHERE worker_id = $1 AND ts >= $2",
             worker_id,
             datetime.fromtimestamp(since_ms / 1000, UTC),
         )
-        return int(archived or 0), (chosen or "available")
+        archived_ts = None
+        if row is not None and row["ts"] is not None:
+            archived_ts = int(row["ts"].timestamp() * 1000)
+        seq_archived = row["seq"] if row is not None else None
+        return int(seq_archived or 0), archived_ts, (chosen or "available")
+
+    async def city_bounds(self, city_id: str) -> Bounds | None:
+        """The city's bounding box widened by ``[fixes] city_margin_deg``: fixes outside
+        it are refused (``outside_city``). None for a city not in the catalog. Kept for a
+        minute, so a reconnect storm does not read the catalog once per worker."""
+        now = time.monotonic()
+        cached = self._bounds.get(city_id)
+        if cached is not None and now - cached[0] < 60.0:
+            return cached[1]
+        city = await catalog_store.city(self.stores.pool, city_id)
+        bounds = None if city is None else widened_box(city.bbox, self.fix_params.city_margin_deg)
+        self._bounds[city_id] = (now, bounds)
+        return bounds
 
     async def set_state(self, city_id: str, worker_id: int, state: str) -> str:
         """Move the worker to ``state`` in the geo index; tell the city's dispatcher feed."""
@@ -392,6 +442,18 @@ class Tracking:
         return previous
 
     # --- ingest ------------------------------------------------------------------------
+
+    def _observe_delay(self, delay_ms: float) -> None:
+        self.overload.observe(delay_ms, time.monotonic() * 1000)
+
+    async def _lag_loop(self) -> None:
+        """Measure how late the event loop wakes a 100 ms timer: a loop this far behind
+        sheds frames of fixes like a slow Redis does (:class:`OverloadGuard`)."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            start = loop.time()
+            await asyncio.sleep(0.1)
+            self._observe_delay((loop.time() - start - 0.1) * 1000)
 
     def written(self, session: WorkerSession, result: FrameResult, now_ms: int) -> None:
         """Count a frame whose write succeeded and queue its accepted fixes for the archive."""
@@ -450,7 +512,7 @@ class Tracking:
         return self.writer.submit(
             session.city_id,
             session.worker_id,
-            seq=result.ack_seq,
+            seq=result.seq,
             state=session.state,
             last=result.last,
             trail=result.trail,
@@ -489,12 +551,15 @@ class Tracking:
 
     async def _feed_loop(self) -> None:
         period = self.socket_params.feed_interval_ms / 1000 / 2
+        outage = Outage(log, "trailing feed positions")  # one line per outage, with a count
         while not self._stopping:
             await asyncio.sleep(period)
             try:
                 await self.send_trailing_feed(int(time.time() * 1000))
             except Exception as e:  # keep going through store outages
-                log.warning("trailing feed positions failed: %s", e)
+                outage.failed(e, time.monotonic())
+            else:
+                outage.succeeded(time.monotonic())
 
     def _job_fix(
         self, session: WorkerSession, job: ActiveJob, result: FrameResult, now_ms: int
@@ -508,12 +573,17 @@ class Tracking:
             lng=lng,
             ts_ms=ts,
             accuracy_m=acc,
-            seq=result.ack_seq,
+            seq=result.seq,
             stats=self.eta.stats_for(job.info.city_id, ts),
             eta_params=self.eta_params,
             arrival_params=self.arrival_params,
         )
         self._jobs[session.worker_id] = job
+        if self.on_job_fix is not None:
+            try:
+                self.on_job_fix(session.worker_id, job.info, lat, lng, ts, acc)
+            except Exception:  # the detectors never cost a fix
+                log.exception("trail detectors failed for worker %s", session.worker_id)
         if (
             event == "arrived"
             and self.on_arrival is not None
@@ -660,6 +730,7 @@ class Tracking:
     async def _sweep_loop(self, interval_s: float = 1.0) -> None:
         cities: list[str] = []
         refreshed = 0.0
+        outage = Outage(log, "stale sweep")  # one line per outage, with a count
         while not self._stopping:
             try:
                 if time.monotonic() - refreshed > 60:
@@ -667,7 +738,9 @@ class Tracking:
                     refreshed = time.monotonic()
                 await self.sweep(cities, int(time.time() * 1000))
             except Exception as e:  # keep sweeping through store outages
-                log.warning("stale sweep failed: %s", e)
+                outage.failed(e, time.monotonic())
+            else:
+                outage.succeeded(time.monotonic())
             await asyncio.sleep(interval_s)
 
 

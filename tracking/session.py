@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tracking.fixes import Fix, FixParams, Track, Verdict, check
+from tracking.fixes import Bounds, Fix, FixParams, Track, Verdict, check
 from tracking.ingest import Last, TrailPoint
 from tracking.protocol import FixIn, fix_coordinates
 
@@ -33,6 +33,59 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+@dataclass(slots=True)
+class FrameLimiter:
+    """A socket's frame rate: ``frames_per_s`` with bursts of ``burst``, and the flood rule."""
+
+    frames_per_s: float
+    burst: float
+    flood_close_after_s: float
+    bucket: TokenBucket = field(init=False)
+    window_start_s: float = 0.0
+    throttled_in_window: int = 0
+
+    def __post_init__(self) -> None:
+        self.bucket = TokenBucket(self.frames_per_s, self.burst)
+
+    def admit(self, now_s: float) -> str:
+        """``"ok"`` to process the frame, ``"throttle"`` to refuse it, ``"close"`` on a flood.
+
+        A flood is refusing more frames within ``flood_close_after_s`` than the allowed
+        rate would pass in that time, i.e. sending at over twice the limit for that long.
+        """
+        if self.bucket.take(now_s):
+            return "ok"
+        window = self.flood_close_after_s
+        if now_s - self.window_start_s > window:
+            self.window_start_s, self.throttled_in_window = now_s, 0
+        self.throttled_in_window += 1
+        if self.throttled_in_window > self.frames_per_s * window:
+            return "close"
+        return "throttle"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSocketParams:
+    """Limits of the order socket and the city feed (section ``[live_socket]``): their
+    clients only ping (share-link viewers, the dispatcher's console), so the limits are
+    tighter than the worker socket's."""
+
+    frames_per_s: float = 2.0
+    burst_frames: float = 10.0
+    flood_close_after_s: float = 5.0  # refusing this long's worth of frames: close (1008)
+    max_frame_bytes: int = 4096  # a larger message closes the socket (1009)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.frames_per_s <= 1000 and 1 <= self.burst_frames <= 10_000):
+            raise ValueError(
+                "frames_per_s must be within 0..1000 (above 0) and burst_frames within 1..10000"
+            )
+        if not 0 < self.flood_close_after_s <= 600:
+            raise ValueError("flood_close_after_s must be within 0..600 (above 0)")
+        if not 256 <= self.max_frame_bytes <= 1 << 20:
+            raise ValueError("max_frame_bytes must be within 256..1048576")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +117,27 @@ class SocketParams:
             raise ValueError("ping_interval_s must be >= 0 and ping_timeout_s > 0")
 
 
+# Rejections that say nothing about the seq being used up: a frame's ack does not move
+# past them (a duplicate is at or below the track's seq anyway).
+_SEQ_REFUSED = frozenset({"duplicate", "seq_too_large", "seq_jump"})
+
+
 @dataclass(slots=True)
 class FrameResult:
-    """What one frame of fixes comes to."""
+    """What one frame of fixes comes to.
+
+    ``seq`` is the worker's sequence after it (the highest accepted seq: what the store
+    keeps and a reconnect resumes from); ``ack_seq`` what the ack may cover, which also
+    counts the frame's fixes rejected for what they hold (``low_accuracy`` …), so that
+    the app drops them, but not those refused for their seq.
+    """
 
     verdicts: list[Verdict]
     accepted: int
     rejected: list[tuple[int, str]]
     last: Last | None
     trail: list[TrailPoint]
+    seq: int
     ack_seq: int
 
 
@@ -86,37 +151,26 @@ class WorkerSession:
     track: Track
     fix_params: FixParams
     socket_params: SocketParams
-    bucket: TokenBucket = field(init=False)
-    window_start_s: float = 0.0
-    throttled_in_window: int = 0
+    limiter: FrameLimiter = field(init=False)
     last_feed_ms: int = 0
     feed_pending: Last | None = None  # a position the feed's rate held back
     preference: str = "available"  # the worker's own choice: available or unavailable
     last_ack_ms: int = 0
     ack_pending: bool = False
     ack_queued: bool = False  # the runtime will send the pending ack when it is due
+    bounds: Bounds | None = None  # the city's box with its margin: fixes outside are refused
     pending_seq: int = 0
     pending_accepted: int = 0
     pending_rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.bucket = TokenBucket(self.socket_params.frames_per_s, self.socket_params.burst_frames)
+        p = self.socket_params
+        self.limiter = FrameLimiter(p.frames_per_s, p.burst_frames, p.flood_close_after_s)
 
     def admit(self, now_s: float) -> str:
-        """``"ok"`` to process the frame, ``"throttle"`` to refuse it, ``"close"`` on a flood.
-
-        A flood is refusing more frames within ``flood_close_after_s`` than the allowed
-        rate would pass in that time, i.e. sending at over twice the limit for that long.
-        """
-        if self.bucket.take(now_s):
-            return "ok"
-        window = self.socket_params.flood_close_after_s
-        if now_s - self.window_start_s > window:
-            self.window_start_s, self.throttled_in_window = now_s, 0
-        self.throttled_in_window += 1
-        if self.throttled_in_window > self.socket_params.frames_per_s * window:
-            return "close"
-        return "throttle"
+        """``"ok"`` to process the frame, ``"throttle"`` to refuse it, ``"close"`` on a
+        flood (:meth:`FrameLimiter.admit`)."""
+        return self.limiter.admit(now_s)
 
     def fixes(self, raw: list[FixIn], now_ms: int) -> FrameResult:
         """Validate a frame's fixes in order against the track (:func:`check` on each)."""
@@ -126,13 +180,18 @@ class WorkerSession:
         trail: list[TrailPoint] = []
         rejected: list[tuple[int, str]] = []
         last: Last | None = None
+        bounds = self.bounds
+        ack_seq = track.last_seq
         for f in raw:
             lat, lng = (f.lat, f.lng) if f.crs == "wgs84" else fix_coordinates(f)
             fix = Fix(f.seq, f.ts_ms, lat, lng, f.accuracy_m, f.speed_mps, f.heading_deg)
-            track, v = check(track, fix, now_ms=now_ms, params=params)
+            track, v = check(track, fix, now_ms=now_ms, params=params, bounds=bounds)
             verdicts.append(v)
             if not v.accepted:
-                rejected.append((v.seq, v.reason or "rejected"))
+                reason = v.reason or "rejected"
+                rejected.append((v.seq, reason))
+                if reason not in _SEQ_REFUSED and v.seq > ack_seq:
+                    ack_seq = v.seq
                 continue
             fx = v.fix
             trail.append((fx.lat, fx.lng, fx.ts_ms, fx.accuracy_m))
@@ -146,12 +205,16 @@ class WorkerSession:
                     "" if fx.heading_deg is None else fx.heading_deg,
                 )
         self.track = track
-        return FrameResult(verdicts, len(trail), rejected, last, trail, track.last_seq)
+        seq = track.last_seq
+        return FrameResult(
+            verdicts, len(trail), rejected, last, trail, seq, ack_seq if ack_seq > seq else seq
+        )
 
     def written(self, result: FrameResult, now_ms: int, *, urgent: bool = False) -> bool:
         """Note a frame now in the store for the next ack; True if that ack is due now."""
         self.ack_pending = True
-        self.pending_seq = result.ack_seq
+        if result.ack_seq > self.pending_seq:  # acks never go back
+            self.pending_seq = result.ack_seq
         self.pending_accepted += result.accepted
         self.pending_rejected.extend(result.rejected)
         interval = self.socket_params.ack_interval_ms

@@ -28,7 +28,11 @@ class DayException:
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
-    """A worker's certificate; only ``verified`` and unexpired ones qualify for jobs."""
+    """A worker's certificate; only ``verified`` and unexpired ones qualify for jobs.
+
+    ``status``: pending (awaiting review), verified, rejected, or reverify (staff asked
+    for a new check: it does not count until verified again); ``reason`` says why.
+    """
 
     id: int
     kind: str
@@ -36,6 +40,7 @@ class Certificate:
     issued_on: date
     expires_on: date
     status: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Workforce operations with their object-level rules.
 
-Who may see a worker: admins and dispatchers; the merchant whose team the worker is
-in; the worker themself. Who may change availability and certificates: admins, the
-worker's merchant, the worker themself. Profiles (skills, city, team) only admins.
+Who may see a worker: admins and dispatchers; staff whose grant covers the worker's
+city; the merchant whose team the worker is in (and that merchant's staff); the worker
+themself. Who may change availability and certificates: the worker themself, and those
+the route lets in whose scope reaches the worker. Profiles (skills, city, team) only
+admins.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from typing import Any
 
 from accounts import service as accounts
 from accounts.errors import UnknownUser
-from accounts.tokens import Claims
 from catalog import store as catalog_store
 from doorstep.stores import Stores
+from doorstep.text import check_visible_text
 from geo.coords import Crs, to_wgs84, validate_lat_lng
+from permissions.rules import Viewer
 from workforce import store
 from workforce.errors import InvalidWorkforceInput, TeamNotFound, WorkerNotFound
 from workforce.models import Certificate, DayException, Team, Window, Worker
@@ -99,41 +102,44 @@ async def get_worker_unchecked(stores: Stores, worker_id: int) -> Worker:
     return found
 
 
-async def _merchant_teams(stores: Stores, caller: Claims) -> list[int]:
-    return await store.team_ids_of_merchant(stores.pool, caller.user_id)
+async def _teams_of(stores: Stores, merchants: frozenset[int]) -> list[int]:
+    found: list[int] = []
+    for merchant_id in sorted(merchants):
+        found += await store.team_ids_of_merchant(stores.pool, merchant_id)
+    return found
 
 
-async def visible_worker(stores: Stores, caller: Claims, worker_id: int) -> Worker:
+async def visible_worker(stores: Stores, viewer: Viewer, worker_id: int) -> Worker:
     """The worker if the caller may see them; else :class:`WorkerNotFound` (no existence leak)."""
     found = await store.worker(stores.pool, worker_id)
-    if found is None or not await _may_see(stores, caller, found):
+    if found is None or not await _may_see(stores, viewer, found):
         raise WorkerNotFound(f"no worker {worker_id}", field="worker_id")
     return found
 
 
-async def _may_see(stores: Stores, caller: Claims, worker: Worker) -> bool:
-    roles = set(caller.roles)
-    if roles & {"admin", "dispatcher"} or caller.user_id == worker.user_id:
+async def _may_see(stores: Stores, viewer: Viewer, worker: Worker) -> bool:
+    """The worker themself; staff whose scope reaches the worker's city; a merchant (or
+    a merchant's staff) whose team the worker is in."""
+    scope = viewer.scope
+    if viewer.user_id == worker.user_id:
         return True
-    if "merchant" in roles and worker.team_id is not None:
-        return worker.team_id in await _merchant_teams(stores, caller)
-    return False
+    if scope is None:
+        return False
+    if scope.has_city(worker.city_id):
+        return True
+    return worker.team_id is not None and worker.team_id in await _teams_of(stores, scope.merchants)
 
 
-async def managed_worker(stores: Stores, caller: Claims, worker_id: int) -> Worker:
-    """The worker if the caller may change their availability and certificates:
-    an admin, the worker themself, or the merchant of the worker's team."""
-    found = await visible_worker(stores, caller, worker_id)
-    if "admin" in caller.roles or caller.user_id == worker_id:
-        return found
-    if "merchant" in caller.roles and found.team_id in await _merchant_teams(stores, caller):
-        return found
-    raise WorkerNotFound(f"no worker {worker_id} that you manage", field="worker_id")
+async def managed_worker(stores: Stores, viewer: Viewer, worker_id: int) -> Worker:
+    """The worker if the caller may change their availability and certificates: the
+    worker themself, or a caller whose scope on the route reaches them (an admin, the
+    merchant of the worker's team, a merchant admin)."""
+    return await visible_worker(stores, viewer, worker_id)
 
 
 async def list_workers(
     stores: Stores,
-    caller: Claims,
+    viewer: Viewer,
     *,
     city_id: str | None,
     team_id: int | None,
@@ -141,13 +147,29 @@ async def list_workers(
     after_id: int,
     limit: int,
 ) -> list[Worker]:
-    """Workers the caller may see: staff all, a merchant their teams'."""
+    """Workers the caller may see: the platform all, a city operator their cities', a
+    merchant their teams'."""
     team_ids: list[int] | None = [team_id] if team_id is not None else None
-    if not {"admin", "dispatcher"} & set(caller.roles):
-        own = await _merchant_teams(stores, caller)
-        team_ids = [t for t in (team_ids or own) if t in own]
+    city_ids: list[str] | None = None
+    scope = viewer.scope
+    if scope is None:
+        return []
+    if not scope.platform:
+        if scope.cities:
+            city_ids = sorted(scope.cities)
+            if city_id is not None and city_id not in scope.cities:
+                return []
+        else:
+            own = await _teams_of(stores, scope.merchants)
+            team_ids = [t for t in (team_ids or own) if t in own]
     return await store.workers(
-        stores.pool, city_id=city_id, team_ids=team_ids, skill=skill, after_id=after_id, limit=limit
+        stores.pool,
+        city_id=city_id,
+        team_ids=team_ids,
+        skill=skill,
+        after_id=after_id,
+        limit=limit,
+        city_ids=city_ids,
     )
 
 
@@ -204,9 +226,7 @@ async def add_certificate(
 async def create_team(stores: Stores, *, name: str, city_id: str, merchant_id: int) -> Team:
     """A team managed by a user holding the merchant role."""
     await check_city(stores, city_id)
-    name = name.strip()
-    if not name:
-        raise InvalidWorkforceInput("must not be blank", field="name")
+    name = check_visible_text(name, "name", max_length=64, error=InvalidWorkforceInput)
     try:
         merchant = await accounts.get_user(stores, merchant_id)
     except UnknownUser:
@@ -223,11 +243,14 @@ async def create_team(stores: Stores, *, name: str, city_id: str, merchant_id: i
     return found
 
 
-async def visible_team(stores: Stores, caller: Claims, team_id: int) -> Team:
-    """The team if the caller is staff or its merchant."""
+async def visible_team(stores: Stores, viewer: Viewer, team_id: int) -> Team:
+    """The team if the caller's scope reaches its city or its merchant."""
     found = await store.team(stores.pool, team_id)
-    if found is None or not (
-        {"admin", "dispatcher"} & set(caller.roles) or found.merchant_id == caller.user_id
+    scope = viewer.scope
+    if (
+        found is None
+        or scope is None
+        or not (scope.has_city(found.city_id) or scope.has_merchant(found.merchant_id))
     ):
         raise TeamNotFound(f"no team {team_id}", field="team_id")
     return found

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
 
 from doorstep.db import Conn, Tx
 from workforce.errors import DuplicateCertificate, DuplicateTeam
+from workforce.gating import Qualification, blocked_by
 from workforce.models import Certificate, DayException, Team, Window, Worker
 
 _WORKER = (
@@ -96,20 +97,60 @@ async def workers(
     skill: str | None,
     after_id: int,
     limit: int,
+    city_ids: list[str] | None = None,
 ) -> list[Worker]:
-    """Workers by id (keyset pages); ``team_ids`` restricts to those teams."""
+    """Workers by id (keyset pages), each with certificates, availability and exceptions
+    as in :func:`worker` (one query for each, not one per worker); ``team_ids``
+    restricts to those teams, ``city_ids`` to those cities."""
     rows = await db.fetch(
         f"SELECT {_WORKER} FROM workers w JOIN users u ON u.id = w.user_id "
         "WHERE w.user_id > $1 AND ($2::text IS NULL OR w.city_id = $2) "
         "AND ($3::bigint[] IS NULL OR w.team_id = ANY($3)) AND ($4::text IS NULL OR $4 = ANY(w.skills)) "
+        "AND ($6::text[] IS NULL OR w.city_id = ANY($6)) "
         "ORDER BY w.user_id LIMIT $5",
         after_id,
         city_id,
         team_ids,
         skill,
         limit,
+        city_ids,
     )
-    return [_worker(r) for r in rows]
+    ids = [r["user_id"] for r in rows]
+    certs: dict[int, list[Certificate]] = {i: [] for i in ids}
+    windows: dict[int, list[Window]] = {i: [] for i in ids}
+    days: dict[int, list[DayException]] = {i: [] for i in ids}
+    if ids:
+        for r in await db.fetch(
+            "SELECT worker_id, id, kind, number, issued_on, expires_on, status, reason "
+            "FROM worker_certificates WHERE worker_id = ANY($1) ORDER BY worker_id, id",
+            ids,
+        ):
+            fields = dict(r)
+            certs[fields.pop("worker_id")].append(Certificate(**fields))
+        for r in await db.fetch(
+            "SELECT worker_id, weekday, start_min, end_min FROM worker_availability "
+            "WHERE worker_id = ANY($1) ORDER BY worker_id, weekday, start_min",
+            ids,
+        ):
+            fields = dict(r)
+            windows[fields.pop("worker_id")].append(Window(**fields))
+        for r in await db.fetch(
+            "SELECT worker_id, on_date, available, start_min, end_min, reason "
+            "FROM worker_availability_exceptions WHERE worker_id = ANY($1) "
+            "ORDER BY worker_id, on_date",
+            ids,
+        ):
+            fields = dict(r)
+            days[fields.pop("worker_id")].append(DayException(**fields))
+    return [
+        _worker(
+            r,
+            tuple(certs[r["user_id"]]),
+            tuple(windows[r["user_id"]]),
+            tuple(days[r["user_id"]]),
+        )
+        for r in rows
+    ]
 
 
 async def update_worker(db: Conn, user_id: int, fields: dict[str, Any]) -> bool:
@@ -131,7 +172,7 @@ async def update_worker(db: Conn, user_id: int, fields: dict[str, Any]) -> bool:
 async def certificates(db: Conn, worker_id: int) -> tuple[Certificate, ...]:
     """A worker's certificates."""
     rows = await db.fetch(
-        "SELECT id, kind, number, issued_on, expires_on, status FROM worker_certificates "
+        "SELECT id, kind, number, issued_on, expires_on, status, reason FROM worker_certificates "
         "WHERE worker_id = $1 ORDER BY id",
         worker_id,
     )
@@ -194,17 +235,89 @@ async def upsert_certificate(
 
 
 async def set_certificate_status(
-    db: Conn, worker_id: int, cert_id: int, status: str
+    db: Conn,
+    worker_id: int,
+    cert_id: int,
+    status: str,
+    *,
+    reason: str = "",
+    actor_id: int | None = None,
 ) -> Certificate | None:
-    """Verify or reject a certificate of this worker."""
+    """Set a certificate's state with its reason, and keep the step (certificate_steps)."""
     row = await db.fetchrow(
-        "UPDATE worker_certificates SET status = $3 WHERE id = $2 AND worker_id = $1 "
-        "RETURNING id, kind, number, issued_on, expires_on, status",
+        "WITH c AS (UPDATE worker_certificates SET status = $3, reason = $4, reviewed_by = $5, "
+        "reviewed_at = now() WHERE id = $2 AND worker_id = $1 "
+        "RETURNING id, kind, number, issued_on, expires_on, status, reason), "
+        "s AS (INSERT INTO certificate_steps (certificate_id, at, actor_id, status, reason) "
+        "SELECT id, now(), $5, status, reason FROM c) SELECT * FROM c",
         worker_id,
         cert_id,
         status,
+        reason,
+        actor_id,
     )
     return Certificate(**dict(row)) if row else None
+
+
+async def qualifications(db: Conn, worker_ids: list[int]) -> dict[int, Qualification]:
+    """What gating needs of each worker: skills, whether exams are required, the skills
+    whose exam is passed, verified certificates' last valid day per kind."""
+    rows = await db.fetch(
+        "SELECT w.user_id, w.skills, w.exams_required, "
+        "coalesce((SELECT array_agg(q.skill) FROM skill_qualifications q "
+        "WHERE q.user_id = w.user_id), '{}') AS passed "
+        "FROM workers w WHERE w.user_id = ANY($1)",
+        worker_ids,
+    )
+    certs = await db.fetch(
+        "SELECT worker_id, kind, max(expires_on) AS expires_on FROM worker_certificates "
+        "WHERE worker_id = ANY($1) AND status = 'verified' GROUP BY worker_id, kind",
+        worker_ids,
+    )
+    by_worker: dict[int, dict[str, date]] = {}
+    for r in certs:
+        by_worker.setdefault(r["worker_id"], {})[r["kind"]] = r["expires_on"]
+    blocked = await discipline_blocks(db, worker_ids, datetime.now(UTC))
+    return {
+        r["user_id"]: Qualification(
+            worker_id=r["user_id"],
+            skills=frozenset(r["skills"]),
+            exams_required=r["exams_required"],
+            passed=frozenset(r["passed"]),
+            certificates=by_worker.get(r["user_id"], {}),
+            blocked=blocked.get(r["user_id"]),
+        )
+        for r in rows
+    }
+
+
+async def discipline_blocks(db: Conn, worker_ids: list[int], now: datetime) -> dict[int, str]:
+    """Workers kept from work by a suspension or a dismissal now, with the reason."""
+    rows = await db.fetch(
+        "SELECT worker_id, kind, status, starts_at, ends_at FROM discipline_actions "
+        "WHERE worker_id = ANY($1) AND kind IN ('suspension', 'dismissal') "
+        "AND status <> 'overturned'",
+        worker_ids,
+    )
+    per: dict[int, list[tuple[str, str, datetime, datetime | None]]] = {}
+    for r in rows:
+        per.setdefault(r["worker_id"], []).append(
+            (r["kind"], r["status"], r["starts_at"], r["ends_at"])
+        )
+    out = {}
+    for w, actions in per.items():
+        reason = blocked_by(actions, now)
+        if reason is not None:
+            out[w] = reason
+    return out
+
+
+async def skill_certificate_rules(db: Conn) -> dict[str, frozenset[str]]:
+    """Skill → the certificate kinds it needs (``skill_certificates``)."""
+    out: dict[str, set[str]] = {}
+    for r in await db.fetch("SELECT skill, certificate_kind FROM skill_certificates"):
+        out.setdefault(r["skill"], set()).add(r["certificate_kind"])
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 async def availability(db: Conn, worker_id: int) -> tuple[Window, ...]:

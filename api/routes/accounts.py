@@ -8,18 +8,44 @@ import msgspec
 
 from accounts import service, store
 from accounts.errors import UnknownUser
-from accounts.models import Address, TokenPair, User
-from accounts.rules import ROLES, normalize_phone
+from accounts.models import Address, Registration, TokenPair, User
+from accounts.rules import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    PHONE_PATTERN,
+    ROLES,
+    check_name,
+    normalize_phone,
+)
 from api.bodies import Input
 from api.routing import ANY_ROLE, PUBLIC, STAFF, Ctx, QueryParam, Router
 from catalog import areas as city_areas
+from catalog.errors import OutsideServiceArea
 from doorstep.errors import NotFound
+from doorstep.text import check_visible_text
 from geo.coords import to_wgs84, validate_lat_lng
 
 router = Router("accounts")
 
-Phone = Annotated[str, msgspec.Meta(min_length=11, max_length=20, examples=["13800138000"])]
+Phone = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=11,
+        max_length=20,
+        examples=["13800138000"],
+        extra_json_schema={"pattern": PHONE_PATTERN},  # checked by accounts.rules
+    ),
+]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# A new password's length is checked by accounts.rules.check_password (with its message).
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(extra_json_schema={"minLength": MIN_PASSWORD, "maxLength": MAX_PASSWORD}),
+]
+PASSWORD_RULES = (
+    "a field breaks a rule; `field` names it. A password must also not be whitespace "
+    "only, one character repeated, digits only, a common password or contain the phone"
+)
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
 
@@ -28,7 +54,7 @@ class RegisterIn(Input):
     """A customer signs up with their phone."""
 
     phone: Phone
-    password: Password
+    password: NewPassword
     name: Name
 
 
@@ -55,7 +81,7 @@ class CreateUserIn(Input):
     """An admin creates staff, workers, merchants or customers."""
 
     phone: Phone
-    password: Password
+    password: NewPassword
     name: Name
     roles: Annotated[list[str], msgspec.Meta(min_length=1, max_length=5)]
 
@@ -82,13 +108,28 @@ class AddressIn(Input):
     "/v1/auth/register",
     roles=PUBLIC,
     body=RegisterIn,
-    returns=User,
-    status=201,
-    summary="Register a customer account by phone",
+    returns=Registration,
+    status=202,
+    errors={
+        422: PASSWORD_RULES,
+        429: "too many registrations from this network; Retry-After says when to try again",
+    },
+    summary="Register a customer account by phone; then log in (the answer does not say "
+    "whether the phone already had an account)",
 )
-async def register(ctx: Ctx, body: RegisterIn) -> User:
-    return await service.create_user(
-        ctx.stores, phone=body.phone, name=body.name, password=body.password, roles=["customer"]
+async def register(ctx: Ctx, body: RegisterIn) -> Registration:
+    phone = await service.register(
+        ctx.stores,
+        phone=body.phone,
+        name=body.name,
+        password=body.password,
+        now=ctx.now,
+        client=ctx.client,
+    )
+    return Registration(
+        phone=phone,
+        status="accepted",
+        message="if this phone had no account, it has one now: log in with it",
     )
 
 
@@ -97,11 +138,20 @@ async def register(ctx: Ctx, body: RegisterIn) -> User:
     roles=PUBLIC,
     body=LoginIn,
     returns=TokenPair,
+    errors={
+        401: "wrong phone or password, or the account is frozen or closed",
+        429: "too many tries for this phone or from this network; Retry-After says when",
+    },
     summary="Log in with phone and password; returns access and refresh tokens",
 )
 async def login(ctx: Ctx, body: LoginIn) -> TokenPair:
     return await service.login(
-        ctx.stores, ctx.policy, phone=body.phone, password=body.password, now=ctx.now
+        ctx.stores,
+        ctx.policy,
+        phone=body.phone,
+        password=body.password,
+        now=ctx.now,
+        client=ctx.client,
     )
 
 
@@ -110,6 +160,10 @@ async def login(ctx: Ctx, body: LoginIn) -> TokenPair:
     roles=PUBLIC,
     body=RefreshIn,
     returns=TokenPair,
+    errors={
+        401: "the refresh token is invalid, expired, used already or revoked, or the "
+        "account is no longer active"
+    },
     summary="Rotate a refresh token for a new token pair",
 )
 async def refresh(ctx: Ctx, body: RefreshIn) -> TokenPair:
@@ -120,6 +174,7 @@ async def refresh(ctx: Ctx, body: RefreshIn) -> TokenPair:
 
 @router.post(
     "/v1/auth/logout",
+    perm="self",
     roles=ANY_ROLE,
     body=LogoutIn,
     summary="Revoke this access token, and the login's refresh tokens if given",
@@ -130,17 +185,19 @@ async def logout(ctx: Ctx, body: LogoutIn) -> None:
     )
 
 
-@router.get("/v1/me", roles=ANY_ROLE, returns=User, summary="The caller's account")
+@router.get("/v1/me", perm="self", roles=ANY_ROLE, returns=User, summary="The caller's account")
 async def me(ctx: Ctx) -> User:
     return await service.get_user(ctx.stores, ctx.user.user_id)
 
 
 @router.post(
     "/v1/users",
+    perm="users.create",
     roles=frozenset({"admin"}),
     body=CreateUserIn,
     returns=User,
     status=201,
+    errors={409: "the phone already has an account", 422: PASSWORD_RULES},
     summary="Create an account with any roles (admin)",
 )
 async def create_user(ctx: Ctx, body: CreateUserIn) -> User:
@@ -151,12 +208,15 @@ async def create_user(ctx: Ctx, body: CreateUserIn) -> User:
 
 @router.get(
     "/v1/users",
+    perm="users.read",
     roles=STAFF,
     returns=list[User],
     query=(
-        QueryParam("role", str, "only users holding this role"),
-        QueryParam("after_id", int, "keyset cursor: the last id of the previous page"),
-        QueryParam("limit", int, "page size, 1–500 (default 100)"),
+        QueryParam("role", str, "only users holding this role", choices=tuple(sorted(ROLES))),
+        QueryParam(
+            "after_id", int, "keyset cursor: the last id of the previous page", ge=0, le=2**62
+        ),
+        QueryParam("limit", int, "page size, 1–500 (default 100)", ge=1, le=500),
     ),
     summary="List accounts (dispatchers and admins)",
 )
@@ -171,32 +231,41 @@ async def list_users(ctx: Ctx) -> list[User]:
 
 @router.get(
     "/v1/users/{user_id}",
+    perm="users.read",
     roles=ANY_ROLE,
     returns=User,
     summary="One account: staff see any, others only themselves",
 )
 async def get_user(ctx: Ctx) -> User:
     user_id = ctx.path_int("user_id")
-    if user_id != ctx.user.user_id and not ctx.has_role("admin", "dispatcher"):
+    if user_id != ctx.user.user_id and not ctx.staff:
         raise UnknownUser(f"no user {user_id}")
     return await service.get_user(ctx.stores, user_id)
 
 
 @router.put(
     "/v1/users/{user_id}/status",
+    perm="users.freeze",
     roles=frozenset({"admin"}),
     body=StatusIn,
     returns=User,
+    errors={409: "the account is the caller's own (`own_status`)"},
     summary="Freeze, unfreeze or close an account (admin)",
 )
 async def set_status(ctx: Ctx, body: StatusIn) -> User:
     return await service.set_status(
-        ctx.stores, ctx.policy, ctx.path_int("user_id"), body.status, now=ctx.now
+        ctx.stores,
+        ctx.policy,
+        ctx.path_int("user_id"),
+        body.status,
+        now=ctx.now,
+        by=ctx.user.user_id,
     )
 
 
 @router.get(
     "/v1/me/addresses",
+    perm="addresses.own",
     roles=frozenset({"customer"}),
     returns=list[Address],
     summary="The customer's saved addresses",
@@ -207,6 +276,7 @@ async def my_addresses(ctx: Ctx) -> list[Address]:
 
 @router.post(
     "/v1/me/addresses",
+    perm="addresses.own",
     roles=frozenset({"customer"}),
     body=AddressIn,
     returns=Address,
@@ -214,21 +284,29 @@ async def my_addresses(ctx: Ctx) -> list[Address]:
     summary="Save an address (WGS-84, or GCJ-02 with crs=gcj02)",
 )
 async def add_address(ctx: Ctx, body: AddressIn) -> Address:
+    label = check_visible_text(body.label, "label", max_length=32)
+    detail = check_visible_text(body.detail, "detail", max_length=200, required=False)
+    contact_name = check_name(body.contact_name, "contact_name", required=False)
     validate_lat_lng(body.lat, body.lng)
     lat, lng = to_wgs84(body.lat, body.lng, body.crs)
     contact_phone = (
         normalize_phone(body.contact_phone, "contact_phone") if body.contact_phone else ""
     )
     city = await city_areas.city_at(ctx.stores.pool, lat, lng)
+    if city is None:  # refused now, not only when booking
+        raise OutsideServiceArea(
+            "this address is outside every city's service area; nothing can be booked there",
+            field="lat",
+        )
     return await store.insert_address(
         ctx.stores.pool,
         user_id=ctx.user.user_id,
-        label=body.label.strip(),
+        label=label,
         lat=lat,
         lng=lng,
         source_crs=body.crs,
-        detail=body.detail.strip(),
-        contact_name=body.contact_name.strip(),
+        detail=detail,
+        contact_name=contact_name,
         contact_phone=contact_phone,
         city_id=city,
     )
@@ -236,6 +314,7 @@ async def add_address(ctx: Ctx, body: AddressIn) -> Address:
 
 @router.get(
     "/v1/addresses/{address_id}",
+    perm="addresses.read",
     roles=frozenset({"customer", "dispatcher", "admin"}),
     returns=Address,
     summary="One address: its owner or staff",
@@ -243,15 +322,14 @@ async def add_address(ctx: Ctx, body: AddressIn) -> Address:
 async def get_address(ctx: Ctx) -> Address:
     address_id = ctx.path_int("address_id")
     address = await store.address_by_id(ctx.stores.pool, address_id)
-    if address is None or (
-        address.user_id != ctx.user.user_id and not ctx.has_role("admin", "dispatcher")
-    ):
+    if address is None or (address.user_id != ctx.user.user_id and not ctx.staff):
         raise NotFound(f"no address {address_id}", field="address_id")
     return address
 
 
 @router.delete(
     "/v1/me/addresses/{address_id}",
+    perm="addresses.own",
     roles=frozenset({"customer"}),
     summary="Delete one of the customer's addresses",
 )

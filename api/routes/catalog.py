@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from api.bodies import Input
+from api.params import latitude, longitude
 from api.routing import PUBLIC, Ctx, QueryParam, Router
 from catalog import service as catalog
 from catalog import store
 from catalog.areas import city_at
 from catalog.errors import CatalogNotFound
 from catalog.models import Category, CertificateKind, ChecklistItem, City, Service, Skill
+from catalog.service import MAX_PRICE_MINOR
 from doorstep.errors import InvalidInput
 from geo.coords import to_wgs84, validate_lat_lng
 
@@ -157,10 +159,15 @@ async def get_city(ctx: Ctx) -> City:
 
 @router.post(
     "/v1/cities",
+    perm="cities.edit",
     roles=ADMIN,
     body=CityIn,
     returns=City,
     status=201,
+    errors={
+        422: "an unknown time zone or currency, or a service area that is not a valid polygon",
+        409: "a city with this id exists",
+    },
     summary="Create a city; its service area is validated (admin)",
 )
 async def create_city(ctx: Ctx, body: CityIn) -> City:
@@ -179,6 +186,8 @@ async def create_city(ctx: Ctx, body: CityIn) -> City:
 
 @router.put(
     "/v1/cities/{city_id}",
+    errors={422: "an unknown time zone or currency, or a service area that is not a valid polygon"},
+    perm="cities.edit",
     roles=ADMIN,
     body=CityUpdateIn,
     returns=City,
@@ -207,9 +216,9 @@ async def update_city(ctx: Ctx, body: CityUpdateIn) -> City:
     roles=PUBLIC,
     returns=Located,
     query=(
-        QueryParam("lat", float, "latitude", True),
-        QueryParam("lng", float, "longitude", True),
-        QueryParam("crs", str, "wgs84 (default) or gcj02"),
+        latitude("latitude", required=True),
+        longitude("longitude", required=True),
+        QueryParam("crs", str, "wgs84 (default) or gcj02", choices=("wgs84", "gcj02")),
     ),
     summary="Which city's service area holds a point",
 )
@@ -236,10 +245,12 @@ async def list_skills(ctx: Ctx) -> list[Skill]:
 
 @router.post(
     "/v1/skills",
+    perm="catalog.edit",
     roles=ADMIN,
     body=SkillIn,
     returns=Skill,
     status=201,
+    errors={409: "a skill with this code exists"},
     summary="Add a skill (admin)",
 )
 async def create_skill(ctx: Ctx, body: SkillIn) -> Skill:
@@ -260,10 +271,12 @@ async def list_certificate_kinds(ctx: Ctx) -> list[CertificateKind]:
 
 @router.post(
     "/v1/certificate-kinds",
+    perm="catalog.edit",
     roles=ADMIN,
     body=CertificateKindIn,
     returns=CertificateKind,
     status=201,
+    errors={409: "a certificate kind with this code exists"},
     summary="Add a certificate kind (admin)",
 )
 async def create_certificate_kind(ctx: Ctx, body: CertificateKindIn) -> CertificateKind:
@@ -278,10 +291,12 @@ async def list_categories(ctx: Ctx) -> list[Category]:
 
 @router.post(
     "/v1/categories",
+    perm="catalog.edit",
     roles=ADMIN,
     body=CategoryIn,
     returns=Category,
     status=201,
+    errors={409: "a category with this code exists"},
     summary="Add a category (admin)",
 )
 async def create_category(ctx: Ctx, body: CategoryIn) -> Category:
@@ -293,14 +308,69 @@ async def create_category(ctx: Ctx, body: CategoryIn) -> Category:
     "/v1/services",
     roles=PUBLIC,
     returns=list[Service],
-    query=(QueryParam("category", str, "only this category's services"),),
-    summary="Bookable services",
+    query=(
+        QueryParam(
+            "q", str, "words, each found in a name, description or category name", max_length=100
+        ),
+        QueryParam("category", str, "only this category's services", max_length=40),
+        QueryParam(
+            "min_price", int, "lowest price_minor (fen), inclusive", ge=0, le=MAX_PRICE_MINOR
+        ),
+        QueryParam(
+            "max_price", int, "highest price_minor (fen), inclusive", ge=0, le=MAX_PRICE_MINOR
+        ),
+        QueryParam(
+            "city_id", str, "only services some worker of this city is skilled for", max_length=40
+        ),
+        latitude("with lng: the city whose service area holds this point"),
+        longitude("with lat"),
+        QueryParam("crs", str, "of lat/lng (default wgs84)", choices=("wgs84", "gcj02")),
+    ),
+    errors={404: "no such city (city_id)"},
+    summary="Bookable services, searched by text, category, price and place",
 )
 async def list_services(ctx: Ctx) -> list[Service]:
-    category = ctx.query_str("category")
-    return await store.services(
-        ctx.stores.pool, category=category, include_inactive=ctx.has_role("admin")
+    def price(name: str) -> int | None:
+        if ctx.request.query_params.get(name) is None:
+            return None
+        return ctx.query_int(name, 0, ge=0, le=catalog.MAX_PRICE_MINOR)
+
+    city_id = ctx.query_str("city_id")
+    point = _point(ctx)
+    if point is not None:
+        if city_id is not None:
+            raise InvalidInput("give city_id or lat/lng, not both", field="lat")
+        city_id = await city_at(ctx.stores.pool, *point)
+        if city_id is None:
+            return []  # nobody serves that place
+    wanted = catalog.service_filter(
+        q=ctx.query_str("q"),
+        category=ctx.query_str("category"),
+        min_price=price("min_price"),
+        max_price=price("max_price"),
+        city_id=city_id,
     )
+    return await catalog.search_services(
+        ctx.stores.pool, wanted, include_inactive=ctx.has_role("admin")
+    )
+
+
+def _point(ctx: Ctx) -> tuple[float, float] | None:
+    """The WGS-84 point of ``lat``/``lng`` (both or neither), else None."""
+    raw = {name: ctx.request.query_params.get(name) for name in ("lat", "lng")}
+    if raw["lat"] is None and raw["lng"] is None:
+        return None
+    values: dict[str, float] = {}
+    for name, text in raw.items():
+        if text is None:
+            raise InvalidInput("lat and lng go together", field=name)
+        try:
+            values[name] = float(text)
+        except ValueError:
+            raise InvalidInput("must be a number", field=name) from None
+    crs = ctx.query_str("crs", choices=frozenset({"wgs84", "gcj02"})) or "wgs84"
+    validate_lat_lng(values["lat"], values["lng"])
+    return to_wgs84(values["lat"], values["lng"], "gcj02" if crs == "gcj02" else "wgs84")
 
 
 @router.get("/v1/services/{service_code}", roles=PUBLIC, returns=Service, summary="One service")
@@ -310,10 +380,15 @@ async def get_service(ctx: Ctx) -> Service:
 
 @router.post(
     "/v1/services",
+    perm="catalog.edit",
     roles=ADMIN,
     body=ServiceIn,
     returns=Service,
     status=201,
+    errors={
+        422: "a service must be bookable instantly, scheduled, or both; its category, skills and certificates must exist",
+        409: "a service with this code exists",
+    },
     summary="Add a service (admin)",
 )
 async def create_service(ctx: Ctx, body: ServiceIn) -> Service:
@@ -324,6 +399,10 @@ async def create_service(ctx: Ctx, body: ServiceIn) -> Service:
 
 @router.put(
     "/v1/services/{service_code}",
+    errors={
+        422: "a service must be bookable instantly, scheduled, or both; its category, skills and certificates must exist"
+    },
+    perm="catalog.edit",
     roles=ADMIN,
     body=ServiceUpdateIn,
     returns=Service,

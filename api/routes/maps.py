@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from api.routing import PUBLIC, Ctx, Router
 from catalog import service as catalog
-from geo import basemap, bundled
+from geo import basemap, bundled, roadgraph
 
 router = Router("maps")
 GEOJSON = "application/geo+json"
@@ -23,8 +23,11 @@ GEOJSON = "application/geo+json"
 @functools.lru_cache(maxsize=32)
 def _roads(bbox: tuple[float, float, float, float]) -> tuple[bytes, bytes, str]:
     """(body, gzipped body, etag) of the roads near ``bbox``."""
-    collection = basemap.roads(bundled.read_futian_nodes(), bundled.read_futian_edges(), bbox)
-    return _packed(collection)
+    city_id = roadgraph.city_for_bbox(bbox)
+    if city_id is None:  # no bundled network under this city: an empty road layer
+        return _packed(basemap.roads([], [], bbox))
+    nodes, edges = bundled.read_road_nodes(city_id), bundled.read_road_edges(city_id)
+    return _packed(basemap.roads(nodes, edges, bbox))
 
 
 @functools.lru_cache(maxsize=32)

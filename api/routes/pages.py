@@ -1,4 +1,5 @@
-"""The live pages: the customer's arrival map and the dispatcher console.
+"""The pages: the customer's arrival map, the dispatcher console and the three apps
+(customer /app, worker /worker, back office /admin).
 
 Each is a static HTML file from ``api/static`` (JS modules and CSS beside it, Leaflet
 vendored under ``api/static/vendor/leaflet``); the data comes over the API and the
@@ -41,8 +42,13 @@ def _page(name: str) -> Response:
     returns=str,
     media_type="text/html",
     query=(
-        QueryParam("share", str, "a share token (POST /v1/orders/{id}/share); else sign in"),
-        QueryParam("lang", str, "zh (default) or en"),
+        QueryParam(
+            "share",
+            str,
+            "a share token (POST /v1/orders/{id}/share); else sign in",
+            max_length=4096,
+        ),
+        QueryParam("lang", str, "zh (default) or en", choices=("zh", "en")),
     ),
     summary="The customer's arrival map (?share=<token>, or the customer signs in on the page)",
 )
@@ -57,8 +63,8 @@ async def track_page(ctx: Ctx) -> Response:
     returns=str,
     media_type="text/html",
     query=(
-        QueryParam("city", str, "the city to watch (else the page lists them)"),
-        QueryParam("lang", str, "zh (default) or en"),
+        QueryParam("city", str, "the city to watch (else the page lists them)", max_length=40),
+        QueryParam("lang", str, "zh (default) or en", choices=("zh", "en")),
     ),
     summary="The dispatcher console (?city=<city_id>; the dispatcher signs in on the page)",
 )
@@ -69,3 +75,42 @@ async def console_page(ctx: Ctx) -> Response:
 STATIC = Mount(
     "/static", app=StaticFiles(packages=[("api", "static")], follow_symlink=False), name="static"
 )
+
+
+_LANG = (QueryParam("lang", str, "zh (default) or en"),)
+
+
+@router.get(
+    "/app",
+    roles=PUBLIC,
+    returns=str,
+    media_type="text/html",
+    query=_LANG,
+    summary="The customer's app (phone): search, book, addresses, orders, tracking, rating",
+)
+async def customer_app(ctx: Ctx) -> Response:
+    return _page("app.html")
+
+
+@router.get(
+    "/worker",
+    roles=PUBLIC,
+    returns=str,
+    media_type="text/html",
+    query=_LANG,
+    summary="The worker's app (phone): shift, position, offers, the job flow, plan, earnings",
+)
+async def worker_app(ctx: Ctx) -> Response:
+    return _page("worker.html")
+
+
+@router.get(
+    "/admin",
+    roles=PUBLIC,
+    returns=str,
+    media_type="text/html",
+    query=_LANG,
+    summary="The back office (desktop): dispatch, orders, workers and teams, catalog, accounts",
+)
+async def admin_app(ctx: Ctx) -> Response:
+    return _page("admin.html")

@@ -9,6 +9,7 @@ import msgspec
 
 from accounts import store as accounts_store
 from api.bodies import Input
+from api.params import latitude, longitude
 from api.routing import Ctx, QueryParam, Router
 from catalog import service as catalog_service
 from catalog.areas import city_at
@@ -19,6 +20,7 @@ from dispatch.errors import InvalidOrder
 from dispatch.plan_views import CityPlan, WorkerPlan, city_plan, worker_plan
 from dispatch.plans import DayPlans, Slots
 from dispatch.service import Caller
+from doorstep import dates
 from doorstep.errors import InvalidInput
 from geo.coords import to_wgs84, validate_lat_lng
 from tracking.service import Tracking
@@ -29,7 +31,9 @@ router = Router("plans")
 STAFF = frozenset({"dispatcher", "admin"})
 SEES_WORKER = frozenset({"admin", "dispatcher", "merchant", "worker"})
 BOOKS = frozenset({"customer", "dispatcher", "admin"})
-DATE = QueryParam("date", str, "the local date, YYYY-MM-DD (default: today in the city)")
+DATE = QueryParam(
+    "date", str, "the local date, YYYY-MM-DD (default: today in the city)", fmt="date"
+)
 
 
 class ReplanIn(Input):
@@ -76,7 +80,12 @@ def _tracking(ctx: Ctx) -> Tracking:
 
 
 def _caller(ctx: Ctx) -> Caller:
-    for role in ("admin", "dispatcher", "worker", "customer"):
+    scope = ctx.scope
+    if scope is not None and (scope.platform or scope.cities):
+        if scope.platform:
+            return Caller("admin" if "admin" in ctx.user.roles else "dispatcher", ctx.user.user_id)
+        return Caller("dispatcher", ctx.user.user_id, scope.cities, scope.merchants)
+    for role in ("worker", "customer"):
         if role in ctx.user.roles:
             return Caller(role, ctx.user.user_id)
     return Caller("worker", ctx.user.user_id)  # a merchant reads as a worker would
@@ -87,23 +96,25 @@ async def _day(ctx: Ctx, city_id: str) -> date:
     if raw is None:
         zone = await plan_inputs.zone_of(ctx.stores.pool, city_id)
         return datetime.now(zone).date()
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput("must be a date as YYYY-MM-DD", field="date") from None
+    return dates.parse_date(raw, "date")
 
 
 @router.get(
     "/v1/slots",
+    errors={
+        404: "no such service",
+        422: "a booking rule: the service bookable ahead, the date from today to the horizon, the place inside a service area, a saved address of yours",
+    },
+    perm="slots.read",
     roles=BOOKS,
     returns=Slots,
     query=(
-        QueryParam("service_code", str, "the service to book", required=True),
-        QueryParam("date", str, "the local date, YYYY-MM-DD", required=True),
-        QueryParam("address_id", int, "a saved address (or give lat and lng)"),
-        QueryParam("lat", float, "latitude (with lng)"),
-        QueryParam("lng", float, "longitude (with lat)"),
-        QueryParam("crs", str, "wgs84 (default) or gcj02"),
+        QueryParam("service_code", str, "the service to book", required=True, max_length=40),
+        QueryParam("date", str, "the local date, YYYY-MM-DD", required=True, fmt="date"),
+        QueryParam("address_id", int, "a saved address (or give lat and lng)", ge=1, le=2**62),
+        latitude("latitude (with lng)"),
+        longitude("longitude (with lat)"),
+        QueryParam("crs", str, "wgs84 (default) or gcj02", choices=("wgs84", "gcj02")),
     ),
     summary="Arrival windows in which a qualified worker can come (staff also see who, at what cost)",
 )
@@ -117,7 +128,7 @@ async def slots(ctx: Ctx) -> Slots:
     svc = await catalog_service.get_service(ctx.stores.pool, code)
     if not svc.active or not svc.scheduled:
         raise InvalidOrder(f"service {code!r} cannot be booked ahead", field="service_code")
-    staff = ctx.has_role("dispatcher", "admin")
+    staff = ctx.scope is not None
     if q.get("address_id") is not None:
         address_id = ctx.query_int("address_id", 1, ge=1, le=2**62)
         address = await accounts_store.address_by_id(ctx.stores.pool, address_id)
@@ -132,6 +143,7 @@ async def slots(ctx: Ctx) -> Slots:
     city_id = await city_at(ctx.stores.pool, lat, lng)
     if city_id is None:
         raise InvalidOrder("this address is outside every service area", field="lat")
+    ctx.in_city(city_id, "lat")
     day = await _day(ctx, city_id)
     now = datetime.now(UTC)
     params = BookingParams()
@@ -163,7 +175,7 @@ def _float(ctx: Ctx, name: str) -> float:
 
 
 async def _worker_plan(ctx: Ctx, worker_id: int) -> WorkerPlan:
-    worker = await workforce_service.visible_worker(ctx.stores, ctx.user, worker_id)
+    worker = await workforce_service.visible_worker(ctx.stores, ctx.viewer, worker_id)
     day = await _day(ctx, worker.city_id)
     plan = await plan_store.latest(ctx.stores.pool, worker.city_id, day, worker_id=worker_id)
     return await worker_plan(
@@ -173,6 +185,7 @@ async def _worker_plan(ctx: Ctx, worker_id: int) -> WorkerPlan:
 
 @router.get(
     "/v1/me/plan",
+    perm="plans.own",
     roles=frozenset({"worker"}),
     returns=WorkerPlan,
     query=(DATE,),
@@ -187,6 +200,7 @@ async def my_plan(ctx: Ctx) -> WorkerPlan:
 
 @router.get(
     "/v1/workers/{worker_id}/plan",
+    perm="plans.read",
     roles=SEES_WORKER,
     returns=WorkerPlan,
     query=(DATE,),
@@ -198,13 +212,14 @@ async def a_worker_plan(ctx: Ctx) -> WorkerPlan:
 
 @router.get(
     "/v1/cities/{city_id}/plans",
+    perm="plans.read",
     roles=STAFF,
     returns=CityPlan,
     query=(DATE,),
     summary="Every worker's route of a city's day, and the jobs that fit nowhere",
 )
 async def city_plans(ctx: Ctx) -> CityPlan:
-    city_id = ctx.path_str("city_id")
+    city_id = ctx.in_city(ctx.path_str("city_id"))
     day = await _day(ctx, city_id)
     plan = await plan_store.latest(ctx.stores.pool, city_id, day)
     return await city_plan(ctx.stores, plan, city_id=city_id, day=day, viewer=_caller(ctx))
@@ -212,14 +227,18 @@ async def city_plans(ctx: Ctx) -> CityPlan:
 
 @router.post(
     "/v1/cities/{city_id}/plans/replan",
+    errors={422: "the date is out of the range a plan can be made for"},
+    perm="plans.replan",
     roles=STAFF,
     body=ReplanIn,
     returns=CityPlan,
     summary="Plan a city's day again now (jobs under way stay first); returns the new plan",
 )
 async def replan(ctx: Ctx, body: ReplanIn) -> CityPlan:
-    city_id = ctx.path_str("city_id")
-    await plan_inputs.zone_of(ctx.stores.pool, city_id)
+    city_id = ctx.in_city(ctx.path_str("city_id"))
+    today = datetime.now(await plan_inputs.zone_of(ctx.stores.pool, city_id)).date()
+    # A day long past has nothing left to plan; one beyond the horizon has no bookings.
+    dates.check_days_ahead(body.date, "date", today=today, ahead_days=BookingParams().horizon_days)
     stored = await _plans(ctx).replan(
         city_id, body.date, reason=body.reason.strip(), actor_id=ctx.user.user_id
     )
@@ -228,6 +247,11 @@ async def replan(ctx: Ctx, body: ReplanIn) -> CityPlan:
 
 @router.post(
     "/v1/series",
+    errors={
+        404: "no such service",
+        422: "a booking rule: the service bookable ahead, the dates within range, the place inside a service area, a saved address of yours",
+    },
+    perm="series.book",
     roles=frozenset({"customer"}),
     body=SeriesIn,
     returns=series.Series,
@@ -260,6 +284,7 @@ async def create_series(ctx: Ctx, body: SeriesIn) -> series.Series:
 
 @router.get(
     "/v1/series/{series_id}",
+    perm="series.read",
     roles=BOOKS,
     returns=series.Series,
     summary="A recurring booking: each date's order, planned worker and conflict, if any",
@@ -270,6 +295,8 @@ async def get_series(ctx: Ctx) -> series.Series:
 
 @router.post(
     "/v1/series/{series_id}/cancel",
+    errors={409: "the series is cancelled already"},
+    perm="series.cancel",
     roles=BOOKS,
     body=CancelSeriesIn,
     returns=series.Series,

@@ -25,21 +25,28 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from accounts.service import authenticate, check_current
 from accounts.tokens import Claims
+from api.routing import ANY_ROLE, scope_for
 from catalog import store as catalog_store
+from dispatch import share_links
 from dispatch import store as dispatch_store
 from dispatch.board import board
 from dispatch.models import Order
-from dispatch.share import verify_share
+from dispatch.share import ENDED, NEAR_HOME_M, coarse, verify_share
 from doorstep.errors import DoorstepError
+from geo.coords import haversine_m
+from notifications import store as notifications_store
+from permissions.rules import Scope
+from tracking import positions
 from tracking.eta import route_line
 from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, start_job
-from tracking.live import Subscription
+from tracking.live import RESYNC, Subscription
 from tracking.protocol import (
     PONG,
     CloseCode,
     encode_error,
 )
 from tracking.service import Tracking
+from tracking.session import FrameLimiter, LiveSocketParams
 from workforce import store as workforce_store
 
 
@@ -50,8 +57,22 @@ async def _refuse(
     await ws.close(code, message[:120])
 
 
-async def _authenticate(ws: WebSocket, roles: frozenset[str]) -> Claims | None:
-    """The caller's claims, or None after refusing the socket with 4401/4403."""
+FEED_ROLES = frozenset({"dispatcher", "admin"})
+ORDER_ROLES = frozenset({"customer", "dispatcher", "admin"})
+#: What each socket needs, as routes declare it: (path, roles, permission). The base
+#: roles' permissions (GET /v1/me/permissions) include these.
+DECLARED: tuple[tuple[str, frozenset[str], str], ...] = (
+    ("/v1/ws/cities/{city_id}/feed", FEED_ROLES, "dispatch.console"),
+    ("/v1/ws/orders/{order_id}", ORDER_ROLES, "orders.read"),
+    ("/v1/ws/me", ANY_ROLE, "self"),
+)
+
+
+async def _authenticate(
+    ws: WebSocket, roles: frozenset[str], perm: str = "self"
+) -> tuple[Claims, Scope | None] | None:
+    """The caller's claims and scope (api/routing.py's ``scope_for``), or None after
+    refusing the socket with 4401/4403."""
     header = ws.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
@@ -71,15 +92,16 @@ async def _authenticate(ws: WebSocket, roles: frozenset[str]) -> Claims | None:
     except DoorstepError as e:
         await _refuse(ws, CloseCode.UNAUTHENTICATED, e.code, e.message, "authorization")
         return None
-    if not roles.intersection(claims.roles):
+    scope, allowed = scope_for(claims, roles, perm)
+    if not allowed:
         await _refuse(
             ws,
             CloseCode.FORBIDDEN,
             "forbidden",
-            f"needs one of the roles: {', '.join(sorted(roles))}",
+            f"needs the permission {perm!r} or one of the roles: {', '.join(sorted(roles))}",
         )
         return None
-    return claims
+    return claims, scope
 
 
 async def worker_socket(ws: WebSocket) -> None:
@@ -102,12 +124,15 @@ async def worker_socket(ws: WebSocket) -> None:
 async def city_feed(ws: WebSocket) -> None:
     """``/v1/ws/cities/{city_id}/feed``: every worker's position (≤ 1 Hz), state, stale alerts."""
     await ws.accept()
-    claims = await _authenticate(ws, frozenset({"dispatcher", "admin"}))
-    if claims is None:
+    found = await _authenticate(ws, FEED_ROLES, "dispatch.console")
+    if found is None:
         return
+    claims, scope = found
     tracking: Tracking = ws.app.state.tracking
     city_id = ws.path_params["city_id"]
-    if await catalog_store.city(tracking.stores.pool, city_id) is None:
+    if (scope is not None and not scope.has_city(city_id)) or await catalog_store.city(
+        tracking.stores.pool, city_id
+    ) is None:
         await _refuse(ws, CloseCode.NOT_FOUND, "not_found", f"no city {city_id!r}", "city_id")
         return
     sub = await tracking.hub.subscribe(tracking.keys.feed(city_id))
@@ -120,6 +145,42 @@ async def city_feed(ws: WebSocket) -> None:
         await ws.send_text(orjson.dumps(snapshot).decode())
 
         async def forward(message: bytes) -> bool:
+            if message == RESYNC:  # the hub was away: the present, as on connect
+                snapshot = await _feed_snapshot(tracking, city_id, sla_s)
+                await ws.send_text(orjson.dumps(snapshot).decode())
+                return True
+            await ws.send_text(message.decode())
+            return True
+
+        await _pump(ws, sub, forward)
+    finally:
+        forget()
+        await sub.close()
+
+
+async def me_socket(ws: WebSocket) -> None:
+    """``/v1/ws/me``: the signed-in user's own live messages (any role): first
+    ``{"type": "inbox", "unread": n}``, then each new inbox item as
+    ``{"type": "notification", "notification": {…}}`` (docs/notifications.md)."""
+    await ws.accept()
+    found = await _authenticate(ws, ANY_ROLE)
+    if found is None:
+        return
+    claims = found[0]
+    tracking: Tracking = ws.app.state.tracking
+    sub = await tracking.hub.subscribe(tracking.keys.user_channel(claims.user_id))
+    forget = tracking.watch_user(claims.user_id, partial(_frozen, ws))
+    try:
+        if not await _still_signed_in(ws, claims):
+            return
+        unread = await notifications_store.unread(tracking.stores.pool, claims.user_id)
+        await ws.send_text(orjson.dumps({"type": "inbox", "unread": unread}).decode())
+
+        async def forward(message: bytes) -> bool:
+            if message == RESYNC:  # items pushed while the hub was away: a fresh count
+                unread = await notifications_store.unread(tracking.stores.pool, claims.user_id)
+                await ws.send_text(orjson.dumps({"type": "inbox", "unread": unread}).decode())
+                return True
             await ws.send_text(message.decode())
             return True
 
@@ -144,6 +205,14 @@ async def _still_signed_in(ws: WebSocket, claims: Claims) -> bool:
     return True
 
 
+async def _share_ended(
+    ws: WebSocket, message: str = "the customer's account is not active"
+) -> None:
+    """Close a socket opened through a share link that no longer holds."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await _refuse(ws, CloseCode.UNAUTHENTICATED, "share_ended", message, "share")
+
+
 async def _frozen(ws: WebSocket) -> None:
     """Close a signed-in user's socket: their account was frozen or closed."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
@@ -156,24 +225,18 @@ async def _feed_snapshot(tracking: Tracking, city_id: str, sla_s: int) -> dict[s
     redis, keys = tracking.stores.redis, tracking.keys
     members = cast(list[bytes], await redis.zrange(keys.presence(city_id), 0, -1))
     ids = [int(w) for w in members]
-    workers = []
-    if ids:
-        async with redis.pipeline(transaction=False) as pipe:
-            for w in ids:
-                pipe.hmget(keys.worker_state(city_id, w), ["lat", "lng", "ts", "acc", "state"])
-            rows = await pipe.execute()
-        for w, (lat, lng, ts, acc, state) in zip(ids, rows, strict=True):
-            if lat is not None:
-                workers.append(
-                    {
-                        "id": w,
-                        "lat": float(lat),
-                        "lng": float(lng),
-                        "ts_ms": int(ts),
-                        "accuracy_m": float(acc),
-                        "state": (state or b"").decode(),
-                    }
-                )
+    workers = [
+        {
+            "id": w,
+            "lat": live.position.lat,
+            "lng": live.position.lng,
+            "ts_ms": live.position.ts_ms,
+            "accuracy_m": live.position.accuracy_m,
+            "state": live.state or "",
+        }
+        for w, live in (await positions.read_many(redis, keys, city_id, ids)).items()
+        if live.position is not None
+    ]
     return {
         "type": "snapshot",
         "city_id": city_id,
@@ -207,21 +270,33 @@ async def order_socket(ws: WebSocket) -> None:
     viewer = "share"
     claims: Claims | None = None
     if share:
+        pool = tracking.stores.pool
         try:
             expires_at = verify_share(
-                share, order_id=order_id, now=int(time.time()), key=ws.app.state.policy.key
+                share,
+                order_id=order_id,
+                now=int(time.time()),
+                key=ws.app.state.policy.key,
+                revoked_iat=await share_links.revoked_iat(pool, order_id),
             )
         except DoorstepError as e:
             await _refuse(ws, CloseCode.UNAUTHENTICATED, e.code, e.message, "share")
             return
-        order = await dispatch_store.get(tracking.stores.pool, order_id)
-    else:
-        claims = await _authenticate(ws, frozenset({"customer", "dispatcher", "admin"}))
-        if claims is None:
+        order = await dispatch_store.get(pool, order_id)
+        ended = await share_links.why_not(pool, order) if order is not None else None
+        if ended is not None:
+            await _refuse(ws, CloseCode.UNAUTHENTICATED, "share_ended", ended, "share")
             return
-        viewer = "staff" if {"dispatcher", "admin"} & set(claims.roles) else "customer"
+    else:
+        found = await _authenticate(ws, ORDER_ROLES, "orders.read")
+        if found is None:
+            return
+        claims, scope = found
+        viewer = "staff" if scope is not None else "customer"
         order = await dispatch_store.get(tracking.stores.pool, order_id)
         if order is not None and viewer == "customer" and order.customer_id != claims.user_id:
+            order = None
+        if order is not None and scope is not None and not scope.has_city(order.city_id):
             order = None
     if order is None:
         await _refuse(
@@ -232,18 +307,23 @@ async def order_socket(ws: WebSocket) -> None:
     forget = _nothing
     if claims is not None:
         forget = tracking.watch_user(claims.user_id, partial(_frozen, ws))
+    else:  # a link ends when its customer is frozen
+        forget = tracking.watch_user(order.customer_id, partial(_share_ended, ws))
     try:
         if claims is not None and not await _still_signed_in(ws, claims):
             return
         # Subscribed first, read again after: no change can fall between snapshot and updates.
         order = await dispatch_store.get(tracking.stores.pool, order_id) or order
-        snapshot = await order_snapshot(tracking, order, show_code=viewer != "share")
+        snapshot = await order_snapshot(
+            tracking, order, show_code=viewer != "share", exact_home=viewer != "share"
+        )
         status = snapshot["order"]["status"]
         holder = order.worker_id
+        version = order.version
         await ws.send_text(orjson.dumps(snapshot).decode())
 
         async def forward(message: bytes) -> bool:
-            nonlocal status, holder
+            nonlocal status, holder, version
             if expires_at is not None and time.time() >= expires_at:
                 await _refuse(
                     ws,
@@ -252,20 +332,58 @@ async def order_socket(ws: WebSocket) -> None:
                     "this share link has expired",
                 )
                 return False
+            if message == RESYNC:  # a status pushed while the hub was away is re-read
+                fresh = await _status_since(tracking, order_id, version)
+                if fresh is None:
+                    return True
+                message = orjson.dumps(fresh)
             update = orjson.loads(message)
+            if update.get("type") == "share_revoked":
+                if viewer != "share":
+                    return True
+                await _share_ended(ws, "the customer revoked this share link")
+                return False
             if update.get("type") == "status":
+                # Status pushes come from the order's events, at least once and possibly
+                # after the snapshot already showed them: only newer versions go out.
+                if int(update.get("version", 0)) <= version:
+                    return True
                 status, holder = update["status"], update.get("worker_id")
+                version = int(update["version"])
             elif update.get("type") == "position" and (
                 status not in SHARED_STATUSES or update.get("worker_id") != holder
             ):
                 return True  # privacy: only the job's current worker, assignment → completion
             await ws.send_text(message.decode())
+            if viewer == "share" and status in ENDED:
+                await _share_ended(ws, f"the job is over ({status}); share links end with it")
+                return False
             return True
 
         await _pump(ws, sub, forward)
     finally:
         forget()
         await sub.close()
+
+
+async def _status_since(tracking: Tracking, order_id: int, version: int) -> dict[str, Any] | None:
+    """The order's ``status`` message (docs/protocol.md) if it changed after ``version``."""
+    pool = tracking.stores.pool
+    order = await dispatch_store.get(pool, order_id)
+    if order is None or order.version <= version:
+        return None
+    history = await dispatch_store.events(pool, order_id)
+    last = history[-1] if history else None
+    return {
+        "type": "status",
+        "order_id": order.id,
+        "status": order.status,
+        "previous": last.from_status if last is not None else None,
+        "action": last.action if last is not None else "",
+        "version": order.version,
+        "worker_id": order.worker_id,
+        "at": (last.at if last is not None else order.updated_at).isoformat(),
+    }
 
 
 async def _pump(
@@ -292,9 +410,39 @@ async def _pump(
 async def _until_disconnect(ws: WebSocket) -> None:
     """Read the client's side until it leaves: ``{"type": "ping"}`` is answered with a pong
     (browsers cannot send websocket pings, and a page must notice a dead connection);
-    anything else with an error frame."""
+    anything else with an error frame.
+
+    The client's messages are rate limited like the worker socket's (``[live_socket]``):
+    over the rate, a message is dropped with one ``rate_limited`` error until one is taken
+    again; refusing more than the rate allows within ``flood_close_after_s`` closes with
+    1008. (The message size is bounded below ASGI: api/wsprotocol.py.)
+    """
+    limits: LiveSocketParams = ws.app.state.live_limits
+    limiter = FrameLimiter(limits.frames_per_s, limits.burst_frames, limits.flood_close_after_s)
+    warned = False
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         while (message := await ws.receive())["type"] != "websocket.disconnect":
+            verdict = limiter.admit(time.monotonic())
+            if verdict == "close":
+                await _refuse(
+                    ws,
+                    CloseCode.POLICY_VIOLATION,
+                    "flood",
+                    "rate limit exceeded for too long; reconnect later",
+                )
+                return
+            if verdict == "throttle":
+                if not warned:
+                    warned = True
+                    await ws.send_text(
+                        encode_error(
+                            "rate_limited",
+                            f"more than {limits.frames_per_s:g} messages/s; "
+                            "messages are dropped unread, and sending on closes the socket",
+                        ).decode()
+                    )
+                continue
+            warned = False
             text = message.get("text")
             if text is None:
                 await ws.send_text(encode_error("binary_frame", "send JSON text frames").decode())
@@ -314,9 +462,15 @@ async def _until_disconnect(ws: WebSocket) -> None:
                 )
 
 
-async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -> dict[str, Any]:
-    """What a watcher sees on connect: status, worker, position and its age, ETA, route."""
+async def order_snapshot(
+    tracking: Tracking, order: Order, *, show_code: bool, exact_home: bool = True
+) -> dict[str, Any]:
+    """What a watcher sees on connect: status, worker, position and its age, ETA, route.
+
+    Without ``exact_home`` (a share link's holder) the home is rounded to ~100 m and the
+    route stops short of it."""
     now_ms = int(time.time() * 1000)
+    home = (order.lat, order.lng) if exact_home else coarse(order.lat, order.lng)
     snap: dict[str, Any] = {
         "type": "snapshot",
         "now_ms": now_ms,
@@ -329,8 +483,8 @@ async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -
             "kind": order.kind,
             "window_start": order.window_start.isoformat() if order.window_start else None,
             "window_end": order.window_end.isoformat() if order.window_end else None,
-            "lat": order.lat,
-            "lng": order.lng,
+            "lat": home[0],
+            "lng": home[1],
             "start_code": order.start_code if show_code else None,
             "created_at": order.created_at.isoformat(),
             "service_name": None,
@@ -363,19 +517,17 @@ async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -
             "rating": worker.rating,
             "rating_count": worker.rating_count,
         }
-    lat, lng, ts, acc, stale = await redis.hmget(
-        keys.worker_state(order.city_id, order.worker_id), ["lat", "lng", "ts", "acc", "stale"]
-    )
-    if lat is None or lng is None or ts is None:
+    live = await positions.read_one(redis, keys, order.city_id, order.worker_id)
+    if live is None or live.position is None:
         return snap
-    wlat, wlng, wts = float(lat), float(lng), int(ts)
+    wlat, wlng, wts = live.position.lat, live.position.lng, live.position.ts_ms
     snap["position"] = {
         "lat": wlat,
         "lng": wlng,
         "ts_ms": wts,
-        "accuracy_m": float(acc or 0),
+        "accuracy_m": live.position.accuracy_m,
         "age_s": round((now_ms - wts) / 1000, 1),
-        "stale": stale == b"1",
+        "stale": live.stale,
     }
     if order.status in ("assigned", "en_route"):
         job = start_job(
@@ -389,6 +541,8 @@ async def order_snapshot(tracking: Tracking, order: Order, *, show_code: bool) -
             line = route_line(job.times, job.graph, wlat, wlng, tracking.eta_params)
         else:
             line = [(wlat, wlng), (order.lat, order.lng)]
+        if not exact_home:
+            line = [p for p in line if haversine_m(p[0], p[1], order.lat, order.lng) > NEAR_HOME_M]
         snap["route"] = [[round(a, 6), round(b, 6)] for a, b in line]
     return snap
 
@@ -397,4 +551,5 @@ ROUTES = [
     WebSocketRoute("/v1/ws/orders/{order_id}", order_socket, name="order_socket"),
     WebSocketRoute("/v1/ws/worker", worker_socket, name="worker_socket"),
     WebSocketRoute("/v1/ws/cities/{city_id}/feed", city_feed, name="city_feed"),
+    WebSocketRoute("/v1/ws/me", me_socket, name="me_socket"),
 ]

@@ -1,15 +1,25 @@
-"""Health, readiness, metrics, the OpenAPI document and the docs page."""
+"""Health, readiness, metrics, the OpenAPI document and the docs page.
+
+``/metrics`` is not public (business volumes, login failures): the scraper's
+``DOORSTEP_METRICS_TOKEN`` or an admin's access token (``api.routing.METRICS_ROLE``).
+``/docs`` runs an inline script: its Content-Security-Policy names that script's and
+style's SHA-256 hashes, so nothing else can run there (``api/secheaders.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
+from functools import cache
 from importlib import resources
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from api.routing import PUBLIC, Ctx, Router, encode
+from api.routing import METRICS_ROLE, PUBLIC, Ctx, Router, encode
 
 router = Router("system")
 
@@ -60,9 +70,15 @@ async def readyz(ctx: Ctx) -> Response:
 
 
 @router.get(
-    "/metrics", roles=PUBLIC, returns=str, media_type="text/plain", summary="Prometheus metrics"
+    "/metrics",
+    perm="metrics.read",
+    roles=frozenset({"admin", METRICS_ROLE}),
+    returns=str,
+    media_type="text/plain",
+    summary="Prometheus metrics: 'Authorization: Bearer <DOORSTEP_METRICS_TOKEN>', or an admin",
 )
 async def metrics(ctx: Ctx) -> Response:
+    await ctx.request.app.state.backbone_metrics.refresh()
     return Response(
         generate_latest(ctx.request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
@@ -81,5 +97,29 @@ async def openapi(ctx: Ctx) -> Response:
     summary="A page that renders the OpenAPI document",
 )
 async def docs(ctx: Ctx) -> Response:
+    page, csp = _docs_page()
+    return Response(
+        page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": csp}
+    )
+
+
+@cache
+def _docs_page() -> tuple[bytes, str]:
+    """The docs page and a policy that lets exactly its inline script and style run
+    (their SHA-256 hashes) and lets it fetch /openapi.json, nothing else."""
     page = resources.files("api.static").joinpath("docs.html").read_bytes()
-    return Response(page, media_type="text/html; charset=utf-8")
+    text = page.decode()
+
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", text, flags=re.DOTALL)
+        return " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
+            for b in bodies
+        )
+
+    csp = (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    return page, csp

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api.routing import Ctx, QueryParam, Router
+from doorstep import dates
 from doorstep.errors import InvalidInput
-from tracking import archive
+from tracking import archive, positions
 from workforce import service as workforce
 
 router = Router("tracking")
@@ -47,30 +48,25 @@ def _time(ctx: Ctx, name: str, default: datetime) -> datetime:
     raw = ctx.request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput(
-            "must be an ISO 8601 time, e.g. 2026-11-22T08:00:00+08:00", field=name
-        ) from None
-    if value.tzinfo is None:
-        raise InvalidInput("must include a UTC offset", field=name)
-    return value
+    return dates.parse_instant(raw, name)
 
 
 @router.get(
     "/v1/workers/{worker_id}/trail",
+    perm="workers.track",
     roles=SEES_WORKER,
     returns=list[TrailPoint],
     query=(
-        QueryParam("from", str, "start, ISO 8601 with offset (default: 1 h ago)"),
-        QueryParam("to", str, "end, exclusive (default: now)"),
-        QueryParam("limit", int, "at most this many points, 1–20000 (default 5000)"),
+        QueryParam("from", str, "start, ISO 8601 with offset (default: 1 h ago)", fmt="date-time"),
+        QueryParam("to", str, "end, exclusive (default: now)", fmt="date-time"),
+        QueryParam(
+            "limit", int, "at most this many points, 1–20000 (default 5000)", ge=1, le=20_000
+        ),
     ),
     summary="A worker's archived fixes in a time range (replay, safety audit)",
 )
 async def worker_trail(ctx: Ctx) -> list[TrailPoint]:
-    worker = await workforce.visible_worker(ctx.stores, ctx.user, ctx.path_int("worker_id"))
+    worker = await workforce.visible_worker(ctx.stores, ctx.viewer, ctx.path_int("worker_id"))
     now = datetime.fromtimestamp(ctx.now, UTC)
     start = _time(ctx, "from", now - timedelta(hours=1))
     end = _time(ctx, "to", now + timedelta(seconds=1))
@@ -85,30 +81,25 @@ async def worker_trail(ctx: Ctx) -> list[TrailPoint]:
 
 @router.get(
     "/v1/workers/{worker_id}/position",
+    perm="workers.track",
     roles=SEES_WORKER,
     returns=LivePosition,
     summary="A worker's last fix and state from the live index",
 )
 async def worker_position(ctx: Ctx) -> LivePosition:
-    worker = await workforce.visible_worker(ctx.stores, ctx.user, ctx.path_int("worker_id"))
-    keys = ctx.stores.keys
-    fields = await ctx.stores.redis.hmget(
-        keys.worker_state(worker.city_id, worker.user_id),
-        ["lat", "lng", "ts", "acc", "state", "stale", "seq"],
+    worker = await workforce.visible_worker(ctx.stores, ctx.viewer, ctx.path_int("worker_id"))
+    live = await positions.read_one(
+        ctx.stores.redis, ctx.stores.keys, worker.city_id, worker.user_id
     )
-    lat, lng, ts, acc, state, stale, seq = (
-        f.decode() if isinstance(f, bytes) else f for f in fields
-    )
-    shown = "stale" if stale == "1" and state != "offline" else (state or "offline")
-    ts_ms = int(ts) if ts else None
+    at = live.position if live is not None else None
     return LivePosition(
         worker_id=worker.user_id,
         city_id=worker.city_id,
-        state=shown,
-        lat=float(lat) if lat else None,
-        lng=float(lng) if lng else None,
-        ts_ms=ts_ms,
-        accuracy_m=float(acc) if acc else None,
-        age_s=round(ctx.now - ts_ms / 1000, 1) if ts_ms else None,
-        seq=int(seq or 0),
+        state=live.shown_state if live is not None else "offline",
+        lat=at.lat if at is not None else None,
+        lng=at.lng if at is not None else None,
+        ts_ms=at.ts_ms if at is not None else None,
+        accuracy_m=at.accuracy_m if at is not None else None,
+        age_s=round(ctx.now - at.ts_ms / 1000, 1) if at is not None else None,
+        seq=(live.seq or 0) if live is not None else 0,
     )

@@ -58,10 +58,13 @@ export const clock = {
   sync(serverMs) { if (Number.isFinite(serverMs)) this.offsetMs = serverMs - Date.now(); },
 };
 
+// A duration as mm:ss, or h:mm:ss from an hour on (27:51:12, not 1671:12).
 export function mmss(seconds) {
   const s = Math.max(0, Math.round(seconds));
-  const m = Math.floor(s / 60);
-  return `${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  const pad = (n) => String(n).padStart(2, "0");
+  const h = Math.floor(s / 3600);
+  const m = Math.floor(s / 60) % 60;
+  return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
 }
 
 export function hhmm(ms, timeZone) {

@@ -6,6 +6,7 @@ import {
   ApiError, LiveSocket, Session, ago, api, basemap, clock, el, hhmm, makeT, mmss, pickLang,
   translateDom, wsUrl,
 } from "/static/common.js";
+import { SAFETY_TAB, SafetyPanel } from "/static/console-safety.js";
 
 const STR = {
   title: { zh: "Doorstep 调度台", en: "Doorstep console" },
@@ -13,6 +14,7 @@ const STR = {
   tab_orders: { zh: "订单", en: "Orders" },
   tab_workers: { zh: "师傅", en: "Workers" },
   tab_alerts: { zh: "告警", en: "Alerts" },
+  tab_safety: SAFETY_TAB,
   show_active: { zh: "显示进行中的订单", en: "Show orders in progress" },
   login_title: { zh: "调度员登录", en: "Dispatcher sign-in" },
   phone: { zh: "手机号", en: "Phone" },
@@ -97,6 +99,10 @@ const STR = {
   plan: { zh: "今日计划（{date}）", en: "Day plan ({date})" },
   no_plan: { zh: "无计划", en: "No plan" },
   a_failed: { zh: "订单 #{id} 派单失败", en: "Order #{id}: dispatch failed" },
+  a_start_locked: { zh: "订单 #{id} 核销码错误次数过多，已锁定", en: "Order #{id}: start locked after wrong start codes" },
+  a_overdue_on_site: { zh: "订单 #{id} 上门服务超时（{t} 前告警）", en: "Order #{id}: on site past its service time (alerted {t} ago)" },
+  a_late_predicted: { zh: "订单 #{id} 预计无法按时到达（{t} 前告警）", en: "Order #{id}: predicted to miss the window (alerted {t} ago)" },
+  a_worker_stale: { zh: "订单 #{id} 服务人员信号中断（{t} 前告警）", en: "Order #{id}: the worker went quiet (alerted {t} ago)" },
   a_late: { zh: "订单 #{id} 已超时 {t}", en: "Order #{id} is late by {t}" },
   a_risk: { zh: "订单 #{id} 还剩 {t} 未派出", en: "Order #{id}: {t} left, not yet assigned" },
   a_stale: { zh: "{name} 信号中断", en: "{name}: no signal" },
@@ -127,7 +133,7 @@ const cityId = new URLSearchParams(location.search).get("city");
 const S = {
   city: null, staleAfterS: 30, slaS: 3600, services: new Map(),
   workers: new Map(), orders: new Map(), offers: new Map(), jobs: new Map(),
-  failed: new Map(), selected: null, tab: "orders",
+  failed: new Map(), serverAlerts: new Map(), selected: null, tab: "orders",
 };
 let map = null;
 const markers = new Map();
@@ -136,6 +142,7 @@ let trailLine = null;
 let planLine = null;
 let live = null;
 let dirty = true;
+const safety = new SafetyPanel({ session, cityId, lang, getMap: () => map, onChange: () => { dirty = true; } });
 
 // ---- language and header ----------------------------------------------------------------
 
@@ -159,7 +166,7 @@ $("close-detail").addEventListener("click", () => select(null));
 function setTab(tab) {
   S.tab = tab;
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("on", b.dataset.tab === tab);
-  for (const name of ["orders", "workers", "alerts"]) $(`${name}-pane`).hidden = name !== tab;
+  for (const name of ["orders", "workers", "alerts", "safety"]) $(`${name}-pane`).hidden = name !== tab;
   dirty = true;
 }
 
@@ -329,6 +336,10 @@ function renderWorkers() {
 function alerts() {
   const now = clock.now();
   const out = [];
+  for (const a of S.serverAlerts.values()) {
+    const key = `a_${a.kind}` in STR ? `a_${a.kind}` : "a_overdue_on_site";
+    out.push({ rank: 0, kind: a.kind, text: t(key, { id: a.order_id, t: mmss((now - Date.parse(a.raised_at)) / 1000) }), ref: { kind: "order", id: a.order_id } });
+  }
   for (const o of S.failed.values()) out.push({ rank: 0, kind: "failed", text: t("a_failed", { id: o.id }), ref: { kind: "order", id: o.id } });
   for (const o of S.orders.values()) {
     if (ON_SITE.has(o.status)) continue;
@@ -370,6 +381,9 @@ function render() {
   if (S.tab === "orders") renderOrders();
   if (S.tab === "workers") renderWorkers();
   renderAlerts();
+  $("n-safety").textContent = safety.count();
+  $("n-safety").classList.toggle("hot", safety.unacknowledgedSos() > 0);
+  safety.render(S.tab === "safety" && !document.activeElement?.closest?.("#safety") ? $("safety") : null, $("sos-banner"));
   dirty = false;
 }
 
@@ -671,6 +685,12 @@ function onMessage(msg) {
       S.offers.set(msg.order_id, { worker_ids: new Set(msg.worker_ids), expires_at_ms: msg.expires_at_ms });
       dirty = true;
       break;
+    case "alert":
+      if (msg.resolved) S.serverAlerts.delete(msg.alert_id);
+      else S.serverAlerts.set(msg.alert_id, msg);
+      dirty = true;
+      break;
+    case "safety_alert": safety.onMessage(msg); break;
     case "override":
       if (S.selected?.kind === "order" && S.selected.id === msg.order_id) loadDecision(S.orders.get(msg.order_id) || { id: msg.order_id });
       break;
@@ -679,6 +699,7 @@ function onMessage(msg) {
 }
 
 function onState(state, info) {
+  if (state === "live" && S.city) safety.load().catch(() => {}); // what the gap missed
   const pill = $("conn");
   pill.dataset.state = state;
   pill.textContent = state === "live" ? t("conn_live")
@@ -720,6 +741,10 @@ async function start() {
     const since = Date.now() - 2 * 3600 * 1000;
     for (const o of failed) if (Date.parse(o.updated_at) > since) S.failed.set(o.id, o);
   } catch { /* alerts for failures seen live only */ }
+  try {
+    for (const a of await api(session, "GET", `/v1/alerts?city_id=${encodeURIComponent(cityId)}`)) S.serverAlerts.set(a.id, { ...a, alert_id: a.id });
+  } catch { /* alerts seen live only */ }
+  try { await safety.load(); } catch { /* safety alerts seen live only */ }
   live = new LiveSocket({
     url: socketUrl,
     onMessage,

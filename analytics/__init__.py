@@ -1,0 +1,1 @@
+"""Analytics: dashboards over rollups that a periodic job refreshes (docs/analytics.md)."""

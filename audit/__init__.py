@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: a hash chain in PostgreSQL (docs/safety.md, Audit)."""

@@ -1,0 +1,451 @@
+"""Money under a storm: many customers paying at once through the WeChat Pay sandbox,
+duplicate, out-of-order, late and missing notifications, cancellations and refunds at
+the same time; then the books are checked.
+
+One ``doorstep serve`` subprocess (its own database, configured with
+``DOORSTEP_WECHATPAY_CONFIG`` for a sandbox gateway that runs in this process, as a
+production server is configured for WeChat Pay). The storm, in this process:
+
+1. customers book a prepaid service and pay it (Native); some pay twice at once;
+2. the sandbox takes the payments with faults per trade: duplicate notifications,
+   out of order (held until after the refund's), never (the server's query job must
+   find them), late (paid as the order closes);
+3. at the same time some customers cancel (before or while the notification arrives),
+   finance refunds part of others (and repeats the same refund number);
+4. a burst of genuine signed notifications posted straight at the server (first
+   deliveries of trades paid with ``never``, then their duplicates), concurrently, for
+   the throughput and latency of notification handling;
+5. wait until every notification is acknowledged and every refund final, then count.
+
+JSON on stdout: ``ledger_imbalance_fen``, ``double_captures``, ``lost_payments``,
+``over_refunds``, ``ledger_violations`` (all must be 0), ``notifications_per_s`` and the
+latency percentiles of the burst, and the storm's counts.
+
+    python -m benchmarks.money --quick      # 150 customers, a burst of 600, about 2 min
+    python -m benchmarks.money              # 600 customers, a burst of 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from benchmarks import _fleet as f
+from benchmarks import _harness as h
+from payments import wechat_wire as wire
+from payments.wechat_sandbox import SandboxKeys, WeChatSandbox, WeChatSandboxServer
+
+
+def _merchant_files(keys: SandboxKeys, url: str, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "apiclient_key.pem").write_text(wire.private_pem(keys.merchant_key))
+    (folder / "pub_key.pem").write_text(wire.public_pem(keys.platform_key.public_key()))
+    (folder / "apiv3.key").write_text(keys.apiv3_key)
+    config = folder / "wechatpay.toml"
+    config.write_text(
+        f'url = "{url}"\nmchid = "{keys.mchid}"\nappid = "{keys.appid}"\n'
+        f'merchant_serial = "{keys.merchant_serial}"\nmerchant_key_file = "apiclient_key.pem"\n'
+        f'platform_public_key_file = "pub_key.pem"\nplatform_key_id = "{keys.platform_key_id}"\n'
+        'apiv3_key_file = "apiv3.key"\n'
+    )
+    return config
+
+
+async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
+    sem = asyncio.Semaphore(n)
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def orchestrate(
+    args: argparse.Namespace, redis_url: str, database_url: str
+) -> dict[str, Any]:
+    from accounts.passwords import hash_password
+    from doorstep.db import create_pool
+    from ledger import store as ledger_store
+
+    rng = random.Random(args.seed)
+    customers_n = args.customers or (150 if args.quick else 600)
+    burst_n = args.burst or (200 if args.quick else 1000)
+    db = h.BenchDatabase(database_url, redis_url)
+    await db.create()
+    work = Path(tempfile.mkdtemp(prefix="doorstep-bench-money-"))
+    sandbox = WeChatSandbox(
+        SandboxKeys.generate(), redelivery_s=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55)
+    )
+    gateway = WeChatSandboxServer(sandbox, h.free_port())
+    await gateway.start()
+    server: h.Server | None = None
+    pool = await create_pool(db.url, min_size=1, max_size=4)
+    try:
+        await f.create_city(db)
+        async with pool.acquire() as conn:
+            ids = await f.create_customers(
+                conn, customers_n + burst_n, password_hash=await hash_password("x" * 12)
+            )
+            service = await f.create_service(conn)
+            await conn.execute(
+                "INSERT INTO service_payment (service_code, pay_mode) VALUES ($1, 'prepaid')",
+                service,
+            )
+            staff = await conn.fetchval(
+                "INSERT INTO users (phone, name, password_hash, roles) "
+                "VALUES ($1, '财务', 'x', ARRAY['finance']) RETURNING id",
+                f"176{secrets.randbelow(10**8):08d}",
+            )
+        secret = secrets.token_urlsafe(48)
+        tokens = f.tokens(ids, "customer", key=secret)
+        [finance] = f.tokens([int(staff)], "finance", key=secret)
+        port = h.free_port()
+        params = work / "params.toml"
+        params.write_text(
+            "[engine]\nenabled = false\n[gc]\nfreeze = true\n"
+            "[payments]\nquery_after_s = 2\nrefund_query_after_s = 5\n"
+        )
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": db.url,
+            "DOORSTEP_DATA_DIR": str(work / "data"),
+            "DOORSTEP_SECRET_KEY": secret,
+            "DOORSTEP_REDIS_PREFIX": db.prefix,
+            "DOORSTEP_PARAMS": str(params),
+            "DOORSTEP_LOG_LEVEL": "WARNING",
+            "DOORSTEP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "DOORSTEP_WECHATPAY_CONFIG": str(
+                _merchant_files(sandbox.keys, gateway.url, work / "wx")
+            ),
+            "DOORSTEP_DB_POOL_MAX": "20",
+        }
+        server = h.Server(
+            "money", [sys.executable, "-m", "doorstep", "serve", "--port", str(port)], env, work
+        )
+        await server.wait_http(port, "/readyz", timeout_s=180)
+        h.progress(f"server ready; {customers_n} customers in the storm, a burst of {burst_n}")
+        base = f"http://127.0.0.1:{port}"
+        http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=64))
+        point = (22.53, 114.01)
+
+        async def book(token: str) -> int:
+            r = await http.post(
+                "/v1/orders",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"service_code": service, "lat": point[0], "lng": point[1]},
+            )
+            assert r.status_code == 201, r.text
+            return int(r.json()["id"])
+
+        async def pay(token: str, order_id: int) -> str | None:
+            r = await http.post(
+                f"/v1/orders/{order_id}/pay",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"provider": "wechat", "channel": "native"},
+            )
+            return str(r.json()["out_trade_no"]) if r.status_code == 200 else None
+
+        # --- 1. the storm's orders and trades --------------------------------------
+        t0 = time.perf_counter()
+        storm = tokens[:customers_n]
+        orders = await _gather_limited(16, [book(t) for t in storm])
+        twice = set(rng.sample(range(customers_n), customers_n // 10))
+        trades: list[str | None] = await _gather_limited(
+            16, [pay(t, o) for t, o in zip(storm, orders, strict=True)]
+        )
+        dup_pay = await _gather_limited(
+            16, [pay(storm[i], orders[i]) for i in sorted(twice)]
+        )  # a second tap of "pay": the same trade
+        same_trade = sum(1 for i, n in zip(sorted(twice), dup_pay, strict=True) if n == trades[i])
+        h.progress(
+            f"{len(orders)} orders booked and given trades in {time.perf_counter() - t0:.1f} s"
+        )
+
+        # --- 2. faults and payments, 3. cancellations at the same time ---------------
+        kinds = ["normal", "duplicate", "out_of_order", "never", "late"]
+        weights = [45, 25, 10, 10, 10]
+        plan = [rng.choices(kinds, weights)[0] for _ in orders]
+        for no, kind in zip(trades, plan, strict=True):
+            if no is not None and kind != "normal":
+                sandbox.faults[no] = sandbox.default_faults.__class__(notify=kind, hold_s=2.0)  # type: ignore[arg-type]
+        cancel_early = {i for i in range(customers_n) if rng.random() < 0.1}
+
+        async def pay_at_sandbox(i: int) -> None:
+            no = trades[i]
+            if no is None:
+                return
+            if plan[i] == "late":  # the order closes as the payer pays
+                await http.post(
+                    f"/v1/orders/{orders[i]}/cancel",
+                    headers={"Authorization": f"Bearer {storm[i]}"},
+                    json={},
+                )
+                async with httpx.AsyncClient() as c:  # the server closes the trade; it lands anyway
+                    await c.post(f"{gateway.url}/sandbox/pay", json={"out_trade_no": no})
+                return
+            if i in cancel_early:
+                await asyncio.gather(
+                    sandbox.complete_payment(no, "success"),
+                    http.post(
+                        f"/v1/orders/{orders[i]}/cancel",
+                        headers={"Authorization": f"Bearer {storm[i]}"},
+                        json={},
+                    ),
+                )
+                return
+            await sandbox.complete_payment(no, "success")
+
+        t1 = time.perf_counter()
+        await _gather_limited(32, [pay_at_sandbox(i) for i in range(customers_n)])
+        # the "late" trades: pay them at the sandbox even though the order was cancelled
+        for i in range(customers_n):
+            no = trades[i]
+            if plan[i] == "late" and no is not None:
+                await sandbox.complete_payment(no, "success", force=True)
+        h.progress(f"payments taken at the sandbox in {time.perf_counter() - t1:.1f} s")
+
+        # --- finance refunds part of some paid orders, retrying the same number ------
+        refused: list[str] = []
+
+        async def after_sales(i: int) -> list[int]:
+            out = []
+            no = f"AFTERSALE{orders[i]}r1"  # 6..64 characters, whatever the id
+            for amount in (5000, 5000, 5001):
+                r = await http.post(
+                    f"/v1/orders/{orders[i]}/refunds",
+                    headers={"Authorization": f"Bearer {finance}"},
+                    json={"out_refund_no": no, "amount_fen": amount, "reason": "售后"},
+                )
+                out.append(r.status_code)
+                if r.status_code == 422 and len(refused) < 3:
+                    refused.append(r.json()["error"]["message"])
+            return out
+
+        await asyncio.sleep(1.0)
+        paid_ids = {
+            int(r["order_id"])
+            for r in await pool.fetch("SELECT order_id FROM payments WHERE status = 'paid'")
+        }
+        refundable = [
+            i
+            for i in range(customers_n)
+            if orders[i] in paid_ids and i not in cancel_early and plan[i] != "late"
+        ]
+        chosen = rng.sample(refundable, min(len(refundable), customers_n // 7))
+        statuses = await _gather_limited(16, [after_sales(i) for i in chosen])
+        conflicts = sum(1 for s in statuses if s[2] == 409)
+        answers_seen: dict[str, int] = {}
+        for st in statuses:
+            key = "/".join(str(x) for x in st)
+            answers_seen[key] = answers_seen.get(key, 0) + 1
+
+        # --- 4. the burst: first deliveries, then duplicates, posted concurrently ----
+        burst_tokens = tokens[customers_n:]
+        b_orders = await _gather_limited(16, [book(t) for t in burst_tokens])
+        b_trades = await _gather_limited(
+            16, [pay(t, o) for t, o in zip(burst_tokens, b_orders, strict=True)]
+        )
+        bodies: list[bytes] = []
+        for no in b_trades:
+            if no is None:
+                continue
+            sandbox.faults[no] = sandbox.default_faults.__class__(notify="never")
+            await sandbox.complete_payment(no, "success")
+            trade = sandbox.trades[no]
+            bodies.append(
+                sandbox.notification_body(
+                    "TRANSACTION.SUCCESS", "transaction", "支付成功", sandbox._transaction(trade)
+                )
+            )
+        latencies: list[float] = []
+        answers: dict[str, int] = {}
+
+        async def post(body: bytes) -> None:
+            for _ in range(
+                3
+            ):  # a connection the server closed as it was reused: try again, as WeChat would
+                headers = sandbox.notification_headers(body)
+                started = time.perf_counter()
+                try:
+                    r = await http.post("/v1/payments/wechat/notify", content=body, headers=headers)
+                    break
+                except httpx.TransportError:
+                    answers["transport_error"] = answers.get("transport_error", 0) + 1
+            else:
+                return
+            latencies.append((time.perf_counter() - started) * 1000)
+            answers[str(r.status_code)] = answers.get(str(r.status_code), 0) + 1
+
+        wave = [*bodies, *bodies, *bodies]  # each trade's first delivery, then two duplicates
+        load_before = os.getloadavg()[0]
+        cpu0 = h.cpu_seconds([server.pid])
+        t2 = time.perf_counter()
+        first = await _gather_limited(args.concurrency, [post(b) for b in bodies])
+        first_s = time.perf_counter() - t2
+        first_lat = list(latencies)
+        cpu1 = h.cpu_seconds([server.pid])
+        await _gather_limited(args.concurrency, [post(b) for b in wave[len(bodies) :]])
+        burst_s = time.perf_counter() - t2
+        cpu2 = h.cpu_seconds([server.pid])
+        load_after = os.getloadavg()[0]
+        del first
+        h.progress(f"burst: {len(wave)} notifications in {burst_s:.1f} s")
+
+        # --- 5. wait until everything is final ---------------------------------------
+        deadline = time.monotonic() + args.settle_s
+        while time.monotonic() < deadline:
+            open_refunds = await pool.fetchval(
+                "SELECT count(*) FROM refunds WHERE status IN ('requested', 'processing')"
+            )
+            unacked = sum(1 for d in sandbox.deliveries if not d.acked)
+            paid_there = {
+                no for no, t in sandbox.trades.items() if t.state in ("SUCCESS", "REFUND")
+            }
+            paid_here = {
+                r["out_trade_no"]
+                for r in await pool.fetch("SELECT out_trade_no FROM payments WHERE status = 'paid'")
+            }
+            missing = len(paid_there - paid_here)
+            if open_refunds == 0 and unacked == 0 and missing == 0:
+                break
+            await asyncio.sleep(1.0)
+        h.progress(
+            f"settled (open refunds {open_refunds}, unacknowledged {unacked}, missing {missing})"
+        )
+
+        # --- the books -----------------------------------------------------------------
+        total = await pool.fetchval(
+            "SELECT coalesce(sum(debit_fen - credit_fen), 0) FROM ledger_lines"
+        )
+        per_entry = await pool.fetchval(
+            "SELECT coalesce(sum(abs(d)), 0) FROM (SELECT sum(debit_fen - credit_fen) AS d "
+            "FROM ledger_lines GROUP BY entry_id) x"
+        )
+        paid_there = {no for no, t in sandbox.trades.items() if t.state in ("SUCCESS", "REFUND")}
+        captured = {
+            r["out_trade_no"]: r["n"]
+            for r in await pool.fetch(
+                "SELECT p.out_trade_no, count(e.id) AS n FROM payments p JOIN ledger_entries e "
+                "ON e.key = 'wechat:pay:' || p.provider_trade_no GROUP BY p.out_trade_no"
+            )
+        }
+        lost = len([no for no in paid_there if captured.get(no, 0) == 0])
+        double_entry = sum(1 for n in captured.values() if n > 1)
+        kept_too_much = await pool.fetchval(
+            "SELECT count(*) FROM (SELECT o.id, o.price_minor, "
+            "  (SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE order_id = o.id AND status = 'paid') "
+            "  - (SELECT coalesce(sum(amount_fen), 0) FROM refunds WHERE order_id = o.id AND status <> 'closed') AS kept "
+            "FROM orders o) x WHERE kept > price_minor"
+        )
+        over_here = await pool.fetchval(
+            "SELECT count(*) FROM payments p WHERE (SELECT coalesce(sum(amount_fen), 0) "
+            "FROM refunds r WHERE r.payment_id = p.id AND r.status <> 'closed') > p.amount_fen"
+        )
+        over_there = sum(
+            1
+            for t in sandbox.trades.values()
+            if sum(r.amount for r in t.refunds if r.status != "CLOSED") > t.total
+        )
+        negative_funds = await pool.fetchval(
+            "SELECT count(*) FROM (SELECT account, sum(credit_fen - debit_fen) AS held "
+            "FROM ledger_lines WHERE account LIKE 'order_funds:%' GROUP BY account) x WHERE held < 0"
+        )
+        violations = await ledger_store.check(pool)
+        counts = {
+            r["status"]: r["n"]
+            for r in await pool.fetch("SELECT status, count(*) AS n FROM orders GROUP BY status")
+        }
+        refunds = {
+            f"{r['cause']}:{r['status']}": r["n"]
+            for r in await pool.fetch(
+                "SELECT cause, status, count(*) AS n FROM refunds GROUP BY cause, status"
+            )
+        }
+        outcomes = {
+            r["outcome"]: r["n"]
+            for r in await pool.fetch(
+                "SELECT outcome, count(*) AS n FROM payment_notifications GROUP BY outcome"
+            )
+        }
+        await http.aclose()
+        return {
+            "benchmark": "money",
+            "quick": bool(args.quick),
+            "ledger_imbalance_fen": int(abs(total)) + int(per_entry),
+            "double_captures": int(double_entry) + int(kept_too_much),
+            "lost_payments": lost,
+            "over_refunds": int(over_here) + over_there + int(negative_funds),
+            "ledger_violations": [f"{v.rule}: {v.detail}" for v in violations][:20],
+            "notifications_per_s": round(len(wave) / burst_s, 1),
+            "notify_latency_ms": {k: round(v, 1) for k, v in h.percentiles(latencies).items()},
+            "first_deliveries_per_s": round(len(bodies) / first_s, 1),
+            "first_delivery_latency_ms": {
+                k: round(v, 1) for k, v in h.percentiles(first_lat).items()
+            },
+            # The server's own CPU per notification: what the rate would be on a free core
+            # (the machine is shared; its load average is given beside).
+            "server_cpu_ms_per_first_delivery": round(
+                (cpu1 - cpu0) * 1000 / max(1, len(bodies)), 2
+            ),
+            "server_cpu_ms_per_duplicate": round(
+                (cpu2 - cpu1) * 1000 / max(1, len(wave) - len(bodies)), 2
+            ),
+            "load_average_1m": [round(load_before, 1), round(load_after, 1)],
+            "burst": {
+                "notifications": len(wave),
+                "concurrency": args.concurrency,
+                "answers": answers,
+            },
+            "storm": {
+                "customers": customers_n,
+                "faults": {k: plan.count(k) for k in kinds},
+                "second_pay_tap_same_trade": f"{same_trade}/{len(twice)}",
+                "cancelled_while_paying": len(cancel_early),
+                "after_sales_refunds": len(chosen),
+                "refund_number_reused_409": f"{conflicts}/{len(chosen)}",
+                "after_sales_answers": answers_seen,  # (first, same again, same number +1 fen)
+                "after_sales_refused": refused,
+                "orders_by_status": counts,
+                "refunds": refunds,
+                "notifications": outcomes,
+                "deliveries_unacknowledged": unacked,
+            },
+            "machine": h.machine(),
+        }
+    finally:
+        if server is not None:
+            server.stop()
+        await pool.close()
+        await gateway.stop()
+        await db.drop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="150 customers and a burst of 200 trades")
+    p.add_argument("--customers", type=int, default=0, help="customers in the storm")
+    p.add_argument("--burst", type=int, default=0, help="trades whose notifications are burst")
+    p.add_argument("--concurrency", type=int, default=32, help="notifications in flight")
+    p.add_argument("--settle-s", type=float, default=120.0, help="how long to wait for quiet")
+    p.add_argument("--seed", type=int, default=17)
+    args = p.parse_args(argv)
+    with h.store_urls() as (redis_url, database_url):
+        result = asyncio.run(orchestrate(args, redis_url, database_url))
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""One change of an order, recorded twice in the caller's transaction: a row of the
+order's history (``order_events``, what the timeline shows) and a domain event
+(``events``, what other capabilities react to: the live pushes, the day plans, the ETA
+statistics, notifications, later money).
+
+The caller holds the order's row lock (or is creating the order), so the order's
+events are appended in the order of its changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dispatch import store
+from dispatch.models import Order
+from doorstep.db import Tx
+from events import store as events_store
+from events.types import OrderChanged, aggregate_key, order_event_type
+
+
+def payload(
+    before: Order | None,
+    after: Order,
+    *,
+    action: str,
+    actor: str,
+    actor_id: int | None,
+    reason: str,
+    at: datetime,
+    withdrawn: Sequence[tuple[int, int]] = (),
+    eta_predicted_s: float | None = None,
+) -> OrderChanged:
+    """The event's payload: the order after the change, and what it was before."""
+    return OrderChanged(
+        order_id=after.id,
+        city_id=after.city_id,
+        customer_id=after.customer_id,
+        kind=after.kind,
+        service_code=after.service_code,
+        status=after.status,
+        previous=before.status if before is not None else None,
+        action=action,
+        actor=actor,
+        actor_id=actor_id,
+        version=after.version,
+        worker_id=after.worker_id,
+        previous_worker_id=before.worker_id if before is not None else None,
+        window_start=after.window_start,
+        window_end=after.window_end,
+        previous_window_start=before.window_start if before is not None else None,
+        at=at,
+        reason=reason,
+        withdrawn_offers=[{"offer_id": o, "worker_id": w} for o, w in withdrawn],
+        eta_predicted_s=eta_predicted_s,
+        en_route_at=after.en_route_at,
+        arrived_at=after.arrived_at,
+    )
+
+
+async def record(
+    tx: Tx,
+    before: Order | None,
+    after: Order,
+    *,
+    action: str,
+    actor: str,
+    actor_id: int | None,
+    reason: str,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+    withdrawn: Sequence[tuple[int, int]] = (),
+    eta_predicted_s: float | None = None,
+) -> None:
+    """The history row and the domain event of one lifecycle action."""
+    await store.add_event(
+        tx,
+        after.id,
+        action=action,
+        from_status=before.status if before is not None else None,
+        to_status=after.status,
+        actor=actor,
+        actor_id=actor_id,
+        reason=reason,
+        data=data,
+        at=at,
+    )
+    await events_store.append(
+        tx,
+        order_event_type(action),
+        aggregate_key("order", after.id),
+        payload(
+            before,
+            after,
+            action=action,
+            actor=actor,
+            actor_id=actor_id,
+            reason=reason,
+            at=at,
+            withdrawn=withdrawn,
+            eta_predicted_s=eta_predicted_s,
+        ),
+        version=after.version,
+        at=at,
+    )

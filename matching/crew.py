@@ -1,0 +1,58 @@
+"""Crews: which workers to send together to a job that needs several. Pure.
+
+A crew job (deep cleaning, moving) starts when its whole crew is at the door, so the crew
+is judged by its *last* arrival, and its members must arrive within ``window_s`` of each
+other (nobody waits long for the others). :func:`pick_crew` takes the feasible
+candidates of one job with their ETA and score (``matching.assess``) and returns the
+crew of ``size`` whose last arrival is earliest, then whose total score is lowest, then
+whose worker ids are lowest; or None if no ``size`` workers arrive within the window of
+each other.
+
+This is the selection only: offering a crew together (all accept or none is assigned)
+and holding several workers on one order are not built (docs/dispatch.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matching.errors import MatchingError
+
+
+@dataclass(frozen=True, slots=True)
+class CrewPick:
+    """A crew: its workers (by ETA, then id), first and last arrival, total score."""
+
+    worker_ids: tuple[int, ...]
+    first_arrival_s: float
+    last_arrival_s: float
+    cost: float
+
+
+def pick_crew(
+    options: Sequence[tuple[int, float, float]], size: int, window_s: float
+) -> CrewPick | None:
+    """The best crew of ``size`` among ``options`` — (worker id, ETA s, score total) of the
+    feasible candidates — arriving within ``window_s`` of each other; None if none."""
+    if size < 1:
+        raise MatchingError("must be >= 1", field="crew.size")
+    if not window_s >= 0:
+        raise MatchingError("must be >= 0", field="crew.window_s")
+    ranked = sorted(options, key=lambda o: (o[1], o[0]))
+    for k in range(size - 1, len(ranked)):  # ranked[k]: the latest arrival of the crew
+        last = ranked[k][1]
+        eligible = [o for o in ranked[: k + 1] if o[1] >= last - window_s]
+        # also those arriving at the same moment after k
+        eligible += [o for o in ranked[k + 1 :] if o[1] == last]
+        if len(eligible) < size:
+            continue
+        chosen = sorted(eligible, key=lambda o: (o[2], o[0]))[:size]
+        chosen.sort(key=lambda o: (o[1], o[0]))
+        return CrewPick(
+            worker_ids=tuple(o[0] for o in chosen),
+            first_arrival_s=chosen[0][1],
+            last_arrival_s=chosen[-1][1],
+            cost=sum(o[2] for o in chosen),
+        )
+    return None

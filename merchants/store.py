@@ -1,0 +1,143 @@
+"""PostgreSQL access for merchants and their services (migration 0022)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from doorstep.db import Conn
+from merchants.models import Merchant, MerchantService
+
+_COLS = (
+    "id, name, city_id, licence_number, licence_file_id, status, reason, reviewed_by, "
+    "reviewed_at, created_at"
+)
+
+
+def _merchant(r: asyncpg.Record) -> Merchant:
+    return Merchant(**dict(r))
+
+
+async def upsert_application(
+    db: Conn, *, user_id: int, name: str, city_id: str, licence_number: str, file_id: int
+) -> Merchant | None:
+    """A new application, or a rejected one made again; None if the user has a pending
+    or approved one, or another merchant has the licence number."""
+    try:
+        row = await db.fetchrow(
+            "INSERT INTO merchants (id, name, city_id, licence_number, licence_file_id) "
+            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, "
+            "city_id = EXCLUDED.city_id, licence_number = EXCLUDED.licence_number, "
+            "licence_file_id = EXCLUDED.licence_file_id, status = 'pending', reason = '', "
+            "reviewed_by = NULL, reviewed_at = NULL, updated_at = now() "
+            f"WHERE merchants.status = 'rejected' RETURNING {_COLS}",
+            user_id,
+            name,
+            city_id,
+            licence_number,
+            file_id,
+        )
+    except asyncpg.UniqueViolationError:
+        return None
+    return _merchant(row) if row else None
+
+
+async def get(db: Conn, merchant_id: int, *, lock: bool = False) -> Merchant | None:
+    """One merchant."""
+    row = await db.fetchrow(
+        f"SELECT {_COLS} FROM merchants WHERE id = $1{' FOR UPDATE' if lock else ''}", merchant_id
+    )
+    return _merchant(row) if row else None
+
+
+async def by_licence(db: Conn, licence_number: str) -> Merchant | None:
+    """The merchant holding a licence number."""
+    row = await db.fetchrow(
+        f"SELECT {_COLS} FROM merchants WHERE licence_number = $1", licence_number
+    )
+    return _merchant(row) if row else None
+
+
+async def listing(
+    db: Conn, *, status: str | None, city_ids: list[str] | None, merchant_ids: list[int] | None
+) -> list[Merchant]:
+    """Merchants by id, filtered."""
+    rows = await db.fetch(
+        f"SELECT {_COLS} FROM merchants WHERE ($1::text IS NULL OR status = $1) "
+        "AND ($2::text[] IS NULL OR city_id = ANY($2) OR id = ANY($3::bigint[])) ORDER BY id",
+        status,
+        city_ids,
+        merchant_ids or [],
+    )
+    return [_merchant(r) for r in rows]
+
+
+async def set_review(
+    db: Conn, merchant_id: int, *, status: str, reason: str, by: int, at: datetime
+) -> Merchant:
+    """Record a review."""
+    row = await db.fetchrow(
+        "UPDATE merchants SET status = $2, reason = $3, reviewed_by = $4, reviewed_at = $5, "
+        f"updated_at = $5 WHERE id = $1 RETURNING {_COLS}",
+        merchant_id,
+        status,
+        reason,
+        by,
+        at,
+    )
+    assert row is not None
+    return _merchant(row)
+
+
+async def services(db: Conn, merchant_id: int) -> list[MerchantService]:
+    """A merchant's services with the catalog price beside theirs."""
+    rows = await db.fetch(
+        "SELECT m.merchant_id, m.service_code, m.price_minor, s.price_minor AS catalog_price_minor, "
+        "m.active FROM merchant_services m JOIN services s ON s.code = m.service_code "
+        "WHERE m.merchant_id = $1 ORDER BY m.service_code",
+        merchant_id,
+    )
+    return [MerchantService(**dict(r)) for r in rows]
+
+
+async def put_service(
+    db: Conn, merchant_id: int, service_code: str, *, price_minor: int, active: bool
+) -> None:
+    """Offer (or change) a service."""
+    await db.execute(
+        "INSERT INTO merchant_services (merchant_id, service_code, price_minor, active) "
+        "VALUES ($1,$2,$3,$4) ON CONFLICT (merchant_id, service_code) DO UPDATE SET "
+        "price_minor = EXCLUDED.price_minor, active = EXCLUDED.active, updated_at = now()",
+        merchant_id,
+        service_code,
+        price_minor,
+        active,
+    )
+
+
+async def offers(db: Conn, merchant_id: int, service_code: str) -> bool:
+    """True if the merchant offers the service now."""
+    return bool(
+        await db.fetchval(
+            "SELECT active FROM merchant_services WHERE merchant_id = $1 AND service_code = $2",
+            merchant_id,
+            service_code,
+        )
+    )
+
+
+async def route_order(db: Conn, order_id: int, merchant_id: int | None) -> None:
+    """Route an order to a merchant (or back to the platform with None)."""
+    await db.execute(
+        "UPDATE orders SET merchant_id = $2, updated_at = now() WHERE id = $1",
+        order_id,
+        merchant_id,
+    )
+
+
+async def set_team(db: Conn, worker_id: int, team_id: int | None) -> None:
+    """Put a worker on a team, or take them off (None)."""
+    await db.execute(
+        "UPDATE workers SET team_id = $2, updated_at = now() WHERE user_id = $1", worker_id, team_id
+    )

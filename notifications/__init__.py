@@ -1,0 +1,1 @@
+"""Notifications: an inbox and SMS driven by domain events, reminders, login codes."""

@@ -1,0 +1,1 @@
+"""Payments: the provider interface, the WeChat Pay adapter and sandbox, order payments."""

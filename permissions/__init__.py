@@ -1,0 +1,1 @@
+"""Permissions: named permissions, role templates, admin-made roles, scoped grants."""

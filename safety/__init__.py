@@ -1,0 +1,1 @@
+"""Safety: SOS alerts and live-trail anomalies for the dispatchers (docs/safety.md)."""

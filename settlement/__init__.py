@@ -1,0 +1,1 @@
+"""Commission, settlement, wallets, withdrawals, payouts and reconciliation (docs/settlement.md)."""

@@ -1,0 +1,590 @@
+"""Settlement's async glue: commission snapshots, settling orders after their after-sales
+window, wallets, withdrawals and their payouts, reconciliation. Every money movement is a
+ledger entry posted in the transaction of the state change it follows."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+from doorstep.db import Conn, Tx
+from doorstep.stores import Stores
+from events.relay import Consumer
+from events.types import Event, OrderChanged
+from jobs import store as jobs_store
+from ledger import rules as lr
+from ledger import store as ledger
+from ledger.rules import Entry, credit, debit
+from settlement import commission as cm
+from settlement import reconcile, store, tradebill
+from settlement.bills import BillSource
+from settlement.errors import (
+    InvalidMoneyInput,
+    NoWallet,
+    WithdrawalNotFound,
+    WrongState,
+)
+from settlement.models import (
+    CommissionOut,
+    Earnings,
+    Payee,
+    ReconciliationOut,
+    RuleOut,
+    Wallet,
+    WithdrawalOut,
+)
+from settlement.payouts import (
+    PayoutChannel,
+    PayoutRefused,
+    PayoutRequest,
+    PayoutState,
+    PayoutUnknown,
+)
+from settlement.rules import (
+    SettlementParams,
+    check_withdrawal,
+    day_bounds,
+    due_at,
+    local_day,
+)
+
+log = logging.getLogger("doorstep.settlement")
+CONSUMER = "settlement"
+QUEUE = "settlement"
+PAYOUT_CHANNEL = "payout"
+EVENT_TYPES = frozenset({"order.paid", "order.completed", "order.cancelled"})
+
+
+def payable(payee: Payee) -> str:
+    """The ledger account of a wallet's available money."""
+    return lr.worker_payable(payee.id) if payee.kind == "worker" else lr.merchant_payable(payee.id)
+
+
+def default_rule(params: SettlementParams) -> cm.CommissionRule:
+    """The platform's default commission."""
+    return cm.CommissionRule(id=None, rate_bps=params.default_rate_bps)
+
+
+def snapshot_rule(snap: CommissionOut) -> cm.CommissionRule:
+    """The rule terms an order's snapshot holds."""
+    return cm.CommissionRule(
+        id=snap.rule_id,
+        rate_bps=snap.rate_bps,
+        fixed_fen=snap.fixed_fen,
+        min_fen=snap.min_fen,
+        max_fen=snap.max_fen,
+    )
+
+
+async def quote(db: Conn, order_id: int, params: SettlementParams) -> cm.Commission | None:
+    """The commission the rules in force would take from the order's price (no snapshot)."""
+    facts = await store.order_facts(db, order_id)
+    if facts is None:
+        return None
+    rules = [store.as_rule(r) for r in await store.rules(db)]
+    terms = cm.OrderTerms(
+        facts.city_id, facts.category, facts.service_code, facts.merchant_id, facts.price_fen
+    )
+    return cm.commission(rules, terms, default_rule(params))
+
+
+async def snapshot_commission(
+    tx: Tx, order_id: int, *, base_fen: int, params: SettlementParams, now: datetime
+) -> CommissionOut:
+    """Snapshot the commission of an order being paid, in the payment's transaction.
+
+    For the payment code (or the ``order.paid`` consumer): the rule that applies now,
+    its terms kept on the order; a second call keeps the first snapshot. ``base_fen`` is
+    what the order's funds receive.
+    """
+    existing = await store.snapshot_of(tx, order_id)
+    if existing is not None:
+        return existing
+    facts = await store.order_facts(tx, order_id)
+    if facts is None:
+        raise InvalidMoneyInput(f"no order {order_id}", field="order_id")
+    rules = [store.as_rule(r) for r in await store.rules(tx)]
+    terms = cm.OrderTerms(
+        facts.city_id, facts.category, facts.service_code, facts.merchant_id, base_fen
+    )
+    return await store.snapshot(
+        tx, order_id, cm.commission(rules, terms, default_rule(params)), now
+    )
+
+
+async def funds_of(db: Conn, order_id: int) -> int:
+    """What an order's funds hold now (paid, less refunds and what was settled)."""
+    account = lr.order_funds(order_id)
+    return lr.normal_balance(account, await ledger.balance(db, account))
+
+
+async def _terms(
+    tx: Tx, order_id: int, base_fen: int, params: SettlementParams, now: datetime
+) -> cm.CommissionRule:
+    snap = await store.snapshot_of(tx, order_id)
+    if snap is None:  # paid before snapshots existed, or never paid: snapshot now
+        snap = await snapshot_commission(tx, order_id, base_fen=base_fen, params=params, now=now)
+    return snapshot_rule(snap)
+
+
+class Settlement:
+    """The settlement service of a process."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        params: SettlementParams,
+        channel: PayoutChannel | None = None,
+        *,
+        appid: str = "",
+        bills: Mapping[str, BillSource] | None = None,
+    ) -> None:
+        self.stores = stores
+        self.params = params
+        self.channel = channel
+        self.appid = appid
+        self.bills: dict[str, BillSource] = dict(bills or {})
+
+    # --- events: completion opens a settlement ------------------------------------
+
+    def consumer(self) -> Consumer:
+        """The events consumer: a completed order gets its pending settlement."""
+        return Consumer(CONSUMER, EVENT_TYPES, self.handle)
+
+    async def handle(self, tx: Tx, event: Event) -> None:
+        """React to one event, in the consumer's transaction: a paid order's commission is
+        snapshotted; a completed order (or a cancelled one a worker had, whose fee was
+        kept) gets its pending settlement."""
+        payload = event.payload
+        if not isinstance(payload, OrderChanged):
+            return
+        if event.type == "order.paid":
+            funds = await funds_of(tx, payload.order_id)
+            await snapshot_commission(
+                tx, payload.order_id, base_fen=max(funds, 0), params=self.params, now=payload.at
+            )
+        elif event.type == "order.completed":
+            await self.open_settlement(tx, payload.order_id, completed_at=payload.at)
+        elif event.type == "order.cancelled":
+            worker = payload.worker_id or payload.previous_worker_id
+            if worker is not None:
+                await self.open_settlement(
+                    tx, payload.order_id, completed_at=payload.at, worker_id=worker
+                )
+
+    async def open_settlement(
+        self, tx: Tx, order_id: int, *, completed_at: datetime, worker_id: int | None = None
+    ) -> bool:
+        """A pending settlement for an order that ended (completed, or cancelled with a fee
+        kept for the worker who had it), due after the after-sales window. The payee is the
+        worker, or the merchant of the worker's team."""
+        facts = await store.order_facts(tx, order_id)
+        worker = worker_id or (facts.worker_id if facts else None)
+        if facts is None or worker is None:
+            return False
+        merchant = (
+            facts.merchant_id if worker == facts.worker_id else await store.merchant_of(tx, worker)
+        )
+        payee = Payee("merchant", merchant) if merchant is not None else Payee("worker", worker)
+        gross = await funds_of(tx, order_id)
+        rule = await _terms(tx, order_id, gross, self.params, completed_at)
+        return await store.add_settlement(
+            tx,
+            order_id=order_id,
+            payee=payee,
+            worker_id=worker,
+            city_id=facts.city_id,
+            completed_at=completed_at,
+            due_at=due_at(completed_at, self.params),
+            gross_fen=gross,
+            commission_fen=cm.amount(rule, gross),
+        )
+
+    # --- settling -----------------------------------------------------------------
+
+    async def settle_due(self, now: datetime, *, batch: int = 100) -> int:
+        """Settle every order whose after-sales window is over by ``now``; how many."""
+        done = 0
+        while True:
+            async with self.stores.pool.acquire() as conn, conn.transaction():
+                ids = await store.due_settlements(conn, now, batch)
+                for order_id in ids:
+                    await self._settle(conn, order_id, now)
+            done += len(ids)
+            if len(ids) < batch:
+                return done
+
+    async def _settle(self, tx: Tx, order_id: int, now: datetime) -> None:
+        s = await store.lock_settlement(tx, order_id)
+        if s is None or s.status != "pending" or s.due_at > now:
+            return
+        remaining = await funds_of(tx, order_id)
+        rule = await _terms(tx, order_id, remaining, self.params, now)
+        fee = cm.amount(rule, max(remaining, 0))
+        if remaining > 0:
+            payee = Payee(s.payee_kind, s.payee_id)
+            lines = [debit(lr.order_funds(order_id), remaining)]
+            if remaining - fee > 0:
+                lines.append(credit(payable(payee), remaining - fee))
+            if fee > 0:
+                lines.append(credit(lr.COMMISSION_REVENUE, fee))
+            await ledger.post(
+                tx,
+                Entry(
+                    key=f"settle:order:{order_id}",
+                    kind="order.settled",
+                    order_id=order_id,
+                    lines=tuple(lines),
+                    memo=f"T+{self.params.after_sales_days} settlement to {payee.kind} {payee.id}",
+                    data={"rule_id": rule.id, "rate_bps": rule.rate_bps, "fee_fen": fee},
+                ),
+            )
+        await store.mark_settled(
+            tx, order_id, gross_fen=max(remaining, 0), commission_fen=fee, at=now
+        )
+
+    # --- wallets ------------------------------------------------------------------
+
+    async def wallet(self, payee: Payee, now: datetime) -> Wallet:
+        """The wallet's balances, derived from the ledger (available: the payable account;
+        frozen: what the pending orders' funds hold, less their commission)."""
+        db = self.stores.pool
+        available = lr.normal_balance(payable(payee), await ledger.balance(db, payable(payee)))
+        frozen = 0
+        for _order_id, held, terms in await store.pending_funds(db, payee):
+            rule = terms or default_rule(self.params)
+            frozen += held - cm.amount(rule, max(held, 0))
+        withdrawing, withdrawn = await store.withdrawal_sums(db, payee)
+        start, end = day_bounds(local_day(now, self.params), self.params)
+        use = await store.day_use(db, payee, start, end)
+        return Wallet(
+            payee_kind=payee.kind,
+            payee_id=payee.id,
+            available_fen=available,
+            frozen_fen=frozen,
+            withdrawing_fen=withdrawing,
+            withdrawn_fen=withdrawn,
+            today_withdrawn_fen=use.total_fen,
+            today_withdrawals=use.count,
+            min_withdrawal_fen=self.params.withdrawal_min_fen,
+            daily_limit_fen=self.params.withdrawal_daily_limit_fen,
+            daily_count=self.params.withdrawal_daily_count,
+        )
+
+    async def earnings(self, payee: Payee, period: str, now: datetime, *, buckets: int) -> Earnings:
+        """Earnings by local day, week or month: the last ``buckets`` periods."""
+        days = {"day": 1, "week": 7, "month": 31}[period] * buckets
+        since = now - timedelta(days=days)
+        rows = await store.earnings(
+            self.stores.pool, payee, period=period, timezone=self.params.timezone, since=since
+        )
+        return Earnings(period=period, buckets=rows[:buckets])
+
+    # --- withdrawals --------------------------------------------------------------
+
+    def openid(self, payee: Payee) -> str:
+        """The payee's openid under our app (sandbox: derived from the user id; binding a
+        real WeChat openid at sign-in is not built)."""
+        digest = hashlib.sha256(f"{self.appid}:{payee.kind}:{payee.id}".encode()).hexdigest()
+        return "o" + digest[:27]
+
+    async def request_withdrawal(
+        self, payee: Payee, amount_fen: int, now: datetime
+    ) -> WithdrawalOut:
+        """Set ``amount_fen`` aside for a payout, if the rules allow; waits for review.
+
+        The wallet is locked (an advisory lock on its name) while its balance and the day's
+        withdrawals are read and the money is moved: two requests at once are serialised,
+        and the second sees the first's effect.
+        """
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", payee.lock_key)
+            account = payable(payee)
+            available = lr.normal_balance(account, await ledger.balance(conn, account))
+            start, end = day_bounds(local_day(now, self.params), self.params)
+            use = await store.day_use(conn, payee, start, end)
+            check_withdrawal(amount_fen, available_fen=available, today=use, params=self.params)
+            row = await store.insert_withdrawal(conn, payee, amount_fen, self.openid(payee), now)
+            await ledger.post(
+                conn,
+                Entry(
+                    key=f"withdrawal:{row.out.id}:requested",
+                    kind="withdrawal.requested",
+                    lines=(
+                        debit(account, amount_fen),
+                        credit(lr.payout_clearing(PAYOUT_CHANNEL), amount_fen),
+                    ),
+                    memo=f"withdrawal {row.out.id} of {payee.kind} {payee.id}",
+                ),
+            )
+            return row.out
+
+    async def withdrawal_of(self, payee: Payee, withdrawal_id: int) -> WithdrawalOut:
+        """One of the wallet's withdrawals (another's is not found)."""
+        row = await store.withdrawal(self.stores.pool, withdrawal_id)
+        if row is None or row.payee != payee:
+            raise WithdrawalNotFound(f"no withdrawal {withdrawal_id}", field="withdrawal_id")
+        return row.out
+
+    async def review(
+        self, withdrawal_id: int, *, reviewer: int, approve: bool, reason: str, now: datetime
+    ) -> WithdrawalOut:
+        """Approve (the payout is queued) or reject (the money goes back) a withdrawal."""
+        if not approve and not reason.strip():
+            raise InvalidMoneyInput(
+                "a rejection needs a reason the payee will read", field="reason"
+            )
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            row = await store.withdrawal(conn, withdrawal_id, lock=True)
+            if row is None:
+                raise WithdrawalNotFound(f"no withdrawal {withdrawal_id}", field="withdrawal_id")
+            if row.out.status != "requested":
+                raise WrongState(
+                    f"withdrawal {withdrawal_id} is {row.out.status}; only a requested one is reviewed",
+                    field="withdrawal_id",
+                )
+            if approve:
+                out = await store.update_withdrawal(
+                    conn,
+                    withdrawal_id,
+                    status="paying",
+                    reviewed_by=reviewer,
+                    reviewed_at=now,
+                    reason=reason.strip(),
+                )
+                await jobs_store.defer(
+                    conn,
+                    "settlement:pay_out",
+                    {"withdrawal_id": withdrawal_id},
+                    queue=QUEUE,
+                    queueing_lock=f"payout:{withdrawal_id}",
+                )
+                return out.out
+            out = await store.update_withdrawal(
+                conn,
+                withdrawal_id,
+                status="rejected",
+                reviewed_by=reviewer,
+                reviewed_at=now,
+                reason=reason.strip(),
+                finished_at=now,
+            )
+            await self._return_money(conn, row, why="rejected")
+            return out.out
+
+    async def _return_money(self, tx: Tx, row: store.WithdrawalRow, *, why: str) -> None:
+        await ledger.post(
+            tx,
+            Entry(
+                key=f"withdrawal:{row.out.id}:returned",
+                kind="withdrawal.returned",
+                lines=(
+                    debit(lr.payout_clearing(PAYOUT_CHANNEL), row.out.amount_fen),
+                    credit(payable(row.payee), row.out.amount_fen),
+                ),
+                memo=f"withdrawal {row.out.id} {why}: the money is back in the wallet",
+            ),
+        )
+
+    # --- payouts (the jobs') ------------------------------------------------------
+
+    def _request(self, row: store.WithdrawalRow) -> PayoutRequest:
+        return PayoutRequest(
+            out_batch_no=row.out.out_batch_no,
+            out_detail_no=row.out_detail_no,
+            amount_fen=row.out.amount_fen,
+            openid=row.openid,
+            remark=f"Doorstep 提现 {row.out.id}",
+        )
+
+    async def pay_out(self, withdrawal_id: int, now: datetime) -> str:
+        """Hand an approved withdrawal to the payout channel; then poll until it is final.
+        Returns the withdrawal's status afterwards."""
+        assert self.channel is not None, "no payout channel in this process"
+        row = await store.withdrawal(self.stores.pool, withdrawal_id)
+        if row is None or row.out.status != "paying":
+            return row.out.status if row else "missing"
+        try:
+            state = await self.channel.transfer(self._request(row))
+        except PayoutRefused as e:
+            return await self.finish(withdrawal_id, PayoutState("failed", e.code, e.message), now)
+        except PayoutUnknown as e:  # taken or not: the query will tell
+            log.warning(
+                "withdrawal %s: payout answer unknown (%s); querying later", withdrawal_id, e
+            )
+            state = PayoutState("processing", "UNKNOWN")
+        await self._note_state(withdrawal_id, state)
+        await self._poll_later(withdrawal_id, now)
+        return "paying"
+
+    async def poll_payout(self, withdrawal_id: int, now: datetime) -> str:
+        """Ask the channel how a payout stands; finish it when it is final."""
+        assert self.channel is not None, "no payout channel in this process"
+        row = await store.withdrawal(self.stores.pool, withdrawal_id)
+        if row is None or row.out.status != "paying":
+            return row.out.status if row else "missing"
+        try:
+            state = await self.channel.query(row.out.out_batch_no, row.out_detail_no)
+        except PayoutUnknown as e:
+            log.warning("withdrawal %s: payout query failed (%s)", withdrawal_id, e)
+            await self._poll_later(withdrawal_id, now)
+            return "paying"
+        if state.status == "not_found":  # the transfer never reached them: hand it over again
+            return await self.pay_out(withdrawal_id, now)
+        if state.status in ("succeeded", "failed"):
+            return await self.finish(withdrawal_id, state, now)
+        await self._note_state(withdrawal_id, state)
+        await self._poll_later(withdrawal_id, now)
+        return "paying"
+
+    async def _note_state(self, withdrawal_id: int, state: PayoutState) -> None:
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            row = await store.withdrawal(conn, withdrawal_id, lock=True)
+            if row is not None and row.out.status == "paying":
+                await store.update_withdrawal(
+                    conn, withdrawal_id, provider_state=state.provider_state
+                )
+
+    async def _poll_later(self, withdrawal_id: int, now: datetime) -> None:
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            await jobs_store.defer(
+                conn,
+                "settlement:poll_payout",
+                {"withdrawal_id": withdrawal_id},
+                at=now + timedelta(seconds=self.params.payout_poll_s),
+                queue=QUEUE,
+                queueing_lock=f"payout-poll:{withdrawal_id}",
+            )
+
+    async def finish(self, withdrawal_id: int, state: PayoutState, now: datetime) -> str:
+        """A payout's final state: paid (the money left us) or failed (back to the wallet)."""
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            row = await store.withdrawal(conn, withdrawal_id, lock=True)
+            if row is None or row.out.status != "paying":
+                return row.out.status if row else "missing"
+            if state.status == "succeeded":
+                await store.update_withdrawal(
+                    conn,
+                    withdrawal_id,
+                    status="paid",
+                    provider_state=state.provider_state,
+                    finished_at=now,
+                )
+                await ledger.post(
+                    conn,
+                    Entry(
+                        key=f"withdrawal:{withdrawal_id}:paid",
+                        kind="withdrawal.paid",
+                        lines=(
+                            debit(lr.payout_clearing(PAYOUT_CHANNEL), row.out.amount_fen),
+                            credit(lr.BANK, row.out.amount_fen),
+                        ),
+                        memo=f"withdrawal {withdrawal_id} paid out ({row.out.out_batch_no})",
+                    ),
+                )
+                return "paid"
+            await store.update_withdrawal(
+                conn,
+                withdrawal_id,
+                status="failed",
+                provider_state=state.provider_state,
+                fail_reason=state.fail_reason,
+                finished_at=now,
+            )
+            await self._return_money(conn, row, why=f"failed ({state.fail_reason})")
+            return "failed"
+
+    # --- reconciliation -----------------------------------------------------------
+
+    async def reconcile(
+        self, provider: str, bill_date: date, bill: bytes, now: datetime
+    ) -> ReconciliationOut:
+        """Compare a provider's bill for ``bill_date`` with the ledger; store every difference."""
+        rows, _summary = tradebill.read(bill)
+        start, end = day_bounds(bill_date, self.params)
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            ours = await ledger_items(conn, provider, start, end)
+            diffs = reconcile.compare(reconcile.bill_items(rows), ours)
+            run_id = await store.save_reconciliation(
+                conn,
+                provider=provider,
+                bill_date=bill_date,
+                ran_at=now,
+                bill_rows=len(rows),
+                bill_sha1=hashlib.sha1(bill).hexdigest(),
+                ledger_items=len(ours),
+                differences=diffs,
+            )
+        if diffs:
+            log.warning("reconciliation %s %s: %d differences", provider, bill_date, len(diffs))
+        out = await store.reconciliation(self.stores.pool, run_id)
+        assert out is not None
+        return out
+
+
+async def ledger_items(
+    db: Conn, provider: str, start: datetime, end: datetime
+) -> list[reconcile.Item]:
+    """The payments captured and refunds confirmed through ``provider`` in ``[start, end)``,
+    as the ledger holds them: the amount is the entry's line on the provider's gateway
+    account; our number and the provider's time come from the payments' own rows
+    (``payments.out_trade_no``/``paid_at`` by the entry key's trade number,
+    ``refunds.out_refund_no``/``succeeded_at``), else from the entry's data
+    (``out_trade_no``, ``out_refund_no``, ``provider_at``), else its key and posting time."""
+    rows = await db.fetch(
+        "SELECT e.kind, e.key, sum(l.debit_fen - l.credit_fen)::bigint AS moved, "
+        "coalesce(p.out_trade_no, r.out_refund_no, e.data->>'out_trade_no', "
+        "e.data->>'out_refund_no', e.key) AS ref "
+        "FROM ledger_entries e JOIN ledger_lines l ON l.entry_id = e.id AND l.account = $1 "
+        "LEFT JOIN payments p ON e.kind = 'payment.captured' "
+        "AND e.key = p.provider || ':pay:' || p.provider_trade_no "
+        "LEFT JOIN refunds r ON e.kind = 'refund.succeeded' "
+        "AND e.key = 'refund:' || r.out_refund_no || ':succeeded' "
+        "WHERE e.kind IN ('payment.captured', 'refund.succeeded') "
+        "AND coalesce(p.paid_at, r.succeeded_at, (e.data->>'provider_at')::timestamptz, "
+        "e.posted_at) >= $2 "
+        "AND coalesce(p.paid_at, r.succeeded_at, (e.data->>'provider_at')::timestamptz, "
+        "e.posted_at) < $3 "
+        "GROUP BY e.id, p.out_trade_no, r.out_refund_no",
+        lr.gateway(provider),
+        start,
+        end,
+    )
+    return [
+        reconcile.Item("payment", str(r["ref"]), int(r["moved"]))
+        if r["kind"] == "payment.captured"
+        else reconcile.Item("refund", str(r["ref"]), -int(r["moved"]))
+        for r in rows
+    ]
+
+
+def utcnow() -> datetime:
+    """The time now, aware."""
+    return datetime.now(UTC)
+
+
+__all__ = ["NoWallet", "Settlement", "quote", "snapshot_commission"]
+
+
+async def create_rule(pool: Conn, rule: cm.CommissionRule, note: str, created_by: int) -> RuleOut:
+    """Store a commission rule after checking that what it names exists."""
+    checks = (
+        ("city_id", rule.city_id, "SELECT 1 FROM cities WHERE id = $1"),
+        ("category", rule.category, "SELECT 1 FROM categories WHERE code = $1"),
+        ("service_code", rule.service_code, "SELECT 1 FROM services WHERE code = $1"),
+        (
+            "merchant_id",
+            rule.merchant_id,
+            "SELECT 1 FROM users WHERE id = $1 AND 'merchant' = ANY(roles)",
+        ),
+    )
+    for field, value, sql in checks:
+        if value is not None and await pool.fetchval(sql, value) is None:
+            raise InvalidMoneyInput(f"no such {field.replace('_', ' ')}: {value!r}", field=field)
+    assert isinstance(pool, asyncpg.Pool)
+    async with pool.acquire() as conn, conn.transaction():
+        return await store.insert_rule(conn, rule, note, created_by)

@@ -1,0 +1,598 @@
+"""PostgreSQL access for commission rules and snapshots, settlements, withdrawals and
+reconciliations. Money itself is only in the ledger (``ledger.store``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from doorstep.db import Conn, Tx
+from settlement.commission import Commission, CommissionRule
+from settlement.models import (
+    CommissionOut,
+    DifferenceOut,
+    EarningsBucket,
+    Payee,
+    ReconciliationOut,
+    RuleOut,
+    SettlementOut,
+    WithdrawalOut,
+)
+from settlement.reconcile import Difference
+from settlement.rules import COUNTED, DayUse
+
+# --- commission rules ---------------------------------------------------------------
+
+_RULE = (
+    "id, city_id, category, service_code, merchant_id, rate_bps, fixed_fen, min_fen, max_fen, "
+    "note, active, created_at, updated_at"
+)
+
+
+def _rule(r: asyncpg.Record) -> RuleOut:
+    rule = as_rule(r)
+    return RuleOut(
+        id=r["id"],
+        city_id=r["city_id"],
+        category=r["category"],
+        service_code=r["service_code"],
+        merchant_id=r["merchant_id"],
+        rate_bps=r["rate_bps"],
+        fixed_fen=r["fixed_fen"],
+        min_fen=r["min_fen"],
+        max_fen=r["max_fen"],
+        note=r["note"],
+        active=r["active"],
+        specificity=rule.specificity,
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def as_rule(r: asyncpg.Record | RuleOut) -> CommissionRule:
+    """The pure rule of a stored one."""
+    d: dict[str, Any] = (
+        dict(r.items())
+        if isinstance(r, asyncpg.Record)
+        else {k: getattr(r, k) for k in RuleOut.__slots__}
+    )
+    return CommissionRule(
+        id=d["id"],
+        rate_bps=d["rate_bps"],
+        fixed_fen=d["fixed_fen"],
+        min_fen=d["min_fen"],
+        max_fen=d["max_fen"],
+        city_id=d["city_id"],
+        category=d["category"],
+        service_code=d["service_code"],
+        merchant_id=d["merchant_id"],
+    )
+
+
+async def insert_rule(tx: Tx, rule: CommissionRule, note: str, created_by: int) -> RuleOut:
+    """Store a new rule."""
+    row = await tx.fetchrow(
+        "INSERT INTO commission_rules (city_id, category, service_code, merchant_id, rate_bps, "
+        "fixed_fen, min_fen, max_fen, note, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        f"$9, $10) RETURNING {_RULE}",
+        rule.city_id,
+        rule.category,
+        rule.service_code,
+        rule.merchant_id,
+        rule.rate_bps,
+        rule.fixed_fen,
+        rule.min_fen,
+        rule.max_fen,
+        note,
+        created_by,
+    )
+    assert row is not None
+    return _rule(row)
+
+
+async def set_rule_active(tx: Tx, rule_id: int, active: bool) -> RuleOut | None:
+    """Switch a rule on or off (rules are never edited: a new rule replaces an old one)."""
+    row = await tx.fetchrow(
+        f"UPDATE commission_rules SET active = $2, updated_at = now() WHERE id = $1 RETURNING {_RULE}",
+        rule_id,
+        active,
+    )
+    return _rule(row) if row else None
+
+
+async def rules(db: Conn, *, active_only: bool = True) -> list[RuleOut]:
+    """The rules, newest first."""
+    rows = await db.fetch(
+        f"SELECT {_RULE} FROM commission_rules WHERE active OR NOT $1 ORDER BY id DESC",
+        active_only,
+    )
+    return [_rule(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """What settlement needs of an order."""
+
+    order_id: int
+    city_id: str
+    category: str
+    service_code: str
+    status: str
+    price_fen: int
+    worker_id: int | None
+    merchant_id: int | None  # the merchant of the worker's team, if any
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+async def order_facts(db: Conn, order_id: int, *, lock: bool = False) -> OrderFacts | None:
+    """The order's city, category, service, worker and the worker's merchant."""
+    row = await db.fetchrow(
+        "SELECT o.id, o.city_id, s.category, o.service_code, o.status, o.price_minor, "
+        "o.worker_id, t.merchant_id, o.completed_at, o.updated_at FROM orders o "
+        "JOIN services s ON s.code = o.service_code "
+        "LEFT JOIN workers w ON w.user_id = o.worker_id LEFT JOIN teams t ON t.id = w.team_id "
+        "WHERE o.id = $1" + (" FOR UPDATE OF o" if lock else ""),
+        order_id,
+    )
+    if row is None:
+        return None
+    return OrderFacts(
+        order_id=row["id"],
+        city_id=row["city_id"],
+        category=row["category"],
+        service_code=row["service_code"],
+        status=row["status"],
+        price_fen=row["price_minor"],
+        worker_id=row["worker_id"],
+        merchant_id=row["merchant_id"],
+        completed_at=row["completed_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def merchant_of(db: Conn, worker_id: int) -> int | None:
+    """The merchant of the worker's team, if any."""
+    found = await db.fetchval(
+        "SELECT t.merchant_id FROM workers w JOIN teams t ON t.id = w.team_id WHERE w.user_id = $1",
+        worker_id,
+    )
+    return int(found) if found is not None else None
+
+
+async def snapshot(tx: Tx, order_id: int, c: Commission, at: datetime) -> CommissionOut:
+    """Keep the commission's terms on the order (the first snapshot stays)."""
+    await tx.execute(
+        "INSERT INTO order_commissions (order_id, rule_id, rate_bps, fixed_fen, min_fen, max_fen, "
+        "base_fen, commission_fen, snapshot_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "ON CONFLICT (order_id) DO NOTHING",
+        order_id,
+        c.rule_id,
+        c.rate_bps,
+        c.fixed_fen,
+        c.min_fen,
+        c.max_fen,
+        c.base_fen,
+        c.commission_fen,
+        at,
+    )
+    got = await snapshot_of(tx, order_id)
+    assert got is not None
+    return got
+
+
+async def snapshot_of(db: Conn, order_id: int) -> CommissionOut | None:
+    """The commission snapshotted on an order, if any."""
+    r = await db.fetchrow("SELECT * FROM order_commissions WHERE order_id = $1", order_id)
+    if r is None:
+        return None
+    return CommissionOut(
+        order_id=order_id,
+        rule_id=r["rule_id"],
+        rate_bps=r["rate_bps"],
+        fixed_fen=r["fixed_fen"],
+        min_fen=r["min_fen"],
+        max_fen=r["max_fen"],
+        base_fen=r["base_fen"],
+        commission_fen=r["commission_fen"],
+        payee_fen=r["base_fen"] - r["commission_fen"],
+        snapshot_at=r["snapshot_at"],
+    )
+
+
+# --- settlements ----------------------------------------------------------------------
+
+
+async def add_settlement(
+    tx: Tx,
+    *,
+    order_id: int,
+    payee: Payee,
+    worker_id: int,
+    city_id: str,
+    completed_at: datetime,
+    due_at: datetime,
+    gross_fen: int,
+    commission_fen: int,
+) -> bool:
+    """A pending settlement for an order; False if it had one."""
+    status = await tx.execute(
+        "INSERT INTO settlements (order_id, payee_kind, payee_id, worker_id, city_id, "
+        "completed_at, due_at, gross_fen, commission_fen, net_fen) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $8::bigint - $9::bigint) "
+        "ON CONFLICT (order_id) DO NOTHING",
+        order_id,
+        payee.kind,
+        payee.id,
+        worker_id,
+        city_id,
+        completed_at,
+        due_at,
+        gross_fen,
+        commission_fen,
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def due_settlements(tx: Tx, now: datetime, limit: int) -> list[int]:
+    """Orders whose settlement is due, locked (others' skipped)."""
+    rows = await tx.fetch(
+        "SELECT order_id FROM settlements WHERE status = 'pending' AND due_at <= $1 "
+        "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return [r["order_id"] for r in rows]
+
+
+async def lock_settlement(tx: Tx, order_id: int) -> SettlementOut | None:
+    """One settlement, locked."""
+    rows = await _settlements(tx, "s.order_id = $1", [order_id], lock=True)
+    return rows[0] if rows else None
+
+
+async def mark_settled(
+    tx: Tx, order_id: int, *, gross_fen: int, commission_fen: int, at: datetime
+) -> None:
+    """The settlement is done with these amounts."""
+    await tx.execute(
+        "UPDATE settlements SET status = 'settled', gross_fen = $2::bigint, "
+        "commission_fen = $3::bigint, "
+        "net_fen = $2::bigint - $3::bigint, settled_at = $4 WHERE order_id = $1",
+        order_id,
+        gross_fen,
+        commission_fen,
+        at,
+    )
+
+
+async def _settlements(
+    db: Conn, where: str, args: list[Any], *, limit: int = 1, lock: bool = False
+) -> list[SettlementOut]:
+    n = len(args) + 1
+    rows = await db.fetch(
+        "SELECT s.*, o.service_code FROM settlements s JOIN orders o ON o.id = s.order_id "
+        f"WHERE {where} ORDER BY s.completed_at DESC, s.order_id DESC LIMIT ${n}"
+        + (" FOR UPDATE OF s" if lock else ""),
+        *args,
+        limit,
+    )
+    return [
+        SettlementOut(
+            order_id=r["order_id"],
+            payee_kind=r["payee_kind"],
+            payee_id=r["payee_id"],
+            worker_id=r["worker_id"],
+            city_id=r["city_id"],
+            service_code=r["service_code"],
+            status=r["status"],
+            completed_at=r["completed_at"],
+            due_at=r["due_at"],
+            settled_at=r["settled_at"],
+            gross_fen=r["gross_fen"],
+            commission_fen=r["commission_fen"],
+            net_fen=r["net_fen"],
+        )
+        for r in rows
+    ]
+
+
+async def settlements_of(
+    db: Conn, payee: Payee, *, status: str | None, limit: int
+) -> list[SettlementOut]:
+    """A wallet's settlements, newest completion first."""
+    return await _settlements(
+        db,
+        "s.payee_kind = $1 AND s.payee_id = $2 AND ($3::text IS NULL OR s.status = $3)",
+        [payee.kind, payee.id, status],
+        limit=limit,
+    )
+
+
+async def all_settlements(
+    db: Conn, *, status: str | None, city_id: str | None, limit: int
+) -> list[SettlementOut]:
+    """Every wallet's settlements (finance), newest completion first."""
+    return await _settlements(
+        db,
+        "($1::text IS NULL OR s.status = $1) AND ($2::text IS NULL OR s.city_id = $2)",
+        [status, city_id],
+        limit=limit,
+    )
+
+
+async def pending_funds(db: Conn, payee: Payee) -> list[tuple[int, int, CommissionRule | None]]:
+    """The wallet's orders still in their after-sales window: (order, what its funds hold
+    now in fen, the snapshot's terms if any), in one query (the ledger's account index)."""
+    rows = await db.fetch(
+        "SELECT s.order_id, c.rule_id, c.rate_bps, c.fixed_fen, c.min_fen, c.max_fen, "
+        "coalesce((SELECT sum(l.credit_fen - l.debit_fen) FROM ledger_lines l "
+        "WHERE l.account = 'order_funds:' || s.order_id), 0)::bigint AS held "
+        "FROM settlements s LEFT JOIN order_commissions c ON c.order_id = s.order_id "
+        "WHERE s.payee_kind = $1 AND s.payee_id = $2 AND s.status = 'pending'",
+        payee.kind,
+        payee.id,
+    )
+    return [
+        (
+            r["order_id"],
+            int(r["held"]),
+            CommissionRule(
+                id=r["rule_id"],
+                rate_bps=r["rate_bps"],
+                fixed_fen=r["fixed_fen"],
+                min_fen=r["min_fen"],
+                max_fen=r["max_fen"],
+            )
+            if r["rate_bps"] is not None
+            else None,
+        )
+        for r in rows
+    ]
+
+
+async def earnings(
+    db: Conn, payee: Payee, *, period: str, timezone: str, since: datetime
+) -> list[EarningsBucket]:
+    """The wallet's earnings by local day, week or month since ``since`` (completion time)."""
+    rows = await db.fetch(
+        "SELECT date_trunc($3, completed_at AT TIME ZONE $4)::date AS start, count(*) AS orders, "
+        "sum(gross_fen)::bigint AS gross, sum(commission_fen)::bigint AS commission, "
+        "sum(net_fen)::bigint AS net, "
+        "coalesce(sum(net_fen) FILTER (WHERE status = 'settled'), 0)::bigint AS settled, "
+        "coalesce(sum(net_fen) FILTER (WHERE status = 'pending'), 0)::bigint AS frozen "
+        "FROM settlements WHERE payee_kind = $1 AND payee_id = $2 AND completed_at >= $5 "
+        "GROUP BY 1 ORDER BY 1 DESC",
+        payee.kind,
+        payee.id,
+        period,
+        timezone,
+        since,
+    )
+    return [
+        EarningsBucket(
+            start=r["start"],
+            orders=r["orders"],
+            gross_fen=r["gross"],
+            commission_fen=r["commission"],
+            net_fen=r["net"],
+            settled_fen=r["settled"],
+            frozen_fen=r["frozen"],
+        )
+        for r in rows
+    ]
+
+
+# --- withdrawals ----------------------------------------------------------------------
+
+_WD = (
+    "id, payee_kind, payee_id, amount_fen, status, requested_at, reviewed_by, reviewed_at, "
+    "reason, out_batch_no, out_detail_no, openid, provider_state, fail_reason, finished_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalRow:
+    """A withdrawal with what the payout needs."""
+
+    out: WithdrawalOut
+    out_detail_no: str
+    openid: str
+
+    @property
+    def payee(self) -> Payee:
+        """Whose wallet."""
+        return Payee(self.out.payee_kind, self.out.payee_id)
+
+
+def _wd(r: asyncpg.Record) -> WithdrawalRow:
+    return WithdrawalRow(
+        WithdrawalOut(
+            id=r["id"],
+            payee_kind=r["payee_kind"],
+            payee_id=r["payee_id"],
+            amount_fen=r["amount_fen"],
+            status=r["status"],
+            requested_at=r["requested_at"],
+            reviewed_by=r["reviewed_by"],
+            reviewed_at=r["reviewed_at"],
+            reason=r["reason"],
+            out_batch_no=r["out_batch_no"],
+            provider_state=r["provider_state"],
+            fail_reason=r["fail_reason"],
+            finished_at=r["finished_at"],
+        ),
+        r["out_detail_no"],
+        r["openid"],
+    )
+
+
+async def day_use(tx: Conn, payee: Payee, start: datetime, end: datetime) -> DayUse:
+    """What the wallet withdrew in ``[start, end)`` (withdrawals whose money did not return)."""
+    row = await tx.fetchrow(
+        "SELECT coalesce(sum(amount_fen), 0) AS total, count(*) AS n FROM withdrawals "
+        "WHERE payee_kind = $1 AND payee_id = $2 AND requested_at >= $3 AND requested_at < $4 "
+        "AND status = ANY($5)",
+        payee.kind,
+        payee.id,
+        start,
+        end,
+        list(COUNTED),
+    )
+    assert row is not None
+    return DayUse(int(row["total"]), int(row["n"]))
+
+
+async def insert_withdrawal(
+    tx: Tx, payee: Payee, amount_fen: int, openid: str, now: datetime
+) -> WithdrawalRow:
+    """A requested withdrawal, with its payout numbers (``WD`` + the id)."""
+    row = await tx.fetchrow(
+        "WITH s AS (SELECT nextval('withdrawals_id_seq') AS id) "
+        "INSERT INTO withdrawals (id, payee_kind, payee_id, amount_fen, openid, out_batch_no, "
+        "out_detail_no, requested_at) SELECT s.id, $1, $2, $3, $4, 'WDB' || lpad(s.id::text, 16, '0'), "
+        f"'WDD' || lpad(s.id::text, 16, '0'), $5 FROM s RETURNING {_WD}",
+        payee.kind,
+        payee.id,
+        amount_fen,
+        openid,
+        now,
+    )
+    assert row is not None
+    return _wd(row)
+
+
+async def withdrawal(db: Conn, withdrawal_id: int, *, lock: bool = False) -> WithdrawalRow | None:
+    """One withdrawal (locked with ``lock``)."""
+    row = await db.fetchrow(
+        f"SELECT {_WD} FROM withdrawals WHERE id = $1" + (" FOR UPDATE" if lock else ""),
+        withdrawal_id,
+    )
+    return _wd(row) if row else None
+
+
+async def update_withdrawal(tx: Tx, withdrawal_id: int, **changes: Any) -> WithdrawalRow:
+    """Set some columns of a withdrawal (names from this module only)."""
+    cols = ", ".join(f"{k} = ${i + 2}" for i, k in enumerate(changes))
+    row = await tx.fetchrow(
+        f"UPDATE withdrawals SET {cols} WHERE id = $1 RETURNING {_WD}",
+        withdrawal_id,
+        *changes.values(),
+    )
+    assert row is not None
+    return _wd(row)
+
+
+async def withdrawals_of(db: Conn, payee: Payee, *, limit: int) -> list[WithdrawalOut]:
+    """A wallet's withdrawals, newest first."""
+    rows = await db.fetch(
+        f"SELECT {_WD} FROM withdrawals WHERE payee_kind = $1 AND payee_id = $2 "
+        "ORDER BY requested_at DESC, id DESC LIMIT $3",
+        payee.kind,
+        payee.id,
+        limit,
+    )
+    return [_wd(r).out for r in rows]
+
+
+async def all_withdrawals(db: Conn, *, status: str | None, limit: int) -> list[WithdrawalOut]:
+    """Every withdrawal (finance): the oldest first when filtered by status (a queue), else
+    the newest first."""
+    order = "ASC" if status else "DESC"
+    rows = await db.fetch(
+        f"SELECT {_WD} FROM withdrawals WHERE $1::text IS NULL OR status = $1 "
+        f"ORDER BY requested_at {order}, id {order} LIMIT $2",
+        status,
+        limit,
+    )
+    return [_wd(r).out for r in rows]
+
+
+async def withdrawal_sums(db: Conn, payee: Payee) -> tuple[int, int]:
+    """(withdrawing, withdrawn) fen of a wallet."""
+    row = await db.fetchrow(
+        "SELECT coalesce(sum(amount_fen) FILTER (WHERE status IN ('requested', 'paying')), 0) AS a, "
+        "coalesce(sum(amount_fen) FILTER (WHERE status = 'paid'), 0) AS b FROM withdrawals "
+        "WHERE payee_kind = $1 AND payee_id = $2",
+        payee.kind,
+        payee.id,
+    )
+    assert row is not None
+    return int(row["a"]), int(row["b"])
+
+
+# --- reconciliations ------------------------------------------------------------------
+
+
+async def save_reconciliation(
+    tx: Tx,
+    *,
+    provider: str,
+    bill_date: Any,
+    ran_at: datetime,
+    bill_rows: int,
+    bill_sha1: str,
+    ledger_items: int,
+    differences: list[Difference],
+) -> int:
+    """Store a run and its differences; its id."""
+    run_id = await tx.fetchval(
+        "INSERT INTO reconciliations (provider, bill_date, ran_at, bill_rows, bill_sha1, "
+        "ledger_items, differences) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        provider,
+        bill_date,
+        ran_at,
+        bill_rows,
+        bill_sha1,
+        ledger_items,
+        len(differences),
+    )
+    if differences:
+        await tx.executemany(
+            "INSERT INTO reconciliation_differences (reconciliation_id, kind, ref, problem, "
+            "bill_fen, ledger_fen) VALUES ($1, $2, $3, $4, $5, $6)",
+            [(run_id, d.kind, d.ref, d.problem, d.bill_fen, d.ledger_fen) for d in differences],
+        )
+    return int(run_id)
+
+
+def _run(r: asyncpg.Record, items: list[DifferenceOut]) -> ReconciliationOut:
+    return ReconciliationOut(
+        id=r["id"],
+        provider=r["provider"],
+        bill_date=r["bill_date"],
+        ran_at=r["ran_at"],
+        bill_rows=r["bill_rows"],
+        bill_sha1=r["bill_sha1"],
+        ledger_items=r["ledger_items"],
+        differences=r["differences"],
+        items=items,
+    )
+
+
+async def reconciliation(db: Conn, run_id: int) -> ReconciliationOut | None:
+    """A run with its differences."""
+    r = await db.fetchrow("SELECT * FROM reconciliations WHERE id = $1", run_id)
+    if r is None:
+        return None
+    rows = await db.fetch(
+        "SELECT * FROM reconciliation_differences WHERE reconciliation_id = $1 "
+        "ORDER BY problem, kind, ref",
+        run_id,
+    )
+    items = [
+        DifferenceOut(x["id"], x["kind"], x["ref"], x["problem"], x["bill_fen"], x["ledger_fen"])
+        for x in rows
+    ]
+    return _run(r, items)
+
+
+async def reconciliations(db: Conn, *, limit: int) -> list[ReconciliationOut]:
+    """Runs, newest first, without their differences."""
+    rows = await db.fetch(
+        "SELECT * FROM reconciliations ORDER BY ran_at DESC, id DESC LIMIT $1", limit
+    )
+    return [_run(r, []) for r in rows]

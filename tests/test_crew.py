@@ -1,0 +1,45 @@
+"""Crews, pure: which workers go together to a job that needs several of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from matching.crew import pick_crew
+from matching.errors import MatchingError
+
+
+def test_the_crew_with_the_earliest_last_arrival_within_the_window() -> None:
+    """Two workers at 5 and 6 min beat any crew that includes one 20 min away."""
+    options = [(1, 300.0, 5.0), (2, 360.0, 6.0), (3, 1200.0, 1.0)]
+    crew = pick_crew(options, 2, window_s=600.0)
+    assert crew is not None
+    assert crew.worker_ids == (1, 2)
+    assert (crew.first_arrival_s, crew.last_arrival_s, crew.cost) == (300.0, 360.0, 11.0)
+
+
+def test_the_window_keeps_a_lone_near_worker_out() -> None:
+    """One worker 1 min away, the others 15 and 16 min: with a 5-min window the crew is the far two."""
+    options = [(1, 60.0, 1.0), (2, 900.0, 15.0), (3, 960.0, 16.0)]
+    crew = pick_crew(options, 2, window_s=300.0)
+    assert crew is not None
+    assert crew.worker_ids == (2, 3)
+    assert pick_crew(options, 3, window_s=300.0) is None  # no three within 5 min
+    three = pick_crew(options, 3, window_s=900.0)
+    assert three is not None
+    assert three.worker_ids == (1, 2, 3)
+
+
+def test_at_the_same_last_arrival_the_lower_score_wins() -> None:
+    """Among workers arriving by the same last moment, the crew of the lowest total score."""
+    options = [(1, 300.0, 9.0), (2, 300.0, 1.0), (3, 300.0, 2.0)]
+    crew = pick_crew(options, 2, window_s=60.0)
+    assert crew is not None
+    assert crew.worker_ids == (2, 3)
+
+
+def test_a_bad_size_or_window_names_the_field() -> None:
+    """Size below 1 or a negative window is an error naming it."""
+    with pytest.raises(MatchingError, match=r"crew\.size"):
+        pick_crew([], 0, 60.0)
+    with pytest.raises(MatchingError, match=r"crew\.window_s"):
+        pick_crew([], 2, -1.0)

@@ -1,0 +1,180 @@
+"""The money pages in a real browser (Debian's Chromium, headless): the worker's wallet and
+withdrawal in /worker, finance's review and reconciliation in /admin. Any script error,
+console error or failed request the test does not provoke fails it. Screenshots go to
+docs/img/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from doorstep.stores import Stores
+from settlement import tradebill
+from tests.helpers import Account, MakeUser
+from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
+from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
+from tests.test_settlement import _fund, _paid_order, _svc, _worker
+
+pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=_why_no_browser() or "")
+
+
+async def test_a_worker_withdraws_and_finance_rejects_then_reconciles(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+    tmp_path: Path,
+) -> None:
+    """The worker sees ¥100 available, a malformed and a too-small amount are refused under the field, ¥50 is requested; finance rejects it with a reason (the worker sees it and the money back) and uploads a bill whose difference is listed."""
+    address = live_app[0]
+    customer: Account = await make_user("customer")
+    finance: Account = await make_user("finance", name="财务小李")
+    worker = await _worker(stores, client, live_city)
+    await _fund(_svc(live_app), stores, live_city, instant_service, customer.id, worker.id, 10000)
+
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page, (422, "/v1/me/withdrawals"))
+    await page.goto(f"http://{address}/worker#/earnings")
+    await _sign_in(page, worker.phone)
+    await page.wait_for_selector("#wallet-available", timeout=WAIT_MS)
+    assert await page.inner_text("#wallet-available") == "¥100"
+    assert await page.locator('#earn-orders li[data-status="settled"]').count() == 1
+    await page.fill("#withdraw-amount", "12.345")  # three decimals: refused in the page
+    await page.click("#withdraw-form button[type=submit]")
+    await page.wait_for_selector('.field-error[data-for="amount_fen"]', timeout=WAIT_MS)
+    await page.fill("#withdraw-amount", "5")  # below the ¥10 minimum: the API's 422
+    await page.click("#withdraw-form button[type=submit]")
+    await page.wait_for_selector(
+        '.field-error[data-for="amount_fen"]:has-text("below_minimum")', timeout=WAIT_MS
+    )
+    await page.fill("#withdraw-amount", "50")
+    await page.click("#withdraw-form button[type=submit]")
+    await page.wait_for_selector('#withdrawals li[data-status="requested"]', timeout=WAIT_MS)
+    assert await page.inner_text("#wallet-available") == "¥50"
+    await _shot(page, "worker-wallet.png", full=True)
+    wid = await page.get_attribute('#withdrawals li[data-status="requested"]', "data-withdrawal-id")
+
+    desk = await browser.new_context(**DESK)
+    office = await desk.new_page()
+    office_errors = _errors_of(office)
+    await office.goto(f"http://{address}/admin#/finance")
+    await _sign_in(office, finance.phone)
+    await office.wait_for_selector('body[data-ready="finance"]', timeout=WAIT_MS)
+    assert await office.locator("#nav a").count() == 1  # finance sees the finance section only
+    row = f'#withdrawal-queue tr[data-withdrawal-id="{wid}"]'
+    await office.fill(f"{row} input[name=reason]", "收款账户未实名")
+    await office.click(f"{row} button.reject")
+    await office.wait_for_selector(
+        f'#withdrawals tr[data-withdrawal-id="{wid}"][data-status="rejected"]', timeout=WAIT_MS
+    )
+
+    day = "2021-06-01"
+    bill = tradebill.write(
+        [
+            tradebill.BillRow(
+                trade_time=datetime(2021, 6, 1, 9, 30),
+                appid="wxd678efh567hg6787",
+                mchid="1900000109",
+                transaction_id="4200009999",
+                out_trade_no="P-unbooked",
+                openid="oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+                trade_type="JSAPI",
+                trade_state="SUCCESS",
+                bank_type="OTHERS",
+                currency="CNY",
+                settlement_fen=6600,
+                coupon_fen=0,
+                refund_id="",
+                out_refund_no="",
+                refund_fen=0,
+                refund_status="",
+                description="保洁",
+                attach="",
+                fee_mfen=39600,
+                rate="0.60%",
+                total_fen=6600,
+                requested_refund_fen=0,
+            )
+        ]
+    )
+    path = tmp_path / "tradebill.csv"
+    path.write_bytes(bill)
+    await office.fill("#recon-form input[name=bill_date]", day)
+    await office.set_input_files("#bill-file", str(path))
+    await office.click("#recon-form button[type=submit]")
+    await office.wait_for_selector(
+        '#recon-diffs tr[data-ref="P-unbooked"][data-problem="missing_in_ledger"]', timeout=WAIT_MS
+    )
+    await _shot(office, "admin-finance.png", full=True)
+
+    await page.reload()
+    await page.wait_for_selector(
+        f'#withdrawals li[data-withdrawal-id="{wid}"][data-status="rejected"]', timeout=WAIT_MS
+    )
+    assert "收款账户未实名" in await page.inner_text(f'#withdrawals li[data-withdrawal-id="{wid}"]')
+    assert await page.inner_text("#wallet-available") == "¥100"
+    assert errors == []
+    assert office_errors == []
+    await context.close()
+    await desk.close()
+
+
+async def test_a_merchant_sees_their_wallet_and_withdraws_in_the_back_office(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """A merchant whose team's worker completed a 125.00 order sees 100.00 available after T+N, and a withdrawal of 30.00 is listed as requested."""
+    svc = _svc(live_app)
+    customer: Account = await make_user("customer")
+    merchant: Account = await make_user("merchant", name="好帮手家政")
+    team_id = await stores.pool.fetchval(
+        "INSERT INTO teams (name, city_id, merchant_id) VALUES ($1, $2, $3) RETURNING id",
+        f"team-{merchant.id}",
+        live_city,
+        merchant.id,
+    )
+    worker = await _worker(stores, client, live_city)
+    await stores.pool.execute(
+        "UPDATE workers SET team_id = $2 WHERE user_id = $1", worker.id, team_id
+    )
+    now = datetime.now(UTC)
+    order = await _paid_order(
+        stores, live_city, instant_service, customer.id, worker.id, 12500, completed_at=now
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await svc.open_settlement(conn, order, completed_at=now)
+    await svc.settle_due(now + timedelta(days=svc.params.after_sales_days))
+
+    context = await browser.new_context(**DESK)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/admin#/wallet")
+    await _sign_in(page, merchant.phone)
+    await page.wait_for_selector('body[data-ready="wallet"]', timeout=WAIT_MS)
+    assert await page.inner_text("#wallet-available") == "¥100"
+    assert (
+        await page.locator(
+            f'#earn-orders tr[data-order-id="{order}"][data-status="settled"]'
+        ).count()
+        == 1
+    )
+    await page.fill("#withdraw-amount", "30")
+    await page.click("#withdraw-form button[type=submit]")
+    await page.wait_for_selector('#withdrawals tr[data-status="requested"]', timeout=WAIT_MS)
+    assert await page.inner_text("#wallet-available") == "¥70"
+    await _shot(page, "admin-merchant-wallet.png")
+    assert errors == []
+    await context.close()
