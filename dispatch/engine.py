@@ -196,7 +196,7 @@ class Engine:
             report.open_orders = len(orders)
             # A tick may outlast the lease: check before sending anything.
             if orders and await self.lease(city_id):
-                await self._dispatch(city_id, orders, now, report)
+                await self._dispatch(city_id, orders, now, report, t0)
         self.ticks += 1
         report.seconds = time.perf_counter() - t0
         if self.on_tick is not None:
@@ -315,7 +315,12 @@ class Engine:
         return np.array(sorted(r["worker_id"] for r in rows), dtype=np.int64)
 
     async def _dispatch(
-        self, city_id: str, orders: Sequence[Order], now: datetime, report: TickReport
+        self,
+        city_id: str,
+        orders: Sequence[Order],
+        now: datetime,
+        report: TickReport,
+        t0: float,
     ) -> None:
         live, refreshed = await self.available.refresh(city_id)
         report.index_rebuilt = refreshed.rebuilt
@@ -357,8 +362,11 @@ class Engine:
                 report.unmatched += 1
                 continue
             mode = self.offer.mode
+            # An offer's window starts when it is sent, not when the tick started: a tick
+            # that took longer than the window must not send offers already expired.
+            sent = now + timedelta(seconds=time.perf_counter() - t0)
             made = await offers.make_offers(
-                self.stores, self.tracking, order, picks, mode=mode, params=self.offer, now=now
+                self.stores, self.tracking, order, picks, mode=mode, params=self.offer, now=sent
             )
             report.offered += bool(made)
 

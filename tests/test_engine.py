@@ -446,3 +446,49 @@ async def test_a_fix_newer_than_the_tick_does_not_break_it(
     assert report.offered == 1
     assert (await next_of(ws, "offer"))["mode"] == "direct"
     await ws.close()
+
+
+class _SlowEngine(Engine):
+    """An engine whose ETA step takes 1.2 s, as a tick does on a loaded machine."""
+
+    @staticmethod
+    def _etas(*args: Any, **kwargs: Any) -> Any:
+        import time
+
+        time.sleep(1.2)
+        return Engine._etas(*args, **kwargs)
+
+
+async def test_a_tick_longer_than_the_offer_window_sends_offers_that_are_still_open(
+    live_app: tuple[str, Any],
+    engine: Engine,
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """An offer's window starts when it is sent, not when its tick started: after a 1.2 s tick a 5 s offer is still open 5.5 s after the tick began."""
+    worker = await make_worker(stores, client, engine_city.id)
+    ws = await online(live_app[0], worker, (engine_city.here[0] + 0.0005, engine_city.here[1]))
+    customer = await make_user("customer")
+    order = await book_here(client, customer, instant_service, engine_city.here)
+    slow = _SlowEngine(
+        stores,
+        live_app[1].state.tracking,
+        match=engine.match,
+        offer=OfferParams(ttl_s=5),
+        engine=engine.params,
+    )
+    now = datetime.now(UTC)
+    report = await slow.tick(engine_city.id, now)
+    assert report.offered == 1
+    offer = await next_of(ws, "offer")
+    expires = await stores.pool.fetchval(
+        "SELECT expires_at FROM offers WHERE id = $1", offer["offer_id"]
+    )
+    assert expires >= now + timedelta(seconds=6.2)  # sent ≥ 1.2 s into the tick, + 5 s
+    later = await slow.tick(engine_city.id, now + timedelta(seconds=5.5))
+    assert later.expired == 0
+    assert await status_of(stores, order["id"]) == "offered"
+    await ws.close()
