@@ -125,6 +125,16 @@ async def events(db: Conn, order_id: int) -> list[OrderEvent]:
     return [OrderEvent(**dict(r)) for r in rows]
 
 
+async def last_event(db: Conn, order_id: int) -> OrderEvent | None:
+    """An order's latest history row."""
+    row = await db.fetchrow(
+        "SELECT at, action, from_status, to_status, actor, actor_id, reason "
+        "FROM order_events WHERE order_id = $1 ORDER BY id DESC LIMIT 1",
+        order_id,
+    )
+    return OrderEvent(**dict(row)) if row is not None else None
+
+
 async def active_for_worker(db: Conn, worker_id: int) -> Order | None:
     """The job a worker holds now (assigned, en route, arrived or in service)."""
     row = await db.fetchrow(

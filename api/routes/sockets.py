@@ -372,8 +372,7 @@ async def _status_since(tracking: Tracking, order_id: int, version: int) -> dict
     order = await dispatch_store.get(pool, order_id)
     if order is None or order.version <= version:
         return None
-    history = await dispatch_store.events(pool, order_id)
-    last = history[-1] if history else None
+    last = await dispatch_store.last_event(pool, order_id)
     return {
         "type": "status",
         "order_id": order.id,
