@@ -211,3 +211,48 @@ async def test_an_override_committed_with_redis_down_is_answered_as_done(
             order["id"],
         )
         assert audits == 1
+
+
+async def test_worker_sockets_are_told_to_resync_after_redis_comes_back(
+    deployment: dict[str, Any],
+) -> None:
+    """Redis restarted under a server: pushes to its worker sockets may have been lost on
+    its control channel, so each connected worker gets {"type": "resync"} once it is back."""
+    from tests.helpers import Account
+    from tests.live import open_worker
+    from workforce import store as workforce_store
+
+    stores: Stores = deployment["stores"]
+    address = deployment["address"]
+    phone = new_phone()
+    user = await accounts.create_user(
+        stores, phone=phone, name="师傅", password=PASSWORD, roles=["worker"]
+    )
+    await workforce_store.upsert_worker(
+        stores.pool,
+        user_id=user.id,
+        city_id="outage",
+        skills=(),
+        home_lat=22.53,
+        home_lng=114.01,
+        team_id=None,
+    )
+    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=30) as client:
+        r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        body = r.json()
+    worker = Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
+    ws, _hello = await open_worker(address, worker)
+    deployment["servers"][0].stop()  # Redis is gone
+    await asyncio.sleep(0.5)
+    deployment["servers"].append(
+        start_valkey(deployment["tmp"] / "valkey", port=deployment["valkey_port"])
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        assert left > 0, "the worker socket was never told to resync"
+        message = orjson.loads(await asyncio.wait_for(ws.recv(), left))
+        if message["type"] == "resync":
+            break
+    await ws.close()

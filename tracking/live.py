@@ -86,6 +86,7 @@ class LiveHub:
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._on_resync: list[Callable[[], None]] = []
         self.delivered = 0
         self.dropped = 0
         self.reconnects = 0
@@ -182,7 +183,17 @@ class LiveHub:
         log.warning("pub/sub connection re-established by the client; watchers resync")
         self._resync()
 
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every reconnect, as watchers get :data:`RESYNC` (for
+        what travels on handled channels: a process's control messages)."""
+        self._on_resync.append(callback)
+
     def _resync(self) -> None:
+        for callback in self._on_resync:
+            try:
+                callback()
+            except Exception:  # one owner's failure must not keep the watchers stale
+                log.exception("resync callback failed")
         for subs in list(self._subs.values()):
             for sub in list(subs):
                 sub.push(RESYNC)

@@ -34,7 +34,7 @@ from tracking.fixes import Bounds, FixParams, widened_box
 from tracking.geofence import ArrivalParams
 from tracking.ingest import IngestParams, IngestWriter, Last, Waiter
 from tracking.jobs import ActiveJob, JobInfo, on_fix, start_job
-from tracking.live import LiveHub
+from tracking.live import RESYNC, LiveHub
 from tracking.overload import OverloadGuard
 from tracking.protocol import encode_ack
 from tracking.redis_pipe import RedisPipe
@@ -166,6 +166,7 @@ class Tracking:
         await self.hub.start()
         await self.hub.handle(self.keys.process_channel(self.process_id), self._on_control)
         await self.hub.handle(self.keys.revocations(), self._on_revoked)
+        self.hub.on_resync(lambda: self._spawn(self._resync_workers()))
         self.archiver.start()
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="stale-sweeper"))
         self._tasks.append(asyncio.create_task(self._feed_loop(), name="feed-trailing"))
@@ -333,6 +334,18 @@ class Tracking:
             sock = self._sockets.get(int(msg["worker"]))
             if sock is not None:
                 await sock.send(msg["payload"].encode())
+
+    async def _resync_workers(self) -> None:
+        """After a Redis reconnect: control messages sent to this process meanwhile (offers,
+        withdrawals, job changes) are lost, so every worker socket here reloads its job and
+        is told ``{"type": "resync"}`` (the app re-reads its offers and job)."""
+        for worker_id, sock in list(self._sockets.items()):
+            try:
+                if worker_id in self._sessions:
+                    await self.load_job(worker_id)
+                await sock.send(RESYNC)
+            except Exception as e:  # the next worker still gets theirs
+                log.warning("resync of worker %s failed: %s", worker_id, e)
 
     async def _answer_kick(self, process: str, conn: str) -> None:
         """Tell the process that replaced ``conn`` that its writes in flight are in Redis."""

@@ -161,6 +161,9 @@ function onFrame(msg) {
     S.offers.delete(msg.offer_id);
     toast(msg.ok ? t("accepted_ok") : (msg.message || msg.code || ""), msg.ok ? "ok" : "error");
     loadJob();
+  } else if (msg.type === "resync") { // the server was away from Redis: pushes may be lost
+    loadOffers();
+    loadJob();
   } else if (msg.type === "job") {
     if (msg.status === "withdrawn") toast(t("withdrawn"), "error");
     loadJob();
