@@ -107,7 +107,7 @@ async def test_uvicorns_real_log_lines_hold_no_encoded_token(
         async with connect(f"ws://{address}/v1/ws/worker?%61ccess_token={token}") as ws:
             with contextlib.suppress(ConnectionClosed):
                 await ws.recv()
-        for _ in range(50):  # the websocket lines are written as the sockets close
+        for _ in range(1000):  # the websocket lines are written as the sockets close
             if sum("WebSocket" in line for line in collect.lines) >= 3:
                 break
             await asyncio.sleep(0.02)

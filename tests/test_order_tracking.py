@@ -92,7 +92,7 @@ async def test_customer_watches_the_worker_arrive(
     assert events[-1]["actor"] == "system"
     assert events[-1]["reason"] == "arrival geofence"
     learned = None
-    for _ in range(50):  # learning follows the arrival's announcement
+    for _ in range(400):  # learning follows the arrival's announcement (a consumer)
         learned = await stores.pool.fetchval(
             "SELECT sum(n) FROM eta_stats WHERE city_id = $1", order["city_id"]
         )
@@ -129,7 +129,7 @@ async def test_customer_watches_the_worker_arrive(
     await next_of(worker, "ack")  # job pushes may come first
     await no_frame_of(watcher, "position")  # privacy: no position after completion
     # Free again: the completion's event releases the job (a consumer, after the commit).
-    for _ in range(250):
+    for _ in range(1000):
         if await stores.redis.zscore(available, str(worker_account.id)) is not None:
             break
         await asyncio.sleep(0.02)

@@ -292,7 +292,7 @@ async def test_state_changes_move_the_worker_between_geo_sets(
     assert await redis.zscore(keys.geo(live_city, "available"), w) is None
     assert await redis.zscore(keys.geo(live_city, "unavailable"), w) is not None
     await ws.close()
-    for _ in range(50):
+    for _ in range(400):
         if await redis.zscore(keys.geo(live_city, "unavailable"), w) is None:
             break
         await asyncio.sleep(0.05)

@@ -172,9 +172,9 @@ async def answer_close_then_eof(raw: Raw) -> None:
 
 
 async def wait_offline(stores: Stores, city: str, worker: int) -> None:
-    """Wait (up to 5 s) until Redis says the worker is offline."""
+    """Wait (up to 20 s) until Redis says the worker is offline."""
     key = stores.keys.worker_state(city, worker)
-    for _ in range(100):
+    for _ in range(400):
         if await stores.redis.hget(key, "state") == b"offline":
             break
         await asyncio.sleep(0.05)
