@@ -287,13 +287,35 @@ async def engine_city(stores: Stores) -> EngineCity:
     return EngineCity(city.id, (lat0 + 0.005, lng0 + 0.005))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The access matrix's count of cells (tests/test_access_matrix.py), when it ran."""
+def _matrix_cells() -> int:
+    """Cells the access matrix checked in this process (0 if it did not run here)."""
     import sys
 
     matrix = sys.modules.get("tests.test_access_matrix")
-    if matrix is not None and matrix.CELLS["checked"]:
+    return int(matrix.CELLS["checked"]) if matrix is not None else 0
+
+
+_MATRIX_FROM_WORKERS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its count to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["matrix_cells"] = _matrix_cells()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist: the controller collects each worker's count."""
+    _MATRIX_FROM_WORKERS.append(int(getattr(node, "workeroutput", {}).get("matrix_cells", 0)))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The access matrix's count of cells (tests/test_access_matrix.py), when it ran."""
+    checked = _matrix_cells() + sum(_MATRIX_FROM_WORKERS)
+    if checked:
         terminalreporter.write_line(
-            f"access matrix: {matrix.CELLS['checked']} cells checked "
+            f"access matrix: {checked} cells checked "
             "(route × role × own / other merchant / other city)"
         )
