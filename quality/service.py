@@ -12,7 +12,8 @@ Fines and bonuses move money in the ledger, in the transaction that gives the ac
 takes the wallet's available balance as far as it goes; the rest is owed
 (``worker_receivable``/``merchant_receivable``) and recovered from the next money that
 comes in. A bonus is paid from ``incentive_expense``. An overturned fine is reversed
-(a mirror entry, never an edit) and what was recovered of it is paid back. Actions
+(a mirror entry, never an edit) and what was recovered of it is paid back. The money
+moved and the appeal rulings are entries of the audit chain (``audit/``). Actions
 recorded before the ledger existed (``unbooked``) are booked by :func:`book_unbooked`
 (the job ``quality:book_unbooked``).
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from accounts.tokens import Claims
+from audit import store as audit_store
 from doorstep.db import Tx
 from doorstep.stores import Stores
 from ledger import rules as lr
@@ -116,10 +118,23 @@ async def book(tx: Tx, action: Action) -> Action:
     )
     if action.kind == "bonus":  # money in: what the payee owes us is netted first
         await wallets.net_owed(tx, payee, cause=key)
+    await audit_store.append(  # the tamper-evident chain (audit/), same transaction
+        tx,
+        actor_id=action.created_by,
+        action=f"discipline.{action.kind}",
+        subject=f"worker:{action.worker_id}",
+        detail={
+            "action_id": action.id,
+            "amount_fen": amount,
+            "wallet": f"{payee.kind}:{payee.id}",
+            "ledger_key": key,
+            "reason": action.reason,
+        },
+    )
     return await store.update_action(tx, action.id, ledger_status="booked", ledger_key=key)
 
 
-async def _reverse(tx: Tx, action: Action, reason: str) -> Action:
+async def _reverse(tx: Tx, action: Action, reason: str, actor_id: int) -> Action:
     """An overturned action's money: the entry is reversed (booked) or never booked (void)."""
     if action.ledger_status == "unbooked":
         return await store.update_action(tx, action.id, ledger_status="void")
@@ -137,6 +152,13 @@ async def _reverse(tx: Tx, action: Action, reason: str) -> Action:
         tx, action.ledger_key, reversal_key=reversal, memo=f"overturned on appeal: {reason}"
     )
     await wallets.net_owed(tx, payee, cause=reversal)  # what was recovered of it goes back
+    await audit_store.append(
+        tx,
+        actor_id=actor_id,
+        action=f"discipline.{action.kind}.reversed",
+        subject=f"worker:{action.worker_id}",
+        detail={"action_id": action.id, "ledger_key": reversal, "reason": reason},
+    )
     return await store.update_action(tx, action.id, ledger_status="reversed")
 
 
@@ -335,8 +357,16 @@ async def decide(
         await store.add_step(
             conn, action_id, step=status, actor_id=caller.user_id, now=now, reason=reason
         )
+        await audit_store.append(  # a ruling: the tamper-evident chain too
+            conn,
+            actor_id=caller.user_id,
+            action=f"discipline.appeal.{status}",
+            subject=f"worker:{found.worker_id}",
+            detail={"action_id": action_id, "kind": found.kind, "reason": reason},
+            at=now,
+        )
         if not uphold:
-            updated = await _reverse(conn, updated, reason)
+            updated = await _reverse(conn, updated, reason, caller.user_id)
     return updated
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from audit import store as audit_store
 from ledger import rules as lr
 from ledger import store as ledger
 from ledger.rules import Entry, credit, debit
@@ -135,7 +136,7 @@ async def test_a_fine_beyond_the_balance_is_owed_netted_and_paid_back_when_overt
     make_user: MakeUser,
     instant_service: str,
 ) -> None:
-    """10.00 in the wallet, fined 50.00: 10.00 taken, 40.00 owed; a 30.00 bonus and then earnings pay the debt first; overturned, the fine is reversed and everything recovered comes back."""
+    """10.00 in the wallet, fined 50.00: 10.00 taken, 40.00 owed; a 30.00 bonus and then earnings pay the debt first; overturned, the fine is reversed and everything recovered comes back; all in the audit chain."""
     svc: Settlement = live_app[1].state.settlement
     w = await make_worker(stores, client, live_city)
     customer = await make_user("customer")
@@ -195,6 +196,14 @@ async def test_a_fine_beyond_the_balance_is_owed_netted_and_paid_back_when_overt
         "bonuses_fen": 3000,
     }
     assert await ledger.get(stores.pool, fine["ledger_key"]) is not None  # never edited
+    trail = await audit_store.of_subject(stores.pool, f"worker:{w.id}")
+    assert [e.action for e in reversed(trail)] == [
+        "discipline.fine",
+        "discipline.bonus",
+        "discipline.appeal.overturned",
+        "discipline.fine.reversed",
+    ]
+    assert (await audit_store.check(stores.pool)).ok
     await _clean(stores)
 
 
