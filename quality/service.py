@@ -357,6 +357,8 @@ async def decide(
         await store.add_step(
             conn, action_id, step=status, actor_id=caller.user_id, now=now, reason=reason
         )
+        if not uphold:  # the wallet's lock before the audit chain's, as when booking
+            updated = await _reverse(conn, updated, reason, caller.user_id)
         await audit_store.append(  # a ruling: the tamper-evident chain too
             conn,
             actor_id=caller.user_id,
@@ -365,8 +367,6 @@ async def decide(
             detail={"action_id": action_id, "kind": found.kind, "reason": reason},
             at=now,
         )
-        if not uphold:
-            updated = await _reverse(conn, updated, reason, caller.user_id)
     return updated
 
 

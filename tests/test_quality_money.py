@@ -200,8 +200,8 @@ async def test_a_fine_beyond_the_balance_is_owed_netted_and_paid_back_when_overt
     assert [e.action for e in reversed(trail)] == [
         "discipline.fine",
         "discipline.bonus",
-        "discipline.appeal.overturned",
         "discipline.fine.reversed",
+        "discipline.appeal.overturned",
     ]
     assert (await audit_store.check(stores.pool)).ok
     await _clean(stores)
