@@ -34,16 +34,17 @@ from quality import rules, store
 from quality.errors import ActionNotFound, AppealState, InvalidQualityInput
 
 __all__ = ["Evaluation", "InvalidQualityInput", "Ranked"]
+from permissions.rules import Viewer
 from quality.rules import QualityParams, Score
 from quality.store import Action
 from settlement import service as wallets
 from settlement import store as settlement_store
 from settlement.models import Payee
+from workforce import service as workforce_service
 from workforce import store as workforce_store
 from workforce.errors import WorkerNotFound
 
 PARAMS = QualityParams()
-STAFF = frozenset({"admin", "dispatcher"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,10 +302,23 @@ async def give(
         return await book(conn, action)
 
 
-async def visible_action(stores: Stores, caller: Claims, action_id: int) -> Action:
-    """The action if the caller is staff or its worker."""
+async def sees(stores: Stores, viewer: Viewer, worker_id: int) -> bool:
+    """True if the viewer may see the worker: the worker themself, or a caller whose
+    scope reaches them (``workforce.service.visible_worker``: admins and dispatchers
+    every worker, a city's grant its cities' workers)."""
+    try:
+        await workforce_service.visible_worker(stores, viewer, worker_id)
+    except WorkerNotFound:
+        return False
+    return True
+
+
+async def visible_action(stores: Stores, viewer: Viewer, action_id: int) -> Action:
+    """The action if it is the viewer's own or its worker is within the viewer's scope."""
     found = await store.action(stores.pool, action_id)
-    if found is None or not (STAFF & set(caller.roles) or found.worker_id == caller.user_id):
+    if found is None or not (
+        found.worker_id == viewer.user_id or await sees(stores, viewer, found.worker_id)
+    ):
         raise ActionNotFound(f"no action {action_id}", field="action_id")
     return found
 

@@ -15,7 +15,6 @@ import msgspec
 from api.bodies import Input
 from api.routing import Ctx, QueryParam, Router
 from quality import service, store
-from quality.errors import ActionNotFound
 from quality.rules import Score
 from quality.service import Evaluation, Ranked
 from quality.store import Action, ActionStep
@@ -25,35 +24,16 @@ from workforce.errors import WorkerNotFound
 router = Router("quality")
 
 
-async def _sees(ctx: Ctx, worker_id: int) -> bool:
-    """True if the caller may see the worker (themself, or their scope reaches them)."""
-    try:
-        await workforce.visible_worker(ctx.stores, ctx.viewer, worker_id)
-    except WorkerNotFound:
-        return False
-    return True
-
-
 async def _body_worker(ctx: Ctx, worker_id: int) -> None:
     """A worker named in a body: 422 if unknown or out of the caller's scope."""
-    if not await _sees(ctx, worker_id):
+    if not await service.sees(ctx.stores, ctx.viewer, worker_id):
         raise service.InvalidQualityInput(f"no worker {worker_id}", field="worker_id")
 
 
 async def _path_worker(ctx: Ctx, worker_id: int) -> None:
     """A worker in the path: 404 if unknown or out of the caller's scope."""
-    if not await _sees(ctx, worker_id):
+    if not await service.sees(ctx.stores, ctx.viewer, worker_id):
         raise WorkerNotFound(f"no worker {worker_id}", field="worker_id")
-
-
-async def _visible_action(ctx: Ctx, action_id: int) -> Action:
-    """The action if it is the caller's own or its worker is in the caller's scope."""
-    found = await store.action(ctx.stores.pool, action_id)
-    if found is None or not (
-        found.worker_id == ctx.user.user_id or await _sees(ctx, found.worker_id)
-    ):
-        raise ActionNotFound(f"no action {action_id}", field="action_id")
-    return found
 
 
 STAFF = frozenset({"admin", "dispatcher"})
@@ -249,7 +229,7 @@ async def appeal(ctx: Ctx, body: AppealIn) -> Action:
     summary="Uphold or overturn an appealed action (admin); overturning lifts it and reverses its money",
 )
 async def decide(ctx: Ctx, body: AppealDecisionIn) -> Action:
-    found = await _visible_action(ctx, ctx.path_int("action_id"))
+    found = await service.visible_action(ctx.stores, ctx.viewer, ctx.path_int("action_id"))
     return await service.decide(
         ctx.stores,
         ctx.user,
@@ -268,5 +248,5 @@ async def decide(ctx: Ctx, body: AppealDecisionIn) -> Action:
     summary="An action's audit trail: given, appealed, upheld or overturned",
 )
 async def steps(ctx: Ctx) -> list[ActionStep]:
-    found = await _visible_action(ctx, ctx.path_int("action_id"))
+    found = await service.visible_action(ctx.stores, ctx.viewer, ctx.path_int("action_id"))
     return await store.steps(ctx.stores.pool, found.id)
