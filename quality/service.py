@@ -2,8 +2,10 @@
 
 Who: staff (admins, dispatchers) record complaints and spot checks and see scores and
 rankings; admins evaluate (the rules propose, the evaluation gives) and give actions by
-hand, and decide appeals; a worker sees their own score and actions and appeals a
-penalty once, with a reason. A suspension or dismissal keeps the worker from offers at
+hand, and decide appeals — and the holders of ``quality.read``/``quality.write`` through a
+grant (the reviewer and city operator templates) do the same for the workers of their
+cities (:func:`sees`); a worker sees their own score and actions and appeals a penalty
+once, with a reason. A suspension or dismissal keeps the worker from offers at
 once (``workforce.gating``); an overturned one no longer does.
 
 Fines and bonuses move money in the ledger, in the transaction that gives the action
