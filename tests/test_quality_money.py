@@ -282,3 +282,31 @@ async def test_rows_from_before_the_ledger_are_booked_once_by_the_job(
     assert balance == {lr.worker_payable(w.id): 0, lr.worker_receivable(w.id): 0}
     assert await quality.book_unbooked(stores) == 0
     await _clean(stores)
+
+
+async def test_a_fine_and_a_withdrawal_at_once_never_overdraw(
+    live_app: tuple[str, Any],
+    live_city: str,
+    client: httpx.AsyncClient,
+    stores: Any,
+    admin: Account,
+    make_user: MakeUser,
+    instant_service: str,
+) -> None:
+    """80.00 in the wallet; a 50.00 withdrawal and a 50.00 fine at once: under the wallet's lock one goes first, and the wallet ends at 30.00 and the withdrawal is refused (fine first) or at 0 with 20.00 owed (withdrawal first), never below 0."""
+    svc: Settlement = live_app[1].state.settlement
+    w = await make_worker(stores, client, live_city)
+    customer = await make_user("customer")
+    await _earn(svc, stores, live_city, instant_service, customer.id, w.id, 10000)  # net 8000
+    withdrawal, _fine = await asyncio.gather(
+        client.post("/v1/me/withdrawals", headers=w.auth, json={"amount_fen": 5000}),
+        _give(client, admin, w.id, "fine", 5000),
+    )
+    wallet = await _wallet(client, w)
+    if withdrawal.status_code == 201:  # the withdrawal first: the fine takes the 30.00 left
+        assert (wallet["available_fen"], wallet["owed_fen"]) == (0, 2000)
+    else:  # the fine first: 30.00 left, too little to withdraw 50.00
+        assert withdrawal.status_code == 409, withdrawal.text
+        assert (wallet["available_fen"], wallet["owed_fen"]) == (3000, 0)
+    assert wallet["fines_fen"] == 5000
+    await _clean(stores)
