@@ -121,6 +121,23 @@ class Ctx:
             raise NotFound(f"no city {city_id!r} in your scope", field=field)
         return city_id
 
+    def reaches(self, city_id: str | None, merchant_id: int | None = None) -> bool:
+        """True if the caller's scope on this route reaches an object of ``city_id`` (or of
+        ``merchant_id``); False without a scope (customers and workers: their own rules)."""
+        return self.scope is not None and (
+            self.scope.has_city(city_id) or self.scope.has_merchant(merchant_id)
+        )
+
+    async def reaches_order(self, order_id: int) -> bool:
+        """True if the caller's scope reaches the order (its city, or its merchant); False
+        for an order that does not exist or a caller without a scope."""
+        if self.scope is not None and self.scope.platform:
+            return True
+        row = await self.stores.pool.fetchrow(
+            "SELECT city_id, merchant_id FROM orders WHERE id = $1", order_id
+        )
+        return row is not None and self.reaches(row["city_id"], row["merchant_id"])
+
     def has_role(self, *roles: str) -> bool:
         """True if the caller holds any of ``roles``."""
         return self.caller is not None and any(r in self.caller.roles for r in roles)

@@ -20,6 +20,12 @@ processes never double-dispatch. A tick:
    with the candidates and their score terms;
 5. sends offers (one worker in direct mode, the top few in grab mode).
 
+An order routed to a merchant (``orders.merchant_id``) is dispatched within the merchant's
+team: its candidates are the merchant's staff only (the nearest of them, within the same
+radius). If none of them can take it for ``merchant_overflow_s`` after it was routed, the
+engine overflows it to the platform (the merchant is cleared, an ``overflow`` order event
+says why) and the next tick offers it to every nearby worker.
+
 Pinned orders are never moved. A paused city only has its offers timed out.
 """
 
@@ -48,8 +54,11 @@ from doorstep.stores import STORE_ERRORS, Stores
 from geo.coords import haversine_m
 from geo.roadgraph import RoadGraph
 from matching.assign import decide_batch, decide_greedy
+from matching.index import CandidateIndex
 from matching.model import Candidate, Decision, Job
 from matching.params import MatchParams
+from merchants import rules as merchant_rules
+from merchants import store as merchant_store
 from tracking import positions
 from tracking.eta import EtaParams, destination_times, eta_many, straight_eta_s
 from tracking.geo_log import AvailableWorkers
@@ -80,6 +89,9 @@ class EngineParams:
     # judged by their ETA range and the worker's last fix; reassigned or alerted.
     risk_every_s: float = 30.0
     risk_stale_s: float = 180.0
+    # An order routed to a merchant that none of its staff could take this long after it
+    # was routed is handed to the platform's workers (overflow).
+    merchant_overflow_s: int = 300
 
     def __post_init__(self) -> None:
         if self.tick_s <= 0 or self.lease_ms < self.tick_s * 1000 * 2 or self.batch_max < 1:
@@ -88,6 +100,8 @@ class EngineParams:
             raise ValueError("engine: unreleased_fallback_s >= 0")
         if self.risk_every_s < 0 or self.risk_stale_s <= 0:
             raise ValueError("engine: risk_every_s >= 0 (0: off), risk_stale_s > 0")
+        if self.merchant_overflow_s < 0:
+            raise ValueError("engine: merchant_overflow_s >= 0")
 
 
 @dataclass
@@ -107,6 +121,7 @@ class TickReport:
     seconds: float = 0.0
     index_rebuilt: bool = False  # the available workers were read whole (else from the log)
     index_changes: int = 0  # workers changed by the log's new entries
+    overflowed: int = 0  # merchants' orders handed to the platform (no staff could serve)
 
 
 class Engine:
@@ -330,6 +345,7 @@ class Engine:
         jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
         if not len(index):
             report.unmatched = len(orders)
+            report.overflowed = await self._overflow(orders, now)
             return
         found_rows, _ = index.nearest_many(
             np.array([j.lat for j in jobs]),
@@ -338,6 +354,8 @@ class Engine:
             self.match.radius_m,
         )
         per_job = [row[row >= 0] for row in found_rows]
+        if any(o.merchant_id is not None for o in orders):
+            per_job = await self._within_teams(orders, jobs, index, per_job)
         ids = index.worker_ids
         union = np.unique(np.concatenate(per_job)) if per_job else np.empty(0, dtype=np.int64)
         positions = {
@@ -356,10 +374,12 @@ class Engine:
         decisions = decide(jobs, candidate_lists, etas, int(now.timestamp()), self.match)
         report.decisions = list(decisions)
         await self._record(decisions)
+        unserved: list[Order] = []
         for order, job, decision in zip(orders, jobs, decisions, strict=True):
             picks = self._picks(job, decision, etas[jobs.index(job)])
             if not picks:
                 report.unmatched += 1
+                unserved.append(order)
                 continue
             mode = self.offer.mode
             # An offer's window starts when it is sent, not when the tick started: a tick
@@ -369,6 +389,73 @@ class Engine:
                 self.stores, self.tracking, order, picks, mode=mode, params=self.offer, now=sent
             )
             report.offered += bool(made)
+        report.overflowed = await self._overflow(unserved, now)
+
+    async def _within_teams(
+        self,
+        orders: Sequence[Order],
+        jobs: Sequence[Job],
+        index: CandidateIndex,
+        per_job: list[np.ndarray],
+    ) -> list[np.ndarray]:
+        """Candidates (positions in ``index``) with each merchant's order limited to the
+        merchant's staff: the nearest ``k`` of them within the radius, whoever is nearer."""
+        merchants = sorted({o.merchant_id for o in orders if o.merchant_id is not None})
+        staff = await merchant_store.staff_of(self.stores.pool, merchants)
+        out = list(per_job)
+        for i, (order, job) in enumerate(zip(orders, jobs, strict=True)):
+            if order.merchant_id is not None:
+                out[i] = self._staff_near(index, staff.get(order.merchant_id, []), job)
+        return out
+
+    def _staff_near(self, index: CandidateIndex, staff: list[int], job: Job) -> np.ndarray:
+        """Positions in ``index`` of the nearest of ``staff`` to the job."""
+        mine = np.flatnonzero(np.isin(index.worker_ids, np.array(staff, dtype=np.int64)))
+        if not len(mine):
+            return np.empty(0, dtype=np.int64)
+        team = CandidateIndex.build(index.worker_ids[mine], index.lat[mine], index.lng[mine])
+        found, _ = team.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
+        return np.asarray(mine[found], dtype=np.int64)
+
+    async def _overflow(self, unserved: Sequence[Order], now: datetime) -> int:
+        """Merchants' orders none of whose staff could take them for ``merchant_overflow_s``
+        go to the platform's workers: the merchant is cleared (the next tick offers them to
+        everyone), with an ``overflow`` order event saying why."""
+        ids = [o.id for o in unserved if o.merchant_id is not None]
+        if not ids:
+            return 0
+        since = await merchant_store.routed_since(self.stores.pool, ids)
+        after = self.params.merchant_overflow_s
+        moved = 0
+        for order_id, routed_at in since.items():
+            if not merchant_rules.overflow_due(routed_at, now, after):
+                continue
+            async with self.stores.pool.acquire() as conn, conn.transaction():
+                locked = await store.get(conn, order_id, lock=True)
+                if (
+                    locked is None
+                    or locked.merchant_id is None
+                    or locked.worker_id is not None
+                    or locked.status not in merchant_rules.ROUTABLE
+                ):
+                    continue
+                await merchant_store.route_order(conn, order_id, None)
+                await store.add_event(
+                    conn,
+                    order_id,
+                    action="overflow",
+                    from_status=locked.status,
+                    to_status=locked.status,
+                    actor="system",
+                    actor_id=None,
+                    reason=f"none of merchant {locked.merchant_id}'s staff could take it "
+                    f"within {after} s: offered to the platform's workers",
+                    data={"merchant_id": locked.merchant_id},
+                )
+            moved += 1
+        if moved:
+            log.info("overflowed %d merchant orders to the platform", moved)
+        return moved
 
     async def preview(self, order: Order, now: datetime) -> Decision:
         """What a tick would decide for this order alone, now, without offering or recording
@@ -380,6 +467,9 @@ class Engine:
         candidates: list[Candidate] = []
         if len(index):
             found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
+            if order.merchant_id is not None:  # within the merchant's team, as a tick does
+                staff = await merchant_store.staff_of(self.stores.pool, [order.merchant_id])
+                found = self._staff_near(index, staff[order.merchant_id], job)
             ids = index.worker_ids
             positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
             cands = await load_candidates(

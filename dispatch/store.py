@@ -188,10 +188,12 @@ async def open_orders(
 ) -> list[Order]:
     """Orders waiting for dispatch, oldest first: not pinned, no offer open, due soon enough
     (``instant_only``: scheduled orders are left to the day plans, except those whose
-    window opens before ``unreleased_before`` and that the plan has not released)."""
+    window opens before ``unreleased_before`` and that the plan has not released). Orders
+    routed to a merchant are among them: the engine offers those to the merchant's staff
+    only."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
-        "AND NOT pinned AND merchant_id IS NULL AND (window_start IS NULL OR (NOT $4 AND window_start <= $2) "
+        "AND NOT pinned AND (window_start IS NULL OR (NOT $4 AND window_start <= $2) "
         "OR ($4 AND window_start <= $5)) "
         "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
         "ORDER BY created_at LIMIT $3",

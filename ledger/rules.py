@@ -47,6 +47,12 @@ CHART: dict[str, AccountKind] = {
         "asset", "provider", "渠道在途资金", "money held by a payment provider for us (in transit)"
     ),
     "bank": AccountKind("asset", "none", "银行存款", "our bank account"),
+    "worker_receivable": AccountKind(
+        "asset", "id", "应收师傅款", "what a worker owes us (a fine beyond their balance)"
+    ),
+    "merchant_receivable": AccountKind(
+        "asset", "id", "应收商户款", "what a merchant owes us (a fine beyond their balance)"
+    ),
     # liabilities: money we hold for someone
     "order_funds": AccountKind(
         "liability", "id", "订单预收款", "a customer's money paid for an order, not yet settled"
@@ -61,11 +67,15 @@ CHART: dict[str, AccountKind] = {
     ),
     # revenue
     "commission_revenue": AccountKind("revenue", "none", "平台佣金收入", "platform commission"),
+    "penalty_income": AccountKind("revenue", "none", "罚款收入", "fines charged to workers"),
     # expenses
     "subsidy_expense": AccountKind(
         "expense", "none", "补贴/优惠券支出", "subsidies and coupons the platform pays"
     ),
     "gateway_fees": AccountKind("expense", "provider", "渠道手续费", "payment providers' fees"),
+    "incentive_expense": AccountKind(
+        "expense", "none", "师傅奖励支出", "bonuses the platform pays workers"
+    ),
 }
 
 _ACCOUNT = re.compile(r"^([a-z_]+)(?::([A-Za-z0-9_-]{1,64}))?$")
@@ -149,6 +159,16 @@ def merchant_payable(merchant_id: int) -> str:
     return f"merchant_payable:{merchant_id}"
 
 
+def worker_receivable(worker_id: int) -> str:
+    """What a worker owes us."""
+    return f"worker_receivable:{worker_id}"
+
+
+def merchant_receivable(merchant_id: int) -> str:
+    """What a merchant owes us."""
+    return f"merchant_receivable:{merchant_id}"
+
+
 def payout_clearing(channel: str = "payout") -> str:
     """Withdrawals handed to a payout channel."""
     return f"payout_clearing:{channel}"
@@ -161,6 +181,8 @@ def gateway_fees(provider: str) -> str:
 
 COMMISSION_REVENUE = "commission_revenue"
 SUBSIDY_EXPENSE = "subsidy_expense"
+PENALTY_INCOME = "penalty_income"
+INCENTIVE_EXPENSE = "incentive_expense"
 BANK = "bank"
 
 
@@ -296,7 +318,9 @@ def check_balances(balances_fen: dict[str, int]) -> list[Violation]:
     - no order's funds are overdrawn (refunded or settled more than was paid);
     - nobody is owed a negative amount (a worker, a merchant: paid out more than earned);
     - no provider has given back more than it held for us;
-    - nothing is pending a negative amount (refunds or payouts confirmed twice).
+    - nothing is pending a negative amount (refunds or payouts confirmed twice);
+    - nobody owes us a negative amount (a fine reversed after it was recovered is paid
+      back into the wallet, not left as a negative debt).
     """
     out: list[Violation] = []
     total = sum(balances_fen.values())
@@ -314,6 +338,8 @@ def check_balances(balances_fen: dict[str, int]) -> list[Violation]:
                 "refunds_pending",
                 "payout_clearing",
                 "gateway",
+                "worker_receivable",
+                "merchant_receivable",
             )
             and held < 0
         ):

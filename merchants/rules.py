@@ -3,6 +3,8 @@ range, which orders a merchant may take. No I/O."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from merchants.errors import InvalidMerchantInput
 
 # GB 32100-2015: the 18-character unified social credit code (统一社会信用代码) printed on
@@ -61,3 +63,10 @@ def check_price(price_minor: int, catalog_price_minor: int, field: str = "price_
             field=field,
         )
     return price_minor
+
+
+def overflow_due(routed_at: datetime, now: datetime, after_s: int) -> bool:
+    """True once an order routed to a merchant at ``routed_at`` has waited ``after_s``
+    seconds without one of the merchant's staff able to take it: the engine then hands it
+    to the platform's workers (overflow)."""
+    return (now - routed_at).total_seconds() >= after_s

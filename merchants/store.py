@@ -128,12 +128,37 @@ async def offers(db: Conn, merchant_id: int, service_code: str) -> bool:
 
 
 async def route_order(db: Conn, order_id: int, merchant_id: int | None) -> None:
-    """Route an order to a merchant (or back to the platform with None)."""
+    """Route an order to a merchant (or back to the platform with None); when it was
+    routed is kept for the engine's overflow."""
     await db.execute(
-        "UPDATE orders SET merchant_id = $2, updated_at = now() WHERE id = $1",
+        "UPDATE orders SET merchant_id = $2, merchant_routed_at = CASE WHEN $2::bigint IS NULL "
+        "THEN NULL ELSE now() END, updated_at = now() WHERE id = $1",
         order_id,
         merchant_id,
     )
+
+
+async def staff_of(db: Conn, merchant_ids: list[int]) -> dict[int, list[int]]:
+    """Each merchant's staff (the workers on its teams), by merchant."""
+    rows = await db.fetch(
+        "SELECT t.merchant_id, w.user_id FROM workers w JOIN teams t ON t.id = w.team_id "
+        "WHERE t.merchant_id = ANY($1) ORDER BY w.user_id",
+        merchant_ids,
+    )
+    out: dict[int, list[int]] = {m: [] for m in merchant_ids}
+    for r in rows:
+        out[int(r["merchant_id"])].append(int(r["user_id"]))
+    return out
+
+
+async def routed_since(db: Conn, order_ids: list[int]) -> dict[int, datetime]:
+    """When each order was routed to its merchant (its creation if not recorded)."""
+    rows = await db.fetch(
+        "SELECT id, coalesce(merchant_routed_at, created_at) AS since FROM orders "
+        "WHERE id = ANY($1) AND merchant_id IS NOT NULL",
+        order_ids,
+    )
+    return {int(r["id"]): r["since"] for r in rows}
 
 
 async def set_team(db: Conn, worker_id: int, team_id: int | None) -> None:

@@ -34,6 +34,7 @@ from onboarding.errors import (
 )
 from onboarding.models import Application, Document, QueueItem
 from onboarding.provider import BackgroundChecker, IdentityVerifier, ProviderUnavailable
+from permissions.rules import PLATFORM, Scope
 from workforce import service as workforce
 from workforce import store as workforce_store
 
@@ -345,15 +346,25 @@ async def run_checks(
         )
 
 
-async def queue(stores: Stores, *, status: str, after_id: int, limit: int) -> list[QueueItem]:
-    """The reviewers' queue."""
-    return await store.queue(stores.pool, status=status, after_id=after_id, limit=limit)
+async def queue(
+    stores: Stores,
+    *,
+    status: str,
+    after_id: int,
+    limit: int,
+    scope: Scope = PLATFORM,
+) -> list[QueueItem]:
+    """The reviewers' queue (a city-scoped reviewer's: their cities' applications)."""
+    return await store.queue(
+        stores.pool, status=status, after_id=after_id, limit=limit, city_ids=scope.city_list
+    )
 
 
-async def for_reviewer(stores: Stores, app_id: int) -> Application:
-    """One application with documents and its audit trail."""
+async def for_reviewer(stores: Stores, app_id: int, scope: Scope = PLATFORM) -> Application:
+    """One application with documents and its audit trail (404 for an application
+    outside the reviewer's cities, or with no city yet for a city-scoped reviewer)."""
     app = await store.application(stores.pool, app_id=app_id)
-    if app is None:
+    if app is None or not scope.has_city(app.city_id):
         raise ApplicationNotFound(f"no application {app_id}", field="application_id")
     return await _full(stores, app, with_steps=True)
 

@@ -196,17 +196,22 @@ async def steps(db: Conn, app_id: int) -> tuple[Step, ...]:
     return tuple(Step(**{**dict(r), "detail": orjson.loads(r["detail"])}) for r in rows)
 
 
-async def queue(db: Conn, *, status: str, after_id: int, limit: int) -> list[QueueItem]:
-    """Applications in ``status``, oldest submission first (keyset by id)."""
+async def queue(
+    db: Conn, *, status: str, after_id: int, limit: int, city_ids: list[str] | None = None
+) -> list[QueueItem]:
+    """Applications in ``status``, oldest submission first (keyset by id); ``city_ids``:
+    only those cities' (a city-scoped reviewer)."""
     rows = await db.fetch(
         "SELECT a.id, a.user_id, a.real_name, a.id_number, a.city_id, a.skills, a.status, "
         "a.identity_status, a.background_status, a.submitted_at, "
         "(SELECT count(*) FROM application_documents d WHERE d.application_id = a.id "
         "AND d.status = 'pending') AS documents_pending "
-        "FROM applications a WHERE a.status = $1 AND a.id > $2 ORDER BY a.id LIMIT $3",
+        "FROM applications a WHERE a.status = $1 AND a.id > $2 "
+        "AND ($4::text[] IS NULL OR a.city_id = ANY($4)) ORDER BY a.id LIMIT $3",
         status,
         after_id,
         limit,
+        city_ids,
     )
     return [
         QueueItem(

@@ -75,7 +75,7 @@ PERMISSIONS: dict[str, str] = {
     "backbone.operate": "replay deliveries, probe, retry and cancel jobs",
     "analytics.read": "see dashboards and exports",
     "analytics.refresh": "rebuild the analytics rollups",
-    "finance.read": "see wallets, ledgers and settlements",
+    "finance.read": "see wallets, settlements, withdrawals and an order's commission",
     "finance.withdrawals.review": "approve or reject withdrawals",
     "roles.read": "see roles, templates and grants",
     "roles.edit": "create and delete roles",
@@ -87,13 +87,13 @@ PERMISSIONS: dict[str, str] = {
     "merchant.services": "a merchant's services and prices",
     "merchant.orders": "the orders routed to a merchant",
     "merchant.dispatch": "dispatch a merchant's orders to its staff, or overflow them",
-    # Capabilities no role template grants yet: their routes let in the base roles they
-    # list (admin, finance, reviewer, dispatcher platform-wide; customers, workers and
-    # merchants for their own data), never a scoped grant.
+    # Capabilities of later areas: their routes let in the base roles they list (admin,
+    # finance, reviewer, dispatcher platform-wide; customers, workers and merchants for
+    # their own data); the staff work among them is also granted (the templates below).
     "payments.read": "an order's payment, its breakdown and refunds",
     "payments.write": "pay, quote and add-ons on site, refunds, a service's pay mode",
-    "settlement.read": "wallets, earnings, settlements, withdrawals, reconciliation",
-    "settlement.write": "withdrawals and their review, commission rules, settlement runs",
+    "settlement.read": "one's own wallet, earnings, settlements and withdrawals",
+    "settlement.write": "withdraw from one's own wallet",
     "onboarding.read": "applications, documents, courses and exams",
     "onboarding.write": "apply, review applications and documents, take and set exams",
     "quality.read": "quality scores, rankings and discipline actions",
@@ -101,9 +101,23 @@ PERMISSIONS: dict[str, str] = {
     "safety.read": "SOS and trail alerts, emergency contacts, address reveals, the audit chain",
     "safety.write": "raise an SOS, acknowledge and resolve alerts, emergency contacts",
     "privacy.read": "an order's masked number (the customer and its worker)",
-    "reviews.read": "one's reviews, given or received",
-    "reviews.write": "edit a review, reply to one, hide one (moderation), a worker's profile",
+    "reviews.read": "one's reviews, given or received; an order's review (staff)",
+    "reviews.write": "edit a review, reply to one, a worker's profile",
+    # Staff capabilities of the areas above, split from their own-data permissions so that
+    # a grant reaches only staff work, each scoped to the grant's cities (issue 18 §6).
+    "payments.refund": "refund (part of) an order's payment (after-sales, finance)",
+    "finance.platform": "the platform's money: settlement runs, reconciliation with the "
+    "providers' bills, commission rules (held through a platform-wide grant only)",
+    "onboarding.review": "the review queue: applications, their documents, checks and decisions",
+    "reviews.moderate": "hide a review with a reason (moderation)",
+    "safety.alerts": "see a city's open SOS and trail alerts",
+    "safety.alerts.handle": "acknowledge and resolve safety alerts",
 }
+
+#: Permissions about the whole platform's money or data, which no city or merchant can
+#: own: a grant holds them only with the platform scope (a city-scoped grant of a role
+#: that names them does not carry them: fail closed).
+PLATFORM_ONLY: frozenset[str] = frozenset({"finance.platform"})
 
 _PLATFORM_OR_CITY: tuple[ScopeKind, ...] = ("platform", "city")
 
@@ -129,6 +143,8 @@ _DISPATCHING = (
     "series.cancel",
     "addresses.read",
     "users.read",
+    "safety.alerts",
+    "safety.alerts.handle",
 )
 _MERCHANT_DISPATCH = (
     "merchants.read",
@@ -162,14 +178,30 @@ TEMPLATES: dict[str, Template] = {
             "finance",
             "财务",
             "Finance",
-            ("finance.read", "finance.withdrawals.review", "orders.read", "analytics.read"),
+            (
+                "finance.read",
+                "finance.withdrawals.review",
+                "finance.platform",
+                "payments.read",
+                "payments.refund",
+                "orders.read",
+                "analytics.read",
+            ),
             _PLATFORM_OR_CITY,
         ),
         Template(
             "reviewer",
             "审核员",
             "Reviewer",
-            ("workers.read", "workers.review", "merchants.read", "merchants.review"),
+            (
+                "workers.read",
+                "workers.review",
+                "merchants.read",
+                "merchants.review",
+                "onboarding.review",
+                "quality.read",
+                "quality.write",
+            ),
             _PLATFORM_OR_CITY,
         ),
         Template(
@@ -185,6 +217,10 @@ TEMPLATES: dict[str, Template] = {
                 "users.read",
                 "addresses.read",
                 "series.read",
+                "reviews.read",
+                "reviews.moderate",
+                "safety.alerts",
+                "payments.read",
             ),
             _PLATFORM_OR_CITY,
         ),
@@ -200,6 +236,12 @@ TEMPLATES: dict[str, Template] = {
                 "workers.review",
                 "merchants.read",
                 "merchants.review",
+                "onboarding.review",
+                "quality.read",
+                "quality.write",
+                "reviews.read",
+                "reviews.moderate",
+                "payments.read",
             ),
             ("city",),
         ),
@@ -366,10 +408,13 @@ Claim = dict[str, list[str]]
 
 
 def claim_of(grants: Iterable[tuple[Template, str]]) -> Claim:
-    """What the access token carries: each permission with the scopes it is held in."""
+    """What the access token carries: each permission with the scopes it is held in
+    (a :data:`PLATFORM_ONLY` permission only from a platform-wide grant)."""
     out: dict[str, set[str]] = {}
     for role, ref in grants:
         for perm in role.permissions:
+            if perm in PLATFORM_ONLY and ref != "platform":
+                continue  # a city's or a merchant's grant does not carry it
             out.setdefault(perm, set()).add(ref)
     return {perm: sorted(refs) for perm, refs in sorted(out.items())}
 

@@ -142,6 +142,16 @@ def proposals(s: Score, params: QualityParams, *, suspensions_before: int) -> li
     return []
 
 
+def fine_split(amount_fen: int, available_fen: int) -> tuple[int, int]:
+    """How a fine is charged: ``(taken from the wallet's balance, owed)``. The available
+    balance pays as far as it goes; the rest is owed and recovered from the next earnings
+    (the wallet never goes below zero, and nothing is written off)."""
+    if amount_fen <= 0:
+        raise ValueError("a fine is a positive number of fen")
+    taken = min(amount_fen, max(available_fen, 0))
+    return taken, amount_fen - taken
+
+
 def ends_at(p: Proposal, now: datetime) -> datetime | None:
     """When an action of ``p`` ends (suspensions and priority), else None."""
     return now + timedelta(days=p.days) if p.days else None

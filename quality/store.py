@@ -25,6 +25,7 @@ class Action:
     reason: str
     score: int | None
     ledger_status: str
+    ledger_key: str | None
     created_by: int | None
     created_at: datetime
     appeal_text: str | None
@@ -36,7 +37,7 @@ class Action:
 
 _ACTION = (
     "id, worker_id, kind, amount_fen, starts_at, ends_at, status, reason, score, ledger_status, "
-    "created_by, created_at, appeal_text, appealed_at, decided_by, decided_at, decision_reason"
+    "ledger_key, created_by, created_at, appeal_text, appealed_at, decided_by, decided_at, decision_reason"
 )
 
 
@@ -126,7 +127,8 @@ async def insert_action(
     score: int | None,
     actor_id: int | None,
 ) -> Action:
-    """A reward or penalty; money is recorded as unbooked (no ledger yet)."""
+    """A reward or penalty; its money (a fine, a bonus) is ``unbooked`` until the caller
+    books it in this same transaction (``quality.service``)."""
     row = await db.fetchrow(
         "INSERT INTO discipline_actions (worker_id, kind, amount_fen, starts_at, ends_at, reason, "
         "score, ledger_status, created_by, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$4) "
@@ -144,6 +146,15 @@ async def insert_action(
     assert row is not None
     await add_step(db, row["id"], step="given", actor_id=actor_id, now=starts_at, reason=reason)
     return _action(row)
+
+
+async def unbooked(db: Conn, limit: int) -> list[int]:
+    """Actions whose money is not booked yet (recorded before the ledger existed)."""
+    rows = await db.fetch(
+        "SELECT id FROM discipline_actions WHERE ledger_status = 'unbooked' ORDER BY id LIMIT $1",
+        limit,
+    )
+    return [int(r["id"]) for r in rows]
 
 
 async def add_step(

@@ -61,7 +61,9 @@ class CommissionOut:
 @dataclass(frozen=True, slots=True)
 class Wallet:
     """A wallet's balances in fen: available (withdrawable), frozen (in the after-sales
-    window), withdrawing (requested or being paid out)."""
+    window), withdrawing (requested or being paid out); owed (fines beyond the balance,
+    recovered from the next earnings) and the fines and bonuses booked so far (net of
+    fines reversed on appeal)."""
 
     payee_kind: PayeeKind
     payee_id: int
@@ -74,6 +76,9 @@ class Wallet:
     min_withdrawal_fen: int
     daily_limit_fen: int
     daily_count: int
+    owed_fen: int = 0
+    fines_fen: int = 0
+    bonuses_fen: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,74 @@ def payable(payee: Payee) -> str:
     return lr.worker_payable(payee.id) if payee.kind == "worker" else lr.merchant_payable(payee.id)
 
 
+def receivable(payee: Payee) -> str:
+    """The ledger account of what a wallet's holder owes us (a fine beyond the balance)."""
+    if payee.kind == "worker":
+        return lr.worker_receivable(payee.id)
+    return lr.merchant_receivable(payee.id)
+
+
+async def lock_wallet(tx: Tx, payee: Payee) -> None:
+    """Hold the wallet's advisory lock until the transaction ends (withdrawals, fines and
+    netting read the balance and move money under it, one after another)."""
+    await tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", payee.lock_key)
+
+
+async def available_of(db: Conn, payee: Payee) -> int:
+    """The wallet's available balance (what we owe its holder now)."""
+    account = payable(payee)
+    return lr.normal_balance(account, await ledger.balance(db, account))
+
+
+async def owed_of(db: Conn, payee: Payee) -> int:
+    """What the wallet's holder owes us (fines beyond their balance, not yet recovered)."""
+    account = receivable(payee)
+    return lr.normal_balance(account, await ledger.balance(db, account))
+
+
+async def net_owed(tx: Tx, payee: Payee, *, cause: str) -> int:
+    """Net what the holder owes us against the wallet, after money came in (a settlement,
+    a bonus, a returned withdrawal) or a fine was reversed; the caller holds the wallet's
+    lock (:func:`lock_wallet`).
+
+    A debt is recovered from the available balance, as much as it holds (entry
+    ``recover:<cause>``, kind ``owed.recovered``); a negative debt — a fine reversed after
+    part of it was recovered — is paid back into the wallet (kind ``owed.released``).
+    Returns the fen taken from the wallet (negative: paid into it).
+    """
+    owed = await owed_of(tx, payee)
+    if owed > 0:
+        amount = min(owed, max(await available_of(tx, payee), 0))
+        if amount == 0:
+            return 0
+        lines = (debit(payable(payee), amount), credit(receivable(payee), amount))
+        kind, memo = "owed.recovered", f"{amount} fen owed recovered from the wallet"
+    elif owed < 0:
+        amount = -owed
+        lines = (debit(receivable(payee), amount), credit(payable(payee), amount))
+        kind, memo = "owed.released", f"{amount} fen recovered before is paid back"
+    else:
+        return 0
+    await ledger.post(
+        tx,
+        Entry(
+            key=f"recover:{cause}",
+            kind=kind,
+            lines=lines,
+            memo=f"{memo} ({payee.kind} {payee.id}, after {cause})",
+            data={"payee_kind": payee.kind, "payee_id": payee.id, "cause": cause},
+        ),
+    )
+    return amount if owed > 0 else -amount
+
+
+async def _net_if_owed(tx: Tx, payee: Payee, *, cause: str) -> None:
+    """:func:`net_owed` when the holder owes anything (the lock only then: most don't)."""
+    if await ledger.balance(tx, receivable(payee)) != 0:
+        await lock_wallet(tx, payee)
+        await net_owed(tx, payee, cause=cause)
+
+
 def default_rule(params: SettlementParams) -> cm.CommissionRule:
     """The platform's default commission."""
     return cm.CommissionRule(id=None, rate_bps=params.default_rate_bps)
@@ -243,6 +311,8 @@ class Settlement:
                     data={"rule_id": rule.id, "rate_bps": rule.rate_bps, "fee_fen": fee},
                 ),
             )
+            if remaining - fee > 0:  # earnings in: what the payee owes us is netted first
+                await _net_if_owed(tx, payee, cause=f"settle:order:{order_id}")
         await store.mark_settled(
             tx, order_id, gross_fen=max(remaining, 0), commission_fen=fee, at=now
         )
@@ -253,7 +323,8 @@ class Settlement:
         """The wallet's balances, derived from the ledger (available: the payable account;
         frozen: what the pending orders' funds hold, less their commission)."""
         db = self.stores.pool
-        available = lr.normal_balance(payable(payee), await ledger.balance(db, payable(payee)))
+        available = await available_of(db, payee)
+        fines, bonuses = await store.discipline_sums(db, payable(payee), receivable(payee))
         frozen = 0
         for _order_id, held, terms in await store.pending_funds(db, payee):
             rule = terms or default_rule(self.params)
@@ -273,6 +344,9 @@ class Settlement:
             min_withdrawal_fen=self.params.withdrawal_min_fen,
             daily_limit_fen=self.params.withdrawal_daily_limit_fen,
             daily_count=self.params.withdrawal_daily_count,
+            owed_fen=await owed_of(db, payee),
+            fines_fen=fines,
+            bonuses_fen=bonuses,
         )
 
     async def earnings(self, payee: Payee, period: str, now: datetime, *, buckets: int) -> Earnings:
@@ -302,9 +376,9 @@ class Settlement:
         and the second sees the first's effect.
         """
         async with self.stores.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", payee.lock_key)
+            await lock_wallet(conn, payee)
             account = payable(payee)
-            available = lr.normal_balance(account, await ledger.balance(conn, account))
+            available = await available_of(conn, payee)
             start, end = day_bounds(local_day(now, self.params), self.params)
             use = await store.day_use(conn, payee, start, end)
             check_withdrawal(amount_fen, available_fen=available, today=use, params=self.params)
@@ -389,6 +463,7 @@ class Settlement:
                 memo=f"withdrawal {row.out.id} {why}: the money is back in the wallet",
             ),
         )
+        await _net_if_owed(tx, row.payee, cause=f"withdrawal:{row.out.id}:returned")
 
     # --- payouts (the jobs') ------------------------------------------------------
 

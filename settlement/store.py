@@ -313,15 +313,33 @@ async def settlements_of(
 
 
 async def all_settlements(
-    db: Conn, *, status: str | None, city_id: str | None, limit: int
+    db: Conn,
+    *,
+    status: str | None,
+    city_id: str | None,
+    limit: int,
+    city_ids: list[str] | None = None,
 ) -> list[SettlementOut]:
-    """Every wallet's settlements (finance), newest completion first."""
+    """Every wallet's settlements (finance), newest completion first; ``city_ids``: only
+    those cities' (a city-scoped caller)."""
     return await _settlements(
         db,
-        "($1::text IS NULL OR s.status = $1) AND ($2::text IS NULL OR s.city_id = $2)",
-        [status, city_id],
+        "($1::text IS NULL OR s.status = $1) AND ($2::text IS NULL OR s.city_id = $2) "
+        "AND ($3::text[] IS NULL OR s.city_id = ANY($3))",
+        [status, city_id, city_ids],
         limit=limit,
     )
+
+
+async def payee_city(db: Conn, payee: Payee) -> str | None:
+    """The city of a wallet's holder (a worker's, a merchant's), or None."""
+    sql = (
+        "SELECT city_id FROM workers WHERE user_id = $1"
+        if payee.kind == "worker"
+        else "SELECT city_id FROM merchants WHERE id = $1"
+    )
+    found = await db.fetchval(sql, payee.id)
+    return str(found) if found is not None else None
 
 
 async def pending_funds(db: Conn, payee: Payee) -> list[tuple[int, int, CommissionRule | None]]:
@@ -446,6 +464,21 @@ async def day_use(tx: Conn, payee: Payee, start: datetime, end: datetime) -> Day
     return DayUse(int(row["total"]), int(row["n"]))
 
 
+async def discipline_sums(db: Conn, payable: str, receivable: str) -> tuple[int, int]:
+    """Fines charged to a wallet (from its balance or owed) and bonuses paid into it, in fen,
+    net of reversals (quality/: entries of kinds ``discipline.fine`` and ``discipline.bonus``)."""
+    row = await db.fetchrow(
+        "SELECT coalesce(sum(l.debit_fen - l.credit_fen) FILTER (WHERE e.kind LIKE "
+        "'discipline.fine%'), 0) AS fines, coalesce(sum(l.credit_fen - l.debit_fen) FILTER "
+        "(WHERE e.kind LIKE 'discipline.bonus%'), 0) AS bonuses FROM ledger_lines l "
+        "JOIN ledger_entries e ON e.id = l.entry_id WHERE l.account = ANY($1) "
+        "AND e.kind LIKE 'discipline.%'",
+        [payable, receivable],
+    )
+    assert row is not None
+    return int(row["fines"]), int(row["bonuses"])
+
+
 async def insert_withdrawal(
     tx: Tx, payee: Payee, amount_fen: int, openid: str, now: datetime
 ) -> WithdrawalRow:
@@ -498,15 +531,21 @@ async def withdrawals_of(db: Conn, payee: Payee, *, limit: int) -> list[Withdraw
     return [_wd(r).out for r in rows]
 
 
-async def all_withdrawals(db: Conn, *, status: str | None, limit: int) -> list[WithdrawalOut]:
+async def all_withdrawals(
+    db: Conn, *, status: str | None, limit: int, city_ids: list[str] | None = None
+) -> list[WithdrawalOut]:
     """Every withdrawal (finance): the oldest first when filtered by status (a queue), else
-    the newest first."""
+    the newest first; ``city_ids``: only those whose payee is of those cities."""
     order = "ASC" if status else "DESC"
     rows = await db.fetch(
-        f"SELECT {_WD} FROM withdrawals WHERE $1::text IS NULL OR status = $1 "
+        f"SELECT {_WD} FROM withdrawals WHERE ($1::text IS NULL OR status = $1) "
+        "AND ($3::text[] IS NULL OR (CASE WHEN payee_kind = 'worker' THEN (SELECT city_id "
+        "FROM workers WHERE user_id = payee_id) ELSE (SELECT city_id FROM merchants "
+        "WHERE id = payee_id) END) = ANY($3)) "
         f"ORDER BY requested_at {order}, id {order} LIMIT $2",
         status,
         limit,
+        city_ids,
     )
     return [_wd(r).out for r in rows]
 

@@ -4,9 +4,11 @@ city: the answer each caller gets (issue 18).
 The expectation is a small model written here, not the code under test:
 
 - the gate: a caller passes when the route lists one of their base roles, or a grant of
-  theirs holds the route's permission; otherwise 403;
+  theirs holds the route's permission (a city's grant never holds a platform-only one);
+  otherwise 403;
 - the object: past the gate, an object (order, worker, team, merchant, city) outside the
-  caller's scope is 404 — the same as an object that does not exist;
+  caller's scope is 404 — the same as an object that does not exist (a platform-wide
+  grant reaches every object);
 - otherwise the route answers what it answers (2xx, or a 409/422 of its own rules), never
   401, 403 or 404, and never a 5xx.
 
@@ -33,7 +35,7 @@ from catalog import service as catalog_service
 from catalog import store as catalog_store
 from dispatch import store as dispatch_store
 from doorstep.stores import Stores
-from permissions.rules import TEMPLATES
+from permissions.rules import PLATFORM_ONLY, TEMPLATES
 from tests.access import licence, login, square
 from tests.helpers import Account, MakeUser
 from workforce import store as workforce_store
@@ -76,6 +78,7 @@ class Principal:
     cities: frozenset[str] = frozenset()
     merchants: frozenset[int] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
+    platform: bool = False  # a platform-wide grant: its permissions reach every object
 
 
 @dataclass
@@ -228,9 +231,14 @@ async def world(
         Principal("worker", await make_user("worker"), frozenset({"worker"})),
         Principal("merchant", m1, frozenset({"merchant"}), merchants=frozenset({own.merchant})),
     ]
-    for name, template in TEMPLATES.items():
+    grants = [
+        (name, f"merchant:{own.merchant}" if "merchant" in t.scopes else f"city:{own.city}")
+        for name, t in TEMPLATES.items()
+    ]
+    grants.append(("finance", "platform"))  # the one template whose money is platform-only
+    for name, scope in grants:
+        template = TEMPLATES[name]
         holder = await make_user("customer")
-        scope = f"merchant:{own.merchant}" if "merchant" in template.scopes else f"city:{own.city}"
         r = await client.post(
             "/v1/grants",
             headers=admin.auth,
@@ -243,7 +251,10 @@ async def world(
                 f"{name}@{scope.split(':')[0]}",
                 account,
                 frozenset({"customer"}),
-                perms=frozenset(template.permissions),
+                # a city's or a merchant's grant does not carry a platform-only permission
+                perms=frozenset(template.permissions)
+                - (frozenset() if scope == "platform" else PLATFORM_ONLY),
+                platform=scope == "platform",
                 cities=frozenset({own.city}) if scope.startswith("city:") else frozenset(),
                 merchants=frozenset({own.merchant})
                 if scope.startswith("merchant:")
@@ -308,6 +319,11 @@ def _body(ep: Endpoint, place: Place) -> Any:
         "PUT /v1/cities/{city_id}/prices/{service_code}": {"price_minor": None},
         "POST /v1/orders/{order_id}/pay": {"provider": "wechat", "channel": "native"},
         "PUT /v1/orders/{order_id}/rating": {"stars": 5},
+        "POST /v1/ratings/{order_id}/hide": {"reason": "矩阵测试"},
+        "POST /v1/orders/{order_id}/refunds": {
+            "out_refund_no": f"RMX{secrets.token_hex(4)}",
+            "amount_fen": 100,
+        },
         "POST /v1/orders/{order_id}/rating/reply": {"text": "矩阵"},
         "POST /v1/orders/{order_id}/extras": {
             "kind": "addon",
@@ -337,6 +353,8 @@ def reaches(p: Principal, ep: Endpoint, place: Place) -> bool:
         return True
     if p.base & ep.roles & {"admin", "dispatcher"}:
         return True
+    if ep.permission in p.perms and p.platform:
+        return True
     if ep.permission in p.perms:
         cities, merchants = p.cities, p.merchants
     elif "merchant" in p.base & ep.roles:
@@ -359,6 +377,7 @@ OWN_AUTH = frozenset({"POST /v1/sms/receipts"})
 IN_SCOPE_404 = {
     "DELETE /v1/workers/{worker_id}/availability/exceptions/{on_date}": "no exception set",
     "DELETE /v1/merchants/{merchant_id}/staff/{worker_id}": "removed by an earlier caller",
+    "POST /v1/ratings/{order_id}/hide": "the fixture orders are not rated",
 }
 
 

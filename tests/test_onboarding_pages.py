@@ -15,8 +15,9 @@ import pytest
 
 from doorstep.stores import Stores
 from onboarding.idcard import make_id_number
+from tests.access import grant, new_city
 from tests.files_samples import jpeg, pdf
-from tests.helpers import Account, new_phone
+from tests.helpers import Account, MakeUser, new_phone
 from tests.onboarding_setup import Trade, fill_in, make_trade, sign_up, sms_code
 from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
 from tests.test_pages import (  # noqa: F401 - fixtures
@@ -228,3 +229,39 @@ async def test_an_admin_sees_rankings_and_overturns_an_appealed_suspension(
     )
     await context.close()
     assert errors == [], errors
+
+
+async def test_a_city_operator_reviews_the_queue_of_their_city_in_the_back_office(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    admin: Account,
+) -> None:
+    """A city_operator grant (onboarding.review) opens the 入职审核 section: their city's application is queued, another city's is not."""
+    here, there = await new_city(stores, "q-here"), await new_city(stores, "q-there")
+    apps = {}
+    for city in (here, there):
+        applicant = await make_user("customer")
+        apps[city] = await stores.pool.fetchval(
+            "INSERT INTO applications (user_id, city_id, real_name, status, submitted_at, "
+            "created_at, updated_at) VALUES ($1, $2, '李四', 'submitted', now(), now(), now()) "
+            "RETURNING id",
+            applicant.id,
+            city,
+        )
+    operator = await make_user("customer", name="城市运营小王")
+    await grant(client, admin, operator, "city_operator", f"city:{here}")
+    context = await browser.new_context(**DESK)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/admin#/review")
+    await _sign_in(page, operator.phone)
+    await page.wait_for_selector('body[data-ready="review"]', timeout=WAIT_MS)
+    await page.wait_for_selector(
+        f'#review-queue tr[data-application="{apps[here]}"]', timeout=WAIT_MS
+    )
+    assert await page.locator(f'#review-queue tr[data-application="{apps[there]}"]').count() == 0
+    assert errors == []
+    await context.close()

@@ -58,7 +58,7 @@ async def test_complaints_evaluate_to_a_fine_and_a_suspension_stops_offers_until
     admin: Account,
     instant_service: str,
 ) -> None:
-    """Five complaints and a failed spot check: evaluation fines (recorded, not booked: no ledger); a suspension by hand keeps offers away; the worker appeals, the admin overturns, offers come again; all audited."""
+    """Five complaints and a failed spot check: evaluation fines (booked in the ledger); a suspension by hand keeps offers away; the worker appeals, the admin overturns, offers come again; all audited."""
     w = await make_worker(stores, client, engine_city.id)
     dispatcher = await make_user("dispatcher")
     for i in range(5):
@@ -79,7 +79,7 @@ async def test_complaints_evaluate_to_a_fine_and_a_suspension_stops_offers_until
     r = await client.post(f"/v1/quality/workers/{w.id}/evaluate", headers=admin.auth)
     assert r.status_code == 200, r.text
     (fine,) = r.json()["actions"]
-    assert (fine["kind"], fine["amount_fen"], fine["ledger_status"]) == ("fine", 5000, "unbooked")
+    assert (fine["kind"], fine["amount_fen"], fine["ledger_status"]) == ("fine", 5000, "booked")
     again = (await client.post(f"/v1/quality/workers/{w.id}/evaluate", headers=admin.auth)).json()
     assert again["actions"] == []  # not fined twice in 30 days
 

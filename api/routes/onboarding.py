@@ -28,6 +28,7 @@ from onboarding.models import (
 )
 from onboarding.provider import BackgroundChecker, IdentityVerifier
 from onboarding.rules import DocumentKind
+from permissions.rules import NOWHERE, Scope
 from workforce import store as workforce_store
 from workforce.service import home
 
@@ -331,7 +332,7 @@ async def submit(ctx: Ctx) -> Application:
 
 @router.get(
     "/v1/onboarding/applications",
-    perm="onboarding.read",
+    perm="onboarding.review",
     roles=REVIEWERS,
     returns=list[QueueItem],
     query=(
@@ -356,23 +357,29 @@ async def queue(ctx: Ctx) -> list[QueueItem]:
         status=status or "submitted",
         after_id=ctx.query_int("after_id", 0, ge=0, le=2**62),
         limit=ctx.query_int("limit", 50, ge=1, le=200),
+        scope=_scope(ctx),
     )
+
+
+def _scope(ctx: Ctx) -> Scope:
+    """Where a reviewer acts: everywhere (admins, reviewers), or a grant's cities."""
+    return ctx.scope if ctx.scope is not None else NOWHERE
 
 
 @router.get(
     "/v1/onboarding/applications/{application_id}",
-    perm="onboarding.read",
+    perm="onboarding.review",
     roles=REVIEWERS,
     returns=Application,
     summary="One application with its documents and audit trail",
 )
 async def get_application(ctx: Ctx) -> Application:
-    return await service.for_reviewer(ctx.stores, ctx.path_int("application_id"))
+    return await service.for_reviewer(ctx.stores, ctx.path_int("application_id"), _scope(ctx))
 
 
 @router.put(
     "/v1/onboarding/applications/{application_id}/documents/{document_id}/verdict",
-    perm="onboarding.write",
+    perm="onboarding.review",
     roles=REVIEWERS,
     body=VerdictIn,
     returns=Document,
@@ -380,6 +387,7 @@ async def get_application(ctx: Ctx) -> Application:
     summary="Approve or reject one document, with a reason",
 )
 async def document_verdict(ctx: Ctx, body: VerdictIn) -> Document:
+    await service.for_reviewer(ctx.stores, ctx.path_int("application_id"), _scope(ctx))
     return await service.review_document(
         ctx.stores,
         ctx.user,
@@ -392,14 +400,14 @@ async def document_verdict(ctx: Ctx, body: VerdictIn) -> Document:
 
 @router.post(
     "/v1/onboarding/applications/{application_id}/checks",
-    perm="onboarding.write",
+    perm="onboarding.review",
     roles=REVIEWERS,
     returns=Application,
     summary="Run the identity and background checks again (after a provider was away)",
 )
 async def recheck(ctx: Ctx) -> Application:
     app_id = ctx.path_int("application_id")
-    await service.for_reviewer(ctx.stores, app_id)
+    await service.for_reviewer(ctx.stores, app_id, _scope(ctx))
     await service.run_checks(
         ctx.stores,
         app_id,
@@ -413,7 +421,7 @@ async def recheck(ctx: Ctx) -> Application:
 
 @router.post(
     "/v1/onboarding/applications/{application_id}/decision",
-    perm="onboarding.write",
+    perm="onboarding.review",
     roles=REVIEWERS,
     body=DecisionIn,
     returns=Application,
@@ -425,6 +433,7 @@ async def recheck(ctx: Ctx) -> Application:
     summary="Approve (the applicant becomes a worker), reject, or send back for changes",
 )
 async def decide(ctx: Ctx, body: DecisionIn) -> Application:
+    await service.for_reviewer(ctx.stores, ctx.path_int("application_id"), _scope(ctx))
     return await service.decide(
         ctx.stores,
         ctx.user,

@@ -170,9 +170,12 @@ def _payments(ctx: Ctx) -> Payments:
 
 
 async def _visible_order(ctx: Ctx, order_id: int) -> Any:
-    """The order if the caller may see its money: its customer, or staff and finance."""
+    """The order if the caller may see its money: its customer, staff and finance, or a
+    grant (finance, customer service, a city's operator) whose scope reaches the order."""
     order = await dispatch_store.get(ctx.stores.pool, order_id)
-    staff = ctx.has_role("admin", "finance", "dispatcher")
+    staff = ctx.has_role("admin", "finance", "dispatcher") or (
+        order is not None and ctx.reaches(order.city_id, order.merchant_id)
+    )
     if order is None or (not staff and order.customer_id != ctx.user.user_id):
         raise OrderNotFound(f"no order {order_id}", field="order_id")
     return order
@@ -220,7 +223,7 @@ async def money(ctx: Ctx) -> OrderMoneyOut:
 
 @router.post(
     "/v1/orders/{order_id}/refunds",
-    perm="payments.write",
+    perm="payments.refund",
     roles=FINANCE,
     body=RefundIn,
     returns=RefundOut,
@@ -233,8 +236,11 @@ async def money(ctx: Ctx) -> OrderMoneyOut:
     summary="Refund (part of) an order's payment (after-sales; finance); idempotent by out_refund_no",
 )
 async def refund(ctx: Ctx, body: RefundIn) -> RefundOut:
+    order_id = ctx.path_int("order_id")
+    if not await ctx.reaches_order(order_id):
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
     r = await _payments(ctx).refund(
-        ctx.path_int("order_id"),
+        order_id,
         out_refund_no=body.out_refund_no,
         amount_fen=body.amount_fen,
         reason=body.reason,

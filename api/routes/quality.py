@@ -1,5 +1,9 @@
 """Quality and discipline: complaints and spot checks, scores and rankings, rewards and
-penalties with appeals (issue 18 §4)."""
+penalties with appeals (issue 18 §4).
+
+Staff reach the workers their scope reaches (``workforce.service.visible_worker``): admins
+and dispatchers every worker, a reviewer's or a city operator's grant the workers of its
+cities (another city's worker: 404 in the path, 422 in a body); a worker their own."""
 
 from __future__ import annotations
 
@@ -18,6 +22,20 @@ from workforce import service as workforce
 from workforce.errors import WorkerNotFound
 
 router = Router("quality")
+
+
+async def _body_worker(ctx: Ctx, worker_id: int) -> None:
+    """A worker named in a body: 422 if unknown or out of the caller's scope."""
+    if not await service.sees(ctx.stores, ctx.viewer, worker_id):
+        raise service.InvalidQualityInput(f"no worker {worker_id}", field="worker_id")
+
+
+async def _path_worker(ctx: Ctx, worker_id: int) -> None:
+    """A worker in the path: 404 if unknown or out of the caller's scope."""
+    if not await service.sees(ctx.stores, ctx.viewer, worker_id):
+        raise WorkerNotFound(f"no worker {worker_id}", field="worker_id")
+
+
 STAFF = frozenset({"admin", "dispatcher"})
 ADMIN = frozenset({"admin"})
 STAFF_OR_WORKER = frozenset({"admin", "dispatcher", "worker"})
@@ -82,6 +100,7 @@ def _now(ctx: Ctx) -> datetime:
     summary="Record a complaint or a spot check (staff)",
 )
 async def record(ctx: Ctx, body: QualityEventIn) -> Recorded:
+    await _body_worker(ctx, body.worker_id)
     return Recorded(
         await service.record(
             ctx.stores,
@@ -105,8 +124,7 @@ async def record(ctx: Ctx, body: QualityEventIn) -> Recorded:
 )
 async def score(ctx: Ctx) -> Score:
     worker_id = ctx.path_int("worker_id")
-    if not ctx.has_role("admin", "dispatcher") and worker_id != ctx.user.user_id:
-        raise WorkerNotFound(f"no worker {worker_id}", field="worker_id")
+    await _path_worker(ctx, worker_id)
     return await service.score_of(ctx.stores, worker_id, _now(ctx))
 
 
@@ -118,7 +136,9 @@ async def score(ctx: Ctx) -> Score:
     summary="Score the worker and give the rewards or penalties the rules call for (admin)",
 )
 async def evaluate(ctx: Ctx) -> Evaluation:
-    return await service.evaluate(ctx.stores, ctx.user, ctx.path_int("worker_id"), _now(ctx))
+    worker_id = ctx.path_int("worker_id")
+    await _path_worker(ctx, worker_id)
+    return await service.evaluate(ctx.stores, ctx.user, worker_id, _now(ctx))
 
 
 @router.get(
@@ -138,6 +158,7 @@ async def rankings(ctx: Ctx) -> list[Ranked]:
     if not city_id:
         raise service.InvalidQualityInput("name the city", field="city_id")
     await workforce.check_city(ctx.stores, city_id)
+    ctx.in_city(city_id)
     return await service.rankings(
         ctx.stores, city_id, limit=ctx.query_int("limit", 50, ge=1, le=500), now=_now(ctx)
     )
@@ -151,9 +172,10 @@ async def rankings(ctx: Ctx) -> list[Ranked]:
     returns=Action,
     status=201,
     errors={422: "an unknown worker; a fine or bonus without an amount, a suspension without days"},
-    summary="Give a reward or penalty by hand (admin); money is recorded, not booked",
+    summary="Give a reward or penalty by hand (admin); a fine or bonus is booked in the wallet",
 )
 async def give(ctx: Ctx, body: ActionIn) -> Action:
+    await _body_worker(ctx, body.worker_id)
     return await service.give(
         ctx.stores,
         ctx.user,
@@ -175,11 +197,10 @@ async def give(ctx: Ctx, body: ActionIn) -> Action:
     summary="A worker's rewards and penalties, newest first",
 )
 async def actions(ctx: Ctx) -> list[Action]:
-    staff = ctx.has_role("admin", "dispatcher")
     raw = ctx.request.query_params.get("worker_id")
     worker_id = ctx.query_int("worker_id", 0, ge=1, le=2**62) if raw else ctx.user.user_id
-    if not staff and worker_id != ctx.user.user_id:
-        raise WorkerNotFound(f"no worker {worker_id}", field="worker_id")
+    if worker_id != ctx.user.user_id:
+        await _path_worker(ctx, worker_id)
     return await store.actions(ctx.stores.pool, worker_id)
 
 
@@ -205,13 +226,14 @@ async def appeal(ctx: Ctx, body: AppealIn) -> Action:
     body=AppealDecisionIn,
     returns=Action,
     errors={409: "the action is not appealed", 422: "no reason given"},
-    summary="Uphold or overturn an appealed action (admin); overturning lifts it",
+    summary="Uphold or overturn an appealed action (admin); overturning lifts it and reverses its money",
 )
 async def decide(ctx: Ctx, body: AppealDecisionIn) -> Action:
+    found = await service.visible_action(ctx.stores, ctx.viewer, ctx.path_int("action_id"))
     return await service.decide(
         ctx.stores,
         ctx.user,
-        ctx.path_int("action_id"),
+        found.id,
         uphold=body.decision == "uphold",
         reason=body.reason,
         now=_now(ctx),
@@ -226,5 +248,5 @@ async def decide(ctx: Ctx, body: AppealDecisionIn) -> Action:
     summary="An action's audit trail: given, appealed, upheld or overturned",
 )
 async def steps(ctx: Ctx) -> list[ActionStep]:
-    found = await service.visible_action(ctx.stores, ctx.user, ctx.path_int("action_id"))
+    found = await service.visible_action(ctx.stores, ctx.viewer, ctx.path_int("action_id"))
     return await store.steps(ctx.stores.pool, found.id)

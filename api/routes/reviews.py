@@ -13,6 +13,7 @@ from api.bodies import Input
 from api.routing import PUBLIC, Ctx, QueryParam, Router
 from catalog import service as catalog_service
 from dispatch import ratings
+from dispatch.errors import OrderNotFound
 from dispatch.models import Rating
 from dispatch.review_rules import ReviewInput, ReviewParams, ReviewSummary
 
@@ -21,7 +22,8 @@ CUSTOMER = frozenset({"customer"})
 WORKER = frozenset({"worker"})
 PARTIES = frozenset({"customer", "worker", "dispatcher", "admin"})
 STAFF = frozenset({"dispatcher", "admin"})
-# Moderators: admins (a customer_service role joins when after-sales brings it).
+# Moderators: admins, and the holders of ``reviews.moderate`` (customer service, a city's
+# operator) for the orders their grant's scope reaches.
 MODERATORS = frozenset({"admin"})
 
 Score = Annotated[int, msgspec.Meta(ge=1, le=5)]
@@ -110,11 +112,12 @@ async def tags(ctx: Ctx) -> Tags:
     summary="The order's rating, null if not rated yet (its customer, its worker, or staff; 404 for others)",
 )
 async def get_rating(ctx: Ctx) -> Rating | Response:
+    order_id = ctx.path_int("order_id")
     found = await ratings.rating_of(
         ctx.stores.pool,
-        ctx.path_int("order_id"),
+        order_id,
         user_id=ctx.user.user_id,
-        staff=ctx.has_role(*STAFF),
+        staff=ctx.has_role(*STAFF) or (ctx.scope is not None and await ctx.reaches_order(order_id)),
         params=params(ctx),
     )
     # Not rated yet: a JSON null (a bare None would be a 204 without a body).
@@ -167,7 +170,7 @@ async def reply(ctx: Ctx, body: ReplyIn) -> Rating:
 
 @router.post(
     "/v1/ratings/{order_id}/hide",
-    perm="reviews.write",
+    perm="reviews.moderate",
     errors={409: "hidden already (`already_hidden`)", 422: "a blank or one-character reason"},
     roles=MODERATORS,
     body=HideIn,
@@ -175,9 +178,12 @@ async def reply(ctx: Ctx, body: ReplyIn) -> Rating:
     summary="Hide a review with a reason: out of lists, aggregates and the worker's rating",
 )
 async def hide(ctx: Ctx, body: HideIn) -> Rating:
+    order_id = ctx.path_int("order_id")
+    if not await ctx.reaches_order(order_id):
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
     return await ratings.hide(
         ctx.stores,
-        ctx.path_int("order_id"),
+        order_id,
         ctx.user.user_id,
         body.reason,
         params=params(ctx),

@@ -17,6 +17,8 @@ from audit.chain import Entry
 from dispatch.reveals import Reveal, list_reveals
 from doorstep.errors import InvalidInput
 from safety import rules
+from safety import store as safety_store
+from safety.errors import AlertNotFound
 from safety.service import LiveView, SafetyDesk
 from safety.store import Contact, SafetyAlert
 
@@ -99,7 +101,7 @@ async def raise_sos(ctx: Ctx, body: SosIn) -> SosOut:
 
 @router.get(
     "/v1/safety/alerts",
-    perm="safety.read",
+    perm="safety.alerts",
     roles=STAFF,
     returns=list[SafetyAlert],
     query=(QueryParam("city_id", str, "the city", required=True, max_length=40),),
@@ -109,24 +111,33 @@ async def list_alerts(ctx: Ctx) -> list[SafetyAlert]:
     city_id = ctx.query_str("city_id")
     if not city_id:
         raise InvalidInput("this query parameter is required", field="city_id")
-    return await _desk(ctx).open_alerts(city_id)
+    return await _desk(ctx).open_alerts(ctx.in_city(city_id))
+
+
+async def _alert_in_scope(ctx: Ctx) -> int:
+    """The alert's id if the caller's scope reaches its city (another city's: 404)."""
+    alert_id = ctx.path_int("alert_id")
+    found = await safety_store.get(ctx.stores.pool, alert_id)
+    if found is not None and not ctx.reaches(found.city_id):
+        raise AlertNotFound(f"no safety alert {alert_id}", field="alert_id")
+    return alert_id
 
 
 @router.post(
     "/v1/safety/alerts/{alert_id}/ack",
-    perm="safety.write",
+    perm="safety.alerts.handle",
     roles=STAFF,
     returns=SafetyAlert,
     errors={409: "already acknowledged or resolved (`already_handled`)"},
     summary="Acknowledge a safety alert (dispatchers and admins): its escalation stops",
 )
 async def acknowledge(ctx: Ctx) -> SafetyAlert:
-    return await _desk(ctx).acknowledge(ctx.path_int("alert_id"), by=ctx.user.user_id)
+    return await _desk(ctx).acknowledge(await _alert_in_scope(ctx), by=ctx.user.user_id)
 
 
 @router.post(
     "/v1/safety/alerts/{alert_id}/resolve",
-    perm="safety.write",
+    perm="safety.alerts.handle",
     roles=STAFF,
     body=ResolveIn,
     returns=SafetyAlert,
@@ -135,7 +146,7 @@ async def acknowledge(ctx: Ctx) -> SafetyAlert:
 )
 async def resolve(ctx: Ctx, body: ResolveIn) -> SafetyAlert:
     return await _desk(ctx).resolve(
-        ctx.path_int("alert_id"), by=ctx.user.user_id, resolution=body.resolution.strip()
+        await _alert_in_scope(ctx), by=ctx.user.user_id, resolution=body.resolution.strip()
     )
 
 

@@ -1,6 +1,12 @@
 """Money after the order: wallets, earnings and withdrawals for workers and merchants;
 settlements, withdrawal review and reconciliation for finance; commission rules for
-admins and finance (docs/settlement.md)."""
+admins and finance (docs/settlement.md).
+
+Finance's routes declare ``finance.*``: the ``finance`` role template grants them with a
+scope. A city-scoped grant sees the settlements, wallets, withdrawals and orders of its
+cities only (another city's: 404); ``finance.platform`` (runs, reconciliation, commission
+rules) is held through a platform-wide grant only (permissions/rules.py ``PLATFORM_ONLY``).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from doorstep.errors import InvalidInput, NotFound
 from settlement import service as settlement_service
 from settlement import store
 from settlement.commission import CommissionRule
-from settlement.errors import InvalidMoneyInput, NoWallet, RuleNotFound
+from settlement.errors import InvalidMoneyInput, NoWallet, RuleNotFound, WithdrawalNotFound
 from settlement.models import (
     CommissionOut,
     Earnings,
@@ -184,7 +190,7 @@ async def my_withdrawal(ctx: Ctx) -> WithdrawalOut:
 
 @router.get(
     "/v1/finance/settlements",
-    perm="settlement.read",
+    perm="finance.read",
     roles=FINANCE,
     returns=Settlements,
     query=(
@@ -195,14 +201,31 @@ async def my_withdrawal(ctx: Ctx) -> WithdrawalOut:
     summary="Settlements of every wallet, newest completion first",
 )
 async def settlements(ctx: Ctx) -> Settlements:
+    city_id = ctx.query_str("city_id")
+    if city_id is not None:
+        ctx.in_city(city_id)
     return Settlements(
         items=await store.all_settlements(
             ctx.stores.pool,
             status=ctx.query_str("status", choices=frozenset({"pending", "settled"})),
-            city_id=ctx.query_str("city_id"),
+            city_id=city_id,
             limit=ctx.query_int("limit", 50, ge=1, le=200),
+            city_ids=_cities(ctx),
         )
     )
+
+
+def _cities(ctx: Ctx) -> list[str] | None:
+    """The cities a city-scoped caller sees (None: every city)."""
+    return ctx.scope.city_list if ctx.scope is not None else None
+
+
+async def _payee_in_scope(ctx: Ctx, payee: Payee, field: str) -> None:
+    """404 unless the caller's scope reaches the wallet's holder (their city)."""
+    if ctx.scope is not None and ctx.scope.platform:
+        return
+    if not ctx.reaches(await store.payee_city(ctx.stores.pool, payee)):
+        raise NotFound(f"no {payee.kind} wallet {payee.id} in your scope", field=field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +237,7 @@ class SettleRun:
 
 @router.post(
     "/v1/finance/settlements/run",
-    perm="settlement.write",
+    perm="finance.platform",
     roles=FINANCE,
     returns=SettleRun,
     summary="Settle now what is due (the job does it every minute)",
@@ -225,7 +248,7 @@ async def settle_now(ctx: Ctx) -> SettleRun:
 
 @router.get(
     "/v1/finance/wallets/{payee_kind}/{payee_id}",
-    perm="settlement.read",
+    perm="finance.read",
     roles=FINANCE,
     returns=Wallet,
     summary="Any worker's or merchant's wallet",
@@ -235,6 +258,7 @@ async def wallet_of(ctx: Ctx) -> Wallet:
     if kind not in PAYEES:
         raise InvalidInput("must be worker or merchant", field="payee_kind")
     payee = Payee("worker" if kind == "worker" else "merchant", ctx.path_int("payee_id"))
+    await _payee_in_scope(ctx, payee, "payee_id")
     return await _svc(ctx).wallet(payee, _now(ctx))
 
 
@@ -243,7 +267,7 @@ STATUSES = ("requested", "rejected", "paying", "paid", "failed")
 
 @router.get(
     "/v1/finance/withdrawals",
-    perm="settlement.read",
+    perm="finance.read",
     roles=FINANCE,
     returns=Withdrawals,
     query=(
@@ -258,6 +282,7 @@ async def withdrawals(ctx: Ctx) -> Withdrawals:
             ctx.stores.pool,
             status=ctx.query_str("status", choices=frozenset(STATUSES)),
             limit=ctx.query_int("limit", 50, ge=1, le=200),
+            city_ids=_cities(ctx),
         )
     )
 
@@ -268,9 +293,23 @@ class ReviewIn(Input):
     reason: Reason = ""
 
 
+async def _reviewable(ctx: Ctx) -> int:
+    """The withdrawal's id if the caller's scope reaches its payee (else 404)."""
+    withdrawal_id = ctx.path_int("withdrawal_id")
+    row = await store.withdrawal(ctx.stores.pool, withdrawal_id)
+    if row is not None:
+        try:
+            await _payee_in_scope(ctx, row.payee, "withdrawal_id")
+        except NotFound:
+            raise WithdrawalNotFound(
+                f"no withdrawal {withdrawal_id}", field="withdrawal_id"
+            ) from None
+    return withdrawal_id
+
+
 @router.post(
     "/v1/finance/withdrawals/{withdrawal_id}/approve",
-    perm="settlement.write",
+    perm="finance.withdrawals.review",
     roles=REVIEWERS,
     body=ReviewIn,
     returns=WithdrawalOut,
@@ -279,7 +318,7 @@ class ReviewIn(Input):
 )
 async def approve(ctx: Ctx, body: ReviewIn) -> WithdrawalOut:
     return await _svc(ctx).review(
-        ctx.path_int("withdrawal_id"),
+        await _reviewable(ctx),
         reviewer=ctx.user.user_id,
         approve=True,
         reason=body.reason,
@@ -289,7 +328,7 @@ async def approve(ctx: Ctx, body: ReviewIn) -> WithdrawalOut:
 
 @router.post(
     "/v1/finance/withdrawals/{withdrawal_id}/reject",
-    perm="settlement.write",
+    perm="finance.withdrawals.review",
     roles=REVIEWERS,
     body=ReviewIn,
     returns=WithdrawalOut,
@@ -298,7 +337,7 @@ async def approve(ctx: Ctx, body: ReviewIn) -> WithdrawalOut:
 )
 async def reject(ctx: Ctx, body: ReviewIn) -> WithdrawalOut:
     return await _svc(ctx).review(
-        ctx.path_int("withdrawal_id"),
+        await _reviewable(ctx),
         reviewer=ctx.user.user_id,
         approve=False,
         reason=body.reason,
@@ -317,7 +356,7 @@ class ReconcileIn(Input):
 
 @router.post(
     "/v1/finance/reconciliations",
-    perm="settlement.write",
+    perm="finance.platform",
     roles=FINANCE,
     body=ReconcileIn,
     returns=ReconciliationOut,
@@ -340,7 +379,7 @@ async def run_reconciliation(ctx: Ctx, body: ReconcileIn) -> ReconciliationOut:
 
 @router.get(
     "/v1/finance/reconciliations",
-    perm="settlement.read",
+    perm="finance.platform",
     roles=FINANCE,
     returns=Reconciliations,
     query=(LIMIT,),
@@ -356,7 +395,7 @@ async def reconciliations(ctx: Ctx) -> Reconciliations:
 
 @router.get(
     "/v1/finance/reconciliations/{reconciliation_id}",
-    perm="settlement.read",
+    perm="finance.platform",
     roles=FINANCE,
     returns=ReconciliationOut,
     summary="One run with every difference it found",
@@ -395,7 +434,7 @@ class Rules:
 
 @router.get(
     "/v1/admin/commission-rules",
-    perm="settlement.read",
+    perm="finance.platform",
     roles=RULE_EDITORS,
     returns=Rules,
     query=(QueryParam("all", bool, "true: switched-off rules too"),),
@@ -408,7 +447,7 @@ async def commission_rules(ctx: Ctx) -> Rules:
 
 @router.post(
     "/v1/admin/commission-rules",
-    perm="settlement.write",
+    perm="finance.platform",
     roles=RULE_EDITORS,
     body=RuleIn,
     returns=RuleOut,
@@ -432,7 +471,7 @@ async def add_commission_rule(ctx: Ctx, body: RuleIn) -> RuleOut:
 
 @router.post(
     "/v1/admin/commission-rules/{rule_id}/deactivate",
-    perm="settlement.write",
+    perm="finance.platform",
     roles=RULE_EDITORS,
     returns=RuleOut,
     summary="Switch a commission rule off (orders already paid keep their snapshot)",
@@ -448,13 +487,15 @@ async def deactivate_rule(ctx: Ctx) -> RuleOut:
 
 @router.get(
     "/v1/finance/orders/{order_id}/commission",
-    perm="settlement.read",
+    perm="finance.read",
     roles=FINANCE,
     returns=CommissionOut,
     summary="An order's commission: the snapshot taken at payment, else what the rules give now",
 )
 async def order_commission(ctx: Ctx) -> CommissionOut:
     order_id = ctx.path_int("order_id")
+    if not await ctx.reaches_order(order_id):
+        raise NotFound(f"no order {order_id}", field="order_id")
     snap = await store.snapshot_of(ctx.stores.pool, order_id)
     if snap is not None:
         return snap

@@ -211,8 +211,8 @@ const SECTIONS = [
   ["merchants", "n_merchants", "merchants.review"],
   ["shop", "n_shop", "merchant.orders"],
   ["analytics", "n_analytics", "analytics.read"],
-  // Sections of capabilities no role template grants yet: by base role.
-  ["review", "n_review", ["admin", "reviewer"]],
+  // Sections by base role (a list), or by base role or permission (the templates').
+  ["review", "n_review", ["admin", "reviewer", "onboarding.review"]],
   ["exams", "n_exams", ["admin", "reviewer"]],
   ["discipline", "n_discipline", ["admin", "dispatcher"]],
   ["safety", "n_safety", ["admin", "dispatcher"]],
@@ -238,7 +238,7 @@ const myCities = () => {
   return scopes.includes("platform") ? null : scopes.filter((s) => s.startsWith("city:")).map((s) => s.slice(5));
 };
 const mine = () => SECTIONS.filter(([id, , perm]) => (id === "shop" ? shops.length > 0
-  : Array.isArray(perm) ? perm.some((r) => client.user?.roles.includes(r)) : can(perm)));
+  : Array.isArray(perm) ? perm.some((r) => client.user?.roles.includes(r) || (r.includes(".") && can(r))) : can(perm)));
 async function backOffice() { await loadPermissions(); return mine().length > 0; }
 async function cities() {
   const only = myCities();
