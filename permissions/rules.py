@@ -103,6 +103,8 @@ PERMISSIONS: dict[str, str] = {
     "privacy.read": "an order's masked number (the customer and its worker)",
     "reviews.read": "one's reviews, given or received",
     "reviews.write": "edit a review, reply to one, hide one (moderation), a worker's profile",
+    "aftersales.read": "after-sales tickets, their evidence, the queue, spot checks, insurance",
+    "aftersales.write": "open and work tickets, resolve, rule disputes, claims, spot checks",
 }
 
 _PLATFORM_OR_CITY: tuple[ScopeKind, ...] = ("platform", "city")
