@@ -402,7 +402,7 @@ def check_answers(answers: Mapping[str, object]) -> dict[str, bool | int]:
                 raise InvalidAftersalesInput("must be true or false", field=field)
         elif type(value) is not int or not 1 <= value <= 5:
             raise InvalidAftersalesInput("must be an integer 1–5", field=field)
-        out[q.key] = value  # type: ignore[assignment]
+        out[q.key] = value
     return out
 
 

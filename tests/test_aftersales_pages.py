@@ -37,9 +37,29 @@ async def test_a_customer_opens_a_ticket_and_customer_service_resolves_it(
     await stores.pool.execute(
         "INSERT INTO trail_points (worker_id, ts, lat, lng, accuracy_m, seq, received_at) "
         "SELECT $1, now() - interval '2 hours' + i * interval '2 minutes', 22.53 + i * 0.0004, "
-        "114.01 + (i % 5) * 0.0003, 5, i, now() FROM generate_series(0, 30) i",
+        "114.01 + i * i * 0.00002, 5, i, now() FROM generate_series(0, 30) i",
         worker.id,
     )
+    steps = [
+        ("book", None, "created", "customer", 230),
+        ("confirm", "created", "confirmed", "system", 229),
+        ("accept", "offered", "assigned", "worker", 225),
+        ("depart", "assigned", "en_route", "worker", 180),
+        ("arrive", "en_route", "arrived", "worker", 120),
+        ("start", "arrived", "in_service", "worker", 115),
+        ("complete", "in_service", "completed", "worker", 1),
+    ]
+    for action, before, after, actor, minutes_ago in steps:
+        await stores.pool.execute(
+            "INSERT INTO order_events (order_id, at, action, from_status, to_status, actor) "
+            "VALUES ($1, now() - make_interval(mins => $2), $3, $4, $5, $6)",
+            order_id,
+            minutes_ago,
+            action,
+            before,
+            after,
+            actor,
+        )
 
     context = await browser.new_context(**PHONE)
     page = await context.new_page()
@@ -56,6 +76,7 @@ async def test_a_customer_opens_a_ticket_and_customer_service_resolves_it(
         files=[{"name": "cup.jpg", "mimeType": "image/jpeg", "buffer": s.jpeg()}],
     )
     await page.wait_for_selector("#asc-photos img", timeout=WAIT_MS)
+    await _shot(page, "app-aftersales-form.png", full=True)
     await page.click("#asc-submit")
     await page.wait_for_selector("#ticket[data-status=open]", timeout=WAIT_MS)
     row = await stores.pool.fetchrow(
@@ -68,6 +89,7 @@ async def test_a_customer_opens_a_ticket_and_customer_service_resolves_it(
     await page.fill('#ticket-message textarea[name="body"]', "杯子是朋友送的")
     await page.click("#ticket-message button[type=submit]")
     await page.wait_for_selector("#ticket-notes li:nth-child(2)", timeout=WAIT_MS)
+    await page.evaluate("document.getElementById('toast')?.remove()")  # not in the picture
     await _shot(page, "app-aftersales-ticket.png", full=True)
 
     staff = await make_user("dispatcher", name="客服小王")
@@ -86,9 +108,10 @@ async def test_a_customer_opens_a_ticket_and_customer_service_resolves_it(
     await back.fill('#as-resolve input[name="compensation"]', "30")
     await back.fill('#as-resolve input[name="note"]', "赔偿杯子")
     await back.check('#as-resolve input[name="worker_at_fault"]')
+    await back.evaluate("document.getElementById('toast')?.remove()")
+    await _shot(back, "admin-aftersales-ticket.png", full=True)
     await back.click("#as-resolve button[type=submit]")
     await back.wait_for_selector('#as-outcomes [data-outcome="compensation"]', timeout=WAIT_MS)
-    await _shot(back, "admin-aftersales-ticket.png", full=True)
     status = await stores.pool.fetchval(
         "SELECT status FROM aftersales_tickets WHERE id = $1", ticket
     )
@@ -98,6 +121,7 @@ async def test_a_customer_opens_a_ticket_and_customer_service_resolves_it(
 
     await page.reload()
     await page.wait_for_selector('#ticket-outcome [data-outcome="compensation"]', timeout=WAIT_MS)
+    await _shot(page, "app-aftersales-outcome.png")
     assert errors == []
     assert back_errors == []
     await context.close()

@@ -180,7 +180,7 @@ def test_periods_are_whole_weeks_before_now() -> None:
 
 def test_the_questionnaire_needs_every_answer_of_its_kind() -> None:
     """Missing, unknown or mistyped answers are 422 naming answers.<key>; the verdict passes only a clean call."""
-    good = {
+    good: dict[str, object] = {
         "on_time": True,
         "as_described": True,
         "polite": True,
@@ -190,13 +190,14 @@ def test_the_questionnaire_needs_every_answer_of_its_kind() -> None:
     assert rules.verdict(rules.check_answers(good)) is True
     assert rules.verdict(rules.check_answers(good | {"extra_charges": True})) is False
     assert rules.verdict(rules.check_answers(good | {"satisfaction": 2})) is False
-    for bad, field in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({k: v for k, v in good.items() if k != "polite"}, "answers.polite"),
         (good | {"mood": 3}, "answers.mood"),
         (good | {"on_time": "yes"}, "answers.on_time"),
         (good | {"satisfaction": 6}, "answers.satisfaction"),
         (good | {"satisfaction": True}, "answers.satisfaction"),
-    ]:
+    ]
+    for bad, field in cases:
         with pytest.raises(InvalidAftersalesInput) as e:
             rules.check_answers(bad)
         assert e.value.field == field
