@@ -432,6 +432,18 @@ class Aftersales:
             tx, t.id, author_id=by, side="system", kind="status", body=f"{status}: {reason}", at=now
         )
         await settlement_store.release(tx, t.order_id, hold_key(t.id))
+        if status != "withdrawn":  # the customer hears the outcome in their inbox
+            zh = {"resolved": "已处理完毕", "rejected": "未获支持"}.get(status, status)
+            await notifications_store.add_to_inbox(
+                tx,
+                user_id=t.customer_id,
+                key=f"aftersales:{t.id}:closed",
+                kind="aftersales_closed",
+                event_id=None,
+                order_id=t.order_id,
+                title=f"售后工单 #{t.id} {zh} / after-sales ticket {status}",
+                body=reason[:500],
+            )
 
     async def resolve(
         self, who: Who, ticket_id: int, res: Resolution, now: datetime

@@ -119,6 +119,12 @@ async def _open(
     return found
 
 
+def _items(found: Any) -> list[dict[str, Any]]:
+    """The inbox's items (a list, or a page with ``items``)."""
+    items: list[dict[str, Any]] = found if isinstance(found, list) else found.get("items", [])
+    return items
+
+
 async def _funds(stores: Stores, order_id: int) -> int:
     account = lr.order_funds(order_id)
     return lr.normal_balance(account, await ledger.balance(stores.pool, account))
@@ -177,6 +183,8 @@ async def test_an_open_ticket_holds_the_settlement_until_it_closes(
     assert r.status_code == 200, r.text
     assert (r.json()["ticket"]["status"], r.json()["settlement_held"]) == ("rejected", False)
     assert await settlement_store.holds(stores.pool, order) == []
+    inbox = await client.get("/v1/me/inbox", headers=job["customer"].auth)
+    assert any(f"#{tid}" in (m.get("title") or "") for m in _items(inbox.json()))
     await svc.settle_due(due)
     status = await stores.pool.fetchval("SELECT status FROM settlements WHERE order_id = $1", order)
     assert status == "settled"
