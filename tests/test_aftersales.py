@@ -690,3 +690,88 @@ async def test_an_insured_booking_prices_the_premium_and_a_damage_claim_is_paid_
         json={"service_code": "no_such_service_x", "lat": 22.53, "lng": 114.01, "insured": True},
     )
     assert r.status_code in (404, 422)
+
+
+async def test_two_resolutions_at_once_move_the_money_once(
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    dispatcher: Account,
+    job: dict[str, Any],
+) -> None:
+    """Two staff resolve the same ticket at the same moment: one wins (200), the other is 409; one compensation entry, one close."""
+    other = await make_user("dispatcher", name="客服二")
+    tid = (await _open(client, job["customer"], job["order"], kind="compensation"))["ticket"]["id"]
+    url = f"/v1/aftersales/tickets/{tid}/resolve"
+    body = {"compensation_fen": 1500, "note": "同时处理"}
+    a, b = await asyncio.gather(
+        client.post(url, headers=dispatcher.auth, json=body),
+        client.post(url, headers=other.auth, json=body),
+    )
+    assert sorted((a.status_code, b.status_code)) == [200, 409]
+    entries = await stores.pool.fetchval(
+        "SELECT count(*) FROM ledger_entries WHERE key = $1", f"aftersales:{tid}:compensation"
+    )
+    assert entries == 1
+    closes = await stores.pool.fetchval(
+        "SELECT count(*) FROM aftersales_notes WHERE ticket_id = $1 AND kind = 'status'", tid
+    )
+    assert closes == 1
+
+
+async def test_a_redo_for_the_same_worker_goes_through_the_dispatchers_assignment(
+    client: httpx.AsyncClient,
+    stores: Stores,
+    dispatcher: Account,
+    job: dict[str, Any],
+) -> None:
+    """The redo order is free and confirmed; the same worker is asked through the assignment's checks, and the ticket says what came of it."""
+    tid = (await _open(client, job["customer"], job["order"], kind="redo"))["ticket"]["id"]
+    r = await client.post(
+        f"/v1/aftersales/tickets/{tid}/resolve",
+        headers=dispatcher.auth,
+        json={"redo": "same", "note": "原师傅返工"},
+    )
+    assert r.status_code == 200, r.text
+    (redo,) = [o for o in r.json()["outcomes"] if o["kind"] == "redo"]
+    assert redo["detail"] == {"to": "same", "original_worker_id": job["worker"].id}
+    notes = [n["body"] for n in r.json()["notes"] if n["kind"] == "outcome"]
+    assert len(notes) == 1
+    assert f"redo order {redo['redo_order_id']}" in notes[0]
+    row = await stores.pool.fetchrow(
+        "SELECT price_minor, worker_id FROM orders WHERE id = $1", redo["redo_order_id"]
+    )
+    assert row is not None
+    assert row["price_minor"] == 0
+    if "assigned to worker" in notes[0]:
+        assert row["worker_id"] == job["worker"].id
+    assert not await stores.pool.fetchval(
+        "SELECT 1 FROM order_exclusions WHERE order_id = $1", redo["redo_order_id"]
+    )
+
+
+async def test_settlement_sends_an_insured_orders_premium_to_the_insurance_fund(
+    stores: Stores, live_app: tuple[str, Any], job: dict[str, Any]
+) -> None:
+    """At T+N the premium leaves the order's funds for insurance_fund; the worker's share is taken from the rest."""
+    svc = _settlement(live_app)
+    order = job["order"]
+    await stores.pool.execute(
+        "INSERT INTO order_insurance (order_id, premium_fen, coverage_fen) VALUES ($1, 500, 50000)",
+        order,
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        assert await svc.open_settlement(conn, order, completed_at=NOW)
+    before = lr.normal_balance(
+        lr.INSURANCE_FUND, await ledger.balance(stores.pool, lr.INSURANCE_FUND)
+    )
+    await svc.settle_due(NOW + timedelta(days=svc.params.after_sales_days))
+    after = lr.normal_balance(
+        lr.INSURANCE_FUND, await ledger.balance(stores.pool, lr.INSURANCE_FUND)
+    )
+    assert after - before == 500
+    gross = await stores.pool.fetchval(
+        "SELECT gross_fen FROM settlements WHERE order_id = $1", order
+    )
+    assert gross == 15000 - 500
+    assert await _funds(stores, order) == 0

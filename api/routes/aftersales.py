@@ -283,7 +283,10 @@ async def message(ctx: Ctx, body: MessageIn) -> TicketDetail:
     body=StatementIn,
     returns=TicketDetail,
     status=201,
-    errors={409: "this side stated already, or the ticket is closed"},
+    errors={
+        409: "this side stated already, or the ticket is closed",
+        422: "a blank statement; a photo not an image of yours",
+    },
     summary="The customer's or the worker's statement: the ticket becomes a dispute",
 )
 async def statement(ctx: Ctx, body: StatementIn) -> TicketDetail:
