@@ -13,6 +13,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from accounts.service import TokenPolicy
+from aftersales.rules import AftersalesParams
+from aftersales.service import Aftersales
 from api import background, errors, logredact, openapi
 from api.metrics import (
     BackboneCollector,
@@ -24,6 +26,7 @@ from api.metrics import (
 from api.routes import (
     accounts,
     admin,
+    aftersales,
     analytics,
     catalog,
     city_sites,
@@ -125,6 +128,7 @@ ROUTERS = (
     merchants.router,
     city_sites.router,
     reviews.router,
+    aftersales.router,
 )
 
 
@@ -169,6 +173,7 @@ class Tuning:
     trail: TrailParams
     settlement: SettlementParams
     reviews: ReviewParams
+    aftersales: AftersalesParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -200,6 +205,7 @@ class Tuning:
             "trail": TrailParams,
             "settlement": SettlementParams,
             "reviews": ReviewParams,
+            "aftersales": AftersalesParams,
         }
         return cls(
             **{
@@ -303,6 +309,13 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             appid=payout_config.appid,
             bills=app.state.bills,
         )
+        app.state.aftersales = Aftersales(
+            app.state.stores,
+            tuning.aftersales,
+            window_days=tuning.settlement.after_sales_days,  # one window: T+N
+            payments=app.state.payments,
+            tracking=tracking_rt,
+        )
         consumers: list[Consumer] = [
             probe.consumer(),
             app.state.masking.consumer(),
@@ -333,6 +346,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
                     app.state.payments,
                     safety=tuning.safety,
                     settlement=app.state.settlement,
+                    aftersales=app.state.aftersales,
                 ),
                 tuning.jobs,
             )

@@ -10,6 +10,9 @@ from typing import Any
 
 from procrastinate import Blueprint
 
+from aftersales import tasks as aftersales_tasks
+from aftersales.rules import AftersalesParams
+from aftersales.service import Aftersales
 from analytics import tasks as analytics_tasks
 from dispatch import tasks as dispatch_tasks
 from doorstep.settings import Settings, load_secret_key
@@ -28,6 +31,7 @@ from safety import tasks as safety_tasks
 from safety.rules import SafetyParams
 from safety.service import RedisFeed, SafetyDesk
 from settlement import tasks as settlement_tasks
+from settlement.rules import SettlementParams
 from settlement.service import Settlement
 
 
@@ -44,6 +48,7 @@ def blueprints() -> dict[str, Blueprint]:
         safety_tasks.NAMESPACE: safety_tasks.blueprint,
         settlement_tasks.NAMESPACE: settlement_tasks.blueprint,
         quality_tasks.NAMESPACE: quality_tasks.blueprint,
+        aftersales_tasks.NAMESPACE: aftersales_tasks.blueprint,
     }
 
 
@@ -56,6 +61,8 @@ def services(
     safety: SafetyParams | None = None,
     *,
     settlement: Settlement | None = None,
+    aftersales: Aftersales | None = None,
+    aftersales_params: AftersalesParams | None = None,
 ) -> dict[type[Any], Any]:
     """The objects tasks look up by class (``jobs.app.service``)."""
     desk = SafetyDesk(
@@ -77,4 +84,10 @@ def services(
         found[Payments] = payments
     if settlement is not None:
         found[Settlement] = settlement
+    found[Aftersales] = aftersales or Aftersales(
+        stores,
+        aftersales_params or AftersalesParams(),
+        window_days=(settlement.params if settlement else SettlementParams()).after_sales_days,
+        payments=payments,
+    )
     return found

@@ -215,6 +215,8 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "service_code": {"type": "string", "minLength": 1},
     "on_date": {"type": "string", "format": "date"},
     "provider": {"type": "string", "enum": ["wechat", "alipay"]},
+    "ticket_id": ID,
+    "spot_id": ID,
 }
 
 

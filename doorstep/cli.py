@@ -124,6 +124,7 @@ async def _work(settings: Settings) -> None:
             payments,
             safety=tuning.safety,
             settlement=settlement,
+            aftersales_params=tuning.aftersales,
         ),
         tuning.jobs,
         name=f"worker-{os.getpid()}",

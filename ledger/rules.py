@@ -76,6 +76,16 @@ CHART: dict[str, AccountKind] = {
     "incentive_expense": AccountKind(
         "expense", "none", "师傅奖励支出", "bonuses the platform pays workers"
     ),
+    # after-sales (aftersales/): compensation, service insurance
+    "customer_payable": AccountKind(
+        "liability", "id", "应付客户", "what we owe a customer (compensation, insurance claims)"
+    ),
+    "insurance_fund": AccountKind(
+        "liability", "none", "保险理赔准备金", "service insurance premiums held to pay claims"
+    ),
+    "compensation_expense": AccountKind(
+        "expense", "none", "售后赔偿支出", "compensation the platform pays customers"
+    ),
 }
 
 _ACCOUNT = re.compile(r"^([a-z_]+)(?::([A-Za-z0-9_-]{1,64}))?$")
@@ -179,6 +189,13 @@ def gateway_fees(provider: str) -> str:
     return f"gateway_fees:{provider}"
 
 
+def customer_payable(customer_id: int) -> str:
+    """What we owe a customer (after-sales compensation, insurance claims)."""
+    return f"customer_payable:{customer_id}"
+
+
+INSURANCE_FUND = "insurance_fund"
+COMPENSATION_EXPENSE = "compensation_expense"
 COMMISSION_REVENUE = "commission_revenue"
 SUBSIDY_EXPENSE = "subsidy_expense"
 PENALTY_INCOME = "penalty_income"

@@ -110,12 +110,14 @@ class Payments:
 
     # --- booking ---------------------------------------------------------------------------
 
-    async def hold(self, tx: Tx, order: Order) -> bool:
-        """In the booking's transaction: store the price breakdown; True (and the close
-        job deferred) if the order must be paid before it is dispatched."""
+    async def hold(self, tx: Tx, order: Order, fees: tuple[tuple[str, str, int], ...] = ()) -> bool:
+        """In the booking's transaction: store the price breakdown (with ``fees``, e.g. the
+        insurance premium after-sales adds); True (and the close job deferred) if the order
+        must be paid before it is dispatched."""
         mode = await store.service_mode(tx, order.service_code)
         b = rules.breakdown(
             order.price_minor,
+            fees=fees,
             pay_mode=cast(rules.PayMode, mode["pay_mode"]) if mode else "after_service",
             deposit_fen=int(mode["deposit_fen"]) if mode else 0,
             inspection_fee_fen=int(mode["inspection_fee_fen"]) if mode else 0,
@@ -531,38 +533,59 @@ class Payments:
         payment_id: int | None = None,
     ) -> RefundRow:
         """A refund of an order's payment (after-sales, by finance), idempotent by number."""
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            return await self.refund_in(
+                conn,
+                order_id,
+                out_refund_no=out_refund_no,
+                amount_fen=amount_fen,
+                reason=reason,
+                by=by,
+                payment_id=payment_id,
+            )
+
+    async def refund_in(
+        self,
+        conn: Tx,
+        order_id: int,
+        *,
+        out_refund_no: str,
+        amount_fen: int,
+        reason: str,
+        by: int | None,
+        payment_id: int | None = None,
+    ) -> RefundRow:
+        """:meth:`refund` inside the caller's transaction (after-sales resolves a ticket
+        and refunds in one transaction)."""
         rules.fen(amount_fen, "amount_fen")
         rules.check_out_refund_no(out_refund_no)
-        async with self.stores.pool.acquire() as conn, conn.transaction():
-            order = await dispatch_store.get(conn, order_id, lock=True)
-            if order is None:
-                raise PaymentNotFound(f"no order {order_id}", field="order_id")
-            paid = [
-                p
-                for p in await store.payments_of_order(conn, order_id)
-                if p.status == "paid" and (payment_id is None or p.id == payment_id)
-            ]
-            existing = await store.refund_by_no(conn, out_refund_no)
-            if existing is not None and existing.order_id != order_id:
-                raise RefundNumberReused(
-                    f"refund {out_refund_no} belongs to another order", field="out_refund_no"
-                )
-            target = next((p for p in paid if existing and p.id == existing.payment_id), None)
-            if target is None:
-                target = next(
-                    (p for p in paid if p.amount_fen - p.reserved_fen >= amount_fen), None
-                )
-            if target is None:
-                left = sum(p.amount_fen - p.reserved_fen for p in paid)
-                raise InvalidPayment(
-                    f"{amount_fen} fen is more than any payment of this order has left to refund ({left} fen in all)",
-                    field="amount_fen",
-                )
-            locked = await store.payment(conn, target.id, lock=True)
-            assert locked is not None
-            return await self._refund_in(
-                conn, locked, amount_fen, out_refund_no, cause="after_sales", reason=reason, by=by
+        order = await dispatch_store.get(conn, order_id, lock=True)
+        if order is None:
+            raise PaymentNotFound(f"no order {order_id}", field="order_id")
+        paid = [
+            p
+            for p in await store.payments_of_order(conn, order_id)
+            if p.status == "paid" and (payment_id is None or p.id == payment_id)
+        ]
+        existing = await store.refund_by_no(conn, out_refund_no)
+        if existing is not None and existing.order_id != order_id:
+            raise RefundNumberReused(
+                f"refund {out_refund_no} belongs to another order", field="out_refund_no"
             )
+        target = next((p for p in paid if existing and p.id == existing.payment_id), None)
+        if target is None:
+            target = next((p for p in paid if p.amount_fen - p.reserved_fen >= amount_fen), None)
+        if target is None:
+            left = sum(p.amount_fen - p.reserved_fen for p in paid)
+            raise InvalidPayment(
+                f"{amount_fen} fen is more than any payment of this order has left to refund ({left} fen in all)",
+                field="amount_fen",
+            )
+        locked = await store.payment(conn, target.id, lock=True)
+        assert locked is not None
+        return await self._refund_in(
+            conn, locked, amount_fen, out_refund_no, cause="after_sales", reason=reason, by=by
+        )
 
     async def send_refund(self, out_refund_no: str) -> None:
         """The job: ask the provider for a refund (idempotent there by number)."""

@@ -112,6 +112,8 @@ PERMISSIONS: dict[str, str] = {
     "reviews.moderate": "hide a review with a reason (moderation)",
     "safety.alerts": "see a city's open SOS and trail alerts",
     "safety.alerts.handle": "acknowledge and resolve safety alerts",
+    "aftersales.read": "after-sales tickets, their evidence, the queue, spot checks, insurance",
+    "aftersales.write": "open and work tickets, resolve, rule disputes, claims, spot checks",
 }
 
 #: Permissions about the whole platform's money or data, which no city or merchant can
@@ -221,6 +223,8 @@ TEMPLATES: dict[str, Template] = {
                 "reviews.moderate",
                 "safety.alerts",
                 "payments.read",
+                "aftersales.read",
+                "aftersales.write",
             ),
             _PLATFORM_OR_CITY,
         ),

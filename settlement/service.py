@@ -290,7 +290,25 @@ class Settlement:
         s = await store.lock_settlement(tx, order_id)
         if s is None or s.status != "pending" or s.due_at > now:
             return
+        if await store.holds(tx, order_id):  # an open after-sales ticket: not now
+            return
         remaining = await funds_of(tx, order_id)
+        premium = min(await store.premium_of(tx, order_id), max(remaining, 0))
+        if premium > 0:  # an insured order: its premium goes to the insurance fund first
+            await ledger.post(
+                tx,
+                Entry(
+                    key=f"insurance:premium:{order_id}",
+                    kind="insurance.premium",
+                    order_id=order_id,
+                    lines=(
+                        debit(lr.order_funds(order_id), premium),
+                        credit(lr.INSURANCE_FUND, premium),
+                    ),
+                    memo=f"service insurance premium of order {order_id}",
+                ),
+            )
+            remaining -= premium
         rule = await _terms(tx, order_id, remaining, self.params, now)
         fee = cm.amount(rule, max(remaining, 0))
         if remaining > 0:

@@ -238,14 +238,56 @@ async def add_settlement(
 
 
 async def due_settlements(tx: Tx, now: datetime, limit: int) -> list[int]:
-    """Orders whose settlement is due, locked (others' skipped)."""
+    """Orders whose settlement is due and not held (an open after-sales ticket), locked
+    (others' skipped)."""
     rows = await tx.fetch(
         "SELECT order_id FROM settlements WHERE status = 'pending' AND due_at <= $1 "
+        "AND NOT EXISTS (SELECT 1 FROM settlement_holds h WHERE h.order_id = settlements.order_id) "
         "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         limit,
     )
     return [r["order_id"] for r in rows]
+
+
+async def hold(tx: Tx, order_id: int, key: str) -> str | None:
+    """Hold an order's settlement (an after-sales ticket, ``key``), in the caller's
+    transaction. The order's settlement row is locked first, so a settlement running now
+    finishes before the hold is taken: the answer is its status then (None: no row yet,
+    the completion not heard yet; the hold applies when it comes)."""
+    status = await tx.fetchval(
+        "SELECT status FROM settlements WHERE order_id = $1 FOR UPDATE", order_id
+    )
+    await tx.execute(
+        "INSERT INTO settlement_holds (order_id, hold_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        order_id,
+        key,
+    )
+    return None if status is None else str(status)
+
+
+async def release(tx: Tx, order_id: int, key: str) -> None:
+    """Lift one hold; the order settles at the next run once none is left and it is due."""
+    await tx.execute(
+        "DELETE FROM settlement_holds WHERE order_id = $1 AND hold_key = $2", order_id, key
+    )
+
+
+async def holds(db: Conn, order_id: int) -> list[str]:
+    """The holds on an order's settlement."""
+    rows = await db.fetch(
+        "SELECT hold_key FROM settlement_holds WHERE order_id = $1 ORDER BY hold_key", order_id
+    )
+    return [str(r["hold_key"]) for r in rows]
+
+
+async def premium_of(db: Conn, order_id: int) -> int:
+    """The insurance premium an order took at booking (after-sales' ``order_insurance``), 0
+    if none: settlement moves it to the insurance fund, not to the worker."""
+    found = await db.fetchval(
+        "SELECT premium_fen FROM order_insurance WHERE order_id = $1", order_id
+    )
+    return int(found or 0)
 
 
 async def lock_settlement(tx: Tx, order_id: int) -> SettlementOut | None:

@@ -61,6 +61,8 @@ class BookIn(Input):
     window_start: datetime | None = None
     window_end: datetime | None = None
     notes: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    # 服务保险: take the service's insurance option (its premium joins the price breakdown)
+    insured: bool = False
 
 
 class ReasonIn(Input):
@@ -214,7 +216,9 @@ async def book(ctx: Ctx, body: BookIn) -> Response:
         now=datetime.now(UTC),
         params=BookingParams(),
         reserve=plans.reserver(reservation),
-        hold=ctx.request.app.state.payments.hold,
+        hold=ctx.request.app.state.aftersales.booking_hold(ctx.request.app.state.payments.hold)
+        if body.insured
+        else ctx.request.app.state.payments.hold,
         gate=InstantGate(plans, ctx.request.app.state.engine.match.instant_sla_s),
     )
     if created:

@@ -8,6 +8,7 @@ import {
   ApiError, Client, boot, el, localTime, loginView, money, named, submitting, toast, values,
 } from "/static/client.js";
 import { REVIEW_STRINGS, disciplineSection, examsSection, reviewSection } from "/static/review.js";
+import { AFTERSALES_STRINGS, aftersalesSection } from "/static/aftersales.js";
 
 const STRINGS = {
   app_title: { zh: "Doorstep 运营后台", en: "Doorstep back office" },
@@ -193,7 +194,7 @@ const STRINGS = {
   overflow: { zh: "转平台", en: "Overflow" },
 };
 
-const { lang, t } = boot({ ...STRINGS, ...REVIEW_STRINGS });
+const { lang, t } = boot({ ...STRINGS, ...REVIEW_STRINGS, ...AFTERSALES_STRINGS });
 const client = new Client("admin");
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");
@@ -218,6 +219,7 @@ const SECTIONS = [
   ["safety", "n_safety", ["admin", "dispatcher"]],
   ["finance", "n_finance", ["admin", "finance"]],
   ["wallet", "n_wallet", ["merchant"]],
+  ["aftersales", "n_aftersales", "aftersales.read"],
 ];
 let cityCache = null;
 let held = null; // permission -> scopes, from GET /v1/me/permissions
@@ -761,6 +763,7 @@ const VIEWS = {
   safety, finance, wallet,
   review: () => reviewSection(view, client, t, lang), exams: () => examsSection(view, client, t, lang),
   discipline: () => disciplineSection(view, client, t, lang),
+  aftersales: () => aftersalesSection(view, client, t, lang),
 };
 
 // ---- shell ------------------------------------------------------------------------------------

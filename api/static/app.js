@@ -8,9 +8,11 @@ import {
   toast, values,
 } from "/static/client.js";
 import { basemap } from "/static/common.js";
+import { APP_AFTERSALES_STRINGS, aftersalesCard, ticketView } from "/static/app-aftersales.js";
 
 const STRINGS = {
   ...SOS_STRINGS,
+  ...APP_AFTERSALES_STRINGS,
   app_title: { zh: "到家服务", en: "Doorstep" },
   tab_home: { zh: "首页", en: "Home" },
   tab_orders: { zh: "订单", en: "Orders" },
@@ -146,6 +148,7 @@ const ROUTES = [
   [/^#\/addresses(?:\?.*)?$/, addressesView, "addresses", true],
   [/^#\/orders$/, ordersView, "orders", true],
   [/^#\/order\/(\d+)$/, orderView, "orders", true],
+  [/^#\/aftersales\/(\d+)$/, aftersalesView, "orders", true],
   [/^#\/worker\/(\d+)$/, workerView, "home"],
   [/^#\/inbox$/, inboxView, "inbox", true],
   [/^#\/me$/, meView, "me"],
@@ -499,9 +502,13 @@ async function orderView(id) {
     const mine = await client.get(`/v1/orders/${o.id}/rating`).catch(() => null);
     const tags = await client.get("/v1/reviews/tags").catch(() => ({ positive: [], negative: [] }));
     parts.push(mine ? ratedCard(o, mine, tags) : ratingForm(o, tags, null));
+    parts.push(await aftersalesCard(client, t, lang, o));
   }
   view.replaceChildren(...parts);
 }
+
+// An after-sales ticket (app-aftersales.js).
+async function aftersalesView(id) { await ticketView(client, t, lang, view, id); }
 
 // The order's money (GET /v1/orders/{id}/payment): the price lines, what is due now
 // (pay with WeChat or Alipay: the QR code's content and the payment page), the worker's quote or

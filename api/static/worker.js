@@ -8,9 +8,11 @@ import {
   toast, values,
 } from "/static/client.js";
 import { ONBOARD_STRINGS, applicantState, applicationView, applyCard, examsView } from "/static/onboard.js";
+import { WORKER_AFTERSALES_STRINGS, workerTicketsView } from "/static/worker-aftersales.js";
 
 const STRINGS = {
   ...SOS_STRINGS,
+  ...WORKER_AFTERSALES_STRINGS,
   my_reviews: { zh: "我的评价", en: "My reviews" },
   no_reviews: { zh: "暂无评价", en: "No reviews yet" },
   reply_ph: { zh: "回复顾客（仅一次）", en: "Reply to the customer (once)" },
@@ -499,7 +501,8 @@ async function earningsView() {
 async function meView() {
   const me = await client.get("/v1/me");
   view.replaceChildren(el("section", { class: "card", id: "me" }, el("h2", {}, me.name), el("div", { class: "muted" }, me.phone),
-    el("a", { href: `/app#/worker/${me.id}` }, "★"), " ", el("a", { href: "#/reviews", id: "my-reviews-link" }, t("my_reviews")),
+    el("a", { href: `/app#/worker/${me.id}` }, "★"), " ", el("a", { href: "#/reviews", id: "my-reviews-link" }, t("my_reviews")), " ",
+    el("a", { href: "#/aftersales", id: "my-aftersales-link" }, t("w_aftersales")),
     el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { endShift(); S.applicant = undefined; await client.logout(); route(); } }, t("logout"))),
   contactsForm(client, t));
 }
@@ -533,13 +536,17 @@ async function reviewsView() {
     list.length ? el("ul", { class: "list" }, list.map(item)) : el("p", { class: "muted" }, t("no_reviews"))));
 }
 
+// After-sales tickets on my jobs, with my statement (worker-aftersales.js).
+async function aftersalesView() { await workerTicketsView(view, client, t, lang); }
+
 // ---- routing --------------------------------------------------------------------------------
 
 async function applyView() { await applicationView(view, client, t, lang); }
 async function trainingView() { await examsView(view, client, t, lang); }
 
 const ROUTES = [[/^#?\/?$/, workView, "work"], [/^#\/plan$/, planView, "plan"], [/^#\/earnings$/, earningsView, "earnings"], [/^#\/me$/, meView, "me"],
-  [/^#\/apply$/, applyView, "apply"], [/^#\/exams$/, trainingView, "exams"], [/^#\/reviews$/, reviewsView, "me"]];
+  [/^#\/apply$/, applyView, "apply"], [/^#\/exams$/, trainingView, "exams"], [/^#\/reviews$/, reviewsView, "me"],
+  [/^#\/aftersales$/, aftersalesView, "me"]];
 // An applicant (worker role, no profile yet) sees only the application and training.
 const APPLICANT_ROUTES = ["apply", "exams", "me"];
 

@@ -1,0 +1,172 @@
+"""After-sales in Chromium: the customer opens a ticket from a completed order's page and
+follows it; customer service finds it in the back-office queue with its timers, reads the
+evidence and resolves it; the spot-check call-backs are listed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from doorstep.stores import Stores
+from tests import files_samples as s
+from tests.helpers import MakeUser
+from tests.live import make_worker
+from tests.test_aftersales import _order
+from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
+from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=_why_no_browser() or "")
+
+
+async def test_a_customer_opens_a_ticket_and_customer_service_resolves_it(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """The order page's form sends kind, text, amount and a photo; the ticket page shows it; the queue lists it with timers; the ticket shows its photo, timeline and trail; compensation resolves it and the customer sees the outcome."""
+    address = live_app[0]
+    customer = await make_user("customer")
+    worker = await make_worker(stores, client, live_city)
+    order_id = await _order(stores, live_city, instant_service, customer.id, worker.id)
+    await stores.pool.execute(
+        "INSERT INTO trail_points (worker_id, ts, lat, lng, accuracy_m, seq, received_at) "
+        "SELECT $1, now() - interval '2 hours' + i * interval '2 minutes', 22.53 + i * 0.0004, "
+        "114.01 + i * i * 0.00002, 5, i, now() FROM generate_series(0, 30) i",
+        worker.id,
+    )
+    steps = [
+        ("book", None, "created", "customer", 230),
+        ("confirm", "created", "confirmed", "system", 229),
+        ("accept", "offered", "assigned", "worker", 225),
+        ("depart", "assigned", "en_route", "worker", 180),
+        ("arrive", "en_route", "arrived", "worker", 120),
+        ("start", "arrived", "in_service", "worker", 115),
+        ("complete", "in_service", "completed", "worker", 1),
+    ]
+    for action, before, after, actor, minutes_ago in steps:
+        await stores.pool.execute(
+            "INSERT INTO order_events (order_id, at, action, from_status, to_status, actor) "
+            "VALUES ($1, now() - make_interval(mins => $2), $3, $4, $5, $6)",
+            order_id,
+            minutes_ago,
+            action,
+            before,
+            after,
+            actor,
+        )
+
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{address}/app#/order/{order_id}")
+    await _sign_in(page, customer.phone)
+    await page.wait_for_selector("#aftersales #asc-new", timeout=WAIT_MS)
+    await page.click("#asc-new")
+    await page.select_option("#asc-kind", "compensation")
+    await page.fill("#asc-desc", "师傅打碎了一个杯子，地板也没拖干净")
+    await page.fill("#asc-asked", "30.50")
+    await page.set_input_files(
+        "#asc-photo-input",
+        files=[{"name": "cup.jpg", "mimeType": "image/jpeg", "buffer": s.jpeg()}],
+    )
+    await page.wait_for_selector("#asc-photos img", timeout=WAIT_MS)
+    await _shot(page, "app-aftersales-form.png", full=True)
+    await page.click("#asc-submit")
+    await page.wait_for_selector("#ticket[data-status=open]", timeout=WAIT_MS)
+    row = await stores.pool.fetchrow(
+        "SELECT id, kind, asked_fen FROM aftersales_tickets WHERE order_id = $1", order_id
+    )
+    assert row is not None
+    assert (row["kind"], row["asked_fen"]) == ("compensation", 3050)
+    ticket = int(row["id"])
+    await page.wait_for_selector("#ticket-notes img", timeout=WAIT_MS)
+    await page.fill('#ticket-message textarea[name="body"]', "杯子是朋友送的")
+    await page.click("#ticket-message button[type=submit]")
+    await page.wait_for_selector("#ticket-notes li:nth-child(2)", timeout=WAIT_MS)
+    await page.evaluate("document.getElementById('toast')?.remove()")  # not in the picture
+    await _shot(page, "app-aftersales-ticket.png", full=True)
+
+    staff = await make_user("dispatcher", name="客服小王")
+    desk = await browser.new_context(**DESK)
+    back = await desk.new_page()
+    back_errors = _errors_of(back)
+    await back.goto(f"http://{address}/admin#/aftersales")
+    await _sign_in(back, staff.phone)
+    await back.wait_for_selector(
+        f'#as-queue tr[data-ticket="{ticket}"] [data-timer=first]', timeout=WAIT_MS
+    )
+    await _shot(back, "admin-aftersales-queue.png")
+    await back.click(f"#ticket-{ticket}")
+    await back.wait_for_selector("#as-evidence #as-trail-svg", timeout=WAIT_MS)
+    await back.wait_for_selector("#as-notes img", timeout=WAIT_MS)
+    await back.fill('#as-resolve input[name="compensation"]', "30")
+    await back.fill('#as-resolve input[name="note"]', "赔偿杯子")
+    await back.check('#as-resolve input[name="worker_at_fault"]')
+    await back.evaluate("document.getElementById('toast')?.remove()")
+    await _shot(back, "admin-aftersales-ticket.png", full=True)
+    await back.click("#as-resolve button[type=submit]")
+    await back.wait_for_selector('#as-outcomes [data-outcome="compensation"]', timeout=WAIT_MS)
+    status = await stores.pool.fetchval(
+        "SELECT status FROM aftersales_tickets WHERE id = $1", ticket
+    )
+    assert status == "resolved"
+    await back.click("#as-tab-spot")
+    await back.wait_for_selector("#as-spot", timeout=WAIT_MS)
+
+    await page.reload()
+    await page.wait_for_selector('#ticket-outcome [data-outcome="compensation"]', timeout=WAIT_MS)
+    await _shot(page, "app-aftersales-outcome.png")
+    assert errors == []
+    assert back_errors == []
+    await context.close()
+    await desk.close()
+
+
+async def test_the_worker_states_their_case_from_their_app(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """The worker's app lists the tickets on their jobs; their statement makes the ticket a dispute and the form goes."""
+    address = live_app[0]
+    customer = await make_user("customer")
+    worker = await make_worker(stores, client, live_city)
+    order_id = await _order(stores, live_city, instant_service, customer.id, worker.id)
+    r = await client.post(
+        f"/v1/orders/{order_id}/aftersales",
+        headers=customer.auth,
+        json={"kind": "complaint", "description": "师傅态度不好"},
+    )
+    assert r.status_code == 201, r.text
+    ticket = r.json()["ticket"]["id"]
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{address}/worker#/aftersales")
+    await _sign_in(page, worker.phone)
+    box = f'#worker-aftersales .statement-form[data-ticket="{ticket}"]'
+    await page.wait_for_selector(box, timeout=WAIT_MS)
+    assert "师傅态度不好" in await page.inner_text("#worker-aftersales")
+    await page.fill(f"{box} textarea", "我全程礼貌，有录音为证")
+    await _shot(page, "worker-aftersales.png")
+    await page.click(f"{box} button[type=submit]")
+    await page.wait_for_selector(
+        f'#worker-aftersales li[data-ticket="{ticket}"][data-status="disputed"]', timeout=WAIT_MS
+    )
+    assert await page.query_selector(box) is None
+    status = await stores.pool.fetchval(
+        "SELECT status FROM aftersales_tickets WHERE id = $1", ticket
+    )
+    assert status == "disputed"
+    assert errors == []
+    await context.close()
