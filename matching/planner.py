@@ -26,7 +26,8 @@ The model (docs/planning.md has the details):
   penalties of the optional jobs left out.
 
 Determinism: OR-Tools stops at ``PlannerParams.solution_limit`` solutions or
-``branch_limit`` search branches, whichever comes first (a budget of search work,
+``branch_limit`` search branches (at least ``branches_per_job`` per job to plan),
+whichever comes first (a budget of search work,
 independent of the machine's speed and load); ``time_limit_s`` is only a safety cap.
 Each neighbour's completion runs under that cap too (not OR-Tools' 100 ms default).
 The ``seed`` permutes the order in which jobs and workers are given to the solver, so
@@ -176,11 +177,12 @@ class PlanProblem:
 class PlannerParams:
     """Search parameters (TOML table ``[planner]``); see docs/planning.md."""
 
-    time_limit_s: float = 120.0  # wall-clock safety cap of one solve; hitting it is reported
+    time_limit_s: float = 300.0  # wall-clock safety cap of one solve; hitting it is reported
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"  # OR-Tools FirstSolutionStrategy
     metaheuristic: str = "GUIDED_LOCAL_SEARCH"  # OR-Tools LocalSearchMetaheuristic
     solution_limit: int = 1000  # deterministic budget: solutions found; 0: no limit
-    branch_limit: int = 25_000  # deterministic budget: search branches; 0: no limit
+    branch_limit: int = 25_000  # deterministic budget: search branches; 0: no limit ...
+    branches_per_job: int = 100  # ... raised to this many per job on larger days
     gls_lambda: float = 0.1  # guided local search penalty factor
     worker_fixed_cost: int = 0  # cost of using a worker at all (seconds of travel)
     operators: str = "lean"  # local search operators: "lean" or "all" (OR-Tools' defaults)
@@ -197,6 +199,8 @@ class PlannerParams:
             raise ValueError("solution_limit must be >= 0.")
         if self.branch_limit < 0:
             raise ValueError("branch_limit must be >= 0.")
+        if self.branches_per_job < 0:
+            raise ValueError("branches_per_job must be >= 0.")
         if not (math.isfinite(self.gls_lambda) and self.gls_lambda > 0):
             raise ValueError("gls_lambda must be a finite number > 0.")
         if self.worker_fixed_cost < 0:
@@ -716,6 +720,9 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
     order = rng.permutation(len(problem.jobs))
     vehicle_order = [int(i) for i in rng.permutation(len(problem.workers))]
     active = [problem.jobs[int(i)] for i in order if problem.jobs[int(i)].id in able]
+    if params.branch_limit:  # the budget grows with the day: at least so many per job
+        budget = max(params.branch_limit, params.branches_per_job * len(active))
+        params = replace(params, branch_limit=budget)
     work = (0, 0)
     if active:
         found, stopped_by, work = _search(problem, params, active, able, vehicle_order)

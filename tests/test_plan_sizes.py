@@ -8,14 +8,21 @@ import hashlib
 import random
 from dataclasses import replace
 from datetime import date
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from dispatch.dayplan import DayInputs, DayJob, WorkerDay, build, search_note
 from dispatch.plan_worker import Travel
+from dispatch.plans import DayPlans
+from doorstep.stores import Stores
 from geo.roadgraph import load_city_graph
 from matching.planner import Plan, PlannerParams, PlanProblem, Search, insertions, plan
+from tests.helpers import Account, MakeUser
+from tests.live import EngineCity, SettledPlans
+from tests.planning import book_window, day_after_tomorrow, make_service, planned_worker
 
 H = 3600
 ROAD = Travel(
@@ -61,7 +68,7 @@ def fitting_but_dropped(problem: PlanProblem, result: Plan) -> list[str]:
 def test_a_realistic_day_gives_the_same_plan_byte_for_byte() -> None:
     """Two solves of a 60-job, 8-worker road-graph day with the same seed serialise to the same bytes, stopped by the work budget."""
     problem = realistic(60, 8, seed=11)
-    params = PlannerParams(branch_limit=6000)  # a quarter of the default: a test's time
+    params = PlannerParams(branch_limit=6000, branches_per_job=0)  # a quarter of the budget
     first, second = plan(problem, params, seed=4), plan(problem, params, seed=4)
     assert first.stopped_by in ("budget", "local_optimum")
     assert (
@@ -76,7 +83,7 @@ def test_a_realistic_day_gives_the_same_plan_byte_for_byte() -> None:
 def test_an_overloaded_day_drops_only_jobs_that_cannot_fit() -> None:
     """On a day with more work than shifts (100 jobs, 10 workers) every dropped mandatory job is one no insertion can fit."""
     problem = realistic(100, 10, seed=5)
-    result = plan(problem, PlannerParams(branch_limit=6000))
+    result = plan(problem, PlannerParams(branch_limit=6000, branches_per_job=0))
     assert result.dropped  # the day is over capacity: some jobs cannot be served
     assert fitting_but_dropped(problem, result) == []
     assert {d.reason for d in result.dropped} <= {"no_room", "window_unreachable"}
@@ -131,3 +138,40 @@ def test_budget_used_is_the_larger_share() -> None:
     assert Search(100, 50_000, 1000, 40_000).budget_used == 1.0
     assert Search(5, 5, 0, 0).budget_used == 0.0
     assert replace(Search(), solution_limit=10, solutions=1).budget_used == 0.1
+
+
+async def test_a_stored_plan_cut_by_the_cap_says_so(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+) -> None:
+    """A re-plan whose search the time cap stops keeps every booked job and stores, after its reason, that the cap cut it and at what share of its budget."""
+    # Guided local search never ends by itself: with a 1 ms cap and the default budget
+    # the cap, not the budget, ends this search.
+    day = day_after_tomorrow()
+    service = await make_service(client, admin, duration_min=60)
+    here = engine_city.here
+    await planned_worker(stores, client, engine_city.id, here, hours=(8 * 60, 18 * 60))
+    await planned_worker(
+        stores, client, engine_city.id, (here[0], here[1] + 0.004), hours=(8 * 60, 18 * 60)
+    )
+    customer = await make_user("customer")
+    booked = []
+    for start, end in (("09:00", "10:00"), ("11:00", "13:00"), ("14:00", "15:00")):
+        r = await book_window(client, customer, service, here, day, start, end)
+        assert r.status_code == 201, r.text
+        booked.append(r.json()["id"])
+    await SettledPlans(live_app[1]).idle()  # the bookings' own re-plans are done
+    cut = DayPlans(
+        stores, live_app[1].state.tracking, planner_params=PlannerParams(time_limit_s=0.001)
+    )
+    try:
+        stored = await cut.replan(engine_city.id, day, reason="morning check")
+    finally:
+        await cut.stop()
+    assert stored.reason.startswith("morning check [search cut by the 0.001 s time cap at ")
+    assert "% of its budget, so not reproducible" in stored.reason
+    assert sorted(s.order_id for r in stored.routes for s in r.stops) == sorted(booked)
