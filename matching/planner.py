@@ -116,7 +116,7 @@ DROP_REASONS: Final = (
     "window_unreachable",  # no able worker can reach it in its window, even with no other job
     "no_room",  # feasible alone, but not with the other jobs of the plan
     "not_worth_serving",  # optional, would fit, but costs more than its drop penalty
-    "search_limit",  # mandatory, would fit, but the search budget ran out first
+    "search_limit",  # mandatory, would fit, search stopped first: no longer given (repaired)
 )
 
 
