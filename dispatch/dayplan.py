@@ -310,6 +310,21 @@ def apply_insertion(built: Built, current: Plan, ins: Insertion) -> Plan:
     return Plan(tuple(routes), current.dropped, sum(r.travel_s for r in routes))
 
 
+def search_note(plan: Plan, time_limit_s: float) -> str:
+    """What a stored plan's reason adds when the wall-clock cap, not the work budget,
+    stopped its search ("" otherwise): such a plan may differ if solved again."""
+    if plan.stopped_by != "time_limit":
+        return ""
+    search = plan.search
+    note = (
+        f"search cut by the {time_limit_s:g} s time cap at {search.budget_used:.0%} of its "
+        "budget, so not reproducible"
+    ).replace("%", " %")
+    if search.repaired:
+        note += f"; {search.repaired} jobs it left out were inserted after it"
+    return note
+
+
 # --- why a booking cannot be served ---------------------------------------------------
 
 

@@ -50,6 +50,7 @@ from dispatch.dayplan import (
     order_of,
     refusal,
     required_skills,
+    search_note,
     slot_grid,
 )
 from dispatch.errors import DispatchError
@@ -218,6 +219,9 @@ class DayPlans:
                 result, ms = await self._solve_elsewhere(inputs, travel)
             self.solves += 1
             dropped = [{"order_id": order_of(d.job_id), "reason": d.reason} for d in result.dropped]
+            note = search_note(result, self.planner_params.time_limit_s)
+            if note:  # the cap, not the budget, stopped it: say so where dispatchers look
+                log.warning("the %s plan of %s: %s (%d ms)", day, city_id, note, ms)
             try:
                 async with self.stores.pool.acquire() as conn, conn.transaction():
                     await plan_store.lock(conn, city_id, day)
@@ -227,7 +231,7 @@ class DayPlans:
                         day=day,
                         after_version=inputs.version,
                         kind="solve",
-                        reason=reason,
+                        reason=f"{reason} [{note}]" if note else reason,
                         actor_id=actor_id,
                         objective=result.objective,
                         solve_ms=ms,

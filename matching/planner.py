@@ -26,12 +26,16 @@ The model (docs/planning.md has the details):
   penalties of the optional jobs left out.
 
 Determinism: OR-Tools stops at ``PlannerParams.solution_limit`` solutions or
-``branch_limit`` search branches, whichever comes first (a budget of search work,
+``branch_limit`` search branches (at least ``branches_per_job`` per job to plan),
+whichever comes first (a budget of search work,
 independent of the machine's speed and load); ``time_limit_s`` is only a safety cap.
+Each neighbour's completion runs under that cap too (not OR-Tools' 100 ms default).
 The ``seed`` permutes the order in which jobs and workers are given to the solver, so
 different seeds explore differently and the same seed repeats the plan exactly.
 :attr:`Plan.stopped_by` says whether the cap cut the search short (then the plan may
-differ between runs and machines).
+differ between runs and machines) and :attr:`Plan.search` how much of the budget it
+had spent. After the search, every mandatory job it left out that still fits is
+inserted at its cheapest place, so a short search never drops a job that had room.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ __all__ = [
     "PlanWorker",
     "PlannerParams",
     "Route",
+    "Search",
     "Stop",
     "insertions",
     "plan",
@@ -111,7 +116,7 @@ DROP_REASONS: Final = (
     "window_unreachable",  # no able worker can reach it in its window, even with no other job
     "no_room",  # feasible alone, but not with the other jobs of the plan
     "not_worth_serving",  # optional, would fit, but costs more than its drop penalty
-    "search_limit",  # mandatory, would fit, but the search budget ran out first
+    "search_limit",  # mandatory, would fit, search stopped first: no longer given (repaired)
 )
 
 
@@ -172,11 +177,12 @@ class PlanProblem:
 class PlannerParams:
     """Search parameters (TOML table ``[planner]``); see docs/planning.md."""
 
-    time_limit_s: float = 2.0  # wall-clock cap of one solve (a safety net, see below)
+    time_limit_s: float = 300.0  # wall-clock safety cap of one solve; hitting it is reported
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"  # OR-Tools FirstSolutionStrategy
     metaheuristic: str = "GUIDED_LOCAL_SEARCH"  # OR-Tools LocalSearchMetaheuristic
     solution_limit: int = 1000  # deterministic budget: solutions found; 0: no limit
-    branch_limit: int = 50_000  # deterministic budget: search branches; 0: no limit
+    branch_limit: int = 25_000  # deterministic budget: search branches; 0: no limit ...
+    branches_per_job: int = 100  # ... raised to this many per job on larger days
     gls_lambda: float = 0.1  # guided local search penalty factor
     worker_fixed_cost: int = 0  # cost of using a worker at all (seconds of travel)
     operators: str = "lean"  # local search operators: "lean" or "all" (OR-Tools' defaults)
@@ -193,6 +199,8 @@ class PlannerParams:
             raise ValueError("solution_limit must be >= 0.")
         if self.branch_limit < 0:
             raise ValueError("branch_limit must be >= 0.")
+        if self.branches_per_job < 0:
+            raise ValueError("branches_per_job must be >= 0.")
         if not (math.isfinite(self.gls_lambda) and self.gls_lambda > 0):
             raise ValueError("gls_lambda must be a finite number > 0.")
         if self.worker_fixed_cost < 0:
@@ -234,13 +242,44 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Search:
+    """What the search did: its work, the budget it had, and the jobs mended after it.
+
+    ``solutions`` and ``branches`` are OR-Tools' own counters (over both stages with
+    ``fleet_first_share``); ``solution_limit`` and ``branch_limit`` the budget this
+    problem had (0: none). ``repaired``: mandatory jobs the search left out although
+    they fit, inserted afterwards at their cheapest place (``insertions``).
+    """
+
+    solutions: int = 0
+    branches: int = 0
+    solution_limit: int = 0
+    branch_limit: int = 0
+    repaired: int = 0
+
+    @property
+    def budget_used(self) -> float:
+        """The share of the budget spent, 0..1 (the larger of the two; 0 if no budget)."""
+        shares = [
+            min(1.0, done / limit)
+            for done, limit in (
+                (self.solutions, self.solution_limit),
+                (self.branches, self.branch_limit),
+            )
+            if limit
+        ]
+        return max(shares, default=0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """One route per worker (in the problem's order, possibly empty) and the dropped jobs.
 
     ``objective``: travel seconds + preference and fixed costs + drop penalties of the
     optional jobs left out (mandatory dropped jobs are reported, not priced).
-    ``stopped_by``: ``"budget"`` (solution limit: deterministic), ``"local_optimum"``,
-    ``"time_limit"`` (the wall-clock cap cut the search: not reproducible), or
+    ``stopped_by``: ``"budget"`` (the work budget: reproducible), ``"local_optimum"``
+    (reproducible), ``"time_limit"`` (the wall-clock cap cut the search: not
+    reproducible; ``search`` says how much of the budget it had spent), or
     ``"no_search"`` (nothing to plan).
     """
 
@@ -248,6 +287,7 @@ class Plan:
     dropped: tuple[Dropped, ...]
     objective: int
     stopped_by: str = "no_search"
+    search: Search = Search()
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +468,12 @@ def _search_parameters(params: PlannerParams) -> Any:
     if params.operators == "lean":
         for name in LEAN_OFF:
             setattr(sp.local_search_operators, name, optional_boolean_pb2.BOOL_FALSE)
-    sp.time_limit.FromMilliseconds(max(1, round(params.time_limit_s * 1000)))
+    cap_ms = max(1, round(params.time_limit_s * 1000))
+    sp.time_limit.FromMilliseconds(cap_ms)
+    # Each neighbour's completion (the solution finalizer) runs under its own clock,
+    # 100 ms by default: on a loaded machine that clock, not the search, could reject
+    # a neighbour. Only the overall cap may cut anything short.
+    sp.lns_time_limit.FromMilliseconds(cap_ms)
     if params.solution_limit:
         sp.solution_limit = params.solution_limit
     return sp
@@ -458,10 +503,11 @@ def _search(
     active: list[PlanJob],
     able: dict[str, list[int]],
     vehicle_order: list[int],
-) -> tuple[list[list[int]], str]:
-    """Each worker's jobs (indices into ``active``), in one or two stages: with
-    ``fleet_first_share``, that share of the budget first searches with a fixed cost per
-    worker above any travel (fewer workers), then the rest goes on from there."""
+) -> tuple[list[list[int]], str, tuple[int, int]]:
+    """Each worker's jobs (indices into ``active``), why the search stopped and its
+    (solutions, branches), in one or two stages: with ``fleet_first_share``, that share
+    of the budget first searches with a fixed cost per worker above any travel (fewer
+    workers), then the rest goes on from there."""
     share = params.fleet_first_share
     if not share or len(problem.workers) < 2:
         return _solve(problem, params, active, able, vehicle_order, params.worker_fixed_cost, None)
@@ -474,7 +520,7 @@ def _search(
     )
     big = int(problem.travel_s.max()) * (len(active) + 2 * len(problem.workers) + 1) + 1
     fixed = params.worker_fixed_cost + big
-    routes, _ = _solve(problem, first, active, able, vehicle_order, fixed, None)
+    routes, _, (sol1, br1) = _solve(problem, first, active, able, vehicle_order, fixed, None)
     rest = replace(
         params,
         time_limit_s=max(0.001, params.time_limit_s - (time.monotonic() - began)),
@@ -484,10 +530,12 @@ def _search(
         branch_limit=max(1, params.branch_limit - first.branch_limit) if params.branch_limit else 0,
     )
     fixed = params.worker_fixed_cost
-    routes, stopped_by = _solve(problem, rest, active, able, vehicle_order, fixed, routes)
+    routes, stopped_by, (sol2, br2) = _solve(
+        problem, rest, active, able, vehicle_order, fixed, routes
+    )
     if time.monotonic() - began >= params.time_limit_s * 0.98:
         stopped_by = "time_limit"
-    return routes, stopped_by
+    return routes, stopped_by, (sol1 + sol2, br1 + br2)
 
 
 def _solve(
@@ -498,9 +546,11 @@ def _solve(
     vehicle_order: list[int],
     fixed_cost: int,
     start: list[list[int]] | None,
-) -> tuple[list[list[int]], str]:
+) -> tuple[list[list[int]], str, tuple[int, int]]:
     """One OR-Tools search on the ``active`` jobs (in the seed's order), from ``start``
-    (per worker, indices into ``active``) if given: each worker's jobs, and why it stopped."""
+    (per worker, indices into ``active``) if given: each worker's jobs, why it stopped,
+    and its (solutions, branches). If the time cap stops it before a first solution, no
+    job is planned (``plan`` then inserts what fits)."""
     # Vehicle v is problem.workers[vehicle_order[v]] (the seed's order of the workers).
     workers = [problem.workers[i] for i in vehicle_order]
     vehicle_of = {w: v for v, w in enumerate(vehicle_order)}
@@ -608,8 +658,21 @@ def _solve(
         )
         solution = routing.SolveFromAssignmentWithParameters(initial, search)
     elapsed = time.monotonic() - began
-    if solution is None:
-        raise RuntimeError("OR-Tools found no solution (started jobs that cannot be kept?)")
+    work = (int(solver.Solutions()), int(solver.Branches()))
+    cut = elapsed >= params.time_limit_s * 0.98
+    spent = bool(
+        (params.solution_limit and work[0] >= params.solution_limit)
+        or (params.branch_limit and work[1] >= params.branch_limit)
+    )
+    if solution is None:  # stopped before a first solution: keep what was given
+        if not (cut or spent):
+            raise RuntimeError("OR-Tools found no solution (started jobs that cannot be kept?)")
+        if start is None:
+            start = [[] for _ in workers]
+            for i in range(len(workers)):
+                if vehicle_of[i] in first_started:
+                    start[i] = [first_started[vehicle_of[i]]]
+        return start, "time_limit" if cut else "budget", work
     routes: list[list[int]] = []
     for v in range(len(workers)):
         route: list[int] = []
@@ -619,15 +682,8 @@ def _solve(
             index = solution.Value(routing.NextVar(index))
         routes.append(route)
     routes = [routes[vehicle_of[w]] for w in range(len(workers))]  # back to problem order
-    if elapsed >= params.time_limit_s * 0.98:
-        stopped_by = "time_limit"
-    elif (params.solution_limit and solver.Solutions() >= params.solution_limit) or (
-        params.branch_limit and solver.Branches() >= params.branch_limit
-    ):
-        stopped_by = "budget"
-    else:
-        stopped_by = "local_optimum"
-    return routes, stopped_by
+    stopped_by = "time_limit" if cut else "budget" if spent else "local_optimum"
+    return routes, stopped_by, work
 
 
 def _objective(problem: PlanProblem, params: PlannerParams, routes: Sequence[Route]) -> int:
@@ -664,16 +720,19 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
     order = rng.permutation(len(problem.jobs))
     vehicle_order = [int(i) for i in rng.permutation(len(problem.workers))]
     active = [problem.jobs[int(i)] for i in order if problem.jobs[int(i)].id in able]
+    if params.branch_limit:  # the budget grows with the day: at least so many per job
+        budget = max(params.branch_limit, params.branches_per_job * len(active))
+        params = replace(params, branch_limit=budget)
+    work = (0, 0)
     if active:
-        found, stopped_by = _search(problem, params, active, able, vehicle_order)
+        found, stopped_by, work = _search(problem, params, active, able, vehicle_order)
         per_worker = [[active[k] for k in route] for route in found]
     else:
         per_worker, stopped_by = [[] for _ in problem.workers], "no_search"
-    routes = tuple(
-        _route(problem, w, jobs) for w, jobs in zip(problem.workers, per_worker, strict=True)
-    )
+    routes = [_route(problem, w, jobs) for w, jobs in zip(problem.workers, per_worker, strict=True)]
+    repaired = _repair(problem, routes, [j for j in active if j.drop_penalty is None])
     served = {s.job_id for r in routes for s in r.stops}
-    current = Plan(routes, (), 0)
+    current = Plan(tuple(routes), (), 0)
     for j in active:
         if j.id not in served:
             fits = bool(insertions(problem, current, j))
@@ -685,7 +744,33 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
         j.drop_penalty or 0 for j in problem.jobs if j.id in dropped
     )
     ordered = tuple(Dropped(j.id, dropped[j.id]) for j in problem.jobs if j.id in dropped)
-    return Plan(routes, ordered, objective, stopped_by)
+    search = Search(*work, params.solution_limit, params.branch_limit, repaired)
+    return Plan(tuple(routes), ordered, objective, stopped_by, search)
+
+
+def _repair(problem: PlanProblem, routes: list[Route], mandatory: Sequence[PlanJob]) -> int:
+    """Insert the mandatory jobs the search left out but that fit, each at its cheapest
+    place (``insertions``), in the seed's order; how many went in. One pass is enough
+    (an insertion never makes room for another job). Deterministic, so a search cut
+    short never costs a job that had room; ``routes`` is updated in place."""
+    repaired = 0
+    workers = {w.id: w for w in problem.workers}
+    jobs = {j.id: j for j in problem.jobs}
+    served = {s.job_id for r in routes for s in r.stops}
+    for job in mandatory:
+        if job.id in served or job.started:
+            continue
+        options = insertions(problem, Plan(tuple(routes), (), 0), job)
+        if not options:
+            continue
+        best = options[0]
+        k = next(i for i, r in enumerate(routes) if r.worker_id == best.worker_id)
+        seq = [jobs[s.job_id] for s in routes[k].stops]
+        seq.insert(best.position, job)
+        routes[k] = _route(problem, workers[best.worker_id], seq)
+        served.add(job.id)
+        repaired += 1
+    return repaired
 
 
 # --- insertion --------------------------------------------------------------------------

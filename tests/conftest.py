@@ -154,7 +154,9 @@ async def live_app(
         # Tests tick the engine by hand: a background tick would race them for the
         # same orders (and count on /metrics between a test's two readings).
         "[engine]\nenabled = false\n"
-        "[planner]\ntime_limit_s = 0.2\n"  # day plans: tiny instances, a short search
+        # Day plans: tiny instances, a small work budget (so a plan never depends on the
+        # machine's load); the clock is only a safety cap, as in production.
+        "[planner]\ntime_limit_s = 30.0\nbranch_limit = 5000\nbranches_per_job = 0\n"
         # Tests share this process's event loop and may hold it (planning, seeding):
         # that must not shed their fixes. tests/test_overload.py runs a server with it on.
         "[ingest]\nshed_above_ms = 0\n"

@@ -575,6 +575,7 @@ def test_params_file_holds_the_planner_defaults() -> None:
         ({"operators": "some"}, "operators"),
         ({"fleet_first_share": 1.0}, "fleet_first_share"),
         ({"branch_limit": -5}, "branch_limit"),
+        ({"branches_per_job": -1}, "branches_per_job"),
     ],
 )
 def test_bad_planner_params_are_refused(table: dict[str, object], word: str) -> None:
