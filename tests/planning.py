@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,24 @@ ZONE = ZoneInfo("Asia/Shanghai")  # the test cities' time zone
 def day_after_tomorrow() -> date:
     """A local date far enough ahead that nothing is released or too soon to book."""
     return datetime.now(ZONE).date() + timedelta(days=2)
+
+
+def soon_today(minutes_ahead: int, job_min: int) -> datetime:
+    """``now + minutes_ahead`` (UTC, whole seconds) for a test that needs a job starting
+    soon, today. A worker's day ends at local midnight (day plans and availability are per
+    local date), so a job that would run past it cannot be booked: late in the evening
+    (local) such a test is skipped, saying why, rather than failing on the clock."""
+    import pytest
+
+    start = datetime.now(ZONE).replace(microsecond=0) + timedelta(minutes=minutes_ahead)
+    if (start + timedelta(minutes=job_min)).date() != start.date():
+        pytest.skip(f"needs a job today that ends before local midnight; it is {start:%H:%M} there")
+    return start.astimezone(UTC)
+
+
+def tomorrow_at(hhmm: str) -> datetime:
+    """Tomorrow (local) at ``hhmm``: a window ahead that never runs into midnight."""
+    return at(datetime.now(ZONE).date() + timedelta(days=1), hhmm)
 
 
 def at(day: date, hhmm: str) -> datetime:

@@ -381,6 +381,7 @@ IN_SCOPE_404 = {
 }
 
 
+@pytest.mark.timeout(900)  # one test walks every cell (~4,700 requests)
 async def test_every_route_every_role_every_scope(
     client: httpx.AsyncClient, world: World, stores: Stores
 ) -> None:

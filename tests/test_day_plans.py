@@ -33,6 +33,7 @@ from tests.planning import (
     day_after_tomorrow,
     make_service,
     planned_worker,
+    soon_today,
     stops_of,
 )
 
@@ -220,7 +221,7 @@ async def test_replanning_keeps_a_started_job_with_its_worker(
     """A job under way stays first on its worker's route through a re-plan, though another worker sits at the door."""
     service = await make_service(client, admin, duration_min=60)
     here = engine_city.here
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=45)
+    start = soon_today(45, 60)
     day = start.astimezone(ZONE).date()
     at_door = await planned_worker(stores, client, engine_city.id, here)
     away = await planned_worker(stores, client, engine_city.id, (here[0] + 0.004, here[1]))
@@ -324,7 +325,7 @@ async def _book_in_40_min(
     client: httpx.AsyncClient, customer: Account, service: str, here: tuple[float, float]
 ) -> Any:
     """A scheduled booking whose one-hour window opens 40 minutes from now."""
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40)
+    start = soon_today(40, 60)
     r = await client.post(
         "/v1/orders",
         headers=customer.auth,

@@ -255,13 +255,13 @@ async def test_an_instant_job_that_would_make_a_planned_job_late_goes_to_someone
 ) -> None:
     """The nearer worker is planned for a scheduled job the 2-hour instant job would make late: the farther one gets the offer, and the decision says why."""
     from tests.live import SettledPlans
-    from tests.planning import make_service, planned_worker
+    from tests.planning import make_service, planned_worker, soon_today
 
     plans = SettledPlans(live_app[1])
     scheduled = await make_service(client, admin)
     planned = await planned_worker(stores, client, engine_city.id, engine_city.here)
     customer = await make_user("customer")
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=75)
+    start = soon_today(75, 60)
     r = await client.post(
         "/v1/orders",
         headers=customer.auth,

@@ -22,6 +22,7 @@ from tests.live import (
     online,
     recv,
 )
+from tests.planning import tomorrow_at
 
 
 async def test_book_offer_accept_track_arrive_start_complete_rate(
@@ -127,7 +128,7 @@ async def test_a_scheduled_order_can_move_to_another_window(
     """Rescheduling moves the window (checked like a booking); an instant order cannot be rescheduled."""
     customer = await make_user("customer")
     await make_generalist(stores, engine_city.id)  # somebody to plan the scheduled order for
-    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    soon = tomorrow_at("10:00")  # a window that never runs into local midnight
     r = await client.post(
         "/v1/orders",
         headers=customer.auth,

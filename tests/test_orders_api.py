@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from dispatch.lifecycle import TRANSITIONS
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
 from tests.live import DEST, book, worker_profile
+from tests.planning import tomorrow_at
 
 DETAIL = "景田北街3号 5栋1203"  # what tests.live.book puts in address_detail
 ACTIVE = ("assigned", "en_route", "arrived", "in_service")
@@ -416,7 +417,7 @@ async def test_cancellation_fees_over_http(
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     worker = await worker_profile(stores, make_user, live_city)
     if "scheduled" in steps:
-        start = datetime.now(UTC) + timedelta(hours=3)
+        start = tomorrow_at("10:00")  # > 2 h ahead; a 2-hour job ends before midnight
         r = await client.post(
             "/v1/orders",
             headers=customer.auth,
