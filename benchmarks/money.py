@@ -132,9 +132,10 @@ async def orchestrate(
             ),
             "DOORSTEP_DB_POOL_MAX": "20",
         }
-        server = h.Server(
-            "money", [sys.executable, "-m", "doorstep", "serve", "--port", str(port)], env, work
-        )
+        argv = [sys.executable, "-m", "doorstep", "serve", "--port", str(port)]
+        if args.profile:  # the server under cProfile (its stats written when it stops)
+            argv[1:1] = ["-m", "cProfile", "-o", args.profile]
+        server = h.Server("money", argv, env, work)
         await server.wait_http(port, "/readyz", timeout_s=180)
         h.progress(f"server ready; {customers_n} customers in the storm, a burst of {burst_n}")
         base = f"http://127.0.0.1:{port}"
@@ -441,7 +442,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", type=int, default=32, help="notifications in flight")
     p.add_argument("--settle-s", type=float, default=120.0, help="how long to wait for quiet")
     p.add_argument("--seed", type=int, default=17)
+    p.add_argument(
+        "--profile", default="", help="run the server under cProfile, its stats to this file"
+    )
     args = p.parse_args(argv)
+    if args.profile:
+        args.profile = str(Path(args.profile).resolve())
     with h.store_urls() as (redis_url, database_url):
         result = asyncio.run(orchestrate(args, redis_url, database_url))
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

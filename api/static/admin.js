@@ -492,16 +492,24 @@ async function finance() {
   const recon = el("form", { class: "toolbar", id: "recon-form", novalidate: true },
     el("label", {}, t("provider"), el("select", { name: "provider" }, el("option", { value: "wechat" }, "微信支付 WeChat Pay"), el("option", { value: "alipay" }, "支付宝 Alipay"))),
     el("label", {}, t("bill_date"), el("input", { name: "bill_date", type: "date", value: yesterday })),
-    el("label", {}, t("bill_file"), el("input", { name: "bill", type: "file", id: "bill-file", accept: ".csv,text/csv" })),
+    el("label", {}, t("bill_file"), el("input", { name: "bill", type: "file", id: "bill-file", accept: ".csv,.zip,text/csv,application/zip" })),
     el("button", { type: "submit" }, t("run_recon")), el("p", { class: "form-error" }));
   const reconOut = el("div", { id: "recon-out" });
   recon.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const v = values(recon);
     const file = recon.querySelector("#bill-file").files[0];
+    // WeChat's bill is UTF-8 text; Alipay's is a zip of GBK files: sent as its bytes, in base64.
+    const asBase64 = async (f) => {
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      let s = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(s);
+    };
+    const sent = !file ? {} : v.provider === "wechat" && !/\.zip$/i.test(file.name) ? { bill: await file.text() } : { bill_base64: await asBase64(file) };
     const run = await submitting(recon, t, async () => client.post("/v1/finance/reconciliations",
-      { provider: v.provider, bill_date: v.bill_date, ...(file ? { bill: await file.text() } : {}) }));
-    if (run) reconOut.replaceChildren(el("h4", {}, `${t("differences")}: ${run.differences}`), diffTable(run));
+      { provider: v.provider, bill_date: v.bill_date, ...sent }));
+    if (run) reconOut.replaceChildren(el("h4", { "data-provider": run.provider }, `${run.provider} · ${run.bill_date} · ${t("differences")}: ${run.differences}`), diffTable(run));
   });
   const ruleForm = el("form", { class: "toolbar", id: "rule-form", novalidate: true },
     el("label", {}, t("rate_pct"), el("input", { name: "rate_bps", class: "narrow", inputmode: "decimal" })),
