@@ -54,9 +54,43 @@ async def create_city(db: h.BenchDatabase) -> str:
     try:
         async with pool.acquire() as conn:
             await catalog_store.write_city(conn, city, upsert=False)
+            await create_generalists(conn, city.id, 2)
     finally:
         await pool.close()
     return city.id
+
+
+async def create_generalists(conn: Any, city_id: str, n: int) -> list[int]:
+    """``n`` workers in the city with no special skills, available around the clock: the
+    city can serve instant bookings (otherwise they are refused, 409 nobody_can_serve)."""
+    from workforce import store as workforce_store
+    from workforce.models import Window
+
+    run = int(secrets.token_hex(3), 16) % 900 + 100
+    ids: list[int] = []
+    for i in range(n):
+        uid = int(
+            await conn.fetchval(
+                "INSERT INTO users (phone, name, password_hash, roles) "
+                "VALUES ($1, '压测阿姨', 'x', ARRAY['worker']) RETURNING id",
+                f"175{run:03d}{i:05d}",
+            )
+        )
+        await workforce_store.upsert_worker(
+            conn,
+            user_id=uid,
+            city_id=city_id,
+            skills=(),
+            home_lat=22.53,
+            home_lng=114.01,
+            team_id=None,
+        )
+        async with conn.transaction():
+            await workforce_store.replace_availability(
+                conn, uid, tuple(Window(d, 0, 1440) for d in range(7))
+            )
+        ids.append(uid)
+    return ids
 
 
 async def create_service(conn: Any) -> str:

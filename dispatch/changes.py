@@ -16,8 +16,7 @@ from typing import Any
 from dispatch import store
 from dispatch.models import Order
 from doorstep.db import Tx
-from events import store as events_store
-from events.types import OrderChanged, aggregate_key, order_event_type
+from events.types import OrderChanged, aggregate_key, encode_payload, order_event_type
 
 
 def payload(
@@ -73,7 +72,19 @@ async def record(
     withdrawn: Sequence[tuple[int, int]] = (),
     eta_predicted_s: float | None = None,
 ) -> None:
-    """The history row and the domain event of one lifecycle action."""
+    """The history row and the domain event of one lifecycle action (one statement)."""
+    event_type = order_event_type(action)
+    event = payload(
+        before,
+        after,
+        action=action,
+        actor=actor,
+        actor_id=actor_id,
+        reason=reason,
+        at=at,
+        withdrawn=withdrawn,
+        eta_predicted_s=eta_predicted_s,
+    )
     await store.add_event(
         tx,
         after.id,
@@ -85,22 +96,10 @@ async def record(
         reason=reason,
         data=data,
         at=at,
-    )
-    await events_store.append(
-        tx,
-        order_event_type(action),
-        aggregate_key("order", after.id),
-        payload(
-            before,
-            after,
-            action=action,
-            actor=actor,
-            actor_id=actor_id,
-            reason=reason,
-            at=at,
-            withdrawn=withdrawn,
-            eta_predicted_s=eta_predicted_s,
+        outbox=(
+            event_type,
+            aggregate_key("order", after.id),
+            after.version,
+            encode_payload(event_type, event),
         ),
-        version=after.version,
-        at=at,
     )

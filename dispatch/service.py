@@ -315,9 +315,10 @@ def reveals_contact(order: Order, caller: Caller, now: datetime) -> bool:
 def view(order: Order, caller: Caller, now: datetime | None = None) -> Order:
     """What the caller may read of the order.
 
-    Workers never see the start code (the customer hands it over on site), and see the
-    exact address detail and phone only within :func:`reveals_contact`; elsewhere the
-    phone is masked.
+    Workers never see the start code (the customer hands it over on site) nor the
+    customer's phone number (masked: they call through the temporary AXB number of
+    ``GET /v1/orders/{id}/contact``, docs/privacy.md), and see the exact address detail
+    only within :func:`reveals_contact`.
     """
     if caller.role != "worker":
         return order
@@ -328,7 +329,7 @@ def view(order: Order, caller: Caller, now: datetime | None = None) -> Order:
         order,
         start_code=None,
         address_detail=order.address_detail if holding else "",
-        contact_phone=order.contact_phone if holding else mask_phone(order.contact_phone),
+        contact_phone=mask_phone(order.contact_phone),
     )
 
 

@@ -221,7 +221,7 @@ async def test_the_worker_sees_the_address_only_while_holding_the_job(
     live_city: str,
     instant_service: str,
 ) -> None:
-    """A worker never sees the start code; address and phone from assignment until 30 min after completion (each reveal audited), then masked."""
+    """A worker never sees the start code nor the customer's phone (masked); the address from assignment until 30 min after completion (each reveal audited)."""
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     worker = await worker_profile(stores, make_user, live_city)
     order = await book(client, customer, instant_service)
@@ -230,9 +230,11 @@ async def test_the_worker_sees_the_address_only_while_holding_the_job(
     r = await client.get(f"/v1/orders/{oid}", headers=worker.auth)
     assert _error(r) == (404, "order_not_found", "order_id")
     await _assigned(client, dispatcher, oid, worker.id)
+    masked = customer.phone[:3] + "****" + customer.phone[-4:]
+    assert masked.startswith("147****")
     seen = (await client.get(f"/v1/orders/{oid}", headers=worker.auth)).json()
     assert seen["start_code"] is None
-    assert (seen["address_detail"], seen["contact_phone"]) == (DETAIL, customer.phone)
+    assert (seen["address_detail"], seen["contact_phone"]) == (DETAIL, masked)
     listed = (await client.get("/v1/orders", headers=worker.auth)).json()
     assert [o["id"] for o in listed] == [oid]
     assert listed[0]["start_code"] is None
@@ -251,11 +253,9 @@ async def test_the_worker_sees_the_address_only_while_holding_the_job(
         assert r.json()["address_detail"] == DETAIL
     r = await _post(client, worker, oid, "complete", {})
     assert r.status_code == 200, r.text
-    masked = customer.phone[:3] + "****" + customer.phone[-4:]
-    assert masked.startswith("147****")
     seen = (await client.get(f"/v1/orders/{oid}", headers=worker.auth)).json()
     assert seen["status"] == "completed"
-    assert (seen["address_detail"], seen["contact_phone"]) == (DETAIL, customer.phone)  # grace
+    assert (seen["address_detail"], seen["contact_phone"]) == (DETAIL, masked)  # grace
     completed = await dispatch_store.get(stores.pool, oid)
     assert completed is not None
     assert completed.completed_at is not None

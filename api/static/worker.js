@@ -274,7 +274,7 @@ function jobCard(job) {
     el("div", { class: "steps" }, ACTIVE.map((_, i) => el("span", { class: i <= step ? "done" : "" }))),
     el("b", {}, S.service ? named(lang, S.service) : job.service_code),
     el("div", {}, job.address_detail || `${job.lat.toFixed(5)}, ${job.lng.toFixed(5)}`),
-    job.contact_phone ? el("div", { class: "muted" }, `${t("customer_phone")}: `, el("a", { href: `tel:${job.contact_phone}` }, job.contact_phone)) : null);
+    job.contact_phone ? el("div", { class: "muted", id: "job-phone" }, `${t("customer_phone")}: ${job.contact_phone}`) : null);
   const contact = el("span", { id: "contact" });
   card.append(el("div", { class: "row" }, el("button", { type: "button", class: "chip", id: "contact-customer", onclick: async () => {
     try {
