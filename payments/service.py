@@ -350,24 +350,29 @@ class Payments:
             return _status(provider.acknowledge(False, e.message), 401), Applied(
                 "rejected", e.message
             )
-        # One connection, one transaction: the notice is applied and logged together, and
-        # the provider hears "taken" only after both committed.
-        async with self.stores.pool.acquire() as conn, conn.transaction():
+        if isinstance(notice, PaymentNotice):
+            no, kind = notice.trade.out_trade_no, "payment"
+        else:
+            no, kind = notice.refund.out_trade_no, "refund"
+        # One connection. A payment report that changes nothing (an unknown or mismatched
+        # trade, a trade already paid — the commonest, a redelivery) is known from one
+        # read and logged in one statement; anything else is applied and logged in one
+        # transaction. Either way the provider hears "taken" only once it is committed.
+        async with self.stores.pool.acquire() as conn:
+            seen: PaymentRow | None = None
+            result: Applied | None = None
             if isinstance(notice, PaymentNotice):
-                result = await self._apply_trade_in(conn, notice.trade)
-                no, kind = notice.trade.out_trade_no, "payment"
+                seen = await store.payment_by_no(conn, no)
+                result = self._unchanged(notice.trade, seen)
+            if result is not None:
+                await self._log(conn, provider_name, notice.notify_id, kind, no, result)
             else:
-                result = await self._apply_refund_in(conn, notice.refund)
-                no, kind = notice.refund.out_trade_no, "refund"
-            await store.log_notification(
-                conn,
-                provider=provider_name,
-                notify_id=notice.notify_id,
-                kind=kind,
-                out_trade_no=no,
-                outcome=result.outcome,
-                reason=result.reason,
-            )
+                async with conn.transaction():
+                    if isinstance(notice, PaymentNotice):
+                        result = await self._apply_trade_in(conn, notice.trade, seen=seen)
+                    else:
+                        result = await self._apply_refund_in(conn, notice.refund)
+                    await self._log(conn, provider_name, notice.notify_id, kind, no, result)
         if result.outcome == "applied":
             log.info("%s %s %s applied (%s)", provider_name, kind, no, notice.notify_id)
         if result.outcome == "rejected":
@@ -376,6 +381,43 @@ class Payments:
             )
             return _status(provider.acknowledge(False, result.reason), 422), result
         return provider.acknowledge(True), result
+
+    @staticmethod
+    async def _log(
+        conn: Tx, provider: str, notify_id: str, kind: str, no: str, result: Applied
+    ) -> None:
+        await store.log_notification(
+            conn,
+            provider=provider,
+            notify_id=notify_id,
+            kind=kind,
+            out_trade_no=no,
+            outcome=result.outcome,
+            reason=result.reason,
+        )
+
+    def _unchanged(self, trade: Trade, seen: PaymentRow | None) -> Applied | None:
+        """What a payment report comes to when it can change nothing, from our trade as
+        read (no lock needed: a paid trade stays paid); None if it must be applied."""
+        if seen is None:
+            return Applied("rejected", f"unknown out_trade_no {trade.out_trade_no!r}")
+        problem = rules.notice_problem(
+            trade,
+            amount_fen=seen.amount_fen,
+            merchant_id=self.provider(seen.provider).merchant_id,
+            provider=seen.provider,
+        )
+        if problem is not None:
+            return Applied("rejected", problem)
+        if trade.status != "paid":
+            if trade.status == "closed" and seen.status == "pending":
+                return None  # our trade closes too
+            return Applied("ignored", f"trade is {trade.provider_state}")
+        if not trade.provider_trade_no:
+            return Applied("rejected", "a paid trade without the provider's trade number")
+        if seen.status == "paid":
+            return Applied("duplicate", "already paid")
+        return None
 
     async def apply_trade(self, trade: Trade, *, source: str) -> Applied:
         """A provider's report of a trade (notification or query), checked against our
@@ -386,38 +428,29 @@ class Payments:
             log.info("payment %s captured (%s)", trade.out_trade_no, source)
         return result
 
-    async def _apply_trade_in(self, conn: Tx, trade: Trade) -> Applied:
-        """:meth:`apply_trade` in the caller's transaction.
+    async def _apply_trade_in(
+        self, conn: Tx, trade: Trade, *, seen: PaymentRow | None = None
+    ) -> Applied:
+        """:meth:`apply_trade` in the caller's transaction (``seen``: our trade, read
+        already).
 
         The trade is read first without a lock: a report that does not match it is refused,
         and one for a trade already paid is a duplicate (a paid trade stays paid) — neither
         takes a lock. Only a payment to capture locks the order, then the trade (the
         module's lock order), and checks again under the locks.
         """
-        seen = await store.payment_by_no(conn, trade.out_trade_no)
         if seen is None:
-            return Applied("rejected", f"unknown out_trade_no {trade.out_trade_no!r}")
-        provider = self.provider(seen.provider)
-        problem = rules.notice_problem(
-            trade,
-            amount_fen=seen.amount_fen,
-            merchant_id=provider.merchant_id,
-            provider=seen.provider,
-        )
-        if problem is not None:
-            return Applied("rejected", problem)
-        if trade.status != "paid":
-            if trade.status == "closed" and seen.status == "pending":
-                p = await store.payment(conn, seen.id, lock=True)
-                if p is not None and p.status == "pending":
-                    await store.update_payment(
-                        conn, p.id, status="closed", closed_at=datetime.now(UTC)
-                    )
+            seen = await store.payment_by_no(conn, trade.out_trade_no)
+        unchanged = self._unchanged(trade, seen)
+        if unchanged is not None:
+            return unchanged
+        assert seen is not None
+        if trade.status != "paid":  # closed at the provider: our pending trade closes
+            p = await store.payment(conn, seen.id, lock=True)
+            if p is not None and p.status == "pending":
+                await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
             return Applied("ignored", f"trade is {trade.provider_state}")
-        if not trade.provider_trade_no:
-            return Applied("rejected", "a paid trade without the provider's trade number")
-        if seen.status == "paid":
-            return Applied("duplicate", "already paid")
+        assert trade.provider_trade_no  # _unchanged refused a paid trade without one
         order = await dispatch_store.get(conn, seen.order_id, lock=True)
         assert order is not None
         now = datetime.now(UTC)

@@ -101,9 +101,6 @@ async def snapshot_commission(
     its terms kept on the order; a second call keeps the first snapshot. ``base_fen`` is
     what the order's funds receive.
     """
-    existing = await store.snapshot_of(tx, order_id)
-    if existing is not None:
-        return existing
     facts = await store.order_facts(tx, order_id)
     if facts is None:
         raise InvalidMoneyInput(f"no order {order_id}", field="order_id")

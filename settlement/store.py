@@ -184,10 +184,11 @@ async def snapshot(
 ) -> CommissionOut:
     """Keep the commission's terms on the order, taken for ``merchant_id`` (the first
     snapshot stays; :func:`resnapshot` replaces it)."""
-    await tx.execute(
+    row = await tx.fetchrow(
         "INSERT INTO order_commissions (order_id, rule_id, rate_bps, fixed_fen, min_fen, max_fen, "
         "base_fen, commission_fen, snapshot_at, merchant_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO NOTHING",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO NOTHING "
+        "RETURNING *",
         order_id,
         c.rule_id,
         c.rate_bps,
@@ -199,7 +200,9 @@ async def snapshot(
         at,
         merchant_id,
     )
-    got = await snapshot_of(tx, order_id)
+    if row is not None:
+        return _commission(row)
+    got = await snapshot_of(tx, order_id)  # there was one: it stays
     assert got is not None
     return got
 
@@ -239,10 +242,12 @@ async def snapshot_of(db: Conn, order_id: int, *, lock: bool = False) -> Commiss
         "SELECT * FROM order_commissions WHERE order_id = $1" + (" FOR UPDATE" if lock else ""),
         order_id,
     )
-    if r is None:
-        return None
+    return None if r is None else _commission(r)
+
+
+def _commission(r: asyncpg.Record) -> CommissionOut:
     return CommissionOut(
-        order_id=order_id,
+        order_id=r["order_id"],
         rule_id=r["rule_id"],
         rate_bps=r["rate_bps"],
         fixed_fen=r["fixed_fen"],
