@@ -130,7 +130,7 @@ const STRINGS = {
   settled_n: { zh: "已结算 {n} 单", en: "Settled {n} orders" },
   provider: { zh: "渠道", en: "Provider" },
   bill_date: { zh: "账单日期", en: "Bill date" },
-  bill_file: { zh: "账单文件（微信支付交易账单 CSV）", en: "Bill file (WeChat Pay trade bill CSV)" },
+  bill_file: { zh: "账单文件（微信支付 CSV，支付宝 zip）", en: "Bill file (WeChat Pay CSV, Alipay zip)" },
   run_recon: { zh: "对账", en: "Reconcile" },
   differences: { zh: "差异", en: "Differences" },
   no_diff: { zh: "账单与账本一致", en: "The bill and the ledger agree" },
