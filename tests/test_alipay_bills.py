@@ -7,6 +7,7 @@ PostgreSQL: a clean day, a missing payment, an amount difference, a refund."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import secrets
 import time
@@ -382,3 +383,34 @@ async def test_a_refund_alipay_made_that_we_did_not_book_is_listed(
         (d["kind"], d["ref"], d["problem"], d["bill_fen"], d["ledger_fen"]) for d in run["items"]
     ] == [("refund", theirs, "missing_in_ledger", 1000, None)]
     assert ours in sandbox.book.trades[out].refunds
+
+
+async def test_a_bad_bill_upload_gets_a_clear_4xx(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """An upload that is not base64, a bill sent both ways, and a file that is not Alipay's bill are 422 naming the field and the rule; nothing is stored."""
+    finance = await make_user("finance")
+    base = {"provider": "alipay", "bill_date": "2021-02-03"}
+    cases = [
+        ({"bill_base64": "not base64!"}, "bill_base64", "invalid_money_input"),
+        ({"bill": "x", "bill_base64": "eA=="}, "bill", "invalid_money_input"),
+        (
+            {"bill_base64": base64.b64encode(b"PK\x03\x04 broken").decode()},
+            "bill",
+            "bad_trade_bill",
+        ),
+        (
+            {"bill_base64": base64.b64encode("交易时间,公众账号ID\n".encode("gbk")).decode()},
+            "bill",
+            "bad_trade_bill",
+        ),
+    ]
+    before = (await client.get("/v1/finance/reconciliations", headers=finance.auth)).json()
+    for extra, field, code in cases:
+        r = await client.post(
+            "/v1/finance/reconciliations", headers=finance.auth, json=base | extra
+        )
+        assert r.status_code == 422, r.text
+        assert (r.json()["error"]["field"], r.json()["error"]["code"]) == (field, code)
+    after = (await client.get("/v1/finance/reconciliations", headers=finance.auth)).json()
+    assert after == before
