@@ -88,8 +88,8 @@ from safety.rules import SafetyParams
 from safety.service import SafetyDesk
 from safety.trail import TrailParams
 from safety.watch import TrailWatch
+from settlement import alipay_bills, wechat_bills
 from settlement import gateway as payout_gateway
-from settlement import wechat_bills
 from settlement.payouts import WeChatTransfers
 from settlement.rules import SettlementParams
 from settlement.service import Settlement
@@ -302,6 +302,9 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         )
         app.state.payouts = WeChatTransfers(payout_config)
         app.state.bills = wechat_bills.start(settings, app.state.wechat_sandbox)
+        app.state.bills |= alipay_bills.start(  # Alipay's 业务账单 (docs/settlement.md)
+            app.state.alipay_sandbox, app.state.payments.providers.get("alipay")
+        )
         app.state.settlement = Settlement(
             app.state.stores,
             tuning.settlement,

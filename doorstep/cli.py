@@ -105,7 +105,11 @@ async def _work(settings: Settings) -> None:
     from settlement.wechat_bills import WeChatBills
 
     wechat = wechat_configured(settings)  # the bill API (a sandbox: the server mounted it)
-    bills = {"wechat": WeChatBills(wechat)} if wechat is not None else {}
+    from settlement import alipay_bills
+    from settlement.bills import BillSource
+
+    bills: dict[str, BillSource] = {"wechat": WeChatBills(wechat)} if wechat is not None else {}
+    bills |= alipay_bills.start(None, payments.providers.get("alipay"))  # the server mounted it
     settlement = Settlement(
         stores,
         tuning.settlement,

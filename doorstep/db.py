@@ -27,6 +27,16 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """A released connection's reset: nothing beyond what asyncpg always does (an open
+    transaction rolled back, its listeners dropped). Its default runs
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — a round trip on every
+    release — for session state this code never leaves on a pooled connection: its
+    advisory locks are transaction-scoped, it sets no session settings, cursors live in
+    transactions, and LISTEN and the migrations' session lock use connections of their
+    own (benchmarks/README.md, orders.py's *book_sql_noreset*; issue 17's notifications)."""
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool[Any]:
     """A pool whose connections decode json/jsonb with orjson."""
     pool = await asyncpg.create_pool(
@@ -34,6 +44,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=30,
     )
     assert pool is not None

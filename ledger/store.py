@@ -73,9 +73,15 @@ async def post(conn: Tx, entry: Entry, *, reverses: int | None = None) -> Posted
             field="conn",
         )
     validate(entry)
+    # The entry and its lines in one statement (one round trip): the lines are inserted
+    # only if the entry was (a key posted before inserts nothing and returns no id).
     entry_id = await conn.fetchval(
-        "INSERT INTO ledger_entries (key, kind, order_id, currency, memo, data, reverses) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING id",
+        "WITH e AS (INSERT INTO ledger_entries (key, kind, order_id, currency, memo, data, "
+        "reverses) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING id), "
+        "l AS (INSERT INTO ledger_lines (entry_id, account, debit_fen, credit_fen) "
+        "SELECT e.id, t.a, t.d, t.c FROM e, unnest($8::text[], $9::bigint[], $10::bigint[]) "
+        "WITH ORDINALITY AS t(a, d, c, n) ORDER BY t.n) "
+        "SELECT id FROM e",
         entry.key,
         entry.kind,
         entry.order_id,
@@ -83,6 +89,9 @@ async def post(conn: Tx, entry: Entry, *, reverses: int | None = None) -> Posted
         entry.memo,
         entry.data,
         reverses,
+        [x.account for x in entry.lines],
+        [x.debit_fen for x in entry.lines],
+        [x.credit_fen for x in entry.lines],
     )
     if entry_id is None:
         existing = await get(conn, entry.key)
@@ -93,14 +102,6 @@ async def post(conn: Tx, entry: Entry, *, reverses: int | None = None) -> Posted
                 f"entry {entry.key!r} was posted before with other lines", field="key"
             )
         return Posted(existing.id, False)
-    await conn.execute(
-        "INSERT INTO ledger_lines (entry_id, account, debit_fen, credit_fen) "
-        "SELECT $1, a, d, c FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS t(a, d, c)",
-        entry_id,
-        [x.account for x in entry.lines],
-        [x.debit_fen for x in entry.lines],
-        [x.credit_fen for x in entry.lines],
-    )
     return Posted(int(entry_id), True)
 
 

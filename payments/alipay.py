@@ -212,6 +212,14 @@ class AlipayProvider:
             raise ProviderUnavailable(message.strip(), provider_code=_code(sub_code))
         raise ProviderRefused(message.strip(), provider_code=_code(sub_code))
 
+    async def call(self, method: str, biz_content: Mapping[str, Any]) -> dict[str, Any]:
+        """Any other OpenAPI method through the SDK (``server_api``): the signed, checked
+        answer, or ProviderRefused / ProviderUnavailable as for the trade calls. Settlement
+        asks ``alipay.data.dataservice.bill.downloadurl.query`` this way."""
+        return await self._call(
+            method, self._sdk.server_api, api_name=method, biz_content=dict(biz_content)
+        )
+
     async def prepay(self, request: PrepayRequest) -> Prepay:
         """``alipay.trade.precreate`` (a QR code) or ``alipay.trade.wap.pay`` (a URL)."""
         if request.currency != "CNY":

@@ -35,7 +35,7 @@ import contextlib
 import html
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -68,6 +68,9 @@ FAULTS: tuple[str, ...] = get_args(Fault)
 # Alipay's redelivery after the first try: 4m, 10m, 10m, 1h, 2h, 6h, 15h (8 tries in 25 h).
 ALIPAY_RETRY_SCHEDULE_S: tuple[float, ...] = (240, 600, 600, 3600, 7200, 21600, 54000)
 _WECHAT_WORDS = {"never": "never_notify", "late": "late_after_close"}
+# An OpenAPI method another module serves on this gateway (settlement's bill download):
+# (the checked common parameters, the biz_content) → the answer, or ApiError.
+ExtraMethod = Callable[[dict[str, str], dict[str, Any]], Awaitable[dict[str, str]]]
 METHODS = frozenset(
     {
         "alipay.trade.precreate",
@@ -151,6 +154,9 @@ class AlipaySandbox:
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiring: set[str] = set()
         self.timeouts_next = 0  # the next N API calls (any trade) answer too late
+        # Methods other modules add (settlement.alipay_bills: the bill download URL); they
+        # share the common checks and the signed answer.
+        self.extra_methods: dict[str, ExtraMethod] = {}
         self._closing = asyncio.Event()
         self._lock = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=config.notify_timeout_s)
@@ -223,7 +229,7 @@ class AlipaySandbox:
         method = params.get("method", "")
         refused = self._check_common(params)
         if refused is not None:
-            known = method in METHODS
+            known = method in METHODS or method in self.extra_methods
             if method == "alipay.trade.wap.pay":
                 return self._error_page(refused)
             return self._answer(method, refused.answer(), error=not known)
@@ -243,6 +249,12 @@ class AlipaySandbox:
             return self._answer(method, error.answer())
         if method == "alipay.trade.wap.pay":
             return self._wap_pay(params, biz)
+        extra = self.extra_methods.get(method)
+        if extra is not None:
+            try:
+                return self._answer(method, await extra(params, biz))
+            except ApiError as e:
+                return self._answer(method, e.answer())
         out_trade_no = str(biz.get("out_trade_no") or "") or self.book.out_trade_no_of(
             str(biz.get("trade_no") or "")
         )
@@ -293,7 +305,7 @@ class AlipaySandbox:
         method = params.get("method", "")
         if not method:
             return arg("isv.missing-method", "缺少方法名参数", missing=True)
-        if method not in METHODS:
+        if method not in METHODS and method not in self.extra_methods:
             return arg("isv.invalid-method", f"不存在的方法名 {method}")
         if not params.get("app_id"):
             return arg("isv.missing-app-id", "缺少AppID参数", missing=True)

@@ -353,20 +353,30 @@ class Payments:
                 "rejected", e.message
             )
         if isinstance(notice, PaymentNotice):
-            result = await self.apply_trade(notice.trade, source=notice.notify_id)
             no, kind = notice.trade.out_trade_no, "payment"
         else:
-            result = await self.apply_refund(notice.refund, source=notice.notify_id)
             no, kind = notice.refund.out_trade_no, "refund"
-        await store.log_notification(
-            self.stores.pool,
-            provider=provider_name,
-            notify_id=notice.notify_id,
-            kind=kind,
-            out_trade_no=no,
-            outcome=result.outcome,
-            reason=result.reason,
-        )
+        # One connection. A payment report that changes nothing (an unknown or mismatched
+        # trade, a trade already paid — the commonest, a redelivery) is known from one
+        # read and logged in one statement; anything else is applied and logged in one
+        # transaction. Either way the provider hears "taken" only once it is committed.
+        async with self.stores.pool.acquire() as conn:
+            seen: PaymentRow | None = None
+            result: Applied | None = None
+            if isinstance(notice, PaymentNotice):
+                seen = await store.payment_by_no(conn, no)
+                result = self._unchanged(notice.trade, seen)
+            if result is not None:
+                await self._log(conn, provider_name, notice.notify_id, kind, no, result)
+            else:
+                async with conn.transaction():
+                    if isinstance(notice, PaymentNotice):
+                        result = await self._apply_trade_in(conn, notice.trade, seen=seen)
+                    else:
+                        result = await self._apply_refund_in(conn, notice.refund)
+                    await self._log(conn, provider_name, notice.notify_id, kind, no, result)
+        if result.outcome == "applied":
+            log.info("%s %s %s applied (%s)", provider_name, kind, no, notice.notify_id)
         if result.outcome == "rejected":
             log.warning(
                 "%s %s notification for %s rejected: %s", provider_name, kind, no, result.reason
@@ -374,88 +384,119 @@ class Payments:
             return _status(provider.acknowledge(False, result.reason), 422), result
         return provider.acknowledge(True), result
 
-    async def apply_trade(self, trade: Trade, *, source: str) -> Applied:
-        """A provider's report of a trade (notification or query), checked against our
-        trade under the order's and the trade's locks, applied once."""
-        seen = await store.payment_by_no(self.stores.pool, trade.out_trade_no)
+    @staticmethod
+    async def _log(
+        conn: Tx, provider: str, notify_id: str, kind: str, no: str, result: Applied
+    ) -> None:
+        await store.log_notification(
+            conn,
+            provider=provider,
+            notify_id=notify_id,
+            kind=kind,
+            out_trade_no=no,
+            outcome=result.outcome,
+            reason=result.reason,
+        )
+
+    def _unchanged(self, trade: Trade, seen: PaymentRow | None) -> Applied | None:
+        """What a payment report comes to when it can change nothing, from our trade as
+        read (no lock needed: a paid trade stays paid); None if it must be applied."""
         if seen is None:
             return Applied("rejected", f"unknown out_trade_no {trade.out_trade_no!r}")
-        provider = self.provider(seen.provider)
         problem = rules.notice_problem(
             trade,
             amount_fen=seen.amount_fen,
-            merchant_id=provider.merchant_id,
+            merchant_id=self.provider(seen.provider).merchant_id,
             provider=seen.provider,
         )
         if problem is not None:
             return Applied("rejected", problem)
         if trade.status != "paid":
             if trade.status == "closed" and seen.status == "pending":
-                async with self.stores.pool.acquire() as conn, conn.transaction():
-                    p = await store.payment(conn, seen.id, lock=True)
-                    if p is not None and p.status == "pending":
-                        await store.update_payment(
-                            conn, p.id, status="closed", closed_at=datetime.now(UTC)
-                        )
+                return None  # our trade closes too
             return Applied("ignored", f"trade is {trade.provider_state}")
         if not trade.provider_trade_no:
             return Applied("rejected", "a paid trade without the provider's trade number")
+        if seen.status == "paid":
+            return Applied("duplicate", "already paid")
+        return None
+
+    async def apply_trade(self, trade: Trade, *, source: str) -> Applied:
+        """A provider's report of a trade (notification or query), checked against our
+        trade under the order's and the trade's locks, applied once."""
         async with self.stores.pool.acquire() as conn, conn.transaction():
-            order = await dispatch_store.get(conn, seen.order_id, lock=True)
+            result = await self._apply_trade_in(conn, trade)
+        if result.outcome == "applied":
+            log.info("payment %s captured (%s)", trade.out_trade_no, source)
+        return result
+
+    async def _apply_trade_in(
+        self, conn: Tx, trade: Trade, *, seen: PaymentRow | None = None
+    ) -> Applied:
+        """:meth:`apply_trade` in the caller's transaction (``seen``: our trade, read
+        already).
+
+        The trade is read first without a lock: a report that does not match it is refused,
+        and one for a trade already paid is a duplicate (a paid trade stays paid) — neither
+        takes a lock. Only a payment to capture locks the order, then the trade (the
+        module's lock order), and checks again under the locks.
+        """
+        if seen is None:
+            seen = await store.payment_by_no(conn, trade.out_trade_no)
+        unchanged = self._unchanged(trade, seen)
+        if unchanged is not None:
+            return unchanged
+        assert seen is not None
+        if trade.status != "paid":  # closed at the provider: our pending trade closes
             p = await store.payment(conn, seen.id, lock=True)
-            assert order is not None
-            assert p is not None
-            if p.status == "paid":
-                return Applied("duplicate", "already paid")
-            now = datetime.now(UTC)
-            p = await store.update_payment(
+            if p is not None and p.status == "pending":
+                await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
+            return Applied("ignored", f"trade is {trade.provider_state}")
+        assert trade.provider_trade_no  # _unchanged refused a paid trade without one
+        order = await dispatch_store.get(conn, seen.order_id, lock=True)
+        assert order is not None
+        now = datetime.now(UTC)
+        # Locks the trade and marks it paid in one statement; None: another delivery won.
+        p = await store.mark_paid(
+            conn, seen.id, provider_trade_no=trade.provider_trade_no, paid_at=trade.paid_at or now
+        )
+        if p is None:
+            return Applied("duplicate", "already paid")
+        await ledger_store.post(
+            conn, rules.captured(p.provider, trade.provider_trade_no, p.order_id, p.amount_fen)
+        )
+        others_paid = p.purpose != "addon" and await store.another_paid(  # add-ons: rounds
+            conn, p.order_id, p.id, p.purpose
+        )
+        if others_paid:
+            await self._refund_in(
                 conn,
-                p.id,
-                status="paid",
-                provider_trade_no=trade.provider_trade_no,
-                paid_at=trade.paid_at or now,
+                p,
+                p.amount_fen,
+                f"{p.out_trade_no}D",
+                cause="duplicate",
+                reason="paid twice: the second payment is refunded",
             )
-            await ledger_store.post(
-                conn, rules.captured(p.provider, trade.provider_trade_no, p.order_id, p.amount_fen)
+        elif order.status == "awaiting_payment" and p.purpose in ("prepay", "deposit"):
+            await transition_locked(
+                conn,
+                order,
+                "pay",
+                SYSTEM,
+                reason=f"paid by {p.provider}",
+                at=now,
+                data={"out_trade_no": p.out_trade_no, "amount_fen": p.amount_fen},
             )
-            others_paid = [
-                x
-                for x in await store.payments_of_order(conn, p.order_id)
-                if x.id != p.id
-                and x.purpose == p.purpose
-                and x.status == "paid"
-                and p.purpose != "addon"  # add-ons come in rounds; each is its own due
-            ]
-            if others_paid:
-                await self._refund_in(
-                    conn,
-                    p,
-                    p.amount_fen,
-                    f"{p.out_trade_no}D",
-                    cause="duplicate",
-                    reason="paid twice: the second payment is refunded",
-                )
-            elif order.status == "awaiting_payment" and p.purpose in ("prepay", "deposit"):
-                await transition_locked(
-                    conn,
-                    order,
-                    "pay",
-                    SYSTEM,
-                    reason=f"paid by {p.provider}",
-                    at=now,
-                    data={"out_trade_no": p.out_trade_no, "amount_fen": p.amount_fen},
-                )
-                await jobs_store.cancel_waiting(conn, queueing_lock=_close_lock(order.id))
-            elif order.status in ("cancelled", "failed"):
-                await self._refund_in(
-                    conn,
-                    p,
-                    p.amount_fen,
-                    f"{p.out_trade_no}L",
-                    cause="closed_order",
-                    reason=f"paid after the order was {order.status}: refunded in full",
-                )
-        log.info("payment %s captured (%s)", p.out_trade_no, source)
+            await jobs_store.cancel_waiting(conn, queueing_lock=_close_lock(order.id))
+        elif order.status in ("cancelled", "failed"):
+            await self._refund_in(
+                conn,
+                p,
+                p.amount_fen,
+                f"{p.out_trade_no}L",
+                cause="closed_order",
+                reason=f"paid after the order was {order.status}: refunded in full",
+            )
         return Applied("applied")
 
     async def sync(self, out_trade_no: str) -> Applied:
@@ -623,51 +664,57 @@ class Payments:
     async def apply_refund(self, refund: Refund, *, source: str) -> Applied:
         """A provider's report of a refund: states only move forward; money moves once."""
         async with self.stores.pool.acquire() as conn, conn.transaction():
-            seen = await store.refund_by_no(conn, refund.out_refund_no)
-            if seen is None:
-                return Applied("rejected", f"unknown out_refund_no {refund.out_refund_no!r}")
-            await dispatch_store.get(conn, seen.order_id, lock=True)
-            p = await store.payment(conn, seen.payment_id, lock=True)
-            r = await store.refund_by_no(conn, refund.out_refund_no, lock=True)
-            assert p is not None
-            assert r is not None
-            if refund.out_trade_no != p.out_trade_no:
-                return Applied("rejected", "the refund names another trade")
-            if refund.refund_fen != r.amount_fen:
-                return Applied(
-                    "rejected", f"amount {refund.refund_fen} fen differs from {r.amount_fen}"
-                )
-            if refund.currency not in ("CNY", ""):
-                return Applied("rejected", f"currency {refund.currency!r} is not CNY")
-            if r.status in ("succeeded", "closed"):
-                return Applied("duplicate", f"refund already {r.status}")
-            if refund.status == "succeeded":
-                await store.update_refund(
-                    conn,
-                    r.id,
-                    status="succeeded",
-                    succeeded_at=refund.succeeded_at or datetime.now(UTC),
-                    provider_refund_no=refund.provider_refund_no or r.provider_refund_no,
-                )
-                await ledger_store.post(
-                    conn,
-                    rules.refund_succeeded(p.provider, r.out_refund_no, r.order_id, r.amount_fen),
-                )
-            elif refund.status == "closed":
-                await store.update_refund(conn, r.id, status="closed")
-                await store.update_payment(conn, p.id, reserved_fen=p.reserved_fen - r.amount_fen)
-                await ledger_store.post(
-                    conn, rules.refund_failed(p.provider, r.out_refund_no, r.order_id, r.amount_fen)
-                )
-            elif refund.status == "abnormal":
-                await store.update_refund(conn, r.id, status="abnormal")
-            elif r.status == "requested":
-                await store.update_refund(
-                    conn, r.id, status="processing", provider_refund_no=refund.provider_refund_no
-                )
-            else:
-                return Applied("duplicate", "still processing")
-        log.info("refund %s: %s (%s)", r.out_refund_no, refund.status, source)
+            result = await self._apply_refund_in(conn, refund)
+        if result.outcome == "applied":
+            log.info("refund %s: %s (%s)", refund.out_refund_no, refund.status, source)
+        return result
+
+    async def _apply_refund_in(self, conn: Tx, refund: Refund) -> Applied:
+        """:meth:`apply_refund` in the caller's transaction."""
+        seen = await store.refund_by_no(conn, refund.out_refund_no)
+        if seen is None:
+            return Applied("rejected", f"unknown out_refund_no {refund.out_refund_no!r}")
+        await dispatch_store.get(conn, seen.order_id, lock=True)
+        p = await store.payment(conn, seen.payment_id, lock=True)
+        r = await store.refund_by_no(conn, refund.out_refund_no, lock=True)
+        assert p is not None
+        assert r is not None
+        if refund.out_trade_no != p.out_trade_no:
+            return Applied("rejected", "the refund names another trade")
+        if refund.refund_fen != r.amount_fen:
+            return Applied(
+                "rejected", f"amount {refund.refund_fen} fen differs from {r.amount_fen}"
+            )
+        if refund.currency not in ("CNY", ""):
+            return Applied("rejected", f"currency {refund.currency!r} is not CNY")
+        if r.status in ("succeeded", "closed"):
+            return Applied("duplicate", f"refund already {r.status}")
+        if refund.status == "succeeded":
+            await store.update_refund(
+                conn,
+                r.id,
+                status="succeeded",
+                succeeded_at=refund.succeeded_at or datetime.now(UTC),
+                provider_refund_no=refund.provider_refund_no or r.provider_refund_no,
+            )
+            await ledger_store.post(
+                conn,
+                rules.refund_succeeded(p.provider, r.out_refund_no, r.order_id, r.amount_fen),
+            )
+        elif refund.status == "closed":
+            await store.update_refund(conn, r.id, status="closed")
+            await store.update_payment(conn, p.id, reserved_fen=p.reserved_fen - r.amount_fen)
+            await ledger_store.post(
+                conn, rules.refund_failed(p.provider, r.out_refund_no, r.order_id, r.amount_fen)
+            )
+        elif refund.status == "abnormal":
+            await store.update_refund(conn, r.id, status="abnormal")
+        elif r.status == "requested":
+            await store.update_refund(
+                conn, r.id, status="processing", provider_refund_no=refund.provider_refund_no
+            )
+        else:
+            return Applied("duplicate", "still processing")
         return Applied("applied")
 
     async def sync_refund(self, out_refund_no: str) -> Applied:

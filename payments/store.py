@@ -172,6 +172,33 @@ async def update_payment(db: Tx, payment_id: int, **fields: Any) -> PaymentRow:
     return p
 
 
+async def mark_paid(
+    db: Tx, payment_id: int, *, provider_trade_no: str, paid_at: datetime
+) -> PaymentRow | None:
+    """Mark a trade paid (its row locked by the update); None if it was paid already."""
+    return _pay(
+        await db.fetchrow(
+            "UPDATE payments SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
+            f"WHERE id = $1 AND status <> 'paid' RETURNING {_PAY}",
+            payment_id,
+            provider_trade_no,
+            paid_at,
+        )
+    )
+
+
+async def another_paid(db: Conn, order_id: int, payment_id: int, purpose: str) -> bool:
+    """Whether another trade of the order, for the same purpose, is paid."""
+    found = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1 AND id <> $2 "
+        "AND purpose = $3 AND status = 'paid')",
+        order_id,
+        payment_id,
+        purpose,
+    )
+    return bool(found)
+
+
 async def pending_older_than(db: Conn, before: datetime, limit: int = 200) -> list[str]:
     """Trades still pending since before ``before`` (to query at the provider)."""
     rows = await db.fetch(

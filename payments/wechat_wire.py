@@ -23,6 +23,7 @@ wechatpayv3 #25).
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import secrets
 import string
@@ -204,17 +205,23 @@ def check_signed(
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _aead(apiv3_key: str) -> AESGCM:
+    """The cipher of an APIv3 key, made once (a process has one or two keys)."""
+    return AESGCM(apiv3_key.encode())
+
+
 def encrypt_resource(apiv3_key: str, plaintext: bytes, *, associated_data: str, nonce: str) -> str:
     """AEAD_AES_256_GCM ciphertext (base64 of ciphertext ‖ tag)."""
     return base64.b64encode(
-        AESGCM(apiv3_key.encode()).encrypt(nonce.encode(), plaintext, associated_data.encode())
+        _aead(apiv3_key).encrypt(nonce.encode(), plaintext, associated_data.encode())
     ).decode()
 
 
 def decrypt_resource(apiv3_key: str, ciphertext: str, *, associated_data: str, nonce: str) -> bytes:
     """The plaintext, or ValueError if the tag does not verify (wrong key, tampered)."""
     try:
-        return AESGCM(apiv3_key.encode()).decrypt(
+        return _aead(apiv3_key).decrypt(
             nonce.encode(), base64.b64decode(ciphertext, validate=True), associated_data.encode()
         )
     except (InvalidTag, ValueError) as e:

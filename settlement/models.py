@@ -56,6 +56,9 @@ class CommissionOut:
     commission_fen: int
     payee_fen: int
     snapshot_at: datetime | None
+    merchant_id: int | None = None  # the merchant the snapshot was taken for
+    rules_at: datetime | None = None  # whose rules it applies: those in force then
+    resnapshot_at: datetime | None = None  # when it was last taken again (the merchant changed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from jobs import store as jobs_store
 from ledger import rules as lr
 from ledger import store as ledger
 from ledger.rules import Entry, credit, debit
+from settlement import alipay_bill, reconcile, store, tradebill
 from settlement import commission as cm
-from settlement import reconcile, store, tradebill
 from settlement.bills import BillSource
 from settlement.errors import (
     InvalidMoneyInput,
@@ -56,7 +56,7 @@ log = logging.getLogger("doorstep.settlement")
 CONSUMER = "settlement"
 QUEUE = "settlement"
 PAYOUT_CHANNEL = "payout"
-EVENT_TYPES = frozenset({"order.paid", "order.completed", "order.cancelled"})
+EVENT_TYPES = frozenset({"order.paid", "order.assigned", "order.completed", "order.cancelled"})
 
 
 def payable(payee: Payee) -> str:
@@ -169,9 +169,6 @@ async def snapshot_commission(
     its terms kept on the order; a second call keeps the first snapshot. ``base_fen`` is
     what the order's funds receive.
     """
-    existing = await store.snapshot_of(tx, order_id)
-    if existing is not None:
-        return existing
     facts = await store.order_facts(tx, order_id)
     if facts is None:
         raise InvalidMoneyInput(f"no order {order_id}", field="order_id")
@@ -180,8 +177,58 @@ async def snapshot_commission(
         facts.city_id, facts.category, facts.service_code, facts.merchant_id, base_fen
     )
     return await store.snapshot(
-        tx, order_id, cm.commission(rules, terms, default_rule(params)), now
+        tx,
+        order_id,
+        cm.commission(rules, terms, default_rule(params)),
+        now,
+        merchant_id=facts.merchant_id,
     )
+
+
+async def commission_for(
+    tx: Tx,
+    order_id: int,
+    *,
+    merchant_id: int | None,
+    base_fen: int,
+    params: SettlementParams,
+    now: datetime,
+) -> CommissionOut:
+    """The order's commission snapshot, taken for the merchant the order now has.
+
+    The snapshot is taken at payment, usually before the order is routed to a merchant or
+    assigned to a merchant's staff: then it was taken for no merchant, and a merchant's
+    rule could not apply. When the order's merchant is known (its assignment; at the
+    latest its completion and settlement) this takes it again for that merchant — with
+    the rules as they stood when it was first taken (``rules_at``: a rule made after
+    payment still changes nothing) — unless money was already settled from it (then it
+    stays). No snapshot yet: one is taken now. Idempotent: the same merchant again
+    changes nothing. Runs in the caller's transaction; the snapshot's row is locked.
+    """
+    snap = await store.snapshot_of(tx, order_id, lock=True)
+    if snap is None:
+        await snapshot_commission(tx, order_id, base_fen=base_fen, params=params, now=now)
+        snap = await store.snapshot_of(tx, order_id, lock=True)
+        assert snap is not None
+    if snap.merchant_id == merchant_id or await store.is_settled(tx, order_id):
+        return snap
+    facts = await store.order_facts(tx, order_id)
+    if facts is None:
+        raise InvalidMoneyInput(f"no order {order_id}", field="order_id")
+    assert snap.rules_at is not None
+    rules = [store.as_rule(r) for r in await store.rules_at(tx, snap.rules_at)]
+    terms = cm.OrderTerms(
+        facts.city_id, facts.category, facts.service_code, merchant_id, snap.base_fen
+    )
+    taken = cm.commission(rules, terms, default_rule(params))
+    log.info(
+        "order %s: commission taken again for merchant %s (rule %s → %s)",
+        order_id,
+        merchant_id,
+        snap.rule_id,
+        taken.rule_id,
+    )
+    return await store.resnapshot(tx, order_id, taken, merchant_id=merchant_id, at=now)
 
 
 async def funds_of(db: Conn, order_id: int) -> int:
@@ -191,11 +238,18 @@ async def funds_of(db: Conn, order_id: int) -> int:
 
 
 async def _terms(
-    tx: Tx, order_id: int, base_fen: int, params: SettlementParams, now: datetime
+    tx: Tx,
+    order_id: int,
+    base_fen: int,
+    params: SettlementParams,
+    now: datetime,
+    merchant_id: int | None,
 ) -> cm.CommissionRule:
-    snap = await store.snapshot_of(tx, order_id)
-    if snap is None:  # paid before snapshots existed, or never paid: snapshot now
-        snap = await snapshot_commission(tx, order_id, base_fen=base_fen, params=params, now=now)
+    """The terms settlement applies: the snapshot taken for the payee's merchant (taken
+    now if the order has none: paid before snapshots existed, or never paid)."""
+    snap = await commission_for(
+        tx, order_id, merchant_id=merchant_id, base_fen=base_fen, params=params, now=now
+    )
     return snapshot_rule(snap)
 
 
@@ -225,8 +279,9 @@ class Settlement:
 
     async def handle(self, tx: Tx, event: Event) -> None:
         """React to one event, in the consumer's transaction: a paid order's commission is
-        snapshotted; a completed order (or a cancelled one a worker had, whose fee was
-        kept) gets its pending settlement."""
+        snapshotted; an assignment to a merchant's staff takes it again for that merchant;
+        a completed order (or a cancelled one a worker had, whose fee was kept) gets its
+        pending settlement."""
         payload = event.payload
         if not isinstance(payload, OrderChanged):
             return
@@ -235,6 +290,17 @@ class Settlement:
             await snapshot_commission(
                 tx, payload.order_id, base_fen=max(funds, 0), params=self.params, now=payload.at
             )
+        elif event.type == "order.assigned" and payload.worker_id is not None:
+            if await store.snapshot_of(tx, payload.order_id) is not None:  # paid already
+                merchant = await store.merchant_of(tx, payload.worker_id)
+                await commission_for(
+                    tx,
+                    payload.order_id,
+                    merchant_id=merchant,
+                    base_fen=0,  # unused: the order has its snapshot
+                    params=self.params,
+                    now=payload.at,
+                )
         elif event.type == "order.completed":
             await self.open_settlement(tx, payload.order_id, completed_at=payload.at)
         elif event.type == "order.cancelled":
@@ -259,7 +325,7 @@ class Settlement:
         )
         payee = Payee("merchant", merchant) if merchant is not None else Payee("worker", worker)
         gross = await funds_of(tx, order_id)
-        rule = await _terms(tx, order_id, gross, self.params, completed_at)
+        rule = await _terms(tx, order_id, gross, self.params, completed_at, merchant)
         return await store.add_settlement(
             tx,
             order_id=order_id,
@@ -309,7 +375,8 @@ class Settlement:
                 ),
             )
             remaining -= premium
-        rule = await _terms(tx, order_id, remaining, self.params, now)
+        merchant = s.payee_id if s.payee_kind == "merchant" else None
+        rule = await _terms(tx, order_id, remaining, self.params, now, merchant)
         fee = cm.amount(rule, max(remaining, 0))
         if remaining > 0:
             payee = Payee(s.payee_kind, s.payee_id)
@@ -596,18 +663,20 @@ class Settlement:
     async def reconcile(
         self, provider: str, bill_date: date, bill: bytes, now: datetime
     ) -> ReconciliationOut:
-        """Compare a provider's bill for ``bill_date`` with the ledger; store every difference."""
-        rows, _summary = tradebill.read(bill)
+        """Compare a provider's bill for ``bill_date`` with the ledger; store every difference.
+        The bill is in the provider's own format: WeChat Pay's trade bill (UTF-8 CSV), or
+        Alipay's 业务账单 (the zip of GBK CSVs, or its 业务明细 file)."""
+        bill_rows, theirs = bill_items(provider, bill)
         start, end = day_bounds(bill_date, self.params)
         async with self.stores.pool.acquire() as conn, conn.transaction():
             ours = await ledger_items(conn, provider, start, end)
-            diffs = reconcile.compare(reconcile.bill_items(rows), ours)
+            diffs = reconcile.compare(theirs, ours)
             run_id = await store.save_reconciliation(
                 conn,
                 provider=provider,
                 bill_date=bill_date,
                 ran_at=now,
-                bill_rows=len(rows),
+                bill_rows=bill_rows,
                 bill_sha1=hashlib.sha1(bill).hexdigest(),
                 ledger_items=len(ours),
                 differences=diffs,
@@ -617,6 +686,16 @@ class Settlement:
         out = await store.reconciliation(self.stores.pool, run_id)
         assert out is not None
         return out
+
+
+def bill_items(provider: str, bill: bytes) -> tuple[int, list[reconcile.Item]]:
+    """How many rows a provider's bill has, and the payments and refunds it lists, read in
+    that provider's format."""
+    if provider == "alipay":
+        rows, _totals = alipay_bill.read(bill)
+        return len(rows), alipay_bill.items(rows)
+    wechat_rows, _summary = tradebill.read(bill)
+    return len(wechat_rows), reconcile.bill_items(wechat_rows)
 
 
 async def ledger_items(
@@ -660,7 +739,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["NoWallet", "Settlement", "quote", "snapshot_commission"]
+__all__ = ["NoWallet", "Settlement", "commission_for", "quote", "snapshot_commission"]
 
 
 async def create_rule(pool: Conn, rule: cm.CommissionRule, note: str, created_by: int) -> RuleOut:

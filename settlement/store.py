@@ -96,7 +96,9 @@ async def insert_rule(tx: Tx, rule: CommissionRule, note: str, created_by: int) 
 async def set_rule_active(tx: Tx, rule_id: int, active: bool) -> RuleOut | None:
     """Switch a rule on or off (rules are never edited: a new rule replaces an old one)."""
     row = await tx.fetchrow(
-        f"UPDATE commission_rules SET active = $2, updated_at = now() WHERE id = $1 RETURNING {_RULE}",
+        "UPDATE commission_rules SET active = $2, updated_at = now(), deactivated_at = "
+        "CASE WHEN $2 THEN NULL ELSE coalesce(deactivated_at, now()) END "
+        f"WHERE id = $1 RETURNING {_RULE}",
         rule_id,
         active,
     )
@@ -112,6 +114,17 @@ async def rules(db: Conn, *, active_only: bool = True) -> list[RuleOut]:
     return [_rule(r) for r in rows]
 
 
+async def rules_at(db: Conn, at: datetime) -> list[RuleOut]:
+    """The rules that were in force at ``at`` (made by then, not yet switched off), newest
+    first."""
+    rows = await db.fetch(
+        f"SELECT {_RULE} FROM commission_rules WHERE created_at <= $1 "
+        "AND (active OR deactivated_at > $1) ORDER BY id DESC",
+        at,
+    )
+    return [_rule(r) for r in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
     """What settlement needs of an order."""
@@ -123,7 +136,9 @@ class OrderFacts:
     status: str
     price_fen: int
     worker_id: int | None
-    merchant_id: int | None  # the merchant of the worker's team, if any
+    # The order's merchant: the worker's team's once a worker has it, else the merchant it
+    # was routed to (orders.merchant_id), else None.
+    merchant_id: int | None
     completed_at: datetime | None
     updated_at: datetime
 
@@ -132,7 +147,8 @@ async def order_facts(db: Conn, order_id: int, *, lock: bool = False) -> OrderFa
     """The order's city, category, service, worker and the worker's merchant."""
     row = await db.fetchrow(
         "SELECT o.id, o.city_id, s.category, o.service_code, o.status, o.price_minor, "
-        "o.worker_id, t.merchant_id, o.completed_at, o.updated_at FROM orders o "
+        "o.worker_id, CASE WHEN o.worker_id IS NULL THEN o.merchant_id ELSE t.merchant_id END "
+        "AS merchant_id, o.completed_at, o.updated_at FROM orders o "
         "JOIN services s ON s.code = o.service_code "
         "LEFT JOIN workers w ON w.user_id = o.worker_id LEFT JOIN teams t ON t.id = w.team_id "
         "WHERE o.id = $1" + (" FOR UPDATE OF o" if lock else ""),
@@ -163,12 +179,16 @@ async def merchant_of(db: Conn, worker_id: int) -> int | None:
     return int(found) if found is not None else None
 
 
-async def snapshot(tx: Tx, order_id: int, c: Commission, at: datetime) -> CommissionOut:
-    """Keep the commission's terms on the order (the first snapshot stays)."""
-    await tx.execute(
+async def snapshot(
+    tx: Tx, order_id: int, c: Commission, at: datetime, *, merchant_id: int | None = None
+) -> CommissionOut:
+    """Keep the commission's terms on the order, taken for ``merchant_id`` (the first
+    snapshot stays; :func:`resnapshot` replaces it)."""
+    row = await tx.fetchrow(
         "INSERT INTO order_commissions (order_id, rule_id, rate_bps, fixed_fen, min_fen, max_fen, "
-        "base_fen, commission_fen, snapshot_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-        "ON CONFLICT (order_id) DO NOTHING",
+        "base_fen, commission_fen, snapshot_at, merchant_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO NOTHING "
+        "RETURNING *",
         order_id,
         c.rule_id,
         c.rate_bps,
@@ -178,19 +198,56 @@ async def snapshot(tx: Tx, order_id: int, c: Commission, at: datetime) -> Commis
         c.base_fen,
         c.commission_fen,
         at,
+        merchant_id,
+    )
+    if row is not None:
+        return _commission(row)
+    got = await snapshot_of(tx, order_id)  # there was one: it stays
+    assert got is not None
+    return got
+
+
+async def resnapshot(
+    tx: Tx, order_id: int, c: Commission, *, merchant_id: int | None, at: datetime
+) -> CommissionOut:
+    """Take an order's snapshot again for another merchant (its time and rules_at stay)."""
+    await tx.execute(
+        "UPDATE order_commissions SET rule_id = $2, rate_bps = $3, fixed_fen = $4, min_fen = $5, "
+        "max_fen = $6, commission_fen = $7, merchant_id = $8, resnapshot_at = $9 "
+        "WHERE order_id = $1",
+        order_id,
+        c.rule_id,
+        c.rate_bps,
+        c.fixed_fen,
+        c.min_fen,
+        c.max_fen,
+        c.commission_fen,
+        merchant_id,
+        at,
     )
     got = await snapshot_of(tx, order_id)
     assert got is not None
     return got
 
 
-async def snapshot_of(db: Conn, order_id: int) -> CommissionOut | None:
-    """The commission snapshotted on an order, if any."""
-    r = await db.fetchrow("SELECT * FROM order_commissions WHERE order_id = $1", order_id)
-    if r is None:
-        return None
+async def is_settled(db: Conn, order_id: int) -> bool:
+    """Whether the order's money has been settled (booked from its commission)."""
+    found = await db.fetchval("SELECT status FROM settlements WHERE order_id = $1", order_id)
+    return bool(found == "settled")
+
+
+async def snapshot_of(db: Conn, order_id: int, *, lock: bool = False) -> CommissionOut | None:
+    """The commission snapshotted on an order, if any (``lock``: its row, for a change)."""
+    r = await db.fetchrow(
+        "SELECT * FROM order_commissions WHERE order_id = $1" + (" FOR UPDATE" if lock else ""),
+        order_id,
+    )
+    return None if r is None else _commission(r)
+
+
+def _commission(r: asyncpg.Record) -> CommissionOut:
     return CommissionOut(
-        order_id=order_id,
+        order_id=r["order_id"],
         rule_id=r["rule_id"],
         rate_bps=r["rate_bps"],
         fixed_fen=r["fixed_fen"],
@@ -200,6 +257,9 @@ async def snapshot_of(db: Conn, order_id: int) -> CommissionOut | None:
         commission_fen=r["commission_fen"],
         payee_fen=r["base_fen"] - r["commission_fen"],
         snapshot_at=r["snapshot_at"],
+        merchant_id=r["merchant_id"],
+        rules_at=r["rules_at"],
+        resnapshot_at=r["resnapshot_at"],
     )
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from procrastinate import Blueprint, JobContext, RetryStrategy
 
 from jobs.app import service
+from settlement.errors import BillUnavailable
 from settlement.rules import local_day
 from settlement.service import QUEUE, Settlement
 
@@ -56,6 +57,10 @@ async def reconcile_yesterday(context: JobContext, timestamp: int) -> None:
     now = datetime.now(UTC)
     day = local_day(now, settlement.params) - timedelta(days=1)
     for provider, source in settlement.bills.items():
-        bill = await source.trade_bill(day)
+        try:  # one provider's bill missing does not keep the others from being reconciled
+            bill = await source.trade_bill(day)
+        except BillUnavailable as e:
+            log.error("no %s bill for %s to reconcile: %s", provider, day, e.message)
+            continue
         run = await settlement.reconcile(provider, day, bill, now)
         log.info("reconciled %s %s: %d differences", provider, day, run.differences)

@@ -5,7 +5,7 @@ docs/img/."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from doorstep.stores import Stores
-from settlement import tradebill
+from settlement import alipay_bill, tradebill
 from tests.helpers import Account, MakeUser
 from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
@@ -178,3 +178,53 @@ async def test_a_merchant_sees_their_wallet_and_withdraws_in_the_back_office(
     await _shot(page, "admin-merchant-wallet.png")
     assert errors == []
     await context.close()
+
+
+async def test_finance_reconciles_an_alipay_bill_and_sees_its_differences(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    make_user: MakeUser,
+    tmp_path: Path,
+) -> None:
+    """Finance picks 支付宝, uploads Alipay's bill as downloaded (the zip of GBK CSVs, sent as its bytes): the trade our ledger never booked is listed under the run, marked as Alipay's."""
+    finance: Account = await make_user("finance", name="财务小王")
+    day = date(2021, 7, 3)
+    bill = alipay_bill.write(
+        [
+            alipay_bill.BillRow(
+                trade_no="2021070322001400000000000001",
+                out_trade_no="A-unbooked",
+                kind=alipay_bill.TRADE,
+                subject="日常保洁",
+                created_at=datetime(2021, 7, 3, 9, 30),
+                finished_at=datetime(2021, 7, 3, 9, 31),
+                buyer="138******01",
+                order_fen=6600,
+                receipt_fen=6600,
+                out_request_no="",
+                fee_fen=-40,
+            )
+        ],
+        seller_id="2088000000000001",
+        day=day,
+        exported_at=datetime(2021, 7, 4, 10, 0),
+    )
+    path = tmp_path / "20880000000000010156_20210703.csv.zip"
+    path.write_bytes(bill)
+    desk = await browser.new_context(**DESK)
+    office = await desk.new_page()
+    office_errors = _errors_of(office)
+    await office.goto(f"http://{live_app[0]}/admin#/finance")
+    await _sign_in(office, finance.phone)
+    await office.wait_for_selector('body[data-ready="finance"]', timeout=WAIT_MS)
+    await office.select_option("#recon-form select[name=provider]", "alipay")
+    await office.fill("#recon-form input[name=bill_date]", day.isoformat())
+    await office.set_input_files("#bill-file", str(path))
+    await office.click("#recon-form button[type=submit]")
+    await office.wait_for_selector(
+        '#recon-diffs tr[data-ref="A-unbooked"][data-problem="missing_in_ledger"]', timeout=WAIT_MS
+    )
+    assert await office.get_attribute("#recon-out h4", "data-provider") == "alipay"
+    await _shot(office, "admin-finance-alipay.png", full=True)
+    assert office_errors == []
+    await desk.close()

@@ -10,6 +10,7 @@ rules) is held through a platform-wide grant only (permissions/rules.py ``PLATFO
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
@@ -346,12 +347,14 @@ async def reject(ctx: Ctx, body: ReviewIn) -> WithdrawalOut:
 
 
 class ReconcileIn(Input):
-    """Reconcile one provider's bill of one local day; ``bill`` is the bill file's text
-    (WeChat Pay v3 交易账单 CSV) if finance downloaded it, else it is fetched."""
+    """Reconcile one provider's bill of one local day. If finance downloaded the bill,
+    ``bill`` is its text (WeChat Pay v3 交易账单 CSV) or ``bill_base64`` the file itself
+    in base64 (any provider's; Alipay's is a zip of GBK CSVs); else it is fetched."""
 
     provider: Literal["wechat", "alipay"]
     bill_date: date
     bill: Annotated[str, msgspec.Meta(max_length=5_000_000)] | None = None
+    bill_base64: Annotated[str, msgspec.Meta(max_length=7_000_000)] | None = None
 
 
 @router.post(
@@ -365,8 +368,15 @@ class ReconcileIn(Input):
 )
 async def run_reconciliation(ctx: Ctx, body: ReconcileIn) -> ReconciliationOut:
     svc = _svc(ctx)
+    if body.bill is not None and body.bill_base64 is not None:
+        raise InvalidMoneyInput("send the bill as bill or as bill_base64, not both", field="bill")
     if body.bill is not None:
         bill = body.bill.encode()
+    elif body.bill_base64 is not None:
+        try:
+            bill = base64.b64decode(body.bill_base64, validate=True)
+        except ValueError:
+            raise InvalidMoneyInput("must be base64", field="bill_base64") from None
     else:
         source = svc.bills.get(body.provider)
         if source is None:

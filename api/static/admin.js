@@ -131,7 +131,7 @@ const STRINGS = {
   settled_n: { zh: "已结算 {n} 单", en: "Settled {n} orders" },
   provider: { zh: "渠道", en: "Provider" },
   bill_date: { zh: "账单日期", en: "Bill date" },
-  bill_file: { zh: "账单文件（微信支付交易账单 CSV）", en: "Bill file (WeChat Pay trade bill CSV)" },
+  bill_file: { zh: "账单文件（微信支付 CSV，支付宝 zip）", en: "Bill file (WeChat Pay CSV, Alipay zip)" },
   run_recon: { zh: "对账", en: "Reconcile" },
   differences: { zh: "差异", en: "Differences" },
   no_diff: { zh: "账单与账本一致", en: "The bill and the ledger agree" },
@@ -494,16 +494,24 @@ async function finance() {
   const recon = el("form", { class: "toolbar", id: "recon-form", novalidate: true },
     el("label", {}, t("provider"), el("select", { name: "provider" }, el("option", { value: "wechat" }, "微信支付 WeChat Pay"), el("option", { value: "alipay" }, "支付宝 Alipay"))),
     el("label", {}, t("bill_date"), el("input", { name: "bill_date", type: "date", value: yesterday })),
-    el("label", {}, t("bill_file"), el("input", { name: "bill", type: "file", id: "bill-file", accept: ".csv,text/csv" })),
+    el("label", {}, t("bill_file"), el("input", { name: "bill", type: "file", id: "bill-file", accept: ".csv,.zip,text/csv,application/zip" })),
     el("button", { type: "submit" }, t("run_recon")), el("p", { class: "form-error" }));
   const reconOut = el("div", { id: "recon-out" });
   recon.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const v = values(recon);
     const file = recon.querySelector("#bill-file").files[0];
+    // WeChat's bill is UTF-8 text; Alipay's is a zip of GBK files: sent as its bytes, in base64.
+    const asBase64 = async (f) => {
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      let s = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(s);
+    };
+    const sent = !file ? {} : v.provider === "wechat" && !/\.zip$/i.test(file.name) ? { bill: await file.text() } : { bill_base64: await asBase64(file) };
     const run = await submitting(recon, t, async () => client.post("/v1/finance/reconciliations",
-      { provider: v.provider, bill_date: v.bill_date, ...(file ? { bill: await file.text() } : {}) }));
-    if (run) reconOut.replaceChildren(el("h4", {}, `${t("differences")}: ${run.differences}`), diffTable(run));
+      { provider: v.provider, bill_date: v.bill_date, ...sent }));
+    if (run) reconOut.replaceChildren(el("h4", { "data-provider": run.provider }, `${run.provider} · ${run.bill_date} · ${t("differences")}: ${run.differences}`), diffTable(run));
   });
   const ruleForm = el("form", { class: "toolbar", id: "rule-form", novalidate: true },
     el("label", {}, t("rate_pct"), el("input", { name: "rate_bps", class: "narrow", inputmode: "decimal" })),
