@@ -23,6 +23,7 @@ from notifications.service import Notifier
 from onboarding import tasks as onboarding_tasks
 from payments import tasks as payments_tasks
 from payments.service import Payments
+from privacy import tasks as privacy_tasks
 from safety import tasks as safety_tasks
 from safety.rules import SafetyParams
 from safety.service import RedisFeed, SafetyDesk
@@ -42,6 +43,7 @@ def blueprints() -> dict[str, Blueprint]:
         onboarding_tasks.NAMESPACE: onboarding_tasks.blueprint,
         safety_tasks.NAMESPACE: safety_tasks.blueprint,
         settlement_tasks.NAMESPACE: settlement_tasks.blueprint,
+        privacy_tasks.NAMESPACE: privacy_tasks.blueprint,
     }
 
 

@@ -13,6 +13,7 @@ import pytest
 from accounts import sms_login
 from accounts.errors import BadSmsCode
 from doorstep.stores import Stores
+from privacy.crypto import blind
 from tests.helpers import Account, MakeUser, from_network, new_phone
 
 
@@ -114,11 +115,16 @@ async def test_codes_are_limited_per_phone_and_unknown_phones_get_none(
     assert r.json()["phone"] == nobody
     await _code(stores, user.phone)  # the user's code went out; by then the stranger's would have
     assert (
-        await stores.pool.fetchval("SELECT count(*) FROM sms_messages WHERE phone = $1", nobody)
+        await stores.pool.fetchval(
+            "SELECT count(*) FROM sms_messages WHERE phone_bidx = $1", blind("phone", nobody)
+        )
         == 0
     )
     assert (
-        await stores.pool.fetchval("SELECT count(*) FROM sms_codes WHERE phone = $1", nobody) == 0
+        await stores.pool.fetchval(
+            "SELECT count(*) FROM sms_codes WHERE phone = $1", blind("phone", nobody).hex()
+        )
+        == 0
     )
 
 
