@@ -39,7 +39,7 @@ async def test_export_then_delete_then_cancel_in_the_app(
     page.on("dialog", lambda d: d.accept())
     await page.goto(f"http://{address}/app#/me")
     await _sign_in(page, customer.phone)
-    await page.wait_for_function("document.body.dataset.ready === 'home'", timeout=WAIT_MS)
+    await page.wait_for_selector("#login-form", state="detached", timeout=WAIT_MS)
     await page.goto(f"http://{address}/app#/me")
     await page.wait_for_selector("#privacy #export", timeout=WAIT_MS)
     assert await page.inner_text("#privacy h3") == "个人信息"
@@ -51,10 +51,11 @@ async def test_export_then_delete_then_cancel_in_the_app(
     data = json.loads(path.read_text())
     assert data["account"]["phone"] == customer.phone
     assert download.suggested_filename == f"doorstep-export-{customer.id}.json"
+    await page.wait_for_selector("#toast", state="hidden", timeout=WAIT_MS)
     await _shot(page, "app-privacy.png", full=True)
 
     await page.click("#delete-account")  # the box is not ticked: 422 on `confirm`
-    await page.wait_for_selector("#delete-form .form-error:not(:empty)", timeout=WAIT_MS)
+    await page.wait_for_selector("#delete-form .field-error[data-for=confirm]", timeout=WAIT_MS)
     await page.check("#delete-confirm")
     await page.click("#delete-account")
     await page.wait_for_selector("#cancel-code", timeout=WAIT_MS)
@@ -67,12 +68,9 @@ async def test_export_then_delete_then_cancel_in_the_app(
     await page.wait_for_selector("#cancel-deletion-form", timeout=WAIT_MS)
     await page.fill("#cancel-deletion-form [name=code]", code)
     await page.click("#cancel-deletion-form button[type=submit]")
-    await page.wait_for_function(
-        "document.querySelector('#cancel-deletion-form [name=code]').value === ''",
-        timeout=WAIT_MS,
-    )
+    await page.wait_for_selector("#cancel-deletion-form[data-done]", timeout=WAIT_MS)
     await _sign_in(page, customer.phone)  # signed in, the app goes home
-    await page.wait_for_function("document.body.dataset.ready === 'home'", timeout=WAIT_MS)
+    await page.wait_for_selector("#login-form", state="detached", timeout=WAIT_MS)
     await page.goto(f"http://{address}/app#/me")
     await page.wait_for_selector("#privacy", timeout=WAIT_MS)
     await context.close()

@@ -71,6 +71,7 @@ export function privacyCard(client, lang, onFrozen) {
     const done = await submitting(deleteForm, t, () => client.post("/v1/me/deletion", { confirm: confirm.checked }));
     if (!done) return;
     client.session.clear();
+    exportForm.remove(); // signed out: nothing more to export
     deleteForm.replaceChildren(el("p", { id: "deletion-pending" }, t("delete_done", { due: fmtDate(done.due_at, lang) })),
       el("code", { id: "cancel-code" }, done.cancel_code));
     onFrozen?.();
@@ -91,7 +92,7 @@ export function cancelDeletionForm(client, lang) {
     const code = form.querySelector("[name=code]").value.trim();
     try {
       const r = await submitting(form, t, () => client.post("/v1/deletion/cancel", { code }));
-      if (r) { toast(t("cancelled")); form.reset(); }
+      if (r) { toast(t("cancelled")); form.reset(); form.dataset.done = "1"; }
     } catch (e) { showError(form, e, t); }
   });
   return form;
