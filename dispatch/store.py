@@ -68,6 +68,8 @@ async def by_idempotency_key(
         return None
     fields = dict(row)
     fingerprint = fields.pop("idempotency_fingerprint")
+    for name, column in _SEALED.items():
+        fields[name] = reveal(column, fields[name])
     return Order(**fields), fingerprint
 
 
