@@ -3,6 +3,7 @@ requests, and the anonymisation that ends one (docs/privacy.md)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,8 @@ import asyncpg
 
 from doorstep.db import Conn, Tx
 from privacy.crypto import reveal
+
+log = logging.getLogger("doorstep.privacy")
 
 # Orders of a customer that are not over: a deletion waits for them.
 OPEN_ORDER = "status NOT IN ('completed', 'cancelled', 'failed')"
@@ -236,6 +239,23 @@ async def anonymise(tx: Tx, user_id: int, *, phone_key: str, name: str) -> dict[
         "home_lng = round(home_lng::numeric, 2)::float8, photo_file_id = NULL "
         "WHERE user_id = $1",
     )
+    # Documents and photos: the identity scans of an application, certificate scans, the
+    # person's uploads. The files clean-up job then removes the contents no file uses.
+    await run(
+        "files",
+        "DELETE FROM application_documents WHERE application_id IN "
+        "(SELECT id FROM applications WHERE user_id = $1)",
+    )
+    await run(
+        "files",
+        "UPDATE worker_certificates SET file_id = NULL, number = 'deleted:' || id "
+        "WHERE worker_id = $1",
+    )
+    try:
+        async with tx.transaction():  # a savepoint: a file another record still needs stays
+            await run("files", "DELETE FROM files WHERE owner_id = $1")
+    except asyncpg.ForeignKeyViolationError as e:
+        log.warning("user %s: files kept, still referenced: %s", user_id, e)
     await run("notifications", "DELETE FROM notifications WHERE user_id = $1")
     await run("notifications", "DELETE FROM notification_settings WHERE user_id = $1")
     await run("sms", "UPDATE sms_messages SET phone = '', phone_bidx = NULL WHERE user_id = $1")

@@ -4,6 +4,7 @@ law and the ledger need kept — each step audited; bad input and repeats get cl
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -188,6 +189,18 @@ async def test_anonymisation_after_the_cooling_off_keeps_orders_and_payments(
         json={"contacts": [{"name": "爸爸", "phone": new_phone()}]},
     )
     assert r.status_code == 200, r.text
+    blob = secrets.token_hex(32)  # an upload of theirs (a photo), as files/ records it
+    await stores.pool.execute(
+        "INSERT INTO file_blobs (sha256, size_bytes, media_type, created_at) "
+        "VALUES ($1, 10, 'image/jpeg', now())",
+        blob,
+    )
+    await stores.pool.execute(
+        "INSERT INTO files (owner_id, purpose, sha256, media_type, size_bytes, created_at) "
+        "VALUES ($1, 'review_photo', $2, 'image/jpeg', 10, now())",
+        customer.id,
+        blob,
+    )
     r = await client.post("/v1/me/deletion", headers=customer.auth, json={"confirm": True})
     assert r.status_code == 202, r.text
     due = datetime.fromisoformat(r.json()["due_at"])
@@ -213,6 +226,7 @@ async def test_anonymisation_after_the_cooling_off_keeps_orders_and_payments(
     for table in ("addresses", "emergency_contacts", "notification_settings"):
         n = await pool.fetchval(f"SELECT count(*) FROM {table} WHERE user_id = $1", customer.id)
         assert n == 0, table
+    assert not await pool.fetchval("SELECT count(*) FROM files WHERE owner_id = $1", customer.id)
     assert not await pool.fetchval(
         "SELECT count(*) FROM users WHERE phone_bidx = $1", blind("phone", customer.phone)
     )
