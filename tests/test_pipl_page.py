@@ -8,9 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from doorstep.stores import Stores
 from tests.helpers import MakeUser
+from tests.live import make_worker
 from tests.test_apps import NO_INBOX, PHONE, _errors_of, _shot, _sign_in
 from tests.test_pages import (  # noqa: F401 - fixtures
     WAIT_MS,
@@ -38,8 +41,8 @@ async def test_export_then_delete_then_cancel_in_the_app(
     errors = _errors_of(page, NO_INBOX, (401, "/v1/"), (422, "/v1/me/deletion"))
     page.on("dialog", lambda d: d.accept())
     await page.goto(f"http://{address}/app#/me")
-    await _sign_in(page, customer.phone)
-    await page.wait_for_selector("#login-form", state="detached", timeout=WAIT_MS)
+    await _sign_in(page, customer.phone)  # signed in, the app goes home
+    await page.wait_for_selector("body[data-ready=home]", timeout=WAIT_MS)
     await page.goto(f"http://{address}/app#/me")
     await page.wait_for_selector("#privacy #export", timeout=WAIT_MS)
     assert await page.inner_text("#privacy h3") == "个人信息"
@@ -63,14 +66,13 @@ async def test_export_then_delete_then_cancel_in_the_app(
     assert len(code) >= 20
     await _shot(page, "app-privacy-deleted.png", full=True)
 
-    await page.goto(f"http://{address}/app#/")
-    await page.goto(f"http://{address}/app#/me")
-    await page.wait_for_selector("#cancel-deletion-form", timeout=WAIT_MS)
+    await page.reload()  # signed out: 我的 shows the sign-in and the cancel form
+    await page.wait_for_selector("body[data-ready=meView] #cancel-deletion-form", timeout=WAIT_MS)
     await page.fill("#cancel-deletion-form [name=code]", code)
     await page.click("#cancel-deletion-form button[type=submit]")
     await page.wait_for_selector("#cancel-deletion-form[data-done]", timeout=WAIT_MS)
     await _sign_in(page, customer.phone)  # signed in, the app goes home
-    await page.wait_for_selector("#login-form", state="detached", timeout=WAIT_MS)
+    await page.wait_for_selector("body[data-ready=home]", timeout=WAIT_MS)
     await page.goto(f"http://{address}/app#/me")
     await page.wait_for_selector("#privacy", timeout=WAIT_MS)
     await context.close()
@@ -82,3 +84,31 @@ async def test_export_then_delete_then_cancel_in_the_app(
     await page.wait_for_selector("#cancel-deletion-form h3", timeout=WAIT_MS)
     assert await page.inner_text("#cancel-deletion-form h3") == "Cancel a deletion"
     await context.close()
+
+
+async def test_a_worker_exports_from_the_worker_app(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    stores: Stores,
+    client: httpx.AsyncClient,
+    live_city: str,
+    tmp_path: Path,
+) -> None:
+    """The worker's 我的 has the same 个人信息 card: 导出我的数据 downloads their JSON."""
+    address = live_app[0]
+    worker = await make_worker(stores, client, live_city)
+    context = await browser.new_context(**PHONE, locale="zh-CN", accept_downloads=True)
+    page = await context.new_page()
+    errors = _errors_of(page, NO_INBOX)
+    await page.goto(f"http://{address}/worker#/me")
+    await _sign_in(page, worker.phone)  # signed in, the app routes to #/me
+    await page.wait_for_selector("#privacy #export", timeout=WAIT_MS)
+    async with page.expect_download(timeout=WAIT_MS) as info:
+        await page.click("#export")
+    download = await info.value
+    path = tmp_path / "worker.json"
+    await download.save_as(path)
+    assert json.loads(path.read_text())["account"]["phone"] == worker.phone
+    assert await page.is_visible("#delete-account")
+    await context.close()
+    assert errors == [], errors

@@ -8,6 +8,7 @@ import {
   toast, values,
 } from "/static/client.js";
 import { ONBOARD_STRINGS, applicantState, applicationView, applyCard, examsView } from "/static/onboard.js";
+import { privacyCard } from "/static/privacy.js";
 
 const STRINGS = {
   ...SOS_STRINGS,
@@ -492,7 +493,7 @@ async function meView() {
   view.replaceChildren(el("section", { class: "card", id: "me" }, el("h2", {}, me.name), el("div", { class: "muted" }, me.phone),
     el("a", { href: `/app#/worker/${me.id}` }, "★"), " ", el("a", { href: "#/reviews", id: "my-reviews-link" }, t("my_reviews")),
     el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { endShift(); S.applicant = undefined; await client.logout(); route(); } }, t("logout"))),
-  contactsForm(client, t));
+  contactsForm(client, t), privacyCard(client, lang, () => { endShift(); S.applicant = undefined; }));
 }
 
 // My reviews (docs/reviews.md): each with the customer's scores and text; a reply box under
