@@ -23,6 +23,7 @@ from accounts.service import Client, TokenPolicy, _issue_pair
 from accounts.sms_codes import CodeLimits, StoredCode
 from doorstep.db import Tx
 from doorstep.stores import Stores
+from privacy.crypto import blind
 
 DEFAULT_CODE_LIMITS = CodeLimits()
 
@@ -72,9 +73,10 @@ async def request_code(
     """Send a login code to ``phone`` if it has an active account; the normalized phone."""
     phone = normalize_phone(phone)
     at = datetime.fromtimestamp(now, UTC)
+    key = blind("phone", phone).hex()  # what is stored for the phone: its blind index
     async with stores.pool.acquire() as conn, conn.transaction():
-        await _limit(conn, "sms-code-min", phone, limits.per_phone_min, 60, at, "phone")
-        await _limit(conn, "sms-code-hour", phone, limits.per_phone_hour, 3600, at, "phone")
+        await _limit(conn, "sms-code-min", key, limits.per_phone_min, 60, at, "phone")
+        await _limit(conn, "sms-code-hour", key, limits.per_phone_hour, 3600, at, "phone")
         if not client.exempt:
             await _limit(
                 conn, "sms-code-net", client.network, limits.per_network_hour, 3600, at, None
@@ -86,7 +88,7 @@ async def request_code(
         code_id = await conn.fetchval(
             "INSERT INTO sms_codes (phone, code_hash, created_at, expires_at) "
             "VALUES ($1, $2, $3, $4) RETURNING id",
-            phone,
+            key,
             sms_codes.code_hash(signing_key, phone, code),
             at,
             at + timedelta(seconds=limits.ttl_s),
@@ -130,7 +132,7 @@ async def login_with_code(
         row = await conn.fetchrow(
             "SELECT id, code_hash, expires_at, used_at, failures FROM sms_codes "
             "WHERE phone = $1 ORDER BY id DESC LIMIT 1 FOR UPDATE",
-            phone,
+            blind("phone", phone).hex(),
         )
         stored = StoredCode(**dict(row)) if row is not None else None
         try:

@@ -10,6 +10,7 @@ import asyncpg
 from accounts.errors import PhoneTaken
 from accounts.models import Address, User
 from doorstep.db import Conn
+from privacy.crypto import blind, reveal, seal
 
 _USER_COLS = "id, phone, name, roles, status, created_at"
 
@@ -17,7 +18,7 @@ _USER_COLS = "id, phone, name, roles, status, created_at"
 def _user(row: asyncpg.Record) -> User:
     return User(
         id=row["id"],
-        phone=row["phone"],
+        phone=reveal("users.phone", row["phone"]),
         name=row["name"],
         roles=tuple(row["roles"]),
         status=row["status"],
@@ -31,9 +32,10 @@ async def insert_user(
     """Create a user; :class:`PhoneTaken` if the phone is in use."""
     try:
         row = await db.fetchrow(
-            f"INSERT INTO users (phone, name, password_hash, roles) VALUES ($1, $2, $3, $4) "
-            f"RETURNING {_USER_COLS}",
-            phone,
+            "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+            f"VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLS}",
+            seal("users.phone", phone),
+            blind("phone", phone),
             name,
             password_hash,
             list(roles),
@@ -73,7 +75,8 @@ async def bump_token_version(db: Conn, user_id: int, until: datetime) -> int:
 async def credentials_by_phone(db: Conn, phone: str) -> tuple[User, str] | None:
     """The user and their password hash, for login."""
     row = await db.fetchrow(
-        f"SELECT {_USER_COLS}, password_hash FROM users WHERE phone = $1", phone
+        f"SELECT {_USER_COLS}, password_hash FROM users WHERE phone_bidx = $1",
+        blind("phone", phone),
     )
     return (_user(row), row["password_hash"]) if row else None
 
@@ -152,7 +155,10 @@ _ADDR_COLS = (
 
 
 def _address(row: asyncpg.Record) -> Address:
-    return Address(**dict(row))
+    fields = dict(row)
+    fields["detail"] = reveal("addresses.detail", fields["detail"])
+    fields["contact_phone"] = reveal("addresses.contact_phone", fields["contact_phone"])
+    return Address(**fields)
 
 
 async def insert_address(
@@ -177,9 +183,9 @@ async def insert_address(
         lat,
         lng,
         source_crs,
-        detail,
+        seal("addresses.detail", detail),
         contact_name,
-        contact_phone,
+        seal("addresses.contact_phone", contact_phone),
         city_id,
     )
     assert row is not None
@@ -260,6 +266,11 @@ async def token_state(db: Conn, user_id: int, jti: str) -> tuple[int | None, boo
     return row["version"], bool(row["revoked"])
 
 
+def _failure_key(phone: str) -> str:
+    """What ``login_failures.phone`` holds: the phone's blind index (hex), not the phone."""
+    return blind("phone", phone).hex()
+
+
 async def lock_login(db: Conn, phone: str) -> None:
     """Serialise login attempts on one phone until the transaction ends."""
     await db.execute("SELECT pg_advisory_xact_lock(hashtext('login:' || $1))", phone)
@@ -293,7 +304,7 @@ async def login_standing(
         "CROSS JOIN LATERAL (SELECT coalesce(sum(failures), 0)::int AS n, "
         "  min(first_failure_at) AS first, count(*)::int AS phones "
         "  FROM login_failures WHERE ip = $2 AND last_failure_at > $3) AS nw",
-        phone,
+        _failure_key(phone),
         ip,
         since,
     )
@@ -323,7 +334,7 @@ async def count_login_failure(
         "first_failure_at = CASE WHEN login_failures.last_failure_at > $4 "
         "  THEN login_failures.first_failure_at ELSE $3 END, "
         "last_failure_at = $3",
-        phone,
+        _failure_key(phone),
         ip,
         now,
         since,
@@ -336,7 +347,7 @@ async def login_succeeded(db: Conn, *, phone: str, ip: str, now: datetime) -> No
         "INSERT INTO login_failures (phone, ip, failures, last_success_at) "
         "VALUES ($1, $2, 0, $3) ON CONFLICT (phone, ip) DO UPDATE SET "
         "failures = 0, first_failure_at = NULL, last_failure_at = NULL, last_success_at = $3",
-        phone,
+        _failure_key(phone),
         ip,
         now,
     )

@@ -27,6 +27,7 @@ from onboarding import tasks as onboarding_tasks
 from payments import tasks as payments_tasks
 from payments.service import Payments
 from quality import tasks as quality_tasks
+from privacy import tasks as privacy_tasks
 from safety import tasks as safety_tasks
 from safety.rules import SafetyParams
 from safety.service import RedisFeed, SafetyDesk
@@ -49,6 +50,7 @@ def blueprints() -> dict[str, Blueprint]:
         settlement_tasks.NAMESPACE: settlement_tasks.blueprint,
         quality_tasks.NAMESPACE: quality_tasks.blueprint,
         aftersales_tasks.NAMESPACE: aftersales_tasks.blueprint,
+        privacy_tasks.NAMESPACE: privacy_tasks.blueprint,
     }
 
 

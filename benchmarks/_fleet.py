@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from benchmarks import _harness as h
+from privacy import crypto
 
 CITY_CENTER = (22.53, 114.01)  # on the bundled Futian road graph
 SQUARE = {  # the tests' 2 km square in Futian, WGS-84
@@ -115,15 +116,17 @@ async def create_customers(conn: Any, n: int, *, password_hash: str) -> list[int
     """Insert ``n`` customer accounts (one COPY); their ids in insertion order."""
     run = int(secrets.token_hex(3), 16) % 900 + 100
     prefix = f"18{run:03d}"
-    rows = [(f"{prefix}{i:06d}", f"压测顾客{i}", password_hash, ["customer"]) for i in range(n)]
+    rows = [
+        (*h.sealed_phone(f"{prefix}{i:06d}"), f"压测顾客{i}", password_hash, ["customer"])
+        for i in range(n)
+    ]
     async with conn.transaction():
         await conn.copy_records_to_table(
-            "users", records=rows, columns=("phone", "name", "password_hash", "roles")
+            "users",
+            records=rows,
+            columns=("phone", "phone_bidx", "name", "password_hash", "roles"),
         )
-        ids = await conn.fetch(
-            "SELECT id FROM users WHERE phone LIKE $1 ORDER BY phone", f"{prefix}%"
-        )
-    return [int(r["id"]) for r in ids]
+        return await h.ids_of(conn, [r[1] for r in rows])
 
 
 def road_points(n: int) -> list[tuple[float, float, float, float]]:
@@ -179,7 +182,7 @@ async def create_active_orders(
                 3,
                 lat,
                 lng,
-                f"压测路{i}号",
+                crypto.seal("orders.address_detail", f"压测路{i}号"),
                 120,
                 15000,
                 "CNY",

@@ -214,20 +214,49 @@ async def create_workers(
     cost ~50 ms each.
     """
     run = int(secrets.token_hex(3), 16) % 900 + 100
-    rows = [(f"19{run:03d}{i:06d}", f"压测师傅{i}", password_hash, ["worker"]) for i in range(n)]
+    rows = [
+        (*sealed_phone(f"19{run:03d}{i:06d}"), f"压测师傅{i}", password_hash, ["worker"])
+        for i in range(n)
+    ]
     async with conn.transaction():
         await conn.copy_records_to_table(
-            "users", records=rows, columns=("phone", "name", "password_hash", "roles")
+            "users",
+            records=rows,
+            columns=("phone", "phone_bidx", "name", "password_hash", "roles"),
         )
-        ids = await conn.fetch(
-            "SELECT id FROM users WHERE phone LIKE $1 ORDER BY id", f"19{run:03d}%"
-        )
-        user_ids = [int(r["id"]) for r in ids]
+        user_ids = await ids_of(conn, [r[1] for r in rows])
         await conn.executemany(
             "INSERT INTO workers (user_id, city_id, home_lat, home_lng) VALUES ($1, $2, $3, $4)",
             [(u, city_id, home[0], home[1]) for u in user_ids],
         )
     return user_ids
+
+
+def bench_secret() -> str:
+    """A fresh server secret for a run, whose derived data keys (docs/privacy.md) become
+    this process's: rows written here directly are sealed as the servers started with
+    ``DOORSTEP_SECRET_KEY`` = it read them."""
+    from privacy import crypto
+
+    secret = secrets.token_urlsafe(48)
+    crypto.install(crypto.DataKeys.derived(secret))
+    return secret
+
+
+def sealed_phone(phone: str) -> tuple[str, bytes]:
+    """(``users.phone`` token, blind index) of a phone, with this process's keys."""
+    from privacy import crypto
+
+    return crypto.seal("users.phone", phone), crypto.blind("phone", phone)
+
+
+async def ids_of(conn: Any, indexes: Sequence[bytes]) -> list[int]:
+    """The ids of the users with these phone blind indexes, in their order."""
+    got = await conn.fetch(
+        "SELECT id, phone_bidx FROM users WHERE phone_bidx = ANY($1::bytea[])", list(indexes)
+    )
+    by_index = {bytes(r["phone_bidx"]): int(r["id"]) for r in got}
+    return [by_index[i] for i in indexes]
 
 
 def mint_access_tokens(user_ids: Sequence[int], *, key: str, ttl_s: int = 3600) -> list[str]:

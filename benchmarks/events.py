@@ -257,16 +257,16 @@ async def orchestrate(
     feed_task: asyncio.Task[None] | None = None
     try:
         city_id = await f.create_city(db)
+        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         pool = await create_pool(db.url, min_size=1, max_size=2)
         async with pool.acquire() as conn:
             ids = await f.create_customers(conn, 2000, password_hash=await hash_password("x" * 12))
             service = await f.create_service(conn)
             staff = await conn.fetchval(
-                "INSERT INTO users (phone, name, password_hash, roles) "
-                "VALUES ($1, '压测调度', 'x', ARRAY['dispatcher']) RETURNING id",
-                f"177{secrets.randbelow(10**8):08d}",
+                "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+                "VALUES ($1, $2, '压测调度', 'x', ARRAY['dispatcher']) RETURNING id",
+                *h.sealed_phone(f"177{secrets.randbelow(10**8):08d}"),
             )
-        secret = secrets.token_urlsafe(48)
         customers = list(zip(ids, f.tokens(ids, "customer", key=secret), strict=True))
         [dispatcher] = f.tokens([int(staff)], "dispatcher", key=secret)
         setup = {

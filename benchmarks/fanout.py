@@ -571,6 +571,7 @@ async def _setup(
         m = max(plan.orders)
         t = time.perf_counter()
         password_hash = await hash_password(secrets.token_urlsafe(16))
+        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         pool = await create_pool(db.url, min_size=1, max_size=1)
         try:
             async with pool.acquire() as conn:
@@ -590,7 +591,6 @@ async def _setup(
                 )
         finally:
             await pool.close()
-        secret = secrets.token_urlsafe(48)
         worker_tokens = work_dir / "worker_tokens.json"
         worker_tokens.write_bytes(
             orjson.dumps(

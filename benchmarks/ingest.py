@@ -1573,6 +1573,7 @@ async def _setup(plan: Plan, redis_url: str, database_url: str, work_dir: Path) 
         crs="wgs84",
     )
     n = max(plan.workers)
+    secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
     pool = await create_pool(db.url, min_size=1, max_size=1)  # json codecs for the city
     try:
         t = time.perf_counter()
@@ -1587,7 +1588,6 @@ async def _setup(plan: Plan, redis_url: str, database_url: str, work_dir: Path) 
             )
     finally:
         await pool.close()
-    secret = secrets.token_urlsafe(48)
     tokens = h.mint_access_tokens(ids, key=secret)
     tokens_path = work_dir / "tokens.json"
     tokens_path.write_bytes(orjson.dumps(tokens))

@@ -94,6 +94,7 @@ async def orchestrate(
     pool = await create_pool(db.url, min_size=1, max_size=4)
     try:
         await f.create_city(db)
+        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         async with pool.acquire() as conn:
             ids = await f.create_customers(
                 conn, customers_n + burst_n, password_hash=await hash_password("x" * 12)
@@ -104,11 +105,10 @@ async def orchestrate(
                 service,
             )
             staff = await conn.fetchval(
-                "INSERT INTO users (phone, name, password_hash, roles) "
-                "VALUES ($1, '财务', 'x', ARRAY['finance']) RETURNING id",
-                f"176{secrets.randbelow(10**8):08d}",
+                "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+                "VALUES ($1, $2, '财务', 'x', ARRAY['finance']) RETURNING id",
+                *h.sealed_phone(f"176{secrets.randbelow(10**8):08d}"),
             )
-        secret = secrets.token_urlsafe(48)
         tokens = f.tokens(ids, "customer", key=secret)
         [finance] = f.tokens([int(staff)], "finance", key=secret)
         port = h.free_port()

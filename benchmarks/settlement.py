@@ -43,6 +43,7 @@ from doorstep.stores import Stores
 from ledger import rules as lr
 from ledger import store as ledger
 from ledger.rules import Entry, credit, debit
+from privacy import crypto
 from settlement.errors import SettlementError
 from settlement.models import Payee
 from settlement.rules import SettlementParams
@@ -83,13 +84,15 @@ async def _setup(
         "instant, scheduled) VALUES ('bench_svc', 'bench_cat', '保洁', 'Cleaning', $1, 60, true, true)",
         PRICE,
     )
+    phones = [f"146{g:08d}" for g in range(1, workers + 1)]  # sealed (docs/privacy.md)
     ids = [
         r["id"]
         for r in await pool.fetch(
-            "INSERT INTO users (phone, name, password_hash, roles) "
-            "SELECT '146' || lpad(g::text, 8, '0'), '师傅' || g, 'x', ARRAY['worker', 'customer'] "
-            "FROM generate_series(1, $1) g RETURNING id",
-            workers,
+            "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+            "SELECT p, b, '师傅' || g, 'x', ARRAY['worker', 'customer'] "
+            "FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t (p, b, g) RETURNING id",
+            [crypto.seal("users.phone", p) for p in phones],
+            [crypto.blind("phone", p) for p in phones],
         )
     ]
     await pool.execute(

@@ -169,6 +169,7 @@ async def orchestrate(
     from accounts.tokens import issue
     from doorstep.db import create_pool
     from doorstep.embedded import free_port
+    from privacy import crypto
     from seeding.load import DISPATCHER_PHONE
 
     warmup = args.warmup or (120.0 if args.quick else 180.0)
@@ -177,6 +178,7 @@ async def orchestrate(
     await db.create()
     work = Path(tempfile.mkdtemp(prefix="doorstep-bench-sos-"))
     secret = "b" * 48
+    crypto.install(crypto.DataKeys.derived(secret))  # the servers' keys (docs/privacy.md)
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -225,7 +227,10 @@ async def orchestrate(
                 home=(22.54, 114.05),
             )
             staff = int(
-                await conn.fetchval("SELECT id FROM users WHERE phone = $1", DISPATCHER_PHONE)
+                await conn.fetchval(
+                    "SELECT id FROM users WHERE phone_bidx = $1",
+                    crypto.blind("phone", DISPATCHER_PHONE),
+                )
             )
         tokens = h.mint_access_tokens(ids, key=secret, ttl_s=4 * 3600)
         dispatcher = issue(

@@ -9,6 +9,7 @@ import asyncpg
 
 from dispatch.models import Order, OrderEvent
 from doorstep.db import Conn, Tx
+from privacy.crypto import reveal, seal
 
 _COLS = (
     "id, city_id, customer_id, service_code, kind, status, version, lat, lng, address_id, "
@@ -18,12 +19,24 @@ _COLS = (
 )
 
 
+# Personal fields of an order, encrypted at rest (privacy/crypto.py).
+_SEALED = {"address_detail": "orders.address_detail", "contact_phone": "orders.contact_phone"}
+
+
 def _order(r: asyncpg.Record) -> Order:
-    return Order(**dict(r))
+    fields = dict(r)
+    for name, column in _SEALED.items():
+        fields[name] = reveal(column, fields[name])
+    return Order(**fields)
+
+
+def _sealed(fields: dict[str, Any]) -> dict[str, Any]:
+    return {n: seal(_SEALED[n], v) if n in _SEALED else v for n, v in fields.items()}
 
 
 async def insert(db: Conn, **fields: Any) -> Order:
     """Insert an order row (status ``created``)."""
+    fields = _sealed(fields)
     names = list(fields)
     row = await db.fetchrow(
         f"INSERT INTO orders ({', '.join(names)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))}) "
@@ -55,6 +68,8 @@ async def by_idempotency_key(
         return None
     fields = dict(row)
     fingerprint = fields.pop("idempotency_fingerprint")
+    for name, column in _SEALED.items():
+        fields[name] = reveal(column, fields[name])
     return Order(**fields), fingerprint
 
 
@@ -68,6 +83,7 @@ async def get(db: Conn, order_id: int, *, lock: bool = False) -> Order | None:
 
 async def update(db: Tx, order_id: int, version: int, fields: dict[str, Any]) -> Order | None:
     """Set ``fields`` and bump the version if it is still ``version``; None if it moved on."""
+    fields = _sealed(fields)
     names = list(fields)
     sets = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
     row = await db.fetchrow(

@@ -55,12 +55,42 @@ async def _migrate(settings: Settings, *, create_database: bool) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:
         applied = await migrate(conn)
+        plaintext = await conn.fetchval("SELECT count(*) FROM pii_plaintext")
     finally:
         await conn.close()
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     else:
         log.info("database schema is up to date")
+    if plaintext:  # a database from before migration 0030: encrypt before anything reads
+        from doorstep.db import create_pool
+        from privacy import crypto, rotation
+
+        pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            await rotation.encrypt_plaintext(pool, crypto.DataKeys.of(settings))
+        finally:
+            await pool.close()
+
+
+async def _keys_rotate(settings: Settings, batch: int) -> int:
+    """Re-encrypt personal data under the current key; print what was done."""
+    from doorstep.db import create_pool
+    from privacy import crypto, rotation
+
+    assert settings.database_url is not None
+    keys = crypto.DataKeys.of(settings)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        outcomes = await rotation.rotate(pool, keys, batch=batch)
+    finally:
+        await pool.close()
+    for o in outcomes:
+        print(
+            f"{o.column:<28} {o.resealed:>8} re-encrypted to key {keys.current}"
+            + ("  (resumed)" if o.resumed else "")
+        )
+    return 0
 
 
 async def _work(settings: Settings) -> None:
@@ -459,6 +489,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     au_sub.add_parser("verify", help="verify the whole chain and its head")
+    ks = sub.add_parser(
+        "keys",
+        help="personal-data keys: rotate (re-encrypt), new (print a fresh key)",
+        description="Personal data is encrypted at rest (docs/privacy.md). 'keys new' "
+        "prints a fresh key for DOORSTEP_DATA_KEYS or DOORSTEP_BLIND_INDEX_KEY. 'keys "
+        "rotate' re-encrypts every value not under the first key of DOORSTEP_DATA_KEYS "
+        "(the others must still be listed), in batches; a stopped run resumes.",
+    )
+    ks_sub = ks.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    kr = ks_sub.add_parser("rotate", help="re-encrypt under the current key (resumable)")
+    kr.add_argument("--batch", type=int, default=500, help="rows a transaction (default 500)")
+    ks_sub.add_parser("new", help="print a fresh random key (base64url, 32 bytes)")
     ob = sub.add_parser(
         "sms-outbox",
         help="list what the SMS sandbox gateway sent (newest first)",
@@ -552,6 +594,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
     # SIGTERM stops like Ctrl-C: the `finally` blocks stop the embedded stores.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    if args.command == "keys" and args.keys_command == "new":  # no stores needed
+        from privacy.crypto import new_key
+
+        print(new_key())
+        return 0
+    if args.command == "keys" and args.batch < 1:
+        print("doorstep: --batch must be at least 1", file=sys.stderr)
+        return 1
     if args.command == "sms-outbox":  # reads a running server's sandbox: no stores here
         return _sms_outbox(settings, args.url, args.phone, args.limit)
     host = getattr(args, "host", None) or settings.host
@@ -586,6 +636,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(_work(resolved))
             if args.command == "audit":
                 return asyncio.run(_audit_verify(resolved))
+            if args.command == "keys":
+                return asyncio.run(_keys_rotate(resolved, args.batch))
             if args.command in ("serve", "demo"):
                 live = args.command == "demo" and not args.no_city
                 if live and not resolved.rate_limit_exempt:

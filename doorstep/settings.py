@@ -76,6 +76,11 @@ class Settings:
     alipay_seller_id: str = ""
     alipay_app_private_key: str = field(default="", repr=False)
     alipay_public_key: str = field(default="", repr=False)
+    # Personal data at rest (docs/privacy.md): ``DOORSTEP_DATA_KEYS`` (``kid:base64,…``,
+    # the first encrypts, all decrypt) and ``DOORSTEP_BLIND_INDEX_KEY`` (base64). Empty:
+    # derived from the secret key (a development default).
+    data_keys: str = field(default="", repr=False)
+    blind_index_key: str = field(default="", repr=False)
 
     @property
     def base_url(self) -> str:
@@ -184,6 +189,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         alipay_seller_id=env.get(f"{p}ALIPAY_SELLER_ID") or "",
         alipay_app_private_key=env.get(f"{p}ALIPAY_APP_PRIVATE_KEY") or "",
         alipay_public_key=env.get(f"{p}ALIPAY_PUBLIC_KEY") or "",
+        data_keys=_data_keys(env.get(f"{p}DATA_KEYS") or ""),
+        blind_index_key=_blind_index_key(env.get(f"{p}BLIND_INDEX_KEY") or ""),
     )
 
 
@@ -214,3 +221,19 @@ def _params_file(raw: str | None) -> Path | None:
     if not path.is_file():
         raise InvalidInput(f"no such file: {path}", field=f"{ENV_PREFIX}PARAMS")
     return path
+
+
+def _data_keys(raw: str) -> str:
+    if raw:
+        from privacy.crypto import parse_data_keys
+
+        parse_data_keys(raw, f"{ENV_PREFIX}DATA_KEYS")  # an error names the rule
+    return raw
+
+
+def _blind_index_key(raw: str) -> str:
+    if raw:
+        from privacy.crypto import parse_index_key
+
+        parse_index_key(raw, f"{ENV_PREFIX}BLIND_INDEX_KEY")
+    return raw

@@ -46,6 +46,9 @@ class Stores:
         """Connect to the stores named in ``settings`` (URLs must be set by now)."""
         if settings.database_url is None or settings.redis_url is None:
             raise ValueError("Stores.open needs both URLs; start the embedded stores first")
+        from privacy import crypto  # personal data at rest: the process's keys
+
+        crypto.install(crypto.DataKeys.of(settings))
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )

@@ -11,6 +11,7 @@ import asyncpg
 from doorstep.db import Conn, Tx
 from notifications.models import Notification, SmsMessage
 from notifications.rules import DEFAULT_TIMEZONE, QuietHours
+from privacy.crypto import blind, reveal, seal
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ async def recipient(db: Conn, user_id: int) -> Recipient | None:
     )
     return Recipient(
         user_id=row["id"],
-        phone=row["phone"],
+        phone=reveal("users.phone", row["phone"]),
         active=row["status"] == "active",
         language=row["language"] or "zh",
         timezone=row["timezone"] or DEFAULT_TIMEZONE,
@@ -197,11 +198,12 @@ async def queue_sms(
 ) -> int | None:
     """Record an SMS to send; its id, or None if one with ``key`` exists already."""
     value: Any = await tx.fetchval(
-        "INSERT INTO sms_messages (key, user_id, phone, template_code, params, not_before) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING RETURNING id",
+        "INSERT INTO sms_messages (key, user_id, phone, phone_bidx, template_code, params, "
+        "not_before) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING id",
         key,
         user_id,
-        phone,
+        seal("sms_messages.phone", phone),
+        blind("phone", phone),
         template_code,
         params,
         not_before,
@@ -216,7 +218,9 @@ _SMS = (
 
 
 def _sms(row: asyncpg.Record) -> SmsMessage:
-    return SmsMessage(**dict(row))
+    fields = dict(row)
+    fields["phone"] = reveal("sms_messages.phone", fields["phone"])
+    return SmsMessage(**fields)
 
 
 async def sms_message(db: Conn, message_id: int, *, lock: bool = False) -> SmsMessage | None:
@@ -230,9 +234,9 @@ async def sms_message(db: Conn, message_id: int, *, lock: bool = False) -> SmsMe
 async def sms_messages(db: Conn, *, phone: str | None, limit: int) -> list[SmsMessage]:
     """SMS messages, newest first."""
     rows = await db.fetch(
-        f"SELECT {_SMS} FROM sms_messages WHERE $1::text IS NULL OR phone = $1 "
+        f"SELECT {_SMS} FROM sms_messages WHERE $1::bytea IS NULL OR phone_bidx = $1 "
         "ORDER BY id DESC LIMIT $2",
-        phone,
+        None if phone is None else blind("phone", phone),
         limit,
     )
     return [_sms(r) for r in rows]

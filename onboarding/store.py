@@ -12,6 +12,7 @@ from doorstep.db import Conn, Tx
 from onboarding.exams import Question
 from onboarding.idcard import mask_id_number
 from onboarding.models import Application, Course, Document, Practical, QueueItem, Step
+from privacy.crypto import blind, reveal, seal
 
 _APP = (
     "a.id, a.user_id, u.phone, a.status, a.city_id, a.real_name, a.id_number, a.birth_date, "
@@ -43,9 +44,15 @@ _EDITABLE = {
 }
 
 
+def _id_number(sealed: str | None) -> str | None:
+    return None if sealed is None else reveal("applications.id_number", sealed)
+
+
 def _app(r: asyncpg.Record) -> Application:
     fields = dict(r)
     fields["skills"] = tuple(fields["skills"])
+    fields["phone"] = reveal("users.phone", fields["phone"])
+    fields["id_number"] = _id_number(fields["id_number"])
     return Application(**fields)
 
 
@@ -76,6 +83,13 @@ async def create(db: Conn, user_id: int, now: datetime) -> None:
 async def update(db: Tx, app_id: int, fields: dict[str, Any], now: datetime) -> None:
     """Set some columns of an application."""
     assert set(fields) <= _EDITABLE, set(fields) - _EDITABLE
+    if "id_number" in fields:  # encrypted, found and kept unique by its blind index
+        number = fields["id_number"]
+        fields = {
+            **fields,
+            "id_number_bidx": None if number is None else blind("id_number", number),
+        }
+        fields["id_number"] = None if number is None else seal("applications.id_number", number)
     names = list(fields)
     sets = "".join(f"{n} = ${i + 3}, " for i, n in enumerate(names))  # none: only the time
     await db.execute(
@@ -90,7 +104,9 @@ async def id_number_taken(db: Conn, id_number: str, app_id: int) -> bool:
     """True if another application holds this number."""
     return bool(
         await db.fetchval(
-            "SELECT 1 FROM applications WHERE id_number = $1 AND id <> $2", id_number, app_id
+            "SELECT 1 FROM applications WHERE id_number_bidx = $1 AND id <> $2",
+            blind("id_number", id_number),
+            app_id,
         )
     )
 
@@ -218,7 +234,7 @@ async def queue(
             id=r["id"],
             user_id=r["user_id"],
             real_name=r["real_name"],
-            id_number_masked=mask_id_number(r["id_number"] or ""),
+            id_number_masked=mask_id_number(_id_number(r["id_number"]) or ""),
             city_id=r["city_id"],
             skills=tuple(r["skills"]),
             status=r["status"],

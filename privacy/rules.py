@@ -38,3 +38,30 @@ def out_id(order_id: int, worker_id: int) -> str:
 def is_mobile(phone: str) -> bool:
     """A mainland mobile number: 11 digits starting with 1."""
     return len(phone) == 11 and phone.isdigit() and phone.startswith("1")
+
+
+# --- PIPL: export and deletion (docs/privacy.md) ------------------------------------------
+
+# How long a deletion request waits (cancellable) before the account is anonymised.
+COOLING_OFF = timedelta(days=7)
+# Roles whose owner may delete their own account; staff and merchants are closed by an
+# admin (their actions are part of others' records).
+SELF_DELETABLE = frozenset({"customer", "worker"})
+# What an anonymised account is called.
+DELETED_NAME = "已注销用户"
+
+
+def deletion_due(now: datetime, cooling_off: timedelta = COOLING_OFF) -> datetime:
+    """When a deletion asked for at ``now`` is carried out."""
+    return now + cooling_off
+
+
+def deletion_refused(roles: tuple[str, ...], status: str, open_orders: list[int]) -> str | None:
+    """Why this account may not ask for its deletion now (a code), or None."""
+    if status != "active":
+        return "account_not_active"
+    if not set(roles) <= SELF_DELETABLE:
+        return "staff_account"
+    if open_orders:
+        return "orders_open"
+    return None

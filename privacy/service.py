@@ -23,7 +23,7 @@ from doorstep.db import Conn, Tx
 from doorstep.errors import Conflict, NotFound
 from events.relay import Consumer
 from events.types import ORDER_EVENTS, Event, OrderChanged
-from privacy import rules, store
+from privacy import crypto, rules, store
 from privacy.axb import Binding, MaskingFailed, NumberMasking
 
 log = logging.getLogger("doorstep.privacy")
@@ -84,8 +84,12 @@ class Masking:
             p.order_id,
             p.worker_id,
         )
-        a = (row["a"] or row["customer"]) if row is not None else None
-        b = row["b"] if row is not None else None
+        a = b = None
+        if row is not None:  # encrypted at rest (privacy/crypto.py)
+            a = crypto.reveal("orders.contact_phone", row["a"] or "") or crypto.reveal(
+                "users.phone", row["customer"]
+            )
+            b = crypto.reveal("users.phone", row["b"])
         if a is None or b is None:
             log.warning(
                 "order %s: no phone for its customer or worker; no masked number", p.order_id

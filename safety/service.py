@@ -31,6 +31,7 @@ from doorstep.db import Tx
 from doorstep.stores import STORE_ERRORS, Stores
 from jobs import store as jobs_store
 from notifications import store as notifications_store
+from privacy.crypto import reveal
 from safety import rules, store
 from safety.errors import AlertNotFound, AlreadyHandled, InvalidSafetyInput, SosOrderNotFound
 from safety.store import Contact, SafetyAlert
@@ -368,7 +369,8 @@ class SafetyDesk:
                 )
                 if note is not None:
                     pushes.append((user_id, note))
-                phone = await conn.fetchval("SELECT phone FROM users WHERE id = $1", user_id)
+                sealed = await conn.fetchval("SELECT phone FROM users WHERE id = $1", user_id)
+                phone = reveal("users.phone", sealed) if sealed else ""
                 if self.sms is not None and phone:
                     await self.sms.queue_sms(
                         conn,

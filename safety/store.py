@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from doorstep.db import Conn, Tx
+from privacy.crypto import reveal, seal
 
 _COLS = (
     "id, city_id, kind, subject_id, subject_role, order_id, source, message, lat, lng, "
@@ -170,7 +171,7 @@ async def contacts(db: Conn, user_id: int) -> list[Contact]:
         "SELECT name, phone FROM emergency_contacts WHERE user_id = $1 ORDER BY position",
         user_id,
     )
-    return [Contact(r["name"], r["phone"]) for r in rows]
+    return [Contact(r["name"], reveal("emergency_contacts.phone", r["phone"])) for r in rows]
 
 
 async def save_contacts(tx: Tx, user_id: int, items: list[tuple[str, str]]) -> None:
@@ -178,7 +179,10 @@ async def save_contacts(tx: Tx, user_id: int, items: list[tuple[str, str]]) -> N
     await tx.execute("DELETE FROM emergency_contacts WHERE user_id = $1", user_id)
     await tx.executemany(
         "INSERT INTO emergency_contacts (user_id, position, name, phone) VALUES ($1, $2, $3, $4)",
-        [(user_id, i + 1, name, phone) for i, (name, phone) in enumerate(items)],
+        [
+            (user_id, i + 1, name, seal("emergency_contacts.phone", phone))
+            for i, (name, phone) in enumerate(items)
+        ],
     )
 
 
@@ -195,7 +199,9 @@ async def staff_to_tell(db: Conn, *, limit: int = 20) -> list[int]:
 async def person(db: Conn, user_id: int) -> tuple[str, str] | None:
     """(name, phone) of a user."""
     row = await db.fetchrow("SELECT name, phone FROM users WHERE id = $1", user_id)
-    return (str(row["name"]), str(row["phone"])) if row is not None else None
+    if row is None:
+        return None
+    return str(row["name"]), reveal("users.phone", row["phone"])
 
 
 async def follow_ups_due(db: Conn, *, raised_after: datetime, due_before: datetime) -> list[int]:

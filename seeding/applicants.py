@@ -26,6 +26,7 @@ from onboarding import exams as exam_rules
 from onboarding import store as onboarding_store
 from onboarding.exams import ExamRules, Question
 from onboarding.idcard import make_id_number
+from privacy import crypto
 
 APPLICANT_PHONES = ("13900000101", "13900000102", "13900000103")
 _NAMES = ("陈晓梅", "刘建国", "黄丽娟")
@@ -260,9 +261,10 @@ async def write(
     for a in applicants:
         async with stores.pool.acquire() as conn, conn.transaction():
             user_id = await conn.fetchval(
-                "INSERT INTO users (phone, name, password_hash, roles) VALUES ($1,$2,$3,$4) "
-                "ON CONFLICT (phone) DO NOTHING RETURNING id",
-                a.phone,
+                "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+                "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (phone_bidx) DO NOTHING RETURNING id",
+                crypto.seal("users.phone", a.phone),
+                crypto.blind("phone", a.phone),
                 a.name,
                 password_hash,
                 ["worker"],
@@ -272,13 +274,14 @@ async def write(
             app_id = await conn.fetchval(
                 "INSERT INTO applications (user_id, city_id, real_name, id_number, birth_date, "
                 "skills, home_lat, home_lng, status, identity_status, identity_detail, "
-                "background_status, background_detail, submitted_at, created_at, updated_at) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'submitted','verified',$9,'clear',$10,$11,$11,$11) "
-                "RETURNING id",
+                "background_status, background_detail, submitted_at, created_at, updated_at, "
+                "id_number_bidx) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'submitted','verified',$9,'clear',$10,$11,$11,$11,"
+                "$12) RETURNING id",
                 user_id,
                 city_id,
                 a.name,
-                a.id_number,
+                crypto.seal("applications.id_number", a.id_number),
                 date(int(a.id_number[6:10]), int(a.id_number[10:12]), int(a.id_number[12:14])),
                 list(a.skills),
                 a.home[0],
@@ -286,6 +289,7 @@ async def write(
                 "Success 成功 (seeded: sandbox answer)",
                 "Clear 无违法犯罪记录 (seeded: sandbox answer)",
                 now - timedelta(hours=2),
+                crypto.blind("id_number", a.id_number),
             )
             for step in ("created", "profile", "submitted", "checks"):
                 await onboarding_store.add_step(conn, app_id, step=step, actor_id=user_id, now=now)

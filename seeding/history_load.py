@@ -28,6 +28,7 @@ from analytics import store as analytics_store
 from analytics.store import LONG_S
 from catalog import store as catalog_store
 from doorstep.stores import Stores
+from privacy import crypto
 from seeding.history import CANCELLED, COMPLETED, FAILED, History, ServiceOption, generate
 from seeding.load import road_nodes_inside
 from seeding.load import seed as seed_city
@@ -88,10 +89,28 @@ async def _accounts(
     await conn.copy_records_to_table(
         "users",
         records=[
-            (uid, _phone(kind, seed, city_id, i), f"{names[kind]} {i + 1}", pw, [role], at, at)
+            (
+                uid,
+                crypto.seal("users.phone", _phone(kind, seed, city_id, i)),
+                crypto.blind("phone", _phone(kind, seed, city_id, i)),
+                f"{names[kind]} {i + 1}",
+                pw,
+                [role],
+                at,
+                at,
+            )
             for i, (uid, at) in enumerate(zip(ids, created, strict=True))
         ],
-        columns=["id", "phone", "name", "password_hash", "roles", "created_at", "updated_at"],
+        columns=[
+            "id",
+            "phone",
+            "phone_bidx",
+            "name",
+            "password_hash",
+            "roles",
+            "created_at",
+            "updated_at",
+        ],
         timeout=LONG_S,
     )
     return ids
@@ -129,7 +148,8 @@ async def load_history(
         city = await catalog_store.city(pool, city_id)
     if city is None:
         raise ValueError(f"no city {city_id!r}: create or seed it first")
-    if await pool.fetchval("SELECT 1 FROM users WHERE phone = $1", _phone("c", seed, city_id, 0)):
+    first = crypto.blind("phone", _phone("c", seed, city_id, 0))
+    if await pool.fetchval("SELECT 1 FROM users WHERE phone_bidx = $1", first):
         raise HistoryExists(f"{city_id} has a history with seed {seed} already")
     services = [
         ServiceOption(s.code, s.price_minor, s.duration_min, s.instant, s.scheduled)

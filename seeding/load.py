@@ -25,6 +25,7 @@ from doorstep.stores import Stores
 from files.blobs import BlobStore
 from geo.areas import load_bundled_district, parse_service_area
 from geo.roadgraph import graph_for_bbox
+from privacy import crypto
 from seeding import applicants
 from seeding.access import CITY_OPERATOR_PHONE, MERCHANT_DISPATCHER_PHONE, seed_access
 from seeding.chengdu import SEED_OFFSET, chengdu
@@ -89,9 +90,10 @@ async def _account(
 ) -> tuple[int, bool]:
     """The id of the account with this phone (created with ``role`` if new), and whether new."""
     new_id = await conn.fetchval(
-        "INSERT INTO users (phone, name, password_hash, roles) VALUES ($1,$2,$3,$4) "
-        "ON CONFLICT (phone) DO NOTHING RETURNING id",
-        phone,
+        "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+        "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (phone_bidx) DO NOTHING RETURNING id",
+        crypto.seal("users.phone", phone),
+        crypto.blind("phone", phone),
         name,
         password_hash,
         [role],
@@ -100,8 +102,8 @@ async def _account(
         return int(new_id), True
     existing = await conn.fetchval(
         "UPDATE users SET roles = ARRAY(SELECT DISTINCT unnest(roles || $2::text[]) ORDER BY 1) "
-        "WHERE phone = $1 RETURNING id",
-        phone,
+        "WHERE phone_bidx = $1 RETURNING id",
+        crypto.blind("phone", phone),
         [role],
     )
     return int(existing), False
@@ -225,7 +227,7 @@ async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str)
                 a.label,
                 a.lat,
                 a.lng,
-                a.detail,
+                crypto.seal("addresses.detail", a.detail),
                 city.id,
             )
     return new_accounts

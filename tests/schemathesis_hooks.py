@@ -4,7 +4,8 @@
 Requests carry the run's token through an auth provider (so that the ``ignored_auth``
 check knows how to leave it out). ``POST /v1/auth/logout`` revokes the token it is called with: it is sent with a token of
 a fresh login of the same account (``DOORSTEP_ST_PHONE``/``DOORSTEP_ST_PASSWORD``), so
-that the rest of the run keeps a working token.
+that the rest of the run keeps a working token. ``POST /v1/me/deletion`` is sent
+unconfirmed (it would freeze the run's account).
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ class Bearer:
         """Put it in the Authorization header."""
         if case.operation.method.upper() == "POST" and case.operation.path == "/v1/auth/logout":
             data = _fresh_token()
+        if (
+            case.operation.method.upper() == "POST"
+            and case.operation.path == "/v1/me/deletion"
+            and isinstance(case.body, dict)
+            and case.body.get("confirm") is True
+        ):
+            # A real request would freeze the run's account (tests/test_pipl.py covers it):
+            # the unconfirmed request goes through every check instead (a declared 422).
+            case.body = {**case.body, "confirm": False}
         if case.headers is None:
             case.headers = {}
         case.headers["Authorization"] = f"Bearer {data}"

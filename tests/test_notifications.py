@@ -24,6 +24,7 @@ from notifications import store as notifications_store
 from notifications.service import Notifier
 from notifications.signing import receipt_signature
 from notifications.sms import AliyunLikeSms, GatewayConfig, SmsFailed
+from privacy.crypto import blind, reveal
 from tests.helpers import Account, MakeUser
 from tests.live import DEST, book, online, recv, worker_profile
 
@@ -131,8 +132,8 @@ async def test_an_orders_life_reaches_the_customers_inbox_and_phone(
 
     async def delivered() -> list[dict[str, Any]]:
         rows = await stores.pool.fetch(
-            "SELECT template_code, status FROM sms_messages WHERE phone = $1 ORDER BY id",
-            customer.phone,
+            "SELECT template_code, status FROM sms_messages WHERE phone_bidx = $1 ORDER BY id",
+            blind("phone", customer.phone),
         )
         return [dict(r) for r in rows] if all(r["status"] == "delivered" for r in rows) else []
 
@@ -173,10 +174,10 @@ async def test_english_preference_and_sms_off(
     r = await client.get("/v1/me/inbox", headers=english.auth)
     assert r.json()["items"][0]["title"] == "Your pro is assigned"
     codes = await stores.pool.fetch(
-        "SELECT phone, template_code FROM sms_messages WHERE phone = ANY($1::text[])",
-        [english.phone, quiet.phone],
+        "SELECT phone, template_code FROM sms_messages WHERE phone_bidx = ANY($1::bytea[])",
+        [blind("phone", english.phone), blind("phone", quiet.phone)],
     )
-    assert [(c["phone"], c["template_code"]) for c in codes] == [
+    assert [(reveal("sms_messages.phone", c["phone"]), c["template_code"]) for c in codes] == [
         (english.phone, "DS_ORDER_ASSIGNED_EN")
     ]
     assert "order_assigned" in await _kinds(stores, quiet.id)
@@ -205,8 +206,8 @@ async def test_quiet_hours_hold_an_sms_until_they_end(
     assert "order_assigned" in await _kinds(stores, customer.id)
     row = await stores.pool.fetchrow(
         "SELECT m.status, m.not_before, j.status::text AS job, j.scheduled_at FROM sms_messages m "
-        "JOIN procrastinate_jobs j ON j.queueing_lock = 'sms:' || m.id WHERE m.phone = $1",
-        customer.phone,
+        "JOIN procrastinate_jobs j ON j.queueing_lock = 'sms:' || m.id WHERE m.phone_bidx = $1",
+        blind("phone", customer.phone),
     )
     assert row is not None
     assert row["not_before"] == end_at.astimezone(UTC)
@@ -486,8 +487,8 @@ async def test_a_reminder_tells_the_customer_once_and_not_after_a_move(
     await _settle(live_app[1])
     assert (await _kinds(stores, customer.id)).count("reminder_hour") == 1
     code = await stores.pool.fetchval(
-        "SELECT template_code FROM sms_messages WHERE phone = $1 AND key LIKE 'rem:%'",
-        customer.phone,
+        "SELECT template_code FROM sms_messages WHERE phone_bidx = $1 AND key LIKE 'rem:%'",
+        blind("phone", customer.phone),
     )
     assert code == "DS_REMINDER_ZH"
     page = (await client.get("/v1/me/inbox", headers=customer.auth)).json()

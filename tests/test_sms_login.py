@@ -13,6 +13,7 @@ import pytest
 from accounts import sms_login
 from accounts.errors import BadSmsCode
 from doorstep.stores import Stores
+from privacy.crypto import blind
 from tests.helpers import Account, MakeUser, from_network, new_phone
 
 
@@ -105,7 +106,8 @@ async def test_codes_are_limited_per_phone_and_unknown_phones_get_none(
     assert _error(r) == (429, "too_many_attempts", "phone")
     assert 1 <= int(r.headers["retry-after"]) <= 60
     hits = await stores.pool.fetchval(
-        "SELECT hits FROM rate_windows WHERE bucket = 'sms-code-hour' AND key = $1", user.phone
+        "SELECT hits FROM rate_windows WHERE bucket = 'sms-code-hour' AND key = $1",
+        blind("phone", user.phone).hex(),  # the phone's blind index, not the phone
     )
     assert hits == 1  # the refused one rolled back with its refusal
     nobody = new_phone()
@@ -114,11 +116,16 @@ async def test_codes_are_limited_per_phone_and_unknown_phones_get_none(
     assert r.json()["phone"] == nobody
     await _code(stores, user.phone)  # the user's code went out; by then the stranger's would have
     assert (
-        await stores.pool.fetchval("SELECT count(*) FROM sms_messages WHERE phone = $1", nobody)
+        await stores.pool.fetchval(
+            "SELECT count(*) FROM sms_messages WHERE phone_bidx = $1", blind("phone", nobody)
+        )
         == 0
     )
     assert (
-        await stores.pool.fetchval("SELECT count(*) FROM sms_codes WHERE phone = $1", nobody) == 0
+        await stores.pool.fetchval(
+            "SELECT count(*) FROM sms_codes WHERE phone = $1", blind("phone", nobody).hex()
+        )
+        == 0
     )
 
 

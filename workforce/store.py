@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from doorstep.db import Conn, Tx
+from privacy.crypto import reveal
 from workforce.errors import DuplicateCertificate, DuplicateTeam
 from workforce.gating import Qualification, blocked_by
 from workforce.models import Certificate, DayException, Team, Window, Worker
@@ -28,7 +29,7 @@ def _worker(
     return Worker(
         user_id=r["user_id"],
         name=r["name"],
-        phone=r["phone"],
+        phone=reveal("users.phone", r["phone"]),
         city_id=r["city_id"],
         skills=tuple(r["skills"]),
         home_lat=r["home_lat"],

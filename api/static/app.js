@@ -9,6 +9,7 @@ import {
 } from "/static/client.js";
 import { basemap } from "/static/common.js";
 import { APP_AFTERSALES_STRINGS, aftersalesCard, ticketView } from "/static/app-aftersales.js";
+import { cancelDeletionForm, privacyCard } from "/static/privacy.js";
 
 const STRINGS = {
   ...SOS_STRINGS,
@@ -648,7 +649,7 @@ async function meView() {
     const me = await client.get("/v1/me");
     view.replaceChildren(el("section", { class: "card", id: "me" }, el("h2", {}, me.name), el("div", { class: "muted" }, me.phone),
       el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { await client.logout(); afterLogin(); route(); } }, t("logout"))),
-      contactsForm(client, t));
+      contactsForm(client, t), privacyCard(client, lang, () => afterLogin()));
     return;
   }
   const login = el("div");
@@ -664,7 +665,7 @@ async function meView() {
     const r = await submitting(reg, t, () => client.post("/v1/auth/register", values(reg)));
     if (r) toast(t("registered"));
   });
-  view.replaceChildren(login, reg);
+  view.replaceChildren(login, reg, cancelDeletionForm(client, lang));
 }
 
 window.addEventListener("hashchange", route);

@@ -9,6 +9,7 @@ import {
 } from "/static/client.js";
 import { ONBOARD_STRINGS, applicantState, applicationView, applyCard, examsView } from "/static/onboard.js";
 import { WORKER_AFTERSALES_STRINGS, workerTicketsView } from "/static/worker-aftersales.js";
+import { privacyCard } from "/static/privacy.js";
 
 const STRINGS = {
   ...SOS_STRINGS,
@@ -504,7 +505,7 @@ async function meView() {
     el("a", { href: `/app#/worker/${me.id}` }, "★"), " ", el("a", { href: "#/reviews", id: "my-reviews-link" }, t("my_reviews")), " ",
     el("a", { href: "#/aftersales", id: "my-aftersales-link" }, t("w_aftersales")),
     el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { endShift(); S.applicant = undefined; await client.logout(); route(); } }, t("logout"))),
-  contactsForm(client, t));
+  contactsForm(client, t), privacyCard(client, lang, () => { endShift(); S.applicant = undefined; }));
 }
 
 // My reviews (docs/reviews.md): each with the customer's scores and text; a reply box under
