@@ -26,8 +26,8 @@ from notifications.service import Notifier
 from onboarding import tasks as onboarding_tasks
 from payments import tasks as payments_tasks
 from payments.service import Payments
-from quality import tasks as quality_tasks
 from privacy import tasks as privacy_tasks
+from quality import tasks as quality_tasks
 from safety import tasks as safety_tasks
 from safety.rules import SafetyParams
 from safety.service import RedisFeed, SafetyDesk
