@@ -72,9 +72,9 @@ async def create_generalists(conn: Any, city_id: str, n: int) -> list[int]:
     for i in range(n):
         uid = int(
             await conn.fetchval(
-                "INSERT INTO users (phone, name, password_hash, roles) "
-                "VALUES ($1, '压测阿姨', 'x', ARRAY['worker']) RETURNING id",
-                f"175{run:03d}{i:05d}",
+                "INSERT INTO users (phone, phone_bidx, name, password_hash, roles) "
+                "VALUES ($1, $2, '压测阿姨', 'x', ARRAY['worker']) RETURNING id",
+                *h.sealed_phone(f"175{run:03d}{i:05d}"),
             )
         )
         await workforce_store.upsert_worker(

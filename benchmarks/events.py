@@ -256,8 +256,8 @@ async def orchestrate(
     servers: list[h.Server] = []
     feed_task: asyncio.Task[None] | None = None
     try:
-        city_id = await f.create_city(db)
         secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
+        city_id = await f.create_city(db)
         pool = await create_pool(db.url, min_size=1, max_size=2)
         async with pool.acquire() as conn:
             ids = await f.create_customers(conn, 2000, password_hash=await hash_password("x" * 12))

@@ -567,11 +567,11 @@ async def _setup(
     await db.create()
     h.progress(f"database {db.name} created and migrated; Redis prefix {db.prefix}")
     try:
+        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         city_id = await f.create_city(db)
         m = max(plan.orders)
         t = time.perf_counter()
         password_hash = await hash_password(secrets.token_urlsafe(16))
-        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         pool = await create_pool(db.url, min_size=1, max_size=1)
         try:
             async with pool.acquire() as conn:

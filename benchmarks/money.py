@@ -93,8 +93,8 @@ async def orchestrate(
     server: h.Server | None = None
     pool = await create_pool(db.url, min_size=1, max_size=4)
     try:
-        await f.create_city(db)
         secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
+        await f.create_city(db)
         async with pool.acquire() as conn:
             ids = await f.create_customers(
                 conn, customers_n + burst_n, password_hash=await hash_password("x" * 12)

@@ -429,9 +429,9 @@ async def _setup(plan: Plan, redis_url: str, database_url: str, work_dir: Path) 
     await db.create()
     h.progress(f"database {db.name} created and migrated; Redis prefix {db.prefix}")
     try:
+        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         city_id = await f.create_city(db)
         t = time.perf_counter()
-        secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
         pool = await create_pool(db.url, min_size=1, max_size=1)
         try:
             async with pool.acquire() as conn:
