@@ -170,3 +170,69 @@ async def test_the_worker_states_their_case_from_their_app(
     assert status == "disputed"
     assert errors == []
     await context.close()
+
+
+async def test_a_customer_insures_a_booking_from_the_booking_page(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    admin: Any,
+    live_city: str,
+) -> None:
+    """A service with an insurance option shows a checkbox with premium and cover on the booking form; ticked, the order carries the cover and the premium line; a service without one shows none."""
+    from tests.helpers import new_phone
+    from tests.live import DEST
+    from tests.planning import make_service
+
+    address = live_app[0]
+    code = await make_service(client, admin, instant=True)
+    r = await client.put(
+        f"/v1/admin/services/{code}/insurance",
+        headers=admin.auth,
+        json={"premium_fen": 800, "coverage_fen": 100000},
+    )
+    assert r.status_code == 200, r.text
+    bare = await make_service(client, admin, instant=True)
+    r = await client.get(f"/v1/services/{bare}/insurance")
+    assert (r.status_code, r.json()["active"]) == (200, False)
+    customer = await make_user("customer")
+    r = await client.post(
+        "/v1/me/addresses",
+        headers=customer.auth,
+        json={
+            "label": "家",
+            "detail": "保险路1号",
+            "lat": DEST[0],
+            "lng": DEST[1],
+            "crs": "wgs84",
+            "contact_phone": new_phone(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page, (404, "/v1/me/inbox"))
+    await page.goto(f"http://{address}/app#/book/{bare}")
+    await _sign_in(page, customer.phone)
+    await page.wait_for_selector("#book-form", timeout=WAIT_MS)
+    assert await page.locator("#insured").count() == 0
+    await page.goto(f"http://{address}/app#/book/{code}")
+    await page.wait_for_selector("#insured-row", timeout=WAIT_MS)
+    text = await page.inner_text("#insured-row")
+    assert "¥8" in text, text
+    assert "¥1000" in text or "¥1,000" in text, text
+    await page.check("#insured")
+    await _shot(page, "app-book-insured.png")
+    await page.click("#submit-booking")
+    await page.wait_for_selector("#order .status", timeout=WAIT_MS)
+    row = await stores.pool.fetchrow(
+        "SELECT i.premium_fen, i.coverage_fen FROM order_insurance i JOIN orders o "
+        "ON o.id = i.order_id WHERE o.customer_id = $1",
+        customer.id,
+    )
+    assert row is not None
+    assert (row["premium_fen"], row["coverage_fen"]) == (800, 100000)
+    await context.close()
+    assert errors == [], errors

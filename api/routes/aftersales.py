@@ -23,7 +23,6 @@ from aftersales.service import Aftersales, Who
 from api.bodies import Input
 from api.routing import PUBLIC, Ctx, QueryParam, Router
 from catalog import service as catalog_service
-from doorstep.errors import NotFound
 
 router = Router("aftersales")
 CUSTOMER = frozenset({"customer"})
@@ -488,12 +487,12 @@ async def set_insurance(ctx: Ctx, body: InsuranceIn) -> Insurance:
     "/v1/services/{service_code}/insurance",
     roles=PUBLIC,
     returns=Insurance,
-    summary="A service's insurance option, if it offers one (404 otherwise)",
+    summary="A service's insurance option (active false, amounts 0: it offers none); 404 for an unknown service",
 )
 async def get_insurance(ctx: Ctx) -> Insurance:
     code = ctx.path_str("service_code")
     await catalog_service.get_service(ctx.stores.pool, code)
     found = await desk(ctx).insurance(code)
-    if found is None or not found.active:
-        raise NotFound(f"service {code!r} offers no insurance", field="service_code")
+    if found is None or not found.active:  # what the booking page asks of every service
+        return Insurance(service_code=code, premium_fen=0, coverage_fen=0, active=False)
     return found

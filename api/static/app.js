@@ -46,6 +46,7 @@ const STRINGS = {
   no_slots: { zh: "这一天没有可预约的时段", en: "No free slots that day" },
   notes: { zh: "备注", en: "Notes" },
   submit_booking: { zh: "提交订单", en: "Place the order" },
+  insure: { zh: "加购服务保险 {premium}（最高赔付 {cover}）", en: "Add service insurance for {premium} (covers up to {cover})" },
   booked: { zh: "下单成功", en: "Booked" },
   login_title: { zh: "登录", en: "Sign in" },
   phone: { zh: "手机号", en: "Phone" },
@@ -327,7 +328,8 @@ async function workerView(id) {
 function today() { return new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10); } // Asia/Shanghai
 
 async function bookView(code) {
-  const [s, addresses] = await Promise.all([serviceOf(code), client.get("/v1/me/addresses")]);
+  const [s, addresses, cover] = await Promise.all([serviceOf(code), client.get("/v1/me/addresses"),
+    client.get(`/v1/services/${encodeURIComponent(code)}/insurance`).catch(() => null)]);
   if (!addresses.length) { location.hash = `#/addresses?then=${code}`; return; }
   const form = el("form", { id: "book-form", class: "card wide", novalidate: true },
     el("h2", {}, t("book_title", { name: svcName(s) })),
@@ -343,6 +345,9 @@ async function bookView(code) {
       el("label", {}, t("date"), el("input", { type: "date", name: "date", id: "slot-date", value: today() })),
       el("div", { id: "slots", class: "chips", "data-field": "window_start" })),
     el("label", {}, t("notes"), el("textarea", { name: "notes", rows: 2 })),
+    cover && cover.active ? el("label", { class: "row", id: "insured-row" },
+      el("input", { type: "checkbox", name: "insured", id: "insured" }),
+      t("insure", { premium: money(cover.premium_fen, s.currency), cover: money(cover.coverage_fen, s.currency) })) : null,
     el("button", { type: "submit", id: "submit-booking" }, t("submit_booking")),
     el("p", { class: "form-error" }));
   view.replaceChildren(form);
@@ -369,6 +374,7 @@ async function bookView(code) {
     ev.preventDefault();
     const v = values(form);
     const body = { service_code: code, address_id: Number(v.address_id), notes: v.notes };
+    if (form.elements.insured?.checked) body.insured = true;
     if (!whenNow()) {
       if (!chosen) { showError(form, new ApiError(422, { code: "missing_field", message: t("slot"), field: "window_start" }), t); return; }
       Object.assign(body, { window_start: chosen.window_start, window_end: chosen.window_end });
