@@ -679,10 +679,22 @@ async def save_reconciliation(
     ledger_items: int,
     differences: list[Difference],
 ) -> int:
-    """Store a run and its differences; its id."""
+    """Store a run and its differences; its id.
+
+    Runs of one provider and day are told apart by ``ran_at``: two in the same instant
+    (the caller's clock has whole seconds) get the later one a microsecond after the
+    other, under a lock of that provider and day, instead of a unique violation."""
+    await tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('doorstep-reconciliation'), "
+        "hashtext($1 || ':' || $2::date::text))",
+        provider,
+        bill_date,
+    )
     run_id = await tx.fetchval(
         "INSERT INTO reconciliations (provider, bill_date, ran_at, bill_rows, bill_sha1, "
-        "ledger_items, differences) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "ledger_items, differences) VALUES ($1, $2, greatest($3::timestamptz, ("
+        "SELECT max(ran_at) + interval '1 microsecond' FROM reconciliations "
+        "WHERE provider = $1 AND bill_date = $2)), $4, $5, $6, $7) RETURNING id",
         provider,
         bill_date,
         ran_at,

@@ -414,3 +414,19 @@ async def test_a_bad_bill_upload_gets_a_clear_4xx(
         assert (r.json()["error"]["field"], r.json()["error"]["code"]) == (field, code)
     after = (await client.get("/v1/finance/reconciliations", headers=finance.auth)).json()
     assert after == before
+
+
+async def test_two_runs_of_one_day_in_the_same_second_are_both_stored(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Reconciling Alipay's 2000-01-01 twice at once (the server fetching the bill): two runs, never a 500 from runs of one day in the same second (schemathesis found it)."""
+    finance = await make_user("finance")
+    body = {"bill_base64": None, "bill_date": "2000-01-01", "provider": "alipay"}
+    answers = await asyncio.gather(
+        *(
+            client.post("/v1/finance/reconciliations", headers=finance.auth, json=body)
+            for _ in range(3)
+        )
+    )
+    assert [r.status_code for r in answers] == [201, 201, 201], [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 3

@@ -194,6 +194,7 @@ async def give(ctx: Ctx, body: ActionIn) -> Action:
     roles=STAFF_OR_WORKER,
     returns=list[Action],
     query=(QueryParam("worker_id", int, "whose (staff; a worker sees their own)", ge=1, le=2**62),),
+    errors={404: "no such worker, or one outside the caller's cities"},
     summary="A worker's rewards and penalties, newest first",
 )
 async def actions(ctx: Ctx) -> list[Action]:
