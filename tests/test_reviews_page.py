@@ -151,4 +151,15 @@ async def test_customer_reviews_with_dimensions_tags_photo_edits_and_sees_the_pr
     await page.wait_for_selector("#review-summary", timeout=WAIT_MS)
     assert "准时" in await page.inner_text("#service-aggregates")
     await context.close()
+    # A visitor who is not signed in sees the review and how many photos it has; the
+    # photos' links need a sign-in, and the page asks for none (no 401 in the console).
+    vctx = await browser.new_context(**PHONE)
+    visitor = await vctx.new_page()
+    errors += _errors_of(visitor, (404, "/v1/me/inbox"))
+    await visitor.goto(f"http://{address}/app#/service/{instant_service}")
+    await visitor.wait_for_selector("#review-summary", timeout=WAIT_MS)
+    await visitor.wait_for_selector(".review-thumbs", timeout=WAIT_MS)
+    assert await visitor.locator(".review-thumbs img").count() == 0
+    assert "登录后查看" in await visitor.inner_text(".review-thumbs")
+    await vctx.close()
     assert errors == [], errors

@@ -84,6 +84,7 @@ const STRINGS = {
   dim_punctuality: { zh: "准时守约", en: "Punctuality" },
   review_tags: { zh: "印象标签", en: "Tags" },
   review_photos: { zh: "照片", en: "Photos" },
+  photos_after_login: { zh: "{n} 张照片，登录后查看", en: "{n} photo(s): sign in to see them" },
   add_photo: { zh: "添加照片", en: "Add a photo" },
   edit_rating: { zh: "修改评价", en: "Edit" },
   edit_until: { zh: "{t} 前可修改", en: "Editable until {t}" },
@@ -276,6 +277,8 @@ function reviewList(reviews) {
 // A review's photos: signed links fetched for the signed-in (readable once on a visible review).
 function reviewPhotos(ids) {
   const box = el("div", { class: "thumbs review-thumbs" });
+  // A visitor who is not signed in is told how many there are (the links need a sign-in).
+  if (!client.signedIn()) return el("div", { class: "muted review-thumbs" }, t("photos_after_login", { n: ids.length }));
   for (const id of ids) {
     client.get(`/v1/files/${id}/url`).then((link) => box.append(el("img", { src: link.path, alt: "", "data-file-id": id }))).catch(() => {});
   }
@@ -309,7 +312,7 @@ async function serviceView(code) {
 async function workerView(id) {
   const w = await client.get(`/v1/workers/${id}/card`);
   // The photo: a signed link for the signed-in (avatars are readable once on a profile).
-  const photo = w.photo_file_id ? await client.get(`/v1/files/${w.photo_file_id}/url`).catch(() => null) : null;
+  const photo = w.photo_file_id && client.signedIn() ? await client.get(`/v1/files/${w.photo_file_id}/url`).catch(() => null) : null;
   view.replaceChildren(
     el("section", { class: "card", id: "worker-card" },
       photo ? el("img", { class: "avatar", id: "worker-photo", src: photo.path, alt: w.name }) : null,
