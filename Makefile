@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+# Two test processes (pytest-xdist), one file at a time each: every process has its own
+# database, Redis key prefix and servers (tests/conftest.py), so they do not meet.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test browser lint typecheck check clean
 
