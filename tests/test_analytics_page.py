@@ -77,7 +77,9 @@ async def test_analytics_page_shows_the_figures_and_exports_csv(
     await page.click("#login-form button")
     await page.wait_for_selector('body[data-loaded="1"]', timeout=WAIT_MS)
     assert await page.text_content("#kpi-orders .value") == "800"
-    assert await page.text_content("#kpi-gmv .value") == f"¥{round(gmv / 100):,}"
+    # Whole yuan rounded half up, as the page's Intl.NumberFormat does (Python's round()
+    # rounds half to even: ¥104,614.50 was shown ¥104,615 and expected ¥104,614).
+    assert await page.text_content("#kpi-gmv .value") == f"¥{(gmv + 50) // 100:,}"
     assert await page.text_content("#kpi-orders .label") == "订单数"
     assert await page.get_attribute("#table", "data-rows") == "10"  # one row per day
     assert await page.locator("#trend-line").count() == 1
