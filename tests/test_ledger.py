@@ -23,6 +23,12 @@ def _key() -> str:
     return f"test:{secrets.token_hex(6)}"
 
 
+def _no_such_order() -> int:
+    """An order id far above any a test creates: postings here must not land on another
+    test's real order in the same database."""
+    return 900_000 + secrets.randbelow(99_999)
+
+
 def _pay(order_id: int, fen: int, key: str | None = None) -> Entry:
     return Entry(
         key=key or _key(),
@@ -100,12 +106,12 @@ async def test_post_needs_the_callers_transaction(stores: Stores) -> None:
     """Posting outside a transaction is refused: the entry would not share its cause's fate."""
     async with stores.pool.acquire() as conn:
         with pytest.raises(store.NotInTransaction):
-            await store.post(conn, _pay(1, 100))
+            await store.post(conn, _pay(_no_such_order(), 100))
 
 
 async def test_an_entry_rolls_back_with_its_cause(stores: Stores) -> None:
     """An entry posted in a transaction that rolls back is not there."""
-    e = _pay(11, 100)
+    e = _pay(_no_such_order(), 100)
 
     class Boom(Exception):
         pass
@@ -122,7 +128,8 @@ async def test_an_entry_rolls_back_with_its_cause(stores: Stores) -> None:
 
 async def test_posting_is_idempotent_by_key_and_refuses_other_lines(stores: Stores) -> None:
     """The same key twice writes once; the same key with another amount is a conflict."""
-    e = _pay(12, 700)
+    order_id = _no_such_order()
+    e = _pay(order_id, 700)
     async with stores.pool.acquire() as conn, conn.transaction():
         first = await store.post(conn, e)
     async with stores.pool.acquire() as conn, conn.transaction():
@@ -132,7 +139,7 @@ async def test_posting_is_idempotent_by_key_and_refuses_other_lines(stores: Stor
     assert first.entry_id == again.entry_id
     with pytest.raises(EntryConflict):
         async with stores.pool.acquire() as conn, conn.transaction():
-            await store.post(conn, _pay(12, 701, e.key))
+            await store.post(conn, _pay(order_id, 701, e.key))
     stored = await store.get(stores.pool, e.key)
     assert stored is not None
     assert rules.same_lines(stored.lines, e.lines)
@@ -140,7 +147,7 @@ async def test_posting_is_idempotent_by_key_and_refuses_other_lines(stores: Stor
 
 async def test_rows_are_immutable_and_a_correction_reverses(stores: Stores) -> None:
     """UPDATE and DELETE of ledger rows fail; a reversal brings the balances back, once."""
-    order_id = 900_000 + secrets.randbelow(99_999)
+    order_id = _no_such_order()
     e = _pay(order_id, 250)
     async with stores.pool.acquire() as conn, conn.transaction():
         await store.post(conn, e)
@@ -183,7 +190,7 @@ async def test_the_database_refuses_an_unbalanced_entry_at_commit(stores: Stores
 async def test_the_check_finds_nothing_wrong_in_a_consistent_ledger(stores: Stores) -> None:
     """After valid postings, reversals included, the invariants hold."""
     async with stores.pool.acquire() as conn, conn.transaction():
-        await store.post(conn, _pay(13, 1000))
+        await store.post(conn, _pay(_no_such_order(), 1000))
     assert await store.check(stores.pool) == []
 
 
