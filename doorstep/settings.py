@@ -121,15 +121,10 @@ def load_secret_key(data_dir: Path) -> str:
     Tokens then survive restarts of a development install. Production sets
     ``DOORSTEP_SECRET_KEY`` instead.
     """
-    path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+    from doorstep.atomic import create_private_once
+
+    made = create_private_once(data_dir / "secret_key", lambda: secrets.token_urlsafe(48).encode())
+    return made.decode().strip()
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:

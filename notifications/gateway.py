@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from doorstep.atomic import replace_private
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from notifications.sandbox import SandboxConfig, SandboxGateway, SandboxServer
@@ -60,5 +61,5 @@ async def start_sandbox(
     server = SandboxServer(SandboxGateway(pool, config), free_port())
     await server.start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url_file(settings.data_dir).write_text(server.url + "\n")
+    replace_private(url_file(settings.data_dir), (server.url + "\n").encode())
     return GatewayConfig(server.url, SANDBOX_KEY_ID, secret, SIGN_NAME), server

@@ -11,11 +11,11 @@ verifies with the same keys.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from doorstep.atomic import create_private_once, replace_private
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from payments.alipay import AlipayConfig, AlipayProvider
@@ -36,14 +36,12 @@ URL_FILE = "alipay-sandbox.url"
 
 def _keypair(path: Path) -> rsa.RSAPrivateKey:
     """The private key stored at ``path``, made (2048 bits) if there is none."""
-    if path.exists():
-        return load_private_key(path.read_text())
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(private_pem(key))
-    return key
+
+    def make() -> bytes:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return private_pem(key).encode()
+
+    return load_private_key(create_private_once(path, make).decode())
 
 
 def sandbox_keys(data_dir: Path) -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
@@ -97,7 +95,7 @@ async def start_sandbox(
     )
     server = AlipaySandboxServer(sandbox, free_port())
     await server.start()
-    (settings.data_dir / URL_FILE).write_text(server.url + "\n")
+    replace_private(settings.data_dir / URL_FILE, (server.url + "\n").encode())
     return sandbox_client_config(settings.data_dir, sandbox.gateway_url), server
 
 

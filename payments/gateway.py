@@ -10,11 +10,12 @@ with fresh keys, and writes its address and keys to ``<data dir>/wechat-sandbox.
 
 from __future__ import annotations
 
-import json
-import os
 import tomllib
 from pathlib import Path
 
+import orjson
+
+from doorstep.atomic import replace_private
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from doorstep.stores import Stores
@@ -61,7 +62,7 @@ def configured(settings: Settings) -> WeChatConfig | None:
     path = settings.data_dir / SANDBOX_FILE
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
+    data = orjson.loads(path.read_bytes())
     return WeChatConfig(
         url=data["url"],
         mchid=data["mchid"],
@@ -91,11 +92,9 @@ async def start_sandbox(
         platform_key_id=keys.platform_key_id,
         apiv3_key=keys.apiv3_key,
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.data_dir / SANDBOX_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(
+    replace_private(
+        settings.data_dir / SANDBOX_FILE,
+        orjson.dumps(
             {
                 "url": server.url,
                 "mchid": keys.mchid,
@@ -105,9 +104,9 @@ async def start_sandbox(
                 "platform_public_key": wire.public_pem(keys.platform_key.public_key()),
                 "platform_key_id": keys.platform_key_id,
                 "apiv3_key": keys.apiv3_key,
-            },
-            f,
-        )
+            }
+        ),
+    )
     return config, server
 
 

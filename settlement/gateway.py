@@ -10,7 +10,6 @@ certificate serial, the private key and WeChat Pay's public key from settings in
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from doorstep.atomic import replace_private
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from payments import wechat_wire as wire
@@ -75,21 +75,18 @@ async def start_sandbox(
         platform_public=sandbox_config.platform_key.public_key(),
         platform_serial=sandbox_config.platform_serial,
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = config_file(settings.data_dir)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(
-            orjson.dumps(
-                {
-                    "url": server.url,
-                    "mchid": SANDBOX_MCHID,
-                    "appid": SANDBOX_APPID,
-                    "serial_no": serial,
-                    "private_key": wire.private_pem(merchant),
-                    "platform_public": wire.public_pem(sandbox_config.platform_key.public_key()),
-                    "platform_serial": sandbox_config.platform_serial,
-                }
-            )
-        )
+    replace_private(
+        config_file(settings.data_dir),
+        orjson.dumps(
+            {
+                "url": server.url,
+                "mchid": SANDBOX_MCHID,
+                "appid": SANDBOX_APPID,
+                "serial_no": serial,
+                "private_key": wire.private_pem(merchant),
+                "platform_public": wire.public_pem(sandbox_config.platform_key.public_key()),
+                "platform_serial": sandbox_config.platform_serial,
+            }
+        ),
+    )
     return config, server

@@ -55,21 +55,23 @@ async def two_servers(
     ports = [free_port(), free_port()]
     procs: list[asyncio.subprocess.Process] = []
     try:
-        # One after the other: two servers starting at the same moment on one data dir
-        # race on the sandboxes' key files (a server exited 3 now and then; noted).
+        # Both at the same moment on one data dir, as a supervisor starts them: the files a
+        # first start creates (keys, sandbox addresses) are published whole, once.
         for port in ports:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "doorstep",
-                "serve",
-                "--port",
-                str(port),
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "doorstep",
+                    "serve",
+                    "--port",
+                    str(port),
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
             )
-            procs.append(proc)
+        for port, proc in zip(ports, procs, strict=True):
             await _ready(port, proc)
         yield f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
     finally:
