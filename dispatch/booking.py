@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,9 +67,12 @@ def new_start_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
-def request_fingerprint(request: dict[str, object]) -> str:
-    """SHA-256 of the canonical JSON of a request (keys sorted, times in UTC): two requests
-    with one Idempotency-Key must have the same fingerprint to be the same request."""
+KEYED_FINGERPRINT = "k1:"  # prefix of a fingerprint keyed by the blind-index key
+
+
+def canonical_request(request: dict[str, object]) -> bytes:
+    """The canonical JSON of a request (keys sorted, times in UTC): two requests with one
+    Idempotency-Key must have the same canonical form to be the same request."""
 
     def canonical(value: object) -> object:
         if isinstance(value, datetime):
@@ -76,4 +80,19 @@ def request_fingerprint(request: dict[str, object]) -> str:
         return value
 
     body = {k: canonical(v) for k, v in sorted(request.items())}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def keyed_fingerprint(index: bytes) -> str:
+    """The stored fingerprint of a request whose canonical form's keyed hash (HMAC-SHA-256
+    with the blind-index key) is ``index``. Keyed, because the request holds personal data
+    (a phone, an address): an unkeyed hash of it could be guessed back from the database."""
+    return KEYED_FINGERPRINT + index.hex()
+
+
+def same_request(stored: str, canonical: bytes, keyed: str) -> bool:
+    """Whether a stored fingerprint is this request's: ``keyed`` for those stored since
+    they are keyed, the plain SHA-256 of ``canonical`` for orders booked before."""
+    if stored.startswith(KEYED_FINGERPRINT):
+        return hmac.compare_digest(stored, keyed)
+    return hmac.compare_digest(stored, hashlib.sha256(canonical).hexdigest())

@@ -25,7 +25,14 @@ from catalog import service as catalog_service
 from catalog.areas import city_at
 from catalog.models import Service
 from dispatch import alerts, changes, start_codes, store
-from dispatch.booking import BookingParams, check_window, new_start_code, request_fingerprint
+from dispatch.booking import (
+    BookingParams,
+    canonical_request,
+    check_window,
+    keyed_fingerprint,
+    new_start_code,
+    same_request,
+)
 from dispatch.errors import (
     IdempotencyKeyReused,
     InvalidOrder,
@@ -50,6 +57,7 @@ from doorstep.errors import Forbidden
 from doorstep.stores import Stores
 from files import service as files_service
 from geo.coords import Crs, to_wgs84, validate_lat_lng
+from privacy.crypto import blind
 from tracking import positions
 from tracking.jobs import JobInfo, estimate, start_job
 from workforce import store as workforce_store
@@ -127,7 +135,7 @@ async def book(
     plans fit a scheduled booking into a worker's plan there, or refuse it (and with it
     the booking).
     """
-    fingerprint = request_fingerprint(
+    canonical = canonical_request(
         {
             "service_code": service_code,
             "address_id": address_id,
@@ -142,8 +150,11 @@ async def book(
             "series_id": series_id,
         }
     )
+    fingerprint = keyed_fingerprint(blind("idempotency", canonical.decode()))
     if idempotency_key is not None:
-        replay = await _replay(stores, customer_id, idempotency_key, service_code, fingerprint)
+        replay = await _replay(
+            stores, customer_id, idempotency_key, service_code, canonical, fingerprint
+        )
         if replay is not None:
             return replay, False
     service = await catalog_service.get_service(stores.pool, service_code)
@@ -251,7 +262,9 @@ async def book(
     except asyncpg.UniqueViolationError:  # the same Idempotency-Key, at the same moment
         if idempotency_key is None:
             raise
-        replay = await _replay(stores, customer_id, idempotency_key, service_code, fingerprint)
+        replay = await _replay(
+            stores, customer_id, idempotency_key, service_code, canonical, fingerprint
+        )
         if replay is None:
             raise
         return replay, False
@@ -260,7 +273,12 @@ async def book(
 
 
 async def _replay(
-    stores: Stores, customer_id: int, key: str, service_code: str, fingerprint: str
+    stores: Stores,
+    customer_id: int,
+    key: str,
+    service_code: str,
+    canonical: bytes,
+    fingerprint: str,
 ) -> Order | None:
     """The order booked earlier with this key if the request is the same one; a key
     reused for another request is refused (422), as payment APIs do."""
@@ -268,7 +286,11 @@ async def _replay(
     if found is None:
         return None
     existing, stored = found
-    same = stored == fingerprint if stored is not None else existing.service_code == service_code
+    same = (
+        same_request(stored, canonical, fingerprint)
+        if stored is not None
+        else existing.service_code == service_code
+    )
     if not same:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used for a different request; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch.booking import BookingParams, check_window
+from dispatch.booking import BookingParams, canonical_request, check_window
 from dispatch.errors import InvalidOrder
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser, new_phone
 from tests.live import DEST
+from tests.planning import tomorrow_at
 
 NOW = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 PARAMS = BookingParams()
@@ -146,6 +148,13 @@ def _window(start_in: timedelta, length: timedelta = 2 * H) -> dict[str, str]:
     return {"window_start": start.isoformat(), "window_end": (start + length).isoformat()}
 
 
+def _bookable_window() -> dict[str, str]:
+    """Tomorrow 10:00–12:00 local: inside the live city's working hours whatever the time
+    of day the suite runs (a window two hours from now runs past midnight in the evening)."""
+    start = tomorrow_at("10:00")
+    return {"window_start": start.isoformat(), "window_end": (start + 2 * H).isoformat()}
+
+
 def _error(r: httpx.Response) -> tuple[int, str, str | None]:
     error: dict[str, Any] = r.json()["error"]
     return r.status_code, error["code"], error["field"]
@@ -163,7 +172,7 @@ async def test_a_scheduled_booking(
 ) -> None:
     """A scheduled-only service booked with a valid window is a confirmed scheduled order in the city at the point."""
     customer = await make_user("customer")
-    window = _window(2 * H)
+    window = _bookable_window()
     r = await client.post(
         "/v1/orders",
         headers=customer.auth,
@@ -456,7 +465,7 @@ async def test_idempotency_fingerprint_ignores_key_order_and_offsets(
     """The same window written with another UTC offset, fields in another order, is the same request (200)."""
     customer = await make_user("customer")
     key = {"Idempotency-Key": secrets.token_hex(16), **customer.auth}
-    window = _window(2 * H)
+    window = _bookable_window()
     body = {"service_code": scheduled_only, "lat": DEST[0], "lng": DEST[1], **window}
     first = await client.post("/v1/orders", headers=key, json=body)
     assert first.status_code == 201, first.text
@@ -467,6 +476,54 @@ async def test_idempotency_fingerprint_ignores_key_order_and_offsets(
     again = await client.post("/v1/orders", headers=key, json=shuffled)
     assert again.status_code == 200, again.text
     assert again.json()["id"] == first.json()["id"]
+
+
+async def test_the_stored_fingerprint_is_keyed_and_an_older_plain_one_still_replays(
+    client: httpx.AsyncClient, make_user: MakeUser, stores: Stores, scheduled_only: str
+) -> None:
+    """The request's fingerprint is stored keyed (not a plain SHA-256 one could guess a phone
+    back from); an order stored with the older plain hash still replays its request (200)
+    and refuses another (422)."""
+    customer = await make_user("customer")
+    key = {"Idempotency-Key": secrets.token_hex(16), **customer.auth}
+    body = {
+        "service_code": scheduled_only,
+        "lat": DEST[0],
+        "lng": DEST[1],
+        "contact_phone": new_phone(),
+        **_bookable_window(),
+    }
+    first = await client.post("/v1/orders", headers=key, json=body)
+    assert first.status_code == 201, first.text
+    order_id = first.json()["id"]
+    stored = await stores.pool.fetchval(
+        "SELECT idempotency_fingerprint FROM orders WHERE id = $1", order_id
+    )
+    assert stored.startswith("k1:")
+    assert len(stored) == 3 + 64
+    request = {
+        "service_code": scheduled_only,
+        "address_id": None,
+        "lat": DEST[0],
+        "lng": DEST[1],
+        "crs": "wgs84",
+        "address_detail": "",
+        "contact_phone": body["contact_phone"],
+        "window_start": datetime.fromisoformat(body["window_start"]),
+        "window_end": datetime.fromisoformat(body["window_end"]),
+        "notes": "",
+        "series_id": None,
+    }
+    plain = hashlib.sha256(canonical_request(request)).hexdigest()
+    assert plain not in stored
+    await stores.pool.execute(
+        "UPDATE orders SET idempotency_fingerprint = $2 WHERE id = $1", order_id, plain
+    )
+    again = await client.post("/v1/orders", headers=key, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == order_id
+    other = await client.post("/v1/orders", headers=key, json={**body, "notes": "另一个"})
+    assert _error(other) == (422, "idempotency_key_reused", "idempotency-key"), other.text
 
 
 @pytest.mark.parametrize(("length", "status"), [(0, 422), (1, 201), (100, 201), (101, 422)])
