@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import msgspec
 import pytest
 
 from doorstep.errors import InvalidInput
@@ -60,7 +61,7 @@ def worker(worker_id: int, **changes: Any) -> Candidate:
         earnings_today_minor=30_000,
         available=((NOW - HOUR, NOW + 12 * HOUR),),
     )
-    return replace(base, **changes)
+    return msgspec.structs.replace(base, **changes)
 
 
 def assigned(decisions: Sequence[Decision]) -> dict[int, int | None]:
