@@ -27,7 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from matching.assess import Assessed, Etas, assess_all, sorted_records, total
+from matching.assess import Assessed, Etas, assess_all, sorted_records
 from matching.feasibility import reason_kind
 from matching.model import Candidate, Decision, Job, Peers, Policy
 from matching.params import MatchParams, params_digest
@@ -138,12 +138,12 @@ def _assign(
     pair_costs: list[float] = []
     for r, j in enumerate(rows):
         records = assessed[j].records
-        for i in assessed[j].feasible:
-            rec = records[i]
-            if rec.worker_id not in taken:
+        for i, cost in zip(assessed[j].feasible, assessed[j].costs, strict=True):
+            worker = records[i].candidate.worker_id
+            if worker not in taken:
                 pair_rows.append(r)
-                pair_workers.append(rec.worker_id)
-                pair_costs.append(total(rec))
+                pair_workers.append(worker)
+                pair_costs.append(cost)
     if not pair_rows:
         return {}
     if len(set(pair_workers)) == len(pair_workers):  # no worker wanted twice: each job's best
