@@ -840,21 +840,24 @@ def measure_live_tick(
                 found, _ = index.nearest_many(job_lat, job_lng, params.k, params.radius_m)
                 rows = [row[row >= 0] for row in found]
             with laps("candidates"):
-                cache: dict[int, Candidate] = {}
-                cands = []
-                for row in rows:
-                    listed = []
-                    for p in row.tolist():
-                        c = cache.get(p)
-                        if c is None:
-                            w = int(index.worker_ids[p])
-                            c = cache[p] = city.candidate(
-                                w, float(index.lat[p]), float(index.lng[p])
-                            )
-                        listed.append(c)
-                    cands.append(listed)
-            with laps("snap_candidates"):
+                # Each worker in any order's list once (as the engine's load_candidates),
+                # then every order's list by position: the engine's pattern.
                 union = np.unique(np.concatenate(rows))
+                u_ids = index.worker_ids[union].tolist()
+                lats, lngs = index.lat[union].tolist(), index.lng[union].tolist()
+                profiles = city.profiles
+                by_position = dict(
+                    zip(
+                        union.tolist(),
+                        [
+                            Candidate(w, la, ln, *profiles[w - 1])
+                            for w, la, ln in zip(u_ids, lats, lngs, strict=True)
+                        ],
+                        strict=True,
+                    )
+                )
+                cands = [[by_position[p] for p in row.tolist()] for row in rows]
+            with laps("snap_candidates"):
                 snapped = vector.snap(index.lat[union], index.lng[union])
             with laps("etas_vectorised"):
                 u_lat, u_lng = index.lat[union], index.lng[union]
