@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import hashlib
 import math
 import os
 import platform
@@ -50,6 +51,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -698,6 +700,26 @@ LIVE_LNG_RANGE = (113.995, 114.075)
 LIVE_CITY = "bench-live"
 
 
+# sha256 of the live tick's decisions (every Decision with all its candidates, encoded by
+# msgspec), one per tick: a speed-up of the tick must leave them exactly as they were.
+LIVE_TICK_DIGESTS = [
+    "4d6b8bb94a166df744bff1ab117557f3a8a9922766f4b5fb7fe754f444b99131",
+    "438ca44a09867755b5794abbb1ba5a33f7ce56a38efd34da1f4da436c3dc2793",
+    "4bef458899d584405dd7c700590e83007f490fe1068e1ad150a98f775c15bcc4",
+    "005a7439915cff012a382b2c5da570d312a469cacd2d2cc337469339fd22cde3",
+    "dd5b70047a849d40bea9b31467641076e52dc8caa0783e8afbaaed6278979695",
+]
+
+
+def decisions_digest(decisions: Sequence[Decision]) -> str:
+    """One hash over the decisions in full: chosen worker, reason, every candidate with
+    its inputs, ETA, reason or score breakdown (not timed)."""
+    h = hashlib.sha256()
+    for d in decisions:
+        h.update(msgspec.json.encode(d, order="deterministic"))
+    return h.hexdigest()
+
+
 def ingest_calls(
     script: Any,
     keys: Keys,
@@ -784,6 +806,7 @@ def measure_live_tick(
         busy = np.empty(0, dtype=np.int64)
         seq = 1
         changes: list[int] = []
+        digests: list[str] = []
         gc.collect()
         gc.freeze()
         decisions: list[Decision] = []
@@ -817,21 +840,24 @@ def measure_live_tick(
                 found, _ = index.nearest_many(job_lat, job_lng, params.k, params.radius_m)
                 rows = [row[row >= 0] for row in found]
             with laps("candidates"):
-                cache: dict[int, Candidate] = {}
-                cands = []
-                for row in rows:
-                    listed = []
-                    for p in row.tolist():
-                        c = cache.get(p)
-                        if c is None:
-                            w = int(index.worker_ids[p])
-                            c = cache[p] = city.candidate(
-                                w, float(index.lat[p]), float(index.lng[p])
-                            )
-                        listed.append(c)
-                    cands.append(listed)
-            with laps("snap_candidates"):
+                # Each worker in any order's list once (as the engine's load_candidates),
+                # then every order's list by position: the engine's pattern.
                 union = np.unique(np.concatenate(rows))
+                u_ids = index.worker_ids[union].tolist()
+                lats, lngs = index.lat[union].tolist(), index.lng[union].tolist()
+                profiles = city.profiles
+                by_position = dict(
+                    zip(
+                        union.tolist(),
+                        [
+                            Candidate(w, la, ln, *profiles[w - 1])
+                            for w, la, ln in zip(u_ids, lats, lngs, strict=True)
+                        ],
+                        strict=True,
+                    )
+                )
+                cands = [[by_position[p] for p in row.tolist()] for row in rows]
+            with laps("snap_candidates"):
                 snapped = vector.snap(index.lat[union], index.lng[union])
             with laps("etas_vectorised"):
                 u_lat, u_lng = index.lat[union], index.lng[union]
@@ -841,10 +867,16 @@ def measure_live_tick(
                 ]
             with laps("decide_batch"):
                 decisions = decide_batch(jobs, cands, etas, NOW, params, peers)
+            digests.append(decisions_digest(decisions))
         gc.unfreeze()
         await ar.aclose()
         out["changes_per_tick_median"] = int(statistics.median(changes))
         out["quality"] = quality(decisions)
+        out["decisions_sha256"] = digests
+        expected = LIVE_TICK_DIGESTS[: len(digests)]
+        out["decisions_as_before"] = digests[: len(expected)] == expected
+        if not out["decisions_as_before"]:
+            raise AssertionError(f"the tick's decisions changed: {digests} != {expected}")
 
     try:
         asyncio.run(run())

@@ -18,10 +18,22 @@ import numpy as np
 import numpy.typing as npt
 
 from matching.errors import MatchingError
-from matching.feasibility import why_not, why_not_eta
-from matching.model import Candidate, Considered, Job, Peers
+from matching.feasibility import (
+    local_date,
+    missing_skills,
+    why_not,
+    why_not_commitment,
+    why_not_eta,
+)
+from matching.model import NO_FIX_AGE_S, Breakdown, Candidate, Considered, Job, Peers
 from matching.params import MatchParams
-from matching.scoring import peers_of, score
+from matching.scoring import (
+    EARNINGS_FLOOR_MINOR,
+    JOBS_FLOOR,
+    load_factor,
+    peers_of,
+    score,
+)
 
 EtaFn = Callable[[int, Candidate], float]
 """``eta(job_index, candidate) -> seconds`` (``nan``: no ETA); asked only for
@@ -35,25 +47,46 @@ one :data:`EtaFn` for all."""
 
 @dataclass(frozen=True, slots=True)
 class Assessed:
-    """One job's candidates assessed: records in input order, feasible ones indexed."""
+    """One job's candidates assessed: records in input order, feasible ones indexed,
+    with their totals (``costs[n]`` is the total of ``records[feasible[n]]``)."""
 
     records: list[Considered]
     feasible: list[int]  # indices into records
+    costs: list[float]  # aligned with feasible
 
 
-def _eta_lookup(j: int, n: int, etas: Etas) -> Callable[[int, Candidate], float]:
-    """``(i, candidate) -> seconds`` for job j's i-th candidate, whatever form etas take."""
+def assess_pair(
+    job: Job, cand: Candidate, eta_s: float, now_s: float, peers: Peers, params: MatchParams
+) -> Considered:
+    """One pair, by the rules as written: :func:`~matching.feasibility.why_not`, then
+    :func:`~matching.feasibility.why_not_eta` and :func:`~matching.scoring.score`.
+
+    The reference for :func:`assess_all`, which gives the same records faster (checked by
+    ``tests/test_matching_assign.py`` on random batches)."""
+    reason = why_not(job, cand, now_s, params)
+    if reason is not None:
+        return Considered(cand, False, reason, None, None)
+    reason = why_not_eta(job, cand, eta_s, now_s, params)
+    eta_or_none = eta_s if math.isfinite(eta_s) else None
+    if reason is not None:
+        return Considered(cand, False, reason, eta_or_none, None)
+    return Considered(cand, True, None, eta_s, score(job, cand, eta_s, now_s, peers, params))
+
+
+def _eta_values(j: int, n: int, etas: Etas) -> list[float] | Mapping[int, float] | EtaFn:
+    """Job j's ETAs: a list aligned with its candidates, a mapping worker id -> seconds,
+    or the callback."""
     if callable(etas):
-        eta_fn = etas
-        return lambda i, cand: float(eta_fn(j, cand))
+        return etas
     row = etas[j]
     if isinstance(row, Mapping):
-        by_worker = row
-        return lambda i, cand: float(by_worker.get(cand.worker_id, math.nan))
+        return row
     if len(row) != n:
         raise MatchingError(f"has {len(row)} ETAs for {n} candidates", field=f"etas[{j}]")
-    seq = row
-    return lambda i, cand: float(seq[i])
+    if isinstance(row, np.ndarray):
+        values: list[float] = np.asarray(row, dtype=np.float64).tolist()
+        return values
+    return [float(x) for x in row]
 
 
 def _assess(
@@ -65,31 +98,172 @@ def _assess(
     peers: Peers,
     params: MatchParams,
 ) -> Assessed:
-    """Job j's candidates, in input order (a worker listed twice is an error)."""
-    eta_at = _eta_lookup(j, len(cands), etas)
+    """Job j's candidates, in input order (a worker listed twice is an error).
+
+    :func:`assess_pair` for every candidate, with what depends only on the job, the
+    peers or the params computed once, and the checks inlined: the 500 orders × 100k
+    workers tick assesses 12,000 pairs (measured: 8 µs a pair through the functions,
+    ~3 µs here). A pair the inlined checks find infeasible gets its reason from
+    ``why_not``/``why_not_eta`` themselves, so the words are the same.
+    """
+    values = _eta_values(j, len(cands), etas)
+    listed = isinstance(values, list)
+    eta_list = values if isinstance(values, list) else []
+    eta_map = values if isinstance(values, Mapping) else None
+    eta_fn = values if callable(values) else None
+    isfinite = math.isfinite
+    # The job: why_not's and why_not_eta's checks, schedule_term's window.
+    excluded = job.excluded_worker_ids
+    pinned = job.pinned_worker_id
+    required = job.required_skills
+    certificates = sorted(job.required_certificates)
+    last_day = (
+        local_date(job.latest_start_s + job.duration_s - 1, params.utc_offset_s)
+        if certificates
+        else None
+    )
+    earliest = float(job.earliest_start_s)
+    latest, duration = job.latest_start_s, job.duration_s
+    start0 = max(earliest, now_s)
+    end0 = start0 + duration
+    fresh_s, max_eta_s, gap = params.fresh_fix_s, params.max_eta_s, params.min_useful_gap_s
+    customer, team = job.customer_id, job.preferred_team_id
+    # The batch: score's weights (the same operations in the same order, so the same
+    # floats).
+    prior, prior_weight = params.rating_prior_mean, params.rating_prior_weight
+    prior_sum = prior * prior_weight
+    jobs_median, jobs_scale = peers.jobs_today, max(peers.jobs_today, JOBS_FLOOR)
+    money_median = peers.earnings_today_minor
+    money_scale = max(peers.earnings_today_minor, EARNINGS_FLOOR_MINOR)
+    load = load_factor(peers, params)
+    floor = params.fairness_floor
+    weight_eta, weight_rating = params.weight_eta, params.weight_rating * load
+    weight_fairness = params.weight_fairness * (floor + (1.0 - floor) * load)
+    weight_schedule, weight_affinity = params.weight_schedule, params.weight_affinity
+    weight_team = params.weight_team
+
     seen: set[int] = set()
     records: list[Considered] = []
     feasible: list[int] = []
+    costs: list[float] = []
     for i, cand in enumerate(cands):
-        if cand.worker_id in seen:
-            raise MatchingError(
-                f"lists worker {cand.worker_id} twice", field=f"candidates[{j}][{i}]"
+        worker = cand.worker_id
+        if worker in seen:
+            raise MatchingError(f"lists worker {worker} twice", field=f"candidates[{j}][{i}]")
+        seen.add(worker)
+        # why_not, inlined (a missing skill, the usual reason, is worded here by the same
+        # function why_not uses).
+        age = cand.fix_age_s
+        ok = (
+            (not excluded or worker not in excluded)
+            and (pinned is None or pinned == worker)
+            and cand.state == "available"
+            and age < NO_FIX_AGE_S
+            and age <= fresh_s
+        )
+        if ok and not required <= cand.skills:
+            records.append(
+                Considered(cand, False, missing_skills(required, cand.skills), None, None)
             )
-        seen.add(cand.worker_id)
-        reason = why_not(job, cand, now_s, params)
-        if reason is not None:
-            records.append(Considered(cand, False, reason, None, None))
             continue
-        eta = eta_at(i, cand)
-        reason = why_not_eta(job, cand, eta, now_s, params)
-        eta_or_none = eta if math.isfinite(eta) else None
-        if reason is not None:
-            records.append(Considered(cand, False, reason, eta_or_none, None))
+        if ok and cand.untrained and required & cand.untrained:
+            ok = False
+        if ok and last_day is not None:
+            held = cand.certificates
+            for kind in certificates:
+                expires_on = held.get(kind)
+                if expires_on is None or expires_on < last_day:
+                    ok = False
+                    break
+        if ok:
+            ok = False
+            for a, b in cand.available:
+                if a <= start0 and end0 <= b:
+                    ok = True
+                    break
+        if not ok:
+            reason = why_not(job, cand, now_s, params)
+            if reason is not None:
+                records.append(Considered(cand, False, reason, None, None))
+                continue
+        # The road ETA, then why_not_eta, inlined.
+        if listed:
+            eta = eta_list[i]
+        elif eta_map is not None:
+            eta = float(eta_map.get(worker, math.nan))
+        else:
+            assert eta_fn is not None
+            eta = float(eta_fn(j, cand))
+        finite = isfinite(eta)
+        # max() and min() are spelt out below: the same result (the first argument
+        # unless the second is strictly greater/smaller), at a third of the cost.
+        reach_s = now_s + eta
+        start_s = reach_s if reach_s > earliest else earliest
+        end_s = start_s + duration
+        interval: tuple[int, int] | None = None
+        if finite and 0 <= eta <= max_eta_s and start_s <= latest:
+            for a, b in cand.available:
+                if a <= start_s and end_s <= b:
+                    interval = (a, b)
+                    break
+        commitment = cand.commitment
+        if interval is None or (
+            commitment is not None
+            and commitment.order_id != job.order_id
+            and why_not_commitment(job, commitment, start_s, params) is not None
+        ):
+            reason = why_not_eta(job, cand, eta, now_s, params)
+            if reason is not None:
+                records.append(Considered(cand, False, reason, eta if finite else None, None))
+            else:  # not reached: the inlined checks are why_not_eta's
+                feasible.append(len(records))
+                breakdown = score(job, cand, eta, now_s, peers, params)
+                costs.append(breakdown.total)
+                records.append(Considered(cand, True, None, eta, breakdown))
             continue
-        breakdown = score(job, cand, eta, now_s, peers, params)
+        # score, inlined (schedule_term's interval is the one found above).
+        a, b = interval
+        rating = prior - (cand.rating_sum + prior_sum) / (cand.rating_count + prior_weight)
+        jobs = (cand.jobs_today - jobs_median) / jobs_scale
+        money = (cand.earnings_today_minor - money_median) / money_scale
+        jobs = jobs if jobs < 1.0 else 1.0
+        money = money if money < 1.0 else 1.0
+        fairness = ((jobs if jobs > -1.0 else -1.0) + (money if money > -1.0 else -1.0)) / 2
+        opens_s = float(a)
+        before = start_s - eta - (now_s if now_s > opens_s else opens_s)
+        before = before if before > 0.0 else 0.0
+        after = b - end_s
+        fragments: float = 0
+        if 0 < before < gap:
+            fragments = fragments + before
+        if 0 < after < gap:
+            fragments = fragments + after
+        schedule = fragments / gap
+        affinity = -1.0 if customer in cand.served_customer_ids else 0.0
+        same_team = -1.0 if team is not None and team == cand.team_id else 0.0
+        w_eta = weight_eta * (eta / 60.0)
+        w_rating = weight_rating * rating
+        w_fairness = weight_fairness * fairness
+        w_schedule = weight_schedule * schedule
+        w_affinity = weight_affinity * affinity
+        w_team = weight_team * same_team
+        total_ = w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team
         feasible.append(len(records))
-        records.append(Considered(cand, True, None, eta, breakdown))
-    return Assessed(records, feasible)
+        costs.append(total_)
+        records.append(
+            Considered(
+                cand,
+                True,
+                None,
+                eta,
+                Breakdown(
+                    (eta / 60.0, rating, fairness, schedule, affinity, same_team),
+                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team),
+                    total_,
+                ),
+            )
+        )
+    return Assessed(records, feasible, costs)
 
 
 def total(rec: Considered) -> float:
@@ -100,11 +274,15 @@ def total(rec: Considered) -> float:
 
 def sorted_records(assessed: Assessed) -> tuple[Considered, ...]:
     """Feasible best first (total, worker id), then infeasible by worker id."""
-    feasible = sorted(
-        (assessed.records[i] for i in assessed.feasible), key=lambda r: (total(r), r.worker_id)
+    records = assessed.records
+    ranked = sorted(
+        (cost, records[i].candidate.worker_id, i)
+        for cost, i in zip(assessed.costs, assessed.feasible, strict=True)
     )
-    infeasible = sorted((r for r in assessed.records if not r.feasible), key=lambda r: r.worker_id)
-    return (*feasible, *infeasible)
+    infeasible = sorted(
+        (r.candidate.worker_id, i) for i, r in enumerate(records) if r.why_not is not None
+    )
+    return (*(records[i] for _, _, i in ranked), *(records[i] for _, i in infeasible))
 
 
 def assess_all(

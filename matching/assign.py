@@ -19,6 +19,7 @@ in the greedy policy go to the lower worker id. Nothing is random.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from matching.assess import Assessed, Etas, assess_all, sorted_records, total
+from matching.assess import Assessed, Etas, assess_all, sorted_records
 from matching.feasibility import reason_kind
 from matching.model import Candidate, Decision, Job, Peers, Policy
 from matching.params import MatchParams, params_digest
@@ -138,12 +139,12 @@ def _assign(
     pair_costs: list[float] = []
     for r, j in enumerate(rows):
         records = assessed[j].records
-        for i in assessed[j].feasible:
-            rec = records[i]
-            if rec.worker_id not in taken:
+        for i, cost in zip(assessed[j].feasible, assessed[j].costs, strict=True):
+            worker = records[i].candidate.worker_id
+            if worker not in taken:
                 pair_rows.append(r)
-                pair_workers.append(rec.worker_id)
-                pair_costs.append(total(rec))
+                pair_workers.append(worker)
+                pair_costs.append(cost)
     if not pair_rows:
         return {}
     if len(set(pair_workers)) == len(pair_workers):  # no worker wanted twice: each job's best
@@ -163,18 +164,30 @@ def _assign(
     )
     _, labels = connected_components(graph, directed=False)
     pair_label = labels[row_of]
+    # The pairs grouped by component, in their order within each (a stable sort).
+    by_label = np.argsort(pair_label, kind="stable")
+    sorted_labels = pair_label[by_label]
+    cuts = [0, *(np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1).tolist()]
+    cuts.append(len(by_label))
+    rows_in = np.bincount(labels[np.unique(row_of)], minlength=n_rows + n_cols)
+    cols_in = np.bincount(labels[n_rows:], minlength=n_rows + n_cols)
+    pair_list = by_label.tolist()
+    rows_list, cols_list, costs_list = row_of.tolist(), col_of.tolist(), cost_of.tolist()
+    worker_list = workers.tolist()
     chosen: dict[int, int] = {}
-    for label in np.unique(pair_label):
-        in_comp = pair_label == label
+    for start, end in itertools.pairwise(cuts):
+        label = int(sorted_labels[start])
+        if rows_in[label] == 1 or cols_in[label] == 1:  # one job or one worker: the best pair
+            # Lowest cost, then oldest job, then lowest worker id (columns are by id).
+            _, r, c = min((costs_list[p], rows_list[p], cols_list[p]) for p in pair_list[start:end])
+            chosen[rows[r]] = worker_list[c]
+            continue
+        in_comp = by_label[start:end]
         comp_rows, local_r = np.unique(row_of[in_comp], return_inverse=True)
         comp_cols, local_c = np.unique(col_of[in_comp], return_inverse=True)
         costs = cost_of[in_comp]
         local_r = local_r.reshape(-1)
         local_c = local_c.reshape(-1)
-        if len(comp_rows) == 1 or len(comp_cols) == 1:  # one job or one worker: the best pair
-            best = int(np.lexsort((comp_cols[local_c], comp_rows[local_r], costs))[0])
-            chosen[rows[int(comp_rows[local_r[best]])]] = int(workers[comp_cols[local_c[best]]])
-            continue
         spread = float(costs.max() - costs.min()) + 1.0
         big = max(params.infeasible_cost, spread * (min(len(comp_rows), len(comp_cols)) + 1))
         matrix = np.full((len(comp_rows), len(comp_cols)), big)

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -65,7 +66,7 @@ def job(**changes: Any) -> Job:
 
 def cand(**changes: Any) -> Candidate:
     """The base candidate with some fields changed."""
-    return replace(CAND, **changes)
+    return msgspec.structs.replace(CAND, **changes)
 
 
 # --- params ---------------------------------------------------------------------------
@@ -500,13 +501,13 @@ def test_an_instant_job_must_leave_time_for_the_next_planned_job() -> None:
     ok = Commitment(77, stop_lat, 114.0, now + 4870)
     tight = Commitment(77, stop_lat, 114.0, now + 4800)
     c = Candidate(5, 22.5, 114.0, 1.0, available=((0, 2 * now),))
-    assert why_not_eta(j, replace(c, commitment=ok), 60.0, now, params) is None
-    why = why_not_eta(j, replace(c, commitment=tight), 60.0, now, params)
+    assert why_not_eta(j, msgspec.structs.replace(c, commitment=ok), 60.0, now, params) is None
+    why = why_not_eta(j, msgspec.structs.replace(c, commitment=tight), 60.0, now, params)
     assert why is not None
     assert why.startswith("planned job: would be late for planned order 77")
     assert why_not_eta(j, c, 60.0, now, params) is None  # no plan, no constraint
     own = Commitment(1, stop_lat, 114.0, now)  # the job offered is the planned one itself
-    assert why_not_eta(j, replace(c, commitment=own), 60.0, now, params) is None
+    assert why_not_eta(j, msgspec.structs.replace(c, commitment=own), 60.0, now, params) is None
 
 
 def test_rating_and_fairness_fade_when_workers_are_idle_and_orders_few() -> None:

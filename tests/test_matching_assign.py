@@ -8,12 +8,13 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import msgspec
 import pytest
 
 from doorstep.errors import InvalidInput
 from matching.assign import decide, decide_batch, decide_greedy
 from matching.errors import MatchingError
-from matching.model import Candidate, Decision, Job, Peers
+from matching.model import Candidate, Decision, Job, Peers, WorkerState
 from matching.params import MatchParams
 from matching.replay import replay
 
@@ -60,7 +61,7 @@ def worker(worker_id: int, **changes: Any) -> Candidate:
         earnings_today_minor=30_000,
         available=((NOW - HOUR, NOW + 12 * HOUR),),
     )
-    return replace(base, **changes)
+    return msgspec.structs.replace(base, **changes)
 
 
 def assigned(decisions: Sequence[Decision]) -> dict[int, int | None]:
@@ -440,3 +441,122 @@ def test_greedy_serves_the_oldest_job_first(created: tuple[int, int], winner: in
     jobs = [job(1, created_s=created[0]), job(2, created_s=created[1])]
     decisions = decide_greedy(jobs, [[worker(1)], [worker(1)]], [[MIN], [MIN]], NOW, PARAMS, PEERS)
     assert {d.order_id for d in decisions if d.worker_id == 1} == {winner}
+
+
+AVAILABLE: WorkerState = "available"
+STATES: list[WorkerState] = [AVAILABLE] * 12 + ["busy", "offline"]
+
+
+def _random_batch(
+    rng: random.Random,
+) -> tuple[list[Job], list[list[Candidate]], list[list[float]], Peers | None]:
+    """Jobs and candidates that hit every rule of why_not, why_not_eta and every score
+    term: exclusions, pins, states, stale and missing fixes, skills, exams, certificates,
+    schedules of several intervals, planned jobs, and ETAs that are NaN, inf or negative."""
+    skills = ("cleaning", "plumbing", "nanny")
+    kinds = ("housekeeping", "childcare")
+    workers = []
+    for w in range(1, 13):
+        held = frozenset(s for s in skills if rng.random() < 0.8)
+        free = []
+        start = NOW - rng.randint(0, 2) * HOUR
+        for _ in range(rng.randint(0, 3)):
+            end = start + rng.randint(1, 5) * HOUR + rng.choice([0, 600, 1800])
+            free.append((start, end))
+            start = end + rng.choice([0, 300, HOUR])
+        commitment = None
+        if rng.random() < 0.2:
+            from matching.model import Commitment
+
+            commitment = Commitment(
+                rng.choice([1, 99]), 22.53, 114.0, NOW + rng.randint(1, 6) * HOUR
+            )
+        count = rng.randint(0, 30)
+        workers.append(
+            Candidate(
+                worker_id=w,
+                lat=22.531,
+                lng=114.021,
+                fix_age_s=rng.choice([5.0] * 6 + [60.0, 61.0, float("inf"), rng.uniform(0, 90)]),
+                skills=held,
+                certificates={
+                    k: date(2025, 6, rng.choice([14, 15, 16, 20]))
+                    for k in kinds
+                    if rng.random() < 0.8
+                },
+                rating_sum=count * rng.uniform(0, 5),
+                rating_count=count,
+                jobs_today=rng.randint(0, 6),
+                earnings_today_minor=rng.randint(0, 80_000),
+                available=tuple(free),
+                team_id=rng.choice([None, 1, 2]),
+                served_customer_ids=frozenset(rng.sample(range(901, 910), 2)),
+                state=rng.choice(STATES),
+                untrained=frozenset(s for s in held if rng.random() < 0.15),
+                commitment=commitment,
+            )
+        )
+    jobs, lists, etas = [], [], []
+    for o in range(1, 7):
+        pinned = rng.choice([None] * 9 + [rng.randint(1, 12)])
+        earliest = NOW + rng.choice([0, 0, HOUR])
+        excluded = frozenset(w for w in range(1, 13) if rng.random() < 0.05 and w != pinned)
+        jobs.append(
+            job(
+                o,
+                customer_id=rng.randint(901, 909),
+                required_skills=frozenset(rng.sample(skills, rng.randint(0, 2))),
+                required_certificates=frozenset(k for k in kinds if rng.random() < 0.3),
+                earliest_start_s=earliest,
+                latest_start_s=earliest + rng.choice([600, 1800, HOUR, 2 * HOUR]),
+                duration_s=rng.choice([HOUR, 2 * HOUR, 3 * HOUR]),
+                preferred_team_id=rng.choice([None, 1]),
+                pinned_worker_id=pinned,
+                excluded_worker_ids=excluded,
+            )
+        )
+        chosen = rng.sample(workers, rng.randint(0, 8))
+        lists.append(chosen)
+        etas.append(
+            [
+                rng.choice(
+                    [rng.uniform(0, 3000)] * 6 + [0.0, float("nan"), float("inf"), -5.0, 2700.0]
+                )
+                for _ in chosen
+            ]
+        )
+    peers = rng.choice([None, PEERS, Peers(0.0, 0.0, pressure=0.5)])
+    return jobs, lists, etas, peers
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_batch_assessment_equals_the_rules_pair_by_pair(seed: int) -> None:
+    """assess_all's inlined checks and score give exactly assess_pair's records (the rules
+    as written): same reasons, ETAs and breakdowns to the last bit, whatever form the ETAs
+    take."""
+    import numpy as np
+
+    from matching.assess import assess_all, assess_pair
+
+    rng = random.Random(seed)
+    jobs, lists, etas, peers = _random_batch(rng)
+    params = rng.choice([PARAMS, replace(PARAMS, load_aware=False, fresh_fix_s=30.0)])
+    _, used = assess_all(jobs, lists, etas, NOW, params, peers)
+    forms: list[Any] = [
+        etas,
+        [np.array(row) for row in etas],
+        [
+            {c.worker_id: e for c, e in zip(cl, row, strict=True)}
+            for cl, row in zip(lists, etas, strict=True)
+        ],
+        lambda j, c: etas[j][[x.worker_id for x in lists[j]].index(c.worker_id)],
+    ]
+    for form in forms:
+        assessed, _ = assess_all(jobs, lists, form, NOW, params, peers)
+        for j, (jb, cl) in enumerate(zip(jobs, lists, strict=True)):
+            expected = [
+                assess_pair(jb, c, e, NOW, used, params) for c, e in zip(cl, etas[j], strict=True)
+            ]
+            assert assessed[j].records == expected
+            assert assessed[j].feasible == [i for i, r in enumerate(expected) if r.feasible]
+            assert assessed[j].costs == [r.breakdown.total for r in expected if r.breakdown]
