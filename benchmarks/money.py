@@ -214,7 +214,7 @@ async def orchestrate(
             "DOORSTEP_WECHATPAY_CONFIG": str(
                 _merchant_files(sandbox.keys, gateway.url, work / "wx")
             ),
-            "DOORSTEP_DB_POOL_MAX": "20",
+            "DOORSTEP_DB_POOL_MAX": str(max(4, 20 // args.workers)),  # 20 over all workers
         }
         argv = [sys.executable, "-m", "doorstep", "serve", "--port", str(port)]
         if args.workers > 1:
