@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from accounts.service import TokenPolicy
 from aftersales.rules import AftersalesParams
 from aftersales.service import Aftersales
-from api import background, errors, logredact, openapi
+from api import background, errors, fastrouter, logredact, openapi
 from api.metrics import (
     BackboneCollector,
     DispatchMetrics,
@@ -398,6 +398,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         exception_handlers={HTTPException: errors.http_exception, Exception: errors.unexpected},
         lifespan=lifespan,
     )
+    fastrouter.install(app)  # a request's route found by its path's prefix (api/fastrouter.py)
     app.state.settings = settings
     app.state.review_params = tuning.reviews
     app.state.live_limits = (

@@ -342,7 +342,17 @@ def _serve(
         access_log=access_log,
     )
     if workers > 1:
-        uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
+        from api.app import Tuning
+        from api.shared_sandboxes import SharedSandboxes
+
+        # One sandbox per unconfigured payment provider for all the workers (a sandbox
+        # per worker would get the others' notifications): api/shared_sandboxes.py.
+        sandboxes = SharedSandboxes(settings, Tuning.load(settings.params_file).payments)
+        os.environ.update(sandboxes.start())
+        try:
+            uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
+        finally:
+            sandboxes.stop()
     else:
         from api.app import create_app
 
