@@ -121,7 +121,8 @@ async def test_a_crew_order_is_offered_to_the_crew_and_assigned_when_all_accept(
     )
     customer = await make_user("customer")
     order = await book_here(client, customer, service, engine_city.here)
-    assert order["crew_size"] == 2 and order["crew"] == []
+    assert order["crew_size"] == 2
+    assert order["crew"] == []
     engine: Engine = live_app[1].state.engine
     report = await engine.tick(engine_city.id, datetime.now(UTC))
     assert report.offered == 1
@@ -142,7 +143,8 @@ async def test_a_crew_order_is_offered_to_the_crew_and_assigned_when_all_accept(
     assert assigned["status"] == "assigned"
     lead = min(offered.values(), key=lambda o: (o["eta_s"], o["worker_id"]))["worker_id"]
     assert assigned["worker_id"] == lead
-    assert assigned["crew"][0] == lead and set(assigned["crew"]) == {workers[0].id, workers[1].id}
+    assert assigned["crew"][0] == lead
+    assert set(assigned["crew"]) == {workers[0].id, workers[1].id}
     # Each worker's app has the job with their crew-mate; the customer sees the crew.
     for w in workers[:2]:
         r = await client.get(f"/v1/orders/{order['id']}", headers=w.auth)
@@ -153,7 +155,7 @@ async def test_a_crew_order_is_offered_to_the_crew_and_assigned_when_all_accept(
     r = await client.get(f"/v1/orders/{order['id']}/crew", headers=customer.auth)
     assert r.status_code == 200, r.text
     crew = r.json()
-    assert [m["worker_id"] for m in crew][0] == lead
+    assert next(m["worker_id"] for m in crew) == lead
     assert [m["seat"] for m in crew] == [0, 1]
     assert all(m["name"].endswith("师傅") for m in crew)
     r = await client.get(f"/v1/orders/{order['id']}", headers=workers[2].auth)
@@ -189,7 +191,8 @@ async def test_one_decline_re_forms_the_crew(
     )
     assert r.status_code == 204, r.text
     gone = await next_of(sockets[0], "offer_withdrawn")
-    assert gone["offer_id"] == a["offer_id"] and "crew" in gone["reason"]
+    assert gone["offer_id"] == a["offer_id"]
+    assert "crew" in gone["reason"]
     assert await status_of(stores, order["id"]) == "dispatching"
     until = await stores.pool.fetchval(
         "SELECT until FROM order_exclusions WHERE order_id = $1 AND worker_id = $2",
@@ -280,7 +283,8 @@ async def test_the_chosen_crew_arrives_within_the_window(
     assert max(etas) - min(etas) <= 20.0
     decision = next(d for d in report.decisions if d.order_id == order["id"])
     near = next(c for c in decision.candidates if c.worker_id == workers[0].id)
-    assert near.eta_s is not None and near.eta_s < min(etas) - 20.0  # nearer, but alone
+    assert near.eta_s is not None
+    assert near.eta_s < min(etas) - 20.0
     # No two arrive within 0 s of each other: no crew, and the decision says why.
     strict = Engine(
         stores,
@@ -292,7 +296,8 @@ async def test_the_chosen_crew_arrives_within_the_window(
     other = await book_here(client, await make_user("customer"), service, engine_city.here)
     report = await strict.tick(engine_city.id, datetime.now(UTC))
     decision = next(d for d in report.decisions if d.order_id == other["id"])
-    assert decision.worker_id is None and decision.reason is not None
+    assert decision.worker_id is None
+    assert decision.reason is not None
     assert "no crew of 2" in decision.reason
     for ws in sockets:
         await ws.close()
@@ -327,24 +332,30 @@ async def test_the_job_starts_when_the_whole_crew_is_there_and_completes_once(
     mate = next(w for w in workers if w.id == held["crew"][1])
     url = f"/v1/orders/{order['id']}"
     r = await client.post(f"{url}/depart", headers=mate.auth, json={})
-    assert r.status_code == 200 and r.json()["status"] == "en_route", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "en_route"
     r = await client.post(f"{url}/depart", headers=lead.auth, json={})
-    assert r.status_code == 200 and r.json()["status"] == "en_route", r.text  # theirs: no change
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "en_route"  # theirs: no change
     r = await client.post(f"{url}/arrive", headers=lead.auth, json={})
-    assert r.status_code == 200 and r.json()["status"] == "arrived", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "arrived"
     code = (await client.get(url, headers=customer.auth)).json()["start_code"]
     r = await client.post(f"{url}/start", headers=lead.auth, json={"start_code": code})
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "crew_not_here"
     assert str(mate.id) in r.json()["error"]["message"]
     r = await client.post(f"{url}/arrive", headers=mate.auth, json={})
-    assert r.status_code == 200 and r.json()["status"] == "arrived", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "arrived"
     crew = (await client.get(f"{url}/crew", headers=customer.auth)).json()
     assert all(m["arrived_at"] is not None for m in crew)
     r = await client.post(f"{url}/start", headers=lead.auth, json={"start_code": code})
-    assert r.status_code == 200 and r.json()["status"] == "in_service", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "in_service"
     r = await client.post(f"{url}/complete", headers=mate.auth, json={})
-    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "completed"
     r = await client.post(f"{url}/complete", headers=lead.auth, json={})
     assert r.status_code == 409, r.text  # completes once
     completions = await stores.pool.fetchval(
@@ -391,7 +402,8 @@ def test_split_fen_gives_the_remainder_to_the_first_seats() -> None:
     for total in range(0, 50):
         for parts in range(1, 9):
             shares = split_fen(total, parts)
-            assert sum(shares) == total and max(shares) - min(shares) <= 1
+            assert sum(shares) == total
+            assert max(shares) - min(shares) <= 1
     with pytest.raises(InvalidMoneyInput, match="parts"):
         split_fen(100, 0)
     with pytest.raises(InvalidMoneyInput, match="total_fen"):
