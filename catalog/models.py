@@ -62,7 +62,8 @@ class ChecklistItem:
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A bookable service: price in minor units (fen), duration, what the worker needs."""
+    """A bookable service: price in minor units (fen), duration, what the worker needs, and
+    how many workers do it together (``crew_size``)."""
 
     code: str
     category: str
@@ -79,3 +80,4 @@ class Service:
     instant: bool
     scheduled: bool
     active: bool
+    crew_size: int = 1  # workers the job needs together (a crew: 2 or more, docs/dispatch.md)

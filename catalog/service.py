@@ -62,10 +62,24 @@ async def check_service_refs(db: Conn, s: Service) -> None:
             raise InvalidCatalogInput(
                 f"unknown certificate kind {kind!r}", field=f"required_certificates[{i}]"
             )
+    check_crew_size(s.crew_size)
     if not (s.instant or s.scheduled):
         raise InvalidCatalogInput(
             "a service must be bookable instantly, scheduled, or both", field="instant"
         )
+
+
+MAX_CREW_SIZE = 8  # the schema's CHECK (migration 0033)
+
+
+def check_crew_size(size: int, field: str = "crew_size") -> int:
+    """How many workers a service needs together: 1 (one worker) to :data:`MAX_CREW_SIZE`."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_CREW_SIZE:
+        raise InvalidCatalogInput(
+            f"must be a whole number from 1 (one worker) to {MAX_CREW_SIZE}, not {size!r}",
+            field=field,
+        )
+    return size
 
 
 async def get_city(db: Conn, city_id: str) -> City:

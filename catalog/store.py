@@ -186,7 +186,8 @@ async def categories(db: Conn) -> list[Category]:
 
 _SERVICE = (
     "code, category, name_zh, name_en, description_zh, description_en, price_minor, currency, "
-    "duration_min, required_skills, required_certificates, checklist, instant, scheduled, active"
+    "duration_min, required_skills, required_certificates, checklist, instant, scheduled, active, "
+    "crew_size"
 )
 
 
@@ -224,6 +225,7 @@ async def write_service(db: Conn, s: Service, *, upsert: bool) -> Service:
         s.instant,
         s.scheduled,
         s.active,
+        s.crew_size,
     ]
     try:
         row = await db.fetchrow(
@@ -258,6 +260,7 @@ async def update_service(db: Conn, s: Service) -> Service | None:
         s.instant,
         s.scheduled,
         s.active,
+        s.crew_size,
     )
     return _service(row) if row else None
 

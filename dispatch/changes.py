@@ -55,6 +55,8 @@ def payload(
         eta_predicted_s=eta_predicted_s,
         en_route_at=after.en_route_at,
         arrived_at=after.arrived_at,
+        crew=list(after.crew),
+        previous_crew=list(before.crew) if before is not None else [],
     )
 
 

@@ -18,7 +18,10 @@ processes never double-dispatch. A tick:
    nearest candidates, loads their state, and asks
    the matcher (batch assignment, or the greedy baseline) — recording every decision
    with the candidates and their score terms;
-5. sends offers (one worker in direct mode, the top few in grab mode).
+5. sends offers (one worker in direct mode, the top few in grab mode; to a crew order,
+   the crew ``matching.crew.pick_crew`` chose among its feasible candidates not taken by
+   the tick's other orders: members arriving within ``crew_window_s`` of each other,
+   earliest last arrival first, docs/dispatch.md#crews).
 
 An order routed to a merchant (``orders.merchant_id``) is dispatched within the merchant's
 team: its candidates are the merchant's staff only (the nearest of them, within the same
@@ -36,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -54,6 +57,7 @@ from doorstep.stores import STORE_ERRORS, Stores
 from geo.coords import haversine_m
 from geo.roadgraph import RoadGraph
 from matching.assign import decide_batch, decide_greedy
+from matching.crew import CrewPick, pick_crew
 from matching.index import CandidateIndex
 from matching.model import Candidate, Decision, Job
 from matching.params import MatchParams
@@ -321,10 +325,12 @@ class Engine:
         return [int(w) for w in ids], lats, lngs
 
     async def _offer_holders(self, city_id: str) -> np.ndarray:
-        """Workers of the city holding an open offer (they are not offered another job)."""
+        """Workers of the city holding an open offer, or waiting for their crew to accept
+        (they are not offered another job)."""
         rows = await self.stores.pool.fetch(
             "SELECT DISTINCT f.worker_id FROM offers f JOIN orders o ON o.id = f.order_id "
-            "WHERE f.status = 'pending' AND o.city_id = $1",
+            "WHERE (f.status = 'pending' OR (f.mode = 'crew' AND f.status = 'accepted' "
+            "AND o.status = 'offered')) AND o.city_id = $1",
             city_id,
         )
         return np.array(sorted(r["worker_id"] for r in rows), dtype=np.int64)
@@ -372,16 +378,25 @@ class Engine:
         etas = self._etas(jobs, candidate_lists, graph, eta_params)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
         decisions = decide(jobs, candidate_lists, etas, int(now.timestamp()), self.match)
+        decisions, crew_of = self._crews(orders, decisions)
         report.decisions = list(decisions)
         await self._record(decisions)
         unserved: list[Order] = []
         for order, job, decision in zip(orders, jobs, decisions, strict=True):
             picks = self._picks(job, decision, etas[jobs.index(job)])
+            mode = self.offer.mode
+            if order.crew_size > 1:
+                crew = crew_of.get(order.id)
+                picks = (
+                    [(w, etas[jobs.index(job)].get(w), None) for w in crew.worker_ids]
+                    if crew
+                    else []
+                )
+                mode = "crew"
             if not picks:
                 report.unmatched += 1
                 unserved.append(order)
                 continue
-            mode = self.offer.mode
             # An offer's window starts when it is sent, not when the tick started: a tick
             # that took longer than the window must not send offers already expired.
             sent = now + timedelta(seconds=time.perf_counter() - t0)
@@ -390,6 +405,44 @@ class Engine:
             )
             report.offered += bool(made)
         report.overflowed = await self._overflow(unserved, now)
+
+    def _crews(
+        self, orders: Sequence[Order], decisions: Sequence[Decision]
+    ) -> tuple[list[Decision], dict[int, CrewPick]]:
+        """The crew of each crew order (oldest first), among its feasible candidates not
+        taken by the tick's one-worker orders nor an earlier crew; its decision names the
+        lead (earliest arrival), or why no crew could be formed."""
+        taken = {
+            d.worker_id
+            for o, d in zip(orders, decisions, strict=True)
+            if o.crew_size == 1 and d.worker_id is not None
+        }
+        out = list(decisions)
+        picked: dict[int, CrewPick] = {}
+        for i, (order, decision) in enumerate(zip(orders, decisions, strict=True)):
+            if order.crew_size == 1:
+                continue
+            options = [
+                (c.worker_id, c.eta_s, c.breakdown.total)
+                for c in decision.candidates
+                if c.feasible
+                and c.breakdown is not None
+                and c.eta_s is not None
+                and c.worker_id not in taken
+            ]
+            crew = pick_crew(options, order.crew_size, self.match.crew_window_s)
+            if crew is None:
+                why = (
+                    f"no crew of {order.crew_size} arriving within "
+                    f"{self.match.crew_window_s:.0f} s of each other among "
+                    f"{len(options)} free feasible worker(s)"
+                )
+                out[i] = replace(decision, worker_id=None, reason=why)
+                continue
+            taken.update(crew.worker_ids)
+            picked[order.id] = crew
+            out[i] = replace(decision, worker_id=crew.worker_ids[0], reason=None)
+        return out, picked
 
     async def _within_teams(
         self,

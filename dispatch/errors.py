@@ -27,6 +27,12 @@ class StaleVersion(Conflict, DispatchError):
     code = "stale_version"
 
 
+class CrewNotHere(Conflict, DispatchError):
+    """A crew job starts only when its whole crew has arrived."""
+
+    code = "crew_not_here"
+
+
 class WorkerBusy(Conflict, DispatchError):
     """The worker already holds an active job."""
 

@@ -41,6 +41,14 @@ class Order:
     completed_at: datetime | None = None
     series_id: int | None = None  # one occurrence of a recurring booking
     merchant_id: int | None = None  # routed to a merchant: its staff serve it (issue 18)
+    crew_size: int = 1  # workers the job needs together (from the service, at booking)
+    # A crew order's workers holding it, the lead (``worker_id``) first; empty for a
+    # one-worker order and for a crew order not assigned yet (docs/dispatch.md#crews).
+    crew: tuple[int, ...] = ()
+
+    def holds(self, worker_id: int | None) -> bool:
+        """True if this worker holds the order: its worker, or a member of its crew."""
+        return worker_id is not None and (worker_id == self.worker_id or worker_id in self.crew)
 
 
 @dataclass(frozen=True, slots=True)

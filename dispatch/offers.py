@@ -8,6 +8,14 @@ order back to dispatching without that worker for ``cooldown_s`` (an exclusion w
 end, ``until``): with few workers the order comes back to them after the cooldown rather
 than sticking until a dispatcher forces it. After ``max_attempts`` rounds without a taker
 the order fails and the customer is told.
+
+Crew mode (an order needing ``crew_size`` > 1 workers, docs/dispatch.md#crews) offers the
+order to the whole crew the engine picked, each member their own offer with the same
+expiry. Each accept is kept (the order's row lock serialises the crew's answers); the
+accept that completes the crew assigns the order to all of them at once, the lead the
+member with the earliest ETA. A decline or a timeout of any member ends the round: the
+others' offers, accepted or not, are withdrawn, the decliner is kept away for the
+cooldown, and the next tick forms a new crew (the members who had accepted may be in it).
 """
 
 from __future__ import annotations
@@ -155,6 +163,7 @@ def offer_message(offer: Offer, order: Order, service_name: str) -> dict[str, An
         "lng": round(order.lng, 3),  # ~100 m: the area, not the door
         "eta_s": offer.eta_s,
         "distance_m": offer.distance_m,
+        "crew_size": order.crew_size,  # > 1: offered to a crew, assigned when all accept
     }
 
 
@@ -178,7 +187,7 @@ async def make_offers(
     if blocked:
         log.warning("order %s: not offered to unqualified workers %s", order.id, blocked)
         picks = [p for p in picks if p[0] not in blocked]
-        if not picks:
+        if not picks or mode == "crew":  # a crew short of a member is not offered
             return []
     expires = now + timedelta(seconds=params.ttl_s)
     async with stores.pool.acquire() as conn, conn.transaction():
@@ -276,15 +285,10 @@ async def accept(stores: Stores, tracking: Publisher, offer_id: int, worker_id: 
             raise NotQualified(
                 f"you may not take this job now: {blocked[worker_id]}", field="offer_id"
             )
+    if pending is not None and pending.mode == "crew":
+        return await _accept_crew(stores, tracking, pending, worker_id, now)
     async with stores.pool.acquire() as conn, conn.transaction():
-        offer = await get(conn, offer_id, lock=True)
-        if offer is None or offer.worker_id != worker_id:
-            raise OrderNotFound(f"no offer {offer_id} for you", field="offer_id")
-        if offer.status != "pending" or offer.expires_at <= now:
-            raise OfferGone(
-                f"this offer is {offer.status if offer.status != 'pending' else 'expired'}",
-                field="offer_id",
-            )
+        offer = await _answerable(conn, offer_id, worker_id, now)
         await conn.execute(
             "UPDATE offers SET status = 'accepted', answered_at = $2 WHERE id = $1", offer_id, now
         )
@@ -312,6 +316,88 @@ async def accept(stores: Stores, tracking: Publisher, offer_id: int, worker_id: 
         raise
     await withdraw(stores, tracking, order.id, keep=offer_id, reason="taken by another worker")
     return order
+
+
+async def _answerable(conn: Tx, offer_id: int, worker_id: int, now: datetime) -> Offer:
+    """The worker's offer, locked, if it is still open."""
+    offer = await get(conn, offer_id, lock=True)
+    if offer is None or offer.worker_id != worker_id:
+        raise OrderNotFound(f"no offer {offer_id} for you", field="offer_id")
+    if offer.status != "pending" or offer.expires_at <= now:
+        raise OfferGone(
+            f"this offer is {offer.status if offer.status != 'pending' else 'expired'}",
+            field="offer_id",
+        )
+    return offer
+
+
+async def _accept_crew(
+    stores: Stores, tracking: Publisher, pending: Offer, worker_id: int, now: datetime
+) -> Order:
+    """A crew member accepts: kept; the last accept of the round assigns the whole crew,
+    the lead first (earliest ETA, then lowest id). Until then the order stays offered."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        order = await store.get(conn, pending.order_id, lock=True)  # the crew's answers in turn
+        offer = await _answerable(conn, pending.id, worker_id, now)
+        await conn.execute(
+            "UPDATE offers SET status = 'accepted', answered_at = $2 WHERE id = $1", offer.id, now
+        )
+        rows = await conn.fetch(
+            "SELECT worker_id, status FROM offers WHERE order_id = $1 AND mode = 'crew' "
+            "AND status IN ('pending', 'accepted') ORDER BY eta_s NULLS LAST, worker_id",
+            offer.order_id,
+        )
+    assert order is not None
+    crew = [r["worker_id"] for r in rows if r["status"] == "accepted"]
+    if len(crew) < order.crew_size or len(crew) < len(rows):
+        await tracking.publish_feed(
+            order.city_id,
+            {"type": "crew_accepted", "order_id": order.id, "worker_ids": crew},
+        )
+        return order  # still offered: waiting for the rest of the crew
+    try:
+        return await service.act(
+            stores,
+            tracking,
+            order.id,
+            "assign",
+            Caller("worker", worker_id),
+            reason=f"the crew accepted: workers {', '.join(map(str, crew))}",
+            via_offer=True,
+            crew=crew,
+        )
+    except Exception as e:  # a member got busy meanwhile, or the order moved on
+        await release_round(stores, tracking, order.id, f"the crew could not be assigned: {e}")
+        await back_to_dispatch(stores, tracking, order.id, "the crew could not be assigned")
+        if isinstance(e, IllegalTransition | Conflict | DispatchError):
+            raise OfferGone(
+                f"the job is no longer available: {getattr(e, 'message', e)}", field="offer_id"
+            ) from None
+        raise
+
+
+async def release_round(stores: Stores, tracking: Publisher, order_id: int, reason: str) -> int:
+    """End a crew order's round of offers: every offer still pending or accepted (the
+    order not assigned) is withdrawn and its worker told; returns how many."""
+    rows = await stores.pool.fetch(
+        "UPDATE offers f SET status = 'withdrawn', reason = $2, answered_at = now() "
+        "FROM orders o WHERE o.id = f.order_id AND f.order_id = $1 AND f.mode = 'crew' "
+        "AND (f.status = 'pending' OR (f.status = 'accepted' AND o.status = 'offered')) "
+        "RETURNING f.id, f.worker_id",
+        order_id,
+        reason,
+    )
+    for r in rows:
+        await tracking.send_to_worker(
+            r["worker_id"],
+            {
+                "type": "offer_withdrawn",
+                "offer_id": r["id"],
+                "order_id": order_id,
+                "reason": reason,
+            },
+        )
+    return len(rows)
 
 
 async def reject(
@@ -347,19 +433,26 @@ async def reject(
             actor_id=worker_id,
             until=now + timedelta(seconds=cooldown_s),
         )
+    if offer.mode == "crew":  # the crew is formed again without them
+        await release_round(
+            stores, tracking, offer.order_id, f"a crew-mate declined ({reason}): crew re-formed"
+        )
     await back_to_dispatch(
         stores, tracking, offer.order_id, f"worker {worker_id} rejected: {reason}"
     )
 
 
 async def back_to_dispatch(stores: Stores, tracking: Publisher, order_id: int, reason: str) -> None:
-    """If no offer of the order is still pending, return it to dispatching (or fail it)."""
+    """If no offer of the order is still pending, return it to dispatching (or fail it);
+    a crew order's members who had accepted are released."""
     pending = await stores.pool.fetchval(
         "SELECT count(*) FROM offers WHERE order_id = $1 AND status = 'pending'", order_id
     )
     order = await store.get(stores.pool, order_id)
     if pending or order is None or order.status != "offered":
         return
+    if order.crew_size > 1:
+        await release_round(stores, tracking, order_id, f"crew not formed: {reason}")
     with contextlib.suppress(IllegalTransition, Conflict):
         await service.act(stores, tracking, order_id, "decline", SYSTEM, reason=reason)
 

@@ -120,7 +120,8 @@ async def load(
         "LEFT JOIN booking_series b ON b.id = o.series_id "
         "WHERE o.city_id = $1 AND o.id <> $5 AND ("
         "(o.kind = 'scheduled' AND o.window_start >= $2 AND o.window_start < $3 "
-        "AND o.status = ANY($4::text[])) OR ($6 AND o.status = ANY($7::text[]))) ORDER BY o.id",
+        "AND o.status = ANY($4::text[]) AND (o.crew_size = 1 OR o.worker_id IS NOT NULL)) "
+        "OR ($6 AND o.status = ANY($7::text[]))) ORDER BY o.id",
         city_id,
         start,
         midnight(day + timedelta(days=1), zone),

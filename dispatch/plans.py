@@ -357,7 +357,7 @@ class DayPlans:
         for day in (today, today + timedelta(days=1)):
             missing = await self.stores.pool.fetchval(
                 "SELECT count(*) FROM orders o WHERE o.city_id = $1 AND o.kind = 'scheduled' "
-                "AND o.window_start >= $2 AND o.window_start < $3 "
+                "AND o.crew_size = 1 AND o.window_start >= $2 AND o.window_start < $3 "
                 "AND o.status IN ('confirmed', 'dispatching') AND NOT EXISTS ("
                 "SELECT 1 FROM day_plans p WHERE p.city_id = $1 AND p.plan_date = $4 "
                 "AND p.version = (SELECT max(version) FROM day_plans q WHERE q.city_id = $1 "
@@ -381,7 +381,8 @@ class DayPlans:
         into its day's plan and notes in ``reservation`` what to push after the commit."""
 
         async def reserve(conn: Tx, order: Order) -> None:
-            if order.kind == "scheduled" and self.params.enabled:
+            # Crew orders are left to the engine (docs/dispatch.md#crews).
+            if order.kind == "scheduled" and self.params.enabled and order.crew_size == 1:
                 await self.reserve(conn, order, reservation)
 
         return reserve

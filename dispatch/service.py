@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -24,7 +24,7 @@ from catalog import city_prices
 from catalog import service as catalog_service
 from catalog.areas import city_at
 from catalog.models import Service
-from dispatch import alerts, changes, start_codes, store
+from dispatch import alerts, changes, crews, start_codes, store
 from dispatch.booking import (
     BookingParams,
     canonical_request,
@@ -34,6 +34,7 @@ from dispatch.booking import (
     same_request,
 )
 from dispatch.errors import (
+    CrewNotHere,
     IdempotencyKeyReused,
     InvalidOrder,
     OrderNotFound,
@@ -41,6 +42,7 @@ from dispatch.errors import (
     WorkerBusy,
 )
 from dispatch.lifecycle import (
+    TRANSITIONS,
     WITH_WORKER,
     Action,
     Actor,
@@ -217,6 +219,7 @@ async def book(
                 window_start=window_start,
                 window_end=window_end,
                 duration_min=service.duration_min,
+                crew_size=service.crew_size,
                 price_minor=await city_prices.price_in(
                     conn, city_id, service.code, service.price_minor
                 ),
@@ -314,7 +317,7 @@ def may_see(caller: Caller, order: Order) -> bool:
         return caller.reaches(order)
     if caller.role == "customer":
         return order.customer_id == caller.user_id
-    return caller.role == "worker" and order.worker_id == caller.user_id
+    return caller.role == "worker" and order.holds(caller.user_id)
 
 
 REVEAL_GRACE = timedelta(minutes=30)
@@ -323,7 +326,7 @@ REVEAL_GRACE = timedelta(minutes=30)
 def reveals_contact(order: Order, caller: Caller, now: datetime) -> bool:
     """A worker sees the exact address and phone from assignment until 30 minutes after
     completion (to find the door again, or call about a forgotten item)."""
-    if caller.role != "worker" or order.worker_id != caller.user_id:
+    if caller.role != "worker" or not order.holds(caller.user_id):
         return False
     if order.status in WITH_WORKER:
         return True
@@ -361,7 +364,8 @@ async def _lock_worker(conn: Tx, worker_id: int, order_id: int) -> None:
         "SELECT pg_advisory_xact_lock(hashtext('doorstep-worker'), $1::int)", worker_id % 2**31
     )
     busy = await conn.fetchval(
-        "SELECT id FROM orders WHERE worker_id = $1 AND id <> $2 "
+        "SELECT id FROM orders WHERE (worker_id = $1 OR id IN (SELECT order_id FROM order_crew "
+        "WHERE worker_id = $1 AND released_at IS NULL)) AND id <> $2 "
         "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') LIMIT 1",
         worker_id,
         order_id,
@@ -387,8 +391,14 @@ async def act(
     window: tuple[datetime, datetime] | None = None,
     reserve: Reserve | None = None,
     photos: tuple[int, ...] = (),
+    crew: Sequence[int] = (),
 ) -> Order:
     """Take ``action`` on the order as ``caller``; the whole change or nothing.
+
+    ``crew``: to assign a crew order (``crew_size`` > 1), its workers, the lead first
+    (docs/dispatch.md#crews). A crew member's ``depart`` or ``arrive`` after the order
+    already moved past it is kept as theirs (an arrival) and changes nothing else; the
+    start waits for the whole crew.
 
     ``photos``: on completion, the caller's ``job_photo`` uploads, attached to the order
     (``order:<id>``) in the same transaction, and listed in the history entry's data.
@@ -410,27 +420,29 @@ async def act(
                 field="version",
             )
         status = cast(Status, order.status)
-        to = next_status(status, action, caller.role)
         if (
             caller.role == "worker"
             and action in WORKER_ACTIONS | {"unassign"}
-            and order.worker_id != caller.user_id
+            and not order.holds(caller.user_id)
         ):
             raise Forbidden("only the worker holding this job may do that")
+        member = _crew_member(order, action, caller, data)
+        if member is not None:
+            if action == "arrive":
+                await crews.arrived(conn, order_id, member, now)
+            if (status, action) not in TRANSITIONS:  # the crew moved on already
+                return order
+        to = next_status(status, action, caller.role)
         fields: dict[str, Any] = {"status": to}
+        joining: list[int] = []
         if action == "assign":
             target = worker_id if caller.role != "worker" else caller.user_id
+            joining = _crew_of(order, crew, target)
+            target = joining[0] if joining else target
             if target is None:
                 raise InvalidOrder("name the worker to assign", field="worker_id")
-            worker = await workforce_store.worker(conn, target, detail=False)
-            if worker is None:
-                raise InvalidOrder(f"no worker {target}", field="worker_id")
-            if worker.city_id != order.city_id:
-                raise InvalidOrder(
-                    f"worker {target} works in {worker.city_id}, not {order.city_id}",
-                    field="worker_id",
-                )
-            await _lock_worker(conn, target, order_id)
+            for one in joining or [target]:
+                await _assignable(conn, order, one)
             fields["worker_id"] = target
         elif action == "reschedule":
             if order.kind != "scheduled" or window is None:
@@ -465,6 +477,8 @@ async def act(
                 raise InvalidOrder(
                     "the start code does not match; ask the customer for it", field="start_code"
                 )
+            if order.crew and caller.role == "worker":
+                await _whole_crew_here(conn, order)
         elif action == "cancel":
             window_s = int(order.window_start.timestamp()) if order.window_start else None
             fee, why = cancellation_fee(
@@ -484,6 +498,10 @@ async def act(
                 order_id,
                 f"order {action}",
             )
+        if joining:
+            await crews.join(conn, order_id, joining, now)
+        elif order.crew and fields.get("worker_id", order.worker_id) is None:
+            await crews.release(conn, order_id, now)
         updated = await store.update(conn, order_id, order.version, fields)
         if updated is None:
             raise StaleVersion(
@@ -514,6 +532,59 @@ async def act(
     # plans, the ETA statistics) reacts to its event, after the commit, even when Redis
     # is down now: a committed action is never reported as failed.
     return updated
+
+
+def _crew_member(
+    order: Order, action: Action, caller: Caller, data: dict[str, Any] | None
+) -> int | None:
+    """The crew member whose own ``depart``/``arrive`` this is (a worker of the crew, or the
+    arrival geofence naming one); None when it is not a crew member's own step."""
+    if not order.crew or action not in ("depart", "arrive"):
+        return None
+    if caller.role == "worker":
+        return caller.user_id
+    named = (data or {}).get("worker_id") if caller.role == "system" else None
+    return int(named) if isinstance(named, int) and named in order.crew else None
+
+
+def _crew_of(order: Order, crew: Sequence[int], target: int | None) -> list[int]:
+    """The workers to assign a crew order to, checked (a one-worker order: empty)."""
+    if order.crew_size == 1:
+        if crew:
+            raise InvalidOrder("this order needs one worker, not a crew", field="worker_ids")
+        return []
+    workers = list(crew) or ([target] if target is not None else [])
+    if len(set(workers)) != len(workers) or len(workers) != order.crew_size:
+        raise InvalidOrder(
+            f"this order needs a crew of {order.crew_size} different workers, "
+            f"not {len(set(workers))}",
+            field="worker_ids",
+        )
+    return workers
+
+
+async def _assignable(conn: Tx, order: Order, target: int) -> None:
+    """The worker exists, works in the order's city and holds no other job (locked)."""
+    worker = await workforce_store.worker(conn, target, detail=False)
+    if worker is None:
+        raise InvalidOrder(f"no worker {target}", field="worker_id")
+    if worker.city_id != order.city_id:
+        raise InvalidOrder(
+            f"worker {target} works in {worker.city_id}, not {order.city_id}",
+            field="worker_id",
+        )
+    await _lock_worker(conn, target, order.id)
+
+
+async def _whole_crew_here(conn: Tx, order: Order) -> None:
+    """A crew job starts only when every member has arrived (docs/dispatch.md#crews)."""
+    away = crews.missing(order.crew, await crews.arrivals(conn, order.id))
+    if away:
+        raise CrewNotHere(
+            f"the crew is not all here: worker(s) {', '.join(map(str, away))} have not "
+            "arrived; each marks their own arrival (or the geofence does)",
+            field="crew",
+        )
 
 
 async def transition_locked(
@@ -561,7 +632,7 @@ async def _guard_start(
         order = await store.get(conn, order_id, lock=True)
         if order is None or not may_see(caller, order):
             raise OrderNotFound(f"no order {order_id}", field="order_id")
-        if caller.role == "worker" and order.worker_id != caller.user_id:
+        if caller.role == "worker" and not order.holds(caller.user_id):
             raise Forbidden("only the worker holding this job may do that")
         next_status(cast(Status, order.status), "start", caller.role)
         failure = await start_codes.attempt(
@@ -613,12 +684,19 @@ async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
     if order is None:
         return None
     start = order.window_start if order.kind == "scheduled" else None
+    status = order.status
+    if (
+        order.crew
+        and status == "arrived"
+        and worker_id not in await crews.arrivals(stores.pool, order.id)
+    ):
+        status = "en_route"  # a crew-mate still on the way keeps their ETA and geofence
     return JobInfo(
         order.id,
         order.city_id,
         order.lat,
         order.lng,
-        order.status,
+        status,
         round(start.timestamp() * 1000) if start is not None else None,
         round(order.arrived_at.timestamp() * 1000) if order.arrived_at is not None else None,
         order.duration_min * 60,
@@ -630,10 +708,10 @@ async def arrived_by_geofence(
 ) -> None:
     """The arrival geofence fired: mark the order arrived (if it still waits for that)."""
     order = await store.get(stores.pool, order_id)
-    if (
-        order is None
-        or order.worker_id != worker_id
-        or order.status not in ("assigned", "en_route")
+    if order is None or not order.holds(worker_id):
+        return
+    if order.status not in ("assigned", "en_route") and not (
+        order.crew and order.status in ("arrived", "in_service")  # a crew-mate's own arrival
     ):
         return
     with contextlib.suppress(IllegalTransition, StaleVersion):  # someone marked it first

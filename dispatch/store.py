@@ -11,11 +11,18 @@ from dispatch.models import Order, OrderEvent
 from doorstep.db import Conn, Tx
 from privacy.crypto import reveal, seal
 
+# The crew holding the order, lead first (order_crew has no ``id``: ``id`` is the order's,
+# in every query below whether or not it names the table).
+CREW = (
+    "coalesce((SELECT array_agg(c.worker_id ORDER BY c.seat) FROM order_crew c "
+    "WHERE c.order_id = id AND c.released_at IS NULL), '{}') AS crew"
+)
 _COLS = (
     "id, city_id, customer_id, service_code, kind, status, version, lat, lng, address_id, "
     "address_detail, contact_phone, window_start, window_end, duration_min, price_minor, "
     "currency, notes, worker_id, start_code, en_route_at, arrived_at, cancel_fee_minor, "
-    "created_at, updated_at, pinned, dispatch_attempts, completed_at, series_id, merchant_id"
+    "created_at, updated_at, pinned, dispatch_attempts, completed_at, series_id, merchant_id, "
+    "crew_size, " + CREW
 )
 
 
@@ -25,6 +32,7 @@ _SEALED = {"address_detail": "orders.address_detail", "contact_phone": "orders.c
 
 def _order(r: asyncpg.Record) -> Order:
     fields = dict(r)
+    fields["crew"] = tuple(fields["crew"])
     for name, column in _SEALED.items():
         fields[name] = reveal(column, fields[name])
     return Order(**fields)
@@ -68,6 +76,7 @@ async def by_idempotency_key(
         return None
     fields = dict(row)
     fingerprint = fields.pop("idempotency_fingerprint")
+    fields["crew"] = tuple(fields["crew"])
     for name, column in _SEALED.items():
         fields[name] = reveal(column, fields[name])
     return Order(**fields), fingerprint
@@ -152,9 +161,11 @@ async def last_event(db: Conn, order_id: int) -> OrderEvent | None:
 
 
 async def active_for_worker(db: Conn, worker_id: int) -> Order | None:
-    """The job a worker holds now (assigned, en route, arrived or in service)."""
+    """The job a worker holds now (assigned, en route, arrived or in service), alone or
+    as a member of its crew."""
     row = await db.fetchrow(
-        f"SELECT {_COLS} FROM orders WHERE worker_id = $1 "
+        f"SELECT {_COLS} FROM orders WHERE (worker_id = $1 OR id IN (SELECT order_id FROM "
+        "order_crew WHERE worker_id = $1 AND released_at IS NULL)) "
         "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') ORDER BY id LIMIT 1",
         worker_id,
     )
@@ -177,7 +188,8 @@ async def list_for(
     (a scoped caller), only those cities' orders and ``merchant_ids``' orders."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders WHERE id < $1 AND ($2::bigint IS NULL OR customer_id = $2) "
-        "AND ($3::bigint IS NULL OR worker_id = $3) AND ($4::text IS NULL OR city_id = $4) "
+        "AND ($3::bigint IS NULL OR worker_id = $3 OR id IN (SELECT order_id FROM order_crew "
+        "WHERE worker_id = $3 AND released_at IS NULL)) AND ($4::text IS NULL OR city_id = $4) "
         "AND ($5::text IS NULL OR status = $5) "
         "AND ($7::text[] IS NULL OR city_id = ANY($7) OR merchant_id = ANY($8::bigint[])) "
         "ORDER BY id DESC LIMIT $6",
@@ -204,13 +216,14 @@ async def open_orders(
 ) -> list[Order]:
     """Orders waiting for dispatch, oldest first: not pinned, no offer open, due soon enough
     (``instant_only``: scheduled orders are left to the day plans, except those whose
-    window opens before ``unreleased_before`` and that the plan has not released). Orders
+    window opens before ``unreleased_before`` and that the plan has not released; crew
+    orders, which day plans leave out, from ``due_before`` as without day plans). Orders
     routed to a merchant are among them: the engine offers those to the merchant's staff
     only."""
     rows = await db.fetch(
         f"SELECT {_COLS} FROM orders o WHERE city_id = $1 AND status IN ('confirmed', 'dispatching') "
         "AND NOT pinned AND (window_start IS NULL OR (NOT $4 AND window_start <= $2) "
-        "OR ($4 AND window_start <= $5)) "
+        "OR ($4 AND window_start <= $5) OR (crew_size > 1 AND window_start <= $2)) "
         "AND NOT EXISTS (SELECT 1 FROM offers f WHERE f.order_id = o.id AND f.status = 'pending') "
         "ORDER BY created_at LIMIT $3",
         city_id,

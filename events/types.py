@@ -52,6 +52,9 @@ class OrderChanged(Payload, frozen=True, forbid_unknown_fields=True):
     eta_predicted_s: float | None = None
     en_route_at: datetime | None = None
     arrived_at: datetime | None = None
+    # A crew order's workers after and before the change, the lead first (empty: one worker).
+    crew: list[int] = msgspec.field(default_factory=list)
+    previous_crew: list[int] = msgspec.field(default_factory=list)
 
 
 class RatingGiven(Payload, frozen=True, forbid_unknown_fields=True):

@@ -8,8 +8,9 @@ crew of ``size`` whose last arrival is earliest, then whose total score is lowes
 whose worker ids are lowest; or None if no ``size`` workers arrive within the window of
 each other.
 
-This is the selection only: offering a crew together (all accept or none is assigned)
-and holding several workers on one order are not built (docs/dispatch.md).
+The engine (``dispatch.engine.Engine._crews``) calls it for each crew order with the
+candidates the tick's other orders left free, and offers the crew together
+(docs/dispatch.md#crews).
 """
 
 from __future__ import annotations

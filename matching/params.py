@@ -53,6 +53,8 @@ class MatchParams:
     plan_speed_mps: float = 4.0
     plan_detour_factor: float = 1.5
     plan_margin_s: float = 600.0
+    # Crews (matching.crew): the members of a crew arrive within this of each other.
+    crew_window_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.policy not in get_args(Policy):
@@ -86,6 +88,8 @@ class MatchParams:
             raise ValueError("rating_prior_mean must be between 1 and 5.")
         if not 0.0 <= self.fairness_floor <= 1.0:
             raise ValueError("fairness_floor must be between 0 and 1.")
+        if not (math.isfinite(self.crew_window_s) and self.crew_window_s >= 0):
+            raise ValueError("crew_window_s must be a finite number >= 0.")
         if not (math.isfinite(self.plan_margin_s) and self.plan_margin_s >= 0):
             raise ValueError("plan_margin_s must be a finite number >= 0.")
         if not (math.isfinite(self.infeasible_cost) and self.infeasible_cost >= 1e3):

@@ -97,6 +97,19 @@ class DayUse:
     count: int
 
 
+def split_fen(total_fen: int, parts: int) -> list[int]:
+    """A crew's share of an order, split between ``parts`` members in whole fen: each gets
+    ``total_fen // parts``, and the remainder's fen go one each to the first members (the
+    lead first, then by seat), so the shares add up to ``total_fen`` exactly and differ
+    by at most 1 fen."""
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise InvalidMoneyInput("must be a whole number >= 1", field="parts")
+    if isinstance(total_fen, bool) or not isinstance(total_fen, int) or total_fen < 0:
+        raise InvalidMoneyInput("must be a whole number of fen >= 0", field="total_fen")
+    base, extra = divmod(total_fen, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
 def check_withdrawal(
     amount_fen: int, *, available_fen: int, today: DayUse, params: SettlementParams
 ) -> None:

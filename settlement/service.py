@@ -50,6 +50,7 @@ from settlement.rules import (
     day_bounds,
     due_at,
     local_day,
+    split_fen,
 )
 
 log = logging.getLogger("doorstep.settlement")
@@ -380,11 +381,25 @@ class Settlement:
         fee = cm.amount(rule, max(remaining, 0))
         if remaining > 0:
             payee = Payee(s.payee_kind, s.payee_id)
+            shares = await self._shares(tx, order_id, payee, max(remaining - fee, 0))
             lines = [debit(lr.order_funds(order_id), remaining)]
-            if remaining - fee > 0:
-                lines.append(credit(payable(payee), remaining - fee))
+            lines += [credit(payable(p), fen) for p, fen in shares.items() if fen > 0]
             if fee > 0:
                 lines.append(credit(lr.COMMISSION_REVENUE, fee))
+            data: dict[str, object] = {
+                "rule_id": rule.id,
+                "rate_bps": rule.rate_bps,
+                "fee_fen": fee,
+            }
+            to = f"{payee.kind} {payee.id}"
+            if len(shares) > 1 or next(iter(shares)) != payee:
+                data["crew_shares"] = [
+                    {"payee_kind": p.kind, "payee_id": p.id, "fen": fen}
+                    for p, fen in shares.items()
+                ]
+                to = "the crew: " + ", ".join(
+                    f"{p.kind} {p.id} {fen} fen" for p, fen in shares.items()
+                )
             await ledger.post(
                 tx,
                 Entry(
@@ -392,15 +407,34 @@ class Settlement:
                     kind="order.settled",
                     order_id=order_id,
                     lines=tuple(lines),
-                    memo=f"T+{self.params.after_sales_days} settlement to {payee.kind} {payee.id}",
-                    data={"rule_id": rule.id, "rate_bps": rule.rate_bps, "fee_fen": fee},
+                    memo=f"T+{self.params.after_sales_days} settlement to {to}",
+                    data=data,
                 ),
             )
-            if remaining - fee > 0:  # earnings in: what the payee owes us is netted first
-                await _net_if_owed(tx, payee, cause=f"settle:order:{order_id}")
+            for p, fen in shares.items():  # earnings in: what a payee owes us is netted first
+                if fen > 0:
+                    await _net_if_owed(tx, p, cause=f"settle:order:{order_id}")
         await store.mark_settled(
             tx, order_id, gross_fen=max(remaining, 0), commission_fen=fee, at=now
         )
+
+    @staticmethod
+    async def _shares(tx: Tx, order_id: int, payee: Payee, earned_fen: int) -> dict[Payee, int]:
+        """Who gets the order's earnings: its payee; for a crew order each member
+        (``settlement.rules.split_fen``: equal whole fen, the remainder to the first seats,
+        the lead first), each member's share to their merchant if they are a merchant's
+        staff. Members of one merchant add up in its wallet."""
+        crew = await store.crew_of(tx, order_id)
+        if len(crew) < 2:
+            return {payee: earned_fen}
+        out: dict[Payee, int] = {}
+        for worker, fen in zip(crew, split_fen(earned_fen, len(crew)), strict=True):
+            merchant = await store.merchant_of(tx, worker)
+            member = (
+                Payee("merchant", merchant) if merchant is not None else Payee("worker", worker)
+            )
+            out[member] = out.get(member, 0) + fen
+        return out
 
     # --- wallets ------------------------------------------------------------------
 

@@ -170,6 +170,16 @@ async def order_facts(db: Conn, order_id: int, *, lock: bool = False) -> OrderFa
     )
 
 
+async def crew_of(db: Conn, order_id: int) -> list[int]:
+    """The workers of the order's crew, the lead first (empty: a one-worker order)."""
+    rows = await db.fetch(
+        "SELECT worker_id FROM order_crew WHERE order_id = $1 AND released_at IS NULL "
+        "ORDER BY seat",
+        order_id,
+    )
+    return [r["worker_id"] for r in rows]
+
+
 async def merchant_of(db: Conn, worker_id: int) -> int | None:
     """The merchant of the worker's team, if any."""
     found = await db.fetchval(

@@ -447,6 +447,7 @@ def _service_body(code: str, refs: dict[str, str], **over: Any) -> dict[str, Any
         "instant": True,
         "scheduled": False,
         "active": True,
+        "crew_size": 1,
     }
     return body | over
 

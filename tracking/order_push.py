@@ -44,6 +44,7 @@ def status_message(p: OrderChanged) -> dict[str, Any]:
         "action": p.action,
         "version": p.version,
         "worker_id": p.worker_id,
+        "crew": p.crew,
         "at": p.at.isoformat(),
     }
 
@@ -65,9 +66,10 @@ def live_push(push: LivePush) -> Consumer:
                     "reason": f"order {p.action}",
                 },
             )
-        for worker_id in sorted(w for w in {p.previous_worker_id, p.worker_id} if w is not None):
+        touched = {p.previous_worker_id, p.worker_id, *p.crew, *p.previous_crew}
+        for worker_id in sorted(w for w in touched if w is not None):
             await push.job_changed(worker_id)
-            holds = worker_id == p.worker_id
+            holds = worker_id == p.worker_id or worker_id in p.crew
             await push.send_to_worker(
                 worker_id,
                 {

@@ -14,7 +14,7 @@ from catalog import store
 from catalog.areas import city_at
 from catalog.errors import CatalogNotFound
 from catalog.models import Category, CertificateKind, ChecklistItem, City, Service, Skill
-from catalog.service import MAX_PRICE_MINOR
+from catalog.service import MAX_CREW_SIZE, MAX_PRICE_MINOR
 from doorstep.errors import InvalidInput
 from geo.coords import to_wgs84, validate_lat_lng
 
@@ -109,6 +109,8 @@ class ServiceUpdateIn(Input):
         default_factory=list
     )
     active: bool = True
+    # workers who do the job together (2 or more: a crew, offered and assigned together)
+    crew_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_CREW_SIZE)] = 1
 
 
 class ServiceIn(ServiceUpdateIn, kw_only=True):
@@ -142,6 +144,7 @@ def _service(code: str, body: ServiceUpdateIn) -> Service:
         instant=body.instant,
         scheduled=body.scheduled,
         active=body.active,
+        crew_size=body.crew_size,
     )
 
 

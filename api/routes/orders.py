@@ -16,9 +16,10 @@ from api.routes.reviews import ReviewIn
 from api.routes.reviews import params as review_params
 from api.routing import PUBLIC, Ctx, QueryParam, Router, encode
 from catalog import service as catalog_service
-from dispatch import alerts, offers, overrides, ratings, service, share_links, store
+from dispatch import alerts, crews, offers, overrides, ratings, service, share_links, store
 from dispatch.alerts import Alert
 from dispatch.booking import BookingParams
+from dispatch.crews import CrewMember
 from dispatch.engine import Engine
 from dispatch.instant_gate import InstantGate
 from dispatch.lifecycle import STATUSES, Action
@@ -277,6 +278,18 @@ async def get_order(ctx: Ctx) -> Order:
     order = await service.visible(ctx.stores, caller, ctx.path_int("order_id"))
     await service.audit_reveal(ctx.stores, order, caller)
     return service.view(order, caller)
+
+
+@router.get(
+    "/v1/orders/{order_id}/crew",
+    perm="orders.read",
+    roles=PARTIES,
+    returns=list[CrewMember],
+    summary="A crew order's workers (lead first; surname + 师傅) and who has arrived",
+)
+async def order_crew(ctx: Ctx) -> list[CrewMember]:
+    order = await service.visible(ctx.stores, _caller(ctx), ctx.path_int("order_id"))
+    return await crews.members(ctx.stores.pool, order.id)
 
 
 @router.get(

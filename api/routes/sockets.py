@@ -27,7 +27,7 @@ from accounts.service import authenticate, check_current
 from accounts.tokens import Claims
 from api.routing import ANY_ROLE, scope_for
 from catalog import store as catalog_store
-from dispatch import share_links
+from dispatch import crews, share_links
 from dispatch import store as dispatch_store
 from dispatch.board import board
 from dispatch.models import Order
@@ -381,6 +381,7 @@ async def _status_since(tracking: Tracking, order_id: int, version: int) -> dict
         "action": last.action if last is not None else "",
         "version": order.version,
         "worker_id": order.worker_id,
+        "crew": list(order.crew),
         "at": (last.at if last is not None else order.updated_at).isoformat(),
     }
 
@@ -516,6 +517,16 @@ async def order_snapshot(
             "rating": worker.rating,
             "rating_count": worker.rating_count,
         }
+    if order.crew:  # a crew: every member, the lead (whose position is shown) first
+        snap["crew"] = [
+            {
+                "id": m.worker_id,
+                "name": m.name,
+                "lead": m.seat == 0,
+                "arrived": m.arrived_at is not None,
+            }
+            for m in await crews.members(pool, order.id)
+        ]
     live = await positions.read_one(redis, keys, order.city_id, order.worker_id)
     if live is None or live.position is None:
         return snap

@@ -61,6 +61,8 @@ const STR = {
   deadline: { zh: "时限", en: "Deadline" },
   window: { zh: "预约时段", en: "Window" },
   worker: { zh: "师傅", en: "Worker" },
+  crew: { zh: "班组", en: "Crew" },
+  crew_of: { zh: "需 {n} 人", en: "needs {n}" },
   attempts: { zh: "派单轮次", en: "Offer rounds" },
   none: { zh: "无", en: "none" },
   reason: { zh: "原因（必填，记入审计）", en: "Reason (required, audited)" },
@@ -439,6 +441,9 @@ async function showOrder(id) {
     o.window_start ? field(t("window"), `${hhmm(Date.parse(o.window_start), S.city.timezone)}–${hhmm(Date.parse(o.window_end), S.city.timezone)}`) : null,
     field(t("deadline"), hhmm(deadlineMs(o), S.city.timezone)),
     field(t("worker"), o.worker_id != null ? workerName(o.worker_id) : t("none")),
+    // A crew order: every member, the lead first (docs/dispatch.md#crews).
+    (o.crew_size || 1) > 1 ? field(t("crew"), (o.crew || []).length
+      ? o.crew.map((w) => workerName(w)).join(", ") : t("crew_of", { n: o.crew_size })) : null,
     field(t("attempts"), String(o.dispatch_attempts ?? 0)),
     el("div", { class: "actions" },
       reason,

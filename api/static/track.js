@@ -25,6 +25,9 @@ const STR = {
   ago_h: { zh: "{n} 小时前", en: "{n} h ago" },
   waiting_position: { zh: "等待师傅位置…", en: "Waiting for the worker's position…" },
   rating: { zh: "★ {r} · {n} 次评价", en: "★ {r} · {n} ratings" },
+  crew: { zh: "班组 {n} 人：", en: "Crew of {n}: " },
+  lead: { zh: "（领队）", en: " (lead)" },
+  crew_here: { zh: "已到", en: "here" },
   new_worker: { zh: "新师傅，暂无评价", en: "New worker, no ratings yet" },
   order_ref: { zh: "订单 #{id}", en: "Order #{id}" },
   conn_connecting: { zh: "正在连接…", en: "Connecting…" },
@@ -106,6 +109,12 @@ function renderWorker() {
   $("worker-rating").textContent = w.rating == null
     ? t("new_worker")
     : t("rating", { r: Number(w.rating).toFixed(2), n: w.rating_count });
+  // A crew order: every member, the lead (whose position the map shows) first.
+  const crew = S.crew || [];
+  $("worker-crew").hidden = crew.length < 2;
+  $("worker-crew").textContent = crew.length < 2 ? "" : t("crew", { n: crew.length }) + crew
+    .map((m) => m.name + (m.lead ? t("lead") : "") + (m.arrived ? ` ✓${t("crew_here")}` : ""))
+    .join("、");
 }
 
 function renderCode() {
@@ -273,6 +282,7 @@ async function onSnapshot(msg) {
   const first = !S.order;
   S.order = msg.order;
   S.worker = msg.worker;
+  S.crew = msg.crew || null;
   S.position = msg.position;
   S.eta = msg.eta;
   S.etaAtMs = Date.now();

@@ -58,6 +58,9 @@ const STRINGS = {
   expires_in: { zh: "剩余", en: "Left" },
   eta_min: { zh: "约 {n} 分钟到达", en: "~{n} min away" },
   current_job: { zh: "当前工单", en: "Current job" },
+  crew_job: { zh: "{n} 人班组", en: "Crew of {n}" },
+  crew_mates: { zh: "同组师傅：", en: "Crew-mates: " },
+  crew_wait: { zh: "全组到齐后才能开始服务", en: "The service starts when the whole crew is here" },
   no_job: { zh: "暂无进行中的工单", en: "No job under way" },
   navigate: { zh: "导航", en: "Navigate" },
   amap: { zh: "高德地图", en: "AMap" },
@@ -235,7 +238,9 @@ async function loadJob() {
     const list = await client.get("/v1/orders", { limit: 20 });
     const job = list.find((o) => ACTIVE.includes(o.status)) || null;
     const service = job ? await client.get(`/v1/services/${encodeURIComponent(job.service_code)}`) : null;
+    const crew = job && job.crew && job.crew.length > 1 ? await client.get(`/v1/orders/${job.id}/crew`) : null;
     if (mine !== jobLoads) return;
+    S.crew = crew;
     if (job && S.job?.id !== job.id) { S.checked = new Set(); S.photos = []; }
     S.job = job;
     S.service = service;
@@ -256,6 +261,7 @@ function offerCard(o) {
     el("div", { class: "spread" },
       el("span", { class: "price big" }, o.price_minor != null ? money(o.price_minor) : ""),
       el("span", { class: "muted" }, o.eta_s != null ? t("eta_min", { n: Math.max(1, Math.round(o.eta_s / 60)) }) : "")),
+    o.crew_size > 1 ? el("div", { class: "chip crew" }, t("crew_job", { n: o.crew_size })) : null,
     o.window_start ? el("div", { class: "muted" }, `${localTime(o.window_start, lang, true)}–${localTime(o.window_end, lang)}`) : null,
     o.lat != null ? el("div", { class: "muted" }, `${o.lat.toFixed(3)}, ${o.lng.toFixed(3)}`) : null,
     el("div", { class: "row" },
@@ -283,7 +289,11 @@ function jobCard(job) {
     el("div", { class: "steps" }, ACTIVE.map((_, i) => el("span", { class: i <= step ? "done" : "" }))),
     el("b", {}, S.service ? named(lang, S.service) : job.service_code),
     el("div", {}, job.address_detail || `${job.lat.toFixed(5)}, ${job.lng.toFixed(5)}`),
-    job.contact_phone ? el("div", { class: "muted", id: "job-phone" }, `${t("customer_phone")}: ${job.contact_phone}`) : null);
+    job.contact_phone ? el("div", { class: "muted", id: "job-phone" }, `${t("customer_phone")}: ${job.contact_phone}`) : null,
+    // A crew job: every member (★ the lead, ✓ arrived); the start waits for all of them.
+    S.crew ? el("div", { class: "muted", id: "job-crew" }, t("crew_mates"),
+      S.crew.map((m) => `${m.name}${m.seat === 0 ? " ★" : ""}${m.arrived_at ? " ✓" : ""}`).join("、"),
+      el("div", {}, t("crew_wait"))) : null);
   const contact = el("span", { id: "contact" });
   card.append(el("div", { class: "row" }, el("button", { type: "button", class: "chip", id: "contact-customer", onclick: async () => {
     try {
