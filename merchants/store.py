@@ -129,10 +129,12 @@ async def offers(db: Conn, merchant_id: int, service_code: str) -> bool:
 
 async def route_order(db: Conn, order_id: int, merchant_id: int | None) -> None:
     """Route an order to a merchant (or back to the platform with None); when it was
-    routed is kept for the engine's overflow."""
+    routed is kept for the engine's overflow. Its rounds of offers start again from
+    zero: the merchant's staff and the platform's workers each get ``[offers]
+    max_attempts`` of them."""
     await db.execute(
         "UPDATE orders SET merchant_id = $2, merchant_routed_at = CASE WHEN $2::bigint IS NULL "
-        "THEN NULL ELSE now() END, updated_at = now() WHERE id = $1",
+        "THEN NULL ELSE now() END, dispatch_attempts = 0, updated_at = now() WHERE id = $1",
         order_id,
         merchant_id,
     )
