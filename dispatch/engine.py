@@ -470,17 +470,15 @@ class Engine:
                 or locked.status not in merchant_rules.ROUTABLE
             ):
                 return 0
-            await merchant_store.route_order(conn, order_id, None)
-            await store.add_event(
+            await merchant_store.route_order(
                 conn,
-                order_id,
+                locked,
+                None,
                 action="overflow",
-                from_status=locked.status,
-                to_status=locked.status,
                 actor="system",
                 actor_id=None,
                 reason=why.replace("{merchant}", str(locked.merchant_id)),
-                data={"merchant_id": locked.merchant_id, **data},
+                data=data,
             )
         return 1
 
