@@ -245,7 +245,11 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         )
         await tracking_rt.start()
         app.state.plans = DayPlans(
-            app.state.stores, tracking_rt, params=tuning.plans, planner_params=tuning.planner
+            app.state.stores,
+            tracking_rt,
+            params=tuning.plans,
+            planner_params=tuning.planner,
+            merchant_overflow_s=tuning.engine.merchant_overflow_s,
         )
         app.state.engine = Engine(
             app.state.stores,

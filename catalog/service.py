@@ -69,7 +69,7 @@ async def check_service_refs(db: Conn, s: Service) -> None:
         )
 
 
-MAX_CREW_SIZE = 8  # the schema's CHECK (migration 0033)
+MAX_CREW_SIZE = 8  # the schema's CHECK (migration 0032)
 
 
 def check_crew_size(size: int, field: str = "crew_size") -> int:

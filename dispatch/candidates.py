@@ -134,6 +134,7 @@ async def load_candidates(
         list(set(customer_ids)),
     )
     blocked = await workforce_store.discipline_blocks(pool, ids, now)
+    prioritised = await workforce_store.dispatch_priority(pool, ids, now)
     planned = await plan_store.next_stops(pool, city_id, day_list, ids)
     seen = await redis.zmscore(keys.presence(city_id), [str(i) for i in ids])
     now_ms = now.timestamp() * 1000
@@ -184,6 +185,7 @@ async def load_candidates(
             # suspended or dismissed (quality/): "not available: unavailable" to the matcher
             state="unavailable" if w in blocked else "available",
             commitment=_commitment(planned.get(w)),
+            priority=w in prioritised,
         )
     return out
 

@@ -17,6 +17,11 @@ How a worker's day becomes a :class:`PlanWorker`:
 - **start**: their home base, or today their live position when it is fresh; the route
   ends at the last job (``end_node`` None: going home is not planned).
 
+A merchant's order (routed to a merchant, issue 18) goes to the merchant's staff only: it
+needs a skill token ``merchant:<id>`` that the workers on the merchant's teams have. When
+none of them can take it and the merchant's overflow rule says so, the runtime hands it to
+the platform (``dispatch/plans.py``) and plans it again without the token.
+
 A job a worker holds (assigned or later) is *started*: fixed first on their route.
 A pinned order with a worker is fixed to that worker. A worker excluded from an order
 (they rejected it, were unassigned from it, or a dispatcher excluded them) is kept away
@@ -90,6 +95,7 @@ class WorkerDay:
     skills: frozenset[str]
     windows: tuple[tuple[int, int], ...]  # availability that day, seconds since the epoch
     start: Point
+    merchant_id: int | None = None  # on a team of this merchant: may serve its orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,8 @@ class DayJob:
     started: bool = False
     excluded: frozenset[int] = frozenset()
     prefer_worker_id: int | None = None  # recurring bookings: keep the same worker
+    merchant_id: int | None = None  # routed to this merchant: its staff only
+    overflow_due: bool = False  # the merchant's overflow rule lets the platform take it
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +211,9 @@ def build(
                 start_node=i,
                 end_node=None,
                 shift=shift[0],
-                skills=day.skills | frozenset(excluded_tokens.get(day.worker_id, ())),
+                skills=day.skills
+                | frozenset(excluded_tokens.get(day.worker_id, ()))
+                | _merchant_token(day.merchant_id),
                 breaks=shift[1],
             )
         )
@@ -218,8 +228,14 @@ def build(
     return Built(PlanProblem(secs, plan_jobs, tuple(workers), metres), new)
 
 
+def _merchant_token(merchant_id: int | None) -> frozenset[str]:
+    return frozenset({f"merchant:{merchant_id}"}) if merchant_id is not None else frozenset()
+
+
 def _plan_job(j: DayJob, node: int, inputs: DayInputs, continuity_penalty_s: int) -> PlanJob:
     skills = j.skills | (frozenset({f"order:{j.order_id}"}) if j.excluded else frozenset())
+    if j.worker_id is None:  # a held or pinned job stays with its worker whoever they are
+        skills |= _merchant_token(j.merchant_id)
     window = (j.window[0], inputs.now_s + OPEN_END_S) if j.started else j.window
     return PlanJob(
         id=job_key(j.order_id),

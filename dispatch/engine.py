@@ -25,9 +25,11 @@ processes never double-dispatch. A tick:
 
 An order routed to a merchant (``orders.merchant_id``) is dispatched within the merchant's
 team: its candidates are the merchant's staff only (the nearest of them, within the same
-radius). If none of them can take it for ``merchant_overflow_s`` after it was routed, the
-engine overflows it to the platform (the merchant is cleared, an ``overflow`` order event
-says why) and the next tick offers it to every nearby worker.
+radius). If none of them can take it for ``merchant_overflow_s`` after it was routed, or
+its staff used up its ``[offers] max_attempts`` rounds of offers, the engine overflows it
+to the platform (the merchant is cleared, its rounds start again, an ``overflow`` order
+event says why) and the order is offered to every nearby worker; it fails only when
+those cannot serve it either (their rounds, or the service time, run out).
 
 Pinned orders are never moved. A paused city only has its offers timed out.
 """
@@ -205,7 +207,7 @@ class Engine:
         )
         if not paused:
             await self._recover_orphaned_offers(city_id)
-            report.failed = await self._fail_overdue(city_id, now)
+            report.failed, report.overflowed = await self._fail_overdue(city_id, now)
             report.reassigned = await self._reassign_vanished(city_id, now)
             report.at_risk = await self._check_risk(city_id, now)
             if self.plans is not None:
@@ -254,10 +256,13 @@ class Engine:
         for r in rows:
             await offers.back_to_dispatch(self.stores, self.tracking, r["id"], "no offer left open")
 
-    async def _fail_overdue(self, city_id: str, now: datetime) -> int:
-        """Orders nobody took in time, or after too many rounds of offers."""
+    async def _fail_overdue(self, city_id: str, now: datetime) -> tuple[int, int]:
+        """Orders nobody took in time, or after too many rounds of offers: failed, except a
+        merchant's order whose staff used up its rounds in time, which overflows to the
+        platform's workers (they get rounds of their own). (failed, overflowed)."""
         rows = await self.stores.pool.fetch(
-            "SELECT id, dispatch_attempts, created_at, window_end FROM orders WHERE city_id = $1 "
+            "SELECT id, dispatch_attempts, merchant_id, ((window_start IS NULL AND created_at < $3) "
+            "OR (window_end IS NOT NULL AND window_end < $4)) AS late FROM orders WHERE city_id = $1 "
             "AND status IN ('confirmed', 'dispatching') AND NOT pinned AND (dispatch_attempts >= $2 OR "
             "(window_start IS NULL AND created_at < $3) OR (window_end IS NOT NULL AND window_end < $4))",
             city_id,
@@ -265,15 +270,27 @@ class Engine:
             now - timedelta(seconds=self.match.instant_sla_s),
             now,
         )
+        failed = overflowed = 0
         for r in rows:
+            attempts = r["dispatch_attempts"]
+            if r["merchant_id"] is not None and not r["late"]:
+                why = (
+                    f"none of merchant {r['merchant_id']}'s staff took it after {attempts} "
+                    "rounds of offers: offered to the platform's workers"
+                )
+                overflowed += await self._to_platform(r["id"], why, {"attempts": attempts})
+                continue
             why = (
-                f"no worker took it after {r['dispatch_attempts']} rounds of offers"
-                if r["dispatch_attempts"] >= self.offer.max_attempts
+                f"no worker took it after {attempts} rounds of offers"
+                if attempts >= self.offer.max_attempts
                 else "no worker could be found within the service time"
             )
             with contextlib.suppress(Exception):
                 await service.act(self.stores, self.tracking, r["id"], "fail", SYSTEM, reason=why)
-        return len(rows)
+            failed += 1
+        if overflowed:
+            log.info("overflowed %d merchant orders out of rounds to the platform", overflowed)
+        return failed, overflowed
 
     async def _reassign_vanished(self, city_id: str, now: datetime) -> int:
         """Assigned orders whose worker went silent before setting off go back to dispatch."""
@@ -351,7 +368,7 @@ class Engine:
         jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
         if not len(index):
             report.unmatched = len(orders)
-            report.overflowed = await self._overflow(orders, now)
+            report.overflowed += await self._overflow(orders, now)
             return
         found_rows, _ = index.nearest_many(
             np.array([j.lat for j in jobs]),
@@ -404,7 +421,7 @@ class Engine:
                 self.stores, self.tracking, order, picks, mode=mode, params=self.offer, now=sent
             )
             report.offered += bool(made)
-        report.overflowed = await self._overflow(unserved, now)
+        report.overflowed += await self._overflow(unserved, now)
 
     def _crews(
         self, orders: Sequence[Order], decisions: Sequence[Decision]
@@ -483,32 +500,40 @@ class Engine:
         for order_id, routed_at in since.items():
             if not merchant_rules.overflow_due(routed_at, now, after):
                 continue
-            async with self.stores.pool.acquire() as conn, conn.transaction():
-                locked = await store.get(conn, order_id, lock=True)
-                if (
-                    locked is None
-                    or locked.merchant_id is None
-                    or locked.worker_id is not None
-                    or locked.status not in merchant_rules.ROUTABLE
-                ):
-                    continue
-                await merchant_store.route_order(conn, order_id, None)
-                await store.add_event(
-                    conn,
-                    order_id,
-                    action="overflow",
-                    from_status=locked.status,
-                    to_status=locked.status,
-                    actor="system",
-                    actor_id=None,
-                    reason=f"none of merchant {locked.merchant_id}'s staff could take it "
-                    f"within {after} s: offered to the platform's workers",
-                    data={"merchant_id": locked.merchant_id},
-                )
-            moved += 1
+            moved += await self._to_platform(
+                order_id,
+                f"none of merchant {{merchant}}'s staff could take it within {after} s: "
+                "offered to the platform's workers",
+                {},
+            )
         if moved:
             log.info("overflowed %d merchant orders to the platform", moved)
         return moved
+
+    async def _to_platform(self, order_id: int, why: str, data: dict[str, object]) -> int:
+        """Hand a merchant's order still waiting for a worker to the platform's workers:
+        the merchant is cleared and its rounds of offers start again, with an ``overflow``
+        order event giving ``why`` (``{merchant}`` is the merchant's id). 1 if moved."""
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            locked = await store.get(conn, order_id, lock=True)
+            if (
+                locked is None
+                or locked.merchant_id is None
+                or locked.worker_id is not None
+                or locked.status not in merchant_rules.ROUTABLE
+            ):
+                return 0
+            await merchant_store.route_order(
+                conn,
+                locked,
+                None,
+                action="overflow",
+                actor="system",
+                actor_id=None,
+                reason=why.replace("{merchant}", str(locked.merchant_id)),
+                data=data,
+            )
+        return 1
 
     async def preview(self, order: Order, now: datetime) -> Decision:
         """What a tick would decide for this order alone, now, without offering or recording

@@ -5,7 +5,8 @@ PostgreSQL: the city's active workers (the skills they may be dispatched for —
 suspended — home, certificates valid that day,
 availability that date), the scheduled orders whose window starts that local date
 (and, for today, every job a worker of the city holds), exclusions, the series'
-preferred workers and the newest stored plan. Redis (today only): live positions.
+preferred workers, merchants' orders and teams, and the newest stored plan. Redis
+(today only): live positions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dispatch.dayplan import DayInputs, DayJob, WorkerDay, required_skills
 from dispatch.plan_store import StoredPlan
 from doorstep.db import Conn
 from doorstep.stores import Stores
+from merchants import rules as merchant_rules
 from tracking import positions
 from workforce import store as workforce_store
 from workforce.models import DayException, Window
@@ -52,9 +54,11 @@ async def load(
     zone: ZoneInfo,
     live_max_age_s: float,
     leave_out: int | None = None,
+    merchant_overflow_s: int = 300,
 ) -> tuple[DayInputs, StoredPlan | None]:
     """The city's day as of ``now`` (``leave_out``: an order being booked right now), and
-    the newest stored plan it was read with."""
+    the newest stored plan it was read with. A merchant's order is for its staff; it is
+    ``overflow_due`` once routed ``merchant_overflow_s`` ago (``[engine]``)."""
     start = midnight(day, zone)
     epoch = int(start.timestamp())
     today = now.astimezone(zone).date() == day
@@ -68,10 +72,11 @@ async def load(
         else {}
     )
     workers = await db.fetch(
-        "SELECT w.user_id, w.skills, w.home_lat, w.home_lng, w.exams_required, "
+        "SELECT w.user_id, w.skills, w.home_lat, w.home_lng, w.exams_required, t.merchant_id, "
         "coalesce((SELECT array_agg(q.skill) FROM skill_qualifications q "
         "WHERE q.user_id = w.user_id), '{}') AS passed FROM workers w JOIN users u "
-        "ON u.id = w.user_id WHERE w.city_id = $1 AND u.status = 'active' ORDER BY w.user_id",
+        "ON u.id = w.user_id LEFT JOIN teams t ON t.id = w.team_id "
+        "WHERE w.city_id = $1 AND u.status = 'active' ORDER BY w.user_id",
         city_id,
     )
     ids = [r["user_id"] for r in workers]
@@ -114,7 +119,8 @@ async def load(
     orders = await db.fetch(
         "SELECT o.id, o.kind, o.status, o.lat, o.lng, o.duration_min, o.window_start, "
         "o.window_end, o.worker_id, o.pinned, s.required_skills, s.required_certificates, "
-        "b.preferred_worker_id, (SELECT max(e.at) FROM order_events e WHERE e.order_id = o.id "
+        "b.preferred_worker_id, o.merchant_id, coalesce(o.merchant_routed_at, o.created_at) "
+        "AS routed_at, (SELECT max(e.at) FROM order_events e WHERE e.order_id = o.id "
         "AND e.action = 'start') AS started_at "
         "FROM orders o JOIN services s ON s.code = o.service_code "
         "LEFT JOIN booking_series b ON b.id = o.series_id "
@@ -172,6 +178,9 @@ async def load(
                 started=started,
                 excluded=frozenset(excluded.get(o["id"], ())),
                 prefer_worker_id=o["preferred_worker_id"],
+                merchant_id=o["merchant_id"],
+                overflow_due=o["merchant_id"] is not None
+                and merchant_rules.overflow_due(o["routed_at"], now, merchant_overflow_s),
             )
         )
     at_job = {j.worker_id: (j.lat, j.lng) for j in jobs if j.started and j.worker_id}
@@ -194,6 +203,7 @@ async def load(
                 skills=frozenset() if w in blocked else frozenset(skills) | frozenset(valid_certs),
                 windows=windows,
                 start=live.get(w) or at_job.get(w) or (r["home_lat"], r["home_lng"]),
+                merchant_id=r["merchant_id"],
             )
         )
     inputs = DayInputs(city_id, day, epoch, now_s, tuple(days), tuple(jobs), routes, version)

@@ -68,10 +68,14 @@ from events.relay import Consumer
 from events.types import ORDER_EVENTS, Event, OrderChanged
 from matching import planner
 from matching.planner import Insertion, Plan, PlannerParams
+from merchants import rules as merchant_rules
+from merchants import store as merchant_store
 
 log = logging.getLogger("doorstep.dispatch.plans")
 SYSTEM = Caller("system", None)
-REPLAN_ON = frozenset({"cancel", "reschedule", "unassign", "fail", "decline", "assign"})
+REPLAN_ON = frozenset(
+    {"cancel", "reschedule", "unassign", "fail", "decline", "assign", "route", "overflow"}
+)
 
 
 class SlotUnavailable(Conflict, DispatchError):
@@ -117,8 +121,12 @@ class DayPlans:
         *,
         params: DayPlanParams | None = None,
         planner_params: PlannerParams | None = None,
+        merchant_overflow_s: int = 300,
     ) -> None:
         self.stores = stores
+        # [engine] merchant_overflow_s: a merchant's order none of its staff can fit in
+        # their plans goes to the platform's workers this long after it was routed.
+        self.merchant_overflow_s = merchant_overflow_s
         self.tracking = tracking
         self.params = params or DayPlanParams()
         self.planner_params = planner_params or PlannerParams()
@@ -154,6 +162,7 @@ class DayPlans:
             zone=await self.zone(city_id, db),
             live_max_age_s=self.params.live_max_age_s,
             leave_out=leave_out,
+            merchant_overflow_s=self.merchant_overflow_s,
         )
 
     async def travel(self, city_id: str, db: Conn | None = None) -> Travel:
@@ -209,8 +218,11 @@ class DayPlans:
         actor_id: int | None = None,
         now: datetime | None = None,
     ) -> StoredPlan:
-        """Plan the city's day from scratch (held jobs stay first) and store it."""
-        for _ in range(3):
+        """Plan the city's day from scratch (held jobs stay first) and store it. A
+        merchant's order is planned onto its staff; one they cannot fit that is due to
+        overflow is handed to the platform and the day is solved again at once."""
+        tries = 0
+        while tries < 3:
             moment = now or datetime.now(UTC)
             async with self.stores.pool.acquire() as conn:
                 inputs, previous = await self._inputs(conn, city_id, day, moment)
@@ -218,6 +230,9 @@ class DayPlans:
             async with self._solve:
                 result, ms = await self._solve_elsewhere(inputs, travel)
             self.solves += 1
+            if await self._overflow_dropped(inputs, result):
+                continue  # each order overflows once: this ends
+            tries += 1
             dropped = [{"order_id": order_of(d.job_id), "reason": d.reason} for d in result.dropped]
             note = search_note(result, self.planner_params.time_limit_s)
             if note:  # the cap, not the budget, stopped it: say so where dispatchers look
@@ -247,6 +262,41 @@ class DayPlans:
             f"the {day} plan of {city_id} kept changing while it was being planned; try again",
             field="date",
         )
+
+    async def _overflow_dropped(self, inputs: DayInputs, result: Plan) -> int:
+        """Merchants' orders the solve could not give to any of their staff, routed
+        ``merchant_overflow_s`` ago or more: handed to the platform's workers (the
+        merchant's overflow rule, as the engine applies it), each with an ``overflow``
+        event. How many moved."""
+        due = {j.order_id: j for j in inputs.jobs if j.merchant_id is not None and j.overflow_due}
+        moved = 0
+        for d in result.dropped:
+            job = due.get(order_of(d.job_id))
+            if job is None:
+                continue
+            async with self.stores.pool.acquire() as conn, conn.transaction():
+                locked = await store.get(conn, job.order_id, lock=True)
+                if (
+                    locked is None
+                    or locked.merchant_id != job.merchant_id
+                    or locked.worker_id is not None
+                    or locked.status not in merchant_rules.ROUTABLE
+                ):
+                    continue
+                await merchant_store.route_order(
+                    conn,
+                    locked,
+                    None,
+                    action="overflow",
+                    actor="system",
+                    actor_id=None,
+                    reason=f"none of merchant {job.merchant_id}'s staff can fit it in their "
+                    f"{inputs.day} day plans ({d.reason}), {self.merchant_overflow_s} s after "
+                    "it was routed: planned onto the platform's workers",
+                    data={"source": "day_plan"},
+                )
+            moved += 1
+        return moved
 
     async def _solve_elsewhere(self, inputs: DayInputs, travel: Travel) -> tuple[Plan, int]:
         """Solve in the planning process (started on first use, restarted if it died)."""
@@ -345,8 +395,9 @@ class DayPlans:
     async def ensure_planned(self, city_id: str, now: datetime) -> int:
         """Re-plan today and tomorrow (in the background) if an open scheduled order of
         that day is neither in the plan nor among its dropped jobs — e.g. booked while
-        day plans were off, or a background re-plan failed. At most once per minute per
-        city. Returns how many days were asked for."""
+        day plans were off, or a background re-plan failed — or is a merchant's order
+        dropped (none of its staff could fit it) that is now due to overflow. At most
+        once per minute per city. Returns how many days were asked for."""
         last = self._checked.get(city_id)
         if last is not None and (now - last).total_seconds() < self.params.check_every_s:
             return 0
@@ -362,12 +413,15 @@ class DayPlans:
                 "SELECT 1 FROM day_plans p WHERE p.city_id = $1 AND p.plan_date = $4 "
                 "AND p.version = (SELECT max(version) FROM day_plans q WHERE q.city_id = $1 "
                 "AND q.plan_date = $4) AND (EXISTS (SELECT 1 FROM day_plan_stops s WHERE "
-                "s.plan_id = p.id AND s.order_id = o.id) OR p.dropped @> "
-                "jsonb_build_array(jsonb_build_object('order_id', o.id))))",
+                "s.plan_id = p.id AND s.order_id = o.id) OR (p.dropped @> "
+                "jsonb_build_array(jsonb_build_object('order_id', o.id)) AND NOT "
+                "(o.merchant_id IS NOT NULL AND coalesce(o.merchant_routed_at, o.created_at) "
+                "<= $5))))",
                 city_id,
                 plan_inputs.midnight(day, zone),
                 plan_inputs.midnight(day + timedelta(days=1), zone),
                 day,
+                now - timedelta(seconds=self.merchant_overflow_s),
             )
             if missing:
                 self.request(city_id, day, f"{missing} open order(s) not in the plan")
@@ -544,6 +598,11 @@ class DayPlans:
         for day, (version, due) in sorted(found.items()):
             workers = sorted(due)
             orders = await store.by_ids(self.stores.pool, [o for ids in due.values() for o in ids])
+            merchants = sorted({o.merchant_id for o in orders.values() if o.merchant_id})
+            staff = {
+                m: set(ws)
+                for m, ws in (await merchant_store.staff_of(self.stores.pool, merchants)).items()
+            }
             held = {
                 r["worker_id"]
                 for r in await self.stores.pool.fetch(
@@ -574,6 +633,8 @@ class DayPlans:
                     continue
                 if order.pinned:
                     continue
+                if order.merchant_id is not None and worker_id not in staff[order.merchant_id]:
+                    continue  # planned before it was routed: the re-plan moves it to the team
                 with contextlib.suppress(Conflict, DispatchError):
                     await service.act(
                         self.stores,

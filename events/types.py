@@ -136,6 +136,9 @@ ORDER_EVENTS: dict[str, str] = {
     "cancel": "order.cancelled",
     "fail": "order.failed",
     "reschedule": "order.rescheduled",
+    # Not status changes: routed to a merchant, or overflowed back to the platform (issue 18).
+    "route": "order.routed",
+    "overflow": "order.overflowed",
 }
 
 TYPES: dict[str, type[Payload]] = {

@@ -140,7 +140,7 @@ def _assess(
     weight_eta, weight_rating = params.weight_eta, params.weight_rating * load
     weight_fairness = params.weight_fairness * (floor + (1.0 - floor) * load)
     weight_schedule, weight_affinity = params.weight_schedule, params.weight_affinity
-    weight_team = params.weight_team
+    weight_team, weight_priority = params.weight_team, params.weight_priority
 
     seen: set[int] = set()
     records: list[Considered] = []
@@ -247,7 +247,9 @@ def _assess(
         w_schedule = weight_schedule * schedule
         w_affinity = weight_affinity * affinity
         w_team = weight_team * same_team
-        total_ = w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team
+        priority = -1.0 if cand.priority else 0.0
+        w_priority = weight_priority * priority
+        total_ = w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team + w_priority
         feasible.append(len(records))
         costs.append(total_)
         records.append(
@@ -257,8 +259,8 @@ def _assess(
                 None,
                 eta,
                 Breakdown(
-                    (eta / 60.0, rating, fairness, schedule, affinity, same_team),
-                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team),
+                    (eta / 60.0, rating, fairness, schedule, affinity, same_team, priority),
+                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority),
                     total_,
                 ),
             )

@@ -29,9 +29,11 @@ from matching.errors import MatchingError
 Policy = Literal["batch", "greedy"]
 WorkerState = Literal["available", "busy", "unavailable", "offline"]
 
-Term = Literal["eta", "rating", "fairness", "schedule", "affinity", "team"]
+Term = Literal["eta", "rating", "fairness", "schedule", "affinity", "team", "priority"]
 TERMS: Final[tuple[Term, ...]] = get_args(Term)
-"""The score terms, in the order of :attr:`Breakdown.raw` and :attr:`Breakdown.weighted`."""
+"""The score terms, in the order of :attr:`Breakdown.raw` and :attr:`Breakdown.weighted`.
+A new term goes at the end: decisions stored with the earlier ones read back with it as
+0 (:meth:`Decision.from_json`)."""
 
 
 def _check_position(lat: float, lng: float, field_prefix: str) -> None:
@@ -127,6 +129,7 @@ class Candidate(msgspec.Struct, frozen=True):
     towards a prior). ``untrained`` names held skills that are not dispatchable yet
     (their exam is not passed: ``workforce.gating``). ``commitment`` is their next planned scheduled job: an instant job
     must leave them time to reach it (``matching.feasibility.why_not_eta``).
+    ``priority``: a quality reward gives them dispatch priority now (``quality/``).
     """
 
     worker_id: int
@@ -145,6 +148,7 @@ class Candidate(msgspec.Struct, frozen=True):
     state: WorkerState = "available"
     untrained: frozenset[str] = frozenset()  # held skills whose exam is not passed yet
     commitment: Commitment | None = None  # the next planned scheduled job, if any
+    priority: bool = False  # dispatch priority (a quality reward in force)
 
     def __post_init__(self) -> None:
         lat, lng, age, rating_sum = self.lat, self.lng, self.fix_age_s, self.rating_sum
@@ -195,6 +199,7 @@ class Candidate(msgspec.Struct, frozen=True):
             self.state,
             self.untrained & job.required_skills,
             self.commitment,
+            self.priority,
         )
 
 
@@ -333,6 +338,29 @@ class Decision:
     @classmethod
     def from_json(cls, data: bytes | str) -> Decision:
         """Parse :meth:`to_json` output (equal to :meth:`for_storage` of the original);
-        wrong or missing fields are errors naming them."""
+        wrong or missing fields are errors naming them. A decision stored before a term
+        was added (its ``terms`` a prefix of :data:`TERMS`) reads back with the later
+        terms at 0 raw and 0 weighted: its totals, and so its outcome, are unchanged."""
         raw = data.encode() if isinstance(data, str) else data
-        return decode(raw, cls)
+        return decode(_with_current_terms(raw), cls)
+
+
+def _with_current_terms(raw: bytes) -> bytes:
+    """``raw`` with an older prefix of the terms padded to :data:`TERMS` (else as is)."""
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw  # decode() names what is wrong
+    terms = doc.get("terms") if isinstance(doc, dict) else None
+    n = len(TERMS)
+    if not isinstance(terms, list) or not 0 < len(terms) < n or terms != list(TERMS[: len(terms)]):
+        return raw
+    pad = [0.0] * (n - len(terms))
+    for c in doc.get("candidates") or ():
+        b = c.get("breakdown") if isinstance(c, dict) else None
+        if isinstance(b, dict):
+            for key in ("raw", "weighted"):
+                if isinstance(b.get(key), list) and len(b[key]) == len(terms):
+                    b[key] = [*b[key], *pad]
+    doc["terms"] = list(TERMS)
+    return msgspec.json.encode(doc)

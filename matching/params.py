@@ -41,6 +41,9 @@ class MatchParams:
     weight_schedule: float = 5.0  # points per min_useful_gap_s of fragmented free time
     weight_affinity: float = 5.0  # bonus points for a worker who served this customer before
     weight_team: float = 10.0  # bonus points for a worker of the merchant's preferred team
+    # Bonus points for a worker with dispatch priority (a quality reward, quality/rules.py):
+    # small, so it settles near-ties — a prioritised worker up to 2 minutes farther wins.
+    weight_priority: float = 2.0
     infeasible_cost: float = 1e6  # cost of an excluded pair in the assignment (floor)
     # Load-aware scoring (matching.scoring.load_factor): rating and fairness weigh fully
     # from this many open jobs per free worker in a batch, less below, down to 0 (rating)

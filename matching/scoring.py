@@ -25,6 +25,9 @@ Raw values:
   another job) but not empty; a job that fits snugly or leaves long blocks scores 0.
 - ``affinity``: -1 if the worker served this customer before, else 0.
 - ``team``: -1 if the job prefers a merchant team and the worker is in it, else 0.
+- ``priority``: -1 if the worker has dispatch priority (a quality reward in force), else
+  0. Its weight is small (2 points by default): it settles near-ties, it does not send a
+  prioritised worker across the city.
 """
 
 from __future__ import annotations
@@ -127,6 +130,11 @@ def team_term(job: Job, cand: Candidate) -> float:
     return -1.0 if preferred is not None and preferred == cand.team_id else 0.0
 
 
+def priority_term(cand: Candidate) -> float:
+    """-1 if ``cand`` has dispatch priority, else 0."""
+    return -1.0 if cand.priority else 0.0
+
+
 def score(
     job: Job, cand: Candidate, eta_s: float, now_s: float, peers: Peers, params: MatchParams
 ) -> Breakdown:
@@ -144,6 +152,7 @@ def score(
     affinity = -1.0 if job.customer_id in cand.served_customer_ids else 0.0
     preferred = job.preferred_team_id
     team = -1.0 if preferred is not None and preferred == cand.team_id else 0.0
+    priority = -1.0 if cand.priority else 0.0
     load = load_factor(peers, params)
     floor = params.fairness_floor
     w_eta = params.weight_eta * eta
@@ -152,8 +161,9 @@ def score(
     w_schedule = params.weight_schedule * schedule
     w_affinity = params.weight_affinity * affinity
     w_team = params.weight_team * team
+    w_priority = params.weight_priority * priority
     return Breakdown(
-        raw=(eta, rating, fairness, schedule, affinity, team),
-        weighted=(w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team),
-        total=w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team,
+        raw=(eta, rating, fairness, schedule, affinity, team, priority),
+        weighted=(w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority),
+        total=w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team + w_priority,
     )

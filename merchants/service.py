@@ -349,16 +349,32 @@ async def route(stores: Stores, viewer: Viewer, order_id: int, merchant_id: int)
         raise InvalidMerchantInput(
             f"merchant {merchant_id} does not offer {order.service_code}", field="merchant_id"
         )
-    return await _reroute(stores, order, merchant_id)
+    return await _reroute(
+        stores, viewer, order, merchant_id, "route", f"routed to merchant {merchant_id}"
+    )
 
 
 async def overflow(stores: Stores, viewer: Viewer, merchant_id: int, order_id: int) -> Order:
     """The merchant's staff cannot serve it: back to the platform's workers."""
     order = await routed_order(stores, viewer, merchant_id, order_id)
-    return await _reroute(stores, order, None)
+    return await _reroute(
+        stores,
+        viewer,
+        order,
+        None,
+        "overflow",
+        f"merchant {merchant_id} handed it to the platform's workers",
+    )
 
 
-async def _reroute(stores: Stores, order: Order, merchant_id: int | None) -> Order:
+async def _reroute(
+    stores: Stores,
+    viewer: Viewer,
+    order: Order,
+    merchant_id: int | None,
+    action: str,
+    reason: str,
+) -> Order:
     async with stores.pool.acquire() as conn, conn.transaction():
         locked = await dispatch_store.get(conn, order.id, lock=True)
         assert locked is not None
@@ -366,7 +382,13 @@ async def _reroute(stores: Stores, order: Order, merchant_id: int | None) -> Ord
             raise MerchantState(
                 f"order {order.id} is {locked.status}: only an order waiting for a worker moves"
             )
-        await store.route_order(conn, order.id, merchant_id)
-        found = await dispatch_store.get(conn, order.id)
-    assert found is not None
-    return found
+        actor = "merchant" if action == "overflow" else "staff"
+        return await store.route_order(
+            conn,
+            locked,
+            merchant_id,
+            action=action,
+            actor=actor,
+            actor_id=viewer.user_id,
+            reason=reason,
+        )

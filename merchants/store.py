@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
-from doorstep.db import Conn
+from dispatch import changes
+from dispatch import store as dispatch_store
+from dispatch.models import Order
+from doorstep.db import Conn, Tx
 from merchants.models import Merchant, MerchantService
 
 _COLS = (
@@ -127,15 +131,42 @@ async def offers(db: Conn, merchant_id: int, service_code: str) -> bool:
     )
 
 
-async def route_order(db: Conn, order_id: int, merchant_id: int | None) -> None:
-    """Route an order to a merchant (or back to the platform with None); when it was
-    routed is kept for the engine's overflow."""
-    await db.execute(
-        "UPDATE orders SET merchant_id = $2, merchant_routed_at = CASE WHEN $2::bigint IS NULL "
-        "THEN NULL ELSE now() END, updated_at = now() WHERE id = $1",
-        order_id,
-        merchant_id,
+async def route_order(
+    tx: Tx,
+    order: Order,
+    merchant_id: int | None,
+    *,
+    action: str,
+    actor: str,
+    actor_id: int | None,
+    reason: str,
+    data: dict[str, Any] | None = None,
+) -> Order:
+    """Route ``order`` (locked by the caller) to a merchant, or back to the platform with
+    None, as one change of the order (its version bumped, a history row and an
+    ``order.routed``/``order.overflowed`` event: the day plans re-plan its day). When it
+    was routed is kept for the overflow. Its rounds of offers start again from zero: the
+    merchant's staff and the platform's workers each get ``[offers] max_attempts``."""
+    at = datetime.now(UTC)
+    fields: dict[str, Any] = {
+        "merchant_id": merchant_id,
+        "merchant_routed_at": at if merchant_id is not None else None,
+        "dispatch_attempts": 0,
+    }
+    updated = await dispatch_store.update(tx, order.id, order.version, fields)
+    assert updated is not None  # the caller holds the row lock
+    await changes.record(
+        tx,
+        order,
+        updated,
+        action=action,
+        actor=actor,
+        actor_id=actor_id,
+        reason=reason,
+        at=at,
+        data={"merchant_id": merchant_id or order.merchant_id, **(data or {})},
     )
+    return updated
 
 
 async def staff_of(db: Conn, merchant_ids: list[int]) -> dict[int, list[int]]:

@@ -71,3 +71,9 @@ class CertificateState(Conflict, OnboardingError):
     """The certificate is not in a state that allows this."""
 
     code = "certificate_state"
+
+
+class AssesseeNotFound(NotFound, OnboardingError):
+    """No such person, or not one the caller may assess (outside their cities)."""
+
+    code = "assessee_not_found"

@@ -18,7 +18,7 @@ import asyncpg
 from accounts.tokens import Claims
 from doorstep.stores import Stores
 from onboarding import exams, store
-from onboarding.errors import ExamNotFound, ExamState, InvalidOnboardingInput
+from onboarding.errors import AssesseeNotFound, ExamNotFound, ExamState, InvalidOnboardingInput
 from onboarding.exams import ExamRules, Question
 from onboarding.models import (
     Attempt,
@@ -28,6 +28,7 @@ from onboarding.models import (
     Practical,
     ShownChoice,
 )
+from permissions.rules import Viewer
 from workforce import service as workforce
 from workforce import store as workforce_store
 
@@ -238,9 +239,30 @@ async def submit(
     return _shown_attempt(done, None)
 
 
+async def assessable(stores: Stores, viewer: Viewer, user_id: int) -> None:
+    """The person ``user_id`` if the caller may assess them: a platform-wide caller
+    (admins, reviewers, a platform grant) anyone with an account; a city's grant the
+    workers of its cities (an applicant belongs to no city yet). Otherwise
+    :class:`AssesseeNotFound` (404 on ``user_id``), the same as for nobody."""
+    scope = viewer.scope
+    if scope is not None and scope.platform:
+        found = await stores.pool.fetchval("SELECT 1 FROM users WHERE id = $1", user_id)
+    elif scope is not None and scope.cities:
+        found = await stores.pool.fetchval(
+            "SELECT 1 FROM workers WHERE user_id = $1 AND city_id = ANY($2)",
+            user_id,
+            sorted(scope.cities),
+        )
+    else:
+        found = None
+    if found is None:
+        raise AssesseeNotFound(f"no person {user_id} you may assess", field="user_id")
+
+
 async def record_practical(
     stores: Stores,
     caller: Claims,
+    viewer: Viewer,
     *,
     user_id: int,
     skill: str,
@@ -248,10 +270,9 @@ async def record_practical(
     score: int,
     notes: str,
 ) -> Practical:
-    """An assessor's record of a practical assessment."""
+    """An assessor's record of a practical assessment of a person they may assess."""
+    await assessable(stores, viewer, user_id)
     await workforce.check_skills(stores, [skill], "skill")
-    if await stores.pool.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is None:
-        raise InvalidOnboardingInput(f"no user {user_id}", field="user_id")
     return await store.insert_practical(
         stores.pool,
         user_id=user_id,
@@ -277,8 +298,9 @@ def question_from(data: dict[str, Any]) -> Question:
     )
 
 
-async def practicals(stores: Stores, user_id: int) -> list[Practical]:
-    """A person's practical assessments."""
+async def practicals(stores: Stores, viewer: Viewer, user_id: int) -> list[Practical]:
+    """A person's practical assessments (a person the caller may assess)."""
+    await assessable(stores, viewer, user_id)
     return await store.practicals(stores.pool, user_id)
 
 

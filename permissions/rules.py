@@ -109,6 +109,7 @@ PERMISSIONS: dict[str, str] = {
     "finance.platform": "the platform's money: settlement runs, reconciliation with the "
     "providers' bills, commission rules (held through a platform-wide grant only)",
     "onboarding.review": "the review queue: applications, their documents, checks and decisions",
+    "onboarding.assess": "practical assessments: record one, read a person's",
     "reviews.moderate": "hide a review with a reason (moderation)",
     "safety.alerts": "see a city's open SOS and trail alerts",
     "safety.alerts.handle": "acknowledge and resolve safety alerts",
@@ -201,6 +202,7 @@ TEMPLATES: dict[str, Template] = {
                 "merchants.read",
                 "merchants.review",
                 "onboarding.review",
+                "onboarding.assess",
                 "quality.read",
                 "quality.write",
             ),
@@ -241,6 +243,7 @@ TEMPLATES: dict[str, Template] = {
                 "merchants.read",
                 "merchants.review",
                 "onboarding.review",
+                "onboarding.assess",
                 "quality.read",
                 "quality.write",
                 "reviews.read",

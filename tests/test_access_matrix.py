@@ -52,6 +52,9 @@ SCOPED_PARAMS = frozenset({"order_id", "worker_id", "team_id", "merchant_id", "c
 MERCHANT_ONLY = re.compile(r"^/v1/merchants/\{merchant_id\}/(staff|services|orders)")
 
 TARGETS = ("own", "other_merchant", "other_city")
+# Routes that name a worker in the query or the body rather than the path: walked over the
+# three targets like a worker in the path (the target's worker is put in the request).
+WORKER_IN_REQUEST = frozenset({"GET /v1/training/practicals", "POST /v1/training/practicals"})
 
 
 @dataclass
@@ -89,6 +92,7 @@ class World:
     principals: list[Principal]
     service: str
     victim: int
+    skill: str
 
 
 async def _place(
@@ -262,7 +266,10 @@ async def world(
             )
         )
     victim = await make_user("customer")
-    return World(places, principals, service, victim.id)
+    await stores.pool.execute(
+        "INSERT INTO skills (code, name_zh, name_en) VALUES ($1, '保洁', 'Cleaning')", service
+    )
+    return World(places, principals, service, victim.id, service)
 
 
 def _values(world: World, place: Place) -> dict[str, str]:
@@ -280,14 +287,31 @@ def _values(world: World, place: Place) -> dict[str, str]:
     }
 
 
+def _params(ep: Endpoint) -> set[str]:
+    """The route's scoped parameters: its path's, and a worker named in the request."""
+    params = set(PARAM.findall(ep.path))
+    if f"{ep.method} {ep.path}" in WORKER_IN_REQUEST:
+        params.add("worker_id")
+    return params
+
+
 def _url(ep: Endpoint, values: dict[str, str]) -> str:
-    return PARAM.sub(lambda m: values.get(m.group(1), str(2**40)), ep.path)
+    url = PARAM.sub(lambda m: values.get(m.group(1), str(2**40)), ep.path)
+    if f"{ep.method} {ep.path}" in WORKER_IN_REQUEST and ep.method == "GET":
+        url += f"?user_id={values['worker_id']}"
+    return url
 
 
-def _body(ep: Endpoint, place: Place) -> Any:
+def _body(ep: Endpoint, place: Place, skill: str) -> Any:
     """A body that passes validation, so that the scope decides the answer."""
     today = date.today().isoformat()
     bodies: dict[str, Any] = {
+        "POST /v1/training/practicals": {
+            "user_id": place.worker,
+            "skill": skill,
+            "passed": True,
+            "score": 80,
+        },
         "POST /v1/orders/{order_id}/assign": {"worker_id": place.worker, "reason": "矩阵"},
         "POST /v1/orders/{order_id}/unassign": {"reason": "矩阵"},
         "POST /v1/orders/{order_id}/pin": {"pinned": False, "reason": "矩阵"},
@@ -348,7 +372,7 @@ def reaches(p: Principal, ep: Endpoint, place: Place) -> bool:
     """The model of whether a caller past the gate sees the route's objects: the admin
     and dispatcher roles everywhere; a grant in its cities or merchant; the merchant role
     its own merchant; customers and workers only their own (none of the fixtures)."""
-    params = set(PARAM.findall(ep.path))
+    params = _params(ep)
     if ep.public or not params & (SCOPED_PARAMS | {"user_id"}):
         return True
     if p.base & ep.roles & {"admin", "dispatcher"}:
@@ -389,14 +413,14 @@ async def test_every_route_every_role_every_scope(
     route's own answer (never 401/403/404 nor a 5xx)."""
     failures: list[str] = []
     for ep in EPS:
-        params = set(PARAM.findall(ep.path))
+        params = _params(ep)
         targets = TARGETS if params & SCOPED_PARAMS else ("own",)
         for p in world.principals:
             for target in targets:
                 place = world.places[target]
                 url = _url(ep, _values(world, place))
                 r = await client.request(
-                    ep.method, url, json=_body(ep, place), headers=p.account.auth
+                    ep.method, url, json=_body(ep, place, world.skill), headers=p.account.auth
                 )
                 CELLS["checked"] += 1
                 key = f"{ep.method} {ep.path}"

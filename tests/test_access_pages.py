@@ -240,3 +240,84 @@ async def test_a_merchant_runs_its_own_back_office(
     assert r.status_code == 404
     await context.close()
     assert errors == [], errors
+
+
+async def _open(
+    chromium: Any, address: str, phone: str, section: str
+) -> tuple[Any, Any, list[str]]:
+    """A signed-in back office on ``section``; (context, page, the page's errors)."""
+    context = await chromium.new_context(**DESK)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{address}/admin#/{section}")
+    await _sign_in(page, phone)
+    await page.wait_for_selector(f'body[data-ready="{section}"]', timeout=WAIT_MS)
+    return context, page, errors
+
+
+async def _goto(page: Any, section: str) -> None:
+    await page.locator(f'#nav a[data-section="{section}"]').click()
+    await page.wait_for_selector(f'body[data-ready="{section}"]', timeout=WAIT_MS)
+
+
+async def test_sections_follow_the_callers_permissions(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    admin: Account,
+) -> None:
+    """Granted in one city: customer service sees orders, after-sales and safety alerts but not finance, quality or exams; a city's finance sees withdrawals and settlements without the platform's money; a city operator records practical assessments and ranks their city's workers, without finance or after-sales. No section calls a route it may not."""
+    address = live_app[0]
+    city = await new_city(stores, "sec-a")
+    await new_city(stores, "sec-b")
+    holders = {}
+    for role in ("customer_service", "finance", "city_operator"):
+        who = await make_user("customer", name=f"{role}员")
+        r = await client.post(
+            "/v1/grants",
+            headers=admin.auth,
+            json={"user_id": who.id, "role": role, "scope": f"city:{city}"},
+        )
+        assert r.status_code == 201, r.text
+        holders[role] = who
+
+    context, page, errors = await _open(
+        browser, address, holders["customer_service"].phone, "aftersales"
+    )
+    sections = set(await _sections(page))
+    assert {"orders", "aftersales", "safety"} <= sections
+    assert not {"finance", "discipline", "exams", "review", "wallet"} & sections
+    await _goto(page, "safety")
+    assert await page.locator("#reveals-filter").count() == 0  # the audit side is platform-wide
+    options = await page.locator("#city_id-select option").evaluate_all(
+        "els => els.map(e => e.value)"
+    )
+    assert options == [city]
+    await context.close()
+    assert errors == [], errors
+
+    context, page, errors = await _open(browser, address, holders["finance"].phone, "finance")
+    sections = set(await _sections(page))
+    assert "finance" in sections
+    assert not {"aftersales", "discipline", "safety"} & sections
+    await page.wait_for_selector("#settlements")
+    for platform_only in ("#settle-now", "#recon-form", "#rule-form", "#recon-runs"):
+        assert await page.locator(platform_only).count() == 0, platform_only
+    await context.close()
+    assert errors == [], errors
+
+    context, page, errors = await _open(browser, address, holders["city_operator"].phone, "exams")
+    sections = set(await _sections(page))
+    assert {"review", "exams", "discipline", "safety"} <= sections  # safety: a dispatcher's
+    assert not {"finance", "aftersales"} & sections
+    await page.wait_for_selector("#practical-form")
+    assert await page.locator("#exams-table").count() == 0  # setting exams up is an admin's
+    await _goto(page, "discipline")
+    options = await page.locator("#discipline-city option").evaluate_all(
+        "els => els.map(e => e.value)"
+    )
+    assert options == [city]
+    await context.close()
+    assert errors == [], errors

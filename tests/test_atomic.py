@@ -49,7 +49,8 @@ def test_a_reader_never_sees_a_half_written_file(tmp_path: Path) -> None:
     reads = 0
     while writer.is_alive() or reads == 0:
         data = path.read_bytes()
-        assert len(data) == 12000 and data == data[:6] * 2000
+        assert len(data) == 12000
+        assert data == data[:6] * 2000
         reads += 1
     writer.join(timeout=60)
     assert writer.exitcode == 0

@@ -486,12 +486,13 @@ async def test_the_stored_fingerprint_is_keyed_and_an_older_plain_one_still_repl
     and refuses another (422)."""
     customer = await make_user("customer")
     key = {"Idempotency-Key": secrets.token_hex(16), **customer.auth}
-    body = {
+    window = _bookable_window()
+    body: dict[str, object] = {
         "service_code": scheduled_only,
         "lat": DEST[0],
         "lng": DEST[1],
         "contact_phone": new_phone(),
-        **_bookable_window(),
+        **window,
     }
     first = await client.post("/v1/orders", headers=key, json=body)
     assert first.status_code == 201, first.text
@@ -509,8 +510,8 @@ async def test_the_stored_fingerprint_is_keyed_and_an_older_plain_one_still_repl
         "crs": "wgs84",
         "address_detail": "",
         "contact_phone": body["contact_phone"],
-        "window_start": datetime.fromisoformat(body["window_start"]),
-        "window_end": datetime.fromisoformat(body["window_end"]),
+        "window_start": datetime.fromisoformat(window["window_start"]),
+        "window_end": datetime.fromisoformat(window["window_end"]),
         "notes": "",
         "series_id": None,
     }

@@ -25,6 +25,7 @@ from matching.scoring import (
     bayes_rating,
     fairness_term,
     peers_of,
+    priority_term,
     rating_term,
     schedule_term,
     score,
@@ -360,6 +361,7 @@ def test_schedule_fit_counts_idle_time_before_a_booked_job() -> None:
         cand(jobs_today=7, earnings_today_minor=5_000, team_id=3),
         cand(rating_sum=0.0, rating_count=0, served_customer_ids=frozenset({900})),
         cand(available=((NOW - HOUR, NOW + 3 * HOUR - 600),)),
+        cand(priority=True),
     ],
 )
 def test_score_agrees_with_the_term_functions(c: Candidate) -> None:
@@ -372,6 +374,7 @@ def test_score_agrees_with_the_term_functions(c: Candidate) -> None:
         schedule_term(j, c, 600.0, NOW, PARAMS),
         affinity_term(j, c),
         team_term(j, c),
+        priority_term(c),
     )
     assert score(j, c, 600.0, NOW, PEERS, PARAMS).raw == expected
 

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from doorstep.errors import InvalidInput
@@ -494,6 +495,7 @@ def _random_batch(
                 state=rng.choice(STATES),
                 untrained=frozenset(s for s in held if rng.random() < 0.15),
                 commitment=commitment,
+                priority=rng.random() < 0.2,
             )
         )
     jobs, lists, etas = [], [], []
@@ -560,3 +562,38 @@ def test_batch_assessment_equals_the_rules_pair_by_pair(seed: int) -> None:
             assert assessed[j].records == expected
             assert assessed[j].feasible == [i for i, r in enumerate(expected) if r.feasible]
             assert assessed[j].costs == [r.breakdown.total for r in expected if r.breakdown]
+
+
+def test_all_else_equal_the_prioritised_worker_wins() -> None:
+    """Batch policy: two workers alike in all but dispatch priority, the prioritised one (the higher id, which loses a tie) is chosen, its priority term -1 weighted -weight_priority (greedy, the nearest-idle baseline, uses no terms)."""
+    params = PARAMS
+    plain, prioritised = worker(1), worker(2, priority=True)
+    (d,) = decide([job(1)], [[plain, prioritised]], [[5 * MIN, 5 * MIN]], NOW, params, PEERS)
+    assert d.worker_id == 2
+    assert d.chosen is not None
+    assert d.chosen.breakdown is not None
+    assert d.chosen.breakdown.as_dict()["priority"] == (-1.0, -PARAMS.weight_priority)
+    (tie,) = decide([job(1)], [[plain, worker(2)]], [[5 * MIN, 5 * MIN]], NOW, params, PEERS)
+    assert tie.worker_id == 1
+    # Small: a worker 3 minutes nearer still wins over the prioritised one.
+    (near,) = decide([job(1)], [[plain, prioritised]], [[2 * MIN, 5 * MIN]], NOW, params, PEERS)
+    assert near.worker_id == 1
+
+
+def test_a_decision_stored_before_the_priority_term_reads_back_and_replays() -> None:
+    """JSON stored with the six earlier terms (no priority field on candidates) reads back with priority 0 raw and weighted, the same totals, and replays to the same outcome."""
+    for d in mixed_batch():
+        doc = orjson.loads(d.to_json())
+        doc["terms"] = doc["terms"][:-1]
+        for c in doc["candidates"]:
+            del c["candidate"]["priority"]
+            if c["breakdown"] is not None:
+                c["breakdown"]["raw"] = c["breakdown"]["raw"][:-1]
+                c["breakdown"]["weighted"] = c["breakdown"]["weighted"][:-1]
+        old = Decision.from_json(orjson.dumps(doc))
+        assert old == d.for_storage()
+        for c in old.candidates:
+            if c.breakdown is not None:
+                assert c.breakdown.as_dict()["priority"] == (0.0, 0.0)
+    stored = [Decision.from_json(d.to_json()) for d in mixed_batch()]
+    assert replay(stored, PARAMS) == [d.for_storage() for d in mixed_batch()]

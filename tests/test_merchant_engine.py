@@ -1,5 +1,6 @@
 """The engine dispatches an order routed to a merchant within the merchant's team, and
-overflows it to the platform's workers when the staff cannot serve it (issue 18 §5)."""
+overflows it to the platform's workers when the staff cannot serve it, by time or by rounds
+of offers (issue 18 §5)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from dispatch import store as dispatch_store
 from dispatch.engine import Engine
+from dispatch.offers import OfferParams
 from doorstep.stores import Stores
 from tests.access import licence
 from tests.helpers import Account, MakeUser
@@ -161,3 +163,73 @@ async def test_an_order_its_staff_cannot_serve_overflows_to_the_platform(
     assert offer["order_id"] == order_id
     assert await status_of(stores, order_id) == "offered"
     await ws_platform.close()
+
+
+async def test_an_order_out_of_its_teams_rounds_overflows_and_fails_only_after_the_platforms(
+    live_app: tuple[str, Any],
+    engine: Engine,
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+    instant_service: str,
+) -> None:
+    """Two staff members refuse within the attempts limit: the order overflows (not fails) with a reason naming the rounds, the same tick offers it to a platform worker, and it fails only when the platform's own rounds run out."""
+    here = engine_city.here
+    owner, team = await _merchant(stores, make_user, engine_city.id, instant_service)
+    staff = [await _staff(stores, client, engine_city.id, team) for _ in range(2)]
+    platform = [await make_worker(stores, client, engine_city.id) for _ in range(2)]
+    sockets = [
+        await online(live_app[0], w, (here[0] + 0.001 * (i + 1), here[1]))
+        for i, w in enumerate([*platform, *staff])
+    ]
+    ws_p1, ws_p2, ws_s1, ws_s2 = sockets
+    customer = await make_user("customer")
+    order_id = await _routed(client, admin, customer, instant_service, engine_city, owner.id)
+    strict = Engine(
+        stores,
+        live_app[1].state.tracking,
+        match=engine.match,
+        offer=OfferParams(ttl_s=5, max_attempts=2),
+        engine=engine.params,  # merchant_overflow_s = 300: overflow here is by rounds, not time
+    )
+    now = datetime.now(UTC)
+    assert (await strict.tick(engine_city.id, now)).offered == 1
+    offer = await next_of(ws_s1, "offer")  # the nearer staff member, not the platform's
+    r = await client.post(
+        f"/v1/offers/{offer['offer_id']}/reject", headers=staff[0].auth, json={"reason": "busy"}
+    )
+    assert r.status_code == 204
+    assert (await strict.tick(engine_city.id, now)).offered == 1
+    assert (await next_of(ws_s2, "offer"))["order_id"] == order_id
+    assert await _offered_to(stores, order_id) == {s.id for s in staff}
+
+    # The second staff member never answers: the team's two rounds are used up.
+    report = await strict.tick(engine_city.id, now + timedelta(seconds=6))
+    assert (report.expired, report.failed, report.overflowed, report.offered) == (1, 0, 1, 1)
+    current = await dispatch_store.get(stores.pool, order_id)
+    assert current is not None
+    assert (current.merchant_id, current.status) == (None, "offered")
+    events = (await client.get(f"/v1/orders/{order_id}/events", headers=customer.auth)).json()
+    (overflow,) = [e for e in events if e["action"] == "overflow"]
+    assert str(owner.id) in overflow["reason"]
+    assert "2 rounds" in overflow["reason"]
+    offer = await next_of(ws_p1, "offer")
+    assert offer["order_id"] == order_id
+
+    # The platform's workers get two rounds of their own, then it fails.
+    r = await client.post(
+        f"/v1/offers/{offer['offer_id']}/reject", headers=platform[0].auth, json={"reason": "far"}
+    )
+    assert r.status_code == 204
+    assert (await strict.tick(engine_city.id, now + timedelta(seconds=6))).offered == 1
+    assert (await next_of(ws_p2, "offer"))["order_id"] == order_id
+    report = await strict.tick(engine_city.id, now + timedelta(seconds=12))
+    assert (report.expired, report.failed, report.overflowed) == (1, 1, 0)
+    assert await status_of(stores, order_id) == "failed"
+    events = (await client.get(f"/v1/orders/{order_id}/events", headers=customer.auth)).json()
+    assert events[-1]["action"] == "fail"
+    assert "2 rounds" in events[-1]["reason"]
+    for ws in sockets:
+        await ws.close()

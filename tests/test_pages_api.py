@@ -159,10 +159,18 @@ async def test_candidates_preview_scores_without_deciding(
     decision = preview["decision"]
     ranked = [c["candidate"]["worker_id"] for c in decision["candidates"]]
     assert ranked == [near.id, far.id]
-    assert decision["terms"] == ["eta", "rating", "fairness", "schedule", "affinity", "team"]
+    assert decision["terms"] == [
+        "eta",
+        "rating",
+        "fairness",
+        "schedule",
+        "affinity",
+        "team",
+        "priority",
+    ]
     best, second = decision["candidates"]
     assert best["breakdown"]["total"] < second["breakdown"]["total"]
-    assert len(best["breakdown"]["weighted"]) == 6
+    assert len(best["breakdown"]["weighted"]) == 7
     assert (
         await stores.pool.fetchval(
             "SELECT count(*) FROM dispatch_decisions WHERE order_id = $1", order["id"]

@@ -313,6 +313,19 @@ async def discipline_blocks(db: Conn, worker_ids: list[int], now: datetime) -> d
     return out
 
 
+async def dispatch_priority(db: Conn, worker_ids: list[int], now: datetime) -> set[int]:
+    """Workers holding a dispatch priority reward now (``discipline_actions`` of kind
+    ``priority``, started, not ended, not overturned)."""
+    rows = await db.fetch(
+        "SELECT DISTINCT worker_id FROM discipline_actions WHERE worker_id = ANY($1) "
+        "AND kind = 'priority' AND status <> 'overturned' AND starts_at <= $2 "
+        "AND (ends_at IS NULL OR ends_at > $2)",
+        worker_ids,
+        now,
+    )
+    return {int(r["worker_id"]) for r in rows}
+
+
 async def skill_certificate_rules(db: Conn) -> dict[str, frozenset[str]]:
     """Skill → the certificate kinds it needs (``skill_certificates``)."""
     out: dict[str, set[str]] = {}

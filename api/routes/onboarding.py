@@ -580,18 +580,22 @@ async def answer(ctx: Ctx, body: AnswersIn) -> Attempt:
 
 @router.post(
     "/v1/training/practicals",
-    perm="onboarding.write",
+    perm="onboarding.assess",
     roles=REVIEWERS,
     body=PracticalIn,
     returns=Practical,
     status=201,
-    errors={422: "an unknown user or skill"},
-    summary="Record a practical assessment (assessor: admin or reviewer)",
+    errors={
+        404: "no such person, or not a worker of the caller's cities (user_id)",
+        422: "an unknown skill",
+    },
+    summary="Record a practical assessment (assessor: admin, reviewer, a city's grant)",
 )
 async def practical(ctx: Ctx, body: PracticalIn) -> Practical:
     return await training.record_practical(
         ctx.stores,
         ctx.user,
+        ctx.viewer,
         user_id=body.user_id,
         skill=body.skill,
         passed=body.passed,
@@ -602,16 +606,19 @@ async def practical(ctx: Ctx, body: PracticalIn) -> Practical:
 
 @router.get(
     "/v1/training/practicals",
-    perm="onboarding.read",
+    perm="onboarding.assess",
     roles=REVIEWERS,
     returns=list[Practical],
     query=(QueryParam("user_id", int, "whose assessments", required=True, ge=1, le=2**62),),
+    errors={404: "no such person, or not a worker of the caller's cities (user_id)"},
     summary="A person's practical assessments, newest first",
 )
 async def practicals(ctx: Ctx) -> list[Practical]:
     if ctx.request.query_params.get("user_id") is None:
         raise InvalidOnboardingInput("say whose assessments: user_id", field="user_id")
-    return await training.practicals(ctx.stores, ctx.query_int("user_id", 0, ge=1, le=2**62))
+    return await training.practicals(
+        ctx.stores, ctx.viewer, ctx.query_int("user_id", 0, ge=1, le=2**62)
+    )
 
 
 class SkillCertificatesIn(Input):

@@ -11,7 +11,7 @@ from api.routing import ANY_ROLE, Ctx, QueryParam, Router
 from permissions import service, store
 from permissions.errors import RoleNotFound
 from permissions.models import AuditEntry, Grant, Held, Role
-from permissions.rules import PERMISSIONS
+from permissions.rules import PERMISSIONS, acts_platform_wide
 
 router = Router("permissions")
 ADMIN = frozenset({"admin"})
@@ -206,13 +206,14 @@ async def my_permissions(ctx: Ctx) -> MyPermissions:
     scopes: dict[str, set[str]] = {}
     via: dict[str, set[str]] = {}
     for role in user.roles:
-        ref = {
-            "admin": "platform",
-            "dispatcher": "platform",
-            "merchant": f"merchant:{user.user_id}",
-        }
+        # As api/routing.scope_for: a staff base role (admin, dispatcher, finance,
+        # reviewer, …) acts platform-wide; customers and workers on their own data.
+        if role == "merchant":
+            ref = f"merchant:{user.user_id}"
+        else:
+            ref = "platform" if acts_platform_wide(role) else "own"
         for perm in base.get(role, ()):
-            scopes.setdefault(perm, set()).add(ref.get(role, "own"))
+            scopes.setdefault(perm, set()).add(ref)
             via.setdefault(perm, set()).add(role)
     grants = await store.grants(ctx.stores.pool, user_id=user.user_id)
     for perm, refs in user.perm_map().items():  # what this token carries

@@ -1,8 +1,12 @@
 // The back office (/admin): navigation by what the account may do (GET /v1/me/permissions:
-// base roles and scoped grants). Admins see everything; dispatchers run dispatch, orders,
-// workers and cities; a city operator the same in their cities, and merchants' review; a
-// merchant (or its staff) its own back office: staff, services and prices, routed orders.
-// The API's own rules decide what each section holds (404 outside one's scope).
+// base roles and scoped grants). Each section shows when the account holds its permission
+// in some scope other than its own data, and the parts of a section that need more (the
+// platform's money, the audit chain, deciding appeals) show only with that permission too.
+// Admins see everything; dispatchers run dispatch, orders, workers and cities; a city
+// operator the same in their cities, merchants' review, onboarding and quality; customer
+// service orders, after-sales and safety alerts; a merchant (or its staff) its own back
+// office: staff, services and prices, routed orders. The API's own rules decide what each
+// section holds (404 outside one's scope).
 
 import {
   ApiError, Client, boot, el, localTime, loginView, money, named, submitting, toast, values,
@@ -212,14 +216,14 @@ const SECTIONS = [
   ["merchants", "n_merchants", "merchants.review"],
   ["shop", "n_shop", "merchant.orders"],
   ["analytics", "n_analytics", "analytics.read"],
-  // Sections by base role (a list), or by base role or permission (the templates').
-  ["review", "n_review", ["admin", "reviewer", "onboarding.review"]],
-  ["exams", "n_exams", ["admin", "reviewer"]],
-  ["discipline", "n_discipline", ["admin", "dispatcher"]],
-  ["safety", "n_safety", ["admin", "dispatcher"]],
-  ["finance", "n_finance", ["admin", "finance"]],
-  ["wallet", "n_wallet", ["merchant"]],
+  ["review", "n_review", "onboarding.review"],
+  ["exams", "n_exams", "onboarding.assess"],
+  ["discipline", "n_discipline", "quality.read"],
+  ["safety", "n_safety", "safety.alerts"],
+  ["finance", "n_finance", "finance.read"],
   ["aftersales", "n_aftersales", "aftersales.read"],
+  // A merchant's own wallet: its own data, so by the base role ("own" scopes are not held).
+  ["wallet", "n_wallet", ["merchant"]],
 ];
 let cityCache = null;
 let held = null; // permission -> scopes, from GET /v1/me/permissions
@@ -235,21 +239,23 @@ async function loadPermissions() {
   }
 }
 const can = (perm) => (held?.get(perm) || []).length > 0;
-const myCities = () => {
-  const scopes = held?.get("dispatch.console") || held?.get("orders.read") || [];
+// The cities a permission is held in: null for platform-wide (every city).
+const citiesOf = (perm) => {
+  const scopes = held?.get(perm) || [];
   return scopes.includes("platform") ? null : scopes.filter((s) => s.startsWith("city:")).map((s) => s.slice(5));
 };
+const myCities = () => citiesOf(held?.get("dispatch.console") ? "dispatch.console" : "orders.read");
 const mine = () => SECTIONS.filter(([id, , perm]) => (id === "shop" ? shops.length > 0
-  : Array.isArray(perm) ? perm.some((r) => client.user?.roles.includes(r) || (r.includes(".") && can(r))) : can(perm)));
+  : Array.isArray(perm) ? perm.some((r) => client.user?.roles.includes(r)) : can(perm)));
 async function backOffice() { await loadPermissions(); return mine().length > 0; }
-async function cities() {
-  const only = myCities();
+async function cities(perm = null) {
+  const only = perm ? citiesOf(perm) : myCities();
   cityCache ??= await client.get("/v1/cities");
   return only ? cityCache.filter((c) => only.includes(c.id)) : cityCache;
 }
-function citySelect(name = "city_id", withAny = true) {
+function citySelect(name = "city_id", withAny = true, perm = null) {
   const s = el("select", { name, id: `${name}-select` });
-  cities().then((list) => {
+  cities(perm).then((list) => {
     if (withAny) s.append(el("option", { value: "" }, t("any")));
     for (const c of list) s.append(el("option", { value: c.id }, `${named(lang, c)} (${c.id})`));
   });
@@ -398,10 +404,11 @@ async function analytics() {
 // Safety alerts to acknowledge and resolve (dispatchers and admins); for admins, the
 // address reveals and the audit chain's verification (docs/safety.md).
 async function safety() {
-  const city = citySelect("city_id", false);
+  const city = citySelect("city_id", false, "safety.alerts");
   const alertsOut = el("div", { id: "safety-alerts" });
+  const handles = can("safety.alerts.handle");
   const loadAlerts = async () => {
-    if (!city.value) { const list = await cities(); city.value = list[0]?.id ?? ""; }
+    if (!city.value) { const list = await cities("safety.alerts"); city.value = list[0]?.id ?? ""; }
     const list = await client.get("/v1/safety/alerts", { city_id: city.value });
     alertsOut.replaceChildren(list.length ? table("safety-table", ["id", "kind", "who", "order", "raised", "state", ""], list.map((a) => {
       const note = el("input", { name: "resolution", placeholder: t("resolution") });
@@ -415,13 +422,13 @@ async function safety() {
       return el("tr", { "data-alert-id": a.id, "data-kind": a.kind },
         el("td", {}, a.id), el("td", {}, a.kind), el("td", {}, `${a.subject_role} #${a.subject_id}`), el("td", {}, a.order_id ?? ""),
         el("td", {}, localTime(a.raised_at, lang, true)), el("td", {}, a.acknowledged_at ? t("acked") : t("waiting")),
-        el("td", {}, a.acknowledged_at ? null : el("button", { type: "button", class: "btn secondary ack", onclick: () => act("ack") }, t("ack")),
-          note, el("button", { type: "button", class: "btn resolve", onclick: () => act("resolve") }, t("resolve"))));
+        el("td", {}, !handles ? null : [a.acknowledged_at ? null : el("button", { type: "button", class: "btn secondary ack", onclick: () => act("ack") }, t("ack")),
+          note, el("button", { type: "button", class: "btn resolve", onclick: () => act("resolve") }, t("resolve"))]));
     })) : el("p", { class: "muted" }, t("no_alerts")));
   };
   city.addEventListener("change", loadAlerts);
   const parts = [el("h2", {}, t("n_safety")), el("h3", {}, t("safety_alerts")), el("div", { class: "toolbar" }, city), alertsOut];
-  if (client.user.roles.includes("admin")) {
+  if (can("safety.read")) {  // address reveals and the audit chain: platform-wide staff only
     const form = el("form", { class: "toolbar", id: "reveals-filter", novalidate: true },
       el("label", {}, t("order_id"), el("input", { name: "order_id", inputmode: "numeric", class: "narrow" })),
       el("label", {}, t("worker_id"), el("input", { name: "worker_id", inputmode: "numeric", class: "narrow" })),
@@ -473,12 +480,17 @@ function diffTable(run) {
 }
 
 async function finance() {
+  // A city's finance sees its cities' withdrawals and settlements; the platform's money
+  // (settlement runs, reconciliation, commission rules) needs finance.platform.
+  const platform = can("finance.platform");
+  const reviews = can("finance.withdrawals.review");
+  const none = Promise.resolve({ items: [] });
   const [queue, recent, settled, runs, rules] = await Promise.all([
     client.get("/v1/finance/withdrawals", { status: "requested", limit: 100 }),
     client.get("/v1/finance/withdrawals", { limit: 30 }),
     client.get("/v1/finance/settlements", { limit: 30 }),
-    client.get("/v1/finance/reconciliations", { limit: 10 }),
-    client.get("/v1/admin/commission-rules"),
+    platform ? client.get("/v1/finance/reconciliations", { limit: 10 }) : none,
+    platform ? client.get("/v1/admin/commission-rules") : none,
   ]);
   const review = (w, approve, reason) => async () => {
     try {
@@ -539,18 +551,24 @@ async function finance() {
       const reason = el("input", { name: "reason", placeholder: t("reason"), class: "narrow" });
       return el("tr", { "data-withdrawal-id": w.id },
         el("td", {}, w.id), el("td", {}, `${w.payee_kind} #${w.payee_id}`), el("td", {}, money(w.amount_fen)),
-        el("td", {}, localTime(w.requested_at, lang, true)), el("td", {}, reason),
-        el("td", {}, el("button", { type: "button", class: "btn approve", onclick: review(w, true, reason) }, t("approve")), " ",
-          el("button", { type: "button", class: "btn danger reject", onclick: review(w, false, reason) }, t("reject"))));
+        el("td", {}, localTime(w.requested_at, lang, true)), el("td", {}, reviews ? reason : null),
+        el("td", {}, !reviews ? null : [el("button", { type: "button", class: "btn approve", onclick: review(w, true, reason) }, t("approve")), " ",
+          el("button", { type: "button", class: "btn danger reject", onclick: review(w, false, reason) }, t("reject"))]));
     })) : el("p", { class: "muted", id: "queue-empty" }, t("queue_empty")),
     el("h3", {}, t("f_recent")),
     table("withdrawals", ["id", "payee", "amount", "status", "requested", "reason"], recent.items.map((w) => el("tr", { "data-withdrawal-id": w.id, "data-status": w.status },
       el("td", {}, w.id), el("td", {}, `${w.payee_kind} #${w.payee_id}`), el("td", {}, money(w.amount_fen)),
       el("td", {}, el("span", { class: "status" }, w.status)), el("td", {}, localTime(w.requested_at, lang, true)), el("td", {}, w.fail_reason || w.reason)))),
-    el("h3", {}, t("f_settlements"), " ", settleButton),
+    el("h3", {}, t("f_settlements"), " ", platform ? settleButton : null),
     table("settlements", ["order", "payee", "status", "gross", "commission", "net", "due"], settled.items.map((x) => el("tr", { "data-order-id": x.order_id, "data-status": x.status },
       el("td", {}, `#${x.order_id}`), el("td", {}, `${x.payee_kind} #${x.payee_id}`), el("td", {}, el("span", { class: "status" }, x.status)),
       el("td", {}, money(x.gross_fen)), el("td", {}, money(x.commission_fen)), el("td", {}, money(x.net_fen)), el("td", {}, localTime(x.due_at, lang, true))))),
+    ...(platform ? platformMoney(recon, reconOut, runs, ruleForm, rules) : []));
+}
+
+// The platform's money, for finance.platform holders: reconciliation runs and commission rules.
+function platformMoney(recon, reconOut, runs, ruleForm, rules) {
+  return [
     el("h3", {}, t("f_recon")), recon, reconOut,
     table("recon-runs", ["id", "provider", "bill_date", "ran_at", "differences"], runs.items.map((r) => el("tr", { "data-run-id": r.id },
       el("td", {}, el("a", { href: "#/finance", onclick: async (ev) => { ev.preventDefault(); const full = await client.get(`/v1/finance/reconciliations/${r.id}`); reconOut.replaceChildren(el("h4", {}, `${r.bill_date} · ${t("differences")}: ${full.differences}`), diffTable(full)); } }, `#${r.id}`)),
@@ -560,7 +578,7 @@ async function finance() {
       el("td", {}, r.id), el("td", {}, r.city_id ?? "*"), el("td", {}, r.category ?? "*"), el("td", {}, r.service_code ?? "*"), el("td", {}, r.merchant_id ?? "*"),
       el("td", {}, `${(r.rate_bps / 100).toFixed(2)}%`), el("td", {}, money(r.fixed_fen)), el("td", {}, money(r.min_fen)), el("td", {}, r.max_fen == null ? "—" : money(r.max_fen)),
       el("td", {}, r.specificity),
-      el("td", {}, el("button", { type: "button", class: "btn secondary", onclick: async () => { try { await client.post(`/v1/admin/commission-rules/${r.id}/deactivate`); await finance(); } catch (e) { toast(e.message, "error"); } } }, t("deactivate")))))));
+      el("td", {}, el("button", { type: "button", class: "btn secondary", onclick: async () => { try { await client.post(`/v1/admin/commission-rules/${r.id}/deactivate`); await finance(); } catch (e) { toast(e.message, "error"); } } }, t("deactivate"))))))];
 }
 
 // A merchant's wallet: what their teams' completed orders earned, settled after the
@@ -769,8 +787,9 @@ async function shop() {
 const VIEWS = {
   dispatch, orders, workers, catalog, cities: citiesView, accounts, roles, merchants, shop, analytics,
   safety, finance, wallet,
-  review: () => reviewSection(view, client, t, lang), exams: () => examsSection(view, client, t, lang),
-  discipline: () => disciplineSection(view, client, t, lang),
+  review: () => reviewSection(view, client, t, lang),
+  exams: () => examsSection(view, client, t, lang, { listExams: can("onboarding.read") }),
+  discipline: () => disciplineSection(view, client, t, lang, { cities: citiesOf("quality.read"), decides: can("quality.write") }),
   aftersales: () => aftersalesSection(view, client, t, lang),
 };
 

@@ -137,8 +137,10 @@ export async function reviewSection(view, client, t, lang) {
       : el("p", { class: "muted", id: "queue-empty" }, t("queue_empty")));
 }
 
-export async function examsSection(view, client, t, lang) {
-  const [exams, skills] = await Promise.all([client.get("/v1/training/exams"), client.get("/v1/skills")]);
+// The exams (set up by admins; onboarding.read) and the practical assessment form
+// (onboarding.assess: a city's assessor records them for their cities' workers).
+export async function examsSection(view, client, t, lang, { listExams = true } = {}) {
+  const [exams, skills] = await Promise.all([listExams ? client.get("/v1/training/exams") : [], client.get("/v1/skills")]);
   const practical = el("form", { id: "practical-form", class: "card", novalidate: true },
     el("h3", {}, t("practical")),
     el("div", { class: "row" },
@@ -158,7 +160,7 @@ export async function examsSection(view, client, t, lang) {
     });
   });
   view.replaceChildren(el("h2", {}, t("n_exams")),
-    el("table", { id: "exams-table" },
+    !listExams ? null : el("table", { id: "exams-table" },
       el("thead", {}, el("tr", {}, ["skill", "exam_title", "bank", "pass_mark", "time_limit", "attempts"].map((h) => el("th", {}, t(h))))),
       el("tbody", {}, exams.map((e) => el("tr", { "data-exam": e.id },
         el("td", {}, e.skill), el("td", {}, lang === "en" ? e.title_en : e.title_zh),
@@ -167,14 +169,14 @@ export async function examsSection(view, client, t, lang) {
     practical);
 }
 
-async function workerActions(host, client, t, lang, workerId) {
+async function workerActions(host, client, t, lang, workerId, decides) {
   const list = await client.get("/v1/discipline/actions", { worker_id: workerId });
   host.replaceChildren(el("ul", { class: "list", id: "actions", "data-worker": workerId }, list.map((a) => {
     const form = el("form", { class: "row appeal-decision", "data-action": a.id, "data-status": a.status, novalidate: true },
       el("b", {}, a.kind), a.amount_fen ? el("span", {}, `¥${(a.amount_fen / 100).toFixed(2)} (${a.ledger_status})`) : null,
       el("span", { class: `pill ${a.status}` }, a.status), el("span", { class: "muted" }, a.reason),
       a.appeal_text ? el("span", {}, `${t("appeal")}: ${a.appeal_text}`) : null, el("p", { class: "form-error" }));
-    if (a.status === "appealed") {
+    if (a.status === "appealed" && decides) {
       const reason = el("input", { name: "reason", placeholder: t("reason") });
       form.append(reason,
         el("button", { type: "button", class: "btn secondary", "data-decision": "uphold" }, t("uphold")),
@@ -183,7 +185,7 @@ async function workerActions(host, client, t, lang, workerId) {
         b.addEventListener("click", () => submitting(form, t, async () => {
           await client.post(`/v1/discipline/actions/${a.id}/decision`, { decision: b.dataset.decision, reason: reason.value });
           toast(t("decided"));
-          workerActions(host, client, t, lang, workerId);
+          workerActions(host, client, t, lang, workerId, decides);
         }));
       }
     }
@@ -192,8 +194,10 @@ async function workerActions(host, client, t, lang, workerId) {
   })));
 }
 
-export async function disciplineSection(view, client, t, lang) {
-  const cities = await client.get("/v1/cities");
+// Rankings of the cities where quality.read is held (``cities``: null for every city);
+// appeals are decided with quality.write (``decides``).
+export async function disciplineSection(view, client, t, lang, { cities: only = null, decides = true } = {}) {
+  const cities = (await client.get("/v1/cities")).filter((c) => !only || only.includes(c.id));
   const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("city") || cities[0]?.id;
   const select = el("select", { name: "city_id", id: "discipline-city" },
     cities.map((c) => el("option", { value: c.id, selected: c.id === wanted }, lang === "en" ? c.name_en : c.name_zh)));
@@ -206,6 +210,6 @@ export async function disciplineSection(view, client, t, lang) {
       el("tbody", {}, ranks.map((r) => el("tr", { "data-worker": r.worker_id },
         el("td", {}, r.rank), el("td", {}, r.name), el("td", {}, r.score), el("td", {}, r.rating.toFixed(2)),
         el("td", {}, r.jobs), el("td", {}, r.badges),
-        el("td", {}, el("button", { type: "button", class: "btn secondary", onclick: () => workerActions(detail, client, t, lang, r.worker_id) }, t("actions"))))))),
+        el("td", {}, el("button", { type: "button", class: "btn secondary", onclick: () => workerActions(detail, client, t, lang, r.worker_id, decides) }, t("actions"))))))),
     detail);
 }
