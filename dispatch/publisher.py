@@ -14,15 +14,16 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from geo.roadgraph import RoadGraph
-from tracking.eta import EtaParams, EtaStats
+from tracking.eta import EtaParams
+from tracking.eta_calibration import EtaCalibration
 
 
 class Etas(Protocol):
-    """Road graphs and the learned ETA bias per city (``tracking.eta_store.EtaStore``)."""
+    """Road graphs and the learned ETA range per city (``tracking.eta_store.EtaStore``)."""
 
     async def graph_for(self, city_id: str) -> RoadGraph | None: ...
 
-    def stats_for(self, city_id: str, ts_ms: int) -> EtaStats: ...
+    def stats_for(self, city_id: str, ts_ms: int) -> EtaCalibration: ...
 
 
 class Publisher(Protocol):

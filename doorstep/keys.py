@@ -56,6 +56,20 @@ class Keys:
         """Stream: the worker's recent fixes, capped."""
         return f"{self.prefix}{{{city_id}}}:trail:{worker_id}"
 
+    def eta_buckets(self, city_id: str) -> str:
+        """Hash: the city's learned ETA histograms, field ``"hour:band"`` → JSON counts
+        (tracking/eta_calibration.py). Rebuilt from PostgreSQL's orders when missing."""
+        return f"{self.prefix}{{{city_id}}}:eta:buckets"
+
+    def eta_layout(self, city_id: str) -> str:
+        """The layout of the city's ETA histograms (``eta_calibration.layout``); missing or
+        of another layout: the hash is rebuilt before it is trusted or added to."""
+        return f"{self.prefix}{{{city_id}}}:eta:layout"
+
+    def eta_learned(self, city_id: str, order_id: int) -> str:
+        """Marks an order's trip as learned (an event delivered twice counts once)."""
+        return f"{self.prefix}{{{city_id}}}:eta:learned:{order_id}"
+
     def feed(self, city_id: str) -> str:
         """Channel: the dispatcher feed of a city."""
         return f"{self.prefix}{{{city_id}}}:feed"

@@ -1,4 +1,4 @@
-"""tracking.eta: road-network ETA on the real Futian graph, and the learned ETA range."""
+"""tracking.eta: road-network ETA on the real Futian graph (the learned range: test_eta_calibration)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,10 @@ from geo.coords import EARTH_RADIUS_M, haversine_m
 from geo.roadgraph import RoadGraph, load_futian_graph
 from tracking.eta import (
     EtaParams,
-    EtaStats,
     destination_times,
     eta_many,
-    eta_range,
     eta_s,
     straight_eta_s,
-    update,
 )
 
 PARAMS = EtaParams()
@@ -188,80 +185,6 @@ def test_times_from_another_graph_are_rejected(graph: RoadGraph) -> None:
         eta_s(times, graph, *at(graph, 0), PARAMS)
 
 
-@pytest.mark.parametrize("base_s", [0.0, 60.0, 900.0])
-def test_range_without_observations_is_the_prior(base_s: float) -> None:
-    """With no trips p50 is the base ETA and p90 is base × exp(1.2816 × prior_sd)."""
-    result = eta_range(base_s, EtaStats(), PARAMS)
-    assert result.p50_s == base_s
-    assert result.p90_s == pytest.approx(base_s * math.exp(1.2816 * 0.25), rel=1e-4)
-
-
-def observe(stats: EtaStats, ratios: list[float], predicted_s: float = 600.0) -> EtaStats:
-    """``stats`` after trips predicted at ``predicted_s`` took ``ratio`` times as long."""
-    for ratio in ratios:
-        stats = update(stats, predicted_s * ratio, predicted_s, PARAMS)
-    return stats
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_range_learns_a_true_ratio_and_covers_90_percent(seed: int) -> None:
-    """200 trips 1.3× slower with lognormal noise: p50 ≈ 1.3 × base, p90 covers ~90%."""
-    rng = random.Random(seed)
-    ratios = [rng.lognormvariate(math.log(1.3), 0.2) for _ in range(200)]
-    stats = observe(EtaStats(), ratios)
-    result = eta_range(600.0, stats, PARAMS)
-    assert stats.n == 200
-    assert result.p50_s == pytest.approx(1.3 * 600.0, rel=0.05)
-    covered = sum(600.0 * ratio <= result.p90_s for ratio in ratios) / len(ratios)
-    assert 0.85 <= covered <= 0.95
-
-
-def test_a_few_observations_move_the_range_gently() -> None:
-    """Three trips twice as slow move p50 less than halfway to 2× (prior strength 5)."""
-    result = eta_range(600.0, observe(EtaStats(), [2.0, 2.0, 2.0]), PARAMS)
-    assert 600.0 < result.p50_s < 600.0 * math.sqrt(2.0)
-    assert result.p90_s >= result.p50_s
-
-
-def test_one_outlier_is_clipped() -> None:
-    """One trip 100× slower after 50 normal ones moves p50 < 3%, exactly as a 4× trip would."""
-    rng = random.Random(5)
-    stats = observe(EtaStats(), [rng.lognormvariate(0.0, 0.2) for _ in range(50)])
-    before = eta_range(600.0, stats, PARAMS)
-    after = eta_range(600.0, observe(stats, [100.0]), PARAMS)
-    assert after.p50_s / before.p50_s < 1.03
-    assert after == eta_range(600.0, observe(stats, [4.0]), PARAMS)
-    assert observe(stats, [0.0]) == observe(stats, [0.25])
-
-
-@pytest.mark.parametrize("ratios", [[1.0] * 30, [0.5, 3.0, 1.0], [0.3] * 10, [4.0, 0.25] * 20])
-def test_p90_is_never_below_p50(ratios: list[float]) -> None:
-    """Whatever was observed, p90 >= p50."""
-    result = eta_range(300.0, observe(EtaStats(), ratios), PARAMS)
-    assert result.p90_s >= result.p50_s > 0
-
-
-def test_short_trips_teach_nothing() -> None:
-    """A trip predicted under min_learn_s (parking dominates) leaves the stats unchanged."""
-    assert update(EtaStats(), 300.0, 30.0, PARAMS) == EtaStats()
-
-
-def test_after_the_window_the_mean_forgets_old_trips() -> None:
-    """Past ``window`` observations the mean follows a changed ratio (EMA, not all-time)."""
-    params = EtaParams(window=20)
-    stats = EtaStats()
-    for ratio in [1.0] * 100 + [2.0] * 100:
-        stats = update(stats, 600.0 * ratio, 600.0, params)
-    assert stats.mean_log_ratio == pytest.approx(math.log(2.0), rel=0.01)
-
-
-@pytest.mark.parametrize(("observed_s", "predicted_s"), [(-1.0, 600.0), (math.nan, 600.0)])
-def test_update_rejects_bad_durations(observed_s: float, predicted_s: float) -> None:
-    """Negative or NaN durations are an error naming the argument."""
-    with pytest.raises(ValueError, match="observed_s"):
-        update(EtaStats(), observed_s, predicted_s, PARAMS)
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -274,6 +197,10 @@ def test_update_rejects_bad_durations(observed_s: float, predicted_s: float) -> 
         ("prior_weight", 0.0),
         ("prior_sd", math.nan),
         ("window", 0),
+        ("coverage", 1.0),
+        ("bin_width", 0.0),
+        ("bands_s", (300.0, 120.0)),
+        ("prior_ratio", 0.0),
     ],
 )
 def test_params_reject_bad_values(field: str, value: float) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from doorstep.params import ParamsError, from_mapping
 from geo.coords import EARTH_RADIUS_M, haversine_m
-from tracking.eta import EtaParams, EtaStats
+from tracking.eta import EtaParams
+from tracking.eta_calibration import EtaCalibration
 from tracking.geofence import ArrivalEvent, ArrivalParams, ArrivalState, step
 from tracking.jobs import ActiveJob, JobInfo, on_fix
 
@@ -359,7 +360,7 @@ def _walk_in(job: ActiveJob, ts_ms: list[int]) -> list[str | None]:
             ts_ms=ts,
             accuracy_m=5.0,
             seq=i + 1,
-            stats=EtaStats(),
+            stats=EtaCalibration(),
             eta_params=EtaParams(),
             arrival_params=PARAMS,
         )

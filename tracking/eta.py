@@ -10,25 +10,18 @@ If the worker or the destination lies more than ``max_snap_m`` from the graph, o
 destination cannot be reached, it falls back to the straight line:
 ``haversine × detour_factor / fallback_speed_mps``.
 
-Graph times are free-flow; real trips differ by city and hour. The caller keeps one
-:class:`EtaStats` per (city, local hour 0-23), feeds each finished trip to :func:`update`
-(observed vs. the ETA predicted when the trip started), and turns a base ETA into a range
+Graph times are free-flow; real trips differ by city, hour and length. The caller keeps a
+calibration per city (:mod:`tracking.eta_calibration`: quantiles of observed / predicted
+learned from arrivals, per local hour and trip band) and turns a base ETA into a range
 with :func:`eta_range`.
-
-Statistics model: each observation contributes ``x = log(observed / predicted)``, clipped
-to ±log(``max_ratio``) so a forgotten "arrived" tap cannot swamp the bucket. ``EtaStats``
-keeps the running mean and variance of ``x`` with weight ``1 / min(n, window)``: exactly
-Welford's mean and (population) variance for the first ``window`` observations, then an
-exponential moving average with alpha = 1/``window``, so the bias tracks slow drift.
-:func:`eta_range` shrinks both towards a prior (ratio 1.0, sd ``prior_sd``) worth
-``prior_weight`` observations.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +29,10 @@ from scipy.sparse.csgraph import dijkstra
 
 from geo.coords import EARTH_RADIUS_M, haversine_m
 from geo.roadgraph import RoadGraph
+from tracking.eta_calibration import EtaCalibration, log_quantiles, prior_calibration
 
 FloatArray = npt.NDArray[np.float64]
 EtaKind = Literal["road", "straight"]
-
-Z_90: Final = 1.2815515655446004  # standard normal 90th percentile
 
 
 @dataclass(frozen=True)
@@ -54,19 +46,33 @@ class EtaParams:
     detour_factor: float = 1.35  # road distance / straight distance, for the fallback
     fallback_speed_mps: float = 6.0  # average speed of the straight-line fallback
     max_snap_m: float = 300.0  # farther from the graph than this: straight-line fallback
-    max_ratio: float = 4.0  # observed/predicted ratios are clipped to [1/max_ratio, max_ratio]
-    min_learn_s: float = 60.0  # trips predicted shorter than this teach nothing
-    prior_weight: float = 5.0  # the prior counts as this many observations
-    prior_sd: float = 0.25  # prior standard deviation of log(observed / predicted)
-    window: int = 500  # after this many observations the statistics become an EMA
+    # The learned range (tracking/eta_calibration.py).
+    max_ratio: float = 6.0  # observed/predicted ratios are clipped to [1/max_ratio, max_ratio]
+    min_learn_s: float = 20.0  # trips predicted shorter than this teach nothing
+    bands_s: tuple[float, ...] = (120.0, 300.0, 600.0, 1200.0)  # predicted-trip band edges
+    bin_width: float = 0.05  # histogram bin of log(observed / predicted)
+    prior_ratio: float = 1.25  # before data: observed / predicted is about this ...
+    prior_sd: float = 0.3  # ... with this spread of its log
+    prior_weight: float = 5.0  # the prior counts as this many trips in a band's pool
+    pool_weight: float = 30.0  # a band's pool (all hours) counts as this many trips an hour
+    shift_weight: float = 5.0  # an hour's own shift is shrunk towards 0 by this many trips
+    coverage: float = 0.92  # the quantile the p90 is read at (0.9 promised, a margin over it)
+    window: int = 500  # a bucket's trips are capped at this (older ones fade)
+    refresh_s: float = 30.0  # how often a process rereads the learned buckets
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "bands_s", tuple(float(b) for b in self.bands_s))
         positive = (
             "access_speed_mps",
             "fallback_speed_mps",
             "max_snap_m",
             "prior_weight",
             "prior_sd",
+            "prior_ratio",
+            "pool_weight",
+            "shift_weight",
+            "bin_width",
+            "refresh_s",
         )
         for name in positive:
             value = getattr(self, name)
@@ -78,8 +84,15 @@ class EtaParams:
             raise ValueError("max_ratio must be a finite number > 1.")
         if not (math.isfinite(self.min_learn_s) and self.min_learn_s >= 0):
             raise ValueError("min_learn_s must be a finite number >= 0.")
-        if self.window < 1:
-            raise ValueError("window must be >= 1.")
+        if self.window < 2:
+            raise ValueError("window must be >= 2.")
+        if not (0.5 <= self.coverage < 1):
+            raise ValueError("coverage must be >= 0.5 and < 1.")
+        bands = self.bands_s
+        if not bands or not all(math.isfinite(b) and b > 0 for b in bands):
+            raise ValueError("bands_s must be finite numbers > 0, at least one.")
+        if any(a >= b for a, b in itertools.pairwise(bands)):
+            raise ValueError("bands_s must increase.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,19 +204,6 @@ def eta_many(
 
 
 @dataclass(frozen=True)
-class EtaStats:
-    """Running statistics of the clipped ``log(observed / predicted)`` of finished trips.
-
-    ``n`` counts observations; ``mean_log_ratio`` and ``var_log_ratio`` are their mean and
-    population variance (Welford, then an EMA once ``n`` passes ``EtaParams.window``).
-    """
-
-    n: int = 0
-    mean_log_ratio: float = 0.0
-    var_log_ratio: float = 0.0
-
-
-@dataclass(frozen=True)
 class EtaRange:
     """Median and 90th-percentile ETA in seconds (``p90_s >= p50_s``)."""
 
@@ -211,41 +211,13 @@ class EtaRange:
     p90_s: float
 
 
-def update(stats: EtaStats, observed_s: float, predicted_s: float, params: EtaParams) -> EtaStats:
-    """``stats`` with one finished trip added.
-
-    Trips predicted shorter than ``min_learn_s`` return ``stats`` unchanged (a few
-    seconds of parking dominate them); the log ratio is clipped to ±log(``max_ratio``).
-    """
-    if not (math.isfinite(observed_s) and observed_s >= 0):
-        raise ValueError("observed_s must be a finite number >= 0.")
-    if not (math.isfinite(predicted_s) and predicted_s >= 0):
-        raise ValueError("predicted_s must be a finite number >= 0.")
-    if predicted_s < params.min_learn_s or predicted_s == 0:
-        return stats
-    limit = math.log(params.max_ratio)
-    ratio = observed_s / predicted_s
-    x = min(limit, max(-limit, math.log(ratio))) if ratio > 0 else -limit
-    alpha = 1.0 / min(stats.n + 1, params.window)
-    diff = x - stats.mean_log_ratio
-    return EtaStats(
-        n=stats.n + 1,
-        mean_log_ratio=stats.mean_log_ratio + alpha * diff,
-        var_log_ratio=(1 - alpha) * (stats.var_log_ratio + alpha * diff * diff),
-    )
-
-
-def eta_range(base_s: float, stats: EtaStats, params: EtaParams) -> EtaRange:
-    """The learned range around a base ETA from :func:`eta_s`.
-
-    p50 = base × exp(shrunk mean log ratio); p90 = p50 × exp(z90 × shrunk sd), where
-    both are averaged with the prior (0 and ``prior_sd``) at weight ``prior_weight``.
-    """
+def eta_range(base_s: float, cal: EtaCalibration, params: EtaParams) -> EtaRange:
+    """The learned range around a base ETA from :func:`eta_s`: base x exp(the log-ratio
+    quantiles of its hour and band), the prior's when ``cal`` is empty."""
     if not (math.isfinite(base_s) and base_s >= 0):
         raise ValueError("base_s must be a finite number >= 0.")
-    weight = float(min(stats.n, params.window))
-    total = weight + params.prior_weight
-    mean = weight * stats.mean_log_ratio / total
-    variance = (params.prior_weight * params.prior_sd**2 + weight * stats.var_log_ratio) / total
-    p50_s = base_s * math.exp(mean)
-    return EtaRange(p50_s=p50_s, p90_s=p50_s * math.exp(Z_90 * math.sqrt(variance)))
+    if not cal.q50:
+        cal = prior_calibration(params)
+    q50, q90 = log_quantiles(base_s, cal, params)
+    p50_s = base_s * math.exp(q50)
+    return EtaRange(p50_s=p50_s, p90_s=max(p50_s, base_s * math.exp(q90)))

@@ -15,12 +15,12 @@ from geo.roadgraph import RoadGraph
 from tracking.eta import (
     DestinationTimes,
     EtaParams,
-    EtaStats,
     destination_times,
     eta_range,
     eta_s,
     straight_eta_s,
 )
+from tracking.eta_calibration import EtaCalibration
 from tracking.geofence import ArrivalParams, ArrivalState, step
 
 OUTSIDE = ArrivalState(inside=False, streak=0)
@@ -60,9 +60,9 @@ def start_job(info: JobInfo, graph: RoadGraph | None) -> ActiveJob:
 
 
 def estimate(
-    job: ActiveJob, lat: float, lng: float, stats: EtaStats, params: EtaParams
+    job: ActiveJob, lat: float, lng: float, stats: EtaCalibration, params: EtaParams
 ) -> dict[str, Any]:
-    """The ETA range from (lat, lng) to the job, learned bias applied."""
+    """The ETA range from (lat, lng) to the job, the learned calibration applied."""
     if job.times is not None and job.graph is not None:
         base, method = eta_s(job.times, job.graph, lat, lng, params)
     else:
@@ -86,7 +86,7 @@ def on_fix(
     ts_ms: int,
     accuracy_m: float,
     seq: int,
-    stats: EtaStats,
+    stats: EtaCalibration,
     eta_params: EtaParams,
     arrival_params: ArrivalParams,
 ) -> tuple[ActiveJob, dict[str, Any] | None, str | None]:

@@ -117,7 +117,7 @@ def alert_push(push: FeedPush) -> Consumer:
 def eta_learning(eta: EtaStore) -> Consumer:
     """The consumer that learns from arrivals how the road ETA errs."""
 
-    async def handle(tx: Tx, event: Event) -> None:
+    async def handle(_tx: Tx, event: Event) -> None:
         p = event.payload
         assert isinstance(p, OrderChanged)
         if (
@@ -128,12 +128,14 @@ def eta_learning(eta: EtaStore) -> Consumer:
         ):
             return
         observed = (p.arrived_at - p.en_route_at).total_seconds()
+        if observed < 0:
+            return
         await eta.learn(
             p.city_id,
-            int(p.arrived_at.timestamp() * 1000),
+            p.order_id,
+            int(p.en_route_at.timestamp() * 1000),
             observed,
             float(p.eta_predicted_s),
-            db=tx,
         )
 
     return Consumer("eta-learning", frozenset({"order.arrived"}), handle)

@@ -156,7 +156,7 @@ class Tracking:
         # This process's open sockets of signed-in users (order sockets, city feeds): how
         # to close each when the user's account is frozen or closed.
         self._viewers: dict[int, set[Callable[[], Awaitable[None]]]] = {}
-        self.eta = EtaStore(stores.pool, self.eta_params)
+        self.eta = EtaStore(stores.pool, stores.redis, stores.keys, self.eta_params)
         # Acks held back by [socket] ack_interval_ms: (due_ms, n, session, socket).
         self._acks: list[tuple[int, int, WorkerSession, WorkerSocket]] = []
         self._ack_n = itertools.count()
@@ -750,6 +750,7 @@ class Tracking:
                     cities = [c.id for c in await catalog_store.cities(self.stores.pool)]
                     refreshed = time.monotonic()
                 await self.sweep(cities, int(time.time() * 1000))
+                await self.eta.refresh_due()  # arrivals other processes learned
             except Exception as e:  # keep sweeping through store outages
                 outage.failed(e, time.monotonic())
             else:
