@@ -347,9 +347,9 @@ async def save_discount(
     """Write (or rewrite) an order's discount while it waits for its payment."""
     r = await tx.fetchrow(
         "INSERT INTO order_discounts (order_id, customer_id, price_fen, coupon_id, coupon_fen, "
-        "points, points_fen, payable_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $3 - $5 - $7) "
+        "points, points_fen, payable_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $3::bigint - $5::bigint - $7::bigint) "
         "ON CONFLICT (order_id) DO UPDATE SET coupon_id = $4, coupon_fen = $5, points = $6, "
-        "points_fen = $7, payable_fen = $3 - $5 - $7, status = 'applied', updated_at = now() "
+        "points_fen = $7, payable_fen = $3::bigint - $5::bigint - $7::bigint, status = 'applied', updated_at = now() "
         f"RETURNING {_DISC}",
         order_id,
         customer_id,
@@ -498,7 +498,7 @@ async def stats(db: Conn) -> list[dict[str, Any]]:
         "  JOIN coupons c2 ON c2.id = d.coupon_id "
         "  JOIN ledger_entries e ON e.order_id = d.order_id "
         "  JOIN ledger_lines l ON l.entry_id = e.id AND l.account = 'subsidy_expense' "
-        "  WHERE c2.template_id = t.id AND d.status = 'captured'), 0) AS cost_fen "
+        "  WHERE c2.template_id = t.id AND d.status = 'captured'), 0)::bigint AS cost_fen "
         "FROM coupon_templates t LEFT JOIN coupons c ON c.template_id = t.id "
         "GROUP BY t.id ORDER BY t.id DESC LIMIT 500"
     )
