@@ -9,6 +9,7 @@ import {
 } from "/static/client.js";
 import { REVIEW_STRINGS, disciplineSection, examsSection, reviewSection } from "/static/review.js";
 import { AFTERSALES_STRINGS, aftersalesSection } from "/static/aftersales.js";
+import { GROWTH_ADMIN_STRINGS, marketingSection } from "/static/admin-growth.js";
 
 const STRINGS = {
   app_title: { zh: "Doorstep 运营后台", en: "Doorstep back office" },
@@ -194,7 +195,7 @@ const STRINGS = {
   overflow: { zh: "转平台", en: "Overflow" },
 };
 
-const { lang, t } = boot({ ...STRINGS, ...REVIEW_STRINGS, ...AFTERSALES_STRINGS });
+const { lang, t } = boot({ ...STRINGS, ...REVIEW_STRINGS, ...AFTERSALES_STRINGS, ...GROWTH_ADMIN_STRINGS });
 const client = new Client("admin");
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");
@@ -220,6 +221,7 @@ const SECTIONS = [
   ["finance", "n_finance", ["admin", "finance"]],
   ["wallet", "n_wallet", ["merchant"]],
   ["aftersales", "n_aftersales", "aftersales.read"],
+  ["marketing", "n_marketing", "growth.read"],
 ];
 let cityCache = null;
 let held = null; // permission -> scopes, from GET /v1/me/permissions
@@ -772,6 +774,7 @@ const VIEWS = {
   review: () => reviewSection(view, client, t, lang), exams: () => examsSection(view, client, t, lang),
   discipline: () => disciplineSection(view, client, t, lang),
   aftersales: () => aftersalesSection(view, client, t, lang),
+  marketing: () => marketingSection(view, client, t, lang, can("growth.write")),
 };
 
 // ---- shell ------------------------------------------------------------------------------------
