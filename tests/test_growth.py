@@ -102,13 +102,13 @@ async def test_concurrent_claims_never_exceed_the_stock_nor_the_per_customer_lim
 
     big = await _template(client, admin, total_stock=1000, per_user_limit=2)
     one = await make_user("customer")
-    codes = await asyncio.gather(
+    answers = await asyncio.gather(
         *(
             client.post("/v1/coupons/claim", headers=one.auth, json={"template_id": big["id"]})
             for _ in range(6)
         )
     )
-    assert sorted(c.status_code for c in codes) == [201, 201, 409, 409, 409, 409]
+    assert sorted(a.status_code for a in answers) == [201, 201, 409, 409, 409, 409]
     mine = (await client.get("/v1/me/coupons", headers=one.auth)).json()
     assert [c["template_id"] for c in mine].count(big["id"]) == 2
 
@@ -367,7 +367,7 @@ async def test_bad_input_is_refused_naming_the_field(
     """Templates, claims and checkout refuse bad input with a 4xx naming the field."""
     customer = await make_user("customer")
     other = await make_user("customer")
-    bad_templates = [
+    bad_templates: list[tuple[dict[str, Any], str]] = [
         ({"kind": "percent", "amount_fen": 0, "percent_off": 0}, "percent_off"),
         ({"valid_until": "2031-01-01T00:00:00+08:00"}, "valid_until"),
         ({"amount_fen": 12.5}, "amount_fen"),
@@ -375,7 +375,7 @@ async def test_bad_input_is_refused_naming_the_field(
         ({"total_stock": -5}, "total_stock"),
         ({"auto_event": "order.paid"}, "auto_event"),
     ]
-    base = {
+    base: dict[str, Any] = {
         "name_zh": "券",
         "name_en": "C",
         "kind": "amount",
