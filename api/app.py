@@ -31,6 +31,7 @@ from api.routes import (
     catalog,
     city_sites,
     files,
+    growth,
     maps,
     merchants,
     notifications,
@@ -68,6 +69,8 @@ from doorstep.stores import Stores
 from events import probe
 from events.relay import Consumer, Relay
 from events.rules import DeliveryParams
+from growth.rules import GrowthParams
+from growth.service import Growth
 from jobs import app as jobs_app
 from jobs.runner import JobParams, JobRunner
 from matching.params import MatchParams
@@ -129,6 +132,7 @@ ROUTERS = (
     city_sites.router,
     reviews.router,
     aftersales.router,
+    growth.router,
 )
 
 
@@ -174,6 +178,7 @@ class Tuning:
     settlement: SettlementParams
     reviews: ReviewParams
     aftersales: AftersalesParams
+    growth: GrowthParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -206,6 +211,7 @@ class Tuning:
             "settlement": SettlementParams,
             "reviews": ReviewParams,
             "aftersales": AftersalesParams,
+            "growth": GrowthParams,
         }
         return cls(
             **{
@@ -323,6 +329,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             payments=app.state.payments,
             tracking=tracking_rt,
         )
+        app.state.growth = Growth(app.state.stores, tuning.growth)
         consumers: list[Consumer] = [
             probe.consumer(),
             app.state.masking.consumer(),
@@ -333,6 +340,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             app.state.notifier.consumer(),
             app.state.payments.consumer(),
             app.state.settlement.consumer(),
+            app.state.growth.consumer(),
         ]
         app.state.relay = Relay(
             app.state.stores.pool, settings.database_url, consumers, tuning.events

@@ -203,6 +203,7 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "payee_id": ID,
     "payee_kind": {"type": "string", "enum": ["worker", "merchant"]},
     "extra_id": ID,
+    "template_id": ID,
     "application_id": ID,
     "document_id": ID,
     "exam_id": ID,

@@ -86,6 +86,13 @@ CHART: dict[str, AccountKind] = {
     "compensation_expense": AccountKind(
         "expense", "none", "售后赔偿支出", "compensation the platform pays customers"
     ),
+    # growth (growth/): points a customer holds are owed to them until spent
+    "points_liability": AccountKind(
+        "liability", "id", "积分负债", "the value of a customer's points (1 point = 1 fen)"
+    ),
+    "points_expense": AccountKind(
+        "expense", "none", "积分支出", "points given to customers for their orders"
+    ),
 }
 
 _ACCOUNT = re.compile(r"^([a-z_]+)(?::([A-Za-z0-9_-]{1,64}))?$")
@@ -194,7 +201,13 @@ def customer_payable(customer_id: int) -> str:
     return f"customer_payable:{customer_id}"
 
 
+def points_liability(customer_id: int) -> str:
+    """The value of a customer's points (growth/)."""
+    return f"points_liability:{customer_id}"
+
+
 INSURANCE_FUND = "insurance_fund"
+POINTS_EXPENSE = "points_expense"
 COMPENSATION_EXPENSE = "compensation_expense"
 COMMISSION_REVENUE = "commission_revenue"
 SUBSIDY_EXPENSE = "subsidy_expense"

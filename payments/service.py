@@ -35,6 +35,7 @@ from doorstep.db import Tx
 from doorstep.stores import Stores
 from events.relay import Consumer
 from events.types import Event, OrderChanged
+from growth import service as growth
 from jobs import store as jobs_store
 from ledger import store as ledger_store
 from payments import rules
@@ -153,9 +154,16 @@ class Payments:
         gateway = self.provider(name)
         if chan == "jsapi" and not payer_openid:
             raise InvalidPayment("a JSAPI payment needs the payer's openid", field="openid")
-        # A pending trade of another channel is closed at the provider first.
+        # A pending trade of another channel, or of another amount (the discount changed
+        # at checkout), is closed at the provider first.
+        async with self.stores.pool.acquire() as conn:
+            seen = await dispatch_store.get(conn, order_id)
+            due = await self._due_or_none(conn, seen) if seen is not None else None
         for p in await store.payments_of_order(self.stores.pool, order_id):
-            if p.status == "pending" and (p.provider, p.channel) != (name, chan):
+            if p.status == "pending" and (
+                (p.provider, p.channel) != (name, chan)
+                or (due is not None and p.purpose == due[0] and p.amount_fen != due[1])
+            ):
                 await self._close_at_provider(p)
         async with self.stores.pool.acquire() as conn, conn.transaction():
             order = await dispatch_store.get(conn, order_id, lock=True)
@@ -478,6 +486,16 @@ class Payments:
                 reason="paid twice: the second payment is refunded",
             )
         elif order.status == "awaiting_payment" and p.purpose in ("prepay", "deposit"):
+            # A coupon or points on the order: the platform pays them in, in this
+            # transaction, so the order's funds hold its full price (growth/).
+            await growth.on_captured(
+                conn,
+                order.id,
+                payment_id=p.id,
+                amount_fen=p.amount_fen,
+                trade=trade.provider_trade_no,
+                at=now,
+            )
             await transition_locked(
                 conn,
                 order,
@@ -553,6 +571,16 @@ class Payments:
         )
         await ledger_store.post(
             conn, rules.refund_requested(p.provider, out_refund_no, p.order_id, amount_fen)
+        )
+        # The refund's share of a coupon's subsidy and of points goes back with it (growth/).
+        await growth.on_refund(
+            conn,
+            p.order_id,
+            payment_id=p.id,
+            paid_fen=p.amount_fen,
+            refunded_before=p.reserved_fen,
+            amount_fen=amount_fen,
+            out_refund_no=out_refund_no,
         )
         await jobs_store.defer(
             conn,
@@ -707,6 +735,7 @@ class Payments:
             await ledger_store.post(
                 conn, rules.refund_failed(p.provider, r.out_refund_no, r.order_id, r.amount_fen)
             )
+            await growth.on_refund_failed(conn, r.order_id, r.out_refund_no)
         elif refund.status == "abnormal":
             await store.update_refund(conn, r.id, status="abnormal")
         elif r.status == "requested":

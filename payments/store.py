@@ -109,6 +109,19 @@ async def save_price(db: Tx, order_id: int, breakdown: dict[str, Any]) -> None:
     )
 
 
+async def set_price_lines(
+    db: Tx, order_id: int, lines: list[dict[str, Any]], total_fen: int
+) -> None:
+    """Rewrite an unpaid order's price lines and total (growth's checkout: the discount
+    lines of a coupon and of points)."""
+    await db.execute(
+        "UPDATE order_prices SET lines = $2, total_fen = $3 WHERE order_id = $1",
+        order_id,
+        lines,
+        total_fen,
+    )
+
+
 async def price(db: Conn, order_id: int) -> dict[str, Any] | None:
     """An order's stored breakdown."""
     r = await db.fetchrow(

@@ -115,6 +115,10 @@ PERMISSIONS: dict[str, str] = {
     "safety.alerts.handle": "acknowledge and resolve safety alerts",
     "aftersales.read": "after-sales tickets, their evidence, the queue, spot checks, insurance",
     "aftersales.write": "open and work tickets, resolve, rule disputes, claims, spot checks",
+    # growth (docs/growth.md)
+    "growth.own": "a customer's own coupons and points, and checkout with them",
+    "growth.read": "see coupon templates and their stats (issued, used, cost)",
+    "growth.write": "create and change coupon templates, grant coupons to customers",
 }
 
 #: Permissions about the whole platform's money or data, which no city or merchant can
@@ -189,7 +193,15 @@ TEMPLATES: dict[str, Template] = {
                 "payments.refund",
                 "orders.read",
                 "analytics.read",
+                "growth.read",
             ),
+            _PLATFORM_OR_CITY,
+        ),
+        Template(
+            "marketing",
+            "营销",
+            "Marketing",
+            ("growth.read", "growth.write", "analytics.read", "users.read"),
             _PLATFORM_OR_CITY,
         ),
         Template(
@@ -249,6 +261,8 @@ TEMPLATES: dict[str, Template] = {
                 "reviews.read",
                 "reviews.moderate",
                 "payments.read",
+                "growth.read",
+                "growth.write",
             ),
             ("city",),
         ),

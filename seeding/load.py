@@ -29,6 +29,7 @@ from privacy import crypto
 from seeding import applicants
 from seeding.access import CITY_OPERATOR_PHONE, MERCHANT_DISPATCHER_PHONE, seed_access
 from seeding.chengdu import SEED_OFFSET, chengdu
+from seeding.coupons import seed_coupons
 from seeding.futian import CitySeed, build_catalog, build_city
 from workforce import store as workforce_store
 from workforce.models import Window
@@ -259,6 +260,7 @@ async def seed(
         services, categories = await seed_catalog(conn)
         if plan is not None:
             new_accounts = await _seed_people(conn, city, plan, password_hash)
+            await seed_coupons(conn)  # the demo's two coupon templates (growth/)
     if plan is not None:  # onboarding: training content, applicants waiting for review
         await applicants.write_training(stores)
         homes = [

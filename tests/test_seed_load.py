@@ -261,3 +261,16 @@ async def test_the_demo_has_a_merchant_with_staff_and_a_second_city_with_its_ope
             assert held[perm] == [scope]
         staff_seen = await c.get(f"/v1/merchants/{merchant['id']}/orders", headers=auth)
         assert staff_seen.status_code == 200
+
+
+async def test_the_demo_has_two_claimable_coupon_templates(seeded: Stores) -> None:
+    """The demo seeds 新人立减20元 and 保洁85折, claimable in the app, once each."""
+    rows = await seeded.pool.fetch(
+        "SELECT name_zh, kind, claimable, active FROM coupon_templates "
+        "WHERE name_zh = ANY($1) ORDER BY name_zh",
+        ["新人立减20元", "保洁85折"],
+    )
+    assert [(r["name_zh"], r["kind"], r["claimable"], r["active"]) for r in rows] == [
+        ("保洁85折", "percent", True, True),
+        ("新人立减20元", "amount", True, True),
+    ]

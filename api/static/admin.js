@@ -13,6 +13,7 @@ import {
 } from "/static/client.js";
 import { REVIEW_STRINGS, disciplineSection, examsSection, reviewSection } from "/static/review.js";
 import { AFTERSALES_STRINGS, aftersalesSection } from "/static/aftersales.js";
+import { GROWTH_ADMIN_STRINGS, marketingSection } from "/static/admin-growth.js";
 
 const STRINGS = {
   app_title: { zh: "Doorstep 运营后台", en: "Doorstep back office" },
@@ -198,7 +199,7 @@ const STRINGS = {
   overflow: { zh: "转平台", en: "Overflow" },
 };
 
-const { lang, t } = boot({ ...STRINGS, ...REVIEW_STRINGS, ...AFTERSALES_STRINGS });
+const { lang, t } = boot({ ...STRINGS, ...REVIEW_STRINGS, ...AFTERSALES_STRINGS, ...GROWTH_ADMIN_STRINGS });
 const client = new Client("admin");
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");
@@ -222,6 +223,7 @@ const SECTIONS = [
   ["safety", "n_safety", "safety.alerts"],
   ["finance", "n_finance", "finance.read"],
   ["aftersales", "n_aftersales", "aftersales.read"],
+  ["marketing", "n_marketing", "growth.read"],
   // A merchant's own wallet: its own data, so by the base role ("own" scopes are not held).
   ["wallet", "n_wallet", ["merchant"]],
 ];
@@ -791,6 +793,7 @@ const VIEWS = {
   exams: () => examsSection(view, client, t, lang, { listExams: can("onboarding.read") }),
   discipline: () => disciplineSection(view, client, t, lang, { cities: citiesOf("quality.read"), decides: can("quality.write") }),
   aftersales: () => aftersalesSection(view, client, t, lang),
+  marketing: () => marketingSection(view, client, t, lang, can("growth.write")),
 };
 
 // ---- shell ------------------------------------------------------------------------------------

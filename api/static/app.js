@@ -9,11 +9,13 @@ import {
 } from "/static/client.js";
 import { basemap } from "/static/common.js";
 import { APP_AFTERSALES_STRINGS, aftersalesCard, ticketView } from "/static/app-aftersales.js";
+import { APP_GROWTH_STRINGS, checkoutBox, couponsView } from "/static/app-growth.js";
 import { cancelDeletionForm, privacyCard } from "/static/privacy.js";
 
 const STRINGS = {
   ...SOS_STRINGS,
   ...APP_AFTERSALES_STRINGS,
+  ...APP_GROWTH_STRINGS,
   app_title: { zh: "到家服务", en: "Doorstep" },
   tab_home: { zh: "首页", en: "Home" },
   tab_orders: { zh: "订单", en: "Orders" },
@@ -155,6 +157,7 @@ const ROUTES = [
   [/^#\/worker\/(\d+)$/, workerView, "home"],
   [/^#\/inbox$/, inboxView, "inbox", true],
   [/^#\/me$/, meView, "me"],
+  [/^#\/coupons$/, growthView, "me", true],
 ];
 
 async function route() {
@@ -551,10 +554,17 @@ async function paymentCard(o) {
   if (m.due_fen > 0) {
     const due = el("div", { class: "price big", id: "due" }, t("due", { amount: money(m.due_fen) }));
     const where = el("div", { id: "pay-where" });
+    // A prepaid order awaiting payment: the coupon (the best preselected) and points.
+    const co = o.status === "awaiting_payment" ? await checkoutBox(client, t, lang, o.id, () => route()).catch(() => null) : null;
+    if (co) card.append(co.box);
     // WeChat Native or Alipay precreate: a QR code's content; Alipay's is itself the page
     // to open (on a phone it opens the Alipay app; on the sandbox, its payment page).
     const payWith = (provider, channel, id, cls, label, scan) => el("button", { type: "button", class: cls, id, onclick: async () => {
       try {
+        if (co && !(await co.ensure())) {  // the choice was applied now: the due changed
+          const now = await client.get(`/v1/orders/${o.id}/payment`);
+          due.textContent = t("due", { amount: money(now.due_fen) });
+        }
         const trade = await client.post(`/v1/orders/${o.id}/pay`, { provider, channel });
         const open = trade.prepay.pay_url ?? (provider === "alipay" ? trade.prepay.code_url : null);
         where.replaceChildren(
@@ -653,10 +663,13 @@ async function inboxView() {
     : el("p", { class: "muted" }, t("inbox_empty"))));
 }
 
+async function growthView() { await couponsView(client, t, lang, view, route); }
+
 async function meView() {
   if (client.signedIn()) {
     const me = await client.get("/v1/me");
     view.replaceChildren(el("section", { class: "card", id: "me" }, el("h2", {}, me.name), el("div", { class: "muted" }, me.phone),
+      el("a", { class: "btn", id: "coupons-link", href: "#/coupons" }, t("coupons_points")), " ",
       el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { await client.logout(); afterLogin(); route(); } }, t("logout"))),
       contactsForm(client, t), privacyCard(client, lang, () => afterLogin()));
     return;

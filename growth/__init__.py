@@ -1,0 +1,1 @@
+"""Growth: coupons and points (docs/growth.md)."""

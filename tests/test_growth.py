@@ -1,0 +1,423 @@
+"""Coupons and points on the real stack (PostgreSQL, Redis, the WeChat Pay sandbox): claims
+never over-issue under concurrency, a coupon's discount is paid by the platform in the
+capture's transaction (commission on the full price), a cancellation gives the coupon back
+and reverses the subsidy and points in proportion, points are earned on completion and
+taken back on a refund, an event issues the welcome coupon, bad input names the field;
+the ledger's invariants hold throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from doorstep.stores import Stores
+from growth import store as growth_store
+from ledger import rules as lr
+from ledger import store as ledger_store
+from payments.wechat_sandbox import WeChatSandbox
+from tests.helpers import Account, MakeUser
+from tests.live import book
+from tests.test_payments import (  # noqa: F401 - fixtures
+    _money,
+    _order,
+    _pay,
+    prepaid_service,
+    sandbox,
+    until,
+)
+from workforce import store as workforce_store
+
+
+async def _template(client: httpx.AsyncClient, admin: Account, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name_zh": f"券{secrets.token_hex(2)}",
+        "name_en": "Test coupon",
+        "kind": "amount",
+        "amount_fen": 2000,
+        "min_spend_fen": 10000,
+        "valid_days": 7,
+        "total_stock": 100,
+    }
+    body.update(kw)
+    r = await client.post("/v1/admin/coupon-templates", headers=admin.auth, json=body)
+    assert r.status_code == 201, r.text
+    found: dict[str, Any] = r.json()
+    return found
+
+
+async def _claim(client: httpx.AsyncClient, who: Account, template_id: int) -> dict[str, Any]:
+    r = await client.post("/v1/coupons/claim", headers=who.auth, json={"template_id": template_id})
+    assert r.status_code == 201, r.text
+    found: dict[str, Any] = r.json()
+    return found
+
+
+async def _funds(stores: Stores, order_id: int) -> int:
+    account = lr.order_funds(order_id)
+    return lr.normal_balance(account, await ledger_store.balance(stores.pool, account))
+
+
+async def _confirmed(client: httpx.AsyncClient, customer: Account, order_id: int) -> None:
+    async def paid() -> bool:
+        status = (await _order(client, customer, order_id))["status"]
+        return status not in ("awaiting_payment",)
+
+    await until(paid)
+
+
+async def test_concurrent_claims_never_exceed_the_stock_nor_the_per_customer_limit(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: Account, stores: Stores
+) -> None:
+    """16 claims at once by 8 customers (2 each) for a stock of 5, limit 2: exactly 5 issued,
+    nobody above 2; 6 claims at once by one customer on a large stock: exactly 2."""
+    t = await _template(client, admin, total_stock=5, per_user_limit=2)
+    people = [await make_user("customer") for _ in range(8)]
+
+    async def claim(who: Account) -> int:
+        r = await client.post("/v1/coupons/claim", headers=who.auth, json={"template_id": t["id"]})
+        assert r.status_code in (201, 409), r.text
+        return r.status_code
+
+    codes = await asyncio.gather(*(claim(p) for p in people for _ in range(2)))
+    assert codes.count(201) == 5
+    rows = await stores.pool.fetch(
+        "SELECT customer_id, count(*) AS n FROM coupons WHERE template_id = $1 GROUP BY 1",
+        t["id"],
+    )
+    assert sum(r["n"] for r in rows) == 5
+    assert max(r["n"] for r in rows) <= 2
+    issued = await stores.pool.fetchval(
+        "SELECT issued FROM coupon_templates WHERE id = $1", t["id"]
+    )
+    assert issued == 5
+    r = await client.post(
+        "/v1/coupons/claim", headers=people[0].auth, json={"template_id": t["id"]}
+    )
+    assert r.status_code == 409
+    assert r.json()["error"]["field"] == "template_id"
+
+    big = await _template(client, admin, total_stock=1000, per_user_limit=2)
+    one = await make_user("customer")
+    answers = await asyncio.gather(
+        *(
+            client.post("/v1/coupons/claim", headers=one.auth, json={"template_id": big["id"]})
+            for _ in range(6)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 201, 409, 409, 409, 409]
+    mine = (await client.get("/v1/me/coupons", headers=one.auth)).json()
+    assert [c["template_id"] for c in mine].count(big["id"]) == 2
+
+
+async def test_a_coupon_paid_by_the_platform_in_the_capture_and_commission_on_the_full_price(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """A 150.00 order with a 40.00 coupon: checkout suggests it, the customer pays 110.00,
+    the capture's transaction posts Dr subsidy_expense 40.00 / Cr order_funds, the order
+    holds 150.00, the commission is snapshotted on 150.00, the coupon is used."""
+    t = await _template(client, admin, amount_fen=4000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    coupon = await _claim(client, customer, t["id"])
+    order = await book(client, customer, prepaid_service)
+    r = await client.get(f"/v1/orders/{order['id']}/checkout", headers=customer.auth)
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert preview["price_fen"] == 15000
+    assert preview["suggested_coupon_id"] == coupon["id"]
+    assert preview["coupons"][0]["discount_fen"] == 4000
+    r = await client.put(
+        f"/v1/orders/{order['id']}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["payable_fen"] == 11000
+    money = await _money(client, customer, order["id"])
+    assert money["due_fen"] == 11000
+    assert money["breakdown"]["lines"][-1] == {
+        "code": "discount:coupon",
+        "label": "优惠券 coupon",
+        "amount_fen": -4000,
+    }
+    trade = await _pay(client, customer, order["id"])
+    assert trade["amount_fen"] == 11000
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, order["id"])
+    entry = await ledger_store.get(stores.pool, f"growth:discount:{order['id']}")
+    assert entry is not None
+    assert sorted((x.account, x.debit_fen, x.credit_fen) for x in entry.lines) == [
+        (lr.order_funds(order["id"]), 0, 4000),
+        (lr.SUBSIDY_EXPENSE, 4000, 0),
+    ]
+    captured = await ledger_store.get(stores.pool, f"wechat:pay:{trade['provider_trade_no']}")
+    if captured is None:  # the provider's number arrives with the notification
+        entries = await ledger_store.for_order(stores.pool, order["id"])
+        captured = next(e for e in entries if e.kind == "payment.captured")
+    assert captured.id < entry.id  # the same transaction, right after the capture
+    assert await _funds(stores, order["id"]) == 15000
+
+    async def snapshotted() -> bool:
+        base = await stores.pool.fetchval(
+            "SELECT base_fen FROM order_commissions WHERE order_id = $1", order["id"]
+        )
+        return bool(base == 15000)
+
+    await until(snapshotted)
+    mine = {c["id"]: c for c in (await client.get("/v1/me/coupons", headers=customer.auth)).json()}
+    assert mine[coupon["id"]]["status"] == "used"
+    assert mine[coupon["id"]]["order_id"] == order["id"]
+    stats = (await client.get("/v1/admin/growth/stats", headers=admin.auth)).json()
+    row = next(s for s in stats if s["template_id"] == t["id"])
+    assert (row["issued"], row["used"], row["cost_fen"]) == (1, 1, 4000)
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_cancellation_returns_the_coupon_and_reverses_the_subsidy_and_points(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """Paid with a 30.00 coupon and 1,000 points (10.00): cancelled before dispatch, the
+    110.00 cash is refunded, the subsidy reversed and the points returned in the refund's
+    transaction, the order's funds end at 0, the coupon is available again."""
+    t = await _template(client, admin, amount_fen=3000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    async with stores.pool.acquire() as conn, conn.transaction():  # points to spend
+        await growth_store.move_points(
+            conn, customer.id, 5000, kind="earn", key=f"test:{customer.id}", order_id=None
+        )
+        await ledger_store.post(
+            conn,
+            lr.Entry(
+                key=f"test:points:{customer.id}",
+                kind="growth.points_earned",
+                lines=(
+                    lr.debit(lr.POINTS_EXPENSE, 5000),
+                    lr.credit(lr.points_liability(customer.id), 5000),
+                ),
+            ),
+        )
+    coupon = await _claim(client, customer, t["id"])
+    order = await book(client, customer, prepaid_service)
+    r = await client.put(
+        f"/v1/orders/{order['id']}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"], "points": 1000},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["payable_fen"] == 11000
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert (points["balance"], points["held"]) == (5000, 1000)
+    trade = await _pay(client, customer, order["id"])
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, order["id"])
+    assert await _funds(stores, order["id"]) == 15000
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert (points["balance"], points["held"]) == (4000, 0)
+    assert points["history"][0]["kind"] == "redeem"
+    assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -4000
+
+    r = await client.post(
+        f"/v1/orders/{order['id']}/cancel", headers=customer.auth, json={"reason": "plans changed"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def refunded() -> bool:
+        row = await stores.pool.fetchrow(
+            "SELECT out_refund_no, amount_fen FROM refunds WHERE order_id = $1",
+            order["id"],
+        )
+        return row is not None
+
+    await until(refunded)
+    no = await stores.pool.fetchval(
+        "SELECT out_refund_no FROM refunds WHERE order_id = $1", order["id"]
+    )
+    back = await ledger_store.get(stores.pool, f"growth:refund:{no}")
+    assert back is not None
+    assert sorted((x.account, x.debit_fen, x.credit_fen) for x in back.lines) == sorted(
+        [
+            (lr.order_funds(order["id"]), 4000, 0),
+            (lr.SUBSIDY_EXPENSE, 0, 3000),
+            (lr.points_liability(customer.id), 0, 1000),
+        ]
+    )
+    assert await _funds(stores, order["id"]) == 0
+
+    async def returned() -> bool:
+        mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+        return any(c["id"] == coupon["id"] and c["status"] == "available" for c in mine)
+
+    await until(returned)
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 5000
+    assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -5000
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_points_earned_on_completion_and_taken_back_in_proportion_to_a_refund(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    live_city: str,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """150.00 paid and completed: 150 points with their ledger entry; finance refunds 50.00:
+    50 points taken back (Dr points_liability / Cr points_expense); the history shows both."""
+    customer = await make_user("customer")
+    dispatcher = await make_user("dispatcher")
+    finance = await make_user("finance")
+    worker = await make_user("worker")
+    await workforce_store.upsert_worker(
+        stores.pool,
+        user_id=worker.id,
+        city_id=live_city,
+        skills=(),
+        home_lat=22.53,
+        home_lng=114.01,
+        team_id=None,
+    )
+    order = await book(client, customer, prepaid_service)
+    trade = await _pay(client, customer, order["id"])
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, order["id"])
+    r = await client.post(
+        f"/v1/orders/{order['id']}/assign",
+        headers=dispatcher.auth,
+        json={"worker_id": worker.id, "reason": "test", "force": True},
+    )
+    assert r.status_code == 200, r.text
+    start_code = (await _order(client, customer, order["id"]))["start_code"]
+    for action, body in (("arrive", {}), ("start", {"start_code": start_code}), ("complete", {})):
+        r = await client.post(f"/v1/orders/{order['id']}/{action}", headers=worker.auth, json=body)
+        assert r.status_code == 200, r.text
+
+    async def earned() -> bool:
+        points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+        return bool(points["balance"] == 150)
+
+    await until(earned)
+    assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -150
+    r = await client.post(
+        f"/v1/orders/{order['id']}/refunds",
+        headers=finance.auth,
+        json={"out_refund_no": f"GR{secrets.token_hex(5)}", "amount_fen": 5000},
+    )
+    assert r.status_code == 201, r.text
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 100
+    assert [(h["kind"], h["points"]) for h in points["history"][:2]] == [
+        ("reverse", -50),
+        ("earn", 150),
+    ]
+    assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -100
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_the_welcome_coupon_is_issued_on_account_created(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: Account
+) -> None:
+    """A template issued on account.created gives each new customer one coupon, once."""
+    t = await _template(
+        client,
+        admin,
+        claimable=False,
+        auto_event="account.created",
+        amount_fen=1000,
+        min_spend_fen=0,
+        cities=["nowhere"],
+    )
+    try:
+        customer = await make_user("customer")
+
+        async def issued() -> bool:
+            mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+            return any(c["template_id"] == t["id"] and c["source"] == "event" for c in mine)
+
+        await until(issued)
+        r = await client.post(
+            "/v1/coupons/claim", headers=customer.auth, json={"template_id": t["id"]}
+        )
+        assert r.status_code == 404  # not claimable in the app
+    finally:
+        r = await client.delete(f"/v1/admin/coupon-templates/{t['id']}", headers=admin.auth)
+        assert r.status_code == 204
+
+
+async def test_bad_input_is_refused_naming_the_field(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    prepaid_service: str,  # noqa: F811
+) -> None:
+    """Templates, claims and checkout refuse bad input with a 4xx naming the field."""
+    customer = await make_user("customer")
+    other = await make_user("customer")
+    bad_templates: list[tuple[dict[str, Any], str]] = [
+        ({"kind": "percent", "amount_fen": 0, "percent_off": 0}, "percent_off"),
+        ({"valid_until": "2031-01-01T00:00:00+08:00"}, "valid_until"),
+        ({"amount_fen": 12.5}, "amount_fen"),
+        ({"min_spend_fen": 100}, "min_spend_fen"),
+        ({"total_stock": -5}, "total_stock"),
+        ({"auto_event": "order.paid"}, "auto_event"),
+    ]
+    base: dict[str, Any] = {
+        "name_zh": "券",
+        "name_en": "C",
+        "kind": "amount",
+        "amount_fen": 500,
+        "valid_days": 3,
+        "total_stock": 9,
+    }
+    for change, field in bad_templates:
+        r = await client.post(
+            "/v1/admin/coupon-templates", headers=admin.auth, json={**base, **change}
+        )
+        assert r.status_code == 422, (change, r.text)
+        assert r.json()["error"]["field"] == field, (change, r.text)
+    r = await client.post("/v1/coupons/claim", headers=customer.auth, json={"template_id": "x"})
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "template_id"
+    r = await client.post("/v1/coupons/claim", headers=customer.auth, json={"template_id": 2**40})
+    assert (r.status_code, r.json()["error"]["field"]) == (404, "template_id")
+
+    t = await _template(client, admin, amount_fen=1000, min_spend_fen=50000)
+    coupon = await _claim(client, customer, t["id"])
+    theirs = await _claim(client, other, t["id"])
+    order = await book(client, customer, prepaid_service)
+    url = f"/v1/orders/{order['id']}/checkout"
+    for body, status, field in (
+        ({"coupon_id": coupon["id"]}, 422, "coupon_id"),  # below the minimum spend
+        ({"coupon_id": theirs["id"]}, 404, "coupon_id"),
+        ({"points": -1}, 422, "points"),
+        ({"points": 10}, 422, "points"),  # has none
+        ({"coupon_id": 1.5}, 422, "coupon_id"),
+    ):
+        r = await client.put(url, headers=customer.auth, json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["field"] == field, (body, r.text)
+    r = await client.put(url, headers=other.auth, json={})
+    assert (r.status_code, r.json()["error"]["field"]) == (404, "order_id")
+    r = await client.patch(
+        f"/v1/admin/coupon-templates/{t['id']}", headers=admin.auth, json={"total_stock": 0}
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "total_stock")
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    r = await client.patch(
+        f"/v1/admin/coupon-templates/{t['id']}", headers=admin.auth, json={"valid_until": future}
+    )
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "valid_until")

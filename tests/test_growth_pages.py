@@ -1,0 +1,113 @@
+"""Coupons in the apps (headless Chromium): the customer claims a coupon on the 优惠券/积分
+page, the pay step preselects it and the customer pays price − discount on the sandbox's
+page; the back office's 营销 section lists templates with their stats and makes one."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import Account, MakeUser
+from tests.live import book
+from tests.test_apps import DESK, NO_INBOX, PHONE, _errors_of, _shot, _sign_in
+from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
+from tests.test_payments import prepaid_service  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=_why_no_browser() or "")
+
+
+async def test_the_customer_claims_a_coupon_and_pays_the_discounted_price(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    prepaid_service: str,  # noqa: F811
+) -> None:
+    """Claim 立减40 on the coupons page → book ¥150 → the pay step preselects the coupon →
+    pay: ¥110 due, the sandbox page asks ¥110.00 → the receipt shows the coupon line."""
+    name = f"立减40-{secrets.token_hex(2)}"
+    r = await client.post(
+        "/v1/admin/coupon-templates",
+        headers=admin.auth,
+        json={
+            "name_zh": name,
+            "name_en": "40 off",
+            "kind": "amount",
+            "amount_fen": 4000,
+            "min_spend_fen": 10000,
+            "valid_days": 7,
+            "total_stock": 50,
+        },
+    )
+    assert r.status_code == 201, r.text
+    template_id = r.json()["id"]
+    customer = await make_user("customer", name="李女士")
+    context = await browser.new_context(**PHONE, locale="zh-CN")
+    page = await context.new_page()
+    errors = _errors_of(page, NO_INBOX)
+    await page.goto(f"http://{live_app[0]}/app#/coupons")
+    await _sign_in(page, customer.phone)
+    await page.wait_for_selector(f"#claim-{template_id}", timeout=WAIT_MS)
+    await page.click(f"#claim-{template_id}")
+    await page.wait_for_selector("#my-coupons [data-status=available]", timeout=WAIT_MS)
+    assert name in await page.inner_text("#my-coupons")
+    assert "积分" in await page.inner_text("#points")
+    await _shot(page, "app-coupons.png", full=True)
+
+    order = await book(client, customer, prepaid_service)
+    await page.goto(f"http://{live_app[0]}/app#/order/{order['id']}")
+    await page.wait_for_selector("#coupon-select", timeout=WAIT_MS)
+    mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+    coupon_id = next(c["id"] for c in mine if c["template_id"] == template_id)
+    assert await page.input_value("#coupon-select") == str(coupon_id)
+    assert "¥150" in await page.inner_text("#due")
+    await page.click("#pay")
+    await page.wait_for_selector("#code-url", timeout=WAIT_MS)
+    assert "¥110" in await page.inner_text("#due")
+    await _shot(page, "app-pay-coupon.png")
+    href = await page.get_attribute("#pay-page", "href")
+    assert href is not None
+    wallet = await context.new_page()
+    await wallet.goto(href)
+    assert "¥110.00" in await wallet.inner_text(".amount")
+    await wallet.click("#confirm")
+    await wallet.wait_for_selector("text=支付成功", timeout=WAIT_MS)
+    for _ in range(100):
+        await page.reload()
+        await page.wait_for_selector("#payment", timeout=WAIT_MS)
+        if await page.locator("#paid").count():
+            break
+        await page.wait_for_timeout(200)
+    assert "¥110" in await page.inner_text("#paid")
+    assert "优惠券" in await page.inner_text("#payment")
+    await context.close()
+    assert errors == [], errors
+
+
+async def test_the_back_office_marketing_section_makes_a_template_and_shows_its_stats(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    make_user: MakeUser,
+) -> None:
+    """An admin opens 营销: the templates table with issued/used/cost; creating one adds a row."""
+    admin = await make_user("admin", name="营销小周")
+    context = await browser.new_context(**DESK)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/admin#/marketing")
+    await _sign_in(page, admin.phone)
+    await page.wait_for_selector('body[data-ready="marketing"]', timeout=WAIT_MS)
+    assert await page.locator('#nav a[data-section="marketing"]').count() == 1
+    before = await page.locator("#coupon-templates tbody tr").count()
+    name = f"保洁券{secrets.token_hex(2)}"
+    await page.fill("#template-form [name=name_zh]", name)
+    await page.click("#create-template")
+    await page.wait_for_selector(f"#coupon-templates tr:has-text('{name}')", timeout=WAIT_MS)
+    assert await page.locator("#coupon-templates tbody tr").count() == before + 1
+    await _shot(page, "admin-marketing.png")
+    await context.close()
+    assert errors == [], errors
