@@ -73,12 +73,13 @@ def test_dispatch_does_not_import_the_tracking_runtime() -> None:
 
 
 def test_dispatch_uses_only_tracking_s_pure_modules_and_the_position_reader() -> None:
-    """Of tracking/, dispatch imports the pure ETA and job rules and the two readers of
-    tracking's Redis state: positions.py (a worker's live hash) and geo_log.py (a city's
-    available set, from its change log)."""
+    """Of tracking/, dispatch imports the pure ETA, ETA-calibration and job rules and the two
+    readers of tracking's Redis state: positions.py (a worker's live hash) and geo_log.py
+    (a city's available set, from its change log)."""
     allowed = {
         "tracking",
         "tracking.eta",
+        "tracking.eta_calibration",
         "tracking.jobs",
         "tracking.positions",
         "tracking.geo_log",

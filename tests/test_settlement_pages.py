@@ -68,7 +68,10 @@ async def test_a_worker_withdraws_and_finance_rejects_then_reconciles(
     await office.goto(f"http://{address}/admin#/finance")
     await _sign_in(office, finance.phone)
     await office.wait_for_selector('body[data-ready="finance"]', timeout=WAIT_MS)
-    assert await office.locator("#nav a").count() == 1  # finance sees the finance section only
+    sections = await office.eval_on_selector_all(
+        "#nav a", "links => links.map(a => a.dataset.section)"
+    )
+    assert sections == ["finance", "marketing"]  # finance: money, and coupons' cost (growth.read)
     row = f'#withdrawal-queue tr[data-withdrawal-id="{wid}"]'
     await office.fill(f"{row} input[name=reason]", "收款账户未实名")
     await office.click(f"{row} button.reject")
