@@ -381,25 +381,32 @@ def refusal(inputs: DayInputs, job: DayJob, *, worker_id: int | None = None) -> 
     return Refusal("fully_booked", f"{subject} on {when} (their day plans leave no room)")
 
 
-def instant_refusal(inputs: DayInputs, job: DayJob) -> Refusal | None:
+def instant_refusal(inputs: DayInputs, job: DayJob, *, crew_size: int = 1) -> Refusal | None:
     """Why nobody can serve an instant booking, or None: ``job.window`` is when it may
     start (now to now + the instant SLA). ``no_skilled_worker``: no worker of the city has
     what the service needs; ``not_working_now``: the qualified workers are not on shift
-    long enough to start in time and finish."""
+    long enough to start in time and finish. A crew job (``crew_size`` > 1) needs that
+    many different workers, each qualified and on shift (docs/dispatch.md#crews)."""
+    crew = f"; this service needs a crew of {crew_size}" if crew_size > 1 else ""
     if not inputs.workers:
         return Refusal("no_skilled_worker", f"no worker works in {inputs.city_id}")
     skilled = [w for w in inputs.workers if job.skills <= w.skills]
-    if not skilled:
+    if len(skilled) < crew_size or not skilled:
         needs = ", ".join(sorted(job.skills))
+        who = f"only {len(skilled)} worker(s)" if skilled else "no worker"
+        verb = "have" if skilled else "has"
         return Refusal(
             "no_skilled_worker",
-            f"no worker in {inputs.city_id} has what this service needs ({needs})",
+            f"{who} in {inputs.city_id} {verb} what this service needs ({needs}){crew}",
         )
-    if not any(works_then(w, job, inputs.now_s) for w in skilled):
+    working = sum(works_then(w, job, inputs.now_s) for w in skilled)
+    if working < crew_size or not working:
+        who = f"only {working}" if working else "none"
+        verb = "is" if working <= 1 else "are"
         return Refusal(
             "not_working_now",
-            f"none of the {len(skilled)} qualified workers is on shift long enough to start "
-            f"by {_clock(job.window[1])} and finish the job",
+            f"{who} of the {len(skilled)} qualified workers {verb} on shift long enough to "
+            f"start by {_clock(job.window[1])} and finish the job{crew}",
         )
     return None
 

@@ -378,6 +378,7 @@ async def test_a_dispatcher_cannot_assign_one_worker_to_a_crew_order(
     """Forcing one worker onto a crew order of 2 is a 4xx naming worker_ids, not a half crew."""
     service = await _crew_service(client, admin, 2)
     worker = await make_worker(stores, client, engine_city.id)
+    await make_worker(stores, client, engine_city.id)  # a crew of 2 on shift: bookable
     order = await book_here(client, await make_user("customer"), service, engine_city.here)
     dispatcher = await make_user("dispatcher")
     r = await client.post(
