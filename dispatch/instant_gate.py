@@ -83,6 +83,7 @@ class InstantGate:
                     now=now,
                     earliest=now + timedelta(minutes=30),
                     staff=False,
+                    crew_size=service.crew_size,
                 )
                 slots += [
                     {
