@@ -164,7 +164,7 @@ async def test_a_crew_order_is_offered_to_the_crew_and_assigned_when_all_accept(
         await ws.close()
 
 
-async def test_one_decline_re_forms_the_crew(
+async def test_one_decline_replaces_just_that_member(
     live_app: tuple[str, Any],
     engine_city: EngineCity,
     client: httpx.AsyncClient,
@@ -172,7 +172,7 @@ async def test_one_decline_re_forms_the_crew(
     stores: Stores,
     admin: Account,
 ) -> None:
-    """One member accepts, the other declines: the round ends (the acceptor is released), the decliner gets the cooldown, and the next tick offers a new crew without them."""
+    """One member accepts, the other declines: the acceptor's offer stays, the decliner gets the cooldown, and the next tick offers the open seat to the third worker only; their accept assigns the crew."""
     service = await _crew_service(client, admin, 2)
     workers, sockets = await _crew_city(
         live_app, stores, client, engine_city, [(0.001, 0.0), (0.0, 0.001), (0.002, 0.002)]
@@ -190,27 +190,66 @@ async def test_one_decline_re_forms_the_crew(
         f"/v1/offers/{b['offer_id']}/reject", headers=workers[1].auth, json={"reason": "too far"}
     )
     assert r.status_code == 204, r.text
-    gone = await next_of(sockets[0], "offer_withdrawn")
-    assert gone["offer_id"] == a["offer_id"]
-    assert "crew" in gone["reason"]
-    assert await status_of(stores, order["id"]) == "dispatching"
+    assert await status_of(stores, order["id"]) == "offered"  # the seat is open, the crew kept
     until = await stores.pool.fetchval(
         "SELECT until FROM order_exclusions WHERE order_id = $1 AND worker_id = $2",
         order["id"],
         workers[1].id,
     )
     assert until is not None  # a cooldown, not for good
+    report = await engine.tick(engine_city.id, now + timedelta(seconds=1))
+    assert report.replaced == 1
+    statuses = {o["worker_id"]: o["status"] for o in (await _offers(stores, order["id"])).values()}
+    assert statuses == {
+        workers[0].id: "accepted",  # kept: not offered again
+        workers[1].id: "rejected",
+        workers[2].id: "pending",
+    }
+    c = await next_of(sockets[2], "offer")
+    assert c["crew_size"] == 2
+    r = await client.post(f"/v1/offers/{c['offer_id']}/accept", headers=workers[2].auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "assigned"
+    assert set(r.json()["crew"]) == {workers[0].id, workers[2].id}
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_a_decline_with_nobody_to_replace_them_re_forms_the_crew(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """With no third worker, a decline ends the round at the next tick: the acceptor's offer is withdrawn (told why), the order is dispatching again."""
+    service = await _crew_service(client, admin, 2)
+    workers, sockets = await _crew_city(
+        live_app, stores, client, engine_city, [(0.001, 0.0), (0.0, 0.001)]
+    )
+    order = await book_here(client, await make_user("customer"), service, engine_city.here)
+    engine: Engine = live_app[1].state.engine
+    now = datetime.now(UTC)
+    await engine.tick(engine_city.id, now)
+    a, b = [await next_of(sockets[i], "offer") for i in (0, 1)]
+    r = await client.post(f"/v1/offers/{a['offer_id']}/accept", headers=workers[0].auth)
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/offers/{b['offer_id']}/reject", headers=workers[1].auth, json={"reason": "busy"}
+    )
+    assert r.status_code == 204, r.text
+    report = await engine.tick(engine_city.id, now + timedelta(seconds=1))
+    assert report.reformed == 1
+    gone = await next_of(sockets[0], "offer_withdrawn")
+    assert gone["offer_id"] == a["offer_id"]
+    assert "crew re-formed" in gone["reason"]
+    assert await status_of(stores, order["id"]) == "dispatching"
     assert not await stores.pool.fetchval(
         "SELECT count(*) FROM order_exclusions WHERE order_id = $1 AND worker_id = $2",
         order["id"],
         workers[0].id,
     )  # the one who accepted is not kept away
-    report = await engine.tick(engine_city.id, now + timedelta(seconds=1))
-    assert report.offered == 1
-    rows = await stores.pool.fetch(
-        "SELECT worker_id FROM offers WHERE order_id = $1 AND status = 'pending'", order["id"]
-    )
-    assert {r["worker_id"] for r in rows} == {workers[0].id, workers[2].id}
     for ws in sockets:
         await ws.close()
 
