@@ -285,10 +285,13 @@ class Engine:
         return len(rows)
 
     async def _reassign_vanished(self, city_id: str, now: datetime) -> int:
-        """Assigned orders whose worker went silent before setting off go back to dispatch."""
+        """Assigned orders whose worker (any member of a crew) went silent before setting
+        off go back to dispatch."""
         rows = await self.stores.pool.fetch(
-            "SELECT id, worker_id FROM orders WHERE city_id = $1 AND status = 'assigned' AND NOT pinned "
-            "AND updated_at < $2",
+            "SELECT o.id, coalesce(c.worker_id, o.worker_id) AS worker_id FROM orders o "
+            "LEFT JOIN order_crew c ON c.order_id = o.id AND o.crew_size > 1 "
+            "AND c.released_at IS NULL WHERE o.city_id = $1 AND o.status = 'assigned' "
+            "AND NOT o.pinned AND o.updated_at < $2 ORDER BY o.id, c.seat",
             city_id,
             now - timedelta(seconds=self.params.stale_reassign_s),
         )
@@ -311,7 +314,7 @@ class Engine:
                         r["id"],
                         "unassign",
                         SYSTEM,
-                        reason="the worker went silent before setting off",
+                        reason=f"worker {r['worker_id']} went silent before setting off",
                     )
                     async with self.stores.pool.acquire() as conn, conn.transaction():
                         await offers.exclude(

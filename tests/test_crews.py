@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from catalog.errors import InvalidCatalogInput
 from catalog.service import check_crew_size
+from dispatch import at_risk
 from dispatch.engine import Engine
 from doorstep.stores import Stores
 from ledger import rules as lr
@@ -488,3 +489,111 @@ async def test_a_crew_orders_earnings_are_split_between_the_members(
     assert sum(x.debit_fen for x in entry.lines) == sum(x.credit_fen for x in entry.lines)
     assert [s["fen"] for s in entry.data["crew_shares"]] == shares
     assert await ledger.balance(stores.pool, lr.order_funds(order)) == 0
+
+
+# ---- after the job: ratings and risk checks see the whole crew ----------------------------
+
+
+async def _assigned_crew(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    customer: Account,
+    stores: Stores,
+    admin: Account,
+    spots: list[tuple[float, float]],
+) -> tuple[dict[str, Any], list[Account], list[ClientConnection]]:
+    """An instant crew order of 2 at the city's centre, assigned to workers at ``spots``."""
+    service = await _crew_service(client, admin, 2)
+    workers, sockets = await _crew_city(live_app, stores, client, engine_city, spots)
+    await book_here(client, customer, service, engine_city.here)
+    engine: Engine = live_app[1].state.engine
+    await engine.tick(engine_city.id, datetime.now(UTC))
+    for i in (0, 1):
+        offer = await next_of(sockets[i], "offer")
+        r = await client.post(f"/v1/offers/{offer['offer_id']}/accept", headers=workers[i].auth)
+        assert r.status_code == 200, r.text
+    assert r.json()["status"] == "assigned"
+    return r.json(), workers, sockets
+
+
+async def test_a_crew_orders_rating_counts_for_every_member(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """One rating of a crew order adds to each member's rating; a member who is not the lead sees it, lists it and may reply; hiding it takes it back from both."""
+    customer = await make_user("customer")
+    order, workers, sockets = await _assigned_crew(
+        live_app, engine_city, client, customer, stores, admin, [(0.001, 0.0), (0.0, 0.001)]
+    )
+    url = f"/v1/orders/{order['id']}"
+    for w in workers:
+        r = await client.post(f"{url}/arrive", headers=w.auth, json={})
+        assert r.status_code == 200, r.text
+    code = (await client.get(url, headers=customer.auth)).json()["start_code"]
+    r = await client.post(f"{url}/start", headers=workers[0].auth, json={"start_code": code})
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{url}/complete", headers=workers[1].auth, json={})
+    assert r.status_code == 200, r.text
+    ids = [w.id for w in workers]
+
+    async def sums() -> dict[int, tuple[int, int]]:
+        rows = await stores.pool.fetch(
+            "SELECT user_id, rating_sum, rating_count FROM workers WHERE user_id = ANY($1)", ids
+        )
+        return {r["user_id"]: (r["rating_sum"], r["rating_count"]) for r in rows}
+
+    r = await client.post(f"{url}/rating", headers=customer.auth, json={"stars": 4, "text": "好"})
+    assert r.status_code == 201, r.text
+    assert await sums() == {w: (4, 1) for w in ids}
+    mate = next(w for w in workers if w.id != order["worker_id"])
+    r = await client.get(f"{url}/rating", headers=mate.auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["stars"] == 4
+    r = await client.get("/v1/me/reviews", headers=mate.auth)
+    assert r.status_code == 200, r.text
+    assert order["id"] in [x["order_id"] for x in r.json()]
+    r = await client.post(f"{url}/rating/reply", headers=mate.auth, json={"text": "谢谢"})
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/ratings/{order['id']}/hide", headers=admin.auth, json={"reason": "test"}
+    )
+    assert r.status_code == 200, r.text
+    assert await sums() == {w: (0, 0) for w in ids}
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_a_late_crew_member_is_caught_though_the_lead_is_on_time(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """The lead is next door, the mate ~1 km away with a 90 s deadline: the risk check reassigns the crew naming the mate, who alone is kept away."""
+    customer = await make_user("customer")
+    order, workers, sockets = await _assigned_crew(
+        live_app, engine_city, client, customer, stores, admin, [(0.0003, 0.0), (0.0, 0.009)]
+    )
+    mate = next(w for w in workers if w.id != order["worker_id"])
+    params = at_risk.RiskParams(stale_s=3600.0, instant_sla_s=90, cooldown_s=60)
+    created = datetime.fromisoformat(order["created_at"])
+    done = await at_risk.check(stores, live_app[1].state.tracking, engine_city.id, created, params)
+    assert done["reassign"] == 1
+    assert await status_of(stores, order["id"]) in ("confirmed", "dispatching")
+    reason = await stores.pool.fetchval(
+        "SELECT reason FROM order_events WHERE order_id = $1 AND action = 'unassign'", order["id"]
+    )
+    assert f"crew member {mate.id}" in reason
+    kept_away = await stores.pool.fetch(
+        "SELECT worker_id FROM order_exclusions WHERE order_id = $1", order["id"]
+    )
+    assert [r["worker_id"] for r in kept_away] == [mate.id]
+    for ws in sockets:
+        await ws.close()
