@@ -106,10 +106,24 @@ async def evidence_readers(caller: FileCaller, file: StoredFile, db: Conn) -> bo
     if not ref.startswith("aftersales:"):
         return False
     row = await db.fetchrow(
-        "SELECT customer_id, worker_id FROM aftersales_tickets WHERE id = $1",
+        "SELECT customer_id, worker_id, order_id FROM aftersales_tickets WHERE id = $1",
         int(ref.removeprefix("aftersales:")),
     )
-    return row is not None and caller.user_id in (row["customer_id"], row["worker_id"])
+    return row is not None and (
+        caller.user_id in (row["customer_id"], row["worker_id"])
+        or await _in_crew(db, row["order_id"], caller.user_id)
+    )
+
+
+async def _in_crew(db: Conn, order_id: int, user_id: int) -> bool:
+    """True if the user is a member of the order's crew (docs/dispatch.md#crews: the whole
+    crew sees a crew order's after-sales tickets, not only its lead)."""
+    found = await db.fetchval(
+        "SELECT 1 FROM order_crew WHERE order_id = $1 AND worker_id = $2 AND released_at IS NULL",
+        order_id,
+        user_id,
+    )
+    return found is not None
 
 
 # After-sales owns the aftersales_evidence purpose: images only; the ticket's parties read it.
@@ -154,6 +168,7 @@ class Aftersales:
             (who.role == "customer" and t.customer_id == who.user_id)
             or (who.role == "worker" and t.worker_id == who.user_id)
             or who.reaches(t.city_id, merchant)
+            or (who.role == "worker" and await _in_crew(db, t.order_id, who.user_id))
         )
         if not sees:
             raise TicketNotFound(f"no ticket {ticket_id}", field="ticket_id")
@@ -163,7 +178,7 @@ class Aftersales:
         order = await dispatch_store.get(db, order_id, lock=lock)
         sees = order is not None and (
             (who.role == "customer" and order.customer_id == who.user_id)
-            or (who.role == "worker" and order.worker_id == who.user_id)
+            or (who.role == "worker" and order.holds(who.user_id))
             or who.reaches(order.city_id, order.merchant_id)
         )
         if order is None or not sees:

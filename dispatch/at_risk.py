@@ -18,6 +18,12 @@ What is done about it depends on how far the job is:
   dispatchers (``late_predicted`` / ``worker_stale``, dispatch/alerts.py) with the
   reason, once per order and kind.
 
+A crew order (docs/dispatch.md#crews) is judged member by member: every member not on
+site yet, also once the order is ``arrived`` (a crew-mate there first), from their own
+fix; the reason names the member. Reassigning unassigns the whole crew (the order is
+offered to a new crew) and keeps that member away; on an ``arrived`` crew order a late or
+silent member is alerted on.
+
 Pinned orders are only alerted on. The existing rule that an ``assigned`` worker silent
 for ``stale_reassign_s`` loses the job (engine) stays; this one reacts sooner and also
 to lateness.
@@ -100,8 +106,13 @@ async def check(
 ) -> dict[str, int]:
     """Judge every held job of the city not yet on site; reassign or alert. Counts by action."""
     rows = await stores.pool.fetch(
-        "SELECT id, worker_id, status, lat, lng, created_at, window_end, pinned FROM orders "
-        "WHERE city_id = $1 AND status = ANY($2) AND worker_id IS NOT NULL ORDER BY id",
+        "SELECT o.id, coalesce(c.worker_id, o.worker_id) AS worker_id, o.status, o.lat, o.lng, "
+        "o.created_at, o.window_end, o.pinned, c.worker_id AS member FROM orders o "
+        "LEFT JOIN order_crew c ON c.order_id = o.id AND o.crew_size > 1 "
+        "AND c.released_at IS NULL AND c.arrived_at IS NULL "
+        "WHERE o.city_id = $1 AND o.worker_id IS NOT NULL AND (o.status = ANY($2) "
+        "OR (o.crew_size > 1 AND o.status = 'arrived' AND c.worker_id IS NOT NULL)) "
+        "ORDER BY o.id, c.seat",
         city_id,
         list(HELD_BEFORE_SITE),
     )
@@ -148,6 +159,8 @@ async def check(
         )
         if risk is None:
             continue
+        if r["member"] is not None:  # one of a crew: say who
+            risk = Risk(risk.kind, risk.action, f"crew member {r['member']}: {risk.reason}")
         moved = risk.action == "reassign" and await _reassign(
             stores, tracking, r["id"], r["worker_id"], risk, now, params
         )
@@ -188,7 +201,9 @@ async def _reassign(
 async def _alert(stores: Stores, order_id: int, risk: Risk, now: datetime) -> bool:
     async with stores.pool.acquire() as conn, conn.transaction():
         order = await store.get(conn, order_id, lock=True)
-        if order is None or order.status not in HELD_BEFORE_SITE:
+        if order is None or order.status not in (
+            (*HELD_BEFORE_SITE, "arrived") if order.crew else HELD_BEFORE_SITE
+        ):
             return False
         raised = await alerts.raise_alert(
             conn,

@@ -23,6 +23,10 @@ none of them can take it and the merchant's overflow rule says so, the runtime h
 the platform (``dispatch/plans.py``) and plans it again without the token.
 
 A job a worker holds (assigned or later) is *started*: fixed first on their route.
+A crew order (``crew_size`` > 1, docs/dispatch.md#crews) is one job per member, each fixed
+to that member (planner id ``<order>.<worker>``): held by its crew, every member's time is
+taken; booked but not assigned yet, the crew the booking reserved (:func:`fit_crew`) keeps
+it at the common start the plan gave it.
 A pinned order with a worker is fixed to that worker. A worker excluded from an order
 (they rejected it, were unassigned from it, or a dispatcher excluded them) is kept away
 with an extra skill token ``order:<id>`` that every other worker has.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -114,6 +118,7 @@ class DayJob:
     prefer_worker_id: int | None = None  # recurring bookings: keep the same worker
     merchant_id: int | None = None  # routed to this merchant: its staff only
     overflow_due: bool = False  # the merchant's overflow rule lets the platform take it
+    member: int | None = None  # a crew order's visit by this member (planner id order.worker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +143,16 @@ class Built:
     new_job: PlanJob | None
 
 
-def job_key(order_id: int) -> str:
-    """The planner's id of an order."""
-    return str(order_id) if order_id else NEW_JOB
+def job_key(order_id: int, member: int | None = None) -> str:
+    """The planner's id of an order (of one crew member's visit to it: ``<order>.<worker>``)."""
+    base = str(order_id) if order_id else NEW_JOB
+    return base if member is None else f"{base}.{member}"
 
 
 def order_of(job_id: str) -> int:
     """The order id behind a planner job id (0 for the booking being considered)."""
-    return 0 if job_id == NEW_JOB else int(job_id)
+    base = job_id.split(".", 1)[0]
+    return 0 if base == NEW_JOB else int(base)
 
 
 def required_skills(skills: Iterable[str], certificates: Iterable[str]) -> frozenset[str]:
@@ -238,7 +245,7 @@ def _plan_job(j: DayJob, node: int, inputs: DayInputs, continuity_penalty_s: int
         skills |= _merchant_token(j.merchant_id)
     window = (j.window[0], inputs.now_s + OPEN_END_S) if j.started else j.window
     return PlanJob(
-        id=job_key(j.order_id),
+        id=job_key(j.order_id, j.member),
         node=node,
         service_s=j.service_s,
         window=window,
@@ -293,7 +300,10 @@ def current_plan(built: Built, routes: Mapping[int, Sequence[int]]) -> Plan:
     by_id = {j.id: j for j in built.problem.jobs}
     out = []
     for w in built.problem.workers:
-        wanted = [job_key(o) for o in routes.get(int(w.id), ())]
+        wanted = [
+            job_key(o, int(w.id)) if job_key(o, int(w.id)) in by_id else job_key(o)
+            for o in routes.get(int(w.id), ())
+        ]
         held = [j for j in built.problem.jobs if j.started and j.worker_id == w.id]
         seq: list[PlanJob] = list(held)
         for key in wanted:
@@ -321,6 +331,74 @@ def apply_insertion(built: Built, current: Plan, ins: Insertion) -> Plan:
             timed = time_route(built.problem, workers[r.worker_id], seq)
             if timed is None:  # the planner said it fits; keep its word on the new stop
                 raise ValueError(f"insertion {ins} does not fit worker {r.worker_id}")
+            r = timed
+        routes.append(r)
+    return Plan(tuple(routes), current.dropped, sum(r.travel_s for r in routes))
+
+
+@dataclass(frozen=True, slots=True)
+class CrewFit:
+    """Where a crew booking fits: one insertion per member, all starting at ``start_s``."""
+
+    start_s: int
+    insertions: tuple[Insertion, ...]  # the lead (least added travel) first
+
+
+def fit_crew(
+    built: Built, current: Plan, options: Sequence[Insertion], crew_size: int
+) -> CrewFit | None:
+    """The crew of ``crew_size`` different workers who can all start the new job at one
+    moment, the earliest such moment, then the least added travel; or None (pure).
+
+    ``options`` are the new job's insertions (``matching.planner.insertions``). Each
+    worker's insertion touches only their own route, so insertions of different workers
+    fit together; the common start ``T`` is tried at each option's own start, and a
+    worker counts if their route with the job held to start exactly at ``T`` still fits."""
+    job = built.new_job
+    assert job is not None
+    workers = {w.id: w for w in built.problem.workers}
+    by_id = {j.id: j for j in built.problem.jobs}
+    routes = {r.worker_id: [by_id[s.job_id] for s in r.stops] for r in current.routes}
+    for t in sorted({o.start_s for o in options}):
+        fixed = replace(job, window=(t, t))
+        crew: dict[str, Insertion] = {}
+        for o in sorted(options, key=lambda o: (o.added_travel_s, o.worker_id, o.position)):
+            if o.worker_id in crew or o.start_s > t:
+                continue
+            seq = list(routes.get(o.worker_id, []))
+            seq.insert(o.position, replace(fixed, id=job_key(0, int(o.worker_id))))
+            timed = time_route(built.problem, workers[o.worker_id], seq)
+            if timed is None:
+                continue
+            stop = timed.stops[o.position]
+            crew[o.worker_id] = replace(o, arrival_s=stop.arrival_s, start_s=stop.start_s)
+            if len(crew) == crew_size:
+                return CrewFit(t, tuple(crew.values()))
+    return None
+
+
+def apply_crew(built: Built, current: Plan, fit: CrewFit) -> Plan:
+    """``current`` with the crew booking inserted into each member's route, every member's
+    visit (planner id ``new.<worker>``) held to the crew's common start."""
+    assert built.new_job is not None
+    by_id = {j.id: j for j in built.problem.jobs}
+    workers = {w.id: w for w in built.problem.workers}
+    at = {i.worker_id: i for i in fit.insertions}
+    routes = []
+    for r in current.routes:
+        ins = at.get(r.worker_id)
+        if ins is not None:
+            seq = [by_id[s.job_id] for s in r.stops]
+            visit = replace(
+                built.new_job,
+                id=job_key(0, int(r.worker_id)),
+                window=(fit.start_s, fit.start_s),
+                worker_id=r.worker_id,
+            )
+            seq.insert(ins.position, visit)
+            timed = time_route(built.problem, workers[r.worker_id], seq)
+            if timed is None:
+                raise ValueError(f"crew insertion {ins} does not fit worker {r.worker_id}")
             r = timed
         routes.append(r)
     return Plan(tuple(routes), current.dropped, sum(r.travel_s for r in routes))
@@ -366,9 +444,14 @@ def works_then(day: WorkerDay, job: DayJob, now_s: int) -> bool:
     )
 
 
-def refusal(inputs: DayInputs, job: DayJob, *, worker_id: int | None = None) -> Refusal:
-    """Why ``job`` has no place in the day plan (for everyone, or for ``worker_id``)."""
+def refusal(
+    inputs: DayInputs, job: DayJob, *, worker_id: int | None = None, crew_size: int = 1
+) -> Refusal:
+    """Why ``job`` has no place in the day plan (for everyone, or for ``worker_id``); a
+    crew job (``crew_size`` > 1) needs that many workers at each step."""
     when = f"{inputs.day.isoformat()} {_clock(job.window[0])}–{_clock(job.window[1])}"
+    if crew_size > 1 and worker_id is None:
+        return _crew_refusal(inputs, job, crew_size, when)
     pool = [w for w in inputs.workers if worker_id is None or w.worker_id == worker_id]
     who = "no worker" if worker_id is None else f"worker {worker_id}"
     if not pool:
@@ -397,25 +480,59 @@ def refusal(inputs: DayInputs, job: DayJob, *, worker_id: int | None = None) -> 
     return Refusal("fully_booked", f"{subject} on {when} (their day plans leave no room)")
 
 
-def instant_refusal(inputs: DayInputs, job: DayJob) -> Refusal | None:
+def _crew_refusal(inputs: DayInputs, job: DayJob, crew_size: int, when: str) -> Refusal:
+    crew = f"; this service needs a crew of {crew_size}"
+    skilled = [w for w in inputs.workers if job.skills <= w.skills]
+    if len(skilled) < crew_size:
+        needs = ", ".join(sorted(job.skills)) or "nothing"
+        return Refusal(
+            "no_skilled_worker",
+            f"only {len(skilled)} worker(s) in {inputs.city_id} can be planned for this "
+            f"service ({needs}){crew}",
+        )
+    allowed = [w for w in skilled if w.worker_id not in job.excluded]
+    if len(allowed) < crew_size:
+        return Refusal("excluded", f"only {len(allowed)} qualified worker(s) may take it{crew}")
+    working = [w for w in allowed if works_then(w, job, inputs.now_s)]
+    if len(working) < crew_size:
+        return Refusal(
+            "not_working_then",
+            f"only {len(working)} qualified worker(s) work long enough to start and finish "
+            f"the job on {when}{crew}",
+        )
+    return Refusal(
+        "fully_booked",
+        f"fewer than {crew_size} of the {len(working)} qualified workers free then can start "
+        f"it together on {when} (their day plans leave no room){crew}",
+    )
+
+
+def instant_refusal(inputs: DayInputs, job: DayJob, *, crew_size: int = 1) -> Refusal | None:
     """Why nobody can serve an instant booking, or None: ``job.window`` is when it may
     start (now to now + the instant SLA). ``no_skilled_worker``: no worker of the city has
     what the service needs; ``not_working_now``: the qualified workers are not on shift
-    long enough to start in time and finish."""
+    long enough to start in time and finish. A crew job (``crew_size`` > 1) needs that
+    many different workers, each qualified and on shift (docs/dispatch.md#crews)."""
+    crew = f"; this service needs a crew of {crew_size}" if crew_size > 1 else ""
     if not inputs.workers:
         return Refusal("no_skilled_worker", f"no worker works in {inputs.city_id}")
     skilled = [w for w in inputs.workers if job.skills <= w.skills]
-    if not skilled:
+    if len(skilled) < crew_size or not skilled:
         needs = ", ".join(sorted(job.skills))
+        who = f"only {len(skilled)} worker(s)" if skilled else "no worker"
+        verb = "have" if skilled else "has"
         return Refusal(
             "no_skilled_worker",
-            f"no worker in {inputs.city_id} has what this service needs ({needs})",
+            f"{who} in {inputs.city_id} {verb} what this service needs ({needs}){crew}",
         )
-    if not any(works_then(w, job, inputs.now_s) for w in skilled):
+    working = sum(works_then(w, job, inputs.now_s) for w in skilled)
+    if working < crew_size or not working:
+        who = f"only {working}" if working else "none"
+        verb = "is" if working <= 1 else "are"
         return Refusal(
             "not_working_now",
-            f"none of the {len(skilled)} qualified workers is on shift long enough to start "
-            f"by {_clock(job.window[1])} and finish the job",
+            f"{who} of the {len(skilled)} qualified workers {verb} on shift long enough to "
+            f"start by {_clock(job.window[1])} and finish the job{crew}",
         )
     return None
 

@@ -21,7 +21,10 @@ processes never double-dispatch. A tick:
 5. sends offers (one worker in direct mode, the top few in grab mode; to a crew order,
    the crew ``matching.crew.pick_crew`` chose among its feasible candidates not taken by
    the tick's other orders: members arriving within ``crew_window_s`` of each other,
-   earliest last arrival first, docs/dispatch.md#crews).
+   earliest last arrival first, docs/dispatch.md#crews); to a crew order on offer whose
+   member declined or timed out, a replacement arriving within ``crew_window_s`` of the
+   members kept (``matching.crew.refill_crew``), or, if nobody fits, the round ends and
+   the next tick forms a new crew.
 
 An order routed to a merchant (``orders.merchant_id``) is dispatched within the merchant's
 team: its candidates are the merchant's staff only (the nearest of them, within the same
@@ -59,7 +62,7 @@ from doorstep.stores import STORE_ERRORS, Stores
 from geo.coords import haversine_m
 from geo.roadgraph import RoadGraph
 from matching.assign import decide_batch, decide_greedy
-from matching.crew import CrewPick, pick_crew
+from matching.crew import CrewPick, pick_crew, refill_crew
 from matching.index import CandidateIndex
 from matching.model import Candidate, Decision, Job
 from matching.params import MatchParams
@@ -128,6 +131,8 @@ class TickReport:
     index_rebuilt: bool = False  # the available workers were read whole (else from the log)
     index_changes: int = 0  # workers changed by the log's new entries
     overflowed: int = 0  # merchants' orders handed to the platform (no staff could serve)
+    replaced: int = 0  # crew orders whose missing member(s) were offered to another worker
+    reformed: int = 0  # crew orders whose round ended: nobody fitted the missing seat(s)
 
 
 class Engine:
@@ -215,9 +220,13 @@ class Engine:
                 report.released = await self.plans.release_due(city_id, now)
             orders = await self._open_orders(city_id, now)
             report.open_orders = len(orders)
+            short = await offers.short_crews(self.stores.pool, city_id)
+            if short:  # crew orders on offer with a seat to fill
+                found = await store.by_ids(self.stores.pool, sorted(short))
+                orders += [found[o] for o in sorted(short) if o in found]
             # A tick may outlast the lease: check before sending anything.
             if orders and await self.lease(city_id):
-                await self._dispatch(city_id, orders, now, report, t0)
+                await self._dispatch(city_id, orders, now, report, t0, short)
         self.ticks += 1
         report.seconds = time.perf_counter() - t0
         if self.on_tick is not None:
@@ -293,10 +302,13 @@ class Engine:
         return failed, overflowed
 
     async def _reassign_vanished(self, city_id: str, now: datetime) -> int:
-        """Assigned orders whose worker went silent before setting off go back to dispatch."""
+        """Assigned orders whose worker (any member of a crew) went silent before setting
+        off go back to dispatch."""
         rows = await self.stores.pool.fetch(
-            "SELECT id, worker_id FROM orders WHERE city_id = $1 AND status = 'assigned' AND NOT pinned "
-            "AND updated_at < $2",
+            "SELECT o.id, coalesce(c.worker_id, o.worker_id) AS worker_id FROM orders o "
+            "LEFT JOIN order_crew c ON c.order_id = o.id AND o.crew_size > 1 "
+            "AND c.released_at IS NULL WHERE o.city_id = $1 AND o.status = 'assigned' "
+            "AND NOT o.pinned AND o.updated_at < $2 ORDER BY o.id, c.seat",
             city_id,
             now - timedelta(seconds=self.params.stale_reassign_s),
         )
@@ -319,7 +331,7 @@ class Engine:
                         r["id"],
                         "unassign",
                         SYSTEM,
-                        reason="the worker went silent before setting off",
+                        reason=f"worker {r['worker_id']} went silent before setting off",
                     )
                     async with self.stores.pool.acquire() as conn, conn.transaction():
                         await offers.exclude(
@@ -359,7 +371,9 @@ class Engine:
         now: datetime,
         report: TickReport,
         t0: float,
+        short: dict[int, dict[int, float]] | None = None,
     ) -> None:
+        short = short or {}
         live, refreshed = await self.available.refresh(city_id)
         report.index_rebuilt = refreshed.rebuilt
         report.index_changes = refreshed.changes
@@ -367,8 +381,12 @@ class Engine:
         index = live.index(exclude=await self._offer_holders(city_id))
         jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
         if not len(index):
-            report.unmatched = len(orders)
-            report.overflowed += await self._overflow(orders, now)
+            for order in orders:
+                if order.id in short:
+                    await self._reform(order, "no worker is free to replace the missing member")
+                    report.reformed += 1
+            report.unmatched = len([o for o in orders if o.id not in short])
+            report.overflowed += await self._overflow([o for o in orders if o.id not in short], now)
             return
         found_rows, _ = index.nearest_many(
             np.array([j.lat for j in jobs]),
@@ -395,11 +413,31 @@ class Engine:
         etas = self._etas(jobs, candidate_lists, graph, eta_params)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
         decisions = decide(jobs, candidate_lists, etas, int(now.timestamp()), self.match)
-        decisions, crew_of = self._crews(orders, decisions)
+        decisions, crew_of, refills = self._crews(orders, decisions, short)
         report.decisions = list(decisions)
         await self._record(decisions)
         unserved: list[Order] = []
         for order, job, decision in zip(orders, jobs, decisions, strict=True):
+            if order.id in short:
+                sent = now + timedelta(seconds=time.perf_counter() - t0)
+                refill = refills.get(order.id)
+                made = []
+                if refill:
+                    eta = etas[jobs.index(job)]
+                    made = await offers.add_to_crew(
+                        self.stores,
+                        self.tracking,
+                        order,
+                        [(w, eta.get(w), None) for w in refill],
+                        params=self.offer,
+                        now=sent,
+                    )
+                if made:
+                    report.replaced += 1
+                else:
+                    await self._reform(order, decision.reason or "the replacement was not offered")
+                    report.reformed += 1
+                continue
             picks = self._picks(job, decision, etas[jobs.index(job)])
             mode = self.offer.mode
             if order.crew_size > 1:
@@ -423,12 +461,22 @@ class Engine:
             report.offered += bool(made)
         report.overflowed += await self._overflow(unserved, now)
 
+    async def _reform(self, order: Order, why: str) -> None:
+        """End a short crew's round: the next tick forms a new crew."""
+        reason = f"crew-mate not replaced ({why}): crew re-formed"
+        await offers.release_round(self.stores, self.tracking, order.id, reason)
+        await offers.back_to_dispatch(self.stores, self.tracking, order.id, reason)
+
     def _crews(
-        self, orders: Sequence[Order], decisions: Sequence[Decision]
-    ) -> tuple[list[Decision], dict[int, CrewPick]]:
+        self,
+        orders: Sequence[Order],
+        decisions: Sequence[Decision],
+        short: dict[int, dict[int, float]],
+    ) -> tuple[list[Decision], dict[int, CrewPick], dict[int, tuple[int, ...]]]:
         """The crew of each crew order (oldest first), among its feasible candidates not
         taken by the tick's one-worker orders nor an earlier crew; its decision names the
-        lead (earliest arrival), or why no crew could be formed."""
+        lead (earliest arrival), or why no crew could be formed. A crew order with a seat
+        open (``short``: the members kept and their ETAs) gets replacements instead."""
         taken = {
             d.worker_id
             for o, d in zip(orders, decisions, strict=True)
@@ -436,9 +484,11 @@ class Engine:
         }
         out = list(decisions)
         picked: dict[int, CrewPick] = {}
+        refills: dict[int, tuple[int, ...]] = {}
         for i, (order, decision) in enumerate(zip(orders, decisions, strict=True)):
             if order.crew_size == 1:
                 continue
+            kept = short.get(order.id, {})
             options = [
                 (c.worker_id, c.eta_s, c.breakdown.total)
                 for c in decision.candidates
@@ -446,7 +496,23 @@ class Engine:
                 and c.breakdown is not None
                 and c.eta_s is not None
                 and c.worker_id not in taken
+                and c.worker_id not in kept
             ]
+            if kept:
+                need = order.crew_size - len(kept)
+                refill = refill_crew(list(kept.values()), options, need, self.match.crew_window_s)
+                if refill is None:
+                    why = (
+                        f"no worker among {len(options)} free feasible one(s) arrives within "
+                        f"{self.match.crew_window_s:.0f} s of the crew kept "
+                        f"({', '.join(map(str, kept))})"
+                    )
+                    out[i] = replace(decision, worker_id=None, reason=why)
+                    continue
+                taken.update(refill)
+                refills[order.id] = refill
+                out[i] = replace(decision, worker_id=refill[0], reason=None)
+                continue
             crew = pick_crew(options, order.crew_size, self.match.crew_window_s)
             if crew is None:
                 why = (
@@ -459,7 +525,7 @@ class Engine:
             taken.update(crew.worker_ids)
             picked[order.id] = crew
             out[i] = replace(decision, worker_id=crew.worker_ids[0], reason=None)
-        return out, picked
+        return out, picked, refills
 
     async def _within_teams(
         self,

@@ -5,6 +5,7 @@ be found within the service time"). Now, before the booking's transaction, the c
 active workers are read (skills, certificates valid today, availability today and
 tomorrow) and :func:`dispatch.dayplan.instant_refusal` (pure) says whether anyone with
 the service's skills is on shift long enough to start within the instant SLA and finish.
+A crew service (``crew_size`` > 1) needs that many qualified workers on shift.
 If not, the booking is refused with 409 ``nobody_can_serve`` naming the rule
 (``no_skilled_worker`` or ``not_working_now``) and, for services also bookable ahead,
 the next windows ``GET /v1/slots`` would offer (today, then the next days).
@@ -65,7 +66,7 @@ class InstantGate:
         skills = required_skills(service.required_skills, service.required_certificates)
         job = DayJob(0, lat, lng, service.duration_min * 60, (now_s, now_s + self.sla_s), skills)
         inputs = DayInputs(city_id, today, epoch, now_s, tuple(workers), ())
-        why = instant_refusal(inputs, job)
+        why = instant_refusal(inputs, job, crew_size=service.crew_size)
         if why is None:
             return
         slots: list[dict[str, str]] = []
@@ -82,6 +83,7 @@ class InstantGate:
                     now=now,
                     earliest=now + timedelta(minutes=30),
                     staff=False,
+                    crew_size=service.crew_size,
                 )
                 slots += [
                     {
@@ -105,7 +107,7 @@ class InstantGate:
         raise NobodyCanServe(
             f"nobody can come now ({why.code}): {why.message}{hint}",
             field="service_code",
-            details={"rule": why.code, "next_slots": slots},
+            details={"rule": why.code, "next_slots": slots, "crew_size": service.crew_size},
         )
 
 

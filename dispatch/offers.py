@@ -13,9 +13,13 @@ Crew mode (an order needing ``crew_size`` > 1 workers, docs/dispatch.md#crews) o
 order to the whole crew the engine picked, each member their own offer with the same
 expiry. Each accept is kept (the order's row lock serialises the crew's answers); the
 accept that completes the crew assigns the order to all of them at once, the lead the
-member with the earliest ETA. A decline or a timeout of any member ends the round: the
-others' offers, accepted or not, are withdrawn, the decliner is kept away for the
-cooldown, and the next tick forms a new crew (the members who had accepted may be in it).
+member with the earliest ETA. A member who declines or lets the offer time out is kept
+away for the cooldown and only they are replaced: the others' offers, accepted or
+pending, stay, and the engine's next tick offers the missing seat(s) to another worker
+who arrives within the crew window of the members kept (:func:`short_crews`,
+:func:`add_to_crew`). If nobody fits, or the round has used ``max_attempts``, the round
+ends (:func:`release_round`: every other offer withdrawn) and the next tick forms a new
+crew.
 """
 
 from __future__ import annotations
@@ -400,6 +404,84 @@ async def release_round(stores: Stores, tracking: Publisher, order_id: int, reas
     return len(rows)
 
 
+async def short_crews(db: Conn, city_id: str) -> dict[int, dict[int, float]]:
+    """The city's crew orders on offer with a seat open (a member declined or timed out):
+    order id → the members kept (pending or accepted offers) → their ETA at the offer."""
+    rows = await db.fetch(
+        "SELECT o.id, f.worker_id, f.eta_s FROM orders o JOIN offers f ON f.order_id = o.id "
+        "AND f.mode = 'crew' AND f.status IN ('pending', 'accepted') WHERE o.city_id = $1 "
+        "AND o.status = 'offered' AND o.crew_size > (SELECT count(*) FROM offers g WHERE "
+        "g.order_id = o.id AND g.mode = 'crew' AND g.status IN ('pending', 'accepted')) "
+        "ORDER BY o.id, f.worker_id",
+        city_id,
+    )
+    out: dict[int, dict[int, float]] = {}
+    for r in rows:
+        out.setdefault(r["id"], {})[r["worker_id"]] = float(r["eta_s"] or 0.0)
+    return out
+
+
+async def add_to_crew(
+    stores: Stores,
+    tracking: Publisher,
+    order: Order,
+    picks: Sequence[tuple[int, float | None, float | None]],
+    *,
+    params: OfferParams,
+    now: datetime,
+) -> list[Offer]:
+    """Offer the open seat(s) of a crew order still on offer to ``picks`` (worker, eta_s,
+    distance_m), keeping the members' offers; each replacement counts as a round towards
+    ``max_attempts``. Returns the offers made ([] if the order moved on, a pick does not
+    qualify, or the rounds are used up: the caller then ends the round)."""
+    if await unqualified(stores, order, [w for w, _, _ in picks], now=now):
+        return []
+    expires = now + timedelta(seconds=params.ttl_s)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        current = await store.get(conn, order.id, lock=True)
+        if current is None or current.status != "offered":
+            return []
+        if current.dispatch_attempts >= params.max_attempts:
+            return []
+        made = []
+        for worker_id, eta, distance in picks:
+            row = await conn.fetchrow(
+                f"INSERT INTO offers (order_id, worker_id, mode, expires_at, eta_s, distance_m) "
+                f"VALUES ($1, $2, 'crew', $3, $4, $5) RETURNING {_OFFER}",
+                order.id,
+                worker_id,
+                expires,
+                eta,
+                distance,
+            )
+            assert row is not None
+            made.append(_offer(row))
+        updated = await store.update(
+            conn,
+            order.id,
+            current.version,
+            {"dispatch_attempts": current.dispatch_attempts + 1},
+        )
+        assert updated is not None
+    name = await stores.pool.fetchval(
+        "SELECT name_zh FROM services WHERE code = $1", order.service_code
+    )
+    for offer in made:
+        await tracking.send_to_worker(
+            offer.worker_id, offer_message(offer, updated, str(name or ""))
+        )
+    await tracking.publish_feed(
+        order.city_id,
+        {
+            "type": "offers",
+            "order_id": order.id,
+            "worker_ids": [o.worker_id for o in made],
+            "expires_at_ms": int(expires.timestamp() * 1000),
+        },
+    )
+    return made
+
+
 async def reject(
     stores: Stores,
     tracking: Publisher,
@@ -433,18 +515,16 @@ async def reject(
             actor_id=worker_id,
             until=now + timedelta(seconds=cooldown_s),
         )
-    if offer.mode == "crew":  # the crew is formed again without them
-        await release_round(
-            stores, tracking, offer.order_id, f"a crew-mate declined ({reason}): crew re-formed"
-        )
+    # A crew keeps its other members: the engine replaces this one (or re-forms the crew).
     await back_to_dispatch(
         stores, tracking, offer.order_id, f"worker {worker_id} rejected: {reason}"
     )
 
 
 async def back_to_dispatch(stores: Stores, tracking: Publisher, order_id: int, reason: str) -> None:
-    """If no offer of the order is still pending, return it to dispatching (or fail it);
-    a crew order's members who had accepted are released."""
+    """If no offer of the order is still pending, return it to dispatching (or fail it).
+    A crew order whose round still has members who accepted is left to the engine, which
+    replaces the missing ones or ends the round (:func:`short_crews`)."""
     pending = await stores.pool.fetchval(
         "SELECT count(*) FROM offers WHERE order_id = $1 AND status = 'pending'", order_id
     )
@@ -452,6 +532,13 @@ async def back_to_dispatch(stores: Stores, tracking: Publisher, order_id: int, r
     if pending or order is None or order.status != "offered":
         return
     if order.crew_size > 1:
+        kept = await stores.pool.fetchval(
+            "SELECT count(*) FROM offers WHERE order_id = $1 AND mode = 'crew' "
+            "AND status = 'accepted'",
+            order_id,
+        )
+        if kept:
+            return
         await release_round(stores, tracking, order_id, f"crew not formed: {reason}")
     with contextlib.suppress(IllegalTransition, Conflict):
         await service.act(stores, tracking, order_id, "decline", SYSTEM, reason=reason)

@@ -7,11 +7,17 @@ availability that date), the scheduled orders whose window starts that local dat
 (and, for today, every job a worker of the city holds), exclusions, the series'
 preferred workers, merchants' orders and teams, and the newest stored plan. Redis
 (today only): live positions.
+
+A crew order (docs/dispatch.md#crews) is read as one job per member: its crew's when it
+is held (each member's time is taken), else the members the stored plan reserved for it
+at booking, each held to the crew's common start (the latest of their planned starts).
+A crew order neither held nor in the stored plan is left to the engine.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from catalog import store as catalog_store
@@ -71,6 +77,10 @@ async def load(
         if previous
         else {}
     )
+    reserved: dict[int, dict[int, int]] = {}  # crew order → member → planned start (epoch s)
+    for r in previous.routes if previous else []:
+        for stop in r.stops:
+            reserved.setdefault(stop.order_id, {})[r.worker_id] = int(stop.start_at.timestamp())
     workers = await db.fetch(
         "SELECT w.user_id, w.skills, w.home_lat, w.home_lng, w.exams_required, t.merchant_id, "
         "coalesce((SELECT array_agg(q.skill) FROM skill_qualifications q "
@@ -121,13 +131,15 @@ async def load(
         "o.window_end, o.worker_id, o.pinned, s.required_skills, s.required_certificates, "
         "b.preferred_worker_id, o.merchant_id, coalesce(o.merchant_routed_at, o.created_at) "
         "AS routed_at, (SELECT max(e.at) FROM order_events e WHERE e.order_id = o.id "
-        "AND e.action = 'start') AS started_at "
+        "AND e.action = 'start') AS started_at, o.crew_size, (SELECT array_agg(c.worker_id "
+        "ORDER BY c.seat) FROM order_crew c WHERE c.order_id = o.id AND c.released_at IS NULL) "
+        "AS crew "
         "FROM orders o JOIN services s ON s.code = o.service_code "
         "LEFT JOIN booking_series b ON b.id = o.series_id "
         "WHERE o.city_id = $1 AND o.id <> $5 AND ("
         "(o.kind = 'scheduled' AND o.window_start >= $2 AND o.window_start < $3 "
-        "AND o.status = ANY($4::text[]) AND (o.crew_size = 1 OR o.worker_id IS NOT NULL)) "
-        "OR ($6 AND o.status = ANY($7::text[]))) ORDER BY o.id",
+        "AND o.status = ANY($4::text[]) AND (o.crew_size = 1 OR o.worker_id IS NOT NULL "
+        "OR o.id = ANY($8::bigint[]))) OR ($6 AND o.status = ANY($7::text[]))) ORDER BY o.id",
         city_id,
         start,
         midnight(day + timedelta(days=1), zone),
@@ -135,6 +147,7 @@ async def load(
         leave_out or 0,
         today,
         list(HELD),
+        list(reserved),
     )
     excluded: dict[int, set[int]] = {}
     for r in await db.fetch(
@@ -149,6 +162,9 @@ async def load(
     under_way: set[int] = set()  # workers whose job under way is already placed first
     for o in orders:
         held = o["status"] in HELD and o["worker_id"] is not None
+        if o["crew_size"] > 1:
+            jobs += _crew_jobs(o, held, today, now_s, epoch, under_way, reserved)
+            continue
         started = held and today and o["worker_id"] not in under_way
         if started:
             under_way.add(o["worker_id"])
@@ -208,6 +224,69 @@ async def load(
         )
     inputs = DayInputs(city_id, day, epoch, now_s, tuple(days), tuple(jobs), routes, version)
     return inputs, previous
+
+
+def _crew_jobs(
+    o: Any,
+    held: bool,
+    today: bool,
+    now_s: int,
+    epoch: int,
+    under_way: set[int],
+    reserved: dict[int, dict[int, int]],
+) -> list[DayJob]:
+    """A crew order's jobs, one per member, each fixed to them (see the module doc)."""
+    skills = required_skills(o["required_skills"], o["required_certificates"])
+    assert o["window_start"] is not None or held
+    window = (
+        (int(o["window_start"].timestamp()) - epoch, int(o["window_end"].timestamp()) - epoch)
+        if o["window_start"] is not None
+        else (now_s, now_s)
+    )
+    out = []
+    if held:
+        for member in o["crew"] or [o["worker_id"]]:
+            started = today and member not in under_way
+            if started:
+                under_way.add(member)
+            at = window
+            if started and o["status"] != "assigned":
+                at = (now_s, now_s)  # on the way or there: no waiting for the window
+            if started and o["status"] == "in_service" and o["started_at"] is not None:
+                s = int(o["started_at"].timestamp()) - epoch
+                at = (s, s)
+            out.append(
+                DayJob(
+                    o["id"],
+                    o["lat"],
+                    o["lng"],
+                    o["duration_min"] * 60,
+                    at,
+                    skills,
+                    worker_id=member,
+                    started=started,
+                    member=member,
+                )
+            )
+        return out
+    members = reserved.get(o["id"], {})
+    if not members:
+        return []
+    start = max(members.values()) - epoch  # the crew starts together, when the last is there
+    start = min(max(start, window[0]), window[1])
+    return [
+        DayJob(
+            o["id"],
+            o["lat"],
+            o["lng"],
+            o["duration_min"] * 60,
+            (start, start),
+            skills,
+            worker_id=member,
+            member=member,
+        )
+        for member in sorted(members)
+    ]
 
 
 async def _live_positions(

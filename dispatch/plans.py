@@ -44,9 +44,11 @@ from dispatch.dayplan import (
     DayPlanParams,
     Refusal,
     TravelFn,
+    apply_crew,
     apply_insertion,
     build,
     current_plan,
+    fit_crew,
     order_of,
     refusal,
     required_skills,
@@ -435,15 +437,16 @@ class DayPlans:
         into its day's plan and notes in ``reservation`` what to push after the commit."""
 
         async def reserve(conn: Tx, order: Order) -> None:
-            # Crew orders are left to the engine (docs/dispatch.md#crews).
-            if order.kind == "scheduled" and self.params.enabled and order.crew_size == 1:
+            if order.kind == "scheduled" and self.params.enabled:
                 await self.reserve(conn, order, reservation)
 
         return reserve
 
     async def reserve(self, conn: Tx, order: Order, reservation: Reservation) -> None:
         """Fit a new scheduled order into its day's plan, or refuse it (SlotUnavailable).
-        Runs inside the booking's transaction, under the plan's lock."""
+        Runs inside the booking's transaction, under the plan's lock. A crew order takes
+        ``crew_size`` workers who can all start it at one moment (``dayplan.fit_crew``),
+        each with a stop in their route (docs/dispatch.md#crews)."""
         assert order.window_start is not None
         assert order.window_end is not None
         zone = await self.zone(order.city_id, conn)
@@ -462,17 +465,24 @@ class DayPlans:
         )
         travel = await self.travel(order.city_id, conn)
         built, current, options = await asyncio.to_thread(self._fit, inputs, travel, job)
-        if not options:
-            why = refusal(inputs, job)
+        crew = fit_crew(built, current, options, order.crew_size) if order.crew_size > 1 else None
+        if not options or (order.crew_size > 1 and crew is None):
+            why = refusal(inputs, job, crew_size=order.crew_size)
             reservation.refusal = why
+            who = "no worker" if order.crew_size == 1 else f"no crew of {order.crew_size}"
             raise SlotUnavailable(
-                f"no worker can come in this window ({why.code}): {why.message}; "
+                f"{who} can come in this window ({why.code}): {why.message}; "
                 "GET /v1/slots lists the windows that are open",
                 field="window_start",
             )
-        prefer = str(reservation.prefer_worker_id)
-        chosen = next((o for o in options if o.worker_id == prefer), options[0])
-        plan = apply_insertion(built, current, chosen)
+        if crew is not None:
+            chosen = crew.insertions[0]
+            plan = apply_crew(built, current, crew)
+            reservation.crew = [int(i.worker_id) for i in crew.insertions]
+        else:
+            prefer = str(reservation.prefer_worker_id)
+            chosen = next((o for o in options if o.worker_id == prefer), options[0])
+            plan = apply_insertion(built, current, chosen)
         stored = await plan_store.store(
             conn,
             city_id=order.city_id,
@@ -533,8 +543,10 @@ class DayPlans:
         now: datetime,
         earliest: datetime,
         staff: bool,
+        crew_size: int = 1,
     ) -> Slots:
-        """The arrival windows of ``slot_window_min`` in which someone can come."""
+        """The arrival windows of ``slot_window_min`` in which someone can come (a crew
+        service: in which a whole crew can start together, ``dayplan.fit_crew``)."""
         zone = await self.zone(city_id)
         async with self.stores.pool.acquire() as conn:
             inputs, _ = await self._inputs(conn, city_id, day, now)
@@ -556,6 +568,9 @@ class DayPlans:
                 # Arriving on the stroke of the window's end would be a poor offer.
                 job = replace(built.new_job, window=(a, b - 60))
                 options = planner.insertions(built.problem, current, job)
+                if options and crew_size > 1:
+                    crew = fit_crew(replace(built, new_job=job), current, options, crew_size)
+                    options = list(crew.insertions) if crew is not None else []
                 if options:
                     out.append((a, b, options))
             return out
@@ -631,7 +646,7 @@ class DayPlans:
                 )
                 if order is None or order.status not in ("confirmed", "dispatching"):
                     continue
-                if order.pinned:
+                if order.pinned or order.crew_size > 1:  # a crew is offered together (engine)
                     continue
                 if order.merchant_id is not None and worker_id not in staff[order.merchant_id]:
                     continue  # planned before it was routed: the re-plan moves it to the team
@@ -675,6 +690,7 @@ class Reservation:
     prefer_worker_id: int | None = None  # recurring: the series' worker, if they can
     worker_id: int | None = None  # who the booking was fitted to
     workers: list[int] = field(default_factory=list)  # everyone who could have taken it
+    crew: list[int] = field(default_factory=list)  # a crew order: the members it reserved
     refusal: Refusal | None = None
     pushes: list[tuple[StoredPlan | None, StoredPlan]] = field(default_factory=list)
 

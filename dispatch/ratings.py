@@ -123,6 +123,29 @@ async def _attach(tx: Tx, order_id: int, author: int, attach: list[int], now: fl
         )
 
 
+# The workers a rating counts for: its worker and, for a crew order, every member of the
+# crew (docs/dispatch.md#crews: one rating of the order applies to each member).
+_RATED = (
+    "(user_id = $1 OR user_id IN (SELECT c.worker_id FROM order_crew c WHERE c.order_id = $3 "
+    "AND c.released_at IS NULL))"
+)
+# A worker's ratings: rated as the order's worker, or as a member of its crew.
+_BY_WORKER = (
+    "(r.worker_id = $2 OR r.order_id IN (SELECT c.order_id FROM order_crew c "
+    "WHERE c.worker_id = $2 AND c.released_at IS NULL))"
+)
+
+
+async def _crew_holds(db: Conn, order_id: int, worker_id: int) -> bool:
+    """True if the worker is a member of the order's crew."""
+    found = await db.fetchval(
+        "SELECT 1 FROM order_crew WHERE order_id = $1 AND worker_id = $2 AND released_at IS NULL",
+        order_id,
+        worker_id,
+    )
+    return found is not None
+
+
 async def rate(
     stores: Stores,
     order_id: int,
@@ -134,7 +157,8 @@ async def rate(
     params: ReviewParams | None = None,
     now: float | None = None,
 ) -> Rating:
-    """Store the rating and fold it into the worker's sum and count, atomically.
+    """Store the rating and fold it into the worker's sum and count, atomically (a crew
+    order's: into each member's).
 
     ``review`` carries the dimensions, tags and photos (``stars``/``text`` alone: the
     older form)."""
@@ -174,9 +198,10 @@ async def rate(
         await _attach(conn, order_id, customer_id, list(r.photos), at)
         await conn.execute(
             "UPDATE workers SET rating_sum = rating_sum + $2, rating_count = rating_count + 1, "
-            "updated_at = now() WHERE user_id = $1",
+            f"updated_at = now() WHERE {_RATED}",
             order.worker_id,
             r.stars,
+            order_id,
         )
     return _rating(row, params)
 
@@ -239,9 +264,10 @@ async def edit(
         if delta:
             await conn.execute(
                 "UPDATE workers SET rating_sum = greatest(rating_sum + $2, 0), updated_at = now() "
-                "WHERE user_id = $1",
+                f"WHERE {_RATED}",
                 old["worker_id"],
                 delta,
+                order_id,
             )
     return _rating(row, params)
 
@@ -255,14 +281,17 @@ async def reply(
     params: ReviewParams | None = None,
     now: float | None = None,
 ) -> Rating:
-    """The order's worker replies once (404 for anyone else: they may not know it exists)."""
+    """The order's worker (or any member of its crew) replies once (404 for anyone else:
+    they may not know it exists)."""
     body = rules.check_reply(text)
     at = _now(now)
     async with stores.pool.acquire() as conn, conn.transaction():
         old = await conn.fetchrow(
             f"SELECT {_RATING_COLUMNS} FROM ratings WHERE order_id = $1 FOR UPDATE", order_id
         )
-        if old is None or old["worker_id"] != worker_id:
+        if old is None or not (
+            old["worker_id"] == worker_id or await _crew_holds(conn, order_id, worker_id)
+        ):
             raise RatingNotFound(f"no rating of your job on order {order_id}", field="order_id")
         if old["reply"] is not None:
             raise rules.AlreadyReplied("you replied to this review already", field="order_id")
@@ -308,9 +337,10 @@ async def hide(
         await conn.execute(
             "UPDATE workers SET rating_sum = greatest(rating_sum - $2, 0), "
             "rating_count = greatest(rating_count - 1, 0), "
-            "updated_at = now() WHERE user_id = $1",
+            f"updated_at = now() WHERE {_RATED}",
             old["worker_id"],
             old["stars"],
+            order_id,
         )
     return _rating(row, params or ReviewParams())
 
@@ -329,15 +359,18 @@ async def rating_of(
     staff: bool,
     params: ReviewParams | None = None,
 ) -> Rating | None:
-    """The order's rating for its customer, its worker or staff; None if the order is not
-    rated yet; 404 for an order the caller is no party to."""
+    """The order's rating for its customer, its worker (a member of its crew) or staff;
+    None if the order is not rated yet; 404 for an order the caller is no party to."""
     parties = await db.fetchrow("SELECT customer_id, worker_id FROM orders WHERE id = $1", order_id)
-    if parties is None or not (staff or user_id in (parties["customer_id"], parties["worker_id"])):
+    member = await _crew_holds(db, order_id, user_id)
+    if parties is None or not (
+        staff or member or user_id in (parties["customer_id"], parties["worker_id"])
+    ):
         raise OrderNotFound(f"no order {order_id}", field="order_id")
     row = await db.fetchrow(f"SELECT {_RATING_COLUMNS} FROM ratings WHERE order_id = $1", order_id)
     if row is None:
         return None
-    if not (staff or user_id in (row["customer_id"], row["worker_id"])):
+    if not (staff or member or user_id in (row["customer_id"], row["worker_id"])):
         raise OrderNotFound(f"no order {order_id}", field="order_id")
     return _rating(row, params or ReviewParams())
 
@@ -345,9 +378,10 @@ async def rating_of(
 async def of_worker(
     db: Conn, worker_id: int, *, limit: int = 30, params: ReviewParams | None = None
 ) -> list[Rating]:
-    """The worker's own reviews, newest first, hidden ones too (flagged): what they may reply to."""
+    """The worker's own reviews (their crews' too), newest first, hidden ones too
+    (flagged): what they may reply to."""
     rows = await db.fetch(
-        f"SELECT {_RATING_COLUMNS} FROM ratings WHERE worker_id = $1 "
+        f"SELECT {_RATING_COLUMNS} FROM ratings r WHERE {_BY_WORKER.replace('$2', '$1')} "
         "ORDER BY created_at DESC, order_id DESC LIMIT $2",
         worker_id,
         limit,
@@ -382,7 +416,7 @@ async def reviews(
         "FROM ratings r JOIN orders o ON o.id = r.order_id "
         "JOIN users wu ON wu.id = r.worker_id JOIN users cu ON cu.id = r.customer_id "
         "WHERE r.hidden_at IS NULL "
-        "AND ($1::text IS NULL OR o.service_code = $1) AND ($2::bigint IS NULL OR r.worker_id = $2) "
+        f"AND ($1::text IS NULL OR o.service_code = $1) AND ($2::bigint IS NULL OR {_BY_WORKER}) "
         "ORDER BY r.created_at DESC, r.order_id DESC LIMIT $3",
         service_code,
         worker_id,
@@ -417,7 +451,7 @@ async def summary(
     :func:`dispatch.review_rules.summarize`)."""
     where = (
         "FROM ratings r JOIN orders o ON o.id = r.order_id WHERE r.hidden_at IS NULL "
-        "AND ($1::text IS NULL OR o.service_code = $1) AND ($2::bigint IS NULL OR r.worker_id = $2)"
+        f"AND ($1::text IS NULL OR o.service_code = $1) AND ($2::bigint IS NULL OR {_BY_WORKER})"
     )
     dims = ", ".join(
         f"coalesce(sum(r.{d}), 0) AS {d}_sum, count(r.{d}) AS {d}_n" for d in rules.DIMENSIONS

@@ -57,3 +57,35 @@ def pick_crew(
             cost=sum(o[2] for o in chosen),
         )
     return None
+
+
+def refill_crew(
+    kept: Sequence[float], options: Sequence[tuple[int, float, float]], need: int, window_s: float
+) -> tuple[int, ...] | None:
+    """Replacements for a crew's missing members: ``need`` workers among ``options`` —
+    (worker id, ETA s, score total) — who arrive, with the members ``kept`` (their ETAs),
+    within ``window_s`` of each other; the set whose last arrival is earliest, then whose
+    total score is lowest, by ETA; None if there is none."""
+    if need < 1:
+        raise MatchingError("must be >= 1", field="crew.need")
+    if not kept:
+        raise MatchingError("a crew being refilled keeps at least one member", field="crew.kept")
+    if not window_s >= 0:
+        raise MatchingError("must be >= 0", field="crew.window_s")
+    lo, hi = min(kept), max(kept)
+    if hi - lo > window_s:
+        return None
+    best: tuple[tuple[float, float], tuple[int, ...]] | None = None
+    starts = sorted({lo, *(o[1] for o in options if hi - window_s <= o[1] < lo)})
+    for start in starts:  # the crew's first arrival
+        end = start + window_s
+        eligible = sorted(
+            (o for o in options if start <= o[1] <= end), key=lambda o: (o[1], o[2], o[0])
+        )
+        if len(eligible) < need:
+            continue
+        chosen = eligible[:need]
+        key = (max(hi, chosen[-1][1]), sum(o[2] for o in chosen))
+        if best is None or key < best[0]:
+            best = (key, tuple(o[0] for o in chosen))
+    return best[1] if best is not None else None

@@ -67,6 +67,7 @@ class ServiceSeed:
     checklist: tuple[ChecklistItem, ...]
     instant: bool
     scheduled: bool
+    crew_size: int = 1  # workers who do it together (docs/dispatch.md#crews)
 
     def __post_init__(self) -> None:
         if self.price_minor <= 0:
@@ -79,6 +80,8 @@ class ServiceSeed:
             raise ValueError(f"{self.code}: checklist must have 3 to 8 items")
         if not (self.instant or self.scheduled):
             raise ValueError(f"{self.code}: instant or scheduled must be true")
+        if not 1 <= self.crew_size <= 8:
+            raise ValueError(f"{self.code}: crew_size must be between 1 and 8")
 
 
 def _steps(*pairs: tuple[str, str]) -> tuple[ChecklistItem, ...]:
@@ -231,6 +234,7 @@ _CLEANING_SERVICES: tuple[ServiceSeed, ...] = (
         ),
         instant=False,
         scheduled=True,
+        crew_size=3,  # "三人作业": a crew of three
     ),
     ServiceSeed(
         code="window_cleaning",

@@ -142,6 +142,7 @@ async def seed_catalog(conn: Tx) -> tuple[int, int]:
                 instant=v.instant,
                 scheduled=v.scheduled,
                 active=True,
+                crew_size=v.crew_size,
             ),
             upsert=True,
         )

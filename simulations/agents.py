@@ -456,6 +456,11 @@ class WorkerAgent:
         try:
             order = await world.api.call("GET", f"/v1/orders/{order_id}", session=self.session)
             status, door = order["status"], (float(order["lat"]), float(order["lng"]))
+            # A crew job (docs/dispatch.md#crews): each member marks their own arrival (the
+            # order's "arrived" may be a crew-mate's); the lead starts it once the whole
+            # crew is there and completes it; the others stay until it is done.
+            crew = len(order.get("crew") or []) > 1
+            lead = not crew or order.get("worker_id") == self.id
             if status == "assigned":
                 if order.get("window_start"):
                     trip = plan_trip(world.router, self.pos, door, self.trip_rng, self.motion)
@@ -470,7 +475,7 @@ class WorkerAgent:
                 self.trip_t0 = time.time()
                 await asyncio.sleep(self.trip.duration_s)
                 self._end_trip()
-                manual = self.rng.random() < spec.manual_arrive_share
+                manual = crew or self.rng.random() < spec.manual_arrive_share
                 if not manual:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.arrived.wait(), 30)
@@ -484,13 +489,16 @@ class WorkerAgent:
                 else:
                     world.counts["arrived_by_geofence"] += 1
                 status = "arrived"
+            if crew and not lead and status in ("arrived", "in_service"):
+                await self._crew_mate(order_id)  # arrived again if the order says so
+                return
             if status == "arrived":
                 await asyncio.sleep(_uniform(self.rng, spec.start_delay_s))
                 watch = world.watches.get(order_id)
                 if watch is None:
                     world.problem(f"worker {self.id}: no start code known for order {order_id}")
                     return
-                await self._act(order_id, "start", {"start_code": watch.start_code})
+                await self._start(order_id, watch.start_code, crew=crew)
                 status = "in_service"
             if status == "in_service":
                 minutes = float(order["duration_min"]) * float(self.rng.uniform(0.8, 1.2))
@@ -510,6 +518,29 @@ class WorkerAgent:
             self.job_task = None
             self.free.set()
             self.state = "idle" if self.want_online else "off"
+
+    async def _start(self, order_id: int, code: str, *, crew: bool) -> None:
+        """Enter the start code; a crew's lead waits (polling) for the crew to be there."""
+        tries = 120 if crew else 1
+        for i in range(tries):
+            try:
+                await self._act(order_id, "start", {"start_code": code})
+                return
+            except ApiError as e:
+                if e.code != "crew_not_here" or i == tries - 1:
+                    raise
+                self.world.counts["crew_start_waited"] += 1
+                await asyncio.sleep(2.0)
+
+    async def _crew_mate(self, order_id: int) -> None:
+        """A crew member who is not the lead: on site until the job is over."""
+        world = self.world
+        while True:
+            order = await world.api.call("GET", f"/v1/orders/{order_id}", session=self.session)
+            if order["status"] not in ("assigned", "en_route", "arrived", "in_service"):
+                world.counts["crew_jobs_" + str(order["status"])] += 1
+                return
+            await asyncio.sleep(2.0)
 
     def _end_trip(self) -> None:
         """Stop wherever the trip has got to, and count the distance."""

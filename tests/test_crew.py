@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matching.crew import pick_crew
+from matching.crew import pick_crew, refill_crew
 from matching.errors import MatchingError
 
 
@@ -43,3 +43,17 @@ def test_a_bad_size_or_window_names_the_field() -> None:
         pick_crew([], 0, 60.0)
     with pytest.raises(MatchingError, match=r"crew\.window_s"):
         pick_crew([], 2, -1.0)
+
+
+def test_refill_keeps_the_members_and_fits_the_window() -> None:
+    """Replacements arrive within the window of the members kept: the earliest last arrival, then the lowest score; none fits: None; bad input names the field."""
+    options = [(7, 100.0, 5.0), (8, 900.0, 1.0), (9, 250.0, 9.0), (10, 260.0, 1.0)]
+    assert refill_crew([200.0], options, 1, 120.0) == (7,)
+    assert refill_crew([200.0], options, 2, 120.0) == (9, 10)  # 7 with 10 spans 160 s
+    assert refill_crew([800.0], options, 1, 120.0) == (8,)
+    assert refill_crew([500.0], options, 1, 120.0) is None
+    assert refill_crew([100.0, 500.0], options, 1, 120.0) is None  # the kept are too far apart
+    with pytest.raises(MatchingError, match=r"crew\.need"):
+        refill_crew([1.0], options, 0, 10.0)
+    with pytest.raises(MatchingError, match=r"crew\.kept"):
+        refill_crew([], options, 1, 10.0)

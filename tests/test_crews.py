@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from catalog.errors import InvalidCatalogInput
 from catalog.service import check_crew_size
+from dispatch import at_risk
 from dispatch.engine import Engine
 from doorstep.stores import Stores
 from ledger import rules as lr
@@ -164,7 +165,7 @@ async def test_a_crew_order_is_offered_to_the_crew_and_assigned_when_all_accept(
         await ws.close()
 
 
-async def test_one_decline_re_forms_the_crew(
+async def test_one_decline_replaces_just_that_member(
     live_app: tuple[str, Any],
     engine_city: EngineCity,
     client: httpx.AsyncClient,
@@ -172,7 +173,7 @@ async def test_one_decline_re_forms_the_crew(
     stores: Stores,
     admin: Account,
 ) -> None:
-    """One member accepts, the other declines: the round ends (the acceptor is released), the decliner gets the cooldown, and the next tick offers a new crew without them."""
+    """One member accepts, the other declines: the acceptor's offer stays, the decliner gets the cooldown, and the next tick offers the open seat to the third worker only; their accept assigns the crew."""
     service = await _crew_service(client, admin, 2)
     workers, sockets = await _crew_city(
         live_app, stores, client, engine_city, [(0.001, 0.0), (0.0, 0.001), (0.002, 0.002)]
@@ -190,27 +191,66 @@ async def test_one_decline_re_forms_the_crew(
         f"/v1/offers/{b['offer_id']}/reject", headers=workers[1].auth, json={"reason": "too far"}
     )
     assert r.status_code == 204, r.text
-    gone = await next_of(sockets[0], "offer_withdrawn")
-    assert gone["offer_id"] == a["offer_id"]
-    assert "crew" in gone["reason"]
-    assert await status_of(stores, order["id"]) == "dispatching"
+    assert await status_of(stores, order["id"]) == "offered"  # the seat is open, the crew kept
     until = await stores.pool.fetchval(
         "SELECT until FROM order_exclusions WHERE order_id = $1 AND worker_id = $2",
         order["id"],
         workers[1].id,
     )
     assert until is not None  # a cooldown, not for good
+    report = await engine.tick(engine_city.id, now + timedelta(seconds=1))
+    assert report.replaced == 1
+    statuses = {o["worker_id"]: o["status"] for o in (await _offers(stores, order["id"])).values()}
+    assert statuses == {
+        workers[0].id: "accepted",  # kept: not offered again
+        workers[1].id: "rejected",
+        workers[2].id: "pending",
+    }
+    c = await next_of(sockets[2], "offer")
+    assert c["crew_size"] == 2
+    r = await client.post(f"/v1/offers/{c['offer_id']}/accept", headers=workers[2].auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "assigned"
+    assert set(r.json()["crew"]) == {workers[0].id, workers[2].id}
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_a_decline_with_nobody_to_replace_them_re_forms_the_crew(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """With no third worker, a decline ends the round at the next tick: the acceptor's offer is withdrawn (told why), the order is dispatching again."""
+    service = await _crew_service(client, admin, 2)
+    workers, sockets = await _crew_city(
+        live_app, stores, client, engine_city, [(0.001, 0.0), (0.0, 0.001)]
+    )
+    order = await book_here(client, await make_user("customer"), service, engine_city.here)
+    engine: Engine = live_app[1].state.engine
+    now = datetime.now(UTC)
+    await engine.tick(engine_city.id, now)
+    a, b = [await next_of(sockets[i], "offer") for i in (0, 1)]
+    r = await client.post(f"/v1/offers/{a['offer_id']}/accept", headers=workers[0].auth)
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/offers/{b['offer_id']}/reject", headers=workers[1].auth, json={"reason": "busy"}
+    )
+    assert r.status_code == 204, r.text
+    report = await engine.tick(engine_city.id, now + timedelta(seconds=1))
+    assert report.reformed == 1
+    gone = await next_of(sockets[0], "offer_withdrawn")
+    assert gone["offer_id"] == a["offer_id"]
+    assert "crew re-formed" in gone["reason"]
+    assert await status_of(stores, order["id"]) == "dispatching"
     assert not await stores.pool.fetchval(
         "SELECT count(*) FROM order_exclusions WHERE order_id = $1 AND worker_id = $2",
         order["id"],
         workers[0].id,
     )  # the one who accepted is not kept away
-    report = await engine.tick(engine_city.id, now + timedelta(seconds=1))
-    assert report.offered == 1
-    rows = await stores.pool.fetch(
-        "SELECT worker_id FROM offers WHERE order_id = $1 AND status = 'pending'", order["id"]
-    )
-    assert {r["worker_id"] for r in rows} == {workers[0].id, workers[2].id}
     for ws in sockets:
         await ws.close()
 
@@ -378,6 +418,7 @@ async def test_a_dispatcher_cannot_assign_one_worker_to_a_crew_order(
     """Forcing one worker onto a crew order of 2 is a 4xx naming worker_ids, not a half crew."""
     service = await _crew_service(client, admin, 2)
     worker = await make_worker(stores, client, engine_city.id)
+    await make_worker(stores, client, engine_city.id)  # a crew of 2 on shift: bookable
     order = await book_here(client, await make_user("customer"), service, engine_city.here)
     dispatcher = await make_user("dispatcher")
     r = await client.post(
@@ -448,3 +489,111 @@ async def test_a_crew_orders_earnings_are_split_between_the_members(
     assert sum(x.debit_fen for x in entry.lines) == sum(x.credit_fen for x in entry.lines)
     assert [s["fen"] for s in entry.data["crew_shares"]] == shares
     assert await ledger.balance(stores.pool, lr.order_funds(order)) == 0
+
+
+# ---- after the job: ratings and risk checks see the whole crew ----------------------------
+
+
+async def _assigned_crew(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    customer: Account,
+    stores: Stores,
+    admin: Account,
+    spots: list[tuple[float, float]],
+) -> tuple[dict[str, Any], list[Account], list[ClientConnection]]:
+    """An instant crew order of 2 at the city's centre, assigned to workers at ``spots``."""
+    service = await _crew_service(client, admin, 2)
+    workers, sockets = await _crew_city(live_app, stores, client, engine_city, spots)
+    await book_here(client, customer, service, engine_city.here)
+    engine: Engine = live_app[1].state.engine
+    await engine.tick(engine_city.id, datetime.now(UTC))
+    for i in (0, 1):
+        offer = await next_of(sockets[i], "offer")
+        r = await client.post(f"/v1/offers/{offer['offer_id']}/accept", headers=workers[i].auth)
+        assert r.status_code == 200, r.text
+    assert r.json()["status"] == "assigned"
+    return r.json(), workers, sockets
+
+
+async def test_a_crew_orders_rating_counts_for_every_member(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """One rating of a crew order adds to each member's rating; a member who is not the lead sees it, lists it and may reply; hiding it takes it back from both."""
+    customer = await make_user("customer")
+    order, workers, sockets = await _assigned_crew(
+        live_app, engine_city, client, customer, stores, admin, [(0.001, 0.0), (0.0, 0.001)]
+    )
+    url = f"/v1/orders/{order['id']}"
+    for w in workers:
+        r = await client.post(f"{url}/arrive", headers=w.auth, json={})
+        assert r.status_code == 200, r.text
+    code = (await client.get(url, headers=customer.auth)).json()["start_code"]
+    r = await client.post(f"{url}/start", headers=workers[0].auth, json={"start_code": code})
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{url}/complete", headers=workers[1].auth, json={})
+    assert r.status_code == 200, r.text
+    ids = [w.id for w in workers]
+
+    async def sums() -> dict[int, tuple[int, int]]:
+        rows = await stores.pool.fetch(
+            "SELECT user_id, rating_sum, rating_count FROM workers WHERE user_id = ANY($1)", ids
+        )
+        return {r["user_id"]: (r["rating_sum"], r["rating_count"]) for r in rows}
+
+    r = await client.post(f"{url}/rating", headers=customer.auth, json={"stars": 4, "text": "好"})
+    assert r.status_code == 201, r.text
+    assert await sums() == {w: (4, 1) for w in ids}
+    mate = next(w for w in workers if w.id != order["worker_id"])
+    r = await client.get(f"{url}/rating", headers=mate.auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["stars"] == 4
+    r = await client.get("/v1/me/reviews", headers=mate.auth)
+    assert r.status_code == 200, r.text
+    assert order["id"] in [x["order_id"] for x in r.json()]
+    r = await client.post(f"{url}/rating/reply", headers=mate.auth, json={"text": "谢谢"})
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/ratings/{order['id']}/hide", headers=admin.auth, json={"reason": "test"}
+    )
+    assert r.status_code == 200, r.text
+    assert await sums() == {w: (0, 0) for w in ids}
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_a_late_crew_member_is_caught_though_the_lead_is_on_time(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """The lead is next door, the mate ~1 km away with a 90 s deadline: the risk check reassigns the crew naming the mate, who alone is kept away."""
+    customer = await make_user("customer")
+    order, workers, sockets = await _assigned_crew(
+        live_app, engine_city, client, customer, stores, admin, [(0.0003, 0.0), (0.0, 0.009)]
+    )
+    mate = next(w for w in workers if w.id != order["worker_id"])
+    params = at_risk.RiskParams(stale_s=3600.0, instant_sla_s=90, cooldown_s=60)
+    created = datetime.fromisoformat(order["created_at"])
+    done = await at_risk.check(stores, live_app[1].state.tracking, engine_city.id, created, params)
+    assert done["reassign"] == 1
+    assert await status_of(stores, order["id"]) in ("confirmed", "dispatching")
+    reason = await stores.pool.fetchval(
+        "SELECT reason FROM order_events WHERE order_id = $1 AND action = 'unassign'", order["id"]
+    )
+    assert f"crew member {mate.id}" in reason
+    kept_away = await stores.pool.fetch(
+        "SELECT worker_id FROM order_exclusions WHERE order_id = $1", order["id"]
+    )
+    assert [r["worker_id"] for r in kept_away] == [mate.id]
+    for ws in sockets:
+        await ws.close()

@@ -116,7 +116,7 @@ async def _day(ctx: Ctx, city_id: str) -> date:
         longitude("longitude (with lat)"),
         QueryParam("crs", str, "wgs84 (default) or gcj02", choices=("wgs84", "gcj02")),
     ),
-    summary="Arrival windows in which a qualified worker can come (staff also see who, at what cost)",
+    summary="Arrival windows in which a qualified worker (a crew service: a whole crew) can come (staff also see who, at what cost)",
 )
 async def slots(ctx: Ctx) -> Slots:
     q = ctx.request.query_params
@@ -161,6 +161,7 @@ async def slots(ctx: Ctx) -> Slots:
         now=now,
         earliest=now + timedelta(minutes=params.min_lead_min),
         staff=staff,
+        crew_size=svc.crew_size,
     )
 
 
