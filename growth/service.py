@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatch import store as dispatch_store
@@ -531,15 +531,8 @@ class Growth:
         if d.status == "applied":
             await _release_applied(tx, d, keep_coupon=None)
             await store.set_discount(tx, order_id, status="void")
-        elif d.status == "captured" and d.coupon_id is not None:
-            c = await store.coupon(tx, d.coupon_id, lock=True)
-            if (
-                c is not None
-                and c.status == "used"
-                and c.order_id == order_id
-                and at < c.valid_until
-            ):
-                await store.set_coupon(tx, c.id, status="available", order_id=None, returned_at=at)
+        elif d.status == "captured":
+            await _settle_coupon(tx, order_id, at)
 
 
 _WHY = {
@@ -580,6 +573,37 @@ async def _release_applied(tx: Tx, d: DiscountRow, *, keep_coupon: int | None) -
     if d.points:
         await store.points_account(tx, d.customer_id, lock=True)
         await store.hold_points(tx, d.customer_id, -d.points)
+
+
+async def _settle_coupon(tx: Tx, order_id: int, at: datetime) -> None:
+    """The coupon of a paid order that ended (cancelled or failed) follows the money: it is
+    given back (if still valid) while the order's money is on its way back — no refund asked,
+    or the latest one not closed — and taken back when the provider closes that refund
+    (unless the customer has used it again since). The order's lock is held by the caller."""
+    d = await store.discount(tx, order_id, lock=True)
+    if d is None or d.status != "captured" or d.coupon_id is None:
+        return
+    status = await tx.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+    if status not in ("cancelled", "failed"):
+        return
+    latest = await tx.fetchval(
+        "SELECT status FROM refunds WHERE order_id = $1 ORDER BY id DESC LIMIT 1", order_id
+    )
+    c = await store.coupon(tx, d.coupon_id, lock=True)
+    if c is None:
+        return
+    if latest != "closed":
+        if c.status == "used" and c.order_id == order_id and at < c.valid_until:
+            await store.set_coupon(tx, c.id, status="available", order_id=None, returned_at=at)
+    elif c.status == "available" and c.order_id is None and c.returned_at is not None:
+        await store.take_back_coupon(tx, c.id, order_id)
+    elif c.status != "used" or c.order_id != order_id:
+        log.warning(
+            "order %s: refund closed but coupon %s was used again (%s): left with the customer",
+            order_id,
+            c.id,
+            c.status,
+        )
 
 
 # --- called by payments in its transaction ---------------------------------------------
@@ -702,11 +726,13 @@ async def on_refund(
                     await ledger_store.post(
                         tx, entries.points_taken_back(order_id, customer, out_refund_no, value)
                     )
+    await _settle_coupon(tx, order_id, datetime.now(UTC))
 
 
 async def on_refund_failed(tx: Tx, order_id: int, out_refund_no: str) -> None:
     """The provider closed a refund (its money is the order's again): what ``on_refund``
-    gave back for it is undone — its entries reversed, the points moved back."""
+    gave back for it is undone — its entries reversed, the points moved back, and a coupon
+    given back with the order's cancellation taken back (``_settle_coupon``)."""
     for key, hist in (
         (f"growth:refund:{out_refund_no}", f"return:{out_refund_no}"),
         (f"growth:unearn:{out_refund_no}", f"unearn:{out_refund_no}"),
@@ -729,3 +755,4 @@ async def on_refund_failed(tx: Tx, order_id: int, out_refund_no: str) -> None:
                 key=f"restore:{hist}",
                 order_id=order_id,
             )
+    await _settle_coupon(tx, order_id, datetime.now(UTC))

@@ -321,6 +321,16 @@ async def set_coupon(
     )
 
 
+async def take_back_coupon(tx: Tx, coupon_id: int, order_id: int) -> None:
+    """A coupon given back with a cancelled order is the order's again (its refund was
+    closed by the provider): used, no longer returned."""
+    await tx.execute(
+        "UPDATE coupons SET status = 'used', order_id = $2, returned_at = NULL WHERE id = $1",
+        coupon_id,
+        order_id,
+    )
+
+
 # --- orders' discounts ----------------------------------------------------------------
 
 

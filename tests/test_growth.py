@@ -22,6 +22,7 @@ from payments.wechat_sandbox import WeChatSandbox
 from tests.helpers import Account, MakeUser
 from tests.live import book
 from tests.test_payments import (  # noqa: F401 - fixtures
+    _fault,
     _money,
     _order,
     _pay,
@@ -59,6 +60,25 @@ async def _claim(client: httpx.AsyncClient, who: Account, template_id: int) -> d
 async def _funds(stores: Stores, order_id: int) -> int:
     account = lr.order_funds(order_id)
     return lr.normal_balance(account, await ledger_store.balance(stores.pool, account))
+
+
+async def _give_points(stores: Stores, customer_id: int, points: int) -> None:
+    """Points to spend, with their ledger entry (as if earned)."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await growth_store.move_points(
+            conn, customer_id, points, kind="earn", key=f"test:{customer_id}", order_id=None
+        )
+        await ledger_store.post(
+            conn,
+            lr.Entry(
+                key=f"test:points:{customer_id}",
+                kind="growth.points_earned",
+                lines=(
+                    lr.debit(lr.POINTS_EXPENSE, points),
+                    lr.credit(lr.points_liability(customer_id), points),
+                ),
+            ),
+        )
 
 
 async def _confirmed(client: httpx.AsyncClient, customer: Account, order_id: int) -> None:
@@ -264,6 +284,95 @@ async def test_a_cancellation_returns_the_coupon_and_reverses_the_subsidy_and_po
     points = (await client.get("/v1/me/points", headers=customer.auth)).json()
     assert points["balance"] == 5000
     assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -5000
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_refund_closed_by_the_provider_undoes_the_discount_given_back(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """Paid 110.00 with a 30.00 coupon and 1,000 points, cancelled; WeChat closes the
+    refund: the subsidy and points given back are reversed with it (funds 150.00 again,
+    points 4,000, coupon used again); refunded again successfully, all come back once."""
+    t = await _template(client, admin, amount_fen=3000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    finance = await make_user("finance")
+    await _give_points(stores, customer.id, 5000)
+    coupon = await _claim(client, customer, t["id"])
+    order = await book(client, customer, prepaid_service)
+    r = await client.put(
+        f"/v1/orders/{order['id']}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"], "points": 1000},
+    )
+    assert r.status_code == 200, r.text
+    trade = await _pay(client, customer, order["id"])
+    await _fault(sandbox, trade["out_trade_no"], refund="closed")
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, order["id"])
+    liability = lr.points_liability(customer.id)
+    r = await client.post(
+        f"/v1/orders/{order['id']}/cancel", headers=customer.auth, json={"reason": "plans changed"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def closed() -> bool:
+        status = await stores.pool.fetchval(
+            "SELECT status FROM refunds WHERE order_id = $1", order["id"]
+        )
+        return bool(status == "closed")
+
+    await until(closed)
+    no = await stores.pool.fetchval(
+        "SELECT out_refund_no FROM refunds WHERE order_id = $1", order["id"]
+    )
+    kinds = [e.kind for e in await ledger_store.for_order(stores.pool, order["id"])]
+    assert kinds == [
+        "payment.captured",
+        "growth.discount",
+        "refund.requested",
+        "growth.discount_back",
+        "refund.failed",
+        "growth.discount_back.reversal",
+    ]
+    assert await ledger_store.get(stores.pool, f"growth:refund:{no}:failed") is not None
+    assert await _funds(stores, order["id"]) == 15000
+
+    async def coupon_is(status: str) -> bool:
+        mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+        return any(c["id"] == coupon["id"] and c["status"] == status for c in mine)
+
+    await until(lambda: coupon_is("used"))
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 4000
+    assert [h["kind"] for h in points["history"][:3]] == ["restore", "return", "redeem"]
+    assert await ledger_store.balance(stores.pool, liability) == -4000
+    # the subsidy of this order is spent again (other tests move subsidy_expense too)
+    spent = await stores.pool.fetchval(
+        "SELECT coalesce(sum(debit_fen - credit_fen), 0) FROM ledger_lines l "
+        "JOIN ledger_entries e ON e.id = l.entry_id WHERE e.order_id = $1 AND l.account = $2",
+        order["id"],
+        lr.SUBSIDY_EXPENSE,
+    )
+    assert spent == 3000
+    assert await ledger_store.check(stores.pool) == []
+
+    await _fault(sandbox, trade["out_trade_no"], refund="success")
+    r = await client.post(
+        f"/v1/orders/{order['id']}/refunds",
+        headers=finance.auth,
+        json={"out_refund_no": f"GRF{order['id']}r2", "amount_fen": 11000},
+    )
+    assert r.status_code == 201, r.text
+    assert await _funds(stores, order["id"]) == 0
+    await until(lambda: coupon_is("available"))
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 5000
+    assert await ledger_store.balance(stores.pool, liability) == -5000
     assert await ledger_store.check(stores.pool) == []
 
 
