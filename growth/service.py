@@ -489,36 +489,32 @@ class Growth:
         if not isinstance(payload, OrderChanged):
             return
         if event.type == "order.completed":
-            await self._earn(tx, payload.order_id, payload.customer_id)
+            await self._earn(tx, payload.order_id, payload.customer_id, payload.at)
         elif event.type in ("order.cancelled", "order.failed"):
             await self._order_ended(tx, payload.order_id, payload.at)
 
-    async def _earn(self, tx: Tx, order_id: int, customer_id: int) -> None:
-        """Points for a completed order, on the cash paid for it (less refunds so far)."""
-        paid = await tx.fetchval(
-            "SELECT coalesce(sum(amount_fen - reserved_fen), 0) FROM payments "
-            "WHERE order_id = $1 AND status = 'paid'",
-            order_id,
-        )
-        earned = gr.points_earned(int(paid), self.params)
-        if earned <= 0:
-            return
-        moved = await store.move_points(
+    async def _earn(self, tx: Tx, order_id: int, customer_id: int, at: datetime) -> None:
+        """A completed order: its points terms are fixed (the rate with the customer's level
+        multiplier now), then it earns on the cash paid so far; what is paid later earns
+        as it is captured (``on_paid_after_completion``)."""
+        await dispatch_store.get(tx, order_id, lock=True)
+        multiplier, level = await self.multiplier(tx, customer_id, at)
+        await store.save_order_points(
             tx,
-            customer_id,
-            earned,
-            kind="earn",
-            key=f"earn:{order_id}",
-            order_id=order_id,
-            basis_fen=int(paid),
+            store.OrderPoints(
+                order_id=order_id,
+                customer_id=customer_id,
+                rate_bps=gr.earn_rate_bps(self.params, multiplier),
+                fen_per_100_points=self.params.fen_per_100_points,
+                level=level,
+                completed_at=at,
+            ),
         )
-        if moved is not None:
-            await ledger_store.post(
-                tx,
-                entries.points_earned(
-                    order_id, customer_id, gr.points_value_fen(earned, self.params)
-                ),
-            )
+        await reconcile_points(tx, order_id, key=str(order_id))
+
+    async def multiplier(self, tx: Tx, customer_id: int, at: datetime) -> tuple[int, str]:
+        """The points multiplier (bps) and level of a customer now (×1 without levels)."""
+        return 10_000, "none"
 
     async def _order_ended(self, tx: Tx, order_id: int, at: datetime) -> None:
         """A cancelled or failed order: an unpaid discount releases its coupon and points;
@@ -699,33 +695,8 @@ async def on_refund(
                 key=f"return:{out_refund_no}",
                 order_id=order_id,
             )
-    earned, basis, back = await store.earned_on(tx, order_id)
-    if earned > 0 and basis > 0:
-        refunded = await tx.fetchval(
-            "SELECT coalesce(sum(reserved_fen), 0) FROM payments WHERE order_id = $1 "
-            "AND status = 'paid'",
-            order_id,
-        )
-        target = min(earned, earned * int(refunded) // basis)
-        take = target - back
-        if take > 0:
-            customer = await tx.fetchval("SELECT customer_id FROM orders WHERE id = $1", order_id)
-            await store.points_account(tx, customer, lock=True)
-            moved = await store.move_points(
-                tx,
-                customer,
-                -take,
-                kind="reverse",
-                key=f"unearn:{out_refund_no}",
-                order_id=order_id,
-            )
-            if moved is not None:
-                given = await ledger_store.get(tx, f"growth:earn:{order_id}")
-                value = given.lines[0].debit_fen * take // earned if given else 0
-                if value > 0:
-                    await ledger_store.post(
-                        tx, entries.points_taken_back(order_id, customer, out_refund_no, value)
-                    )
+    # The points earned on a completed order follow its cash net of refunds.
+    await reconcile_points(tx, order_id, key=out_refund_no)
     await _settle_coupon(tx, order_id, datetime.now(UTC))
 
 
@@ -756,3 +727,44 @@ async def on_refund_failed(tx: Tx, order_id: int, out_refund_no: str) -> None:
                 order_id=order_id,
             )
     await _settle_coupon(tx, order_id, datetime.now(UTC))
+
+
+async def on_paid_after_completion(tx: Tx, order_id: int, *, payment_id: int) -> None:
+    """A payment of a completed order was captured (payments' transaction, the order's lock
+    held): the final payment of a pay-after-service order, a deposit order's balance, an
+    add-on. It earns its points now, on the order's terms."""
+    await reconcile_points(tx, order_id, key=f"{order_id}:{payment_id}")
+
+
+async def reconcile_points(tx: Tx, order_id: int, *, key: str) -> None:
+    """Bring the points a completed order has given to what it owes: ``points_owed`` on the
+    cash paid net of refunds, at the rate fixed at completion. More owed: earned
+    (``earn:<key>``, Dr points_expense / Cr points_liability); less: taken back
+    (``unearn:<key>``, the mirror). Nothing before completion (no terms yet)."""
+    terms = await store.order_points(tx, order_id)
+    if terms is None:
+        return
+    net = await store.net_paid(tx, order_id)
+    delta = gr.points_owed(net, terms.rate_bps) - await store.points_on(tx, order_id)
+    if delta == 0:
+        return
+    customer = terms.customer_id
+    value = abs(delta) * terms.fen_per_100_points // 100
+    await store.points_account(tx, customer, lock=True)
+    if delta > 0:
+        moved = await store.move_points(
+            tx, customer, delta, kind="earn", key=f"earn:{key}", order_id=order_id, basis_fen=net
+        )
+        if moved is not None and value > 0:
+            await ledger_store.post(
+                tx,
+                entries.points_earned(
+                    order_id, customer, value, key=None if key == str(order_id) else key
+                ),
+            )
+    else:
+        moved = await store.move_points(
+            tx, customer, delta, kind="reverse", key=f"unearn:{key}", order_id=order_id
+        )
+        if moved is not None and value > 0:
+            await ledger_store.post(tx, entries.points_taken_back(order_id, customer, key, value))

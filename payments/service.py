@@ -506,6 +506,9 @@ class Payments:
                 data={"out_trade_no": p.out_trade_no, "amount_fen": p.amount_fen},
             )
             await jobs_store.cancel_waiting(conn, queueing_lock=_close_lock(order.id))
+        elif order.status == "completed":
+            # Paid after the service (the final payment, a balance, add-ons): its points.
+            await growth.on_paid_after_completion(conn, order.id, payment_id=p.id)
         elif order.status in ("cancelled", "failed"):
             await self._refund_in(
                 conn,

@@ -14,6 +14,9 @@ from typing import Any
 
 import httpx
 
+from dispatch import service as dispatch_service
+from dispatch.service import Caller
+
 from doorstep.stores import Stores
 from growth import store as growth_store
 from ledger import rules as lr
@@ -24,8 +27,11 @@ from tests.live import book
 from tests.test_payments import (  # noqa: F401 - fixtures
     _fault,
     _money,
+    _on_site,
     _order,
     _pay,
+    _pay_due,
+    _service,
     prepaid_service,
     sandbox,
     until,
@@ -434,6 +440,71 @@ async def test_points_earned_on_completion_and_taken_back_in_proportion_to_a_ref
         ("earn", 150),
     ]
     assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -100
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_service_paid_afterwards_earns_points_on_what_is_paid_when_it_is_paid(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """Pay-after-service 99.00 with a 60.00 add-on paid during the service: completion
+    earns 60 points (all that is paid), the final 99.00 captured later earns 99 more in its
+    own transaction; a 50.00 refund then takes 50 back; the ledger mirrors each."""
+    service = await _service(client, admin, 9900, None)
+    customer = await make_user("customer")
+    finance = await make_user("finance")
+    order = await book(client, customer, service)
+    oid = order["id"]
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    await dispatch_service.act(
+        stores, tracking, oid, "start", Caller("worker", worker_account.id), start_code=code
+    )
+    r = await client.post(
+        f"/v1/orders/{oid}/extras",
+        headers=worker_account.auth,
+        json={"kind": "addon", "items": [{"name": "加氟", "amount_fen": 6000}]},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/orders/{oid}/extras/{r.json()['id']}/approve", headers=customer.auth
+    )
+    assert r.status_code == 200, r.text
+    await _pay_due(client, customer, sandbox, oid, "addon", 6000)
+    await dispatch_service.act(
+        stores, tracking, oid, "complete", Caller("worker", worker_account.id)
+    )
+
+    async def balance_is(n: int) -> bool:
+        points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+        return bool(points["balance"] == n)
+
+    await until(lambda: balance_is(60))
+    await _pay_due(client, customer, sandbox, oid, "final", 9900)
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 159
+    assert [(h["kind"], h["points"]) for h in points["history"][:2]] == [
+        ("earn", 99),
+        ("earn", 60),
+    ]
+    liability = lr.points_liability(customer.id)
+    assert await ledger_store.balance(stores.pool, liability) == -159
+    r = await client.post(
+        f"/v1/orders/{oid}/refunds",
+        headers=finance.auth,
+        json={"out_refund_no": f"GA{secrets.token_hex(5)}", "amount_fen": 5000},
+    )
+    assert r.status_code == 201, r.text
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 109
+    assert points["history"][0]["kind"] == "reverse"
+    assert await ledger_store.balance(stores.pool, liability) == -109
     assert await ledger_store.check(stores.pool) == []
 
 
