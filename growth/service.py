@@ -27,6 +27,8 @@ from events.types import AccountChanged, Event, OrderChanged
 from growth import entries, store
 from growth import rules as gr
 from growth.errors import CheckoutConflict, CouponUnavailable, GrowthNotFound, InvalidGrowth
+from growth.levels import MembershipParams
+from growth.members import Members
 from growth.rules import GrowthParams, OrderFacts, TemplateSpec
 from growth.store import CouponRow, DiscountRow, TemplateRow
 from ledger import rules as lr
@@ -108,9 +110,15 @@ async def order_facts(db: Conn, order_id: int, price_fen: int) -> OrderFacts | N
 class Growth:
     """Coupons and points of a process."""
 
-    def __init__(self, stores: Stores, params: GrowthParams | None = None) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        params: GrowthParams | None = None,
+        membership: MembershipParams | None = None,
+    ) -> None:
         self.stores = stores
         self.params = params or GrowthParams()
+        self.members = Members(stores, membership or MembershipParams(), self)
 
     # --- templates (operators) ----------------------------------------------------------
 
@@ -195,6 +203,7 @@ class Growth:
         now: datetime,
         source_key: str | None = None,
         by: int | None = None,
+        per_user: bool = True,
     ) -> tuple[int | None, str | None]:
         """One coupon of the template to the customer in the caller's transaction:
         (coupon id, None), or (None, why not). The stock is taken by one conditional
@@ -203,7 +212,7 @@ class Growth:
         t = await store.template(tx, template_id)
         if t is None:
             return None, "no_template"
-        held = await store.held_by(tx, template_id, customer_id)
+        held = await store.held_by(tx, template_id, customer_id) if per_user else 0
         why = gr.issuable(
             active=t.active,
             issued=t.issued,
@@ -219,7 +228,8 @@ class Growth:
         if taken is None:
             return None, "out_of_stock"
         # Counted again under the template's row lock: a concurrent claim committed first.
-        held = await store.held_by(tx, template_id, customer_id)
+        # (A membership pack's coupons are limited by their source_key, not per user.)
+        held = await store.held_by(tx, template_id, customer_id) if per_user else 0
         if held >= taken.per_user_limit:
             return None, "limit_reached"
         valid_from, valid_until = gr.validity(
@@ -511,10 +521,13 @@ class Growth:
             ),
         )
         await reconcile_points(tx, order_id, key=str(order_id))
+        # The points may lift the customer to a level (its pack issued now).
+        await self.members.check(tx, customer_id, at)
 
     async def multiplier(self, tx: Tx, customer_id: int, at: datetime) -> tuple[int, str]:
-        """The points multiplier (bps) and level of a customer now (×1 without levels)."""
-        return 10_000, "none"
+        """The points multiplier (bps) and level of a customer now (before this order)."""
+        level = await self.members.level_now(tx, customer_id, at)
+        return level.multiplier_bps, level.code
 
     async def _order_ended(self, tx: Tx, order_id: int, at: datetime) -> None:
         """A cancelled or failed order: an unpaid discount releases its coupon and points;

@@ -16,7 +16,6 @@ import httpx
 
 from dispatch import service as dispatch_service
 from dispatch.service import Caller
-
 from doorstep.stores import Stores
 from growth import store as growth_store
 from ledger import rules as lr

@@ -9,7 +9,7 @@ import {
 } from "/static/client.js";
 import { basemap } from "/static/common.js";
 import { APP_AFTERSALES_STRINGS, aftersalesCard, ticketView } from "/static/app-aftersales.js";
-import { APP_GROWTH_STRINGS, checkoutBox, couponsView } from "/static/app-growth.js";
+import { APP_GROWTH_STRINGS, checkoutBox, couponsView, membershipView } from "/static/app-growth.js";
 import { cancelDeletionForm, privacyCard } from "/static/privacy.js";
 
 const STRINGS = {
@@ -158,6 +158,7 @@ const ROUTES = [
   [/^#\/inbox$/, inboxView, "inbox", true],
   [/^#\/me$/, meView, "me"],
   [/^#\/coupons$/, growthView, "me", true],
+  [/^#\/membership$/, memberView, "me", true],
 ];
 
 async function route() {
@@ -664,11 +665,13 @@ async function inboxView() {
 }
 
 async function growthView() { await couponsView(client, t, lang, view, route); }
+async function memberView() { await membershipView(client, t, lang, view); }
 
 async function meView() {
   if (client.signedIn()) {
     const me = await client.get("/v1/me");
     view.replaceChildren(el("section", { class: "card", id: "me" }, el("h2", {}, me.name), el("div", { class: "muted" }, me.phone),
+      el("a", { class: "btn", id: "member-link", href: "#/membership" }, t("membership")), " ",
       el("a", { class: "btn", id: "coupons-link", href: "#/coupons" }, t("coupons_points")), " ",
       el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { await client.logout(); afterLogin(); route(); } }, t("logout"))),
       contactsForm(client, t), privacyCard(client, lang, () => afterLogin()));
