@@ -3,7 +3,9 @@ never over-issue under concurrency, a coupon's discount is paid by the platform 
 capture's transaction (commission on the full price), a cancellation gives the coupon back
 and reverses the subsidy and points in proportion, points are earned on completion and
 taken back on a refund, an event issues the welcome coupon, bad input names the field;
-the ledger's invariants hold throughout."""
+a refund the provider closes undoes the discount given back (subsidy, points, coupon); a
+service paid afterwards earns points when it is paid; the coupon cost reaches the
+analytics rollups; the ledger's invariants hold throughout."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from analytics import service as analytics
+from analytics.rules import Query
 from dispatch import service as dispatch_service
 from dispatch.service import Caller
 from doorstep.stores import Stores
@@ -379,6 +383,77 @@ async def test_a_refund_closed_by_the_provider_undoes_the_discount_given_back(
     assert points["balance"] == 5000
     assert await ledger_store.balance(stores.pool, liability) == -5000
     assert await ledger_store.check(stores.pool) == []
+
+
+async def _coupon_figures(stores: Stores, city: str) -> tuple[int, int, int, int]:
+    """Refresh the rollups; today's (coupon_orders, coupon_gmv, subsidy, points) in the city."""
+    await analytics.refresh(stores.pool)
+    day = await stores.pool.fetchval(
+        "SELECT (now() AT TIME ZONE timezone)::date FROM cities WHERE id = $1", city
+    )
+    m = (
+        await analytics.summary(
+            stores.pool, Query(city, day, day, None, None, "city", "json", "zh")
+        )
+    ).metrics
+    return m.coupon_orders, m.coupon_gmv_fen, m.subsidy_fen, m.points_redeemed_fen
+
+
+async def test_coupon_cost_reaches_the_analytics_rollups(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    live_city: str,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """Today in the city, after a refresh: an order paid with a 40.00 coupon and 500 points
+    adds one coupon order, 40.00 subsidy and 5.00 of points; one paid with a 30.00 coupon
+    then cancelled (refunded, coupon given back) adds nothing; the ledger agrees."""
+    t = await _template(client, admin, amount_fen=4000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    await _give_points(stores, customer.id, 2000)
+    before = await _coupon_figures(stores, live_city)
+    kept = await _claim(client, customer, t["id"])
+    other = await _template(client, admin, amount_fen=3000, min_spend_fen=10000)
+    back = await _claim(client, customer, other["id"])
+    ids = []
+    for coupon, points in ((kept, 500), (back, 0)):
+        order = await book(client, customer, prepaid_service)
+        r = await client.put(
+            f"/v1/orders/{order['id']}/checkout",
+            headers=customer.auth,
+            json={"coupon_id": coupon["id"], "points": points},
+        )
+        assert r.status_code == 200, r.text
+        trade = await _pay(client, customer, order["id"])
+        await sandbox.complete_payment(trade["out_trade_no"], "success")
+        await _confirmed(client, customer, order["id"])
+        ids.append(order["id"])
+    r = await client.post(
+        f"/v1/orders/{ids[1]}/cancel", headers=customer.auth, json={"reason": "plans changed"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def settled() -> bool:
+        mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+        given_back = any(c["id"] == back["id"] and c["status"] == "available" for c in mine)
+        return given_back and await _funds(stores, ids[1]) == 0
+
+    await until(settled)
+    after = await _coupon_figures(stores, live_city)
+    assert after[0] - before[0] == 1
+    assert after[1] - before[1] == 0  # not completed yet: no coupon GMV
+    assert after[2] - before[2] == 4000
+    assert after[3] - before[3] == 500
+    subsidy = await stores.pool.fetchval(
+        "SELECT sum(l.debit_fen - l.credit_fen) FROM ledger_lines l JOIN ledger_entries e "
+        "ON e.id = l.entry_id WHERE e.order_id = ANY($1) AND l.account = $2",
+        ids,
+        lr.SUBSIDY_EXPENSE,
+    )
+    assert subsidy == 4000
 
 
 async def test_points_earned_on_completion_and_taken_back_in_proportion_to_a_refund(
