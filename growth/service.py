@@ -362,7 +362,7 @@ class Growth:
         return {
             "order_id": order_id,
             "status": order.status,
-            "open": order.status == "awaiting_payment" and price["pay_mode"] == "prepaid",
+            "open": await _checkout_open(self.stores.pool, order, price),
             "price_fen": gross,
             "payable_fen": int(price["total_fen"]),
             "applied": _applied(d),
@@ -396,10 +396,11 @@ class Growth:
             order, price, d, gross, facts = await self._checkout_facts(
                 conn, customer_id, order_id, lock=True
             )
-            if order.status != "awaiting_payment" or price["pay_mode"] != "prepaid":
+            if not await _checkout_open(conn, order, price):
                 raise CheckoutConflict(
-                    f"coupons and points apply to a prepaid order awaiting payment; this one is "
-                    f"{order.status} ({price['pay_mode']})",
+                    f"coupons and points apply to a prepaid order awaiting payment or a "
+                    f"completed pay-after-service order whose price is not paid yet; this one "
+                    f"is {order.status} ({price['pay_mode']})",
                     field="order_id",
                 )
             if d is not None and d.status == "applied":
@@ -558,6 +559,21 @@ _WHY = {
     "service": "not valid for this service",
     "min_spend": "the order is below the coupon's minimum spend",
 }
+
+
+async def _checkout_open(db: Conn, order: Any, price: dict[str, Any]) -> bool:
+    """Whether a coupon and points may be applied now: a prepaid order awaiting its
+    prepayment, or a pay-after-service order completed and its price (the final payment)
+    not paid yet. Deposit orders: not yet (docs/growth.md says why)."""
+    if price["pay_mode"] == "prepaid":
+        return bool(order.status == "awaiting_payment")
+    if price["pay_mode"] == "after_service" and order.status == "completed":
+        paid = await db.fetchval(
+            "SELECT 1 FROM payments WHERE order_id = $1 AND purpose = 'final' AND status = 'paid'",
+            order.id,
+        )
+        return paid is None
+    return False
 
 
 def _applied(d: DiscountRow | None) -> dict[str, Any] | None:

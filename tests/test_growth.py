@@ -582,6 +582,62 @@ async def test_a_service_paid_afterwards_earns_points_on_what_is_paid_when_it_is
     assert await ledger_store.check(stores.pool) == []
 
 
+async def test_a_coupon_on_a_service_paid_afterwards_is_paid_in_with_the_final_payment(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """Pay-after-service 99.00, completed: checkout opens and suggests a 20.00 coupon, the
+    final payment asks 79.00; its capture's transaction posts the 20.00 subsidy (funds
+    99.00), the coupon is used, 79 points are earned on the cash; then checkout is 409."""
+    service = await _service(client, admin, 9900, None)
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    coupon = await _claim(client, customer, t["id"])
+    order = await book(client, customer, service)
+    oid = order["id"]
+    url = f"/v1/orders/{oid}/checkout"
+    r = await client.put(url, headers=customer.auth, json={"coupon_id": coupon["id"]})
+    assert (r.status_code, r.json()["error"]["field"]) == (409, "order_id")  # not done yet
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    await dispatch_service.act(
+        stores, tracking, oid, "start", Caller("worker", worker_account.id), start_code=code
+    )
+    await dispatch_service.act(
+        stores, tracking, oid, "complete", Caller("worker", worker_account.id)
+    )
+    preview = (await client.get(url, headers=customer.auth)).json()
+    assert preview["open"] is True
+    assert preview["suggested_coupon_id"] == coupon["id"]
+    r = await client.put(url, headers=customer.auth, json={"coupon_id": coupon["id"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["payable_fen"] == 7900
+    await _pay_due(client, customer, sandbox, oid, "final", 7900)
+    assert await _funds(stores, oid) == 9900
+    entry = await ledger_store.get(stores.pool, f"growth:discount:{oid}")
+    assert entry is not None
+    assert (lr.SUBSIDY_EXPENSE, 2000, 0) in [
+        (x.account, x.debit_fen, x.credit_fen) for x in entry.lines
+    ]
+    mine = {c["id"]: c for c in (await client.get("/v1/me/coupons", headers=customer.auth)).json()}
+    assert (mine[coupon["id"]]["status"], mine[coupon["id"]]["order_id"]) == ("used", oid)
+
+    async def earned() -> bool:
+        points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+        return bool(points["balance"] == 79)
+
+    await until(earned)
+    r = await client.put(url, headers=customer.auth, json={})
+    assert r.status_code == 409
+    assert await ledger_store.check(stores.pool) == []
+
+
 async def test_the_welcome_coupon_is_issued_on_account_created(
     client: httpx.AsyncClient, make_user: MakeUser, admin: Account
 ) -> None:

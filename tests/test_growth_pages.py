@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
+from dispatch import service as dispatch_service
+from dispatch.service import Caller
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
 from tests.live import book
 from tests.test_apps import DESK, NO_INBOX, PHONE, _errors_of, _shot, _sign_in
 from tests.test_growth import _give_points
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
-from tests.test_payments import prepaid_service  # noqa: F401 - fixtures
+from tests.test_payments import _on_site, _service, prepaid_service  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=_why_no_browser() or "")
 
@@ -88,6 +90,62 @@ async def test_the_customer_claims_a_coupon_and_pays_the_discounted_price(
         await page.wait_for_timeout(200)
     assert "¥110" in await page.inner_text("#paid")
     assert "优惠券" in await page.inner_text("#payment")
+    await context.close()
+    assert errors == [], errors
+
+
+async def test_the_final_payment_of_a_service_paid_afterwards_takes_a_coupon(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    worker_account: Account,
+    stores: Stores,
+) -> None:
+    """A pay-after-service order of ¥99, completed: its pay step shows the coupon select
+    with the ¥20 coupon preselected, and paying asks ¥79."""
+    service = await _service(client, admin, 9900, None)
+    r = await client.post(
+        "/v1/admin/coupon-templates",
+        headers=admin.auth,
+        json={
+            "name_zh": f"售后付立减20-{secrets.token_hex(2)}",
+            "name_en": "20 off",
+            "kind": "amount",
+            "amount_fen": 2000,
+            "min_spend_fen": 5000,
+            "valid_days": 7,
+            "total_stock": 50,
+        },
+    )
+    assert r.status_code == 201, r.text
+    customer = await make_user("customer", name="赵女士")
+    r = await client.post(
+        "/v1/coupons/claim", headers=customer.auth, json={"template_id": r.json()["id"]}
+    )
+    assert r.status_code == 201, r.text
+    coupon_id = r.json()["id"]
+    order = await book(client, customer, service)
+    oid = order["id"]
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    r = await client.get(f"/v1/orders/{oid}", headers=customer.auth)
+    code = r.json()["start_code"]
+    who = Caller("worker", worker_account.id)
+    await dispatch_service.act(stores, tracking, oid, "start", who, start_code=code)
+    await dispatch_service.act(stores, tracking, oid, "complete", who)
+    context = await browser.new_context(**PHONE, locale="zh-CN")
+    page = await context.new_page()
+    errors = _errors_of(page, NO_INBOX)
+    await page.goto(f"http://{live_app[0]}/app#/order/{oid}")
+    await _sign_in(page, customer.phone)
+    await page.wait_for_selector("#coupon-select", timeout=WAIT_MS)
+    assert await page.input_value("#coupon-select") == str(coupon_id)
+    assert "¥99" in await page.inner_text("#due")
+    await page.click("#pay")
+    await page.wait_for_selector("#code-url", timeout=WAIT_MS)
+    assert "¥79" in await page.inner_text("#due")
     await context.close()
     assert errors == [], errors
 

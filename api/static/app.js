@@ -555,8 +555,9 @@ async function paymentCard(o) {
   if (m.due_fen > 0) {
     const due = el("div", { class: "price big", id: "due" }, t("due", { amount: money(m.due_fen) }));
     const where = el("div", { id: "pay-where" });
-    // A prepaid order awaiting payment: the coupon (the best preselected) and points.
-    const co = o.status === "awaiting_payment" ? await checkoutBox(client, t, lang, o.id, () => route()).catch(() => null) : null;
+    // A prepaid order awaiting payment, or a pay-after-service order's final payment: the
+    // coupon (the best preselected) and points.
+    const co = o.status === "awaiting_payment" || m.due_purpose === "final" ? await checkoutBox(client, t, lang, o.id, () => route()).catch(() => null) : null;
     if (co) card.append(co.box);
     // WeChat Native or Alipay precreate: a QR code's content; Alipay's is itself the page
     // to open (on a phone it opens the Alipay app; on the sandbox, its payment page).
