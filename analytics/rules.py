@@ -43,6 +43,10 @@ class Sums:
     new_customers: int = 0
     repeat_orders: int = 0
     new_repeat_customers: int = 0
+    coupon_orders: int = 0  # orders paid with a coupon
+    coupon_gmv_fen: int = 0  # price of those completed
+    subsidy_fen: int = 0  # the platform's subsidy of their coupons, net of refunds
+    points_redeemed_fen: int = 0  # value of points spent on orders, net of refunds
 
     def __add__(self, other: Sums) -> Sums:
         return Sums(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Sums)))
@@ -68,6 +72,11 @@ class Metrics:
     - ``avg_stars``: mean rating (1–5) over the rated orders.
     - ``repeat_rate``: share of orders placed by customers who had ordered before.
     - ``avg_order_fen``: GMV / completed orders. Money is integer fen throughout.
+    - ``coupon_orders``, ``coupon_gmv_fen``, ``subsidy_fen``, ``points_redeemed_fen``: the
+      orders paid with a coupon, the price of those completed, the coupon subsidy the
+      platform paid (ledger ``subsidy_expense``, net of refunds) and the points spent.
+    - ``coupon_return``: coupon GMV / subsidy — yuan of completed business per yuan of
+      coupon subsidy (None without subsidy).
     """
 
     orders: int
@@ -86,6 +95,11 @@ class Metrics:
     repeat_rate: float | None
     new_repeat_customers: int
     avg_order_fen: int | None
+    coupon_orders: int
+    coupon_gmv_fen: int
+    subsidy_fen: int
+    points_redeemed_fen: int
+    coupon_return: float | None
 
 
 def derive(s: Sums) -> Metrics:
@@ -109,6 +123,11 @@ def derive(s: Sums) -> Metrics:
         repeat_rate=_ratio(s.repeat_orders, s.orders),
         new_repeat_customers=s.new_repeat_customers,
         avg_order_fen=None if aov is None else round(aov),
+        coupon_orders=s.coupon_orders,
+        coupon_gmv_fen=s.coupon_gmv_fen,
+        subsidy_fen=s.subsidy_fen,
+        points_redeemed_fen=s.points_redeemed_fen,
+        coupon_return=_ratio(s.coupon_gmv_fen, s.subsidy_fen),
     )
 
 
@@ -312,6 +331,11 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "repeat_rate": ("复购率", "Repeat rate"),
     "new_repeat_customers": ("新增复购客户", "New repeat customers"),
     "avg_order_fen": ("客单价（分）", "Avg order (fen)"),
+    "coupon_orders": ("用券订单", "Orders with a coupon"),
+    "coupon_gmv_fen": ("用券GMV（分）", "Coupon GMV (fen)"),
+    "subsidy_fen": ("券补贴（分）", "Coupon subsidy (fen)"),
+    "points_redeemed_fen": ("积分抵扣（分）", "Points spent (fen)"),
+    "coupon_return": ("券投入产出比", "Coupon return"),
     "worker_id": ("师傅 ID", "Worker id"),
     "name": ("姓名", "Name"),
     "jobs": ("完成单数", "Jobs"),

@@ -64,7 +64,11 @@ SELECT $1, o.day, o.hour, o.district, o.category,
        coalesce(sum(o.stars), 0),
        count(*) FILTER (WHERE o.prior = 0),
        count(*) FILTER (WHERE o.prior >= 1),
-       count(*) FILTER (WHERE o.prior = 1)
+       count(*) FILTER (WHERE o.prior = 1),
+       count(*) FILTER (WHERE o.coupon),
+       coalesce(sum(o.price_minor) FILTER (WHERE o.coupon AND o.status = 'completed'), 0),
+       coalesce(sum(o.subsidy_fen), 0),
+       coalesce(sum(o.points_fen), 0)
 FROM (
     SELECT o.status, o.price_minor, o.created_at,
            (o.created_at AT TIME ZONE $2)::date AS day,
@@ -78,7 +82,17 @@ FROM (
                 ELSE greatest(0, extract(epoch FROM o.arrived_at - o.window_start)) END AS wait_s,
            r.stars,
            (SELECT count(*) FROM (SELECT 1 FROM orders q
-             WHERE q.customer_id = o.customer_id AND q.id < o.id LIMIT 2) z) AS prior
+             WHERE q.customer_id = o.customer_id AND q.id < o.id LIMIT 2) z) AS prior,
+           EXISTS (SELECT 1 FROM order_discounts d JOIN coupons c ON c.id = d.coupon_id
+                    WHERE d.order_id = o.id AND d.status = 'captured'
+                      AND c.order_id = o.id AND c.status = 'used') AS coupon,
+           (SELECT sum(l.debit_fen - l.credit_fen) FROM ledger_entries e
+              JOIN ledger_lines l ON l.entry_id = e.id
+             WHERE e.order_id = o.id AND l.account = 'subsidy_expense') AS subsidy_fen,
+           (SELECT sum(l.debit_fen - l.credit_fen) FROM ledger_entries e
+              JOIN ledger_lines l ON l.entry_id = e.id
+             WHERE e.order_id = o.id AND e.kind LIKE 'growth.discount%'
+               AND l.account LIKE 'points_liability:%') AS points_fen
     FROM orders o
     JOIN services s ON s.code = o.service_code
     LEFT JOIN analytics_order_places p ON p.order_id = o.id

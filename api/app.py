@@ -69,6 +69,7 @@ from doorstep.stores import Stores
 from events import probe
 from events.relay import Consumer, Relay
 from events.rules import DeliveryParams
+from growth.levels import MembershipParams
 from growth.rules import GrowthParams
 from growth.service import Growth
 from jobs import app as jobs_app
@@ -179,6 +180,7 @@ class Tuning:
     reviews: ReviewParams
     aftersales: AftersalesParams
     growth: GrowthParams
+    membership: MembershipParams
 
     @classmethod
     def load(cls, path: Path | None) -> Tuning:
@@ -212,6 +214,7 @@ class Tuning:
             "reviews": ReviewParams,
             "aftersales": AftersalesParams,
             "growth": GrowthParams,
+            "membership": MembershipParams,
         }
         return cls(
             **{
@@ -329,7 +332,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             payments=app.state.payments,
             tracking=tracking_rt,
         )
-        app.state.growth = Growth(app.state.stores, tuning.growth)
+        app.state.growth = Growth(app.state.stores, tuning.growth, tuning.membership)
         consumers: list[Consumer] = [
             probe.consumer(),
             app.state.masking.consumer(),
@@ -362,6 +365,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
                     safety=tuning.safety,
                     settlement=app.state.settlement,
                     aftersales=app.state.aftersales,
+                    growth=app.state.growth,
                 ),
                 tuning.jobs,
             )

@@ -19,6 +19,10 @@ from doorstep.settings import Settings, load_secret_key
 from doorstep.stores import Stores
 from files import tasks as files_tasks
 from files.blobs import LocalBlobStore, local_store
+from growth import tasks as growth_tasks
+from growth.levels import MembershipParams
+from growth.rules import GrowthParams
+from growth.service import Growth
 from jobs import tasks as jobs_tasks
 from jobs.runner import JobParams
 from notifications import tasks as notifications_tasks
@@ -51,6 +55,7 @@ def blueprints() -> dict[str, Blueprint]:
         quality_tasks.NAMESPACE: quality_tasks.blueprint,
         aftersales_tasks.NAMESPACE: aftersales_tasks.blueprint,
         privacy_tasks.NAMESPACE: privacy_tasks.blueprint,
+        growth_tasks.NAMESPACE: growth_tasks.blueprint,
     }
 
 
@@ -65,6 +70,9 @@ def services(
     settlement: Settlement | None = None,
     aftersales: Aftersales | None = None,
     aftersales_params: AftersalesParams | None = None,
+    growth: Growth | None = None,
+    growth_params: GrowthParams | None = None,
+    membership: MembershipParams | None = None,
 ) -> dict[type[Any], Any]:
     """The objects tasks look up by class (``jobs.app.service``)."""
     desk = SafetyDesk(
@@ -81,6 +89,7 @@ def services(
         JobParams: jobs,
         LocalBlobStore: local_store(settings.data_dir),
         Notifier: notifier,
+        Growth: growth or Growth(stores, growth_params, membership),
     }
     if payments is not None:
         found[Payments] = payments

@@ -159,6 +159,8 @@ async def _work(settings: Settings) -> None:
             safety=tuning.safety,
             settlement=settlement,
             aftersales_params=tuning.aftersales,
+            growth_params=tuning.growth,
+            membership=tuning.membership,
         ),
         tuning.jobs,
         name=f"worker-{os.getpid()}",

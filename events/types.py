@@ -105,6 +105,20 @@ class CertificateExpiring(Payload, frozen=True, forbid_unknown_fields=True):
     days_before: int
 
 
+class MemberLevelChanged(Payload, frozen=True, forbid_unknown_fields=True):
+    """A customer's membership level changed (growth/members.py): up when points earned
+    reach a threshold, down when points leave the rolling window (the daily job)."""
+
+    customer_id: int
+    old_level: str
+    new_level: str
+    direction: str  # up or down
+    name_zh: str
+    name_en: str
+    points: int  # earned over the window
+    at: datetime
+
+
 class Probe(Payload, frozen=True, forbid_unknown_fields=True):
     """A diagnostic event: the probe consumer records its delivery (events/probe.py)."""
 
@@ -152,6 +166,7 @@ TYPES: dict[str, type[Payload]] = {
     "account.closed": AccountChanged,
     "system.probe": Probe,
     "certificate.expiring": CertificateExpiring,
+    "member.level_changed": MemberLevelChanged,
 }
 
 

@@ -58,10 +58,13 @@ def discount_back(
     )
 
 
-def points_earned(order_id: int, customer_id: int, points_fen: int) -> Entry:
-    """Points given for a completed order: an expense, owed to the customer until spent."""
+def points_earned(
+    order_id: int, customer_id: int, points_fen: int, *, key: str | None = None
+) -> Entry:
+    """Points given for a completed order: an expense, owed to the customer until spent
+    (``key``: a later payment's, ``<order>:<payment>``; the completion's is the order id)."""
     return Entry(
-        key=f"growth:earn:{order_id}",
+        key=f"growth:earn:{key or order_id}",
         kind="growth.points_earned",
         order_id=order_id,
         lines=(

@@ -314,6 +314,18 @@ def points_earned(paid_fen: int, params: GrowthParams) -> int:
     return max(0, paid_fen) // 100 * params.points_per_yuan
 
 
+def earn_rate_bps(params: GrowthParams, multiplier_bps: int = 10_000) -> int:
+    """Points per yuan × 10000 for an order completed now: ``points_per_yuan`` times the
+    customer's level multiplier (10000: ×1)."""
+    return params.points_per_yuan * multiplier_bps
+
+
+def points_owed(net_paid_fen: int, rate_bps: int) -> int:
+    """The points a completed order carries: ``rate_bps`` / 10000 per whole yuan of cash
+    paid for it net of refunds, rounded down."""
+    return max(0, net_paid_fen) // 100 * rate_bps // 10_000
+
+
 def points_value_fen(points: int, params: GrowthParams) -> int:
     """What ``points`` are worth when spent, in fen (rounded down)."""
     return points * params.fen_per_100_points // 100

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatch import store as dispatch_store
@@ -27,6 +27,8 @@ from events.types import AccountChanged, Event, OrderChanged
 from growth import entries, store
 from growth import rules as gr
 from growth.errors import CheckoutConflict, CouponUnavailable, GrowthNotFound, InvalidGrowth
+from growth.levels import MembershipParams
+from growth.members import Members
 from growth.rules import GrowthParams, OrderFacts, TemplateSpec
 from growth.store import CouponRow, DiscountRow, TemplateRow
 from ledger import rules as lr
@@ -108,9 +110,15 @@ async def order_facts(db: Conn, order_id: int, price_fen: int) -> OrderFacts | N
 class Growth:
     """Coupons and points of a process."""
 
-    def __init__(self, stores: Stores, params: GrowthParams | None = None) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        params: GrowthParams | None = None,
+        membership: MembershipParams | None = None,
+    ) -> None:
         self.stores = stores
         self.params = params or GrowthParams()
+        self.members = Members(stores, membership or MembershipParams(), self)
 
     # --- templates (operators) ----------------------------------------------------------
 
@@ -195,6 +203,7 @@ class Growth:
         now: datetime,
         source_key: str | None = None,
         by: int | None = None,
+        per_user: bool = True,
     ) -> tuple[int | None, str | None]:
         """One coupon of the template to the customer in the caller's transaction:
         (coupon id, None), or (None, why not). The stock is taken by one conditional
@@ -203,7 +212,7 @@ class Growth:
         t = await store.template(tx, template_id)
         if t is None:
             return None, "no_template"
-        held = await store.held_by(tx, template_id, customer_id)
+        held = await store.held_by(tx, template_id, customer_id) if per_user else 0
         why = gr.issuable(
             active=t.active,
             issued=t.issued,
@@ -219,7 +228,8 @@ class Growth:
         if taken is None:
             return None, "out_of_stock"
         # Counted again under the template's row lock: a concurrent claim committed first.
-        held = await store.held_by(tx, template_id, customer_id)
+        # (A membership pack's coupons are limited by their source_key, not per user.)
+        held = await store.held_by(tx, template_id, customer_id) if per_user else 0
         if held >= taken.per_user_limit:
             return None, "limit_reached"
         valid_from, valid_until = gr.validity(
@@ -352,7 +362,7 @@ class Growth:
         return {
             "order_id": order_id,
             "status": order.status,
-            "open": order.status == "awaiting_payment" and price["pay_mode"] == "prepaid",
+            "open": await _checkout_open(self.stores.pool, order, price),
             "price_fen": gross,
             "payable_fen": int(price["total_fen"]),
             "applied": _applied(d),
@@ -386,10 +396,11 @@ class Growth:
             order, price, d, gross, facts = await self._checkout_facts(
                 conn, customer_id, order_id, lock=True
             )
-            if order.status != "awaiting_payment" or price["pay_mode"] != "prepaid":
+            if not await _checkout_open(conn, order, price):
                 raise CheckoutConflict(
-                    f"coupons and points apply to a prepaid order awaiting payment; this one is "
-                    f"{order.status} ({price['pay_mode']})",
+                    f"coupons and points apply to a prepaid order awaiting payment or a "
+                    f"completed pay-after-service order whose price is not paid yet; this one "
+                    f"is {order.status} ({price['pay_mode']})",
                     field="order_id",
                 )
             if d is not None and d.status == "applied":
@@ -489,36 +500,35 @@ class Growth:
         if not isinstance(payload, OrderChanged):
             return
         if event.type == "order.completed":
-            await self._earn(tx, payload.order_id, payload.customer_id)
+            await self._earn(tx, payload.order_id, payload.customer_id, payload.at)
         elif event.type in ("order.cancelled", "order.failed"):
             await self._order_ended(tx, payload.order_id, payload.at)
 
-    async def _earn(self, tx: Tx, order_id: int, customer_id: int) -> None:
-        """Points for a completed order, on the cash paid for it (less refunds so far)."""
-        paid = await tx.fetchval(
-            "SELECT coalesce(sum(amount_fen - reserved_fen), 0) FROM payments "
-            "WHERE order_id = $1 AND status = 'paid'",
-            order_id,
-        )
-        earned = gr.points_earned(int(paid), self.params)
-        if earned <= 0:
-            return
-        moved = await store.move_points(
+    async def _earn(self, tx: Tx, order_id: int, customer_id: int, at: datetime) -> None:
+        """A completed order: its points terms are fixed (the rate with the customer's level
+        multiplier now), then it earns on the cash paid so far; what is paid later earns
+        as it is captured (``on_paid_after_completion``)."""
+        await dispatch_store.get(tx, order_id, lock=True)
+        multiplier, level = await self.multiplier(tx, customer_id, at)
+        await store.save_order_points(
             tx,
-            customer_id,
-            earned,
-            kind="earn",
-            key=f"earn:{order_id}",
-            order_id=order_id,
-            basis_fen=int(paid),
+            store.OrderPoints(
+                order_id=order_id,
+                customer_id=customer_id,
+                rate_bps=gr.earn_rate_bps(self.params, multiplier),
+                fen_per_100_points=self.params.fen_per_100_points,
+                level=level,
+                completed_at=at,
+            ),
         )
-        if moved is not None:
-            await ledger_store.post(
-                tx,
-                entries.points_earned(
-                    order_id, customer_id, gr.points_value_fen(earned, self.params)
-                ),
-            )
+        await reconcile_points(tx, order_id, key=str(order_id))
+        # The points may lift the customer to a level (its pack issued now).
+        await self.members.check(tx, customer_id, at)
+
+    async def multiplier(self, tx: Tx, customer_id: int, at: datetime) -> tuple[int, str]:
+        """The points multiplier (bps) and level of a customer now (before this order)."""
+        level = await self.members.level_now(tx, customer_id, at)
+        return level.multiplier_bps, level.code
 
     async def _order_ended(self, tx: Tx, order_id: int, at: datetime) -> None:
         """A cancelled or failed order: an unpaid discount releases its coupon and points;
@@ -531,15 +541,8 @@ class Growth:
         if d.status == "applied":
             await _release_applied(tx, d, keep_coupon=None)
             await store.set_discount(tx, order_id, status="void")
-        elif d.status == "captured" and d.coupon_id is not None:
-            c = await store.coupon(tx, d.coupon_id, lock=True)
-            if (
-                c is not None
-                and c.status == "used"
-                and c.order_id == order_id
-                and at < c.valid_until
-            ):
-                await store.set_coupon(tx, c.id, status="available", order_id=None, returned_at=at)
+        elif d.status == "captured":
+            await _settle_coupon(tx, order_id, at)
 
 
 _WHY = {
@@ -556,6 +559,21 @@ _WHY = {
     "service": "not valid for this service",
     "min_spend": "the order is below the coupon's minimum spend",
 }
+
+
+async def _checkout_open(db: Conn, order: Any, price: dict[str, Any]) -> bool:
+    """Whether a coupon and points may be applied now: a prepaid order awaiting its
+    prepayment, or a pay-after-service order completed and its price (the final payment)
+    not paid yet. Deposit orders: not yet (docs/growth.md says why)."""
+    if price["pay_mode"] == "prepaid":
+        return bool(order.status == "awaiting_payment")
+    if price["pay_mode"] == "after_service" and order.status == "completed":
+        paid = await db.fetchval(
+            "SELECT 1 FROM payments WHERE order_id = $1 AND purpose = 'final' AND status = 'paid'",
+            order.id,
+        )
+        return paid is None
+    return False
 
 
 def _applied(d: DiscountRow | None) -> dict[str, Any] | None:
@@ -580,6 +598,37 @@ async def _release_applied(tx: Tx, d: DiscountRow, *, keep_coupon: int | None) -
     if d.points:
         await store.points_account(tx, d.customer_id, lock=True)
         await store.hold_points(tx, d.customer_id, -d.points)
+
+
+async def _settle_coupon(tx: Tx, order_id: int, at: datetime) -> None:
+    """The coupon of a paid order that ended (cancelled or failed) follows the money: it is
+    given back (if still valid) while the order's money is on its way back — no refund asked,
+    or the latest one not closed — and taken back when the provider closes that refund
+    (unless the customer has used it again since). The order's lock is held by the caller."""
+    d = await store.discount(tx, order_id, lock=True)
+    if d is None or d.status != "captured" or d.coupon_id is None:
+        return
+    status = await tx.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+    if status not in ("cancelled", "failed"):
+        return
+    latest = await tx.fetchval(
+        "SELECT status FROM refunds WHERE order_id = $1 ORDER BY id DESC LIMIT 1", order_id
+    )
+    c = await store.coupon(tx, d.coupon_id, lock=True)
+    if c is None:
+        return
+    if latest != "closed":
+        if c.status == "used" and c.order_id == order_id and at < c.valid_until:
+            await store.set_coupon(tx, c.id, status="available", order_id=None, returned_at=at)
+    elif c.status == "available" and c.order_id is None and c.returned_at is not None:
+        await store.take_back_coupon(tx, c.id, order_id)
+    elif c.status != "used" or c.order_id != order_id:
+        log.warning(
+            "order %s: refund closed but coupon %s was used again (%s): left with the customer",
+            order_id,
+            c.id,
+            c.status,
+        )
 
 
 # --- called by payments in its transaction ---------------------------------------------
@@ -675,38 +724,15 @@ async def on_refund(
                 key=f"return:{out_refund_no}",
                 order_id=order_id,
             )
-    earned, basis, back = await store.earned_on(tx, order_id)
-    if earned > 0 and basis > 0:
-        refunded = await tx.fetchval(
-            "SELECT coalesce(sum(reserved_fen), 0) FROM payments WHERE order_id = $1 "
-            "AND status = 'paid'",
-            order_id,
-        )
-        target = min(earned, earned * int(refunded) // basis)
-        take = target - back
-        if take > 0:
-            customer = await tx.fetchval("SELECT customer_id FROM orders WHERE id = $1", order_id)
-            await store.points_account(tx, customer, lock=True)
-            moved = await store.move_points(
-                tx,
-                customer,
-                -take,
-                kind="reverse",
-                key=f"unearn:{out_refund_no}",
-                order_id=order_id,
-            )
-            if moved is not None:
-                given = await ledger_store.get(tx, f"growth:earn:{order_id}")
-                value = given.lines[0].debit_fen * take // earned if given else 0
-                if value > 0:
-                    await ledger_store.post(
-                        tx, entries.points_taken_back(order_id, customer, out_refund_no, value)
-                    )
+    # The points earned on a completed order follow its cash net of refunds.
+    await reconcile_points(tx, order_id, key=out_refund_no)
+    await _settle_coupon(tx, order_id, datetime.now(UTC))
 
 
 async def on_refund_failed(tx: Tx, order_id: int, out_refund_no: str) -> None:
     """The provider closed a refund (its money is the order's again): what ``on_refund``
-    gave back for it is undone — its entries reversed, the points moved back."""
+    gave back for it is undone — its entries reversed, the points moved back, and a coupon
+    given back with the order's cancellation taken back (``_settle_coupon``)."""
     for key, hist in (
         (f"growth:refund:{out_refund_no}", f"return:{out_refund_no}"),
         (f"growth:unearn:{out_refund_no}", f"unearn:{out_refund_no}"),
@@ -729,3 +755,45 @@ async def on_refund_failed(tx: Tx, order_id: int, out_refund_no: str) -> None:
                 key=f"restore:{hist}",
                 order_id=order_id,
             )
+    await _settle_coupon(tx, order_id, datetime.now(UTC))
+
+
+async def on_paid_after_completion(tx: Tx, order_id: int, *, payment_id: int) -> None:
+    """A payment of a completed order was captured (payments' transaction, the order's lock
+    held): the final payment of a pay-after-service order, a deposit order's balance, an
+    add-on. It earns its points now, on the order's terms."""
+    await reconcile_points(tx, order_id, key=f"{order_id}:{payment_id}")
+
+
+async def reconcile_points(tx: Tx, order_id: int, *, key: str) -> None:
+    """Bring the points a completed order has given to what it owes: ``points_owed`` on the
+    cash paid net of refunds, at the rate fixed at completion. More owed: earned
+    (``earn:<key>``, Dr points_expense / Cr points_liability); less: taken back
+    (``unearn:<key>``, the mirror). Nothing before completion (no terms yet)."""
+    terms = await store.order_points(tx, order_id)
+    if terms is None:
+        return
+    net = await store.net_paid(tx, order_id)
+    delta = gr.points_owed(net, terms.rate_bps) - await store.points_on(tx, order_id)
+    if delta == 0:
+        return
+    customer = terms.customer_id
+    value = abs(delta) * terms.fen_per_100_points // 100
+    await store.points_account(tx, customer, lock=True)
+    if delta > 0:
+        moved = await store.move_points(
+            tx, customer, delta, kind="earn", key=f"earn:{key}", order_id=order_id, basis_fen=net
+        )
+        if moved is not None and value > 0:
+            await ledger_store.post(
+                tx,
+                entries.points_earned(
+                    order_id, customer, value, key=None if key == str(order_id) else key
+                ),
+            )
+    else:
+        moved = await store.move_points(
+            tx, customer, delta, kind="reverse", key=f"unearn:{key}", order_id=order_id
+        )
+        if moved is not None and value > 0:
+            await ledger_store.post(tx, entries.points_taken_back(order_id, customer, key, value))

@@ -321,6 +321,16 @@ async def set_coupon(
     )
 
 
+async def take_back_coupon(tx: Tx, coupon_id: int, order_id: int) -> None:
+    """A coupon given back with a cancelled order is the order's again (its refund was
+    closed by the provider): used, no longer returned."""
+    await tx.execute(
+        "UPDATE coupons SET status = 'used', order_id = $2, returned_at = NULL WHERE id = $1",
+        coupon_id,
+        order_id,
+    )
+
+
 # --- orders' discounts ----------------------------------------------------------------
 
 
@@ -470,17 +480,61 @@ async def points_history(db: Conn, customer_id: int, limit: int) -> list[dict[st
     return [dict(r) for r in rows]
 
 
-async def earned_on(db: Conn, order_id: int) -> tuple[int, int, int]:
-    """(points earned, the cash they were counted on, points taken back) of an order."""
+@dataclass(frozen=True, slots=True)
+class OrderPoints:
+    """The points terms of a completed order (fixed at completion)."""
+
+    order_id: int
+    customer_id: int
+    rate_bps: int
+    fen_per_100_points: int
+    level: str
+    completed_at: datetime
+
+
+async def save_order_points(tx: Tx, terms: OrderPoints) -> None:
+    """The order's points terms, once (a redelivered completion keeps the first)."""
+    await tx.execute(
+        "INSERT INTO order_points (order_id, customer_id, rate_bps, fen_per_100_points, level, "
+        "completed_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+        terms.order_id,
+        terms.customer_id,
+        terms.rate_bps,
+        terms.fen_per_100_points,
+        terms.level,
+        terms.completed_at,
+    )
+
+
+async def order_points(db: Conn, order_id: int) -> OrderPoints | None:
+    """A completed order's points terms (None: not completed, or before 0035)."""
     r = await db.fetchrow(
-        "SELECT coalesce(sum(points) FILTER (WHERE kind = 'earn'), 0) AS earned, "
-        "coalesce(max(basis_fen) FILTER (WHERE kind = 'earn'), 0) AS basis, "
-        "coalesce(-sum(points) FILTER (WHERE kind = 'reverse'), 0) AS back "
-        "FROM points_history WHERE order_id = $1",
+        "SELECT order_id, customer_id, rate_bps, fen_per_100_points, level, completed_at "
+        "FROM order_points WHERE order_id = $1",
         order_id,
     )
-    assert r is not None
-    return int(r["earned"]), int(r["basis"]), int(r["back"])
+    return None if r is None else OrderPoints(**dict(r))
+
+
+async def points_on(db: Conn, order_id: int) -> int:
+    """The points an order has given its customer so far: earned, less taken back, plus
+    those restored when a refund that took them back was closed."""
+    n = await db.fetchval(
+        "SELECT coalesce(sum(points), 0) FROM points_history WHERE order_id = $1 "
+        "AND (kind IN ('earn', 'reverse') OR key LIKE 'restore:unearn:%')",
+        order_id,
+    )
+    return int(n)
+
+
+async def net_paid(db: Conn, order_id: int) -> int:
+    """Cash paid for the order, less refunds asked and not closed (fen)."""
+    n = await db.fetchval(
+        "SELECT coalesce(sum(amount_fen - reserved_fen), 0) FROM payments "
+        "WHERE order_id = $1 AND status = 'paid'",
+        order_id,
+    )
+    return int(n)
 
 
 # --- stats ----------------------------------------------------------------------------

@@ -10,7 +10,13 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from events.types import AccountChanged, CertificateExpiring, OrderChanged, Payload
+from events.types import (
+    AccountChanged,
+    CertificateExpiring,
+    MemberLevelChanged,
+    OrderChanged,
+    Payload,
+)
 from notifications.errors import InvalidSetting
 
 Channel = Literal["inbox", "sms"]
@@ -47,6 +53,7 @@ _WORKER_KIND: dict[str, str] = {
 ORDER_TYPES = frozenset({*_CUSTOMER_KIND, "order.offered", "order.confirmed", "order.failed"})
 ACCOUNT_TYPES = frozenset({"account.created"})
 CERTIFICATE_TYPES = frozenset({"certificate.expiring"})
+MEMBER_TYPES = frozenset({"member.level_changed"})
 # Order events after which no reminder is due.
 ENDS_REMINDERS = frozenset({"order.cancelled", "order.failed", "order.completed"})
 # Order events that (re)place a scheduled order's reminders.
@@ -67,7 +74,7 @@ def category(kind: str) -> str:
         return "offer"
     if kind.startswith("reminder_"):
         return "reminder"
-    if kind == "welcome":
+    if kind in ("welcome", "member_up", "member_down"):
         return "account"
     return "order"
 
@@ -92,6 +99,8 @@ def intents(event_type: str, payload: Payload) -> list[Intent]:
         return [Intent(payload.user_id, "welcome")]
     if isinstance(payload, CertificateExpiring):
         return [Intent(payload.worker_id, "reminder_certificate")]
+    if isinstance(payload, MemberLevelChanged):
+        return [Intent(payload.customer_id, f"member_{payload.direction}")]
     return []
 
 

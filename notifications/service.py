@@ -24,7 +24,13 @@ from redis.exceptions import RedisError
 from doorstep.db import Tx
 from doorstep.stores import Stores
 from events.relay import Consumer
-from events.types import AccountChanged, CertificateExpiring, Event, OrderChanged
+from events.types import (
+    AccountChanged,
+    CertificateExpiring,
+    Event,
+    MemberLevelChanged,
+    OrderChanged,
+)
 from jobs import store as jobs_store
 from notifications import rules, store
 from notifications.errors import BadReceipt, NotificationNotFound, ReceiptRejected
@@ -73,7 +79,7 @@ class Notifier:
         """The events consumer (order events, offers, account creation)."""
         return Consumer(
             CONSUMER,
-            rules.ORDER_TYPES | rules.ACCOUNT_TYPES | rules.CERTIFICATE_TYPES,
+            rules.ORDER_TYPES | rules.ACCOUNT_TYPES | rules.CERTIFICATE_TYPES | rules.MEMBER_TYPES,
             self.handle,
             committed=self._committed,
             aborted=self._pending.clear,
@@ -119,6 +125,21 @@ class Notifier:
                         "expires_on": payload.expires_on.isoformat(),
                         "days": str(max(0, (payload.expires_on - now.date()).days)),
                     },
+                )
+        elif isinstance(payload, MemberLevelChanged):
+            for intent in rules.intents(event.type, payload):
+                who = await store.recipient(tx, intent.user_id)
+                zh = who is None or language(who.language) == "zh"
+                await self._tell(
+                    tx,
+                    intent,
+                    None,
+                    None,
+                    None,
+                    now=now,
+                    key=partial(rules.event_key, event.id, intent.user_id, intent.kind),
+                    event_id=event.id,
+                    extra={"level": payload.name_zh if zh else payload.name_en},
                 )
         elif isinstance(payload, AccountChanged):
             for intent in rules.intents(event.type, payload):

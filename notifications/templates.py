@@ -107,6 +107,25 @@ INBOX["reminder_certificate"] = {  # placeholders: certificate, expires_on, days
     ),
 }
 
+INBOX["member_up"] = {  # placeholder: level
+    "zh": Text(
+        "会员升级", "恭喜您升级为{level}！积分加倍和每月专属优惠券已生效，在“我的 → 会员”查看。"
+    ),
+    "en": Text(
+        "Membership upgraded",
+        "You are now {level}: more points per order and a monthly coupon pack. See Me → Membership.",
+    ),
+}
+INBOX["member_down"] = {  # placeholder: level
+    "zh": Text(
+        "会员等级变更", "近12个月积分有所减少，您的会员等级调整为{level}。继续下单即可升级。"
+    ),
+    "en": Text(
+        "Membership level changed",
+        "Your points over the last 12 months fell: your level is now {level}. Orders earn it back.",
+    ),
+}
+
 # SMS template code → text per language (``${name}`` parameters, as the gateway has them).
 SMS_TEMPLATES: dict[str, str] = {
     "DS_ORDER_ASSIGNED_ZH": "${worker}将于${time}上门为您提供${service}，订单${order_id}。",

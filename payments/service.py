@@ -506,6 +506,20 @@ class Payments:
                 data={"out_trade_no": p.out_trade_no, "amount_fen": p.amount_fen},
             )
             await jobs_store.cancel_waiting(conn, queueing_lock=_close_lock(order.id))
+        elif order.status == "completed":
+            if p.purpose == "final":
+                # A coupon or points on a pay-after-service order: the platform pays them
+                # in with the final payment, so the order's funds hold its full price.
+                await growth.on_captured(
+                    conn,
+                    order.id,
+                    payment_id=p.id,
+                    amount_fen=p.amount_fen,
+                    trade=trade.provider_trade_no,
+                    at=now,
+                )
+            # Paid after the service (the final payment, a balance, add-ons): its points.
+            await growth.on_paid_after_completion(conn, order.id, payment_id=p.id)
         elif order.status in ("cancelled", "failed"):
             await self._refund_in(
                 conn,

@@ -3,7 +3,9 @@ never over-issue under concurrency, a coupon's discount is paid by the platform 
 capture's transaction (commission on the full price), a cancellation gives the coupon back
 and reverses the subsidy and points in proportion, points are earned on completion and
 taken back on a refund, an event issues the welcome coupon, bad input names the field;
-the ledger's invariants hold throughout."""
+a refund the provider closes undoes the discount given back (subsidy, points, coupon); a
+service paid afterwards earns points when it is paid; the coupon cost reaches the
+analytics rollups; the ledger's invariants hold throughout."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ from typing import Any
 
 import httpx
 
+from analytics import service as analytics
+from analytics.rules import Query
+from dispatch import service as dispatch_service
+from dispatch.service import Caller
 from doorstep.stores import Stores
 from growth import store as growth_store
 from ledger import rules as lr
@@ -22,9 +28,13 @@ from payments.wechat_sandbox import WeChatSandbox
 from tests.helpers import Account, MakeUser
 from tests.live import book
 from tests.test_payments import (  # noqa: F401 - fixtures
+    _fault,
     _money,
+    _on_site,
     _order,
     _pay,
+    _pay_due,
+    _service,
     prepaid_service,
     sandbox,
     until,
@@ -59,6 +69,25 @@ async def _claim(client: httpx.AsyncClient, who: Account, template_id: int) -> d
 async def _funds(stores: Stores, order_id: int) -> int:
     account = lr.order_funds(order_id)
     return lr.normal_balance(account, await ledger_store.balance(stores.pool, account))
+
+
+async def _give_points(stores: Stores, customer_id: int, points: int) -> None:
+    """Points to spend, with their ledger entry (as if earned)."""
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await growth_store.move_points(
+            conn, customer_id, points, kind="earn", key=f"test:{customer_id}", order_id=None
+        )
+        await ledger_store.post(
+            conn,
+            lr.Entry(
+                key=f"test:points:{customer_id}",
+                kind="growth.points_earned",
+                lines=(
+                    lr.debit(lr.POINTS_EXPENSE, points),
+                    lr.credit(lr.points_liability(customer_id), points),
+                ),
+            ),
+        )
 
 
 async def _confirmed(client: httpx.AsyncClient, customer: Account, order_id: int) -> None:
@@ -267,6 +296,166 @@ async def test_a_cancellation_returns_the_coupon_and_reverses_the_subsidy_and_po
     assert await ledger_store.check(stores.pool) == []
 
 
+async def test_a_refund_closed_by_the_provider_undoes_the_discount_given_back(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """Paid 110.00 with a 30.00 coupon and 1,000 points, cancelled; WeChat closes the
+    refund: the subsidy and points given back are reversed with it (funds 150.00 again,
+    points 4,000, coupon used again); refunded again successfully, all come back once."""
+    t = await _template(client, admin, amount_fen=3000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    finance = await make_user("finance")
+    await _give_points(stores, customer.id, 5000)
+    coupon = await _claim(client, customer, t["id"])
+    order = await book(client, customer, prepaid_service)
+    r = await client.put(
+        f"/v1/orders/{order['id']}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"], "points": 1000},
+    )
+    assert r.status_code == 200, r.text
+    trade = await _pay(client, customer, order["id"])
+    await _fault(sandbox, trade["out_trade_no"], refund="closed")
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, order["id"])
+    liability = lr.points_liability(customer.id)
+    r = await client.post(
+        f"/v1/orders/{order['id']}/cancel", headers=customer.auth, json={"reason": "plans changed"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def closed() -> bool:
+        status = await stores.pool.fetchval(
+            "SELECT status FROM refunds WHERE order_id = $1", order["id"]
+        )
+        return bool(status == "closed")
+
+    await until(closed)
+    no = await stores.pool.fetchval(
+        "SELECT out_refund_no FROM refunds WHERE order_id = $1", order["id"]
+    )
+    kinds = [e.kind for e in await ledger_store.for_order(stores.pool, order["id"])]
+    assert kinds == [
+        "payment.captured",
+        "growth.discount",
+        "refund.requested",
+        "growth.discount_back",
+        "refund.failed",
+        "growth.discount_back.reversal",
+    ]
+    assert await ledger_store.get(stores.pool, f"growth:refund:{no}:failed") is not None
+    assert await _funds(stores, order["id"]) == 15000
+
+    async def coupon_is(status: str) -> bool:
+        mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+        return any(c["id"] == coupon["id"] and c["status"] == status for c in mine)
+
+    await until(lambda: coupon_is("used"))
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 4000
+    assert [h["kind"] for h in points["history"][:3]] == ["restore", "return", "redeem"]
+    assert await ledger_store.balance(stores.pool, liability) == -4000
+    # the subsidy of this order is spent again (other tests move subsidy_expense too)
+    spent = await stores.pool.fetchval(
+        "SELECT coalesce(sum(debit_fen - credit_fen), 0) FROM ledger_lines l "
+        "JOIN ledger_entries e ON e.id = l.entry_id WHERE e.order_id = $1 AND l.account = $2",
+        order["id"],
+        lr.SUBSIDY_EXPENSE,
+    )
+    assert spent == 3000
+    assert await ledger_store.check(stores.pool) == []
+
+    await _fault(sandbox, trade["out_trade_no"], refund="success")
+    r = await client.post(
+        f"/v1/orders/{order['id']}/refunds",
+        headers=finance.auth,
+        json={"out_refund_no": f"GRF{order['id']}r2", "amount_fen": 11000},
+    )
+    assert r.status_code == 201, r.text
+    assert await _funds(stores, order["id"]) == 0
+    await until(lambda: coupon_is("available"))
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 5000
+    assert await ledger_store.balance(stores.pool, liability) == -5000
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def _coupon_figures(stores: Stores, city: str) -> tuple[int, int, int, int]:
+    """Refresh the rollups; today's (coupon_orders, coupon_gmv, subsidy, points) in the city."""
+    await analytics.refresh(stores.pool)
+    day = await stores.pool.fetchval(
+        "SELECT (now() AT TIME ZONE timezone)::date FROM cities WHERE id = $1", city
+    )
+    m = (
+        await analytics.summary(
+            stores.pool, Query(city, day, day, None, None, "city", "json", "zh")
+        )
+    ).metrics
+    return m.coupon_orders, m.coupon_gmv_fen, m.subsidy_fen, m.points_redeemed_fen
+
+
+async def test_coupon_cost_reaches_the_analytics_rollups(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    live_city: str,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+) -> None:
+    """Today in the city, after a refresh: an order paid with a 40.00 coupon and 500 points
+    adds one coupon order, 40.00 subsidy and 5.00 of points; one paid with a 30.00 coupon
+    then cancelled (refunded, coupon given back) adds nothing; the ledger agrees."""
+    t = await _template(client, admin, amount_fen=4000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    await _give_points(stores, customer.id, 2000)
+    before = await _coupon_figures(stores, live_city)
+    kept = await _claim(client, customer, t["id"])
+    other = await _template(client, admin, amount_fen=3000, min_spend_fen=10000)
+    back = await _claim(client, customer, other["id"])
+    ids = []
+    for coupon, points in ((kept, 500), (back, 0)):
+        order = await book(client, customer, prepaid_service)
+        r = await client.put(
+            f"/v1/orders/{order['id']}/checkout",
+            headers=customer.auth,
+            json={"coupon_id": coupon["id"], "points": points},
+        )
+        assert r.status_code == 200, r.text
+        trade = await _pay(client, customer, order["id"])
+        await sandbox.complete_payment(trade["out_trade_no"], "success")
+        await _confirmed(client, customer, order["id"])
+        ids.append(order["id"])
+    r = await client.post(
+        f"/v1/orders/{ids[1]}/cancel", headers=customer.auth, json={"reason": "plans changed"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def settled() -> bool:
+        mine = (await client.get("/v1/me/coupons", headers=customer.auth)).json()
+        given_back = any(c["id"] == back["id"] and c["status"] == "available" for c in mine)
+        return given_back and await _funds(stores, ids[1]) == 0
+
+    await until(settled)
+    after = await _coupon_figures(stores, live_city)
+    assert after[0] - before[0] == 1
+    assert after[1] - before[1] == 0  # not completed yet: no coupon GMV
+    assert after[2] - before[2] == 4000
+    assert after[3] - before[3] == 500
+    subsidy = await stores.pool.fetchval(
+        "SELECT sum(l.debit_fen - l.credit_fen) FROM ledger_lines l JOIN ledger_entries e "
+        "ON e.id = l.entry_id WHERE e.order_id = ANY($1) AND l.account = $2",
+        ids,
+        lr.SUBSIDY_EXPENSE,
+    )
+    assert subsidy == 4000
+
+
 async def test_points_earned_on_completion_and_taken_back_in_proportion_to_a_refund(
     client: httpx.AsyncClient,
     make_user: MakeUser,
@@ -325,6 +514,127 @@ async def test_points_earned_on_completion_and_taken_back_in_proportion_to_a_ref
         ("earn", 150),
     ]
     assert await ledger_store.balance(stores.pool, lr.points_liability(customer.id)) == -100
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_service_paid_afterwards_earns_points_on_what_is_paid_when_it_is_paid(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """Pay-after-service 99.00 with a 60.00 add-on paid during the service: completion
+    earns 60 points (all that is paid), the final 99.00 captured later earns 99 more in its
+    own transaction; a 50.00 refund then takes 50 back; the ledger mirrors each."""
+    service = await _service(client, admin, 9900, None)
+    customer = await make_user("customer")
+    finance = await make_user("finance")
+    order = await book(client, customer, service)
+    oid = order["id"]
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    await dispatch_service.act(
+        stores, tracking, oid, "start", Caller("worker", worker_account.id), start_code=code
+    )
+    r = await client.post(
+        f"/v1/orders/{oid}/extras",
+        headers=worker_account.auth,
+        json={"kind": "addon", "items": [{"name": "加氟", "amount_fen": 6000}]},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/orders/{oid}/extras/{r.json()['id']}/approve", headers=customer.auth
+    )
+    assert r.status_code == 200, r.text
+    await _pay_due(client, customer, sandbox, oid, "addon", 6000)
+    await dispatch_service.act(
+        stores, tracking, oid, "complete", Caller("worker", worker_account.id)
+    )
+
+    async def balance_is(n: int) -> bool:
+        points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+        return bool(points["balance"] == n)
+
+    await until(lambda: balance_is(60))
+    await _pay_due(client, customer, sandbox, oid, "final", 9900)
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 159
+    assert [(h["kind"], h["points"]) for h in points["history"][:2]] == [
+        ("earn", 99),
+        ("earn", 60),
+    ]
+    liability = lr.points_liability(customer.id)
+    assert await ledger_store.balance(stores.pool, liability) == -159
+    r = await client.post(
+        f"/v1/orders/{oid}/refunds",
+        headers=finance.auth,
+        json={"out_refund_no": f"GA{secrets.token_hex(5)}", "amount_fen": 5000},
+    )
+    assert r.status_code == 201, r.text
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["balance"] == 109
+    assert points["history"][0]["kind"] == "reverse"
+    assert await ledger_store.balance(stores.pool, liability) == -109
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_coupon_on_a_service_paid_afterwards_is_paid_in_with_the_final_payment(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """Pay-after-service 99.00, completed: checkout opens and suggests a 20.00 coupon, the
+    final payment asks 79.00; its capture's transaction posts the 20.00 subsidy (funds
+    99.00), the coupon is used, 79 points are earned on the cash; then checkout is 409."""
+    service = await _service(client, admin, 9900, None)
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    coupon = await _claim(client, customer, t["id"])
+    order = await book(client, customer, service)
+    oid = order["id"]
+    url = f"/v1/orders/{oid}/checkout"
+    r = await client.put(url, headers=customer.auth, json={"coupon_id": coupon["id"]})
+    assert (r.status_code, r.json()["error"]["field"]) == (409, "order_id")  # not done yet
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    await dispatch_service.act(
+        stores, tracking, oid, "start", Caller("worker", worker_account.id), start_code=code
+    )
+    await dispatch_service.act(
+        stores, tracking, oid, "complete", Caller("worker", worker_account.id)
+    )
+    preview = (await client.get(url, headers=customer.auth)).json()
+    assert preview["open"] is True
+    assert preview["suggested_coupon_id"] == coupon["id"]
+    r = await client.put(url, headers=customer.auth, json={"coupon_id": coupon["id"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["payable_fen"] == 7900
+    await _pay_due(client, customer, sandbox, oid, "final", 7900)
+    assert await _funds(stores, oid) == 9900
+    entry = await ledger_store.get(stores.pool, f"growth:discount:{oid}")
+    assert entry is not None
+    assert (lr.SUBSIDY_EXPENSE, 2000, 0) in [
+        (x.account, x.debit_fen, x.credit_fen) for x in entry.lines
+    ]
+    mine = {c["id"]: c for c in (await client.get("/v1/me/coupons", headers=customer.auth)).json()}
+    assert (mine[coupon["id"]]["status"], mine[coupon["id"]]["order_id"]) == ("used", oid)
+
+    async def earned() -> bool:
+        points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+        return bool(points["balance"] == 79)
+
+    await until(earned)
+    r = await client.put(url, headers=customer.auth, json={})
+    assert r.status_code == 409
     assert await ledger_store.check(stores.pool) == []
 
 

@@ -159,6 +159,7 @@ def test_every_template_renders_in_both_languages() -> None:
         "certificate": "健康证",
         "expires_on": "2027-01-05",
         "days": "30",
+        "level": "金卡会员",
     }
     for kind in INBOX:
         for lang in ("zh", "en"):
@@ -214,3 +215,23 @@ def test_receipts_must_be_signed_and_fresh() -> None:
     assert receipt_ok("s3cret", "1000", sig, body, now=1400) is not None
     assert receipt_ok("other", "1000", sig, body, now=1100) is not None
     assert receipt_ok("s3cret", "soon", sig, body, now=1100) is not None
+
+
+def test_a_level_change_tells_the_customer_in_the_account_category() -> None:
+    """member.level_changed: the customer is told member_up or member_down (category
+    account: no SMS unless they asked for one)."""
+    from events.types import MemberLevelChanged
+
+    up = MemberLevelChanged(
+        customer_id=7,
+        old_level="regular",
+        new_level="silver",
+        direction="up",
+        name_zh="银卡会员",
+        name_en="Silver",
+        points=1000,
+        at=T0,
+    )
+    assert rules.intents("member.level_changed", up) == [rules.Intent(7, "member_up")]
+    assert rules.category("member_down") == "account"
+    assert sms_template("member_up", "zh") is None

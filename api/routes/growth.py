@@ -157,6 +157,52 @@ class PointsOut(msgspec.Struct, kw_only=True):
     history: list[PointsLineOut]
 
 
+class PackItemOut(msgspec.Struct, kw_only=True):
+    """Coupons of a level's monthly pack."""
+
+    amount_fen: int
+    min_spend_fen: int
+    valid_days: int
+    count: int
+
+
+class LevelOut(msgspec.Struct, kw_only=True):
+    """A membership level and its benefits."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    min_points: int
+    multiplier_bps: int
+    pack: list[PackItemOut]
+
+
+class PackCouponOut(msgspec.Struct, kw_only=True):
+    """A coupon of this month's pack."""
+
+    id: int
+    status: str
+    amount_fen: int
+    min_spend_fen: int
+    valid_until: datetime
+
+
+class MembershipOut(msgspec.Struct, kw_only=True):
+    """A customer's membership (会员): level from points earned over the window, progress
+    toward the next level, benefits, this month's pack."""
+
+    level: LevelOut
+    points: int
+    window_days: int
+    since: datetime | None
+    next_level: LevelOut | None
+    points_to_next: int
+    progress_bps: int
+    levels: list[LevelOut]
+    month: str
+    pack_coupons: list[PackCouponOut]
+
+
 class TemplateIn(Input, kw_only=True):
     """A coupon template: amount off (amount_fen) or percent off (percent_off, cap_fen);
     minimum spend; where it applies (empty: anywhere); valid until a time or valid_days
@@ -305,6 +351,18 @@ async def my_coupons(ctx: Ctx) -> list[CouponOut]:
 async def my_points(ctx: Ctx) -> PointsOut:
     limit = ctx.query_int("limit", 50, ge=1, le=200)
     return msgspec.convert(await _growth(ctx).points(ctx.user.user_id, limit=limit), PointsOut)
+
+
+@router.get(
+    "/v1/me/membership",
+    perm="growth.own",
+    roles=CUSTOMER,
+    returns=MembershipOut,
+    summary="The customer's membership (会员): level, progress, benefits, this month's coupon pack",
+)
+async def my_membership(ctx: Ctx) -> MembershipOut:
+    found = await _growth(ctx).members.status(ctx.user.user_id, _now())
+    return msgspec.convert(found, MembershipOut)
 
 
 @router.get(

@@ -44,6 +44,9 @@ const STR = {
   k_new_repeat: { zh: "新增复购客户", en: "New repeat customers" },
   k_util: { zh: "师傅利用率", en: "Worker utilization" },
   k_income: { zh: "师傅收入", en: "Worker income" },
+  k_subsidy: { zh: "券补贴", en: "Coupon subsidy" },
+  k_coupon_orders: { zh: "用券订单", en: "Coupon orders" },
+  k_coupon_return: { zh: "券投入产出比", en: "Coupon return" },
   // column titles (the same as the exports')
   c_day: { zh: "日期", en: "Day" },
   c_hour: { zh: "小时", en: "Hour" },
@@ -66,6 +69,11 @@ const STR = {
   c_repeat_rate: { zh: "复购率", en: "Repeat rate" },
   c_new_repeat_customers: { zh: "新增复购", en: "New repeaters" },
   c_avg_order_fen: { zh: "客单价（元）", en: "Avg order (¥)" },
+  c_coupon_orders: { zh: "用券订单", en: "Coupon orders" },
+  c_coupon_gmv_fen: { zh: "用券GMV（元）", en: "Coupon GMV (¥)" },
+  c_subsidy_fen: { zh: "券补贴（元）", en: "Coupon subsidy (¥)" },
+  c_points_redeemed_fen: { zh: "积分抵扣（元）", en: "Points spent (¥)" },
+  c_coupon_return: { zh: "券投入产出比", en: "Coupon return" },
   c_worker_id: { zh: "师傅 ID", en: "Worker id" },
   c_name: { zh: "姓名", en: "Name" },
   c_jobs: { zh: "完成单数", en: "Jobs" },
@@ -96,6 +104,8 @@ const hours = (s) => (s === null || s === undefined ? "–" : nf.format(Math.rou
 const num = (n) => (n === null || n === undefined ? "–" : nf.format(n));
 const FORMAT = {
   gmv_fen: yuan, avg_order_fen: yuan, income_fen: yuan,
+  coupon_gmv_fen: yuan, subsidy_fen: yuan, points_redeemed_fen: yuan,
+  coupon_return: (x) => (x === null || x === undefined ? "–" : `${x.toFixed(1)}×`),
   fulfilment_rate: pct, cancel_rate: pct, repeat_rate: pct, utilization: pct,
   avg_assign_s: secs, avg_wait_s: secs, busy_s: hours, available_s: hours,
   avg_stars: (x) => (x === null || x === undefined ? "–" : x.toFixed(2)),
@@ -142,6 +152,9 @@ function renderKpis(s) {
     ["new-repeat", "k_new_repeat", num(m.new_repeat_customers)],
     ["util", "k_util", pct(s.workers.utilization)],
     ["income", "k_income", yuan(s.workers.income_fen)],
+    ["subsidy", "k_subsidy", yuan(m.subsidy_fen)],
+    ["coupon-orders", "k_coupon_orders", num(m.coupon_orders)],
+    ["coupon-return", "k_coupon_return", FORMAT.coupon_return(m.coupon_return)],
   ];
   $("kpis").replaceChildren(...cards.map(([id, label, value]) =>
     el("div", { class: "kpi", id: `kpi-${id}` }, el("div", { class: "label" }, t(label)), el("div", { class: "value" }, value))));
@@ -152,7 +165,7 @@ function renderKpis(s) {
 
 // ---- trend ----------------------------------------------------------------------------
 
-const TREND_METRICS = ["orders", "gmv_fen", "fulfilment_rate", "avg_assign_s", "avg_wait_s", "cancel_rate", "avg_stars", "new_customers", "repeat_rate"];
+const TREND_METRICS = ["orders", "gmv_fen", "fulfilment_rate", "avg_assign_s", "avg_wait_s", "cancel_rate", "avg_stars", "new_customers", "repeat_rate", "subsidy_fen", "coupon_orders"];
 
 function renderTrend() {
   const table = state.trendRows;

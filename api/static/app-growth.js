@@ -36,7 +36,48 @@ export const APP_GROWTH_STRINGS = {
   r_min_spend: { zh: "未满足使用门槛", en: "below the minimum spend" }, r_city: { zh: "不适用于该城市", en: "not for this city" },
   r_category: { zh: "不适用于该品类", en: "not for this category" }, r_service: { zh: "不适用于该服务", en: "not for this service" },
   r_expired: { zh: "已过期", en: "expired" }, r_not_yet_valid: { zh: "未到使用时间", en: "not valid yet" },
+  membership: { zh: "会员", en: "Membership" },
+  m_points: { zh: "近 {days} 天获得积分 {n}", en: "{n} points earned in the last {days} days" },
+  m_to_next: { zh: "再获得 {n} 积分升级为{level}", en: "{n} more points to {level}" },
+  m_top: { zh: "您已是最高等级", en: "You are at the top level" },
+  m_benefits: { zh: "当前权益", en: "Your benefits" },
+  m_multiplier: { zh: "下单积分 ×{x}", en: "×{x} points on orders" },
+  m_no_multiplier: { zh: "下单积分 ×1", en: "×1 points on orders" },
+  m_pack: { zh: "每月专属券：{items}", en: "Monthly coupons: {items}" },
+  m_pack_item: { zh: "{n} 张满{min}减{amount}", en: "{n} × {amount} off {min}+" },
+  m_no_pack: { zh: "升级银卡即享每月专属券", en: "Monthly coupons from the next level" },
+  m_this_month: { zh: "本月已发放", en: "Issued this month" },
+  m_levels: { zh: "等级说明", en: "Levels" },
+  m_level_row: { zh: "{points} 积分起 · 积分 ×{x}", en: "from {points} points · ×{x} points" },
 };
+
+function packText(level, t) {
+  if (!level.pack.length) return null;
+  return t("m_pack", { items: level.pack.map((p) => t("m_pack_item", { n: p.count, min: money(p.min_spend_fen), amount: money(p.amount_fen) })).join("、") });
+}
+
+// The membership page (/app#/membership): level, progress to the next, benefits, this
+// month's pack, the levels.
+export async function membershipView(client, t, lang, view) {
+  const m = await client.get("/v1/me/membership");
+  const name = (lv) => (lang === "en" ? lv.name_en : lv.name_zh);
+  const x = (bps) => (bps / 10000).toString();
+  const card = el("section", { class: "card", id: "membership", "data-level": m.level.code },
+    el("h2", { id: "member-level" }, name(m.level)),
+    el("div", { id: "member-points" }, t("m_points", { n: m.points, days: m.window_days })),
+    el("progress", { id: "member-progress", max: "10000", value: String(m.progress_bps), class: "meter" }),
+    el("div", { class: "muted", id: "member-next" }, m.next_level
+      ? t("m_to_next", { n: m.points_to_next, level: name(m.next_level) }) : t("m_top")));
+  const benefits = el("section", { class: "card", id: "member-benefits" }, el("h3", {}, t("m_benefits")),
+    el("div", {}, m.level.multiplier_bps > 10000 ? t("m_multiplier", { x: x(m.level.multiplier_bps) }) : t("m_no_multiplier")),
+    el("div", {}, packText(m.level, t) || t("m_no_pack")),
+    m.pack_coupons.length ? el("div", { class: "muted", id: "member-pack" },
+      `${t("m_this_month")}: ${m.pack_coupons.map((c) => `${money(c.amount_fen)} (${t(`c_${c.status}`)})`).join("、")}`) : null);
+  const ladder = el("section", { class: "card", id: "member-levels" }, el("h3", {}, t("m_levels")),
+    m.levels.map((lv) => el("div", { class: "spread", "data-level": lv.code },
+      el("b", {}, name(lv)), el("span", { class: "muted" }, t("m_level_row", { points: lv.min_points, x: x(lv.multiplier_bps) })))));
+  view.replaceChildren(card, benefits, ladder);
+}
 
 export function couponTerms(c, t) {
   const off = c.kind === "amount" ? t("off_amount", { amount: money(c.amount_fen) })

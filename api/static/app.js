@@ -9,7 +9,7 @@ import {
 } from "/static/client.js";
 import { basemap } from "/static/common.js";
 import { APP_AFTERSALES_STRINGS, aftersalesCard, ticketView } from "/static/app-aftersales.js";
-import { APP_GROWTH_STRINGS, checkoutBox, couponsView } from "/static/app-growth.js";
+import { APP_GROWTH_STRINGS, checkoutBox, couponsView, membershipView } from "/static/app-growth.js";
 import { cancelDeletionForm, privacyCard } from "/static/privacy.js";
 
 const STRINGS = {
@@ -158,6 +158,7 @@ const ROUTES = [
   [/^#\/inbox$/, inboxView, "inbox", true],
   [/^#\/me$/, meView, "me"],
   [/^#\/coupons$/, growthView, "me", true],
+  [/^#\/membership$/, memberView, "me", true],
 ];
 
 async function route() {
@@ -554,8 +555,9 @@ async function paymentCard(o) {
   if (m.due_fen > 0) {
     const due = el("div", { class: "price big", id: "due" }, t("due", { amount: money(m.due_fen) }));
     const where = el("div", { id: "pay-where" });
-    // A prepaid order awaiting payment: the coupon (the best preselected) and points.
-    const co = o.status === "awaiting_payment" ? await checkoutBox(client, t, lang, o.id, () => route()).catch(() => null) : null;
+    // A prepaid order awaiting payment, or a pay-after-service order's final payment: the
+    // coupon (the best preselected) and points.
+    const co = o.status === "awaiting_payment" || m.due_purpose === "final" ? await checkoutBox(client, t, lang, o.id, () => route()).catch(() => null) : null;
     if (co) card.append(co.box);
     // WeChat Native or Alipay precreate: a QR code's content; Alipay's is itself the page
     // to open (on a phone it opens the Alipay app; on the sandbox, its payment page).
@@ -664,11 +666,13 @@ async function inboxView() {
 }
 
 async function growthView() { await couponsView(client, t, lang, view, route); }
+async function memberView() { await membershipView(client, t, lang, view); }
 
 async function meView() {
   if (client.signedIn()) {
     const me = await client.get("/v1/me");
     view.replaceChildren(el("section", { class: "card", id: "me" }, el("h2", {}, me.name), el("div", { class: "muted" }, me.phone),
+      el("a", { class: "btn", id: "member-link", href: "#/membership" }, t("membership")), " ",
       el("a", { class: "btn", id: "coupons-link", href: "#/coupons" }, t("coupons_points")), " ",
       el("button", { type: "button", class: "btn secondary", id: "logout", onclick: async () => { await client.logout(); afterLogin(); route(); } }, t("logout"))),
       contactsForm(client, t), privacyCard(client, lang, () => afterLogin()));

@@ -1,0 +1,26 @@
+"""Growth's periodic work: membership levels checked and monthly coupon packs issued."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from procrastinate import Blueprint, JobContext
+
+from growth.service import Growth
+from jobs.app import service as job_service
+
+blueprint = Blueprint()
+NAMESPACE = "growth"
+log = logging.getLogger("doorstep.growth")
+
+
+@blueprint.periodic(cron="5 16 * * *")  # 00:05 China time: a new month's packs at its start
+@blueprint.task(name="members", queue=NAMESPACE, pass_context=True, queueing_lock="growth:members")
+async def members(context: JobContext, timestamp: int) -> None:
+    """Daily: levels follow the rolling window (downgrades as points age out), and each
+    member above the first level gets this month's pack once."""
+    checked, issued = await job_service(context, Growth).members.run(
+        datetime.fromtimestamp(timestamp, UTC)
+    )
+    log.info("membership: %d customers checked, %d pack coupons issued", checked, issued)
