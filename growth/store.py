@@ -507,7 +507,7 @@ async def save_order_points(tx: Tx, terms: OrderPoints) -> None:
 
 
 async def order_points(db: Conn, order_id: int) -> OrderPoints | None:
-    """A completed order's points terms (None: not completed, or before 0035)."""
+    """A completed order's points terms (None: not completed, or before 0034)."""
     r = await db.fetchrow(
         "SELECT order_id, customer_id, rate_bps, fen_per_100_points, level, completed_at "
         "FROM order_points WHERE order_id = $1",
