@@ -45,7 +45,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import orjson
 
 from dispatch import at_risk, offers, service, store
 from dispatch.candidates import load_candidates, order_job
@@ -615,11 +614,14 @@ class Engine:
         return [(w, etas.get(w), None) for w in chosen]
 
     async def _record(self, decisions: Sequence[Decision]) -> None:
-        """Keep every decision with its candidates and score terms (the "why", replayable)."""
+        """Keep every decision with its candidates and score terms (the "why", replayable).
+
+        The JSON goes to PostgreSQL as text, cast to jsonb there: parsing it into Python
+        objects for the pool's jsonb codec to serialise again cost ~300 ms of CPU for a
+        tick of 500 decisions × 24 candidates (measured: 378 against 73 ms of client CPU,
+        with ``to_json``), and the stored jsonb is the same."""
         await self.stores.pool.executemany(
-            "INSERT INTO dispatch_decisions (order_id, policy, worker_id, decision) VALUES ($1, $2, $3, $4)",
-            [
-                (d.order_id, self.match.policy, d.worker_id, orjson.loads(d.to_json()))
-                for d in decisions
-            ],
+            "INSERT INTO dispatch_decisions (order_id, policy, worker_id, decision) "
+            "VALUES ($1, $2, $3, $4::text::jsonb)",
+            [(d.order_id, self.match.policy, d.worker_id, d.to_json().decode()) for d in decisions],
         )
