@@ -65,7 +65,7 @@ from matching.params import MatchParams
 from merchants import rules as merchant_rules
 from merchants import store as merchant_store
 from tracking import positions
-from tracking.eta import EtaParams, destination_times, eta_many, straight_eta_s
+from tracking.eta import DestinationCache, EtaParams, eta_many, straight_eta_s
 from tracking.geo_log import AvailableWorkers
 
 log = logging.getLogger("doorstep.dispatch.engine")
@@ -158,6 +158,9 @@ class Engine:
         self.on_tick = on_tick  # told of every tick (the app counts them on /metrics)
         self.outage = Outage(log, "dispatch engine (PostgreSQL or Redis)")
         self._risk_checked: dict[str, datetime] = {}  # city → last active-reassignment check
+        # Per city: each open order's reverse road search, kept while it waits (ticks
+        # match it again at the same address).
+        self._destinations: dict[str, DestinationCache] = {}
 
     def start(self) -> None:
         """Tick in the background."""
@@ -391,7 +394,7 @@ class Engine:
         candidate_lists = [
             [cands[w] for w in ids[found].tolist() if w in cands] for found in per_job
         ]
-        etas = self._etas(jobs, candidate_lists, graph, eta_params)
+        etas = self._etas(jobs, candidate_lists, graph, eta_params, self._destinations_of(city_id))
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
         decisions = decide(jobs, candidate_lists, etas, int(now.timestamp()), self.match)
         decisions, crew_of = self._crews(orders, decisions)
@@ -554,9 +557,22 @@ class Engine:
             )
             candidates = [cands[w] for w in ids[found].tolist() if w in cands]
         graph = await self.tracking.eta.graph_for(order.city_id)
-        etas = self._etas([job], [candidates], graph, self.tracking.eta_params)
+        etas = self._etas(
+            [job],
+            [candidates],
+            graph,
+            self.tracking.eta_params,
+            self._destinations_of(order.city_id),
+        )
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
         return decide([job], [candidates], etas, int(now.timestamp()), self.match)[0]
+
+    def _destinations_of(self, city_id: str) -> DestinationCache:
+        """The city's kept reverse road searches, one per destination."""
+        cache = self._destinations.get(city_id)
+        if cache is None:
+            cache = self._destinations[city_id] = DestinationCache()
+        return cache
 
     @staticmethod
     def _etas(
@@ -564,9 +580,11 @@ class Engine:
         candidate_lists: Sequence[Sequence[Candidate]],
         graph: RoadGraph | None,
         params: EtaParams,
+        destinations: DestinationCache,
     ) -> list[dict[int, float]]:
         """Road ETA of every (job, candidate) pair: candidates are snapped to the graph once
-        per tick, then each job costs one reverse shortest-path search and an array lookup."""
+        per tick, then each job costs an array lookup and one reverse shortest-path search,
+        run once per destination and kept between ticks (``destinations``)."""
         pool = {c.worker_id: c for cl in candidate_lists for c in cl}
         if not pool:
             return [{} for _ in jobs]
@@ -579,7 +597,7 @@ class Engine:
         for job, cl in zip(jobs, candidate_lists, strict=True):
             pos = np.array([column[c.worker_id] for c in cl], dtype=np.int64)
             if graph is not None and snapped is not None and len(pos):
-                times = destination_times(graph, job.lat, job.lng)
+                times = destinations.get(graph, job.lat, job.lng)
                 secs = eta_many(
                     times, graph, snapped[0][pos], snapped[1][pos], lat[pos], lng[pos], params
                 )
