@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -91,195 +90,14 @@ def _eta_values(j: int, n: int, etas: Etas) -> list[float] | Mapping[int, float]
     return [float(x) for x in row]
 
 
-VECTOR_FROM = 64
-"""Feasible pairs in a batch from which :class:`_Scores` scores them with numpy (fewer:
-one by one in Python, the same operations)."""
-
-_PLACEHOLDER = Considered(Candidate(0, 0.0, 0.0, 0.0), False, "not scored yet", None, None)
-"""A feasible pair's record until :meth:`_Scores.fill` puts the scored one in its place."""
-
-
-class _Scores:
-    """The feasible pairs of a whole batch, scored together with numpy.
-
-    :func:`_assess` finds a pair feasible and leaves its record and cost as placeholders
-    with what the score needs from the pair; :meth:`fill` computes every term for all the
-    pairs at once, with the same IEEE operations in the same order as
-    :func:`~matching.scoring.score` (so the same floats), and puts the records and costs
-    in their places."""
-
-    def __init__(self, now_s: float, peers: Peers, params: MatchParams) -> None:
-        self.now_s, self.peers, self.params = now_s, peers, params
-        self.slots: list[tuple[list[Considered], int, list[float], int]] = []
-        self.cands: list[Candidate] = []
-        # Per pair: eta, start_s, end_s, the free interval (a, b), affinity, same team.
-        self.etas: list[float] = []
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-        self.opens: list[int] = []
-        self.closes: list[int] = []
-        self.served: list[bool] = []
-        self.teams: list[bool] = []
-
-    def fill(self) -> None:
-        """Score every pair left by :func:`_assess` and fill in its record and cost."""
-        if not self.cands:
-            return
-        params, peers, now_s = self.params, self.peers, self.now_s
-        cands = self.cands
-        prior, prior_weight = params.rating_prior_mean, params.rating_prior_weight
-        prior_sum = prior * prior_weight
-        jobs_median, jobs_scale = peers.jobs_today, max(peers.jobs_today, JOBS_FLOOR)
-        money_median = peers.earnings_today_minor
-        money_scale = max(peers.earnings_today_minor, EARNINGS_FLOOR_MINOR)
-        load = load_factor(peers, params)
-        floor, gap = params.fairness_floor, params.min_useful_gap_s
-        weight_rating = params.weight_rating * load
-        weight_fairness = params.weight_fairness * (floor + (1.0 - floor) * load)
-        if len(cands) < VECTOR_FROM:
-            self._fill_one_by_one(weight_rating, weight_fairness)
-            return
-        f64 = np.float64
-        eta = np.array(self.etas, dtype=f64)
-        start_s = np.array(self.starts, dtype=f64)
-        end_s = np.array(self.ends, dtype=f64)
-        # Integers become floats exactly as Python's mixed arithmetic converts them.
-        rating_sum = np.array([c.rating_sum for c in cands], dtype=f64)
-        rating_count = np.array([c.rating_count for c in cands], dtype=f64)
-        jobs_today = np.array([c.jobs_today for c in cands], dtype=f64)
-        money_today = np.array([c.earnings_today_minor for c in cands], dtype=f64)
-        rating = prior - (rating_sum + prior_sum) / (rating_count + prior_weight)
-        jobs = (jobs_today - jobs_median) / jobs_scale
-        money = (money_today - money_median) / money_scale
-        jobs = np.where(jobs < 1.0, jobs, 1.0)
-        money = np.where(money < 1.0, money, 1.0)
-        fairness = (np.where(jobs > -1.0, jobs, -1.0) + np.where(money > -1.0, money, -1.0)) / 2
-        opens = np.array(self.opens, dtype=f64)
-        before = start_s - eta - np.where(now_s > opens, now_s, opens)
-        before = np.where(before > 0.0, before, 0.0)
-        after = np.array(self.closes, dtype=f64) - end_s
-        fragments = np.where((before > 0) & (before < gap), before, 0.0) + np.where(
-            (after > 0) & (after < gap), after, 0.0
-        )
-        schedule = fragments / gap
-        affinity = np.where(np.array(self.served, dtype=np.bool_), -1.0, 0.0)
-        same_team = np.where(np.array(self.teams, dtype=np.bool_), -1.0, 0.0)
-        priority = np.where(np.array([c.priority for c in cands], dtype=np.bool_), -1.0, 0.0)
-        eta_min = eta / 60.0
-        w_eta = params.weight_eta * eta_min
-        w_rating = weight_rating * rating
-        w_fairness = weight_fairness * fairness
-        w_schedule = params.weight_schedule * schedule
-        w_affinity = params.weight_affinity * affinity
-        w_team = params.weight_team * same_team
-        w_priority = params.weight_priority * priority
-        totals = w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team + w_priority
-        columns = zip(
-            eta_min.tolist(),
-            rating.tolist(),
-            fairness.tolist(),
-            schedule.tolist(),
-            affinity.tolist(),
-            same_team.tolist(),
-            priority.tolist(),
-            strict=True,
-        )
-        weighted = zip(
-            w_eta.tolist(),
-            w_rating.tolist(),
-            w_fairness.tolist(),
-            w_schedule.tolist(),
-            w_affinity.tolist(),
-            w_team.tolist(),
-            w_priority.tolist(),
-            strict=True,
-        )
-        totals_list = totals.tolist()
-        breakdowns = map(Breakdown, columns, weighted, totals_list)
-        scored = map(Considered, cands, repeat(True), repeat(None), self.etas, breakdowns)
-        for (records, i, costs, n), record, cost in zip(
-            self.slots, scored, totals_list, strict=True
-        ):
-            records[i] = record
-            costs[n] = cost
-
-    def _fill_one_by_one(self, weight_rating: float, weight_fairness: float) -> None:
-        """:meth:`fill` pair by pair in Python, for batches too small for numpy's fixed cost
-        per call (one order's decision: ~10 feasible pairs, ~35 µs more through numpy).
-        The same operations in the same order as :meth:`fill` and ``scoring.score``."""
-        params, peers, now_s = self.params, self.peers, self.now_s
-        prior, prior_weight = params.rating_prior_mean, params.rating_prior_weight
-        prior_sum = prior * prior_weight
-        jobs_median, jobs_scale = peers.jobs_today, max(peers.jobs_today, JOBS_FLOOR)
-        money_median = peers.earnings_today_minor
-        money_scale = max(peers.earnings_today_minor, EARNINGS_FLOOR_MINOR)
-        gap = params.min_useful_gap_s
-        weight_eta, weight_schedule = params.weight_eta, params.weight_schedule
-        weight_affinity, weight_team = params.weight_affinity, params.weight_team
-        weight_priority = params.weight_priority
-        for (records, i, costs, n), cand, eta, start_s, end_s, a, b, served, team in zip(
-            self.slots,
-            self.cands,
-            self.etas,
-            self.starts,
-            self.ends,
-            self.opens,
-            self.closes,
-            self.served,
-            self.teams,
-            strict=True,
-        ):
-            # max() and min() are spelt out: the same result (the first argument unless
-            # the second is strictly greater/smaller), at a third of the cost.
-            rating = prior - (cand.rating_sum + prior_sum) / (cand.rating_count + prior_weight)
-            jobs = (cand.jobs_today - jobs_median) / jobs_scale
-            money = (cand.earnings_today_minor - money_median) / money_scale
-            jobs = jobs if jobs < 1.0 else 1.0
-            money = money if money < 1.0 else 1.0
-            fairness = ((jobs if jobs > -1.0 else -1.0) + (money if money > -1.0 else -1.0)) / 2
-            opens_s = float(a)
-            before = start_s - eta - (now_s if now_s > opens_s else opens_s)
-            before = before if before > 0.0 else 0.0
-            after = b - end_s
-            fragments: float = 0
-            if 0 < before < gap:
-                fragments = fragments + before
-            if 0 < after < gap:
-                fragments = fragments + after
-            schedule = fragments / gap
-            affinity = -1.0 if served else 0.0
-            same_team = -1.0 if team else 0.0
-            priority = -1.0 if cand.priority else 0.0
-            w_eta = weight_eta * (eta / 60.0)
-            w_rating = weight_rating * rating
-            w_fairness = weight_fairness * fairness
-            w_schedule = weight_schedule * schedule
-            w_affinity = weight_affinity * affinity
-            w_team = weight_team * same_team
-            w_priority = weight_priority * priority
-            cost = w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team + w_priority
-            records[i] = Considered(
-                cand,
-                True,
-                None,
-                eta,
-                Breakdown(
-                    (eta / 60.0, rating, fairness, schedule, affinity, same_team, priority),
-                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority),
-                    cost,
-                ),
-            )
-            costs[n] = cost
-
-
 def _assess(
     j: int,
     job: Job,
     cands: Sequence[Candidate],
     etas: Etas,
     now_s: float,
+    peers: Peers,
     params: MatchParams,
-    scores: _Scores,
 ) -> Assessed:
     """Job j's candidates, in input order (a worker listed twice is an error).
 
@@ -287,10 +105,15 @@ def _assess(
     peers or the params computed once, and the checks inlined: the 500 orders × 100k
     workers tick assesses 12,000 pairs (measured: 8 µs a pair through the functions,
     ~3 µs here). A pair the inlined checks find infeasible gets its reason from
-    ``why_not``/``why_not_eta`` themselves, or, for the two reasons that depend only on
-    the job and the worker's skills (missing skills; a schedule that does not hold the
-    job started as early as possible), from the same functions once per job. A feasible
-    pair's record and cost are left to ``scores`` (scored with the batch's other pairs).
+    ``why_not``/``why_not_eta`` themselves, so the words are the same; the two reasons
+    that depend only on the job and the worker's skills (missing skills; a schedule that
+    does not hold the job started as early as possible, ~9 µs a pair through ``why_not``
+    for its two formatted times) are worded once per job by the same functions.
+
+    Scoring the feasible pairs of the whole batch with numpy instead (the same IEEE
+    operations, so the same floats) was measured slower in the 500 × 100k tick: gathering
+    each pair's inputs into lists and building the records afterwards cost more than the
+    arithmetic it saved (``decide_batch`` 93.8 against 86.7 ms CPU, alternate runs).
     """
     values = _eta_values(j, len(cands), etas)
     listed = isinstance(values, list)
@@ -312,14 +135,24 @@ def _assess(
     latest, duration = job.latest_start_s, job.duration_s
     start0 = max(earliest, now_s)
     end0 = start0 + duration
-    fresh_s, max_eta_s = params.fresh_fix_s, params.max_eta_s
+    fresh_s, max_eta_s, gap = params.fresh_fix_s, params.max_eta_s, params.min_useful_gap_s
     customer, team = job.customer_id, job.preferred_team_id
+    # The batch: score's weights (the same operations in the same order, so the same
+    # floats).
+    prior, prior_weight = params.rating_prior_mean, params.rating_prior_weight
+    prior_sum = prior * prior_weight
+    jobs_median, jobs_scale = peers.jobs_today, max(peers.jobs_today, JOBS_FLOOR)
+    money_median = peers.earnings_today_minor
+    money_scale = max(peers.earnings_today_minor, EARNINGS_FLOOR_MINOR)
+    load = load_factor(peers, params)
+    floor = params.fairness_floor
+    weight_eta, weight_rating = params.weight_eta, params.weight_rating * load
+    weight_fairness = params.weight_fairness * (floor + (1.0 - floor) * load)
+    weight_schedule, weight_affinity = params.weight_schedule, params.weight_affinity
+    weight_team, weight_priority = params.weight_team, params.weight_priority
+
     lacking: dict[frozenset[str], str] = {}  # held skills -> the missing-skill reason
     outside: str | None = None  # outside_schedule at start0, once asked
-    slots, pending = scores.slots, scores.cands
-    pair_etas, starts, ends = scores.etas, scores.starts, scores.ends
-    opens, closes, served, teams = scores.opens, scores.closes, scores.served, scores.teams
-
     seen: set[int] = set()
     records: list[Considered] = []
     feasible: list[int] = []
@@ -378,8 +211,8 @@ def _assess(
             assert eta_fn is not None
             eta = float(eta_fn(j, cand))
         finite = isfinite(eta)
-        # max() is spelt out below: the same result (the first argument unless the
-        # second is strictly greater), at a third of the cost.
+        # max() and min() are spelt out below: the same result (the first argument
+        # unless the second is strictly greater/smaller), at a third of the cost.
         reach_s = now_s + eta
         start_s = reach_s if reach_s > earliest else earliest
         end_s = start_s + duration
@@ -400,23 +233,54 @@ def _assess(
                 records.append(Considered(cand, False, reason, eta if finite else None, None))
             else:  # not reached: the inlined checks are why_not_eta's
                 feasible.append(len(records))
-                breakdown = score(job, cand, eta, now_s, scores.peers, params)
+                breakdown = score(job, cand, eta, now_s, peers, params)
                 costs.append(breakdown.total)
                 records.append(Considered(cand, True, None, eta, breakdown))
             continue
-        # score: left to scores.fill (schedule_term's interval is the one found above).
-        slots.append((records, len(records), costs, len(costs)))
+        # score, inlined (schedule_term's interval is the one found above).
+        a, b = interval
+        rating = prior - (cand.rating_sum + prior_sum) / (cand.rating_count + prior_weight)
+        jobs = (cand.jobs_today - jobs_median) / jobs_scale
+        money = (cand.earnings_today_minor - money_median) / money_scale
+        jobs = jobs if jobs < 1.0 else 1.0
+        money = money if money < 1.0 else 1.0
+        fairness = ((jobs if jobs > -1.0 else -1.0) + (money if money > -1.0 else -1.0)) / 2
+        opens_s = float(a)
+        before = start_s - eta - (now_s if now_s > opens_s else opens_s)
+        before = before if before > 0.0 else 0.0
+        after = b - end_s
+        fragments: float = 0
+        if 0 < before < gap:
+            fragments = fragments + before
+        if 0 < after < gap:
+            fragments = fragments + after
+        schedule = fragments / gap
+        affinity = -1.0 if customer in cand.served_customer_ids else 0.0
+        same_team = -1.0 if team is not None and team == cand.team_id else 0.0
+        w_eta = weight_eta * (eta / 60.0)
+        w_rating = weight_rating * rating
+        w_fairness = weight_fairness * fairness
+        w_schedule = weight_schedule * schedule
+        w_affinity = weight_affinity * affinity
+        w_team = weight_team * same_team
+        priority = -1.0 if cand.priority else 0.0
+        w_priority = weight_priority * priority
+        total_ = w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team + w_priority
         feasible.append(len(records))
-        records.append(_PLACEHOLDER)
-        costs.append(0.0)
-        pending.append(cand)
-        pair_etas.append(eta)
-        starts.append(start_s)
-        ends.append(end_s)
-        opens.append(interval[0])
-        closes.append(interval[1])
-        served.append(customer in cand.served_customer_ids)
-        teams.append(team is not None and team == cand.team_id)
+        costs.append(total_)
+        records.append(
+            Considered(
+                cand,
+                True,
+                None,
+                eta,
+                Breakdown(
+                    (eta / 60.0, rating, fairness, schedule, affinity, same_team, priority),
+                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority),
+                    total_,
+                ),
+            )
+        )
     return Assessed(records, feasible, costs)
 
 
@@ -457,9 +321,7 @@ def assess_all(
     if peers is None:
         unique = {c.worker_id: c for row in candidates for c in row}
         peers = peers_of((unique[w] for w in sorted(unique)), n_jobs=len(jobs))
-    scores = _Scores(now_s, peers, params)
     assessed = [
-        _assess(j, job, candidates[j], etas, now_s, params, scores) for j, job in enumerate(jobs)
+        _assess(j, job, candidates[j], etas, now_s, peers, params) for j, job in enumerate(jobs)
     ]
-    scores.fill()
     return assessed, peers
