@@ -893,6 +893,7 @@ def measure_live_tick(
         out["changes_per_tick_median"] = int(statistics.median(changes))
         out["quality"] = quality(decisions)
         out["outside_the_tick_cpu_ms"] = engine_extras(decisions, searches_cpu_ms)
+        out["outside_the_tick_cpu_ms"].update(engine_etas(jobs, cands, graph, ctx["eta_params"]))
         out["decisions_sha256"] = digests
         expected = LIVE_TICK_DIGESTS[: len(digests)]
         out["decisions_as_before"] = digests[: len(expected)] == expected
@@ -960,6 +961,27 @@ def engine_extras(decisions: Sequence[Decision], searches_cpu_ms: float) -> dict
                 encode(d)
             runs.append((time.thread_time() - c0) * 1e3)
         out[way] = round(statistics.median(runs), 1)
+    return out
+
+
+def engine_etas(
+    jobs: Sequence[Job],
+    cands: Sequence[Sequence[Candidate]],
+    graph: RoadGraph,
+    eta_params: EtaParams,
+) -> dict[str, float]:
+    """The engine's own ETA step (``Engine._etas``: snapping, one reverse road search per
+    order, the ETAs as dicts) on the last tick's candidates: on an order's first tick
+    (the search run) and on the next (kept by ``DestinationCache``)."""
+    from dispatch.engine import Engine
+    from tracking.eta import DestinationCache
+
+    cache = DestinationCache()
+    out: dict[str, float] = {}
+    for name in ("engine_etas_first_tick", "engine_etas_next_tick"):
+        c0 = time.thread_time()
+        Engine._etas(jobs, cands, graph, eta_params, cache)
+        out[name] = round((time.thread_time() - c0) * 1e3, 1)
     return out
 
 
