@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from dispatch import at_risk, offers, service, store
-from dispatch.candidates import load_candidates, order_job
+from dispatch.candidates import load_candidates, order_job, order_jobs
 from dispatch.models import Order
 from dispatch.offers import OfferParams
 from dispatch.plans import DayPlans
@@ -367,7 +367,7 @@ class Engine:
         report.index_changes = refreshed.changes
         # A worker with an offer still open is not offered another job.
         index = live.index(exclude=await self._offer_holders(city_id))
-        jobs = [await order_job(self.stores, o, now=now, params=self.match) for o in orders]
+        jobs = await order_jobs(self.stores, orders, now=now, params=self.match)
         if not len(index):
             report.unmatched = len(orders)
             report.overflowed += await self._overflow(orders, now)
