@@ -804,7 +804,11 @@ def measure_live_tick(
     ]
     job_lat = np.array([j.lat for j in jobs])
     job_lng = np.array([j.lng for j in jobs])
+    c0 = time.thread_time()
     times = [destination_times(graph, j.lat, j.lng) for j in jobs]
+    # What the engine paid every tick before it kept each waiting order's search
+    # (tracking.eta.DestinationCache); the benchmark always paid it once per order.
+    searches_cpu_ms = (time.thread_time() - c0) * 1e3
     progress(f"live tick: {n_workers} workers through the ingest script")
     ingest_calls(script, keys, city.ids, lat, lng, ["available"] * n_workers, 1)
     laps = Laps()
@@ -888,6 +892,8 @@ def measure_live_tick(
         await ar.aclose()
         out["changes_per_tick_median"] = int(statistics.median(changes))
         out["quality"] = quality(decisions)
+        out["outside_the_tick_cpu_ms"] = engine_extras(decisions, searches_cpu_ms)
+        out["outside_the_tick_cpu_ms"].update(engine_etas(jobs, cands, graph, ctx["eta_params"]))
         out["decisions_sha256"] = digests
         expected = LIVE_TICK_DIGESTS[: len(digests)]
         out["decisions_as_before"] = digests[: len(expected)] == expected
@@ -935,6 +941,48 @@ def measure_live_tick(
             "cpu": round(cpu["refresh_from_log"] / max(cpu["read_whole_set"], 1e-3), 3),
         },
     }
+
+
+def engine_extras(decisions: Sequence[Decision], searches_cpu_ms: float) -> dict[str, float]:
+    """CPU the engine's tick pays besides the steps above, for the last tick's decisions:
+    the JSON for ``dispatch_decisions`` as ``Engine._record`` made it before (the JSON
+    parsed with orjson, then serialised again by the pool's jsonb codec) and now (the text
+    of ``to_json``, cast to jsonb in SQL); the orders' reverse road searches, which the
+    engine ran every tick before keeping them (``destination_times``, once per order)."""
+    out: dict[str, float] = {"road_searches_for_500_orders_once": round(searches_cpu_ms, 1)}
+    for way, encode in (
+        ("record_json_before", lambda d: orjson.dumps(orjson.loads(d.to_json())).decode()),
+        ("record_json_now", lambda d: d.to_json().decode()),
+    ):
+        runs = []
+        for _ in range(3):
+            c0 = time.thread_time()
+            for d in decisions:
+                encode(d)
+            runs.append((time.thread_time() - c0) * 1e3)
+        out[way] = round(statistics.median(runs), 1)
+    return out
+
+
+def engine_etas(
+    jobs: Sequence[Job],
+    cands: Sequence[Sequence[Candidate]],
+    graph: RoadGraph,
+    eta_params: EtaParams,
+) -> dict[str, float]:
+    """The engine's own ETA step (``Engine._etas``: snapping, one reverse road search per
+    order, the ETAs as dicts) on the last tick's candidates: on an order's first tick
+    (the search run) and on the next (kept by ``DestinationCache``)."""
+    from dispatch.engine import Engine
+    from tracking.eta import DestinationCache
+
+    cache = DestinationCache()
+    out: dict[str, float] = {}
+    for name in ("engine_etas_first_tick", "engine_etas_next_tick"):
+        c0 = time.thread_time()
+        Engine._etas(jobs, cands, graph, eta_params, cache)
+        out[name] = round((time.thread_time() - c0) * 1e3, 1)
+    return out
 
 
 class Laps:

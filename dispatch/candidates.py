@@ -9,7 +9,7 @@ judged by the same rules (``matching.feasibility.why_not``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -212,6 +212,38 @@ async def order_job(stores: Stores, order: Order, *, now: datetime, params: Matc
         now=now,
         params=params,
     )
+
+
+async def order_jobs(
+    stores: Stores, orders: Sequence[Order], *, now: datetime, params: MatchParams
+) -> list[Job]:
+    """:func:`order_job` for a tick's orders: each service read once, the certificate
+    rules once and every order's exclusions in one query (per order, three queries each:
+    1,500 round trips for a tick of 500 orders)."""
+    if not orders:
+        return []
+    services = {
+        code: await catalog_store.service(stores.pool, code)
+        for code in sorted({o.service_code for o in orders})
+    }
+    rules = await workforce_store.skill_certificate_rules(stores.pool)
+    excluded = await offers.excluded_many(stores.pool, [o.id for o in orders], now)
+    jobs = []
+    for order in orders:
+        service = services[order.service_code]
+        skills = service.required_skills if service else ()
+        jobs.append(
+            job_from_order(
+                order,
+                required_skills=skills,
+                required_certificates=set(service.required_certificates if service else ())
+                | certificates_needed(skills, rules),
+                excluded=excluded.get(order.id, frozenset()),
+                now=now,
+                params=params,
+            )
+        )
+    return jobs
 
 
 async def assignment_warnings(

@@ -121,6 +121,22 @@ async def excluded(db: Conn, order_id: int, now: datetime) -> frozenset[int]:
     return frozenset(r["worker_id"] for r in rows)
 
 
+async def excluded_many(
+    db: Conn, order_ids: Sequence[int], now: datetime
+) -> dict[int, frozenset[int]]:
+    """:func:`excluded` for many orders in one query (an order without any: absent)."""
+    rows = await db.fetch(
+        "SELECT order_id, worker_id FROM order_exclusions WHERE order_id = ANY($1) AND "
+        f"{ACTIVE_EXCLUSION}",
+        list(order_ids),
+        now,
+    )
+    out: dict[int, set[int]] = {}
+    for r in rows:
+        out.setdefault(r["order_id"], set()).add(r["worker_id"])
+    return {order_id: frozenset(workers) for order_id, workers in out.items()}
+
+
 async def exclude(
     db: Tx,
     order_id: int,

@@ -47,6 +47,9 @@ class RoadGraph:
     length_m: Any  # scipy.sparse.csr_matrix
     _ref_lat_lng: tuple[float, float] = field(init=False, repr=False)
     _tree: Any = field(init=False, repr=False)  # scipy.spatial.cKDTree over local metres
+    # travel_s transposed (edges reversed), for searches *to* a node: built once here
+    # (transposing per search cost ~0.1 ms of each ~0.5 ms destination search).
+    reverse_travel_s: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.node_ids)
@@ -62,6 +65,10 @@ class RoadGraph:
         ref = (float(self.lat.mean()), float(self.lng.mean()))
         object.__setattr__(self, "_ref_lat_lng", ref)
         object.__setattr__(self, "_tree", cKDTree(self._local_xy_m(self.lat, self.lng)))
+        reverse = self.travel_s.T.tocsr()
+        for array in (reverse.data, reverse.indices, reverse.indptr):
+            array.setflags(write=False)
+        object.__setattr__(self, "reverse_travel_s", reverse)
 
     @property
     def n_nodes(self) -> int:

@@ -93,7 +93,7 @@ def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str
     start_s = max(float(job.earliest_start_s), now_s)
     if covers(cand.available, start_s, start_s + job.duration_s):
         return None
-    return _outside_schedule(job, start_s, params)
+    return outside_schedule(job, start_s, params)
 
 
 def why_not_eta(
@@ -109,7 +109,7 @@ def why_not_eta(
         latest = local_time(job.latest_start_s, params.utc_offset_s)
         return f"too late: could start {local_time(start_s, params.utc_offset_s)}, latest {latest}"
     if not covers(cand.available, start_s, start_s + job.duration_s):
-        return _outside_schedule(job, start_s, params)
+        return outside_schedule(job, start_s, params)
     if cand.commitment is not None and cand.commitment.order_id != job.order_id:
         return why_not_commitment(job, cand.commitment, start_s, params)
     return None
@@ -138,7 +138,9 @@ def why_not_commitment(
     )
 
 
-def _outside_schedule(job: Job, start_s: float, params: MatchParams) -> str:
+def outside_schedule(job: Job, start_s: float, params: MatchParams) -> str:
+    """The reason for a worker whose free intervals do not hold the job started at
+    ``start_s``."""
     begin = local_time(start_s, params.utc_offset_s)
     end = local_time(start_s + job.duration_s, params.utc_offset_s)[-5:]
     return f"outside schedule: {begin}–{end}"

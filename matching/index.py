@@ -88,9 +88,11 @@ class CandidateIndex:
             and np.abs(lng).max() <= 180
         ):
             raise MatchingError("must be finite degrees in range", field="lat")
-        ordered = np.sort(ids)
-        if (ordered[1:] == ordered[:-1]).any():
-            raise MatchingError("must not repeat a worker", field="worker_ids")
+        # The engine's copy hands its ids sorted: then no sort is needed to find repeats.
+        if not (ids[1:] > ids[:-1]).all():
+            ordered = np.sort(ids)
+            if (ordered[1:] == ordered[:-1]).any():
+                raise MatchingError("must not repeat a worker", field="worker_ids")
         for array in (ids, lat, lng):
             array.setflags(write=False)
         object.__setattr__(self, "worker_ids", ids)

@@ -11,10 +11,14 @@ from typing import Any
 import httpx
 import orjson
 
+from dispatch import offers
+from dispatch import store as dispatch_store
+from dispatch.candidates import order_job, order_jobs
 from dispatch.dayplan import DayInputs, DayJob, WorkerDay, instant_refusal
 from dispatch.engine import Engine
 from dispatch.offers import OfferParams
 from doorstep.stores import Stores
+from matching.params import MatchParams
 from tests.helpers import Account, MakeUser
 from tests.live import EngineCity, book_here, make_worker, next_of, online, status_of
 from workforce import store as workforce_store
@@ -387,3 +391,41 @@ async def test_an_assigned_worker_predicted_to_miss_is_replaced_and_one_en_route
     assert again.at_risk == {}  # not before risk_every_s
     await ws_a.close()
     await ws_b.close()
+
+
+async def test_a_ticks_jobs_read_together_equal_each_order_read_alone(
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """order_jobs (one query for every order's exclusions, each service once) gives the same
+    Jobs as order_job per order: a cooldown in force, one over and one for good."""
+    a = await make_worker(stores, client, engine_city.id)
+    b = await make_worker(stores, client, engine_city.id)
+    customer = await make_user("customer")
+    first = await book_here(client, customer, instant_service, engine_city.here)
+    second = await book_here(client, customer, instant_service, engine_city.here)
+    third = await book_here(client, customer, instant_service, engine_city.here)
+    now = datetime.now(UTC)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        for order_id, worker, until in (
+            (first["id"], a.id, now + timedelta(minutes=3)),  # in its cooldown
+            (first["id"], b.id, None),  # for good
+            (second["id"], a.id, now - timedelta(minutes=1)),  # cooldown over
+        ):
+            await offers.exclude(
+                conn, order_id, worker, reason="test", actor="system", actor_id=None, until=until
+            )
+    loaded = [await dispatch_store.get(stores.pool, o["id"]) for o in (first, second, third)]
+    orders = [o for o in loaded if o is not None]
+    params = MatchParams()
+    together = await order_jobs(stores, orders, now=now, params=params)
+    alone = [await order_job(stores, o, now=now, params=params) for o in orders]
+    assert together == alone
+    assert [j.excluded_worker_ids for j in together] == [
+        frozenset({a.id, b.id}),
+        frozenset(),
+        frozenset(),
+    ]

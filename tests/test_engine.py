@@ -15,6 +15,7 @@ import pytest
 from dispatch.engine import Engine
 from dispatch.offers import OfferParams
 from doorstep.stores import Stores
+from matching.model import Decision
 from tests.helpers import METRICS_AUTH, Account, MakeUser
 from tests.live import EngineCity, book_here, make_worker, next_of, online, recv, status_of
 
@@ -35,7 +36,7 @@ async def test_the_nearest_worker_gets_the_offer_and_accepts_over_the_socket(
     stores: Stores,
     instant_service: str,
 ) -> None:
-    """A tick offers the order to the nearer worker; accepting on the socket assigns it; the why is stored."""
+    """A tick offers the order to the nearer worker; accepting on the socket assigns it; the why is stored, exactly the decision's JSON."""
     near = await make_worker(stores, client, engine_city.id)
     far = await make_worker(stores, client, engine_city.id)
     ws_near = await online(live_app[0], near, (engine_city.here[0] + 0.001, engine_city.here[1]))
@@ -64,6 +65,15 @@ async def test_the_nearest_worker_gets_the_offer_and_accepts_over_the_socket(
     assert decision["worker_id"] == near.id
     considered = {c["candidate"]["worker_id"] for c in decision["decision"]["candidates"]}
     assert {near.id, far.id} <= considered
+    # Stored as the JSON text of Decision.to_json (cast to jsonb in SQL): read back, it is
+    # that JSON, and parses into the decision as stored.
+    (made,) = [d for d in report.decisions if d.order_id == order["id"]]
+    stored = await stores.pool.fetchval(
+        "SELECT decision FROM dispatch_decisions WHERE order_id = $1 ORDER BY id LIMIT 1",
+        order["id"],
+    )
+    assert stored == orjson.loads(made.to_json())
+    assert Decision.from_json(orjson.dumps(stored)) == made.for_storage()
     await ws_near.close()
     await ws_far.close()
 

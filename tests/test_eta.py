@@ -16,6 +16,7 @@ from doorstep.params import ParamsError, from_mapping
 from geo.coords import EARTH_RADIUS_M, haversine_m
 from geo.roadgraph import RoadGraph, load_futian_graph
 from tracking.eta import (
+    DestinationCache,
     EtaParams,
     destination_times,
     eta_many,
@@ -234,3 +235,31 @@ def test_eta_many_equals_eta_s_point_by_point() -> None:
         eta_s(times, graph, float(a), float(b), params)[0] for a, b in zip(lat, lng, strict=True)
     ]
     assert many == pytest.approx(one, rel=1e-9)
+
+
+def test_the_destination_cache_gives_the_same_times_and_keeps_them_within_its_budget(
+    graph: RoadGraph,
+) -> None:
+    """DestinationCache returns destination_times' arrays bit for bit, runs one search per
+    destination, drops the least recently used past its byte budget, and starts over for
+    another graph."""
+    points = [(22.53 + i * 0.004, 114.02 + i * 0.003) for i in range(4)]
+    per_entry = graph.n_nodes * (8 + 4)  # seconds_to float64 + next_hop int32
+    cache = DestinationCache(max_bytes=3 * per_entry)
+    for lat, lng in points[:3]:
+        kept, fresh = cache.get(graph, lat, lng), destination_times(graph, lat, lng)
+        assert np.array_equal(kept.seconds_to, fresh.seconds_to)
+        assert kept.next_hop is not None
+        assert fresh.next_hop is not None
+        assert np.array_equal(kept.next_hop, fresh.next_hop)
+        assert (kept.node, kept.snap_m) == (fresh.node, fresh.snap_m)
+    first = cache.get(graph, *points[0])
+    assert (cache.hits, cache.misses, len(cache)) == (1, 3, 3)
+    cache.get(graph, *points[3])  # over budget: points[1], the least recently used, goes
+    assert len(cache) == 3
+    assert cache.get(graph, *points[0]) is first
+    cache.get(graph, *points[1])
+    assert cache.misses == 5
+    walking = load_futian_graph(drivable_only=False)  # another graph: the cache starts over
+    assert cache.get(walking, *points[0]).seconds_to.shape == (walking.n_nodes,)
+    assert len(cache) == 1
