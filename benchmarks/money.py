@@ -173,6 +173,7 @@ async def orchestrate(
     gateway = WeChatSandboxServer(sandbox, h.free_port())
     await gateway.start()
     server: h.Server | None = None
+    relay: h.Server | None = None
     pool = await create_pool(db.url, min_size=1, max_size=4)
     try:
         secret = h.bench_secret()  # before the accounts: their phones are sealed with its keys
@@ -197,10 +198,15 @@ async def orchestrate(
         [finance] = f.tokens([int(staff)], "finance", key=secret)
         port = h.free_port()
         params = work / "params.toml"
-        params.write_text(
+        common = (
             "[engine]\nenabled = false\n[gc]\nfreeze = true\n"
             "[payments]\nquery_after_s = 2\nrefund_query_after_s = 5\n"
         )
+        apart = args.relay == "apart"
+        # Relay apart: the server that takes the notifications runs no relay ([events]
+        # in_process = false); a second `doorstep serve`, sent nothing, relays the events
+        # (order.paid's consumers) — the topology docs/events.md describes for load.
+        params.write_text(common + ("[events]\nin_process = false\n" if apart else ""))
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -225,6 +231,17 @@ async def orchestrate(
             argv[1:1] = ["-m", "benchmarks._cpuprofile", "--window", args.profile_burst]
         server = h.Server("money", argv, env, work)
         await server.wait_http(port, "/readyz", timeout_s=180)
+        if apart:
+            relay_params = work / "params-relay.toml"
+            relay_params.write_text(common)
+            relay_port = h.free_port()
+            relay = h.Server(
+                "money-relay",
+                [sys.executable, "-m", "doorstep", "serve", "--port", str(relay_port)],
+                {**env, "DOORSTEP_PARAMS": str(relay_params), "DOORSTEP_DB_POOL_MAX": "8"},
+                work,
+            )
+            await relay.wait_http(relay_port, "/readyz", timeout_s=180)
         h.progress(f"server ready; {customers_n} customers in the storm, a burst of {burst_n}")
         base = f"http://127.0.0.1:{port}"
         http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=64))
@@ -400,6 +417,8 @@ async def orchestrate(
         # would otherwise take this 2-core machine's time inside the measured window.
         signed = [(b, sandbox.notification_headers(b)) for b in wave]
         server_pids = _process_tree(server.pid)  # with --workers: the supervisor and workers
+        if relay is not None:  # its CPU is the notifications' too (their events' consumers)
+            server_pids += _process_tree(relay.pid)
         load_before = os.getloadavg()[0]
         if args.profile_burst:
             os.kill(server.pid, signal.SIGUSR1)
@@ -583,6 +602,7 @@ async def orchestrate(
             # machine's share the server did not get.
             "client_cpu_ms_per_notification": round((client1 - client0) * 1000 / len(wave), 2),
             "server_processes": len(server_pids),
+            "relay": args.relay,
             "load_average_1m": [round(load_before, 1), round(load_after, 1)],
             "paced": paced,
             "burst": {
@@ -607,6 +627,8 @@ async def orchestrate(
             "machine": h.machine(),
         }
     finally:
+        if relay is not None:
+            relay.stop()
         if server is not None:
             server.stop()
         await pool.close()
@@ -644,6 +666,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--workers", type=int, default=1, help="server processes (doorstep serve --workers)"
+    )
+    p.add_argument(
+        "--relay",
+        choices=("in-server", "apart"),
+        default="in-server",
+        help="where order.paid's consumers run: in the server (default) or in a second "
+        "`doorstep serve` that takes no requests ([events] in_process = false on the first)",
     )
     args = p.parse_args(argv)
     if args.profile:
