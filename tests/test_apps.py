@@ -407,7 +407,10 @@ async def test_positions_taken_offline_are_sent_after_the_server_comes_back(
     await page.wait_for_selector('#conn[data-state="waiting"]', timeout=WAIT_MS)
     for k, point in enumerate(points[1:], start=1):
         await context.set_geolocation({"latitude": point[0], "longitude": point[1], "accuracy": 8})
-        await page.wait_for_function(f"{backlog}.length >= {k}", timeout=WAIT_MS)
+        # Polled with evaluate: wait_for_function's string predicate is eval'd in the page,
+        # which its CSP (no 'unsafe-eval') refused once in CI.
+        kept_js = f"{backlog}.length >= {k}"
+        await _until(lambda: page.evaluate(kept_js), f"{k} fixes kept offline")  # noqa: B023
     kept = await page.evaluate(f"{backlog}.map(f => f.lat)")
     assert kept == [p[0] for p in points[1:]]
     for point in points[1:]:
@@ -420,7 +423,7 @@ async def test_positions_taken_offline_are_sent_after_the_server_comes_back(
         return all([await archived(p) for p in points[1:]])
 
     await _until(all_archived, "the fixes taken offline are archived")
-    await page.wait_for_function(f"{backlog}.length === 0", timeout=WAIT_MS)
+    await _until(lambda: page.evaluate(f"{backlog}.length === 0"), "the backlog is emptied")
     seqs = await stores.pool.fetch(
         "SELECT seq FROM trail_points WHERE worker_id = $1 ORDER BY seq", worker.id
     )
