@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 PASSWORD = "correct horse battery"
 METRICS_TOKEN = secrets.token_urlsafe(32)  # the test server's DOORSTEP_METRICS_TOKEN
@@ -96,3 +98,22 @@ def client_frame(
     if mask is None:
         return head + payload
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def page_until(
+    page: Any, expression: str, arg: Any = None, *, what: str, timeout_ms: int = 15_000
+) -> Any:
+    """Poll a page expression (a JS function of `arg`) until it is truthy; return its value.
+
+    Playwright's wait_for_function compiles its string predicate inside the page, which
+    our pages' CSP (no 'unsafe-eval') may refuse; evaluate runs it through the debugger
+    protocol instead, which CSP does not govern.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+    while True:
+        value = await page.evaluate(expression, arg)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_ms} ms waiting for {what}")
+        await asyncio.sleep(0.05)

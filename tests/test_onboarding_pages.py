@@ -17,7 +17,7 @@ from doorstep.stores import Stores
 from onboarding.idcard import make_id_number
 from tests.access import grant, new_city
 from tests.files_samples import jpeg, pdf
-from tests.helpers import Account, MakeUser, new_phone
+from tests.helpers import Account, MakeUser, new_phone, page_until
 from tests.onboarding_setup import Trade, fill_in, make_trade, sign_up, sms_code
 from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
 from tests.test_pages import (  # noqa: F401 - fixtures
@@ -173,10 +173,14 @@ async def test_a_reviewer_judges_documents_and_approves_in_the_back_office(
         pending = page.locator('form.doc-verdict[data-status="pending"]')
         if not await pending.count():
             break
+        before = await pending.count()  # counted before the click: the page may answer first
         await pending.first.locator('button[data-verdict="approve"]').click()
-        await page.wait_for_function(
-            f"() => document.querySelectorAll('form.doc-verdict[data-status=\"pending\"]').length < {await pending.count()}",
-            timeout=WAIT_MS,
+        await page_until(
+            page,
+            "n => document.querySelectorAll('form.doc-verdict[data-status=\"pending\"]').length < n",
+            before,
+            what="one document fewer pending",
+            timeout_ms=WAIT_MS,
         )
     await page.click('button[data-decision="approve"]')
     await page.wait_for_selector('#application[data-status="approved"]', timeout=WAIT_MS)

@@ -30,7 +30,7 @@ from catalog import store as catalog_store
 from doorstep.settings import Settings
 from doorstep.stores import Stores
 from geo.roadgraph import load_futian_graph
-from tests.helpers import PASSWORD, MakeUser
+from tests.helpers import PASSWORD, MakeUser, page_until
 from tests.live import book_here, make_worker, next_of, online, open_worker
 
 CHROMIUM = os.environ.get("DOORSTEP_CHROMIUM", "/usr/bin/chromium")
@@ -211,11 +211,13 @@ class Walker:
 
 async def _marker_at(page: Any, at: tuple[float, float]) -> None:
     """Wait until the worker's marker on the page is headed for ``at``."""
-    await page.wait_for_function(
+    await page_until(
+        page,
         "([lat, lng]) => { const m = document.getElementById('worker-marker');"
         " return m && Math.abs(m.dataset.lat - lat) < 1e-5 && Math.abs(m.dataset.lng - lng) < 1e-5; }",
-        arg=[at[0], at[1]],
-        timeout=WAIT_MS,
+        [at[0], at[1]],
+        what="the worker's marker at the fix",
+        timeout_ms=WAIT_MS,
     )
 
 
@@ -278,10 +280,12 @@ async def test_customer_page_follows_the_worker_live(
         await phone.fix(here)
         await _marker_at(page, here)
         if k == 1:
-            await page.wait_for_function(
+            await page_until(
+                page,
                 "p50 => Number(document.getElementById('eta-range').dataset.p50) < p50",
-                arg=first_p50,
-                timeout=WAIT_MS,
+                first_p50,
+                what="a shorter ETA",
+                timeout_ms=WAIT_MS,
             )
             assert "stale" not in (await page.get_attribute("#fresh-badge", "class") or "")
             await asyncio.sleep(1.0)  # let the marker finish gliding for the picture
@@ -414,8 +418,11 @@ async def test_console_override_moves_the_job(
     await page.click('#tabs button[data-tab="workers"]')
     await page.click(f'#workers [data-worker-id="{b.id}"]')
     await page.wait_for_selector("#no-plan", timeout=WAIT_MS)
-    await page.wait_for_function(
-        "() => /\\d/.test(document.getElementById('trail-info').textContent)", timeout=WAIT_MS
+    await page_until(
+        page,
+        "() => /\\d/.test(document.getElementById('trail-info').textContent)",
+        what="the trail's figures",
+        timeout_ms=WAIT_MS,
     )
     await _shot(page, "console-worker.png")
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from api import errors
 from api.secheaders import DEFAULT_CSP, SecureStarlette
-from tests.helpers import METRICS_AUTH, Account, MakeUser
+from tests.helpers import METRICS_AUTH, Account, MakeUser, page_until
 
 CHROMIUM = os.environ.get("DOORSTEP_CHROMIUM", "/usr/bin/chromium")
 
@@ -108,8 +108,10 @@ async def test_docs_still_renders_in_a_browser_under_its_policy(live_app: tuple[
             )
             page.on("pageerror", lambda e: problems.append(str(e)))
             await page.goto(f"http://{live_app[0]}/docs")
-            await page.wait_for_function(
-                "document.getElementById('info').textContent.includes('OpenAPI')", timeout=15_000
+            await page_until(
+                page,
+                "() => document.getElementById('info').textContent.includes('OpenAPI')",
+                what="the API page's info",
             )
             assert await page.locator("#main").inner_text() != ""
             assert problems == []
