@@ -465,17 +465,16 @@ class Payments:
         assert order is not None
         now = datetime.now(UTC)
         # Locks the trade and marks it paid in one statement; None: another delivery won.
-        p = await store.mark_paid(
+        marked = await store.mark_paid(
             conn, seen.id, provider_trade_no=trade.provider_trade_no, paid_at=trade.paid_at or now
         )
-        if p is None:
+        if marked is None:
             return Applied("duplicate", "already paid")
+        p, another = marked
         await ledger_store.post(
             conn, rules.captured(p.provider, trade.provider_trade_no, p.order_id, p.amount_fen)
         )
-        others_paid = p.purpose != "addon" and await store.another_paid(  # add-ons: rounds
-            conn, p.order_id, p.id, p.purpose
-        )
+        others_paid = p.purpose != "addon" and another  # add-ons: rounds
         if others_paid:
             await self._refund_in(
                 conn,
@@ -505,7 +504,8 @@ class Payments:
                 at=now,
                 data={"out_trade_no": p.out_trade_no, "amount_fen": p.amount_fen},
             )
-            await jobs_store.cancel_waiting(conn, queueing_lock=_close_lock(order.id))
+            # Its close job is cancelled by this module's consumer of order.paid, off the
+            # notification's transaction (the job would find the order paid and do nothing).
         elif order.status == "completed":
             if p.purpose == "final":
                 # A coupon or points on a pay-after-service order: the platform pays them
@@ -817,14 +817,26 @@ class Payments:
                 await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
 
     def consumer(self) -> Consumer:
-        """The events consumer: a cancelled order's money (refunds less the fee, trades closed)."""
-        return Consumer(name="payments", types=frozenset({"order.cancelled"}), handle=self.handle)
+        """The events consumer: a paid order's close job cancelled; a cancelled order's money
+        (refunds less the fee, trades closed)."""
+        return Consumer(
+            name="payments",
+            types=frozenset({"order.cancelled", "order.paid"}),
+            handle=self.handle,
+        )
 
     async def handle(self, tx: Tx, event: Event) -> None:
-        """In the consumer's transaction: refund a cancelled order's payments less its
-        cancellation fee (kept from the first payments), close its unpaid trades."""
+        """In the consumer's transaction: a paid order's close job cancelled; a cancelled
+        order's payments refunded less its cancellation fee (kept from the first
+        payments), its unpaid trades closed."""
         payload = event.payload
         if not isinstance(payload, OrderChanged):
+            return
+        if event.type == "order.paid":
+            # Here rather than in the capture's transaction: a statement (and the job
+            # table's index and trigger work) fewer on the notification's path. Until it
+            # runs, the job, if it comes due, finds the order paid and does nothing.
+            await jobs_store.cancel_waiting(tx, queueing_lock=_close_lock(payload.order_id))
             return
         order = await dispatch_store.get(tx, payload.order_id, lock=True)
         if order is None:

@@ -187,29 +187,25 @@ async def update_payment(db: Tx, payment_id: int, **fields: Any) -> PaymentRow:
 
 async def mark_paid(
     db: Tx, payment_id: int, *, provider_trade_no: str, paid_at: datetime
-) -> PaymentRow | None:
-    """Mark a trade paid (its row locked by the update); None if it was paid already."""
-    return _pay(
-        await db.fetchrow(
-            "UPDATE payments SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
-            f"WHERE id = $1 AND status <> 'paid' RETURNING {_PAY}",
-            payment_id,
-            provider_trade_no,
-            paid_at,
-        )
-    )
-
-
-async def another_paid(db: Conn, order_id: int, payment_id: int, purpose: str) -> bool:
-    """Whether another trade of the order, for the same purpose, is paid."""
-    found = await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1 AND id <> $2 "
-        "AND purpose = $3 AND status = 'paid')",
-        order_id,
+) -> tuple[PaymentRow, bool] | None:
+    """Mark a trade paid (its row locked by the update); None if it was paid already.
+    With the row: whether another trade of its order, for the same purpose, is paid too
+    (the same statement: one round trip fewer on a notification's path)."""
+    r = await db.fetchrow(
+        "UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
+        "WHERE id = $1 AND status <> 'paid' RETURNING "
+        + ", ".join(f"p.{c.strip()}" for c in _PAY.split(","))
+        + ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
+        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid",
         payment_id,
-        purpose,
+        provider_trade_no,
+        paid_at,
     )
-    return bool(found)
+    if r is None:
+        return None
+    row = dict(r)
+    others = bool(row.pop("others_paid"))
+    return PaymentRow(**row), others
 
 
 async def pending_older_than(db: Conn, before: datetime, limit: int = 200) -> list[str]:

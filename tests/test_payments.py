@@ -156,7 +156,8 @@ async def test_a_prepaid_order_waits_is_paid_and_confirmed_with_its_ledger_entry
 ) -> None:
     """Booking a prepaid service gives 待支付 with the breakdown and a close job 15 min
     out; paying by Native (code_url) brings a verified notification: the order is
-    confirmed, the trade paid, the ledger holds 150.00 for the order, the close job is gone."""
+    confirmed, the trade paid, the ledger holds 150.00 for the order, the close job is
+    cancelled (by the events consumer)."""
     customer = await make_user("customer")
     order = await book(client, customer, prepaid_service)
     assert order["status"] == "awaiting_payment"
@@ -189,12 +190,16 @@ async def test_a_prepaid_order_waits_is_paid_and_confirmed_with_its_ledger_entry
     assert money["payments"][0]["status"] == "paid"
     assert await _funds(stores, order["id"]) == 15000
     assert await _outcomes(stores, trade["out_trade_no"]) == ["applied"]
-    status = await stores.pool.fetchval(
-        "SELECT status FROM procrastinate_jobs WHERE task_name = 'payments:close_unpaid' "
-        "AND (args->>'order_id')::bigint = $1",
-        order["id"],
-    )
-    assert status == "cancelled"
+
+    async def close_job_cancelled() -> bool:  # by the payments consumer of order.paid
+        status = await stores.pool.fetchval(
+            "SELECT status FROM procrastinate_jobs WHERE task_name = 'payments:close_unpaid' "
+            "AND (args->>'order_id')::bigint = $1",
+            order["id"],
+        )
+        return bool(status == "cancelled")
+
+    await until(close_job_cancelled)
     assert await ledger_store.check(stores.pool) == []
 
 
@@ -322,6 +327,31 @@ async def test_a_notification_that_never_comes_is_found_by_the_query(
     await payments.sweep(datetime.now(UTC) + timedelta(minutes=5))
     assert (await _order(client, customer, order_id))["status"] == "confirmed"
     assert await _funds(stores, order_id) == 15000
+
+
+async def test_a_close_job_that_comes_due_after_the_payment_changes_nothing(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    prepaid_service: str,
+    sandbox: WeChatSandbox,
+    payments: Payments,
+    stores: Stores,
+) -> None:
+    """The close job of an order paid before its job was cancelled (the consumer runs
+    after the capture) finds the order confirmed and leaves it and its money alone."""
+    customer = await make_user("customer")
+    order = await book(client, customer, prepaid_service)
+    trade = await _pay(client, customer, order["id"])
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+
+    async def confirmed() -> bool:
+        return bool((await _order(client, customer, order["id"]))["status"] == "confirmed")
+
+    await until(confirmed)
+    assert not await payments.close_unpaid(order["id"])
+    assert (await _order(client, customer, order["id"]))["status"] == "confirmed"
+    assert (await _money(client, customer, order["id"]))["payments"][0]["status"] == "paid"
+    assert await _funds(stores, order["id"]) == 15000
 
 
 async def test_an_unpaid_order_closes_and_a_late_payment_is_refunded(
