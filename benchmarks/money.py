@@ -144,6 +144,27 @@ def _process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each PostgreSQL process on the machine (the
+    embedded or the local server, its backends and background processes), by pid."""
+    out: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    out[int(entry.name)] = h.cpu_seconds([int(entry.name)])
+            except OSError:
+                continue
+    return out
+
+
+def _postgres_cpu_between(a: dict[int, float], b: dict[int, float]) -> float:
+    """The database's CPU seconds from snapshot ``a`` to ``b``: what each process still
+    running at ``b`` used since ``a`` (all of it for one started since). A process gone
+    by ``b`` is left out (its last moments are lost, never counted negative)."""
+    return sum(cpu - a.get(pid, 0.0) for pid, cpu in b.items())
+
+
 async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
     sem = asyncio.Semaphore(n)
 
@@ -244,7 +265,14 @@ async def orchestrate(
             await relay.wait_http(relay_port, "/readyz", timeout_s=180)
         h.progress(f"server ready; {customers_n} customers in the storm, a burst of {burst_n}")
         base = f"http://127.0.0.1:{port}"
-        http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=64))
+        # Idle connections dropped after 2 s, before uvicorn's 5 s keep-alive closes them:
+        # with both at 5 s a request could go out on a connection the server was closing
+        # (an httpx ReadError that stopped a run in the storm).
+        http = httpx.AsyncClient(
+            base_url=base,
+            timeout=60,
+            limits=httpx.Limits(max_connections=64, keepalive_expiry=2.0),
+        )
         point = (22.53, 114.01)
 
         async def book(token: str) -> int:
@@ -359,6 +387,8 @@ async def orchestrate(
             answers_seen[key] = answers_seen.get(key, 0) + 1
 
         # --- 4. the burst: first deliveries, then duplicates, posted concurrently ----
+        paid_trades: list[str] = []  # the trades paid_bodies made, in order
+
         async def paid_bodies(some: list[str]) -> list[bytes]:
             """Orders booked and paid at the sandbox (not notified): the notifications."""
             b_orders = await _gather_limited(16, [book(t) for t in some])
@@ -371,6 +401,7 @@ async def orchestrate(
                     continue
                 sandbox.faults[no] = sandbox.default_faults.__class__(notify="never")
                 await sandbox.complete_payment(no, "success")
+                paid_trades.append(no)
                 trade = sandbox.trades[no]
                 out.append(
                     sandbox.notification_body(
@@ -423,16 +454,22 @@ async def orchestrate(
         if args.profile_burst:
             os.kill(server.pid, signal.SIGUSR1)
         cpu0, client0 = h.cpu_seconds(server_pids), time.process_time()
+        db0, machine = _postgres_cpu(), h.CpuMeter()
         t2 = time.perf_counter()
         first = await _gather_limited(
             args.concurrency, [post(b, hd) for b, hd in signed[: len(bodies)]]
         )
         first_s = time.perf_counter() - t2
         first_lat = list(latencies)
-        cpu1 = h.cpu_seconds(server_pids)
+        cpu1, db1, machine_first = (
+            h.cpu_seconds(server_pids),
+            _postgres_cpu(),
+            machine.cores_busy(),
+        )
         await _gather_limited(args.concurrency, [post(b, hd) for b, hd in signed[len(bodies) :]])
         burst_s = time.perf_counter() - t2
         cpu2, client1 = h.cpu_seconds(server_pids), time.process_time()
+        db2, machine_burst = _postgres_cpu(), machine.cores_busy()
         if args.profile_burst:
             os.kill(server.pid, signal.SIGUSR2)
         load_after = os.getloadavg()[0]
@@ -442,7 +479,9 @@ async def orchestrate(
         # --- 4b. the same mix at a set rate (open loop): the latency at that rate --------
         paced: dict[str, Any] = {}
         if args.rate > 0:
+            p_from = len(paid_trades)
             p_bodies = await paid_bodies(tokens[customers_n + burst_n :])
+            p_trades = paid_trades[p_from:]
             p_signed = [
                 (b, sandbox.notification_headers(b)) for b in [*p_bodies, *p_bodies, *p_bodies]
             ]
@@ -460,11 +499,15 @@ async def orchestrate(
                     firsts_lat.append(latencies[-1])
 
             load_p = os.getloadavg()[0]
-            cpu_p0 = h.cpu_seconds(server_pids)
+            cpu_p0, db_p0, machine_p = h.cpu_seconds(server_pids), _postgres_cpu(), h.CpuMeter()
             t3 = time.perf_counter() + 0.05
             await asyncio.gather(*(at(i, b, hd, t3) for i, (b, hd) in enumerate(p_signed)))
             paced_s = time.perf_counter() - t3
-            cpu_p1 = h.cpu_seconds(server_pids)
+            cpu_p1, db_p1, machine_paced = (
+                h.cpu_seconds(server_pids),
+                _postgres_cpu(),
+                machine_p.cores_busy(),
+            )
             paced = {
                 "rate_offered_per_s": args.rate,
                 "notifications": len(p_signed),
@@ -476,7 +519,20 @@ async def orchestrate(
                 "server_cpu_ms_per_notification": round(
                     (cpu_p1 - cpu_p0) * 1000 / len(p_signed), 2
                 ),
+                "database_cpu_ms_per_notification": round(
+                    _postgres_cpu_between(db_p0, db_p1) * 1000 / len(p_signed), 2
+                ),
+                "machine_cores_busy": machine_paced,
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
+                # How the paced trades were captured: by their first delivery, as the
+                # run means, or before it by the server's active query (the sweep).
+                "captured_by_notification": await pool.fetchval(
+                    "SELECT count(DISTINCT out_trade_no) FROM payment_notifications "
+                    "WHERE kind = 'payment' AND outcome = 'applied' "
+                    "AND out_trade_no = ANY($1::text[])",
+                    p_trades,
+                ),
+                "trades": len(p_trades),
             }
             latencies = burst_lat
             h.progress(f"paced: {len(p_signed)} notifications in {paced_s:.1f} s")
@@ -598,6 +654,16 @@ async def orchestrate(
                 / max(1, len(wave) - len(bodies)),
                 2,
             ),
+            # PostgreSQL's CPU (all its processes on the machine) per notification, and how
+            # many of the machine's cores were busy: the burst's first deliveries
+            # saturate the machine when this nears its core count.
+            "database_cpu_ms_per_first_delivery": round(
+                _postgres_cpu_between(db0, db1) * 1000 / max(1, len(bodies)), 2
+            ),
+            "database_cpu_ms_per_duplicate": round(
+                _postgres_cpu_between(db1, db2) * 1000 / max(1, len(wave) - len(bodies)), 2
+            ),
+            "machine_cores_busy": {"first_deliveries": machine_first, "burst": machine_burst},
             # This process's CPU (the HTTP client) per notification of the burst: the
             # machine's share the server did not get.
             "client_cpu_ms_per_notification": round((client1 - client0) * 1000 / len(wave), 2),
