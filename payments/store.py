@@ -200,6 +200,18 @@ async def mark_paid(
     )
 
 
+async def open_trade(db: Conn, order_id: int, *, amount_fen: int) -> bool:
+    """Whether a trade of the order for ``amount_fen`` may still be paid (pending, or
+    failed and not closed yet), for what is paid before dispatch or after the service."""
+    found = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1 AND amount_fen = $2 "
+        "AND status IN ('pending', 'failed') AND purpose IN ('prepay', 'final'))",
+        order_id,
+        amount_fen,
+    )
+    return bool(found)
+
+
 async def another_paid(db: Conn, order_id: int, payment_id: int, purpose: str) -> bool:
     """Whether another trade of the order, for the same purpose, is paid."""
     found = await db.fetchval(
