@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -949,4 +949,75 @@ async def test_an_unpaid_prepaid_order_closed_or_cancelled_releases_its_coupon_a
         0,
         "void",
     )
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def _day_metrics(stores: Stores, city: str, day: date) -> Any:
+    """The rollups' figures of one booking day in the city (no refresh)."""
+    q = Query(city, day, day, None, None, "city", "json", "zh")
+    return (await analytics.summary(stores.pool, q)).metrics
+
+
+async def test_an_after_sales_refund_reaches_the_incremental_rollup_as_a_rebuild_would(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    live_city: str,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+) -> None:
+    """An order booked three days ago, paid 110.00 with a 40.00 coupon and done, last
+    changed an hour ago: after-sales refunds 50.00 (18.18 of the subsidy back, the order's
+    row untouched); the next incremental refresh shows that day's subsidy down by 18.18,
+    every figure equal to a full rebuild's."""
+    t = await _template(client, admin, amount_fen=4000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    dispatcher = await make_user("dispatcher")
+    coupon = await _claim(client, customer, t["id"])
+    oid = int((await book(client, customer, prepaid_service))["id"])
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout", headers=customer.auth, json={"coupon_id": coupon["id"]}
+    )
+    assert r.status_code == 200, r.text
+    trade = await _pay(client, customer, oid)
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, oid)
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    worker = Caller("worker", worker_account.id)
+    await dispatch_service.act(stores, tracking, oid, "start", worker, start_code=code)
+    await dispatch_service.act(stores, tracking, oid, "complete", worker)
+    day = await stores.pool.fetchval(
+        "UPDATE orders SET created_at = created_at - interval '3 days', "
+        "updated_at = now() - interval '1 hour' WHERE id = $1 "
+        "RETURNING (created_at AT TIME ZONE 'Asia/Shanghai')::date",
+        oid,
+    )
+    await analytics.refresh(stores.pool, full=True)
+    before = await _day_metrics(stores, live_city, day)
+    assert before.subsidy_fen >= 4000
+
+    r = await client.post(
+        f"/v1/orders/{oid}/aftersales",
+        headers=customer.auth,
+        json={"kind": "refund", "description": "柜子背面没有擦", "asked_fen": 5000},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/aftersales/tickets/{r.json()['ticket']['id']}/resolve",
+        headers=dispatcher.auth,
+        json={"refund_fen": 5000, "note": "部分退款"},
+    )
+    assert r.status_code == 200, r.text
+    assert await _funds(stores, oid) == 15000 - 5000 - 1818
+    report = await analytics.refresh(stores.pool)
+    assert not report.full
+    incremental = await _day_metrics(stores, live_city, day)
+    assert before.subsidy_fen - incremental.subsidy_fen == 1818
+    await analytics.refresh(stores.pool, full=True)
+    assert incremental == await _day_metrics(stores, live_city, day)
     assert await ledger_store.check(stores.pool) == []
