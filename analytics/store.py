@@ -1,7 +1,9 @@
 """The rollups in PostgreSQL: refreshed for the days touched, read by the dashboards.
 
-A refresh finds the (city, local day) pairs whose orders changed (``orders.updated_at``)
-or got a rating (``ratings.created_at``) since the last refresh's start, minus
+A refresh finds the (city, local day) pairs whose orders changed (``orders.updated_at``),
+got a rating (``ratings.created_at``) or had money move (a ledger entry naming the order,
+``ledger_entries.posted_at``: a refund, the coupon subsidy it gives back — figures read
+from the ledger that never touch the order's row) since the last refresh's start, minus
 :data:`OVERLAP` (a transaction that began before the last refresh but committed after
 it is still seen), places the new orders (district, H3 cell), then deletes and rebuilds
 those days' rows of the three rollups in one transaction. The coarser rollups
@@ -174,6 +176,10 @@ UNION
 SELECT o.city_id, (o.created_at AT TIME ZONE c.timezone)::date
 FROM ratings r JOIN orders o ON o.id = r.order_id JOIN cities c ON c.id = o.city_id
 WHERE r.created_at > $1
+UNION
+SELECT o.city_id, (o.created_at AT TIME ZONE c.timezone)::date
+FROM ledger_entries e JOIN orders o ON o.id = e.order_id JOIN cities c ON c.id = o.city_id
+WHERE e.posted_at > $1 AND e.order_id IS NOT NULL
 """
 
 

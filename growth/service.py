@@ -4,9 +4,11 @@ move — posted in the transaction of the payment or refund it follows.
 - ``Growth`` (one per process) serves the routes and is the ``growth`` events consumer:
   coupons issued on ``account.created``, points earned on ``order.completed``, a coupon
   released or given back on ``order.cancelled`` / ``order.failed``.
-- ``on_captured``, ``on_refund`` and ``on_refund_failed`` are called by ``payments.service``
-  inside its own transaction (a command that must share the payment's fate): the
-  discount's ledger entry is written with the capture, its share goes back with a refund.
+- ``on_captured``, ``on_trade_closed``, ``on_refund`` and ``on_refund_failed`` are called by
+  ``payments.service`` inside its own transaction (a command that must share the payment's
+  fate): the discount's ledger entry is written with the capture, a discount no open trade
+  can capture any more is released with the closing of the last one, its share goes back
+  with a refund.
 
 Locks are taken in one order: the order, the order's discount, the coupon (or the
 template), the points account.
@@ -539,8 +541,7 @@ class Growth:
         if d is None:
             return
         if d.status == "applied":
-            await _release_applied(tx, d, keep_coupon=None)
-            await store.set_discount(tx, order_id, status="void")
+            await _void(tx, d)
         elif d.status == "captured":
             await _settle_coupon(tx, order_id, at)
 
@@ -600,6 +601,18 @@ async def _release_applied(tx: Tx, d: DiscountRow, *, keep_coupon: int | None) -
         await store.hold_points(tx, d.customer_id, -d.points)
 
 
+async def _void(tx: Tx, d: DiscountRow) -> None:
+    """An applied discount no payment will capture: the coupon and points go back to the
+    customer, the discount is void and the order's price loses its discount lines (a new
+    payment asks the full price; the customer may apply a coupon again)."""
+    await _release_applied(tx, d, keep_coupon=None)
+    await store.set_discount(tx, d.order_id, status="void")
+    price = await payments_store.price(tx, d.order_id)
+    if price is not None:
+        lines = [x for x in price["lines"] if not str(x["code"]).startswith("discount:")]
+        await payments_store.set_price_lines(tx, d.order_id, lines, d.price_fen)
+
+
 async def _settle_coupon(tx: Tx, order_id: int, at: datetime) -> None:
     """The coupon of a paid order that ended (cancelled or failed) follows the money: it is
     given back (if still valid) while the order's money is on its way back — no refund asked,
@@ -651,8 +664,7 @@ async def on_captured(
             amount_fen,
             d.payable_fen,
         )
-        await _release_applied(tx, d, keep_coupon=None)
-        await store.set_discount(tx, order_id, status="void")
+        await _void(tx, d)
         return
     entry = entries.discount_paid(
         order_id, d.customer_id, coupon_fen=d.coupon_fen, points_fen=d.points_fen, payment=trade
@@ -673,6 +685,23 @@ async def on_captured(
             release_held=d.points,
         )
     await store.set_discount(tx, order_id, status="captured", payment_id=payment_id)
+
+
+async def on_trade_closed(tx: Tx, order_id: int) -> bool:
+    """A trade of the order was closed unpaid — at the provider (its report or our query),
+    by a close job, or replaced by a new trade (payments' transaction, the order's lock
+    held). A discount applied to the order is let go (``_void``: coupon available, points
+    no longer held, the price back to full) unless a trade still open can capture it (one
+    of the discounted amount, pending). The discount's status, read under its lock, makes
+    this happen once however many closings report it. True if it was let go."""
+    d = await store.discount(tx, order_id, lock=True)
+    if d is None or d.status != "applied":
+        return False
+    if await payments_store.open_trade(tx, order_id, amount_fen=d.payable_fen):
+        return False
+    log.info("order %s: no open trade carries its discount: coupon and points released", order_id)
+    await _void(tx, d)
+    return True
 
 
 async def on_refund(

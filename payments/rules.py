@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from ledger import rules as ledger
@@ -322,6 +322,20 @@ def refund_failed(provider: str, out_refund_no: str, order_id: int, fen_: int) -
         ),
         memo=out_refund_no,
     )
+
+
+def trade_expires_at(
+    purpose: Purpose, *, created: datetime, now: datetime, params: PaymentParams
+) -> datetime | None:
+    """When a new trade expires at the provider: a prepayment or deposit when its order
+    closes unpaid (``created`` + ``close_after_s``); the final payment of a service paid
+    afterwards ``close_after_s`` after the trade is made (so a discount applied to it is
+    not held by a trade left open forever; paying later makes a new trade); others never."""
+    if purpose in ("prepay", "deposit"):
+        return created + timedelta(seconds=params.close_after_s)
+    if purpose == "final":
+        return now + timedelta(seconds=params.close_after_s)
+    return None
 
 
 def expires_at(created: datetime, params: PaymentParams) -> datetime:

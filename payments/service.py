@@ -154,8 +154,8 @@ class Payments:
         gateway = self.provider(name)
         if chan == "jsapi" and not payer_openid:
             raise InvalidPayment("a JSAPI payment needs the payer's openid", field="openid")
-        # A pending trade of another channel, or of another amount (the discount changed
-        # at checkout), is closed at the provider first.
+        # A pending trade of another channel, of another amount (the discount changed at
+        # checkout), or past its expiry is closed at the provider first.
         async with self.stores.pool.acquire() as conn:
             seen = await dispatch_store.get(conn, order_id)
             due = await self._due_or_none(conn, seen) if seen is not None else None
@@ -163,6 +163,7 @@ class Payments:
             if p.status == "pending" and (
                 (p.provider, p.channel) != (name, chan)
                 or (due is not None and p.purpose == due[0] and p.amount_fen != due[1])
+                or _expired(p, datetime.now(UTC))
             ):
                 await self._close_at_provider(p)
         async with self.stores.pool.acquire() as conn, conn.transaction():
@@ -170,16 +171,19 @@ class Payments:
             if order is None or order.customer_id != customer_id:
                 raise PaymentNotFound(f"no order {order_id}", field="order_id")
             purpose, amount = await self._due(conn, order)
+            now = datetime.now(UTC)
             payment: PaymentRow | None = None
+            replaced = False
             for p in await store.payments_of_order(conn, order_id):
                 if p.purpose != purpose or p.status != "pending":
                     continue
-                if (p.provider, p.channel, p.amount_fen) == (name, chan, amount):
+                if (p.provider, p.channel, p.amount_fen) == (name, chan, amount) and not _expired(
+                    p, now
+                ):
                     payment = p
                 else:
-                    await store.update_payment(
-                        conn, p.id, status="closed", closed_at=datetime.now(UTC)
-                    )
+                    await store.update_payment(conn, p.id, status="closed", closed_at=now)
+                    replaced = True
             if payment is None:
                 payment = await store.insert_payment(
                     conn,
@@ -190,10 +194,15 @@ class Payments:
                     channel=chan,
                     out_trade_no=rules.new_out_trade_no(order_id, cast(rules.Purpose, purpose)),
                     amount_fen=amount,
-                    expires_at=order.created_at + timedelta(seconds=self.params.close_after_s)
-                    if purpose in ("prepay", "deposit")
-                    else None,
+                    expires_at=rules.trade_expires_at(
+                        cast(rules.Purpose, purpose),
+                        created=order.created_at,
+                        now=now,
+                        params=self.params,
+                    ),
                 )
+            if replaced:  # the new trade carries the discount; a stale one lets it go
+                await growth.on_trade_closed(conn, order_id)
         if payment.prepay:
             return payment
         prepay = await gateway.prepay(
@@ -456,9 +465,12 @@ class Payments:
             return unchanged
         assert seen is not None
         if trade.status != "paid":  # closed at the provider: our pending trade closes
+            await dispatch_store.get(conn, seen.order_id, lock=True)
             p = await store.payment(conn, seen.id, lock=True)
             if p is not None and p.status == "pending":
                 await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
+                # A coupon and points held for this trade go back to the customer (growth/).
+                await growth.on_trade_closed(conn, p.order_id)
             return Applied("ignored", f"trade is {trade.provider_state}")
         assert trade.provider_trade_no  # _unchanged refused a paid trade without one
         order = await dispatch_store.get(conn, seen.order_id, lock=True)
@@ -792,6 +804,8 @@ class Payments:
             for p in await store.payments_of_order(conn, order_id):
                 if p.status in ("pending", "failed"):
                     await store.update_payment(conn, p.id, status="closed", closed_at=now)
+            # Its coupon and points go back with the closing, not an event later (growth/).
+            await growth.on_trade_closed(conn, order_id)
             await transition_locked(
                 conn,
                 order,
@@ -815,6 +829,7 @@ class Payments:
             locked = await store.payment(conn, p.id, lock=True)
             if locked is not None and locked.status in ("pending", "failed"):
                 await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
+                await growth.on_trade_closed(conn, p.order_id)
 
     def consumer(self) -> Consumer:
         """The events consumer: a paid order's close job cancelled; a cancelled order's money
@@ -918,6 +933,11 @@ class Payments:
             "payments": [payment_view(p) for p in pays],
             "refunds": [refund_view(r) for r in refunds],
         }
+
+
+def _expired(p: PaymentRow, now: datetime) -> bool:
+    """Whether a trade is past its expiry (the provider closes it then: never reused)."""
+    return p.expires_at is not None and p.expires_at <= now
 
 
 def _status(ack: Ack, status: int) -> Ack:

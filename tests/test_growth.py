@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from doorstep.stores import Stores
 from growth import store as growth_store
 from ledger import rules as lr
 from ledger import store as ledger_store
+from payments.service import Payments
 from payments.wechat_sandbox import WeChatSandbox
 from tests.helpers import Account, MakeUser
 from tests.live import book
@@ -35,6 +36,7 @@ from tests.test_payments import (  # noqa: F401 - fixtures
     _pay,
     _pay_due,
     _service,
+    payments,
     prepaid_service,
     sandbox,
     until,
@@ -731,3 +733,291 @@ async def test_bad_input_is_refused_naming_the_field(
         f"/v1/admin/coupon-templates/{t['id']}", headers=admin.auth, json={"valid_until": future}
     )
     assert (r.status_code, r.json()["error"]["field"]) == (422, "valid_until")
+
+
+async def _completed_after_service(
+    client: httpx.AsyncClient,
+    admin: Account,
+    customer: Account,
+    worker: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> int:
+    """A pay-after-service order of 99.00, done: its final payment is due."""
+    service = await _service(client, admin, 9900, None)
+    oid = int((await book(client, customer, service))["id"])
+    await _on_site(live_app, stores, oid, worker)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    await dispatch_service.act(
+        stores, tracking, oid, "start", Caller("worker", worker.id), start_code=code
+    )
+    await dispatch_service.act(stores, tracking, oid, "complete", Caller("worker", worker.id))
+    return oid
+
+
+async def _held(
+    client: httpx.AsyncClient, customer: Account, coupon_id: int, order_id: int, stores: Stores
+) -> tuple[str, int, int, str | None]:
+    """(the coupon's state, points balance, points held, the discount's status)."""
+    mine = {c["id"]: c for c in (await client.get("/v1/me/coupons", headers=customer.auth)).json()}
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    status = await stores.pool.fetchval(
+        "SELECT status FROM order_discounts WHERE order_id = $1", order_id
+    )
+    return mine[coupon_id]["status"], points["balance"], points["held"], status
+
+
+async def test_a_final_payment_closed_unpaid_releases_its_coupon_and_points_once(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    payments: Payments,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """Pay-after-service 99.00 with a 20.00 coupon and 500 points on its final payment
+    (74.00, a trade valid 15 min): WeChat closes the trade unpaid and our query hears it —
+    in that transaction the coupon is available, the points no longer held, the discount
+    void and 99.00 due again; a second report changes nothing; applied again and paid, the
+    coupon is used and the subsidy posted."""
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    await _give_points(stores, customer.id, 1000)
+    coupon = await _claim(client, customer, t["id"])
+    oid = await _completed_after_service(client, admin, customer, worker_account, live_app, stores)
+    url = f"/v1/orders/{oid}/checkout"
+    r = await client.put(
+        url, headers=customer.auth, json={"coupon_id": coupon["id"], "points": 500}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["payable_fen"] == 7400
+    trade = await _pay(client, customer, oid)
+    assert trade["amount_fen"] == 7400
+    expires = datetime.fromisoformat(trade["expires_at"])
+    assert timedelta(minutes=14) < expires - datetime.fromisoformat(trade["created_at"])
+    assert await _held(client, customer, coupon["id"], oid, stores) == (
+        "locked",
+        1000,
+        500,
+        "applied",
+    )
+    await payments.provider("wechat").close(trade["out_trade_no"])  # the provider closes it
+    await payments.sync(trade["out_trade_no"])
+    assert await _held(client, customer, coupon["id"], oid, stores) == (
+        "available",
+        1000,
+        0,
+        "void",
+    )
+    money = await _money(client, customer, oid)
+    assert (money["due_purpose"], money["due_fen"]) == ("final", 9900)
+    assert not [x for x in money["breakdown"]["lines"] if x["code"].startswith("discount:")]
+    await payments.sync(trade["out_trade_no"])  # reported again: nothing twice
+    assert await _held(client, customer, coupon["id"], oid, stores) == (
+        "available",
+        1000,
+        0,
+        "void",
+    )
+    r = await client.put(
+        url, headers=customer.auth, json={"coupon_id": coupon["id"], "points": 500}
+    )
+    assert r.status_code == 200, r.text
+    await _pay_due(client, customer, sandbox, oid, "final", 7400)
+    coupon_state, _, held, status = await _held(client, customer, coupon["id"], oid, stores)
+    assert (coupon_state, held, status) == ("used", 0, "captured")
+    history = (await client.get("/v1/me/points", headers=customer.auth)).json()["history"]
+    assert [h["points"] for h in history if h["kind"] == "redeem"] == [-500]
+    assert await _funds(stores, oid) == 9900
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_final_payment_replaced_by_another_channel_keeps_the_coupon_for_the_new_trade(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    payments: Payments,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """The customer switches the final payment from a QR code to JSAPI: the first trade is
+    closed and the coupon stays locked for the new trade of the same 79.00; the provider's
+    report of the closed trade changes nothing; the new trade's capture uses the coupon."""
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    coupon = await _claim(client, customer, t["id"])
+    oid = await _completed_after_service(client, admin, customer, worker_account, live_app, stores)
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout", headers=customer.auth, json={"coupon_id": coupon["id"]}
+    )
+    assert r.status_code == 200, r.text
+    first = await _pay(client, customer, oid)
+    second = await _pay(client, customer, oid, channel="jsapi")
+    assert second["out_trade_no"] != first["out_trade_no"]
+    assert second["amount_fen"] == 7900
+    await payments.sync(first["out_trade_no"])
+    assert await _held(client, customer, coupon["id"], oid, stores) == ("locked", 0, 0, "applied")
+    statuses = {
+        p["out_trade_no"]: p["status"] for p in (await _money(client, customer, oid))["payments"]
+    }
+    assert statuses == {first["out_trade_no"]: "closed", second["out_trade_no"]: "pending"}
+    await sandbox.complete_payment(second["out_trade_no"], "success")
+
+    async def used() -> bool:
+        return (await _held(client, customer, coupon["id"], oid, stores))[0] == "used"
+
+    await until(used)
+    assert await _funds(stores, oid) == 9900
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_an_unpaid_prepaid_order_closed_or_cancelled_releases_its_coupon_and_points_once(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+    payments: Payments,  # noqa: F811
+) -> None:
+    """A 150.00 prepaid order with a 30.00 coupon and 1,000 points, never paid: the close job
+    releases them in its own transaction (the discount void as the order is cancelled);
+    another, cancelled by the customer, releases them through the event and its trade's
+    closing later releases nothing twice (points held back at 0, not below)."""
+    t = await _template(client, admin, amount_fen=3000, min_spend_fen=10000, per_user_limit=2)
+    customer = await make_user("customer")
+    await _give_points(stores, customer.id, 5000)
+    closed = await _claim(client, customer, t["id"])
+    order = await book(client, customer, prepaid_service)
+    r = await client.put(
+        f"/v1/orders/{order['id']}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": closed["id"], "points": 1000},
+    )
+    assert r.status_code == 200, r.text
+    await _pay(client, customer, order["id"])
+    assert await payments.close_unpaid(order["id"])
+    assert await _held(client, customer, closed["id"], order["id"], stores) == (
+        "available",
+        5000,
+        0,
+        "void",
+    )
+    same_tx = await stores.pool.fetchval(
+        "SELECT o.updated_at = d.updated_at FROM orders o JOIN order_discounts d "
+        "ON d.order_id = o.id WHERE o.id = $1",
+        order["id"],
+    )
+    assert same_tx  # released in the close job's transaction, not by an event after it
+
+    cancelled = await _claim(client, customer, t["id"])
+    order = await book(client, customer, prepaid_service)
+    r = await client.put(
+        f"/v1/orders/{order['id']}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": cancelled["id"], "points": 1000},
+    )
+    assert r.status_code == 200, r.text
+    trade = await _pay(client, customer, order["id"])
+    r = await client.post(
+        f"/v1/orders/{order['id']}/cancel", headers=customer.auth, json={"reason": "plans changed"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def trade_closed() -> bool:
+        m = await _money(client, customer, order["id"])
+        return any(
+            p["out_trade_no"] == trade["out_trade_no"] and p["status"] == "closed"
+            for p in m["payments"]
+        )
+
+    await until(trade_closed)
+
+    async def released() -> bool:
+        got = await _held(client, customer, cancelled["id"], order["id"], stores)
+        return got[3] == "void"
+
+    await until(released)
+    assert await _held(client, customer, cancelled["id"], order["id"], stores) == (
+        "available",
+        5000,
+        0,
+        "void",
+    )
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def _day_metrics(stores: Stores, city: str, day: date) -> Any:
+    """The rollups' figures of one booking day in the city (no refresh)."""
+    q = Query(city, day, day, None, None, "city", "json", "zh")
+    return (await analytics.summary(stores.pool, q)).metrics
+
+
+async def test_an_after_sales_refund_reaches_the_incremental_rollup_as_a_rebuild_would(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    live_city: str,
+    prepaid_service: str,  # noqa: F811
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+) -> None:
+    """An order booked three days ago, paid 110.00 with a 40.00 coupon and done, last
+    changed an hour ago: after-sales refunds 50.00 (18.18 of the subsidy back, the order's
+    row untouched); the next incremental refresh shows that day's subsidy down by 18.18,
+    every figure equal to a full rebuild's."""
+    t = await _template(client, admin, amount_fen=4000, min_spend_fen=10000)
+    customer = await make_user("customer")
+    dispatcher = await make_user("dispatcher")
+    coupon = await _claim(client, customer, t["id"])
+    oid = int((await book(client, customer, prepaid_service))["id"])
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout", headers=customer.auth, json={"coupon_id": coupon["id"]}
+    )
+    assert r.status_code == 200, r.text
+    trade = await _pay(client, customer, oid)
+    await sandbox.complete_payment(trade["out_trade_no"], "success")
+    await _confirmed(client, customer, oid)
+    await _on_site(live_app, stores, oid, worker_account)
+    tracking = live_app[1].state.tracking
+    code = (await _order(client, customer, oid))["start_code"]
+    worker = Caller("worker", worker_account.id)
+    await dispatch_service.act(stores, tracking, oid, "start", worker, start_code=code)
+    await dispatch_service.act(stores, tracking, oid, "complete", worker)
+    day = await stores.pool.fetchval(
+        "UPDATE orders SET created_at = created_at - interval '3 days', "
+        "updated_at = now() - interval '1 hour' WHERE id = $1 "
+        "RETURNING (created_at AT TIME ZONE 'Asia/Shanghai')::date",
+        oid,
+    )
+    await analytics.refresh(stores.pool, full=True)
+    before = await _day_metrics(stores, live_city, day)
+    assert before.subsidy_fen >= 4000
+
+    r = await client.post(
+        f"/v1/orders/{oid}/aftersales",
+        headers=customer.auth,
+        json={"kind": "refund", "description": "柜子背面没有擦", "asked_fen": 5000},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/aftersales/tickets/{r.json()['ticket']['id']}/resolve",
+        headers=dispatcher.auth,
+        json={"refund_fen": 5000, "note": "部分退款"},
+    )
+    assert r.status_code == 200, r.text
+    assert await _funds(stores, oid) == 15000 - 5000 - 1818
+    report = await analytics.refresh(stores.pool)
+    assert not report.full
+    incremental = await _day_metrics(stores, live_city, day)
+    assert before.subsidy_fen - incremental.subsidy_fen == 1818
+    await analytics.refresh(stores.pool, full=True)
+    assert incremental == await _day_metrics(stores, live_city, day)
+    assert await ledger_store.check(stores.pool) == []
