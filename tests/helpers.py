@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
+import os
 import secrets
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -117,3 +120,18 @@ async def page_until(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout_ms} ms waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def dies_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` giving a test's subprocess server SIGTERM when the test process
+    dies, so a run killed by ``timeout`` (or a crashed xdist worker) leaves no server."""
+    parent = os.getpid()
+
+    def setup() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            os._exit(121)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(122)
+
+    return setup

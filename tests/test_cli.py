@@ -14,7 +14,7 @@ import pytest
 
 from doorstep.db import redact, with_database
 from doorstep.embedded import free_port
-from tests.helpers import processes_mentioning
+from tests.helpers import dies_with_parent, processes_mentioning
 
 pytestmark = pytest.mark.smoke
 
@@ -85,6 +85,7 @@ def _run_until_ready(
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=dies_with_parent(),
         )
         try:
             _wait_ready(port, proc)

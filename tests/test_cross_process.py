@@ -15,7 +15,7 @@ import pytest
 
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
-from tests.helpers import Account, MakeUser
+from tests.helpers import Account, MakeUser, dies_with_parent
 from tests.live import DEST, book, closed_code, next_of, open_worker, recv, watch
 
 
@@ -69,6 +69,7 @@ async def two_servers(
                     env=env,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
+                    preexec_fn=dies_with_parent(),
                 )
             )
         for port, proc in zip(ports, procs, strict=True):

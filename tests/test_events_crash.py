@@ -20,6 +20,7 @@ from doorstep.migrate import migrate
 from doorstep.settings import Settings
 from events import probe
 from tests.conftest import RUN_ID
+from tests.helpers import dies_with_parent
 
 PARAMS = (
     "[engine]\nenabled = false\n"
@@ -58,6 +59,7 @@ async def _start(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=dies_with_parent(),
     )
     async with httpx.AsyncClient() as c:
         for _ in range(300):

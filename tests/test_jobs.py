@@ -20,7 +20,7 @@ from doorstep.stores import Stores
 from jobs import app as jobs_app
 from jobs import store as jobs_store
 from jobs.runner import JobParams, JobRunner, recover_stalled
-from tests.helpers import METRICS_AUTH, Account
+from tests.helpers import METRICS_AUTH, Account, dies_with_parent
 
 QUEUE = f"test-{secrets.token_hex(3)}"
 PARAMS = JobParams(concurrency=4, poll_s=0.05, heartbeat_s=0.3, stalled_after_s=1.0)
@@ -335,6 +335,7 @@ async def test_doorstep_worker_processes_run_the_apps_tasks(
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=dies_with_parent(),
         )
         for _ in range(2)
     ]

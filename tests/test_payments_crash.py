@@ -28,7 +28,7 @@ from ledger import store as ledger_store
 from payments import wechat_wire as wire
 from payments.wechat_sandbox import SandboxKeys, WeChatSandbox, WeChatSandboxServer
 from tests.conftest import RUN_ID
-from tests.helpers import PASSWORD, SQUARE, new_phone
+from tests.helpers import PASSWORD, SQUARE, dies_with_parent, new_phone
 from tests.live import make_generalist
 
 PARAMS = "[engine]\nenabled = false\n[events]\npoll_s = 0.2\nlease_retry_s = 0.5\n"
@@ -64,6 +64,7 @@ async def _start(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=dies_with_parent(),
     )
     async with httpx.AsyncClient() as c:
         for _ in range(600):

@@ -37,7 +37,7 @@ from doorstep.settings import Settings
 from doorstep.stores import Stores
 from seeding.load import seed
 from tests.conftest import RUN_ID
-from tests.helpers import PASSWORD, new_phone
+from tests.helpers import PASSWORD, dies_with_parent, new_phone
 
 MAX_EXAMPLES = 5  # per operation and phase: the whole file stays near two minutes
 SEED = 20261206
@@ -174,6 +174,7 @@ async def run_schemathesis(target: Target, role: str, workdir: Path) -> tuple[in
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=dies_with_parent(),
     )
     out, _ = await proc.communicate()
     assert proc.returncode is not None

@@ -23,7 +23,7 @@ from doorstep.stores import Stores
 from ledger import store as ledger_store
 from payments import alipay_gateway
 from tests.conftest import RUN_ID
-from tests.helpers import PASSWORD, SQUARE, new_phone
+from tests.helpers import PASSWORD, SQUARE, dies_with_parent, new_phone
 from tests.live import make_generalist
 
 pytestmark = pytest.mark.timeout(300)
@@ -90,6 +90,7 @@ async def test_payments_by_both_providers_are_captured_once_with_two_workers(
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=dies_with_parent(),
     )
     try:
         await _ready(port, proc)
