@@ -217,7 +217,7 @@ def previous_calibrate(
     """The calibration before the hour shift had an upper bound: one blend per bucket,
     the pool moved by the hour's raw shift shrunk towards 0 by 5 trips, p90 at 0.92."""
     n_bands, zero = len(params.bands_s) + 1, cal.empty(params)
-    medians = cal._band_medians(buckets, params)
+    medians = cal.band_medians(buckets, params)
     shifts = []
     for hour in range(24):
         weighted, n = 0.0, 0.0
@@ -454,6 +454,7 @@ def main() -> None:
                 "prior_weight",
                 "pool_weight",
                 "shift_z",
+                "own_shift_z",
                 "coverage",
                 "window",
             )
