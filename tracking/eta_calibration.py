@@ -19,9 +19,11 @@ The range shown for a base ETA is read from quantiles of a blend:
 with ``prior`` the discretised normal of ``x`` (mean log ``prior_ratio``, sd
 ``prior_sd``): before any data the range is the prior's; a band learned at other hours
 lends its shape to an hour that has few trips of its own; an hour with many trips speaks
-for itself. p50 and p90 are the 0.5 and ``coverage`` quantiles of that blend, the latter
-raised by the finite-sample (split-conformal) correction ``coverage x (1 + 1/n)`` so a
-bucket of a few trips does not promise 90 % it has not seen. Between bands the log
+for itself. The pool is moved by the hour's shift (:func:`hour_shifts`): its estimate for
+the p50, an upper bound on it for the p90, so an hour of a few trips that ran fast by
+chance cannot narrow its own range. p50 and p90 are the 0.5 and ``coverage`` quantiles of
+the blend, the latter raised by the finite-sample (split-conformal) correction
+``coverage x (1 + 1/n)`` so a bucket of a few trips does not promise 90 % it has not seen. Between bands the log
 quantiles are interpolated in log(base) so a worker's range does not jump at a band edge.
 
 Why quantiles and not the former normal model (mean and sd of ``x``, p90 = mean + 1.28 sd):
