@@ -209,11 +209,11 @@ def hour_shifts(buckets: Mapping[Bucket, Counts], params: EtaParams) -> list[Hou
     pooled ``tau`` hardly sees, from being shrunk onto the others (12 trips 1.6x slower
     among 1.3x hours: covered in 4 of 20 seeds by the posterior bound alone, 39 of 40
     with both). ``own_shift_z`` is lower than ``shift_z`` because the own bound widens
-    every sparse hour whatever the others say (at 1.645 the flat benchmark day's median
-    p90 was 5-9 % wider, at 1.0 2-3 %). An hour
-    with no trips gets ``mu + shift_z tau``. The former rule (the raw shift shrunk towards 0 by a fixed ``shift_weight``
-    trips) let an hour of 11 trips whose median happened to be low shift its p90 down
-    (65 % covered at 22:00, benchmarks/eta_coverage.py)."""
+    every sparse hour whatever the others say (on the flat benchmark day, seeds 21-23,
+    it made the median p90 2-6 % wider at 1.0, 5-9 % at 1.645). An hour with no trips
+    gets ``mu + shift_z tau``. The former rule (the raw shift shrunk towards 0 by a fixed
+    ``shift_weight`` trips) let an hour of 11 trips whose median happened to be low shift
+    its p90 down (65 % covered at 22:00, benchmarks/eta_coverage.py)."""
     medians = band_medians(buckets, params)
     n_bins_ = n_bins(params)
     diffs: list[list[float]] = []
