@@ -196,3 +196,77 @@ def test_buckets_round_trip_through_their_stored_form() -> None:
     assert cal.parse_counts("nonsense", PARAMS) is None
     assert cal.parse_field(cal.bucket_field((17, 3))) == (17, 3)
     assert cal.layout(PARAMS) != cal.layout(EtaParams(bands_s=(300.0,)))
+
+
+def day_of_trips(
+    rng: random.Random, per_hour: dict[int, int], ratio_by_hour: dict[int, float], sd: float = 0.2
+) -> list[tuple[int, float, float]]:
+    """Trips at the band centre: ``per_hour[h]`` of them at hour h, log-normal around
+    ``ratio_by_hour.get(h, 1.3)`` with log sd ``sd``."""
+    return [
+        (h, MID_S * rng.lognormvariate(math.log(ratio_by_hour.get(h, 1.3)), sd), MID_S)
+        for h, n in per_hour.items()
+        for _ in range(n)
+    ]
+
+
+def test_no_trips_no_shift() -> None:
+    """Before any trip every hour's shift and its bound are 0."""
+    assert cal.hour_shifts({}, PARAMS) == [cal.HourShift(0.0, 0.0)] * 24
+
+
+def test_where_hours_do_not_differ_every_hour_gets_the_common_shift() -> None:
+    """All hours alike (a few trips at night, many by day): the hours' medians differ
+    no more than chance says, so every hour gets the same point shift, and its bound is
+    at most its own trips' median one standard error up."""
+    rng = random.Random(11)
+    per_hour = {h: (8 if h < 7 or h > 20 else 100) for h in range(24)}
+    shifts = cal.hour_shifts(cal.rebuild(day_of_trips(rng, per_hour, {}), PARAMS), PARAMS)
+    assert len({s.point for s in shifts}) == 1
+    assert all(s.upper >= s.point for s in shifts)
+    assert max(s.upper for s in shifts[7:21]) - shifts[0].point < 0.1
+    assert abs(shifts[0].point) < 0.05
+
+
+def test_a_sparse_hour_that_ran_fast_by_chance_keeps_the_common_range() -> None:
+    """Eight night trips that happen to be the fastest of their kind (all hours truly alike)
+    do not narrow 03:00's p90 below the busy hours' (the former rule cut it by ~20 %)."""
+    rng = random.Random(12)
+    per_hour = {h: 100 for h in range(7, 21)}
+    trips = day_of_trips(rng, per_hour, {})
+    fast = sorted(MID_S * rng.lognormvariate(math.log(1.3), 0.2) for _ in range(40))[:8]
+    trips += [(3, observed, MID_S) for observed in fast]
+    hours = learned(trips)
+    night, noon = eta_range(MID_S, hours[3], PARAMS), eta_range(MID_S, hours[12], PARAMS)
+    assert night.p90_s >= 0.97 * noon.p90_s
+
+
+def test_where_hours_differ_a_sparse_hour_gets_a_margin_that_shrinks_with_its_trips() -> None:
+    """Rush hours 2x slower: the bound above an hour's shift is wider the fewer its trips
+    (5 at 19:00, 40 at 20:00, 150 at 12:00), widest for an hour with none (03:00), and
+    each sparse hour's point is pulled towards the common shift but still above 0."""
+    rng = random.Random(13)
+    per_hour = {h: 150 for h in (7, 8, 9, 10, 11, 12, 13, 14)} | {19: 5, 20: 40}
+    ratio = {7: 2.0, 8: 2.0, 9: 2.0, 19: 2.0, 20: 2.0}
+    shifts = cal.hour_shifts(cal.rebuild(day_of_trips(rng, per_hour, ratio), PARAMS), PARAMS)
+    margin = {h: shifts[h].upper - shifts[h].point for h in (3, 19, 20, 12)}
+    assert margin[3] > margin[19] > margin[20] > margin[12] >= 0
+    assert margin[12] < 0.05
+    assert shifts[19].upper > shifts[8].point - 0.1  # slow like the rush hours, or more
+    assert shifts[12].point < 0 < shifts[8].point
+
+
+def test_a_sparse_slow_hour_is_covered_across_seeds() -> None:
+    """An evening hour 1.6x slower with 12 trips among busy 1.3x hours: over 20 seeds its
+    p90 covers >= 90 % of 2,000 fresh trips like its own in at least 19 (the pooled
+    bound alone in 4: the others hide the one slow hour)."""
+    ok = 0
+    for seed in range(20):
+        rng = random.Random(100 + seed)
+        per_hour = {h: 120 for h in range(8, 17)} | {18: 12}
+        trips = day_of_trips(rng, per_hour, {18: 1.6})
+        hour = learned(trips)[18]
+        p90 = eta_range(MID_S, hour, PARAMS).p90_s
+        fresh = [MID_S * rng.lognormvariate(math.log(1.6), 0.2) for _ in range(2000)]
+        ok += sum(x <= p90 for x in fresh) / len(fresh) >= 0.9
+    assert ok >= 19

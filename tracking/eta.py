@@ -55,9 +55,10 @@ class EtaParams:
     prior_ratio: float = 1.25  # before data: observed / predicted is about this ...
     prior_sd: float = 0.3  # ... with this spread of its log
     prior_weight: float = 5.0  # the prior counts as this many trips in a band's pool
-    pool_weight: float = 30.0  # a band's pool (all hours) counts as this many trips an hour
-    shift_weight: float = 5.0  # an hour's own shift is shrunk towards 0 by this many trips
-    coverage: float = 0.92  # the quantile the p90 is read at (0.9 promised, a margin over it)
+    pool_weight: float = 60.0  # a band's pool (all hours) counts as this many trips an hour
+    shift_z: float = 1.645  # the p90 uses an hour's shift this many standard errors higher
+    own_shift_z: float = 1.0  # ... and at least its own (unshrunk) shift this many higher
+    coverage: float = 0.93  # the quantile the p90 is read at (0.9 promised, a margin over it)
     window: int = 500  # a bucket's trips are capped at this (older ones fade)
     refresh_s: float = 30.0  # how often a process rereads the learned buckets
 
@@ -71,7 +72,8 @@ class EtaParams:
             "prior_sd",
             "prior_ratio",
             "pool_weight",
-            "shift_weight",
+            "shift_z",
+            "own_shift_z",
             "bin_width",
             "refresh_s",
         )

@@ -19,9 +19,11 @@ The range shown for a base ETA is read from quantiles of a blend:
 with ``prior`` the discretised normal of ``x`` (mean log ``prior_ratio``, sd
 ``prior_sd``): before any data the range is the prior's; a band learned at other hours
 lends its shape to an hour that has few trips of its own; an hour with many trips speaks
-for itself. p50 and p90 are the 0.5 and ``coverage`` quantiles of that blend, the latter
-raised by the finite-sample (split-conformal) correction ``coverage x (1 + 1/n)`` so a
-bucket of a few trips does not promise 90 % it has not seen. Between bands the log
+for itself. The pool is moved by the hour's shift (:func:`hour_shifts`): its estimate for
+the p50, an upper bound on it for the p90, so an hour of a few trips that ran fast by
+chance cannot narrow its own range. p50 and p90 are the 0.5 and ``coverage`` quantiles of
+the blend, the latter raised by the finite-sample (split-conformal) correction
+``coverage x (1 + 1/n)`` so a bucket of a few trips does not promise 90 % it has not seen. Between bands the log
 quantiles are interpolated in log(base) so a worker's range does not jump at a band edge.
 
 Why quantiles and not the former normal model (mean and sd of ``x``, p90 = mean + 1.28 sd):
@@ -167,27 +169,102 @@ def shifted(counts: Sequence[float], shift: float, params: EtaParams) -> list[fl
     return out
 
 
-def hour_shifts(buckets: Mapping[Bucket, Counts], params: EtaParams) -> list[float]:
-    """Per hour, how much slower (log ratio) its trips run than the same bands' trips at
-    all hours: the trip-weighted mean of (its bucket's median - the band's median), shrunk
-    towards 0 by ``shift_weight`` trips."""
-    n_bands = len(params.bands_s) + 1
+@dataclass(frozen=True)
+class HourShift:
+    """How much slower (log ratio) an hour's trips run than its bands' trips at all hours.
+
+    ``point`` is the estimate, ``upper`` a one-sided bound on it (``shift_z`` standard
+    errors above): the p50 uses the first, the p90 the second.
+    """
+
+    point: float
+    upper: float
+
+
+def band_medians(buckets: Mapping[Bucket, Counts], params: EtaParams) -> list[float | None]:
+    """Each band's median log ratio over all hours (None: the band has no trips)."""
     zero = empty(params)
-    band_median: list[float | None] = []
-    for band in range(n_bands):
+    out: list[float | None] = []
+    for band in range(len(params.bands_s) + 1):
         total = [sum(buckets.get((h, band), zero)[i] for h in range(24)) for i in range(len(zero))]
-        band_median.append(quantile(total, 0.5, params) if sum(total) > 0 else None)
-    out = []
-    for hour in range(24):
-        weighted, n = 0.0, 0.0
-        for band in range(n_bands):
-            own = buckets.get((hour, band), zero)
-            m, w = band_median[band], sum(own)
-            if w > 0 and m is not None:
-                weighted += w * (quantile(own, 0.5, params) - m)
-                n += w
-        out.append(weighted / (n + params.shift_weight))
+        out.append(quantile(total, 0.5, params) if sum(total) > 0 else None)
     return out
+
+
+def hour_shifts(buckets: Mapping[Bucket, Counts], params: EtaParams) -> list[HourShift]:
+    """Per hour, its shift from the bands' medians, shrunk by how much hours differ, and
+    an upper bound on it that a sparse hour cannot undercut by chance.
+
+    An hour's raw shift is the median of its trips' ``x - median of x in their band``
+    (all bands pooled). Its standard error is ``1.2533 sigma / sqrt(n)`` (the median's,
+    with ``sigma`` the within-hour spread of those differences, IQR / 1.349, pooled over
+    hours). How much hours truly differ, ``tau^2``, is the trip-weighted variance of the
+    raw shifts less their mean squared error (method of moments, floored at 0). Each hour
+    then gets the normal-normal posterior: mean ``(mu/tau^2 + raw/se^2) / (1/tau^2 +
+    1/se^2)`` and variance ``1 / (1/tau^2 + 1/se^2)``. ``upper`` is the larger of two
+    one-sided bounds: the posterior's, ``shift_z`` sds up, and the hour's own, not
+    shrunk: ``raw + own_shift_z se``. The first keeps an hour whose few trips ran fast
+    by chance from narrowing its range (where hours do not differ, ``tau`` 0, it is the
+    common shift ``mu``); the second keeps one slow hour among many alike, which the
+    pooled ``tau`` hardly sees, from being shrunk onto the others (12 trips 1.6x slower
+    among 1.3x hours: covered in 4 of 20 seeds by the posterior bound alone, 39 of 40
+    with both). ``own_shift_z`` is lower than ``shift_z`` because the own bound widens
+    every sparse hour whatever the others say (on the flat benchmark day, seeds 21-23,
+    it made the median p90 2-6 % wider at 1.0, 5-9 % at 1.645). An hour with no trips
+    gets ``mu + shift_z tau``. The former rule (the raw shift shrunk towards 0 by a fixed
+    ``shift_weight`` trips) let an hour of 11 trips whose median happened to be low shift
+    its p90 down (65 % covered at 22:00, benchmarks/eta_coverage.py)."""
+    medians = band_medians(buckets, params)
+    n_bins_ = n_bins(params)
+    diffs: list[list[float]] = []
+    for hour in range(24):
+        acc = [0.0] * n_bins_
+        for band, m in enumerate(medians):
+            own = buckets.get((hour, band))
+            if own is not None and m is not None:
+                for i, c in enumerate(shifted(own, -m, params)):
+                    acc[i] += c
+        diffs.append(acc)
+    n = [sum(d) for d in diffs]
+    raw = [quantile(d, 0.5, params) if w > 0 else 0.0 for d, w in zip(diffs, n, strict=True)]
+    within = [0.0] * n_bins_
+    for hour in range(24):
+        if n[hour] > 0:
+            for i, c in enumerate(shifted(diffs[hour], -raw[hour], params)):
+                within[i] += c
+    total = sum(n)
+    if total <= 0:
+        return [HourShift(0.0, 0.0)] * 24
+    spread = (quantile(within, 0.75, params) - quantile(within, 0.25, params)) / 1.349
+    sigma = max(spread, params.bin_width)  # a histogram resolves no finer than a bin
+    se2 = [(1.2533 * sigma) ** 2 / w if w > 0 else math.inf for w in n]
+    seen = [h for h in range(24) if n[h] > 0]
+    mu = sum(n[h] * raw[h] for h in seen) / total
+    between = sum(n[h] * (raw[h] - mu) ** 2 for h in seen) / total
+    noise = sum(n[h] * se2[h] for h in seen) / total
+    tau2 = max(0.0, between - noise)
+    out = []
+    z = params.shift_z
+    for hour in range(24):
+        if tau2 == 0:
+            mean, var = mu, 0.0
+        elif n[hour] == 0:
+            mean, var = mu, tau2
+        else:
+            precision = 1 / tau2 + 1 / se2[hour]
+            mean, var = (mu / tau2 + raw[hour] / se2[hour]) / precision, 1 / precision
+        upper = mean + z * math.sqrt(var)
+        if n[hour] > 0:  # the hour's own evidence, unshrunk, is honoured too
+            upper = max(upper, raw[hour] + params.own_shift_z * math.sqrt(se2[hour]))
+        out.append(HourShift(mean, upper))
+    return out
+
+
+def upper_quantile(counts: Sequence[float], params: EtaParams) -> float:
+    """The p90 of a blend of total weight ``w``: its ``coverage x (1 + 1/w)`` quantile
+    (the split-conformal finite-sample correction)."""
+    weight = sum(counts)
+    return quantile(counts, min(1.0, params.coverage * (1 + 1 / weight)), params)
 
 
 def calibrate(buckets: Mapping[Bucket, Counts], params: EtaParams) -> dict[int, EtaCalibration]:
@@ -202,7 +279,7 @@ def calibrate(buckets: Mapping[Bucket, Counts], params: EtaParams) -> dict[int, 
         for hour in range(24):
             own = buckets.get((hour, band))
             if own is not None:
-                for i, c in enumerate(shifted(own, -shifts[hour], params)):
+                for i, c in enumerate(shifted(own, -shifts[hour].point, params)):
                     summed[i] += c
         total = sum(summed)
         pools.append(tuple(params.pool_weight * c / total for c in summed))
@@ -211,11 +288,10 @@ def calibrate(buckets: Mapping[Bucket, Counts], params: EtaParams) -> dict[int, 
         q50, q90, n = [], [], []
         for band in range(n_bands):
             own = buckets.get((hour, band), zero)
-            pool = shifted(pools[band], shifts[hour], params)
-            blend = [a + b for a, b in zip(own, pool, strict=True)]
-            weight = sum(blend)
-            q50.append(quantile(blend, 0.5, params))
-            q90.append(quantile(blend, min(1.0, params.coverage * (1 + 1 / weight)), params))
+            mid = shifted(pools[band], shifts[hour].point, params)
+            high = shifted(pools[band], shifts[hour].upper, params)
+            q50.append(quantile([a + b for a, b in zip(own, mid, strict=True)], 0.5, params))
+            q90.append(upper_quantile([a + b for a, b in zip(own, high, strict=True)], params))
             n.append(sum(own))
         out[hour] = EtaCalibration(tuple(q50), tuple(q90), tuple(n))
     return out
