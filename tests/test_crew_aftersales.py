@@ -155,6 +155,7 @@ async def test_a_redo_goes_back_to_the_same_crew_or_keeps_it_away(
     row = await stores.pool.fetchrow(
         "SELECT status, price_minor, crew_size, worker_id FROM orders WHERE id = $1", same
     )
+    assert row is not None
     assert (row["status"], row["price_minor"], row["crew_size"], row["worker_id"]) == (
         "assigned",
         0,

@@ -300,6 +300,7 @@ async def test_a_dispatcher_replaces_one_member_of_an_assigned_crew(
         "AND action = 'crew_change'",
         order["id"],
     )
+    assert event is not None
     assert (event["from_status"], event["to_status"]) == ("arrived", "arrived")
     assert (event["data"]["out"], event["data"]["in"], event["data"]["seat"]) == (
         mate.id,

@@ -1,9 +1,9 @@
 """The live pages in a real browser: Playwright driving Debian's Chromium, headless.
 
-Two tests, each a whole story: the customer's arrival map following a worker over a real
-worker socket (marker, ETA, stale badge, a dropped connection, arrival and the start
-code), and the dispatcher console overriding the engine (the database and the workers'
-sockets change). Screenshots go to ``.artifacts/screenshots/`` (gitignored).
+Three tests, each a whole story: the customer's arrival map following a worker over a
+real worker socket (marker, ETA, stale badge, a dropped connection, arrival and the start
+code), and the dispatcher console overriding the engine, for one worker and for a crew
+(the database and the workers' sockets change). Screenshots go to ``.artifacts/screenshots/`` (gitignored).
 
 `make test` installs Chromium with apt when it is missing and it can; without it these
 tests are skipped, with the reason.
