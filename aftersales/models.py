@@ -15,7 +15,7 @@ class Ticket(msgspec.Struct, kw_only=True):
     id: int
     order_id: int
     customer_id: int
-    worker_id: int | None
+    worker_id: int | None  # the order's worker; of a crew order, its lead
     city_id: str
     kind: str
     kind_zh: str
@@ -32,6 +32,9 @@ class Ticket(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     insured: bool = False
+    # A crew order's workers, the lead first: every one is involved (sees the ticket, is
+    # told of it, a "same worker" redo goes back to them all); empty for one worker.
+    crew: list[int] = msgspec.field(default_factory=list)
     first_response_left_s: int | None = None
     resolution_left_s: int | None = None
     breached: bool = False

@@ -6,7 +6,7 @@ escalation job and spot checks. Every change and the money it moves commit toget
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -113,6 +113,14 @@ async def evidence_readers(caller: FileCaller, file: StoredFile, db: Conn) -> bo
         caller.user_id in (row["customer_id"], row["worker_id"])
         or await _in_crew(db, row["order_id"], caller.user_id)
     )
+
+
+def involved(worker_id: int | None, crew: Sequence[int]) -> list[int]:
+    """The workers a ticket concerns: a crew order's whole crew (the lead first), else
+    the order's worker (pure)."""
+    if crew:
+        return list(crew)
+    return [worker_id] if worker_id is not None else []
 
 
 async def _in_crew(db: Conn, order_id: int, user_id: int) -> bool:
@@ -351,6 +359,18 @@ class Aftersales:
                 photos=pics,
                 at=now,
             )
+            for worker_id in involved(order.worker_id, order.crew):  # every member hears
+                await notifications_store.add_to_inbox(
+                    conn,
+                    user_id=worker_id,
+                    key=f"aftersales:{tid}:opened:{worker_id}",
+                    kind="aftersales_opened",
+                    event_id=None,
+                    order_id=order.id,
+                    title=f"售后工单 #{tid}（{rules.KIND_NAMES[kind][0]}）/ "
+                    "an after-sales ticket on your job",
+                    body=description[:500],
+                )
             settled = await settlement_store.hold(conn, order.id, hold_key(tid))
             if settled == "settled":
                 raise OutsideWindow(
@@ -447,12 +467,25 @@ class Aftersales:
             tx, t.id, author_id=by, side="system", kind="status", body=f"{status}: {reason}", at=now
         )
         await settlement_store.release(tx, t.order_id, hold_key(t.id))
+        zh = {"resolved": "已处理完毕", "rejected": "未获支持", "withdrawn": "已撤回"}.get(
+            status, status
+        )
         if status != "withdrawn":  # the customer hears the outcome in their inbox
-            zh = {"resolved": "已处理完毕", "rejected": "未获支持"}.get(status, status)
             await notifications_store.add_to_inbox(
                 tx,
                 user_id=t.customer_id,
                 key=f"aftersales:{t.id}:closed",
+                kind="aftersales_closed",
+                event_id=None,
+                order_id=t.order_id,
+                title=f"售后工单 #{t.id} {zh} / after-sales ticket {status}",
+                body=reason[:500],
+            )
+        for worker_id in involved(t.worker_id, t.crew):  # and every worker of the job
+            await notifications_store.add_to_inbox(
+                tx,
+                user_id=worker_id,
+                key=f"aftersales:{t.id}:closed:{worker_id}",
                 kind="aftersales_closed",
                 event_id=None,
                 order_id=t.order_id,
@@ -465,7 +498,7 @@ class Aftersales:
     ) -> TicketDetail:
         """Staff resolve an open ticket: the outcomes move money, book a redo, touch the
         worker's quality — all in one transaction with the ticket's close and its audit."""
-        redo_same: tuple[int, int] | None = None
+        redo_same: tuple[int, list[int]] | None = None
         async with self.stores.pool.acquire() as conn, conn.transaction():
             t = await self._ticket(conn, who, ticket_id, lock=True)
             rules.check_can_resolve(t.status)
@@ -517,7 +550,7 @@ class Aftersales:
         """An admin rules a dispute, once: the outcomes as in a resolution (none in the
         worker's favour), the ruling and its audit entry in one transaction."""
         why = rules.text(reason, "reason", limit=1000)
-        redo_same: tuple[int, int] | None = None
+        redo_same: tuple[int, list[int]] | None = None
         async with self.stores.pool.acquire() as conn, conn.transaction():
             t = await self._ticket(conn, who, ticket_id, lock=True)
             ruled = await store.ruling(conn, t.id) is not None
@@ -563,9 +596,9 @@ class Aftersales:
 
     async def _apply(
         self, tx: Tx, t: Ticket, res: Resolution, by: int, now: datetime
-    ) -> tuple[int, int] | None:
+    ) -> tuple[int, list[int]] | None:
         """Carry a resolution's outcomes out in the caller's transaction. Returns
-        (redo order, worker) when the redo should go to the same worker."""
+        (redo order, its worker or whole crew) when the redo should go back to them."""
         subject = _subject(t.id)
         if res.refund_fen:
             if self.payments is None:
@@ -640,20 +673,17 @@ class Aftersales:
                 detail={"order_id": t.order_id, "amount_fen": res.compensation_fen},
                 at=now,
             )
-        same: tuple[int, int] | None = None
+        same: tuple[int, list[int]] | None = None
         if res.redo:
             redo = await self._redo(tx, t, res.redo, by, now)
+            detail: dict[str, Any] = {"to": res.redo, "original_worker_id": t.worker_id}
+            if t.crew:
+                detail["original_crew"] = list(t.crew)
             await store.add_outcome(
-                tx,
-                t.id,
-                "redo",
-                redo_order_id=redo.id,
-                detail={"to": res.redo, "original_worker_id": t.worker_id},
-                by_id=by,
-                at=now,
+                tx, t.id, "redo", redo_order_id=redo.id, detail=detail, by_id=by, at=now
             )
             if res.redo == "same" and t.worker_id is not None:
-                same = (redo.id, t.worker_id)
+                same = (redo.id, involved(t.worker_id, t.crew))
         if res.worker_at_fault and t.worker_id is not None:
             event = await quality_store.insert_event(
                 tx,
@@ -665,7 +695,7 @@ class Aftersales:
                 actor_id=by,
                 now=now,
             )
-            detail: dict[str, Any] = {"quality_event_id": event}
+            detail = {"quality_event_id": event}
             if res.warning:
                 action = await quality_store.insert_action(
                     tx,
@@ -683,8 +713,9 @@ class Aftersales:
         return same
 
     async def _redo(self, tx: Tx, t: Ticket, to: str, by: int, now: datetime) -> Order:
-        """A free re-service order at the same place, confirmed and handed to dispatch; for
-        another worker the original is excluded from it."""
+        """A free re-service order at the same place (a crew order's needs a crew of the
+        same size), confirmed and handed to dispatch; for another worker the original (every
+        member of a crew) is excluded from it."""
         original = await dispatch_store.get(tx, t.order_id)
         assert original is not None
         reason = f"返工 redo of order {original.id} (after-sales ticket {t.id})"
@@ -705,6 +736,7 @@ class Aftersales:
             notes=reason,
             start_code=new_start_code(),
             merchant_id=original.merchant_id,
+            crew_size=original.crew_size,
         )
         await changes.record(
             tx, None, order, action="book", actor="system", actor_id=None, reason=reason, at=now
@@ -725,39 +757,56 @@ class Aftersales:
             reason="after-sales redo: free of charge",
             at=now,
         )
-        if to == "other" and original.worker_id is not None:
-            await offers.exclude(
-                tx,
-                order.id,
-                original.worker_id,
-                reason="返工：换一位师傅 redo by another worker",
-                actor="admin",
-                actor_id=by,
-            )
+        if to == "other":
+            for worker_id in involved(original.worker_id, original.crew):
+                await offers.exclude(
+                    tx,
+                    order.id,
+                    worker_id,
+                    reason="返工：换一位师傅 redo by another worker",
+                    actor="admin",
+                    actor_id=by,
+                )
         return confirmed
 
     async def _assign_same(
-        self, redo: tuple[int, int] | None, by: int, ticket_id: int, now: datetime
+        self, redo: tuple[int, list[int]] | None, by: int, ticket_id: int, now: datetime
     ) -> None:
-        """After the commit: give a redo to the same worker through the dispatcher's
-        assignment (its checks apply); if they refuse, dispatch finds someone and the
-        ticket says so."""
+        """After the commit: give a redo to the same worker (a crew order's: the same
+        crew, the lead first) through the dispatcher's assignment (its checks apply); if
+        that is refused, dispatch finds someone and the ticket says so."""
         if redo is None or self.tracking is None:
             return
-        order_id, worker_id = redo
+        order_id, workers = redo
+        who = (
+            f"worker {workers[0]}" if len(workers) == 1 else "crew " + ", ".join(map(str, workers))
+        )
         try:
-            await overrides.assign(
-                self.stores,
-                self.tracking,
-                order_id,
-                worker_id,
-                actor_id=by,
-                reason="返工：原师傅 redo by the same worker",
-                force=False,
-            )
-            body = f"redo order {order_id} assigned to worker {worker_id}"
+            if len(workers) == 1:
+                await overrides.assign(
+                    self.stores,
+                    self.tracking,
+                    order_id,
+                    workers[0],
+                    actor_id=by,
+                    reason="返工：原师傅 redo by the same worker",
+                    force=False,
+                )
+            else:
+                await overrides.assign_crew(
+                    self.stores,
+                    self.tracking,
+                    order_id,
+                    workers,
+                    actor_id=by,
+                    reason="返工：原班组 redo by the same crew",
+                    force=False,
+                )
+            body = f"redo order {order_id} assigned to {who}"
         except DoorstepError as e:
-            body = f"redo order {order_id}: worker {worker_id} not assigned ({e.message}); dispatch finds another"
+            body = (
+                f"redo order {order_id}: {who} not assigned ({e.message}); dispatch finds another"
+            )
         async with self.stores.pool.acquire() as conn, conn.transaction():
             await store.add_note(
                 conn, ticket_id, author_id=None, side="system", kind="outcome", body=body, at=now

@@ -24,7 +24,10 @@ _TICKET = (
     "t.id, t.order_id, t.customer_id, t.worker_id, t.city_id, t.kind, t.status, t.description, "
     "t.asked_fen, t.escalation_level, t.first_response_due, t.resolution_due, "
     "t.first_response_at, t.closed_at, t.close_reason, t.created_at, t.updated_at, "
-    "EXISTS (SELECT 1 FROM order_insurance i WHERE i.order_id = t.order_id) AS insured"
+    "EXISTS (SELECT 1 FROM order_insurance i WHERE i.order_id = t.order_id) AS insured, "
+    # A crew order's workers, the lead first (docs/dispatch.md#crews): all are involved.
+    "coalesce((SELECT array_agg(c.worker_id ORDER BY c.seat) FROM order_crew c "
+    "WHERE c.order_id = t.order_id AND c.released_at IS NULL), '{}') AS crew"
 )
 _SPOT = (
     "id, order_id, worker_id, customer_id, city_id, period_start, seed, status, answers, passed, "
@@ -95,12 +98,17 @@ async def tickets_of_order(db: Conn, order_id: int) -> list[asyncpg.Record]:
 
 
 async def tickets_of(db: Conn, side: str, user_id: int, limit: int) -> list[asyncpg.Record]:
-    """A customer's tickets, or those on a worker's jobs, newest first."""
-    column = "customer_id" if side == "customer" else "worker_id"
+    """A customer's tickets, or those on a worker's jobs (alone, or in the crew), newest
+    first."""
+    where = (
+        "t.customer_id = $1"
+        if side == "customer"
+        else "(t.worker_id = $1 OR t.order_id IN (SELECT c.order_id FROM order_crew c "
+        "WHERE c.worker_id = $1 AND c.released_at IS NULL))"
+    )
     return list(
         await db.fetch(
-            f"SELECT {_TICKET} FROM aftersales_tickets t WHERE t.{column} = $1 "
-            "ORDER BY t.id DESC LIMIT $2",
+            f"SELECT {_TICKET} FROM aftersales_tickets t WHERE {where} ORDER BY t.id DESC LIMIT $2",
             user_id,
             limit,
         )

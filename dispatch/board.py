@@ -54,7 +54,9 @@ async def board(
     rows = await pool.fetch(
         "SELECT o.id, o.status, o.kind, o.service_code, s.name_zh, s.name_en, o.created_at, "
         "o.updated_at, o.window_start, o.window_end, o.worker_id, o.pinned, o.dispatch_attempts, "
-        "o.lat, o.lng, o.version FROM orders o LEFT JOIN services s ON s.code = o.service_code "
+        "o.lat, o.lng, o.version, o.crew_size, coalesce((SELECT array_agg(c.worker_id "
+        "ORDER BY c.seat) FROM order_crew c WHERE c.order_id = o.id AND c.released_at IS NULL), "
+        "'{}') AS crew FROM orders o LEFT JOIN services s ON s.code = o.service_code "
         "WHERE o.city_id = $1 AND o.status = ANY($2) ORDER BY o.created_at, o.id LIMIT $3",
         city_id,
         list(IN_PLAY),
@@ -81,6 +83,8 @@ async def board(
                 "lat": r["lat"],
                 "lng": r["lng"],
                 "version": r["version"],
+                "crew_size": r["crew_size"],
+                "crew": list(r["crew"]),
             }
         )
     offers = await pool.fetch(

@@ -7,7 +7,9 @@ only when every member has accepted (:func:`dispatch.service.act` with ``crew``)
 order reads its crew back as ``Order.crew``. A member's own arrival is kept here
 (``arrived_at``); the order starts only when the whole crew has arrived
 (:func:`missing`). Unassigning, declining or rescheduling releases the crew
-(``released_at``); the rows stay as history. See docs/dispatch.md#crews.
+(``released_at``); the rows stay as history. A dispatcher may assign a crew by hand or
+put another worker in one member's seat (:func:`swap`, ``dispatch.overrides``). See
+docs/dispatch.md#crews.
 """
 
 from __future__ import annotations
@@ -56,6 +58,30 @@ async def release(db: Tx, order_id: int, at: datetime) -> int:
         at,
     )
     return len(rows)
+
+
+async def swap(db: Tx, order_id: int, out: int, joining: int, at: datetime) -> int | None:
+    """Put ``joining`` in ``out``'s seat of the order's crew (``out`` released, keeping their
+    row as history); returns the seat, or None if ``out`` is not in the crew."""
+    seat = await db.fetchval(
+        "UPDATE order_crew SET released_at = $3 WHERE order_id = $1 AND worker_id = $2 "
+        "AND released_at IS NULL RETURNING seat",
+        order_id,
+        out,
+        at,
+    )
+    if seat is None:
+        return None
+    await db.execute(
+        "INSERT INTO order_crew (order_id, worker_id, seat, joined_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (order_id, worker_id) DO UPDATE SET seat = EXCLUDED.seat, "
+        "joined_at = EXCLUDED.joined_at, arrived_at = NULL, released_at = NULL",
+        order_id,
+        joining,
+        seat,
+        at,
+    )
+    return int(seat)
 
 
 async def arrived(db: Tx, order_id: int, worker_id: int, at: datetime) -> bool:

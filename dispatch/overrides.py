@@ -1,23 +1,26 @@
-"""Dispatcher overrides: assign, unassign, pin, exclude, pause a city's auto-dispatch.
+"""Dispatcher overrides: assign, unassign, pin, exclude, pause a city's auto-dispatch;
+for a crew order, assign a whole crew or put another worker in one member's seat.
 
 Every override is audited (who, what, why, before, after) in ``overrides`` and pushed
 live: to the city's dispatcher feed, and through the order's own transitions to the
 customer's and the worker's sockets. An assignment the matcher would call infeasible
-answers 409 with the warnings unless the dispatcher says ``force``.
+answers 409 with the warnings unless the dispatcher says ``force``; a crew's assignment
+applies the same checks to every member (docs/dispatch.md#crews).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from audit import store as audit_store
-from dispatch import offers, service, start_codes, store
+from dispatch import changes, crews, offers, service, start_codes, store
 from dispatch.candidates import assignment_warnings
-from dispatch.errors import DispatchError, InvalidOrder, OrderNotFound
+from dispatch.errors import DispatchError, InvalidOrder, OrderNotFound, StaleVersion, WorkerBusy
 from dispatch.models import Order, Override
 from dispatch.publisher import Publisher
 from dispatch.service import Caller
@@ -38,12 +41,15 @@ class InfeasibleAssignment(Conflict, DispatchError):
 def _snapshot(order: Order | None) -> dict[str, Any]:
     if order is None:
         return {}
-    return {
+    out: dict[str, Any] = {
         "status": order.status,
         "worker_id": order.worker_id,
         "pinned": order.pinned,
         "version": order.version,
     }
+    if order.crew_size > 1:  # a crew order: its members, the lead first
+        out["crew"] = list(order.crew)
+    return out
 
 
 async def _audit(
@@ -122,6 +128,12 @@ async def assign(
     order = await store.get(stores.pool, order_id)
     if order is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
+    if order.crew_size > 1:
+        raise InvalidOrder(
+            f"order {order_id} needs a crew of {order.crew_size} different workers: assign "
+            "them together with worker_ids, or replace one member",
+            field="worker_ids",
+        )
     worker = await workforce_store.worker(stores.pool, worker_id, detail=False)
     if worker is None:
         raise InvalidOrder(f"no worker {worker_id}", field="worker_id")
@@ -174,6 +186,230 @@ async def assign(
             forced=bool(warnings),
             warnings=warnings,
             before=before,
+            after=_snapshot(updated),
+        )
+    await _announce(tracking, audit)
+    return updated, audit
+
+
+async def _crew_checked(stores: Stores, order: Order, worker_ids: Sequence[int]) -> list[int]:
+    """The crew named for a crew order, checked: the order needs a crew, exactly
+    ``crew_size`` different workers, each known and of the order's city."""
+    crew = list(worker_ids)
+    if order.crew_size == 1:
+        raise InvalidOrder(
+            f"order {order.id} needs one worker, not a crew: assign it with worker_id",
+            field="worker_ids",
+        )
+    if len(crew) != order.crew_size:
+        raise InvalidOrder(
+            f"order {order.id} needs a crew of {order.crew_size} different workers, "
+            f"not {len(crew)}",
+            field="worker_ids",
+        )
+    for i, w in enumerate(crew):
+        if w in crew[:i]:
+            raise InvalidOrder(
+                f"worker {w} is named twice (also worker_ids[{crew.index(w)}]); "
+                f"the crew needs {order.crew_size} different workers",
+                field=f"worker_ids[{i}]",
+            )
+    for i, w in enumerate(crew):
+        await _member_checked(stores, order, w, f"worker_ids[{i}]")
+    return crew
+
+
+async def _member_checked(stores: Stores, order: Order, worker_id: int, field: str) -> None:
+    """The worker exists, works in the order's city and holds no other active job."""
+    worker = await workforce_store.worker(stores.pool, worker_id, detail=False)
+    if worker is None:
+        raise InvalidOrder(f"no worker {worker_id}", field=field)
+    if worker.city_id != order.city_id:
+        raise InvalidOrder(
+            f"worker {worker_id} works in {worker.city_id}, not {order.city_id}", field=field
+        )
+    busy = await service.busy_with(stores.pool, worker_id, order.id)
+    if busy is not None:  # checked again under the worker's lock when assigning
+        raise WorkerBusy(f"worker {worker_id} already holds order {busy}", field=field)
+
+
+async def _crew_warnings(
+    stores: Stores, order: Order, crew: Sequence[int], fields: Sequence[str], now: datetime
+) -> tuple[list[str], str | None]:
+    """Why the matcher would not pick each member (prefixed with the worker), and the field
+    of the first member it objects to."""
+    warnings: list[str] = []
+    first: str | None = None
+    for w, field in zip(crew, fields, strict=True):
+        found = await assignment_warnings(stores, order, w, now)
+        if found and first is None:
+            first = field
+        warnings += [f"worker {w}: {why}" for why in found]
+    return warnings, first
+
+
+async def assign_crew(
+    stores: Stores,
+    tracking: Publisher,
+    order_id: int,
+    worker_ids: Sequence[int],
+    *,
+    actor_id: int,
+    reason: str,
+    force: bool,
+) -> tuple[Order, Override]:
+    """Give a crew order to ``worker_ids``, the first the lead (taking it from the crew
+    holding it, or ending its round of offers): every member is checked as a single
+    assignment's worker, and the matcher's objections to any of them are a 409 unless
+    ``force``."""
+    order = await store.get(stores.pool, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
+    crew = await _crew_checked(stores, order, worker_ids)
+    fields = [f"worker_ids[{i}]" for i in range(len(crew))]
+    warnings, first = await _crew_warnings(stores, order, crew, fields, datetime.now(UTC))
+    if warnings and not force:
+        raise InfeasibleAssignment(
+            "; ".join(warnings) + " — send force: true to assign anyway", field=first
+        )
+    before = _snapshot(order)
+    caller = Caller("dispatcher", actor_id)
+    if order.status == "offered":  # the crew's round ends: pending and accepted offers
+        await offers.release_round(stores, tracking, order_id, "a dispatcher assigned the crew")
+        await _withdraw_pending(stores, tracking, order_id, "a dispatcher assigned the crew")
+        order = await store.get(stores.pool, order_id) or order
+    if order.status in ("assigned", "en_route") and list(order.crew) != crew:
+        order = await service.act(
+            stores,
+            tracking,
+            order_id,
+            "unassign",
+            caller,
+            reason=f"reassigning the crew: {reason}",
+            expected_version=order.version,
+        )
+    updated = await service.act(
+        stores,
+        tracking,
+        order_id,
+        "assign",
+        caller,
+        crew=crew,
+        reason=reason,
+        expected_version=order.version,
+        data={"override": True, "forced": bool(warnings), "crew": crew},
+    )
+    async with stores.pool.acquire() as conn:
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="assign_crew",
+            city_id=updated.city_id,
+            order_id=order_id,
+            worker_id=crew[0],
+            reason=reason,
+            forced=bool(warnings),
+            warnings=warnings,
+            before=before,
+            after=_snapshot(updated),
+        )
+    await _announce(tracking, audit)
+    return updated, audit
+
+
+async def replace_member(
+    stores: Stores,
+    tracking: Publisher,
+    order_id: int,
+    out_worker_id: int,
+    in_worker_id: int,
+    *,
+    actor_id: int,
+    reason: str,
+    force: bool,
+) -> tuple[Order, Override]:
+    """Put ``in_worker_id`` in ``out_worker_id``'s seat of the crew holding the order
+    (before it starts), in one change: the other members keep their seats and arrivals,
+    the order keeps its status; the one leaving is kept away from it. The newcomer is
+    checked as a single assignment's worker (409 with the warnings unless ``force``)."""
+    order = await store.get(stores.pool, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id}", field="order_id")
+    if order.crew_size == 1:
+        raise InvalidOrder(
+            f"order {order_id} needs one worker, not a crew: reassign it with worker_id",
+            field="out_worker_id",
+        )
+    if order.status not in ("assigned", "en_route", "arrived") or not order.crew:
+        raise InvalidOrder(
+            f"order {order_id} is {order.status}: a member is replaced in a crew holding "
+            "the order before the service starts (assigned, en_route or arrived)",
+            field="status",
+        )
+    if out_worker_id not in order.crew:
+        raise InvalidOrder(
+            f"worker {out_worker_id} is not in the crew of order {order_id} "
+            f"({', '.join(map(str, order.crew))})",
+            field="out_worker_id",
+        )
+    if in_worker_id in order.crew:
+        raise InvalidOrder(f"worker {in_worker_id} is in the crew already", field="in_worker_id")
+    await _member_checked(stores, order, in_worker_id, "in_worker_id")
+    now = datetime.now(UTC)
+    warnings, first = await _crew_warnings(stores, order, [in_worker_id], ["in_worker_id"], now)
+    if warnings and not force:
+        raise InfeasibleAssignment(
+            "; ".join(warnings) + " — send force: true to assign anyway", field=first
+        )
+    why = f"crew member {out_worker_id} replaced by {in_worker_id}: {reason}"
+    async with stores.pool.acquire() as conn, conn.transaction():
+        locked = await store.get(conn, order_id, lock=True)
+        if locked is None or locked.version != order.version:
+            raise StaleVersion(
+                "the order changed while this override ran; read it again", field="version"
+            )
+        await service.assignable(conn, locked, in_worker_id, "in_worker_id")
+        seat = await crews.swap(conn, order_id, out_worker_id, in_worker_id, now)
+        assert seat is not None  # the crew was read under the row lock
+        lead = in_worker_id if seat == 0 else locked.worker_id
+        updated = await store.update(conn, order_id, locked.version, {"worker_id": lead})
+        assert updated is not None
+        await changes.record(
+            conn,
+            locked,
+            updated,
+            action="crew_change",
+            actor="dispatcher",
+            actor_id=actor_id,
+            reason=why,
+            at=now,
+            data={
+                "override": True,
+                "forced": bool(warnings),
+                "out": out_worker_id,
+                "in": in_worker_id,
+                "seat": seat,
+            },
+        )
+        await offers.exclude(
+            conn,
+            order_id,
+            out_worker_id,
+            reason=f"replaced in the crew: {reason}",
+            actor="dispatcher",
+            actor_id=actor_id,
+        )
+        audit = await _audit(
+            conn,
+            actor_id=actor_id,
+            action="replace_member",
+            city_id=updated.city_id,
+            order_id=order_id,
+            worker_id=in_worker_id,
+            reason=why,
+            forced=bool(warnings),
+            warnings=warnings,
+            before=_snapshot(locked),
             after=_snapshot(updated),
         )
     await _announce(tracking, audit)

@@ -76,7 +76,17 @@ from merchants import store as merchant_store
 log = logging.getLogger("doorstep.dispatch.plans")
 SYSTEM = Caller("system", None)
 REPLAN_ON = frozenset(
-    {"cancel", "reschedule", "unassign", "fail", "decline", "assign", "route", "overflow"}
+    {
+        "cancel",
+        "reschedule",
+        "unassign",
+        "fail",
+        "decline",
+        "assign",
+        "route",
+        "overflow",
+        "crew_change",
+    }
 )
 
 

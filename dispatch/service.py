@@ -54,7 +54,7 @@ from dispatch.lifecycle import (
 from dispatch.models import Order
 from dispatch.publisher import Publisher
 from dispatch.start_guard import StartGuardParams
-from doorstep.db import Tx
+from doorstep.db import Conn, Tx
 from doorstep.errors import Forbidden
 from doorstep.stores import Stores
 from files import service as files_service
@@ -358,20 +358,26 @@ def view(order: Order, caller: Caller, now: datetime | None = None) -> Order:
     )
 
 
-async def _lock_worker(conn: Tx, worker_id: int, order_id: int) -> None:
-    """Serialise assignments to one worker, then refuse if they hold another active job."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('doorstep-worker'), $1::int)", worker_id % 2**31
-    )
-    busy = await conn.fetchval(
+async def busy_with(db: Conn, worker_id: int, order_id: int) -> int | None:
+    """The active job other than ``order_id`` the worker holds (alone or in a crew), if any."""
+    busy = await db.fetchval(
         "SELECT id FROM orders WHERE (worker_id = $1 OR id IN (SELECT order_id FROM order_crew "
         "WHERE worker_id = $1 AND released_at IS NULL)) AND id <> $2 "
         "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') LIMIT 1",
         worker_id,
         order_id,
     )
+    return int(busy) if busy is not None else None
+
+
+async def _lock_worker(conn: Tx, worker_id: int, order_id: int, field: str = "worker_id") -> None:
+    """Serialise assignments to one worker, then refuse if they hold another active job."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('doorstep-worker'), $1::int)", worker_id % 2**31
+    )
+    busy = await busy_with(conn, worker_id, order_id)
     if busy is not None:
-        raise WorkerBusy(f"worker {worker_id} already holds order {busy}", field="worker_id")
+        raise WorkerBusy(f"worker {worker_id} already holds order {busy}", field=field)
 
 
 async def act(
@@ -441,8 +447,8 @@ async def act(
             target = joining[0] if joining else target
             if target is None:
                 raise InvalidOrder("name the worker to assign", field="worker_id")
-            for one in joining or [target]:
-                await _assignable(conn, order, one)
+            for i, one in enumerate(joining or [target]):
+                await assignable(conn, order, one, f"worker_ids[{i}]" if joining else "worker_id")
             fields["worker_id"] = target
         elif action == "reschedule":
             if order.kind != "scheduled" or window is None:
@@ -563,17 +569,18 @@ def _crew_of(order: Order, crew: Sequence[int], target: int | None) -> list[int]
     return workers
 
 
-async def _assignable(conn: Tx, order: Order, target: int) -> None:
-    """The worker exists, works in the order's city and holds no other job (locked)."""
+async def assignable(conn: Tx, order: Order, target: int, field: str = "worker_id") -> None:
+    """The worker exists, works in the order's city and holds no other job (locked until
+    the caller's transaction ends); errors name ``field``."""
     worker = await workforce_store.worker(conn, target, detail=False)
     if worker is None:
-        raise InvalidOrder(f"no worker {target}", field="worker_id")
+        raise InvalidOrder(f"no worker {target}", field=field)
     if worker.city_id != order.city_id:
         raise InvalidOrder(
             f"worker {target} works in {worker.city_id}, not {order.city_id}",
-            field="worker_id",
+            field=field,
         )
-    await _lock_worker(conn, target, order.id)
+    await _lock_worker(conn, target, order.id, field)
 
 
 async def _whole_crew_here(conn: Tx, order: Order) -> None:

@@ -153,6 +153,8 @@ ORDER_EVENTS: dict[str, str] = {
     # Not status changes: routed to a merchant, or overflowed back to the platform (issue 18).
     "route": "order.routed",
     "overflow": "order.overflowed",
+    # Not a status change: a dispatcher put another worker in one seat of the crew.
+    "crew_change": "order.crew_changed",
 }
 
 TYPES: dict[str, type[Payload]] = {

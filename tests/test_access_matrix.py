@@ -313,6 +313,12 @@ def _body(ep: Endpoint, place: Place, skill: str) -> Any:
             "score": 80,
         },
         "POST /v1/orders/{order_id}/assign": {"worker_id": place.worker, "reason": "矩阵"},
+        "POST /v1/orders/{order_id}/crew/assign": {"worker_ids": [place.worker], "reason": "矩阵"},
+        "POST /v1/orders/{order_id}/crew/replace": {
+            "out_worker_id": place.worker,
+            "in_worker_id": place.worker,
+            "reason": "矩阵",
+        },
         "POST /v1/orders/{order_id}/unassign": {"reason": "矩阵"},
         "POST /v1/orders/{order_id}/pin": {"pinned": False, "reason": "矩阵"},
         "POST /v1/orders/{order_id}/exclude": {"worker_id": place.worker, "reason": "矩阵"},

@@ -1,9 +1,9 @@
 """The live pages in a real browser: Playwright driving Debian's Chromium, headless.
 
-Two tests, each a whole story: the customer's arrival map following a worker over a real
-worker socket (marker, ETA, stale badge, a dropped connection, arrival and the start
-code), and the dispatcher console overriding the engine (the database and the workers'
-sockets change). Screenshots go to ``.artifacts/screenshots/`` (gitignored).
+Three tests, each a whole story: the customer's arrival map following a worker over a
+real worker socket (marker, ETA, stale badge, a dropped connection, arrival and the start
+code), and the dispatcher console overriding the engine, for one worker and for a crew
+(the database and the workers' sockets change). Screenshots go to ``.artifacts/screenshots/`` (gitignored).
 
 `make test` installs Chromium with apt when it is missing and it can; without it these
 tests are skipped, with the reason.
@@ -469,3 +469,86 @@ async def test_console_override_moves_the_job(
     for ws in (ws_a, ws_b):
         await ws.close()
     assert errors == [], errors
+
+
+async def test_console_assigns_a_crew_and_replaces_a_member(
+    live_app: tuple[str, Any],
+    browser: Any,
+    pages_city: tuple[str, tuple[float, float]],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Any,
+) -> None:
+    """In the console a dispatcher adds two candidates to a crew order's crew and assigns it (both sockets get the job), then gives one member's seat to a third worker (withdrawn / assigned); the audit has both."""
+    from tests.test_crew_booking import crew_service
+
+    address = live_app[0]
+    city, door = pages_city
+    service = await crew_service(client, admin, 2)
+    dispatcher = await make_user("dispatcher", name="调度员小林")
+    a, b, c = [await make_worker(stores, client, city) for _ in range(3)]
+    sockets = [
+        await online(address, w, (door[0] + 0.001 * (i + 1), door[1]))
+        for i, w in enumerate((a, b, c))
+    ]
+    order = await book_here(client, await make_user("customer"), service, door)
+
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{address}/console?city={city}")
+    await page.fill("#login-phone", dispatcher.phone)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector('body[data-feed="live"]', timeout=WAIT_MS)
+    await page.click(f'#orders [data-order-id="{order["id"]}"]')
+    for w in (a, b):
+        await page.wait_for_selector(
+            f'#candidates button.add-to-crew[data-worker-id="{w.id}"]', timeout=WAIT_MS
+        )
+    assert await page.locator("#assign-by-id").count() == 0  # never one worker for a crew
+    await page.click(f'#candidates button.add-to-crew[data-worker-id="{a.id}"]')
+    await page.click(f'#candidates button.add-to-crew[data-worker-id="{b.id}"]')
+    assert await page.input_value("#crew-input") == f"{a.id}, {b.id}"
+    await page.fill("#reason", "顾客指定两位师傅")
+    await page.click("#assign-crew")
+    for ws in sockets[:2]:
+        job = await next_of(ws, "job")
+        assert (job["order_id"], job["status"]) == (order["id"], "assigned")
+    await page.wait_for_selector("#detail-message.ok", timeout=WAIT_MS)
+    crew = await stores.pool.fetchval(
+        "SELECT crew FROM (SELECT array_agg(worker_id ORDER BY seat) AS crew FROM order_crew "
+        "WHERE order_id = $1 AND released_at IS NULL) x",
+        order["id"],
+    )
+    assert list(crew) == [a.id, b.id]
+    await _shot(page, "console-crew.png")
+
+    # One member's seat to the third worker.
+    await page.wait_for_selector("#replace-member", timeout=WAIT_MS)
+    await page.select_option("#replace-out", str(b.id))
+    await page.fill("#replace-in", str(c.id))
+    await page.fill("#reason", "师傅临时有事")
+    await page.click("#replace-member")
+    gone = await next_of(sockets[1], "job")
+    assert (gone["order_id"], gone["status"]) == (order["id"], "withdrawn")
+    joined = await next_of(sockets[2], "job")
+    assert (joined["order_id"], joined["status"]) == (order["id"], "assigned")
+
+    async def audited() -> bool:
+        rows = await stores.pool.fetch(
+            "SELECT action, worker_id FROM overrides WHERE order_id = $1 ORDER BY id", order["id"]
+        )
+        return [tuple(r) for r in rows] == [("assign_crew", a.id), ("replace_member", c.id)]
+
+    await _until(audited, "both crew overrides are audited")
+    await page.wait_for_selector("#detail-message.ok", timeout=WAIT_MS)
+    options = await page.locator("#replace-out option").evaluate_all(
+        "(os) => os.map((o) => Number(o.value))"
+    )
+    assert options == [a.id, c.id]
+    await context.close()
+    for ws in sockets:
+        await ws.close()
+    assert errors == []

@@ -96,6 +96,24 @@ class AssignIn(Input):
     force: bool = False
 
 
+class AssignCrewIn(Input):
+    """A dispatcher assigns a crew order to ``crew_size`` different workers, the lead first;
+    ``force`` overrides the matcher's objections to any of them."""
+
+    worker_ids: Annotated[list[WorkerId], msgspec.Meta(min_length=1, max_length=8)]
+    reason: OverrideReason
+    force: bool = False
+
+
+class ReplaceMemberIn(Input):
+    """A dispatcher puts ``in_worker_id`` in ``out_worker_id``'s seat of an order's crew."""
+
+    out_worker_id: WorkerId
+    in_worker_id: WorkerId
+    reason: OverrideReason
+    force: bool = False
+
+
 class OverrideIn(Input):
     """Why (required for every override; kept in the audit)."""
 
@@ -345,6 +363,59 @@ async def assign(ctx: Ctx, body: AssignIn) -> OverrideResult:
         _tracking(ctx),
         ctx.path_int("order_id"),
         body.worker_id,
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+        force=body.force,
+    )
+    return OverrideResult(order, audit)
+
+
+@router.post(
+    "/v1/orders/{order_id}/crew/assign",
+    errors={
+        409: "the order's status does not allow this, a member is busy, or (without force) the matcher objects to a member: the warnings",
+        422: "not a crew order, not crew_size different workers, or a member unknown or of another city (the field names which: worker_ids[i])",
+    },
+    perm="orders.override",
+    roles=STAFF,
+    body=AssignCrewIn,
+    returns=OverrideResult,
+    summary="Assign (or reassign) a crew order to a whole crew, the lead first; 409 with warnings if infeasible unless force",
+)
+async def assign_crew(ctx: Ctx, body: AssignCrewIn) -> OverrideResult:
+    await _reach(ctx)
+    order, audit = await overrides.assign_crew(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_int("order_id"),
+        body.worker_ids,
+        actor_id=ctx.user.user_id,
+        reason=body.reason.strip(),
+        force=body.force,
+    )
+    return OverrideResult(order, audit)
+
+
+@router.post(
+    "/v1/orders/{order_id}/crew/replace",
+    errors={
+        409: "the newcomer is busy, the order changed meanwhile, or (without force) the matcher objects to the newcomer: the warnings",
+        422: "not a crew order, not held by its crew before the start, the one leaving not in the crew, the newcomer in it already, unknown or of another city",
+    },
+    perm="orders.override",
+    roles=STAFF,
+    body=ReplaceMemberIn,
+    returns=OverrideResult,
+    summary="Put another worker in one member's seat of the crew holding an order (before the start)",
+)
+async def replace_member(ctx: Ctx, body: ReplaceMemberIn) -> OverrideResult:
+    await _reach(ctx)
+    order, audit = await overrides.replace_member(
+        ctx.stores,
+        _tracking(ctx),
+        ctx.path_int("order_id"),
+        body.out_worker_id,
+        body.in_worker_id,
         actor_id=ctx.user.user_id,
         reason=body.reason.strip(),
         force=body.force,

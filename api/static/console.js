@@ -75,6 +75,14 @@ const STR = {
   exclude: { zh: "排除", en: "Exclude" },
   force: { zh: "强制（忽略不符合项）", en: "Force (override warnings)" },
   force_again: { zh: "仍然指派", en: "Assign anyway" },
+  crew_ids: { zh: "班组师傅 ID，逗号分隔（第一位为组长）", en: "Crew worker ids, comma-separated (the first leads)" },
+  assign_crew: { zh: "指派班组", en: "Assign crew" },
+  reassign_crew: { zh: "改派班组", en: "Reassign crew" },
+  add_to_crew: { zh: "加入班组", en: "Add to crew" },
+  crew_count: { zh: "需要 {n} 位不同的师傅，已填 {k} 位", en: "Needs {n} different workers; {k} given" },
+  replace_member: { zh: "换人", en: "Replace member" },
+  replace_with: { zh: "替换为师傅 ID", en: "Replace with worker id" },
+  lead: { zh: "组长", en: "lead" },
   worker_id: { zh: "师傅 ID", en: "Worker id" },
   candidates: { zh: "候选师傅（当前评分，不派单）", en: "Candidates (scored now, nothing decided)" },
   refresh: { zh: "刷新", en: "Refresh" },
@@ -434,6 +442,7 @@ async function showOrder(id) {
   const workerInput = el("input", { id: "worker-input", placeholder: t("worker_id"), inputmode: "numeric" });
   const force = el("input", { id: "force", type: "checkbox" });
   const holds = o.worker_id != null && (MOVING.has(o.status) || ON_SITE.has(o.status));
+  const isCrew = (o.crew_size || 1) > 1;
   body.replaceChildren(...[
     el("h3", {}, t("order_n", { id: o.id }), " ", el("span", { class: `chip st-${o.status}`, id: "order-status" }, t(`s_${o.status}`)),
       o.pinned ? el("span", { class: "chip pinned" }, t("pinned")) : null),
@@ -450,8 +459,10 @@ async function showOrder(id) {
       reason,
       el("div", { class: "action-row" },
         workerInput,
-        el("button", { type: "button", id: "assign-by-id", onclick: () => assign(o, Number(workerInput.value), force.checked) }, holds ? t("reassign") : t("assign")),
+        // A crew order is assigned to a whole crew (below), never to one worker.
+        isCrew ? null : el("button", { type: "button", id: "assign-by-id", onclick: () => assign(o, Number(workerInput.value), force.checked) }, holds ? t("reassign") : t("assign")),
         el("button", { type: "button", id: "exclude-by-id", onclick: () => override(o, "exclude", { worker_id: Number(workerInput.value) }) }, t("exclude"))),
+      isCrew ? crewActions(o, holds, force) : null,
       el("label", { class: "filter" }, force, " ", t("force")),
       el("div", { class: "action-row" },
         holds ? el("button", { type: "button", id: "unassign", onclick: () => override(o, "unassign", {}) }, t("unassign")) : null,
@@ -464,6 +475,34 @@ async function showOrder(id) {
   map.panTo([o.lat, o.lng]);
   loadCandidates(o);
   loadDecision(o);
+}
+
+// A crew order (docs/dispatch.md#crews): the whole crew by id, the lead first (a
+// candidate's button adds them to the list), and, once a crew holds it, one member's seat
+// given to another worker.
+function crewActions(o, holds, force) {
+  const crewInput = el("input", { id: "crew-input", placeholder: t("crew_ids"), inputmode: "numeric" });
+  const rows = [el("div", { class: "action-row" },
+    crewInput,
+    el("button", { type: "button", id: "assign-crew", onclick: () => assignCrew(o, crewIds(), force.checked) }, holds ? t("reassign_crew") : t("assign_crew")))];
+  if (holds && (o.crew || []).length) {
+    const out = el("select", { id: "replace-out" }, ...o.crew.map((w, i) => el("option", { value: w }, workerName(w), i === 0 ? ` (${t("lead")})` : "")));
+    const into = el("input", { id: "replace-in", placeholder: t("replace_with"), inputmode: "numeric" });
+    rows.push(el("div", { class: "action-row" }, out, into,
+      el("button", { type: "button", id: "replace-member", onclick: () => replaceMember(o, Number(out.value), Number(into.value), force.checked) }, t("replace_member"))));
+  }
+  return rows;
+}
+
+function crewIds() {
+  return ($("crew-input")?.value || "").split(/[\s,，、]+/).filter(Boolean).map(Number);
+}
+
+function addToCrew(o, workerId) {
+  const ids = crewIds().filter((w) => w !== workerId);
+  ids.push(workerId);
+  $("crew-input").value = ids.join(", ");
+  message(t("crew_count", { n: o.crew_size, k: ids.length }));
 }
 
 function scoreTable(decision, o, { actions }) {
@@ -482,10 +521,14 @@ function scoreTable(decision, o, { actions }) {
       el("td", {}, chosen ? "★ " : "", workerName(wid)),
       el("td", { class: "num" }, c.eta_s != null ? `${Math.round(c.eta_s / 60)}′` : "—"),
       ...cells,
-      actions ? el("td", {}, el("button", {
-        type: "button", class: "small assign", dataset: { workerId: wid },
-        onclick: () => assign(o, wid, $("force")?.checked ?? false),
-      }, holds ? t("reassign") : t("assign"))) : null);
+      actions && (o.crew_size || 1) > 1 ? el("td", {}, el("button", {
+        type: "button", class: "small add-to-crew", dataset: { workerId: wid },
+        onclick: () => addToCrew(o, wid),
+      }, t("add_to_crew")))
+        : actions ? el("td", {}, el("button", {
+          type: "button", class: "small assign", dataset: { workerId: wid },
+          onclick: () => assign(o, wid, $("force")?.checked ?? false),
+        }, holds ? t("reassign") : t("assign"))) : null);
   });
   return el("table", { class: "scores" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
@@ -549,6 +592,42 @@ async function assign(o, workerId, force) {
       $("detail-message").append(" ", el("button", { type: "button", class: "small", id: "force-assign", onclick: () => assign(o, workerId, true) }, t("force_again")));
     } else {
       message(e.message, "error");
+    }
+  }
+}
+
+async function assignCrew(o, ids, force) {
+  const reason = reasonOrComplain();
+  if (!reason) return;
+  if (!ids.length || ids.some((w) => !Number.isSafeInteger(w) || w < 1)) { $("crew-input")?.focus(); return; }
+  const what = `${t("assign_crew")} → ${ids.map((w) => workerName(w)).join(", ")}`;
+  try {
+    const result = await api(session, "POST", `/v1/orders/${o.id}/crew/assign`, { worker_ids: ids, reason, force });
+    applyOrder(result.order);
+    await showOrder(o.id);
+    message(t("done", { what }), "ok");
+  } catch (e) {
+    message(e.message, "error");
+    if (e instanceof ApiError && e.code === "infeasible_assignment") {
+      $("detail-message").append(" ", el("button", { type: "button", class: "small", id: "force-assign", onclick: () => assignCrew(o, ids, true) }, t("force_again")));
+    }
+  }
+}
+
+async function replaceMember(o, out, into, force) {
+  const reason = reasonOrComplain();
+  if (!reason) return;
+  if (!Number.isSafeInteger(into) || into < 1) { $("replace-in")?.focus(); return; }
+  const what = `${t("replace_member")}: ${workerName(out)} → ${workerName(into)}`;
+  try {
+    const result = await api(session, "POST", `/v1/orders/${o.id}/crew/replace`, { out_worker_id: out, in_worker_id: into, reason, force });
+    applyOrder(result.order);
+    await showOrder(o.id);
+    message(t("done", { what }), "ok");
+  } catch (e) {
+    message(e.message, "error");
+    if (e instanceof ApiError && e.code === "infeasible_assignment") {
+      $("detail-message").append(" ", el("button", { type: "button", class: "small", id: "force-assign", onclick: () => replaceMember(o, out, into, true) }, t("force_again")));
     }
   }
 }
