@@ -5,6 +5,7 @@ keys that make every effect happen once. Time comes in as ``now``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
@@ -33,7 +34,8 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 EVE_AT = time(20, 0)  # the evening reminder, local time, the day before
 HOUR_BEFORE = timedelta(hours=1)
 
-# Order events: the customer's kind, and the kind for the worker the change concerns.
+# Order events: the customer's kind, and the kind for the workers the change concerns
+# (every member of a crew: the lead and the others).
 _CUSTOMER_KIND: dict[str, str] = {
     "order.booked": "order_booked",
     "order.assigned": "order_assigned",
@@ -48,9 +50,14 @@ _WORKER_KIND: dict[str, str] = {
     "order.assigned": "job_assigned",
     "order.cancelled": "job_cancelled",
 }
+# A dispatcher put another worker in one seat of a crew: the one joining and the one
+# leaving are told; the customer is not (the order keeps its status and time).
+CREW_CHANGED = "order.crew_changed"
 # order.confirmed is told with the booking (one message, not two in the same second);
 # it still places reminders.
-ORDER_TYPES = frozenset({*_CUSTOMER_KIND, "order.offered", "order.confirmed", "order.failed"})
+ORDER_TYPES = frozenset(
+    {*_CUSTOMER_KIND, "order.offered", "order.confirmed", "order.failed", CREW_CHANGED}
+)
 ACCOUNT_TYPES = frozenset({"account.created"})
 CERTIFICATE_TYPES = frozenset({"certificate.expiring"})
 MEMBER_TYPES = frozenset({"member.level_changed"})
@@ -79,17 +86,29 @@ def category(kind: str) -> str:
     return "order"
 
 
+def members(lead: int | None, crew: Iterable[int]) -> list[int]:
+    """The workers holding an order: the lead, then the rest of the crew, once each."""
+    return list(dict.fromkeys(w for w in (lead, *crew) if w is not None))
+
+
 def intents(event_type: str, payload: Payload) -> list[Intent]:
-    """Who is told what about an event (offers are the service's: it reads who got one)."""
+    """Who is told what about an event (offers are the service's: it reads who got one).
+    A worker's notice goes to every member of the crew holding the order; if none holds
+    it now (a cancel after an unassign), to every member who held it before."""
     if isinstance(payload, OrderChanged):
         out: list[Intent] = []
         kind = _CUSTOMER_KIND.get(event_type)
         if kind is not None:
             out.append(Intent(payload.customer_id, kind))
+        now_held = members(payload.worker_id, payload.crew)
+        held = members(payload.previous_worker_id, payload.previous_crew)
+        if event_type == CREW_CHANGED:
+            out += [Intent(w, "crew_joined") for w in now_held if w not in held]
+            out += [Intent(w, "crew_left") for w in held if w not in now_held]
+            return out
         worker_kind = _WORKER_KIND.get(event_type)
-        worker = payload.worker_id or payload.previous_worker_id
-        if worker_kind is not None and worker is not None:
-            out.append(Intent(worker, worker_kind))
+        if worker_kind is not None:
+            out += [Intent(w, worker_kind) for w in now_held or held]
         return out
     if (
         isinstance(payload, AccountChanged)
@@ -102,6 +121,11 @@ def intents(event_type: str, payload: Payload) -> list[Intent]:
     if isinstance(payload, MemberLevelChanged):
         return [Intent(payload.customer_id, f"member_{payload.direction}")]
     return []
+
+
+def reminded(customer_id: int, lead: int | None, crew: Iterable[int]) -> list[int]:
+    """Who a reminder of a service tells: the customer and every worker holding the order."""
+    return [customer_id, *(w for w in members(lead, crew) if w != customer_id)]
 
 
 def sms_wanted(kind: str, choices: dict[str, bool]) -> bool:

@@ -324,12 +324,15 @@ class Notifier:
     async def remind(
         self, order_id: int, which: rules.Reminder, window_start: datetime, *, now: datetime
     ) -> int:
-        """The reminder job: tell the customer (and the assigned worker) about the service
-        if it is still due at ``window_start``; how many were told."""
+        """The reminder job: tell the customer (and every worker of the crew holding the
+        order) about the service if it is still due at ``window_start``; how many were told."""
         told = 0
         async with self.stores.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT customer_id, worker_id, status, window_start FROM orders WHERE id = $1",
+                "SELECT customer_id, worker_id, status, window_start, "
+                "coalesce((SELECT array_agg(c.worker_id ORDER BY c.seat) FROM order_crew c "
+                "WHERE c.order_id = o.id AND c.released_at IS NULL), '{}') AS crew "
+                "FROM orders o WHERE id = $1",
                 order_id,
             )
             if row is None or row["status"] not in OPEN_STATUSES:
@@ -338,9 +341,7 @@ class Notifier:
                 return 0  # moved: the job for the new time does it
             facts = await store.order_facts(conn, order_id, row["worker_id"])
             kind = "reminder_eve" if which == "eve" else "reminder_hour"
-            for user_id in (row["customer_id"], row["worker_id"]):
-                if user_id is None:
-                    continue
+            for user_id in rules.reminded(row["customer_id"], row["worker_id"], row["crew"]):
                 note = await self._tell(
                     conn,
                     rules.Intent(user_id, kind),

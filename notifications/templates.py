@@ -44,6 +44,20 @@ INBOX: dict[str, dict[str, Text]] = {
         "zh": Text("新工单", "您有新工单：{service}（订单 {order_id}），时间 {time}。"),
         "en": Text("New job", "New job: {service} (order {order_id}) at {time}."),
     },
+    "crew_joined": {
+        "zh": Text("加入班组", "您已加入工单的班组：{service}（订单 {order_id}），时间 {time}。"),
+        "en": Text(
+            "Added to a crew",
+            "You joined the crew of a job: {service} (order {order_id}) at {time}.",
+        ),
+    },
+    "crew_left": {
+        "zh": Text("已调离班组", "您已被调离工单 {order_id}（{service}，{time}）的班组。"),
+        "en": Text(
+            "Removed from a crew",
+            "You were taken off the crew of job {order_id} ({service}, {time}).",
+        ),
+    },
     "order_departed": {
         "zh": Text("师傅已出发", "{worker}已出发前往您处（订单 {order_id}）。"),
         "en": Text("On the way", "{worker} is on the way (order {order_id})."),
@@ -138,6 +152,8 @@ SMS_TEMPLATES: dict[str, str] = {
     "DS_ORDER_CANCELLED_EN": "Your order ${order_id} (${service}) was cancelled.",
     "DS_JOB_CANCELLED_ZH": "工单${order_id}（${service}，${time}）已取消。",
     "DS_JOB_CANCELLED_EN": "Job ${order_id} (${service}, ${time}) was cancelled.",
+    "DS_CREW_LEFT_ZH": "您已被调离工单${order_id}（${service}，${time}）。",
+    "DS_CREW_LEFT_EN": "You were taken off job ${order_id} (${service}, ${time}).",
     "DS_OFFER_ZH": "附近有${service}订单${order_id}，请打开应用接单。",
     "DS_OFFER_EN": "A ${service} job nearby, order ${order_id}: open the app to take it.",
     "DS_REMINDER_ZH": "提醒：${time}有${service}，订单${order_id}。",
@@ -160,6 +176,7 @@ SMS_OF_KIND: dict[str, str] = {
     "order_arrived": "DS_ORDER_ARRIVED",
     "order_cancelled": "DS_ORDER_CANCELLED",
     "job_cancelled": "DS_JOB_CANCELLED",
+    "crew_left": "DS_CREW_LEFT",
     "offer": "DS_OFFER",
     "reminder_eve": "DS_REMINDER",
     "reminder_hour": "DS_REMINDER",

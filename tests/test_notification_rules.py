@@ -64,6 +64,71 @@ def test_a_cancel_tells_the_worker_who_had_the_job() -> None:
     assert got == [rules.Intent(7, "order_cancelled"), rules.Intent(11, "job_cancelled")]
 
 
+def test_a_crew_assignment_tells_every_member_once() -> None:
+    """order.assigned of a crew order tells the customer once and every member (lead first, the lead named twice told once) job_assigned."""
+    got = rules.intents("order.assigned", _order(worker_id=9, crew=[9, 12, 13]))
+    assert got == [
+        rules.Intent(7, "order_assigned"),
+        rules.Intent(9, "job_assigned"),
+        rules.Intent(12, "job_assigned"),
+        rules.Intent(13, "job_assigned"),
+    ]
+
+
+def test_a_cancel_tells_every_member_who_held_the_crew_order() -> None:
+    """A cancel of a crew order tells every member; after an unassign released the crew, every member who held it."""
+    held = _order(worker_id=9, crew=[9, 12], previous_worker_id=9, previous_crew=[9, 12])
+    assert rules.intents("order.cancelled", held) == [
+        rules.Intent(7, "order_cancelled"),
+        rules.Intent(9, "job_cancelled"),
+        rules.Intent(12, "job_cancelled"),
+    ]
+    released = _order(worker_id=None, crew=[], previous_worker_id=9, previous_crew=[9, 12])
+    assert [i.user_id for i in rules.intents("order.cancelled", released)] == [7, 9, 12]
+
+
+def test_a_crew_change_tells_the_joining_and_the_leaving_member_only() -> None:
+    """order.crew_changed tells the newcomer crew_joined and the one replaced crew_left (the lead's seat too); the customer and the staying members hear nothing."""
+    assert "order.crew_changed" in rules.ORDER_TYPES
+    member = _order(
+        action="crew_change", worker_id=9, crew=[9, 14], previous_worker_id=9, previous_crew=[9, 12]
+    )
+    assert rules.intents("order.crew_changed", member) == [
+        rules.Intent(14, "crew_joined"),
+        rules.Intent(12, "crew_left"),
+    ]
+    lead = _order(
+        action="crew_change",
+        worker_id=14,
+        crew=[14, 12],
+        previous_worker_id=9,
+        previous_crew=[9, 12],
+    )
+    assert rules.intents("order.crew_changed", lead) == [
+        rules.Intent(14, "crew_joined"),
+        rules.Intent(9, "crew_left"),
+    ]
+    assert rules.category("crew_joined") == rules.category("crew_left") == "order"
+
+
+def test_a_single_worker_order_tells_its_worker_as_before() -> None:
+    """Without a crew the worker notices are the lead's alone (and a crew change tells nobody)."""
+    assert rules.members(9, []) == [9]
+    assert rules.members(None, []) == []
+    assert rules.intents("order.cancelled", _order(previous_worker_id=9)) == [
+        rules.Intent(7, "order_cancelled"),
+        rules.Intent(9, "job_cancelled"),
+    ]
+    assert rules.intents("order.crew_changed", _order(previous_worker_id=9)) == []
+
+
+def test_a_reminder_tells_the_customer_and_every_member() -> None:
+    """Reminders go to the customer, then the lead and the rest of the crew once each; an unassigned order reminds the customer only."""
+    assert rules.reminded(7, 9, [9, 12, 13]) == [7, 9, 12, 13]
+    assert rules.reminded(7, 9, []) == [7, 9]
+    assert rules.reminded(7, None, []) == [7]
+
+
 def test_events_without_a_message_tell_nobody() -> None:
     """order.confirmed, a dispatcher-only event and a staff account tell nobody."""
     assert rules.intents("order.confirmed", _order()) == []

@@ -27,6 +27,8 @@ from notifications.sms import AliyunLikeSms, GatewayConfig, SmsFailed
 from privacy.crypto import blind, reveal
 from tests.helpers import Account, MakeUser
 from tests.live import DEST, book, online, recv, worker_profile
+from tests.planning import book_window, planned_worker, tomorrow_at
+from tests.test_crew_booking import crew_service
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -494,6 +496,61 @@ async def test_a_reminder_tells_the_customer_once_and_not_after_a_move(
     page = (await client.get("/v1/me/inbox", headers=customer.auth)).json()
     reminder = next(i for i in page["items"] if i["kind"] == "reminder_hour")
     assert "15:00" in reminder["body"]
+
+
+async def test_every_crew_member_is_told_and_a_replaced_one_is_told_they_left(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    live_app: tuple[str, Any],
+    live_city: str,
+    admin: Account,
+) -> None:
+    """A crew assignment tells every member job_assigned; replacing one tells the newcomer crew_joined and the one leaving crew_left (inbox and SMS), not the customer; a reminder reaches the customer and the crew holding the order."""
+    service = await crew_service(client, admin, 2)
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    crew = [await planned_worker(stores, client, live_city, DEST) for _ in "abc"]
+    lead, second, newcomer = crew
+    start = tomorrow_at("10:00")
+    r = await book_window(client, customer, service, DEST, start.date(), "10:00", "12:00")
+    assert r.status_code == 201, r.text
+    oid = r.json()["id"]
+    r = await client.post(
+        f"/v1/orders/{oid}/crew/assign",
+        headers=dispatcher.auth,
+        json={"worker_ids": [lead.id, second.id], "reason": "顾客指定班组", "force": True},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/orders/{oid}/crew/replace",
+        headers=dispatcher.auth,
+        json={
+            "out_worker_id": second.id,
+            "in_worker_id": newcomer.id,
+            "reason": "师傅生病",
+            "force": True,
+        },
+    )
+    assert r.status_code == 200, r.text
+    await _settle(live_app[1])
+
+    async def told(who: Account) -> list[str]:
+        return [k for k in await _kinds(stores, who.id) if k != "welcome"]
+
+    assert await told(lead) == ["job_assigned"]
+    assert await told(second) == ["job_assigned", "crew_left"]
+    assert await told(newcomer) == ["crew_joined"]
+    assert await told(customer) == ["order_booked", "order_assigned"]
+    left = await stores.pool.fetchval(
+        "SELECT template_code FROM sms_messages WHERE phone_bidx = $1 AND key LIKE 'ev:%'",
+        blind("phone", second.phone),
+    )
+    assert left == "DS_CREW_LEFT_ZH"
+    notifier: Notifier = live_app[1].state.notifier
+    assert await notifier.remind(oid, "hour", start, now=datetime.now(UTC)) == 3
+    for who in (customer, lead, newcomer):
+        assert (await _kinds(stores, who.id)).count("reminder_hour") == 1
+    assert "reminder_hour" not in await _kinds(stores, second.id)
 
 
 # ---- the sandbox gateway ------------------------------------------------------------------
