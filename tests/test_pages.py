@@ -480,7 +480,7 @@ async def test_console_assigns_a_crew_and_replaces_a_member(
     stores: Stores,
     admin: Any,
 ) -> None:
-    """In the console a dispatcher adds two candidates to a crew order's crew and assigns it (both sockets get the job), then gives one member's seat to a third worker (withdrawn / assigned); the audit has both."""
+    """In the console a dispatcher adds two candidates to a crew order's crew and assigns it (both sockets get the job), then gives one member's seat to a third worker (withdrawn / assigned); the audit has both; another dispatcher's replacement reaches the open panel through the feed."""
     from tests.test_crew_booking import crew_service
 
     address = live_app[0]
@@ -548,6 +548,29 @@ async def test_console_assigns_a_crew_and_replaces_a_member(
         "(os) => os.map((o) => Number(o.value))"
     )
     assert options == [a.id, c.id]
+
+    # Another dispatcher gives c's seat to a fourth worker: the open panel follows the
+    # feed (its crew and the replace choices), keeping what this dispatcher typed.
+    d = await make_worker(stores, client, city)
+    sockets.append(await online(address, d, (door[0] + 0.004, door[1])))
+    await page.fill("#reason", "正在填写")
+    other = await make_user("dispatcher", name="调度员小周")
+    r = await client.post(
+        f"/v1/orders/{order['id']}/crew/replace",
+        json={"out_worker_id": c.id, "in_worker_id": d.id, "reason": "另一位调度员改派"},
+        headers=other.auth,
+    )
+    assert r.status_code == 200, r.text
+    await page_until(
+        page,
+        "([a, d]) => { const os = [...document.querySelectorAll('#replace-out option')];"
+        " return os.length === 2 && Number(os[0].value) === a && Number(os[1].value) === d; }",
+        [a.id, d.id],
+        what="the replace choices to follow the feed",
+        timeout_ms=WAIT_MS,
+    )
+    assert f"#{d.id}" in await page.inner_text("#order-crew")
+    assert await page.input_value("#reason") == "正在填写"
     await context.close()
     for ws in sockets:
         await ws.close()

@@ -452,8 +452,7 @@ async function showOrder(id) {
     field(t("deadline"), hhmm(deadlineMs(o), S.city.timezone)),
     field(t("worker"), o.worker_id != null ? workerName(o.worker_id) : t("none")),
     // A crew order: every member, the lead first (docs/dispatch.md#crews).
-    (o.crew_size || 1) > 1 ? field(t("crew"), (o.crew || []).length
-      ? o.crew.map((w) => workerName(w)).join(", ") : t("crew_of", { n: o.crew_size })) : null,
+    (o.crew_size || 1) > 1 ? crewField(o) : null,
     field(t("attempts"), String(o.dispatch_attempts ?? 0)),
     el("div", { class: "actions" },
       reason,
@@ -480,13 +479,37 @@ async function showOrder(id) {
 // A crew order (docs/dispatch.md#crews): the whole crew by id, the lead first (a
 // candidate's button adds them to the list), and, once a crew holds it, one member's seat
 // given to another worker.
+function crewField(o) {
+  const box = field(t("crew"), (o.crew || []).length
+    ? o.crew.map((w) => workerName(w)).join(", ") : t("crew_of", { n: o.crew_size }));
+  box.id = "order-crew";
+  return box;
+}
+
+function crewOptions(crew) {
+  return crew.map((w, i) => el("option", { value: w }, workerName(w), i === 0 ? ` (${t("lead")})` : ""));
+}
+
+// The open order's crew changed on the feed (another dispatcher, the engine): its crew
+// field and the replace-member choices follow, in place (what is typed is kept).
+function refreshCrew(o) {
+  const box = $("order-crew");
+  if (box) box.replaceWith(crewField(o));
+  const out = $("replace-out");
+  if (out && (o.crew || []).length) out.replaceChildren(...crewOptions(o.crew));
+}
+
+function sameIds(a, b) {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 function crewActions(o, holds, force) {
   const crewInput = el("input", { id: "crew-input", placeholder: t("crew_ids"), inputmode: "numeric" });
   const rows = [el("div", { class: "action-row" },
     crewInput,
     el("button", { type: "button", id: "assign-crew", onclick: () => assignCrew(o, crewIds(), force.checked) }, holds ? t("reassign_crew") : t("assign_crew")))];
   if (holds && (o.crew || []).length) {
-    const out = el("select", { id: "replace-out" }, ...o.crew.map((w, i) => el("option", { value: w }, workerName(w), i === 0 ? ` (${t("lead")})` : "")));
+    const out = el("select", { id: "replace-out" }, ...crewOptions(o.crew));
     const into = el("input", { id: "replace-in", placeholder: t("replace_with"), inputmode: "numeric" });
     rows.push(el("div", { class: "action-row" }, out, into,
       el("button", { type: "button", id: "replace-member", onclick: () => replaceMember(o, Number(out.value), Number(into.value), force.checked) }, t("replace_member"))));
@@ -733,7 +756,13 @@ function onSnapshot(msg) {
 async function onOrder(msg) {
   const known = S.orders.get(msg.order_id);
   if (known) {
-    applyOrder({ id: msg.order_id, status: msg.status, version: msg.version, worker_id: msg.worker_id });
+    const crewMoved = Array.isArray(msg.crew) && !sameIds(msg.crew, known.crew || []);
+    applyOrder({
+      id: msg.order_id, status: msg.status, version: msg.version, worker_id: msg.worker_id,
+      ...(Array.isArray(msg.crew) ? { crew: msg.crew } : {}),
+    });
+    const now = S.orders.get(msg.order_id);
+    if (crewMoved && now && S.selected?.kind === "order" && S.selected.id === msg.order_id) refreshCrew(now);
   } else if (IN_PLAY.has(msg.status) || msg.status === "failed") {
     try {
       applyOrder(await api(session, "GET", `/v1/orders/${msg.order_id}`));
