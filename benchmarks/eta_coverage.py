@@ -315,8 +315,10 @@ def run_day(
     train_per_day: int,
     test_per_hour: int,
     seed: int,
+    stream: int,
 ) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
+    # One random stream per (seed, day): the days of a seed, and the seeds, share no draws.
+    rng = np.random.default_rng([seed, stream])
     weights = np.asarray(hour_weights())
     t0 = time.monotonic()
     train_hours = [
@@ -433,7 +435,7 @@ def main() -> None:
         size["test_per_hour"] = args.test_per_hour
     t0 = time.monotonic()
     days = {
-        name: run_day(name, traffic, graph, router, params, seed=args.seed + k, **size)
+        name: run_day(name, traffic, graph, router, params, seed=args.seed, stream=k, **size)
         for k, (name, traffic) in enumerate((("flat", {}), ("rush", RUSH)))
     }
     out = {
@@ -441,6 +443,7 @@ def main() -> None:
         "method": "held-out simulated trips (simulations/motion.py on the Shenzhen graph, "
         "geofence arrivals); see the module docstring",
         "seed": args.seed,
+        "random_streams": "numpy SeedSequence [seed, day]: flat 0, rush 1",
         "size": size,
         "params": {
             k: getattr(params, k)
