@@ -221,6 +221,26 @@ async def _marker_at(page: Any, at: tuple[float, float]) -> None:
     )
 
 
+async def _select_worker(page: Any, worker_id: int) -> None:
+    """Open a worker's panel from the console's list. The list is rebuilt every second, so
+    a click can land on a row just replaced: click again until the panel is that worker's."""
+    for _ in range(10):
+        await page.click(f'#workers [data-worker-id="{worker_id}"]')
+        try:
+            await page_until(
+                page,
+                "id => (document.querySelector('#detail-body h3')?.textContent || '')"
+                ".includes(`#${id} `)",
+                worker_id,
+                what=f"worker {worker_id}'s panel",
+                timeout_ms=2_000,
+            )
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"worker {worker_id}'s panel never opened")
+
+
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until it holds (up to 10 s)."""
     for _ in range(200):
@@ -416,7 +436,7 @@ async def test_console_override_moves_the_job(
 
     # A worker's panel: last hour's trail, and no day plan (none exists).
     await page.click('#tabs button[data-tab="workers"]')
-    await page.click(f'#workers [data-worker-id="{b.id}"]')
+    await _select_worker(page, b.id)
     await page.wait_for_selector("#no-plan", timeout=WAIT_MS)
     await page_until(
         page,
@@ -461,7 +481,7 @@ async def test_console_override_moves_the_job(
         await route.fulfill(status=200, content_type="application/json", body=orjson.dumps(plan))
 
     await page.route(f"**/v1/workers/{a.id}/plan?*", fulfil)
-    await page.click(f'#workers [data-worker-id="{a.id}"]')
+    await _select_worker(page, a.id)
     stop = page.locator(f'#plan-stops li[data-order-id="{order["id"]}"]')
     await stop.wait_for(timeout=WAIT_MS)
     assert "09:10–11:10" in await stop.inner_text()  # Asia/Shanghai times

@@ -693,11 +693,15 @@ async function showWorker(id) {
     const line = points.map((p) => [p.lat, p.lng]);
     trailLine.setLatLngs(line.length === 1 ? [line[0], line[0]] : line);
     $("trail-info").textContent = t("trail", { n: points.length });
-  }).catch((e) => { $("trail-info").textContent = e.message; });
+  }).catch((e) => {
+    if (S.selected?.kind !== "worker" || S.selected.id !== id) return; // another panel now
+    $("trail-info").textContent = e.message;
+  });
   api(session, "GET", `/v1/workers/${id}/plan?date=${date}`).then((plan) => {
     if (S.selected?.kind !== "worker" || S.selected.id !== id) return;
     $("plan").replaceChildren(renderPlan(plan, w));
   }).catch((e) => {
+    if (S.selected?.kind !== "worker" || S.selected.id !== id) return; // another panel now
     $("plan").replaceChildren(el("p", { class: "muted", id: "no-plan" }, e.status === 404 ? t("no_plan") : e.message));
   });
 }
