@@ -5,8 +5,8 @@ The 56 Solomon (1987) 100-customer instances are read from ``benchmarks/data/sol
 (standard text format; SOURCES.md there). Each is solved by ``plan()`` — the same code
 the server uses, one worker per vehicle starting and ending at the depot, capacity as
 ``PlanWorker.capacity`` — with a fixed wall-clock limit and no solution budget, then by
-PyVRP (``pip install -e '.[bench]'``) with the same limit. The two run one after the
-other, never at the same time. Every solution is re-checked here (windows, capacity,
+PyVRP (``pip install -e '.[bench]'``) with the same limit. The two take turns instance
+by instance (which goes first alternates), never at the same time. Every solution is re-checked here (windows, capacity,
 depot closing time, every customer once) and its distance recomputed.
 
 Convention (``--objective distance``, the default): arc length = floor(10 × Euclidean)
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import statistics
 import sys
 import time
@@ -426,8 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     instances = [read_instance(DATA / f"{n}.txt") for n in names]
 
     outcomes: dict[str, dict[str, Outcome]] = {n: {} for n in names}
-    for solver in solvers:  # one solver after the other, never concurrently
-        for inst in instances:
+    load: dict[str, dict[str, float]] = {n: {} for n in names}
+    for i, inst in enumerate(instances):
+        # The solvers take turns instance by instance (never run together), the first
+        # alternating: a machine whose load drifts over the two hours then weighs on
+        # both alike, not on whichever ran its whole pass in the busier hour.
+        for solver in solvers if i % 2 == 0 else solvers[::-1]:
             h.progress(f"{solver} {inst.name} ({time_limit_s:g} s)")
             if solver == "ortools":
                 o = solve_planner(inst, args.objective, time_limit_s, params, args.seed)
@@ -436,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 parser.error(f"unknown solver {solver}")
             outcomes[inst.name][solver] = o
+            load[inst.name][solver] = round(os.getloadavg()[0], 1)
             h.progress(f"  {o.vehicles} vehicles, {o.distance:.1f}, feasible={o.feasible}")
 
     rows: list[dict[str, Any]] = []
@@ -460,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "feasible": o.feasible,
                 "problems": list(o.problems),
                 "seconds": o.seconds,
+                "load_average_1m_after": load[inst.name][solver],
                 **o.extra,
             }
         ours, peer = outcomes[inst.name].get("ortools"), outcomes[inst.name].get("pyvrp")
