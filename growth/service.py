@@ -4,11 +4,14 @@ move — posted in the transaction of the payment or refund it follows.
 - ``Growth`` (one per process) serves the routes and is the ``growth`` events consumer:
   coupons issued on ``account.created``, points earned on ``order.completed``, a coupon
   released or given back on ``order.cancelled`` / ``order.failed``.
-- ``on_captured``, ``on_trade_closed``, ``on_refund`` and ``on_refund_failed`` are called by
+- ``on_captured``, ``on_trade_made``, ``on_trade_replacing``, ``on_trade_closed``,
+  ``on_order_closing``, ``on_refund`` and ``on_refund_failed`` are called by
   ``payments.service`` inside its own transaction (a command that must share the payment's
-  fate): the discount's ledger entry is written with the capture, a discount no open trade
-  can capture any more is released with the closing of the last one, its share goes back
-  with a refund.
+  fate): the discount's ledger entry is written with the capture (a late one takes the
+  coupon and points again or the platform honours them), the discount is held by one trade
+  and released with that trade's closing, its share goes back with a refund.
+- ``release_unheld`` / ``release_expired`` (the ``growth:holds`` sweep): a discount no
+  trade holds is released at the end of its hold.
 
 Locks are taken in one order: the order, the order's discount, the coupon (or the
 template), the points account.
