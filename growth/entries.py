@@ -12,11 +12,17 @@ from ledger.rules import Entry, Line, credit, debit
 
 
 def discount_paid(
-    order_id: int, customer_id: int, *, coupon_fen: int, points_fen: int, payment: str
+    order_id: int,
+    customer_id: int,
+    *,
+    coupon_fen: int,
+    points_fen: int,
+    payment: str,
+    note: str = "",
 ) -> Entry | None:
     """At capture: the platform pays the coupon (subsidy expense) and the points spent
     (out of the points liability) into the order's funds, beside the customer's cash, so
-    the order holds its full price."""
+    the order holds its full price (``note``: a late capture's, and what it honoured)."""
     lines: list[Line] = []
     if coupon_fen > 0:
         lines.append(debit(lr.SUBSIDY_EXPENSE, coupon_fen))
@@ -30,7 +36,8 @@ def discount_paid(
         kind="growth.discount",
         order_id=order_id,
         lines=tuple(lines),
-        memo=f"coupon {coupon_fen} fen, points {points_fen} fen (trade {payment})",
+        memo=f"coupon {coupon_fen} fen, points {points_fen} fen (trade {payment})"
+        + (f"; {note}" if note else ""),
         data={"coupon_fen": coupon_fen, "points_fen": points_fen},
     )
 

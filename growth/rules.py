@@ -37,6 +37,9 @@ class GrowthParams:
     points_max_share_bps: int = 3000
     # A discount leaves at least this much to pay (fen).
     min_payable_fen: int = 1
+    # An applied discount that no trade holds (none made yet, or the one it had replaced)
+    # is released this long after (15 min: as long as a trade of it would live).
+    hold_s: float = 900.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.points_per_yuan <= 100:
@@ -47,6 +50,8 @@ class GrowthParams:
             raise ValueError("points_max_share_bps must be between 0 and 10000")
         if not 1 <= self.min_payable_fen <= 10_000:
             raise ValueError("min_payable_fen must be between 1 and 10000")
+        if not 30 <= self.hold_s <= 24 * 3600:
+            raise ValueError("hold_s must be between 30 and 86400")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,14 @@ move — posted in the transaction of the payment or refund it follows.
 - ``Growth`` (one per process) serves the routes and is the ``growth`` events consumer:
   coupons issued on ``account.created``, points earned on ``order.completed``, a coupon
   released or given back on ``order.cancelled`` / ``order.failed``.
-- ``on_captured``, ``on_trade_closed``, ``on_refund`` and ``on_refund_failed`` are called by
+- ``on_captured``, ``on_trade_made``, ``on_trade_replacing``, ``on_trade_closed``,
+  ``on_order_closing``, ``on_refund`` and ``on_refund_failed`` are called by
   ``payments.service`` inside its own transaction (a command that must share the payment's
-  fate): the discount's ledger entry is written with the capture, a discount no open trade
-  can capture any more is released with the closing of the last one, its share goes back
-  with a refund.
+  fate): the discount's ledger entry is written with the capture (a late one takes the
+  coupon and points again or the platform honours them), the discount is held by one trade
+  and released with that trade's closing, its share goes back with a refund.
+- ``release_unheld`` / ``release_expired`` (the ``growth:holds`` sweep): a discount no
+  trade holds is released at the end of its hold.
 
 Locks are taken in one order: the order, the order's discount, the coupon (or the
 template), the points account.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatch import store as dispatch_store
@@ -444,21 +447,41 @@ class Growth:
                 points=points,
                 points_fen=points_fen,
             )
-            lines = [x for x in price["lines"] if not str(x["code"]).startswith("discount:")]
-            if coupon_fen:
-                lines.append(
-                    {"code": "discount:coupon", "label": "优惠券 coupon", "amount_fen": -coupon_fen}
-                )
-            if points_fen:
-                lines.append(
-                    {
-                        "code": "discount:points",
-                        "label": "积分抵扣 points",
-                        "amount_fen": -points_fen,
-                    }
-                )
-            await payments_store.set_price_lines(conn, order_id, lines, saved.payable_fen)
+            await _discount_lines(conn, saved, coupon_fen=coupon_fen, points_fen=points_fen)
+            # No trade holds it yet: released at the hold's end unless a trade takes it.
+            await store.set_hold(
+                conn,
+                order_id,
+                trade_id=None,
+                hold_until=now + timedelta(seconds=self.params.hold_s),
+            )
         return await self.preview(customer_id, order_id, now)
+
+    async def release_unheld(self, order_id: int, now: datetime) -> bool:
+        """An applied discount no trade holds (none was made, or the one that held it was
+        replaced and no new one took it) whose hold has ended is released in this
+        transaction (``_void``); a discount a trade holds is left to that trade's closing.
+        True if it was released (once: the discount's status is read under its lock)."""
+        async with self.stores.pool.acquire() as conn, conn.transaction():
+            await dispatch_store.get(conn, order_id, lock=True)
+            d = await store.discount(conn, order_id, lock=True)
+            if d is None or d.status != "applied" or d.trade_id is not None:
+                return False
+            if d.hold_until is None or d.hold_until > now:
+                return False
+            log.info(
+                "order %s: discount applied and never paid: coupon and points released", order_id
+            )
+            await _void(conn, d)
+            return True
+
+    async def release_expired(self, now: datetime) -> int:
+        """The sweep (``growth:holds``): every discount whose hold has ended, each in its
+        own transaction; how many were released."""
+        n = 0
+        for order_id in await store.unheld_until(self.stores.pool, now):
+            n += await self.release_unheld(order_id, now)
+        return n
 
     # --- points -------------------------------------------------------------------------
 
@@ -607,10 +630,31 @@ async def _void(tx: Tx, d: DiscountRow) -> None:
     payment asks the full price; the customer may apply a coupon again)."""
     await _release_applied(tx, d, keep_coupon=None)
     await store.set_discount(tx, d.order_id, status="void")
+    await store.set_hold(tx, d.order_id, trade_id=None, hold_until=None)
     price = await payments_store.price(tx, d.order_id)
     if price is not None:
         lines = [x for x in price["lines"] if not str(x["code"]).startswith("discount:")]
         await payments_store.set_price_lines(tx, d.order_id, lines, d.price_fen)
+
+
+async def _discount_lines(tx: Tx, d: DiscountRow, *, coupon_fen: int, points_fen: int) -> None:
+    """The order's price with the discount's lines (what the platform pays, what the points
+    pay), so its total is what the customer pays."""
+    price = await payments_store.price(tx, d.order_id)
+    if price is None:
+        return
+    lines = [x for x in price["lines"] if not str(x["code"]).startswith("discount:")]
+    if coupon_fen:
+        lines.append(
+            {"code": "discount:coupon", "label": "优惠券 coupon", "amount_fen": -coupon_fen}
+        )
+    if points_fen:
+        lines.append(
+            {"code": "discount:points", "label": "积分抵扣 points", "amount_fen": -points_fen}
+        )
+    await payments_store.set_price_lines(
+        tx, d.order_id, lines, d.price_fen - coupon_fen - points_fen
+    )
 
 
 async def _settle_coupon(tx: Tx, order_id: int, at: datetime) -> None:
@@ -650,56 +694,173 @@ async def _settle_coupon(tx: Tx, order_id: int, at: datetime) -> None:
 async def on_captured(
     tx: Tx, order_id: int, *, payment_id: int, amount_fen: int, trade: str, at: datetime
 ) -> None:
-    """The order's prepayment was captured (payments holds the order's lock): if it paid
-    the discounted amount, the platform pays the discount into the order's funds (one
-    balanced entry, beside the capture), the coupon is used and the points spent; a
-    payment of another amount (a trade made before the discount changed) voids it."""
+    """A prepayment or final payment was captured (payments holds the order's lock). If it
+    paid the discounted amount, the platform pays the discount into the order's funds (one
+    balanced entry, beside the capture), the coupon is used and the points spent; a payment
+    of the full price (a trade made before the discount) voids an applied discount.
+
+    A **late capture** — a payment of less than the price whose discount is no longer the
+    one applied (its trade was closed and the discount released, or the customer changed
+    it since) — is kept and made whole (``_capture_late``): the service is done or the
+    order confirmed, and the customer paid the price we asked. A serious platform honours
+    that price rather than refund it and ask again."""
     d = await store.discount(tx, order_id, lock=True)
-    if d is None or d.status != "applied":
+    if d is None or d.status == "captured":
         return
-    if d.payable_fen != amount_fen:
-        log.info(
-            "order %s paid %s fen, not the discounted %s: discount void",
+    if d.status == "applied" and d.payable_fen == amount_fen:
+        entry = entries.discount_paid(
             order_id,
-            amount_fen,
-            d.payable_fen,
+            d.customer_id,
+            coupon_fen=d.coupon_fen,
+            points_fen=d.points_fen,
+            payment=trade,
         )
-        await _void(tx, d)
+        if entry is not None:
+            await ledger_store.post(tx, entry)
+        if d.coupon_id is not None:
+            await store.set_coupon(tx, d.coupon_id, status="used", order_id=order_id, used_at=at)
+        if d.points:
+            await store.points_account(tx, d.customer_id, lock=True)
+            await store.move_points(
+                tx,
+                d.customer_id,
+                -d.points,
+                kind="redeem",
+                key=f"redeem:{order_id}",
+                order_id=order_id,
+                release_held=d.points,
+            )
+        await store.set_discount(tx, order_id, status="captured", payment_id=payment_id)
         return
+    if amount_fen >= d.price_fen:  # the full price: no discount to pay in
+        if d.status == "applied":
+            log.info("order %s paid the full %s fen: discount void", order_id, amount_fen)
+            await _void(tx, d)
+        return
+    await _capture_late(tx, d, payment_id=payment_id, amount_fen=amount_fen, trade=trade, at=at)
+
+
+async def _capture_late(
+    tx: Tx, d: DiscountRow, *, payment_id: int, amount_fen: int, trade: str, at: datetime
+) -> None:
+    """A payment of ``amount_fen`` < the price captured after its discount was released.
+
+    If the discount on record is the one the trade was made for (void, of that payable
+    amount), its coupon is used again if it is still free and its points spent again if the
+    customer still has them; whatever was used elsewhere since, the platform pays as subsidy
+    (``honoured`` says why) — the customer is never charged twice for one coupon or one
+    point. If the discount was changed since (another is applied, or none of that amount),
+    that one is released and the platform pays the whole difference. Either way the order's
+    funds hold its full price, its price's total is what was paid, and refunds give back the
+    share of what was posted (``on_refund``)."""
+    order_id = d.order_id
+    why: list[str] = []
+    subsidy_fen = points = points_fen = 0
+    if d.status == "void" and d.payable_fen == amount_fen:
+        subsidy_fen = d.coupon_fen
+        if d.coupon_id is not None:
+            c = await store.coupon(tx, d.coupon_id, lock=True)
+            if c is not None and c.status == "available" and c.order_id is None:
+                await store.set_coupon(tx, c.id, status="used", order_id=order_id, used_at=at)
+            else:
+                state = "gone" if c is None else f"{c.status} (order {c.order_id})"
+                why.append(f"coupon {d.coupon_id} {state} since its trade closed")
+        if d.points:
+            account = await store.points_account(tx, d.customer_id, lock=True)
+            if account.available >= d.points:
+                await store.move_points(
+                    tx,
+                    d.customer_id,
+                    -d.points,
+                    kind="redeem",
+                    key=f"redeem:{order_id}",
+                    order_id=order_id,
+                )
+                points, points_fen = d.points, d.points_fen
+            else:
+                subsidy_fen += d.points_fen
+                why.append(f"{d.points} points no longer free ({account.available} available)")
+    else:
+        if d.status == "applied":
+            await _release_applied(tx, d, keep_coupon=None)
+        subsidy_fen = d.price_fen - amount_fen
+        why.append(f"the discount was changed after this trade was made ({d.status})")
+    honoured = "; ".join(why) or None
+    log.warning(
+        "order %s: %s fen captured after its discount was released: subsidy %s fen, points %s%s",
+        order_id,
+        amount_fen,
+        subsidy_fen,
+        points,
+        f" (honoured: {honoured})" if honoured else "",
+    )
     entry = entries.discount_paid(
-        order_id, d.customer_id, coupon_fen=d.coupon_fen, points_fen=d.points_fen, payment=trade
+        order_id,
+        d.customer_id,
+        coupon_fen=subsidy_fen,
+        points_fen=points_fen,
+        payment=trade,
+        note=f"late capture; honoured: {honoured}" if honoured else "late capture",
     )
     if entry is not None:
         await ledger_store.post(tx, entry)
-    if d.coupon_id is not None:
-        await store.set_coupon(tx, d.coupon_id, status="used", order_id=order_id, used_at=at)
-    if d.points:
-        await store.points_account(tx, d.customer_id, lock=True)
-        await store.move_points(
-            tx,
-            d.customer_id,
-            -d.points,
-            kind="redeem",
-            key=f"redeem:{order_id}",
-            order_id=order_id,
-            release_held=d.points,
-        )
-    await store.set_discount(tx, order_id, status="captured", payment_id=payment_id)
+    await store.capture_late(
+        tx,
+        order_id,
+        coupon_fen=subsidy_fen,
+        points=points,
+        points_fen=points_fen,
+        payment_id=payment_id,
+        honoured=honoured,
+    )
+    await _discount_lines(tx, d, coupon_fen=subsidy_fen, points_fen=points_fen)
 
 
-async def on_trade_closed(tx: Tx, order_id: int) -> bool:
+async def on_trade_made(tx: Tx, order_id: int, *, payment_id: int, amount_fen: int) -> None:
+    """A trade was made (or reused) for what the order waits for (payments' transaction, the
+    order's lock held): if it asks the applied discount's amount, it holds the discount —
+    only its closing releases it from now on."""
+    d = await store.discount(tx, order_id, lock=True)
+    if (
+        d is not None
+        and d.status == "applied"
+        and d.payable_fen == amount_fen
+        and d.trade_id != payment_id
+    ):
+        await store.set_hold(tx, order_id, trade_id=payment_id, hold_until=None)
+
+
+async def on_trade_replacing(tx: Tx, order_id: int, *, payment_id: int, until: datetime) -> None:
+    """A trade is about to be closed at the provider because the customer pays anew (another
+    channel, an expired trade): it lets go of the discount first, so the provider's report
+    of its closing — which may land before the new trade is made (Alipay's TRADE_CLOSED
+    notice) — releases nothing. The discount waits for the new trade until ``until``."""
+    d = await store.discount(tx, order_id, lock=True)
+    if d is not None and d.status == "applied" and d.trade_id == payment_id:
+        await store.set_hold(tx, order_id, trade_id=None, hold_until=until)
+
+
+async def on_trade_closed(tx: Tx, order_id: int, *, payment_id: int) -> bool:
     """A trade of the order was closed unpaid — at the provider (its report or our query),
     by a close job, or replaced by a new trade (payments' transaction, the order's lock
-    held). A discount applied to the order is let go (``_void``: coupon available, points
-    no longer held, the price back to full) unless a trade still open can capture it (one
-    of the discounted amount, pending). The discount's status, read under its lock, makes
-    this happen once however many closings report it. True if it was let go."""
+    held). The discount is let go (``_void``: coupon available, points no longer held, the
+    price back to full) only if this very trade holds it: a close never releases what
+    another trade holds. The discount's status, read under its lock, makes this happen
+    once however many closings report it. True if it was let go."""
+    d = await store.discount(tx, order_id, lock=True)
+    if d is None or d.status != "applied" or d.trade_id != payment_id:
+        return False
+    log.info("order %s: trade %s closed unpaid: coupon and points released", order_id, payment_id)
+    await _void(tx, d)
+    return True
+
+
+async def on_order_closing(tx: Tx, order_id: int) -> bool:
+    """The order closes unpaid (``payments:close_unpaid``, in its transaction): an applied
+    discount is let go whatever holds it. True if it was."""
     d = await store.discount(tx, order_id, lock=True)
     if d is None or d.status != "applied":
         return False
-    if await payments_store.open_trade(tx, order_id, amount_fen=d.payable_fen):
-        return False
-    log.info("order %s: no open trade carries its discount: coupon and points released", order_id)
     await _void(tx, d)
     return True
 

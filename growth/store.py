@@ -110,6 +110,9 @@ class DiscountRow:
     payment_id: int | None
     created_at: datetime
     updated_at: datetime
+    trade_id: int | None  # the trade that holds it while applied (None: no trade yet)
+    hold_until: datetime | None  # applied and no trade holds it: released then
+    honoured: str | None  # why the platform paid what a late capture could not take again
 
 
 def _cols(cls: type) -> str:
@@ -359,7 +362,8 @@ async def save_discount(
         "INSERT INTO order_discounts (order_id, customer_id, price_fen, coupon_id, coupon_fen, "
         "points, points_fen, payable_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $3::bigint - $5::bigint - $7::bigint) "
         "ON CONFLICT (order_id) DO UPDATE SET coupon_id = $4, coupon_fen = $5, points = $6, "
-        "points_fen = $7, payable_fen = $3::bigint - $5::bigint - $7::bigint, status = 'applied', updated_at = now() "
+        "points_fen = $7, payable_fen = $3::bigint - $5::bigint - $7::bigint, status = 'applied', "
+        "trade_id = NULL, hold_until = NULL, updated_at = now() "
         f"RETURNING {_DISC}",
         order_id,
         customer_id,
@@ -384,6 +388,56 @@ async def set_discount(
         status,
         payment_id,
     )
+
+
+async def set_hold(
+    tx: Tx, order_id: int, *, trade_id: int | None, hold_until: datetime | None
+) -> None:
+    """Which trade holds an applied discount (None: none, released at ``hold_until``)."""
+    await tx.execute(
+        "UPDATE order_discounts SET trade_id = $2, hold_until = $3, updated_at = now() "
+        "WHERE order_id = $1",
+        order_id,
+        trade_id,
+        hold_until,
+    )
+
+
+async def capture_late(
+    tx: Tx,
+    order_id: int,
+    *,
+    coupon_fen: int,
+    points: int,
+    points_fen: int,
+    payment_id: int,
+    honoured: str | None,
+) -> None:
+    """A late capture's discount as posted: what the platform paid (``coupon_fen``, with
+    whatever it honoured) and the points taken; captured with the trade."""
+    await tx.execute(
+        "UPDATE order_discounts SET coupon_fen = $2, points = $3, points_fen = $4, "
+        "payable_fen = price_fen - $2::bigint - $4::bigint, status = 'captured', "
+        "payment_id = $5, trade_id = NULL, hold_until = NULL, honoured = $6, "
+        "updated_at = now() WHERE order_id = $1",
+        order_id,
+        coupon_fen,
+        points,
+        points_fen,
+        payment_id,
+        honoured,
+    )
+
+
+async def unheld_until(db: Conn, before: datetime, limit: int = 200) -> list[int]:
+    """Orders whose applied discount no trade holds and whose hold ended before ``before``."""
+    rows = await db.fetch(
+        "SELECT order_id FROM order_discounts WHERE status = 'applied' AND trade_id IS NULL "
+        "AND hold_until <= $1 ORDER BY hold_until LIMIT $2",
+        before,
+        limit,
+    )
+    return [int(r["order_id"]) for r in rows]
 
 
 # --- points ---------------------------------------------------------------------------

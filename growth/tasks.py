@@ -1,4 +1,5 @@
-"""Growth's periodic work: membership levels checked and monthly coupon packs issued."""
+"""Growth's periodic work: membership levels checked and monthly coupon packs issued;
+discounts applied and held by no trade released at the end of their hold."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ async def members(context: JobContext, timestamp: int) -> None:
         datetime.fromtimestamp(timestamp, UTC)
     )
     log.info("membership: %d customers checked, %d pack coupons issued", checked, issued)
+
+
+@blueprint.periodic(cron="* * * * * */30")  # the sixth field is seconds
+@blueprint.task(name="holds", queue=NAMESPACE, pass_context=True, queueing_lock="growth:holds")
+async def holds(context: JobContext, timestamp: int) -> None:
+    """Every 30 s: a discount applied and held by no trade (none made, or the one it had
+    replaced) past its hold is released — its coupon and points back to the customer."""
+    released = await job_service(context, Growth).release_expired(datetime.now(UTC))
+    if released:
+        log.info("discounts: %d held by no trade released", released)

@@ -22,7 +22,9 @@ works against ``<sandbox>/gateway.do``:
   trade is carried out but answered only after ``timeout_s``), ``duplicate`` (every
   notification comes twice at once), ``out_of_order`` (the trade's notifications are
   held and sent newest first), ``late_after_close`` (the payment's notification is held
-  until the merchant tries to close the trade), ``never_notify``.
+  until the merchant tries to close the trade), ``never_notify``, ``close_notice_first``
+  (the ``TRADE_CLOSED`` notification of a close is delivered, and answered, before the
+  close call itself is answered: the notice lands before the merchant's next step).
 
 Its state is kept in memory: a restart of the process forgets the trades (see
 docs/payments-alipay.md).
@@ -62,7 +64,13 @@ from payments.alipay_sign import (
 log = logging.getLogger("doorstep.alipay_sandbox")
 
 Fault = Literal[
-    "declined", "timeout", "duplicate", "out_of_order", "late_after_close", "never_notify"
+    "declined",
+    "timeout",
+    "duplicate",
+    "out_of_order",
+    "late_after_close",
+    "never_notify",
+    "close_notice_first",
 ]
 FAULTS: tuple[str, ...] = get_args(Fault)
 # Alipay's redelivery after the first try: 4m, 10m, 10m, 1h, 2h, 6h, 15h (8 tries in 25 h).
@@ -278,7 +286,14 @@ class AlipaySandbox:
                     answer = self.book.refund_query(biz)
             except ApiError as e:
                 answer = e.answer()
-        if notice is not None:
+        if (
+            notice is not None
+            and method == "alipay.trade.close"
+            and self._has(out_trade_no, "close_notice_first")
+            and notice.notify_url
+        ):
+            await self._deliver(notice)  # delivered (first try) before the close is answered
+        elif notice is not None:
             self._notify(notice)
         if method == "alipay.trade.close" and out_trade_no:
             self._release_late(out_trade_no)

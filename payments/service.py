@@ -165,6 +165,17 @@ class Payments:
                 or (due is not None and p.purpose == due[0] and p.amount_fen != due[1])
                 or _expired(p, datetime.now(UTC))
             ):
+                # It lets go of a discount it holds before the provider closes it: the
+                # provider's report of the close may land before the new trade is made
+                # (Alipay's TRADE_CLOSED notice) and must not release the customer's coupon.
+                async with self.stores.pool.acquire() as conn, conn.transaction():
+                    await dispatch_store.get(conn, order_id, lock=True)
+                    await growth.on_trade_replacing(
+                        conn,
+                        order_id,
+                        payment_id=p.id,
+                        until=datetime.now(UTC) + timedelta(seconds=self.params.close_after_s),
+                    )
                 await self._close_at_provider(p)
         async with self.stores.pool.acquire() as conn, conn.transaction():
             order = await dispatch_store.get(conn, order_id, lock=True)
@@ -173,7 +184,7 @@ class Payments:
             purpose, amount = await self._due(conn, order)
             now = datetime.now(UTC)
             payment: PaymentRow | None = None
-            replaced = False
+            replaced: list[int] = []
             for p in await store.payments_of_order(conn, order_id):
                 if p.purpose != purpose or p.status != "pending":
                     continue
@@ -183,7 +194,7 @@ class Payments:
                     payment = p
                 else:
                     await store.update_payment(conn, p.id, status="closed", closed_at=now)
-                    replaced = True
+                    replaced.append(p.id)
             if payment is None:
                 payment = await store.insert_payment(
                     conn,
@@ -201,8 +212,14 @@ class Payments:
                         params=self.params,
                     ),
                 )
-            if replaced:  # the new trade carries the discount; a stale one lets it go
-                await growth.on_trade_closed(conn, order_id)
+            # The trade of the discounted amount holds the discount (growth/); a replaced
+            # trade that still held it (none does once the new one took it) lets it go.
+            if purpose in ("prepay", "final"):
+                await growth.on_trade_made(
+                    conn, order_id, payment_id=payment.id, amount_fen=payment.amount_fen
+                )
+            for closed_id in replaced:
+                await growth.on_trade_closed(conn, order_id, payment_id=closed_id)
         if payment.prepay:
             return payment
         prepay = await gateway.prepay(
@@ -469,8 +486,8 @@ class Payments:
             p = await store.payment(conn, seen.id, lock=True)
             if p is not None and p.status == "pending":
                 await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
-                # A coupon and points held for this trade go back to the customer (growth/).
-                await growth.on_trade_closed(conn, p.order_id)
+                # A coupon and points this trade holds go back to the customer (growth/).
+                await growth.on_trade_closed(conn, p.order_id, payment_id=p.id)
             return Applied("ignored", f"trade is {trade.provider_state}")
         assert trade.provider_trade_no  # _unchanged refused a paid trade without one
         order = await dispatch_store.get(conn, seen.order_id, lock=True)
@@ -805,7 +822,7 @@ class Payments:
                 if p.status in ("pending", "failed"):
                     await store.update_payment(conn, p.id, status="closed", closed_at=now)
             # Its coupon and points go back with the closing, not an event later (growth/).
-            await growth.on_trade_closed(conn, order_id)
+            await growth.on_order_closing(conn, order_id)
             await transition_locked(
                 conn,
                 order,
@@ -829,7 +846,7 @@ class Payments:
             locked = await store.payment(conn, p.id, lock=True)
             if locked is not None and locked.status in ("pending", "failed"):
                 await store.update_payment(conn, p.id, status="closed", closed_at=datetime.now(UTC))
-                await growth.on_trade_closed(conn, p.order_id)
+                await growth.on_trade_closed(conn, p.order_id, payment_id=p.id)
 
     def consumer(self) -> Consumer:
         """The events consumer: a paid order's close job cancelled; a cancelled order's money

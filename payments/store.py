@@ -208,18 +208,6 @@ async def mark_paid(
     return PaymentRow(**row), others
 
 
-async def open_trade(db: Conn, order_id: int, *, amount_fen: int) -> bool:
-    """Whether a trade of the order for ``amount_fen`` may still be paid (pending, or
-    failed and not closed yet), for what is paid before dispatch or after the service."""
-    found = await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1 AND amount_fen = $2 "
-        "AND status IN ('pending', 'failed') AND purpose IN ('prepay', 'final'))",
-        order_id,
-        amount_fen,
-    )
-    return bool(found)
-
-
 async def pending_older_than(db: Conn, before: datetime, limit: int = 200) -> list[str]:
     """Trades still pending since before ``before`` (to query at the provider)."""
     rows = await db.fetch(

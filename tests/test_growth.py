@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -1020,4 +1021,277 @@ async def test_an_after_sales_refund_reaches_the_incremental_rollup_as_a_rebuild
     assert before.subsidy_fen - incremental.subsidy_fen == 1818
     await analytics.refresh(stores.pool, full=True)
     assert incremental == await _day_metrics(stores, live_city, day)
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def _close_then_pay(
+    client: httpx.AsyncClient,
+    customer: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    payments: Payments,  # noqa: F811
+    oid: int,
+    coupon_id: int,
+    stores: Stores,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """The final payment's trade is made and closed by the close job (its coupon and points
+    released: checked); ``between`` runs; then the payer's payment, made as the trade was
+    closed, lands (the sandbox pays the closed trade, as in its 'late' race) and is captured."""
+    trade = await _pay(client, customer, oid)
+    await payments.close_trade(trade["out_trade_no"])
+    got = await _held(client, customer, coupon_id, oid, stores)
+    assert (got[0], got[3]) == ("available", "void")  # released with the trade's closing
+    if between is not None:
+        await between()
+    await sandbox.complete_payment(trade["out_trade_no"], "success", force=True)
+
+    async def captured() -> bool:
+        m = await _money(client, customer, oid)
+        return any(
+            p["out_trade_no"] == trade["out_trade_no"] and p["status"] == "paid"
+            for p in m["payments"]
+        )
+
+    await until(captured)
+
+
+async def test_a_final_payment_captured_after_its_trade_closed_takes_its_coupon_and_points_again(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    payments: Payments,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """Pay-after-service 99.00, a 20.00 coupon and 500 points (74.00 asked): the trade is
+    closed (coupon and points released), then its payment lands: the capture takes the
+    coupon and points again (still free) and posts their 25.00 beside the 74.00 — funds
+    99.00, the price's total 74.00 with its discount lines, nothing due, the ledger sound."""
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    await _give_points(stores, customer.id, 1000)
+    coupon = await _claim(client, customer, t["id"])
+    oid = await _completed_after_service(client, admin, customer, worker_account, live_app, stores)
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"], "points": 500},
+    )
+    assert r.status_code == 200, r.text
+    await _close_then_pay(client, customer, sandbox, payments, oid, coupon["id"], stores)
+    coupon_state, _, held, status = await _held(client, customer, coupon["id"], oid, stores)
+    assert (coupon_state, held, status) == ("used", 0, "captured")
+    history = (await client.get("/v1/me/points", headers=customer.auth)).json()["history"]
+    assert [h["points"] for h in history if h["kind"] == "redeem"] == [-500]
+    assert await _funds(stores, oid) == 9900
+    entry = await ledger_store.get(stores.pool, f"growth:discount:{oid}")
+    assert entry is not None
+    assert sorted((x.account, x.debit_fen) for x in entry.lines if x.debit_fen) == [
+        (lr.points_liability(customer.id), 500),
+        (lr.SUBSIDY_EXPENSE, 2000),
+    ]
+    money = await _money(client, customer, oid)
+    assert (money["due_purpose"], money["due_fen"], money["paid_fen"]) == (None, 0, 7400)
+    assert money["breakdown"]["total_fen"] == 7400
+    assert {x["code"]: x["amount_fen"] for x in money["breakdown"]["lines"]} == {
+        "base": 9900,
+        "discount:coupon": -2000,
+        "discount:points": -500,
+    }
+    honoured = await stores.pool.fetchval(
+        "SELECT honoured FROM order_discounts WHERE order_id = $1", oid
+    )
+    assert honoured is None  # all taken from the customer again: nothing honoured
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_late_capture_whose_coupon_and_points_were_used_since_is_honoured_by_the_platform(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    payments: Payments,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+    prepaid_service: str,  # noqa: F811
+) -> None:
+    """As above, but once the trade closed the customer put the coupon and 800 of their
+    1,000 points on another order: the late 74.00 is kept (the service was done, the
+    customer paid the price shown), the platform pays the whole 25.00 as subsidy (no points
+    taken twice, the coupon stays with the other order), the reason is recorded, funds 99.00
+    and a refund of half gives back 12.50 of subsidy and no points."""
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    finance = await make_user("finance")
+    await _give_points(stores, customer.id, 1000)
+    coupon = await _claim(client, customer, t["id"])
+    oid = await _completed_after_service(client, admin, customer, worker_account, live_app, stores)
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"], "points": 500},
+    )
+    assert r.status_code == 200, r.text
+    other: dict[str, Any] = {}
+
+    async def use_them_elsewhere() -> None:
+        other.update(await book(client, customer, prepaid_service))
+        r = await client.put(
+            f"/v1/orders/{other['id']}/checkout",
+            headers=customer.auth,
+            json={"coupon_id": coupon["id"], "points": 800},
+        )
+        assert r.status_code == 200, r.text
+
+    await _close_then_pay(
+        client, customer, sandbox, payments, oid, coupon["id"], stores, use_them_elsewhere
+    )
+    mine = {c["id"]: c for c in (await client.get("/v1/me/coupons", headers=customer.auth)).json()}
+    assert (mine[coupon["id"]]["status"], mine[coupon["id"]]["order_id"]) == ("locked", other["id"])
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert points["held"] == 800  # still the other order's
+    assert not [h for h in points["history"] if h["kind"] == "redeem"]  # none taken twice
+    assert await _funds(stores, oid) == 9900
+    entry = await ledger_store.get(stores.pool, f"growth:discount:{oid}")
+    assert entry is not None
+    assert [(x.account, x.debit_fen) for x in entry.lines if x.debit_fen] == [
+        (lr.SUBSIDY_EXPENSE, 2500)
+    ]
+    row = await stores.pool.fetchrow(
+        "SELECT status, coupon_fen, points, points_fen, payable_fen, honoured "
+        "FROM order_discounts WHERE order_id = $1",
+        oid,
+    )
+    assert row is not None
+    assert (row["status"], row["coupon_fen"], row["points"], row["payable_fen"]) == (
+        "captured",
+        2500,
+        0,
+        7400,
+    )
+    assert "coupon" in row["honoured"]
+    assert "points" in row["honoured"]
+    money = await _money(client, customer, oid)
+    assert (money["due_fen"], money["breakdown"]["total_fen"]) == (0, 7400)
+    r = await client.post(
+        f"/v1/orders/{oid}/refunds",
+        headers=finance.auth,
+        json={"out_refund_no": f"GH{secrets.token_hex(5)}", "amount_fen": 3700},
+    )
+    assert r.status_code == 201, r.text
+    assert await _funds(stores, oid) == 9900 - 3700 - 1250
+    points = (await client.get("/v1/me/points", headers=customer.auth)).json()
+    assert not [h for h in points["history"] if h["kind"] == "return"]
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_closed_notice_of_the_trade_a_channel_switch_replaced_keeps_the_coupon(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    sandbox: WeChatSandbox,  # noqa: F811
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """The final payment (79.00 with a 20.00 coupon) starts on an Alipay QR code; the
+    customer switches to WeChat: Alipay's TRADE_CLOSED notice for the QR trade lands before
+    the new trade is made (the sandbox's close_notice_first) and releases nothing, because
+    that trade no longer holds the discount; the new trade asks 79.00 and its capture uses
+    the coupon."""
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000)
+    customer = await make_user("customer")
+    coupon = await _claim(client, customer, t["id"])
+    oid = await _completed_after_service(client, admin, customer, worker_account, live_app, stores)
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout", headers=customer.auth, json={"coupon_id": coupon["id"]}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/orders/{oid}/pay",
+        headers=customer.auth,
+        json={"provider": "alipay", "channel": "precreate"},
+    )
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["amount_fen"] == 7900
+    live_app[1].state.alipay_sandbox.sandbox.set_faults(
+        first["out_trade_no"], {"close_notice_first"}
+    )
+    second = await _pay(client, customer, oid)  # WeChat: the Alipay trade is closed first
+    outcomes = await stores.pool.fetch(
+        "SELECT outcome FROM payment_notifications WHERE out_trade_no = $1", first["out_trade_no"]
+    )
+    assert [x["outcome"] for x in outcomes] == ["ignored"]  # its notice came in between
+    assert second["amount_fen"] == 7900
+    assert await _held(client, customer, coupon["id"], oid, stores) == ("locked", 0, 0, "applied")
+    await sandbox.complete_payment(second["out_trade_no"], "success")
+
+    async def used() -> bool:
+        return (await _held(client, customer, coupon["id"], oid, stores))[0] == "used"
+
+    await until(used)
+    assert await _funds(stores, oid) == 9900
+    assert await ledger_store.check(stores.pool) == []
+
+
+async def test_a_coupon_applied_to_a_final_payment_never_started_is_released_once_at_its_hold_end(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    worker_account: Account,
+    live_app: tuple[str, Any],
+    stores: Stores,
+) -> None:
+    """A 20.00 coupon and 300 points applied to a final payment and no trade ever made: the
+    checkout holds them 15 min; before then the sweep's release does nothing; after, it
+    releases both in its own transaction (the price full again), once; a coupon held by a
+    trade is left to that trade's closing."""
+    growth = live_app[1].state.growth
+    t = await _template(client, admin, amount_fen=2000, min_spend_fen=5000, per_user_limit=2)
+    customer = await make_user("customer")
+    await _give_points(stores, customer.id, 1000)
+    coupon = await _claim(client, customer, t["id"])
+    oid = await _completed_after_service(client, admin, customer, worker_account, live_app, stores)
+    applied_at = datetime.now(UTC)
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout",
+        headers=customer.auth,
+        json={"coupon_id": coupon["id"], "points": 300},
+    )
+    assert r.status_code == 200, r.text
+    hold_until = await stores.pool.fetchval(
+        "SELECT hold_until FROM order_discounts WHERE order_id = $1", oid
+    )
+    assert hold_until is not None
+    assert abs((hold_until - applied_at).total_seconds() - 900) < 5
+    assert not await growth.release_unheld(oid, datetime.now(UTC))  # not yet
+    assert await _held(client, customer, coupon["id"], oid, stores) == (
+        "locked",
+        1000,
+        300,
+        "applied",
+    )
+    later = datetime.now(UTC) + timedelta(minutes=16)
+    assert await growth.release_unheld(oid, later)
+    assert await _held(client, customer, coupon["id"], oid, stores) == (
+        "available",
+        1000,
+        0,
+        "void",
+    )
+    assert not await growth.release_unheld(oid, later)  # once
+    money = await _money(client, customer, oid)
+    assert (money["due_purpose"], money["due_fen"]) == ("final", 9900)
+    # Applied again and a trade made: the trade holds it; the hold's end leaves it alone.
+    r = await client.put(
+        f"/v1/orders/{oid}/checkout", headers=customer.auth, json={"coupon_id": coupon["id"]}
+    )
+    assert r.status_code == 200, r.text
+    await _pay(client, customer, oid)
+    assert not await growth.release_unheld(oid, later)
+    assert (await _held(client, customer, coupon["id"], oid, stores))[3] == "applied"
     assert await ledger_store.check(stores.pool) == []
