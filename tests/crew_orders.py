@@ -119,4 +119,6 @@ async def merchant_staff(
         )
     r = await client.post("/v1/auth/login", json={"phone": phone, "password": PASSWORD})
     body = r.json()
-    return merchant, Account(user.id, phone, user.roles, body["access_token"], body["refresh_token"])
+    return merchant, Account(
+        user.id, phone, user.roles, body["access_token"], body["refresh_token"]
+    )

@@ -181,7 +181,9 @@ async def test_an_upheld_complaint_counts_for_every_member_who_finished_the_job(
 ) -> None:
     """A crew of 2 finished the job (a third member was replaced before it): each member reads the customer's evidence photo, staff see each member's trail of the job; the complaint upheld with a warning gives both members a complaint and a warning (the outcome lists both), the replaced member and an outsider nothing."""
     service = await crew_service(client, admin, 2)
-    lead, mate, gone, outsider = [await make_worker(stores, client, engine_city.id) for _ in range(4)]
+    lead, mate, gone, outsider = [
+        await make_worker(stores, client, engine_city.id) for _ in range(4)
+    ]
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await _crew_job(stores, engine_city, service, customer.id, [lead, mate])
     now = datetime.now(UTC)

@@ -20,8 +20,8 @@ from events import store as events_store
 from events.types import Event, OrderChanged, aggregate_key
 from ledger import rules as lr
 from ledger import store as ledger
-from settlement import store
 from settlement import commission as cm
+from settlement import store
 from settlement.rules import split_fen
 from settlement.service import default_rule, snapshot_commission
 from tests.crew_orders import crew_order, merchant_staff
@@ -158,7 +158,7 @@ async def test_replacing_the_lead_takes_the_commission_for_the_new_leads_merchan
     entry = await ledger.get(stores.pool, f"settle:order:{order}")
     assert entry is not None
     assert entry.data["fee_fen"] == fee
-    assert sorted((s["payee_kind"], s["payee_id"], s["fen"]) for s in entry.data["crew_shares"]) == (
-        sorted([(*payee, lead_share), ("worker", mate.id, share)])
-    )
+    assert sorted(
+        (s["payee_kind"], s["payee_id"], s["fen"]) for s in entry.data["crew_shares"]
+    ) == (sorted([(*payee, lead_share), ("worker", mate.id, share)]))
     assert await ledger.check(stores.pool) == []
