@@ -120,14 +120,23 @@ class TrailPoint(msgspec.Struct, kw_only=True):
     accuracy_m: float | None
 
 
+class MemberTrail(msgspec.Struct, kw_only=True):
+    """One crew member's archived fixes during the job."""
+
+    worker_id: int
+    trail: list[TrailPoint]
+
+
 class Evidence(msgspec.Struct, kw_only=True):
-    """What staff weigh: the photos, the order's timeline, the worker's trail of the job."""
+    """What staff weigh: the photos, the order's timeline, the worker's trail of the job
+    (of a crew order, the lead's; ``crew_trails``: every member's, the lead first)."""
 
     photos: list[int]
     timeline: list[TimelineStep]
     trail_from: datetime | None
     trail_to: datetime | None
     trail: list[TrailPoint]
+    crew_trails: list[MemberTrail] = msgspec.field(default_factory=list)
 
 
 class SpotCheck(msgspec.Struct, kw_only=True):

@@ -24,6 +24,7 @@ from aftersales.models import (
     Claim,
     Evidence,
     Insurance,
+    MemberTrail,
     Sampled,
     SpotCheck,
     Ticket,
@@ -236,7 +237,8 @@ class Aftersales:
         return [store.ticket_of(r, now) for r in rows]
 
     async def evidence(self, who: Who, ticket_id: int) -> Evidence:
-        """The photos, the order's timeline and the worker's trail during the job (staff)."""
+        """The photos, the order's timeline and the worker's trail during the job (staff);
+        of a crew order every member's trail too (``crew_trails``, the lead first)."""
         db = self.stores.pool
         t = await self._ticket(db, who, ticket_id)
         order = await dispatch_store.get(db, t.order_id)
@@ -257,20 +259,23 @@ class Aftersales:
             (e.at for e in steps if e.action in ("accept", "assign")), None
         )
         end = order.completed_at
-        trail: list[TrailPoint] = []
+        trails: list[MemberTrail] = []
         if order.worker_id is not None and start is not None and end is not None and end > start:
             end = min(end + timedelta(minutes=5), start + timedelta(days=1))
-            rows = await archive.trail(db, order.worker_id, start, end, 5000)
-            trail = [
-                TrailPoint(ts=r["ts"], lat=r["lat"], lng=r["lng"], accuracy_m=r["accuracy_m"])
-                for r in rows
-            ]
+            for worker_id in involved(order.worker_id, t.crew):  # a crew: every member's
+                rows = await archive.trail(db, worker_id, start, end, 5000)
+                points = [
+                    TrailPoint(ts=r["ts"], lat=r["lat"], lng=r["lng"], accuracy_m=r["accuracy_m"])
+                    for r in rows
+                ]
+                trails.append(MemberTrail(worker_id=worker_id, trail=points))
         return Evidence(
             photos=await store.photos_of(db, ticket_id),
             timeline=timeline,
             trail_from=start,
             trail_to=end,
-            trail=trail,
+            trail=trails[0].trail if trails else [],
+            crew_trails=trails if t.crew else [],
         )
 
     # --- photos ----------------------------------------------------------------------------
@@ -685,9 +690,25 @@ class Aftersales:
             if res.redo == "same" and t.worker_id is not None:
                 same = (redo.id, involved(t.worker_id, t.crew))
         if res.worker_at_fault and t.worker_id is not None:
+            await store.add_outcome(
+                tx, t.id, "quality", detail=await self._fault(tx, t, res, by, now), by_id=by, at=now
+            )
+        return same
+
+    async def _fault(
+        self, tx: Tx, t: Ticket, res: Resolution, by: int, now: datetime
+    ) -> dict[str, Any]:
+        """An upheld ticket's quality events: a ``complaint`` for every worker the ticket
+        concerns — a crew order's whole crew as it finished the job (members replaced
+        before it are not on ``order_crew`` any more), the order's worker otherwise — and a
+        ``warning`` each if asked. The outcome's detail: the lead's ids (as for one
+        worker), and of a crew order every member's (``crew``)."""
+        assert t.worker_id is not None
+        members: list[dict[str, int]] = []
+        for worker_id in involved(t.worker_id, t.crew):
             event = await quality_store.insert_event(
                 tx,
-                worker_id=t.worker_id,
+                worker_id=worker_id,
                 kind="complaint",
                 passed=None,
                 order_id=t.order_id,
@@ -695,11 +716,11 @@ class Aftersales:
                 actor_id=by,
                 now=now,
             )
-            detail = {"quality_event_id": event}
+            member = {"worker_id": worker_id, "quality_event_id": event}
             if res.warning:
                 action = await quality_store.insert_action(
                     tx,
-                    worker_id=t.worker_id,
+                    worker_id=worker_id,
                     kind="warning",
                     amount_fen=None,
                     starts_at=now,
@@ -708,9 +729,12 @@ class Aftersales:
                     score=None,
                     actor_id=by,
                 )
-                detail["warning_action_id"] = action.id
-            await store.add_outcome(tx, t.id, "quality", detail=detail, by_id=by, at=now)
-        return same
+                member["warning_action_id"] = action.id
+            members.append(member)
+        detail: dict[str, Any] = {k: v for k, v in members[0].items() if k != "worker_id"}
+        if t.crew:
+            detail["crew"] = members
+        return detail
 
     async def _redo(self, tx: Tx, t: Ticket, to: str, by: int, now: datetime) -> Order:
         """A free re-service order at the same place (a crew order's needs a crew of the

@@ -57,7 +57,12 @@ log = logging.getLogger("doorstep.settlement")
 CONSUMER = "settlement"
 QUEUE = "settlement"
 PAYOUT_CHANNEL = "payout"
-EVENT_TYPES = frozenset({"order.paid", "order.assigned", "order.completed", "order.cancelled"})
+EVENT_TYPES = frozenset(
+    {"order.paid", "order.assigned", "order.crew_changed", "order.completed", "order.cancelled"}
+)
+# The events after which the worker holding an order (a crew's lead) may be another one:
+# the order's commission is taken again for the merchant the order has now.
+HOLDER_CHANGES = frozenset({"order.assigned", "order.crew_changed"})
 
 
 def payable(payee: Payee) -> str:
@@ -280,9 +285,10 @@ class Settlement:
 
     async def handle(self, tx: Tx, event: Event) -> None:
         """React to one event, in the consumer's transaction: a paid order's commission is
-        snapshotted; an assignment to a merchant's staff takes it again for that merchant;
-        a completed order (or a cancelled one a worker had, whose fee was kept) gets its
-        pending settlement."""
+        snapshotted; an assignment, or a crew change (a crew's lead replaced), takes it
+        again for the merchant of the worker holding the order now (the lead's merchant,
+        or none); a completed order (or a cancelled one a worker had, whose fee was kept)
+        gets its pending settlement."""
         payload = event.payload
         if not isinstance(payload, OrderChanged):
             return
@@ -291,17 +297,8 @@ class Settlement:
             await snapshot_commission(
                 tx, payload.order_id, base_fen=max(funds, 0), params=self.params, now=payload.at
             )
-        elif event.type == "order.assigned" and payload.worker_id is not None:
-            if await store.snapshot_of(tx, payload.order_id) is not None:  # paid already
-                merchant = await store.merchant_of(tx, payload.worker_id)
-                await commission_for(
-                    tx,
-                    payload.order_id,
-                    merchant_id=merchant,
-                    base_fen=0,  # unused: the order has its snapshot
-                    params=self.params,
-                    now=payload.at,
-                )
+        elif event.type in HOLDER_CHANGES and payload.worker_id is not None:
+            await self.follow_holder(tx, payload.order_id, at=payload.at)
         elif event.type == "order.completed":
             await self.open_settlement(tx, payload.order_id, completed_at=payload.at)
         elif event.type == "order.cancelled":
@@ -310,6 +307,28 @@ class Settlement:
                 await self.open_settlement(
                     tx, payload.order_id, completed_at=payload.at, worker_id=worker
                 )
+
+    async def follow_holder(self, tx: Tx, order_id: int, *, at: datetime) -> None:
+        """Take a paid order's commission again for the merchant of the worker who holds
+        it now (of a crew order, its lead: ``orders.worker_id``), or for no merchant.
+
+        Read from the order, not from the event that called: a late or redelivered event
+        (an ``order.assigned`` of a lead replaced since) leaves the snapshot as the order
+        is now, and the same merchant again changes nothing (:func:`commission_for`). An
+        order nobody holds, not paid yet, or settled already is left alone."""
+        if await store.snapshot_of(tx, order_id) is None:  # not paid yet: taken at payment
+            return
+        facts = await store.order_facts(tx, order_id)
+        if facts is None or facts.worker_id is None:  # unassigned since: the next one says
+            return
+        await commission_for(
+            tx,
+            order_id,
+            merchant_id=facts.merchant_id,
+            base_fen=0,  # unused: the order has its snapshot
+            params=self.params,
+            now=at,
+        )
 
     async def open_settlement(
         self, tx: Tx, order_id: int, *, completed_at: datetime, worker_id: int | None = None

@@ -1,0 +1,164 @@
+"""Issues 17 and 20, a crew order's money when its crew changes: replacing the lead
+(``orders.worker_id``) with a worker of another merchant — or of none — takes the
+order's commission snapshot again for the new lead's merchant when the crew changes
+(the ``order.crew_changed`` consumer), not only at completion; a late or redelivered
+event leaves it as the order is; at T+N the crew that finished the job is paid, each
+share to the member's merchant, and the member who left gets nothing. Real PostgreSQL
+and Redis, the live server and its relay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from doorstep.stores import Stores
+from events import store as events_store
+from events.types import Event, OrderChanged, aggregate_key
+from ledger import rules as lr
+from ledger import store as ledger
+from settlement import commission as cm
+from settlement import store
+from settlement.rules import split_fen
+from settlement.service import default_rule, snapshot_commission
+from tests.crew_orders import crew_order, merchant_staff
+from tests.helpers import Account, MakeUser
+from tests.live import EngineCity, make_worker
+from tests.test_crew_booking import crew_service
+from tests.test_payments import until
+from tests.test_settlement import _svc
+
+
+async def _balance(stores: Stores, account: str) -> int:
+    return lr.normal_balance(account, await ledger.balance(stores.pool, account))
+
+
+@pytest.mark.parametrize("to", ["merchant", "platform"])
+async def test_replacing_the_lead_takes_the_commission_for_the_new_leads_merchant(
+    to: str,
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """A paid crew order of 2 whose lead is replaced by a worker of another merchant (or a merchant's lead by a platform worker): the crew_changed consumer takes the snapshot again for the new lead's merchant (its 5 % rule, or the platform's 20 %), a redelivered crew change or a late assignment of the old lead changes nothing; the crew that finishes is paid at T+N (the merchant's share into its wallet), the replaced lead gets nothing, the ledger balances."""
+    svc = _svc(live_app)
+    service = await crew_service(client, admin, 2)
+    merchant, staff = await merchant_staff(stores, client, engine_city.id)
+    r = await client.post(
+        "/v1/admin/commission-rules",
+        headers=admin.auth,
+        json={"merchant_id": merchant, "rate_bps": 500, "note": "签约商家 5%"},
+    )
+    assert r.status_code == 201, r.text
+    own_rule = r.json()["id"]
+    platform = [await make_worker(stores, client, engine_city.id) for _ in range(2)]
+    mate = platform[1]
+    old, new = (platform[0], staff) if to == "merchant" else (staff, platform[0])
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    order = await crew_order(
+        stores,
+        city=engine_city.id,
+        service=service,
+        customer=customer.id,
+        crew=[old.id, mate.id],
+        at=engine_city.here,
+        paid=True,
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        first = await snapshot_commission(
+            conn, order, base_fen=60000, params=svc.params, now=datetime.now(UTC)
+        )
+    assert first.merchant_id == (None if to == "merchant" else merchant)
+    assert first.rules_at is not None
+    r = await client.post(
+        f"/v1/orders/{order}/crew/replace",
+        headers=dispatcher.auth,
+        json={"out_worker_id": old.id, "in_worker_id": new.id, "reason": "师傅生病", "force": True},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["order"]["crew"] == [new.id, mate.id]
+    want = merchant if to == "merchant" else None
+
+    async def taken_again() -> bool:
+        snap = await store.snapshot_of(stores.pool, order)
+        return snap is not None and snap.merchant_id == want and snap.resnapshot_at is not None
+
+    await until(taken_again, timeout_s=10)
+    snap = await store.snapshot_of(stores.pool, order)
+    assert snap is not None
+    rules = [store.as_rule(x) for x in await store.rules_at(stores.pool, first.rules_at)]
+    category = await stores.pool.fetchval("SELECT category FROM services WHERE code = $1", service)
+    plain = cm.commission(  # what the platform's rules take with no merchant
+        rules,
+        cm.OrderTerms(engine_city.id, category, service, None, 60000),
+        default_rule(svc.params),
+    )
+    fee = 3000 if to == "merchant" else plain.commission_fen
+    assert plain.commission_fen != 3000
+    assert (snap.rule_id == own_rule, snap.commission_fen) == (to == "merchant", fee)
+    assert (snap.snapshot_at, snap.rules_at) == (first.snapshot_at, first.rules_at)
+
+    # Redelivered: the crew change again, and a late assignment naming the replaced lead.
+    (change,) = [
+        e
+        for e in await events_store.of_aggregate(stores.pool, aggregate_key("order", order))
+        if e.type == "order.crew_changed"
+    ]
+    assert isinstance(change.payload, OrderChanged)
+    late = Event(
+        id=change.id,
+        seq=change.seq,
+        type="order.assigned",
+        aggregate=change.aggregate,
+        version=change.version,
+        payload=msgspec.structs.replace(
+            change.payload, action="assign", worker_id=old.id, crew=[old.id, mate.id]
+        ),
+        occurred_at=change.occurred_at,
+    )
+    for event in (change, late):
+        async with stores.pool.acquire() as conn, conn.transaction():
+            await svc.handle(conn, event)
+    assert await store.snapshot_of(stores.pool, order) == snap
+
+    url = f"/v1/orders/{order}"
+    for w in (new, mate):
+        r = await client.post(f"{url}/arrive", headers=w.auth, json={})
+        assert r.status_code == 200, r.text
+    code = (await client.get(url, headers=customer.auth)).json()["start_code"]
+    r = await client.post(f"{url}/start", headers=new.auth, json={"start_code": code})
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{url}/complete", headers=mate.auth, json={})
+    assert r.status_code == 200, r.text
+    payee = ("merchant", merchant) if to == "merchant" else ("worker", new.id)
+
+    async def opened() -> bool:
+        found = await stores.pool.fetchrow(
+            "SELECT payee_kind, payee_id, commission_fen FROM settlements WHERE order_id = $1",
+            order,
+        )
+        return found is not None and tuple(found) == (*payee, fee)
+
+    await until(opened, timeout_s=10)
+    later = datetime.now(UTC) + timedelta(days=svc.params.after_sales_days, minutes=1)
+    await svc.settle_due(later)
+    await svc.settle_due(later)  # again: settled once
+    lead_share, share = split_fen(60000 - fee, 2)
+    new_account = lr.merchant_payable(merchant) if to == "merchant" else lr.worker_payable(new.id)
+    old_account = lr.worker_payable(old.id) if to == "merchant" else lr.merchant_payable(merchant)
+    assert await _balance(stores, new_account) == lead_share
+    assert await _balance(stores, lr.worker_payable(mate.id)) == share
+    assert await _balance(stores, old_account) == 0  # the one who left gets nothing
+    entry = await ledger.get(stores.pool, f"settle:order:{order}")
+    assert entry is not None
+    assert entry.data["fee_fen"] == fee
+    assert sorted(
+        (s["payee_kind"], s["payee_id"], s["fen"]) for s in entry.data["crew_shares"]
+    ) == (sorted([(*payee, lead_share), ("worker", mate.id, share)]))
+    assert await ledger.check(stores.pool) == []
