@@ -48,8 +48,13 @@ def at(day: date, hhmm: str) -> datetime:
 
 
 def window(day: date, start: str, end: str) -> dict[str, str]:
-    """A booking window in local time."""
-    return {"window_start": at(day, start).isoformat(), "window_end": at(day, end).isoformat()}
+    """A booking window in local time, opening on ``day``; an ``end`` before ``start`` is
+    the next day's (23:00–01:00 crosses midnight)."""
+    opens = at(day, start)
+    closes = at(day, end)
+    if closes <= opens:
+        closes = at(day + timedelta(days=1), end)
+    return {"window_start": opens.isoformat(), "window_end": closes.isoformat()}
 
 
 async def make_service(
