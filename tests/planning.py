@@ -25,9 +25,9 @@ def day_after_tomorrow() -> date:
 
 def soon_today(minutes_ahead: int, job_min: int) -> datetime:
     """``now + minutes_ahead`` (UTC, whole seconds) for a test that needs a job starting
-    soon, today. A worker's day ends at local midnight (day plans and availability are per
-    local date), so a job that would run past it cannot be booked: late in the evening
-    (local) such a test is skipped, saying why, rather than failing on the clock."""
+    soon, today, and ending today: late in the evening (local) such a test is skipped,
+    saying why, rather than depend on what the next date holds (a job across midnight is
+    tests/test_plans_midnight.py's subject)."""
     import pytest
 
     start = datetime.now(ZONE).replace(microsecond=0) + timedelta(minutes=minutes_ahead)
