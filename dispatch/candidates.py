@@ -75,7 +75,13 @@ def _intervals(
                     int((midnight + timedelta(minutes=end_min)).timestamp()),
                 )
             )
-    return tuple(out)
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(out):  # one day's 24:00 meets the next day's 00:00: one night shift
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return tuple(merged)
 
 
 async def load_candidates(
@@ -135,7 +141,10 @@ async def load_candidates(
     )
     blocked = await workforce_store.discipline_blocks(pool, ids, now)
     prioritised = await workforce_store.dispatch_priority(pool, ids, now)
-    planned = await plan_store.next_stops(pool, city_id, day_list, ids)
+    # yesterday's plan too: an overnight job of it may still be ahead
+    planned = await plan_store.next_stops(
+        pool, city_id, [today - timedelta(days=1), *day_list], ids
+    )
     seen = await redis.zmscore(keys.presence(city_id), [str(i) for i in ids])
     now_ms = now.timestamp() * 1000
     cert_map: dict[int, dict[str, date]] = {}

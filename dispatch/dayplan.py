@@ -9,6 +9,13 @@ How a worker's day becomes a :class:`PlanWorker`:
 
 - **shift**: from the start of their first availability window on that date (weekly
   pattern, or the date's exception) to the end of the last one — today, not before now;
+  a window that runs to 24:00 goes on into the next date's window that starts at 00:00
+  (an overnight shift, :func:`overnight`), as far as the day's jobs may need it;
+- **the neighbouring days** (an overnight job, issue 20): a worker whose previous day's
+  plan has them on a job after midnight is free from its end there (``free_from_s``,
+  starting at its address); a worker whose next day's plan has them at a stop before
+  their shift here ends must be there by its planned arrival (``next_stop``: the route
+  ends at that address by then). Each plan keeps the other's promises;
 - **breaks**: the gaps between two availability windows of the same day are breaks
   that start exactly when the gap starts and last as long as it (availability has no
   separate break field);
@@ -56,6 +63,7 @@ from matching.route_timing import Visit, schedule
 Point = tuple[float, float]
 # points → (travel seconds, metres), both square int64 matrices
 TravelFn = Callable[[Sequence[Point]], tuple[np.ndarray, np.ndarray]]
+Edge = tuple[int, Point]  # seconds since the plan's epoch, and where
 NEW_JOB = "new"
 OPEN_END_S = 2 * 86400  # a started job may run on as long as it takes
 
@@ -100,6 +108,11 @@ class WorkerDay:
     windows: tuple[tuple[int, int], ...]  # availability that day, seconds since the epoch
     start: Point
     merchant_id: int | None = None  # on a team of this merchant: may serve its orders
+    # the previous day's plan has them on a job after midnight: free from then (and
+    # ``start`` is that job's address)
+    free_from_s: int | None = None
+    # the next day's plan has them at a stop before this day's shift ends: there by then
+    next_stop: tuple[int, Point] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +146,10 @@ class DayInputs:
     jobs: tuple[DayJob, ...]
     routes: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # stored plan's order
     version: int = 0  # the stored plan's version these inputs were read with (0: none)
+    day_s: int = 86400  # the next local midnight, seconds since the epoch (23 or 25 h on DST days)
+    # what the neighbouring days' stored plans promised, as read (plan_inputs.neighbours):
+    # worker → (free from when, where; next day's first stop by when, where)
+    neighbours: Mapping[int, tuple[Edge | None, Edge | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +182,37 @@ def remaining_windows(windows: Sequence[tuple[int, int]], now_s: int) -> list[tu
     return [(max(s, now_s), e) for s, e in sorted(windows) if e > now_s and e > max(s, now_s)]
 
 
+def overnight(
+    windows: Sequence[tuple[int, int]],
+    next_windows: Sequence[tuple[int, int]],
+    day_s: int,
+    until_s: int,
+) -> tuple[tuple[int, int], ...]:
+    """A worker's windows for a day plan (seconds since its epoch): that date's windows
+    (``windows``), and when one runs to midnight (``day_s``) and the next date's first
+    window (``next_windows``, seconds since the next midnight) starts at 00:00, that
+    window as its continuation — one overnight shift — cut at ``until_s`` (how far past
+    midnight the day's jobs may run). Pure."""
+    out = sorted(windows)
+    follow = sorted(next_windows)
+    if until_s > day_s and out and out[-1][1] == day_s and follow and follow[0][0] == 0:
+        out[-1] = (out[-1][0], day_s + min(follow[0][1], until_s - day_s))
+    return tuple(out)
+
+
+def usable_windows(day: WorkerDay, now_s: int) -> list[tuple[int, int]]:
+    """The parts of a worker's windows this plan may use: not over yet, not before the
+    previous day's plan frees them, not after the next day's plan needs them."""
+    start = now_s if day.free_from_s is None else max(now_s, day.free_from_s)
+    windows = remaining_windows(day.windows, start)
+    if day.next_stop is not None:
+        by = day.next_stop[0]
+        windows = [(s, min(e, by)) for s, e in windows if s < by]
+    return windows
+
+
 def _shift(day: WorkerDay, now_s: int) -> tuple[tuple[int, int], tuple[PlanBreak, ...]] | None:
-    windows = remaining_windows(day.windows, now_s)
+    windows = usable_windows(day, now_s)
     if not windows:
         return None
     breaks = tuple(
@@ -191,6 +237,11 @@ def build(
     points += [(j.lat, j.lng) for j in jobs]
     if extra is not None:
         points.append((extra.lat, extra.lng))
+    ends: dict[int, int] = {}  # worker → the node of the next day's stop they must reach
+    for day in inputs.workers:
+        if day.next_stop is not None:
+            ends[day.worker_id] = len(points)
+            points.append(day.next_stop[1])
     secs, metres = travel(points) if points else (np.zeros((0, 0), np.int64),) * 2
     n_w = len(inputs.workers)
     excluded_tokens: dict[int, set[str]] = {}
@@ -206,17 +257,22 @@ def build(
         if held is not None:
             node = n_w + jobs.index(held)
             must_end = max(inputs.now_s + int(secs[i, node]), held.window[0]) + held.service_s
+            if day.worker_id in ends:  # and then on to the next day's first stop
+                must_end += int(secs[node, ends[day.worker_id]])
             if shift is None:
                 shift = ((inputs.now_s, must_end), ())
             else:
                 shift = ((min(shift[0][0], inputs.now_s), max(shift[0][1], must_end)), shift[1])
         if shift is None:
             continue
+        end = ends.get(day.worker_id)
+        if end is not None and held is None and shift[0][0] + int(secs[i, end]) > shift[0][1]:
+            continue  # cannot even get to the next day's first stop in time: nothing fits
         workers.append(
             PlanWorker(
                 id=str(day.worker_id),
                 start_node=i,
-                end_node=None,
+                end_node=end,
                 shift=shift[0],
                 skills=day.skills
                 | frozenset(excluded_tokens.get(day.worker_id, ()))
@@ -228,7 +284,7 @@ def build(
         _plan_job(j, n_w + k, inputs, continuity_penalty_s) for k, j in enumerate(jobs)
     )
     new = (
-        _plan_job(extra, len(points) - 1, inputs, continuity_penalty_s)
+        _plan_job(extra, n_w + len(jobs), inputs, continuity_penalty_s)
         if extra is not None
         else None
     )
@@ -543,12 +599,13 @@ def instant_refusal(inputs: DayInputs, job: DayJob, *, crew_size: int = 1) -> Re
 def slot_grid(
     inputs: DayInputs, *, window_s: int, step_s: int, earliest_s: int
 ) -> list[tuple[int, int]]:
-    """Candidate arrival windows over the hours anybody works that day, from ``earliest_s``."""
+    """Candidate arrival windows over the hours anybody works that day, from ``earliest_s``;
+    they open before the next midnight (a window opening after it is the next day's)."""
     spans = [w for d in inputs.workers for w in remaining_windows(d.windows, inputs.now_s)]
     if not spans:
         return []
     first = min(s for s, _ in spans)
-    last = max(e for _, e in spans)
+    last = min(max(e for _, e in spans), inputs.day_s)
     start = -(-max(first, 0) // step_s) * step_s  # round up to the step
     out = []
     t = start

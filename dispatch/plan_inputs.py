@@ -8,6 +8,12 @@ availability that date), the scheduled orders whose window starts that local dat
 preferred workers, merchants' orders and teams, and the newest stored plan. Redis
 (today only): live positions.
 
+A worker's window that runs to 24:00 goes on into the next date's window from 00:00 (an
+overnight shift, ``dayplan.overnight``) as far as the day's jobs may run past midnight;
+the neighbouring days' stored plans say when such a worker is free after the previous
+day's overnight job, and where they must be for the next day's first stop
+(:func:`neighbours`).
+
 A crew order (docs/dispatch.md#crews) is read as one job per member: its crew's when it
 is held (each member's time is taken), else the members the stored plan reserved for it
 at booking, each held to the crew's common start (the latest of their planned starts).
@@ -16,6 +22,7 @@ A crew order neither held nor in the stored plan is left to the engine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +30,7 @@ from zoneinfo import ZoneInfo
 from catalog import store as catalog_store
 from catalog.errors import CatalogNotFound
 from dispatch import plan_store
-from dispatch.dayplan import DayInputs, DayJob, WorkerDay, required_skills
+from dispatch.dayplan import DayInputs, DayJob, Edge, WorkerDay, overnight, required_skills
 from dispatch.plan_store import StoredPlan
 from doorstep.db import Conn
 from doorstep.stores import Stores
@@ -61,12 +68,16 @@ async def load(
     live_max_age_s: float,
     leave_out: int | None = None,
     merchant_overflow_s: int = 300,
+    until: datetime | None = None,
 ) -> tuple[DayInputs, StoredPlan | None]:
-    """The city's day as of ``now`` (``leave_out``: an order being booked right now), and
-    the newest stored plan it was read with. A merchant's order is for its staff; it is
-    ``overflow_due`` once routed ``merchant_overflow_s`` ago (``[engine]``)."""
+    """The city's day as of ``now`` (``leave_out``: an order being booked right now, which
+    may run ``until`` then), and the newest stored plan it was read with. A merchant's
+    order is for its staff; it is ``overflow_due`` once routed ``merchant_overflow_s`` ago
+    (``[engine]``)."""
     start = midnight(day, zone)
     epoch = int(start.timestamp())
+    day_s = int(midnight(day + timedelta(days=1), zone).timestamp()) - epoch
+    next_day = day + timedelta(days=1)
     today = now.astimezone(zone).date() == day
     # The plan first: a booking that lands after this read bumps the version, so a plan
     # computed from these inputs is refused as stale when stored.
@@ -102,15 +113,15 @@ async def load(
     )
     weekly = await db.fetch(
         "SELECT worker_id, weekday, start_min, end_min FROM worker_availability "
-        "WHERE worker_id = ANY($1) AND weekday = $2",
+        "WHERE worker_id = ANY($1) AND weekday = ANY($2::smallint[])",
         ids,
-        day.weekday(),
+        [day.weekday(), next_day.weekday()],
     )
     exceptions = await db.fetch(
         "SELECT worker_id, on_date, available, start_min, end_min, reason FROM "
-        "worker_availability_exceptions WHERE worker_id = ANY($1) AND on_date = $2",
+        "worker_availability_exceptions WHERE worker_id = ANY($1) AND on_date = ANY($2)",
         ids,
-        day,
+        [day, next_day],
     )
     cert_map: dict[int, set[str]] = {}
     for r in certs:
@@ -200,12 +211,27 @@ async def load(
             )
         )
     at_job = {j.worker_id: (j.lat, j.lng) for j in jobs if j.started and j.worker_id}
+    # how far past midnight the day's jobs (and the booking being considered) may run
+    until_s = max(
+        [day_s, *(j.window[1] + j.service_s for j in jobs if not j.started)]
+        + ([int(until.timestamp()) - epoch] if until is not None else [])
+    )
+    windows_of: dict[int, tuple[tuple[int, int], ...]] = {}
+    for r in workers:
+        w = r["user_id"]
+        weekly_w, exc_w = weekly_map.get(w, []), exc_map.get(w, [])
+        windows_of[w] = overnight(
+            [(a * 60, b * 60) for a, b in windows_on(day, weekly_w, exc_w)],
+            [(a * 60, b * 60) for a, b in windows_on(next_day, weekly_w, exc_w)],
+            day_s,
+            until_s,
+        )
+    edges = await neighbours(db, city_id, day, zone, overnight_ends(windows_of, day_s))
     days = []
     for r in workers:
         w = r["user_id"]
-        windows = tuple(
-            (s * 60, e * 60) for s, e in windows_on(day, weekly_map.get(w, []), exc_map.get(w, []))
-        )
+        windows = windows_of[w]
+        free, after = edges.get(w, (None, None))
         valid_certs = cert_map.get(w, set())
         skills = {
             s
@@ -218,12 +244,67 @@ async def load(
                 worker_id=w,
                 skills=frozenset() if w in blocked else frozenset(skills) | frozenset(valid_certs),
                 windows=windows,
-                start=live.get(w) or at_job.get(w) or (r["home_lat"], r["home_lng"]),
+                start=live.get(w)
+                or at_job.get(w)
+                or (free[1] if free else (r["home_lat"], r["home_lng"])),
                 merchant_id=r["merchant_id"],
+                free_from_s=free[0] if free else None,
+                next_stop=after,
             )
         )
-    inputs = DayInputs(city_id, day, epoch, now_s, tuple(days), tuple(jobs), routes, version)
+    inputs = DayInputs(
+        city_id, day, epoch, now_s, tuple(days), tuple(jobs), routes, version, day_s, edges
+    )
     return inputs, previous
+
+
+def overnight_ends(windows: Mapping[int, Sequence[tuple[int, int]]], day_s: int) -> dict[int, int]:
+    """Worker → the end of their shift, for those whose shift runs past midnight."""
+    return {w: ws[-1][1] for w, ws in windows.items() if ws and ws[-1][1] > day_s}
+
+
+async def neighbours(
+    db: Conn, city_id: str, day: date, zone: ZoneInfo, ends: Mapping[int, int]
+) -> dict[int, tuple[Edge | None, Edge | None]]:
+    """What the neighbouring days' stored plans promise of each worker, per worker:
+    (when and where the previous day's plan frees them after midnight — the end of their
+    last job there that ends after it; the next day's first stop they must reach before
+    their shift here ends at ``ends[worker]``, and when). Seconds since ``day``'s local
+    midnight. Only open or held orders count. Two queries; a worker with neither is left
+    out, so two reads agree exactly when nothing that binds this day changed."""
+    epoch = midnight(day, zone)
+    base = int(epoch.timestamp())
+    latest = (
+        "WITH latest AS (SELECT id FROM day_plans WHERE city_id = $1 AND plan_date = $2 "
+        "ORDER BY version DESC LIMIT 1) SELECT s.worker_id, s.arrival_at, s.departure_at, "
+        "o.lat, o.lng FROM latest l JOIN day_plan_stops s ON s.plan_id = l.id "
+        "JOIN orders o ON o.id = s.order_id WHERE o.status = ANY($3::text[]) "
+    )
+    live = [*OPEN, *HELD]
+    free: dict[int, Edge] = {}
+    for r in await db.fetch(
+        latest + "AND s.departure_at > $4 ORDER BY s.departure_at, s.worker_id",
+        city_id,
+        day - timedelta(days=1),
+        live,
+        epoch,
+    ):
+        free[r["worker_id"]] = (int(r["departure_at"].timestamp()) - base, (r["lat"], r["lng"]))
+    after: dict[int, Edge] = {}
+    if ends:
+        for r in await db.fetch(
+            latest + "AND s.worker_id = ANY($4) AND s.arrival_at < $5 "
+            "ORDER BY s.arrival_at DESC, s.worker_id",
+            city_id,
+            day + timedelta(days=1),
+            live,
+            list(ends),
+            epoch + timedelta(seconds=max(ends.values())),
+        ):
+            at = int(r["arrival_at"].timestamp()) - base
+            if at < ends[r["worker_id"]]:
+                after[r["worker_id"]] = (at, (r["lat"], r["lng"]))
+    return {w: (free.get(w), after.get(w)) for w in sorted(free.keys() | after.keys())}
 
 
 def _crew_jobs(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dispatch.errors import DispatchError
@@ -129,6 +129,15 @@ async def lock(conn: Tx, city_id: str, day: date) -> None:
         "SELECT pg_advisory_xact_lock(hashtext('doorstep-plan'), hashtext($1))",
         f"{city_id}/{day.isoformat()}",
     )
+
+
+async def lock_around(conn: Tx, city_id: str, day: date) -> None:
+    """Serialise writers of a day plan and of its two neighbours (an overnight job binds
+    the worker's next day, and the next day's first stop binds this day's overnight
+    work: dispatch/plan_inputs.neighbours), until the transaction ends. The days are
+    locked in date order, so two writers never wait for each other in a circle."""
+    for d in (day - timedelta(days=1), day, day + timedelta(days=1)):
+        await lock(conn, city_id, d)
 
 
 async def store(

@@ -163,7 +163,13 @@ class DayPlans:
         return zone
 
     async def _inputs(
-        self, db: Any, city_id: str, day: date, now: datetime, leave_out: int | None = None
+        self,
+        db: Any,
+        city_id: str,
+        day: date,
+        now: datetime,
+        leave_out: int | None = None,
+        until: datetime | None = None,
     ) -> tuple[DayInputs, StoredPlan | None]:
         return await plan_inputs.load(
             self.stores,
@@ -175,6 +181,7 @@ class DayPlans:
             live_max_age_s=self.params.live_max_age_s,
             leave_out=leave_out,
             merchant_overflow_s=self.merchant_overflow_s,
+            until=until,
         )
 
     async def travel(self, city_id: str, db: Conn | None = None) -> Travel:
@@ -251,7 +258,8 @@ class DayPlans:
                 log.warning("the %s plan of %s: %s (%d ms)", day, city_id, note, ms)
             try:
                 async with self.stores.pool.acquire() as conn, conn.transaction():
-                    await plan_store.lock(conn, city_id, day)
+                    await plan_store.lock_around(conn, city_id, day)
+                    await self._check_neighbours(conn, inputs)
                     stored = await plan_store.store(
                         conn,
                         city_id=city_id,
@@ -274,6 +282,25 @@ class DayPlans:
             f"the {day} plan of {city_id} kept changing while it was being planned; try again",
             field="date",
         )
+
+    async def _check_neighbours(self, conn: Tx, inputs: DayInputs) -> None:
+        """Under the plan's locks: StalePlan if what the neighbouring days' plans promise
+        of this day's overnight workers changed since ``inputs`` were read (a plan solved
+        against the old promises could put a worker in two places after midnight)."""
+        now = await plan_inputs.neighbours(
+            conn,
+            inputs.city_id,
+            inputs.day,
+            await self.zone(inputs.city_id, conn),
+            plan_inputs.overnight_ends(
+                {w.worker_id: w.windows for w in inputs.workers}, inputs.day_s
+            ),
+        )
+        if now != dict(inputs.neighbours):
+            raise StalePlan(
+                f"the plans next to {inputs.day} of {inputs.city_id} changed overnight work",
+                field="date",
+            )
 
     async def _overflow_dropped(self, inputs: DayInputs, result: Plan) -> int:
         """Merchants' orders the solve could not give to any of their staff, routed
@@ -460,10 +487,15 @@ class DayPlans:
         assert order.window_start is not None
         assert order.window_end is not None
         zone = await self.zone(order.city_id, conn)
-        day = order.window_start.astimezone(zone).date()
-        await plan_store.lock(conn, order.city_id, day)
+        day = order.window_start.astimezone(zone).date()  # the day its window opens
+        await plan_store.lock_around(conn, order.city_id, day)
         inputs, previous = await self._inputs(
-            conn, order.city_id, day, datetime.now(UTC), leave_out=order.id
+            conn,
+            order.city_id,
+            day,
+            datetime.now(UTC),
+            leave_out=order.id,
+            until=order.window_end + timedelta(minutes=order.duration_min),
         )
         needs = await conn.fetchrow(
             "SELECT required_skills, required_certificates FROM services WHERE code = $1",
@@ -525,8 +557,10 @@ class DayPlans:
         self, city_id: str, day: date, job: DayJob, now: datetime
     ) -> tuple[DayInputs, list[Insertion]]:
         """Where ``job`` (a booking not made yet) would fit in the stored plan of ``day``."""
+        zone = await self.zone(city_id)
+        until = plan_inputs.midnight(day, zone) + timedelta(seconds=job.window[1] + job.service_s)
         async with self.stores.pool.acquire() as conn:
-            inputs, _ = await self._inputs(conn, city_id, day, now)
+            inputs, _ = await self._inputs(conn, city_id, day, now, until=until)
         travel = await self.travel(city_id)
         _, _, options = await asyncio.to_thread(self._fit, inputs, travel, job)
         return inputs, options
@@ -558,8 +592,12 @@ class DayPlans:
         """The arrival windows of ``slot_window_min`` in which someone can come (a crew
         service: in which a whole crew can start together, ``dayplan.fit_crew``)."""
         zone = await self.zone(city_id)
+        # a late window may run past midnight: the day's overnight shifts count that far
+        until = plan_inputs.midnight(day + timedelta(days=1), zone) + timedelta(
+            minutes=self.params.slot_window_min + duration_min
+        )
         async with self.stores.pool.acquire() as conn:
-            inputs, _ = await self._inputs(conn, city_id, day, now)
+            inputs, _ = await self._inputs(conn, city_id, day, now, until=until)
         template = DayJob(0, lat, lng, duration_min * 60, (0, 0), skills)
         travel = await self.travel(city_id)
         window_s = self.params.slot_window_min * 60
@@ -618,7 +656,8 @@ class DayPlans:
         today = now.astimezone(zone).date()
         released = 0
         horizon = now + timedelta(seconds=self.params.release_ahead_s)
-        days = (today, today + timedelta(days=1))
+        # yesterday's plan too: its overnight jobs are released after midnight
+        days = (today - timedelta(days=1), today, today + timedelta(days=1))
         found = await plan_store.due_stops(self.stores.pool, city_id, days, horizon)
         for day, (version, due) in sorted(found.items()):
             workers = sorted(due)

@@ -25,9 +25,9 @@ def day_after_tomorrow() -> date:
 
 def soon_today(minutes_ahead: int, job_min: int) -> datetime:
     """``now + minutes_ahead`` (UTC, whole seconds) for a test that needs a job starting
-    soon, today. A worker's day ends at local midnight (day plans and availability are per
-    local date), so a job that would run past it cannot be booked: late in the evening
-    (local) such a test is skipped, saying why, rather than failing on the clock."""
+    soon, today, and ending today: late in the evening (local) such a test is skipped,
+    saying why, rather than depend on what the next date holds (a job across midnight is
+    tests/test_plans_midnight.py's subject)."""
     import pytest
 
     start = datetime.now(ZONE).replace(microsecond=0) + timedelta(minutes=minutes_ahead)
@@ -48,8 +48,13 @@ def at(day: date, hhmm: str) -> datetime:
 
 
 def window(day: date, start: str, end: str) -> dict[str, str]:
-    """A booking window in local time."""
-    return {"window_start": at(day, start).isoformat(), "window_end": at(day, end).isoformat()}
+    """A booking window in local time, opening on ``day``; an ``end`` before ``start`` is
+    the next day's (23:00–01:00 crosses midnight)."""
+    opens = at(day, start)
+    closes = at(day, end)
+    if closes <= opens:
+        closes = at(day + timedelta(days=1), end)
+    return {"window_start": opens.isoformat(), "window_end": closes.isoformat()}
 
 
 async def make_service(
