@@ -11,10 +11,12 @@ import pytest
 
 from doorstep.stores import Stores
 from tests import files_samples as s
-from tests.helpers import MakeUser
+from tests.crew_orders import crew_order
+from tests.helpers import Account, MakeUser
 from tests.live import make_worker
 from tests.test_aftersales import _order
 from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
+from tests.test_crew_booking import crew_service
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=_why_no_browser() or "")
@@ -235,4 +237,73 @@ async def test_a_customer_insures_a_booking_from_the_booking_page(
     assert row is not None
     assert (row["premium_fen"], row["coverage_fen"]) == (800, 100000)
     await context.close()
+    assert errors == [], errors
+
+
+async def test_the_evidence_of_a_crew_order_draws_every_members_trail(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    admin: Account,
+) -> None:
+    """Customer service reading a crew order's ticket sees one line per member on the trail drawing, the lead first, with a legend naming each member and their fixes."""
+    address = live_app[0]
+    service = await crew_service(client, admin, 2)
+    crew = [await make_worker(stores, client, live_city) for _ in range(2)]
+    customer = await make_user("customer")
+    order_id = await crew_order(
+        stores,
+        city=live_city,
+        service=service,
+        customer=customer.id,
+        crew=[w.id for w in crew],
+        completed=True,
+    )
+    for k, w in enumerate(crew):  # two different walks during the job (it ran 3 h to now)
+        await stores.pool.execute(
+            "INSERT INTO trail_points (worker_id, ts, lat, lng, accuracy_m, seq, received_at) "
+            "SELECT $1, now() - interval '2 hours' + i * interval '2 minutes', "
+            "22.53 + i * 0.0004 * $2, 114.01 + i * 0.0003, 5, i, now() "
+            "FROM generate_series(0, $3) i",
+            w.id,
+            1 - 2 * k,
+            20 + 5 * k,
+        )
+    r = await client.post(
+        f"/v1/orders/{order_id}/aftersales",
+        headers=customer.auth,
+        json={"kind": "complaint", "description": "两位师傅一直在外面走来走去"},
+    )
+    assert r.status_code == 201, r.text
+    ticket = r.json()["ticket"]["id"]
+
+    staff = await make_user("dispatcher", name="客服小李")
+    desk = await browser.new_context(**DESK)
+    back = await desk.new_page()
+    errors = _errors_of(back)
+    await back.goto(f"http://{address}/admin#/aftersales")
+    await _sign_in(back, staff.phone)
+    await back.wait_for_selector(f'#as-queue tr[data-ticket="{ticket}"]', timeout=WAIT_MS)
+    await back.click(f"#ticket-{ticket}")
+    await back.wait_for_selector("#as-evidence #as-trail-svg", timeout=WAIT_MS)
+    lines = await back.eval_on_selector_all(
+        "#as-trail-svg polyline",
+        "ls => ls.map(l => [l.dataset.workerId, l.getAttribute('stroke')])",
+    )
+    assert [int(w) for w, _ in lines] == [w.id for w in crew]
+    assert lines[0][1] != lines[1][1]  # told apart by colour
+    legend = await back.eval_on_selector_all(
+        "#as-crew-trails li", "ls => ls.map(l => [l.dataset.workerId, l.textContent])"
+    )
+    assert [int(w) for w, _ in legend] == [w.id for w in crew]
+    await back.evaluate("document.getElementById('toast')?.remove()")
+    await _shot(back, "admin-aftersales-crew-trails.png", full=True)
+    assert [text.strip() for _, text in legend] == [
+        f"领队 #{crew[0].id}（21 个定位点）",
+        f"师傅 #{crew[1].id}（26 个定位点）",
+    ]
+    await desk.close()
     assert errors == [], errors

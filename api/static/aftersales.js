@@ -26,6 +26,9 @@ export const AFTERSALES_STRINGS = {
   as_timeline: { zh: "订单时间线", en: "Order timeline" },
   as_trail: { zh: "师傅轨迹（{n} 个定位点）", en: "The worker's trail ({n} fixes)" },
   as_no_trail: { zh: "无轨迹记录", en: "No trail recorded" },
+  as_crew_trail: { zh: "班组 {n} 位师傅的轨迹", en: "The crew's trails ({n} workers)" },
+  as_member_lead: { zh: "领队 #{id}（{n} 个定位点）", en: "Lead #{id} ({n} fixes)" },
+  as_member: { zh: "师傅 #{id}（{n} 个定位点）", en: "Worker #{id} ({n} fixes)" },
   as_outcomes: { zh: "处理结果", en: "Outcomes" },
   as_message: { zh: "回复客户", en: "Reply" },
   as_send: { zh: "发送", en: "Send" },
@@ -138,10 +141,17 @@ async function photo(client, id) {
   return link ? el("a", { href: link.path, target: "_blank", rel: "noopener" }, el("img", { src: link.path, alt: "", class: "thumb", "data-file-id": id })) : el("span", { class: "muted" }, `#${id}`);
 }
 
-// A small SVG of the trail: enough to see where the worker went during the job.
-function trailSvg(points) {
-  if (points.length < 2) return null;
-  const lats = points.map((p) => p.lat), lngs = points.map((p) => p.lng);
+// A small SVG of the trails: enough to see where each worker went during the job (a
+// crew order: one line per member, the lead first, on one scale).
+const TRAIL_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"]; // apps.css .trail-N
+
+function trailColour(i) { return TRAIL_COLOURS[i % TRAIL_COLOURS.length]; }
+
+function trailSvg(lines) {
+  const drawn = lines.filter((m) => m.trail.length >= 2);
+  if (!drawn.length) return null;
+  const all = drawn.flatMap((m) => m.trail);
+  const lats = all.map((p) => p.lat), lngs = all.map((p) => p.lng);
   const [a, b, c, d] = [Math.min(...lats), Math.max(...lats), Math.min(...lngs), Math.max(...lngs)];
   const w = 240, h = 160, sx = (x) => 10 + ((x - c) / ((d - c) || 1e-6)) * (w - 20), sy = (y) => h - 10 - ((y - a) / ((b - a) || 1e-6)) * (h - 20);
   const ns = "http://www.w3.org/2000/svg";
@@ -150,13 +160,34 @@ function trailSvg(points) {
   svg.setAttribute("width", String(w));
   svg.setAttribute("height", String(h));
   svg.setAttribute("id", "as-trail-svg");
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", points.map((p) => `${sx(p.lng).toFixed(1)},${sy(p.lat).toFixed(1)}`).join(" "));
-  line.setAttribute("fill", "none");
-  line.setAttribute("stroke", "#2563eb");
-  line.setAttribute("stroke-width", "2");
-  svg.append(line);
+  lines.forEach((m, i) => {
+    if (m.trail.length < 2) return;
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", m.trail.map((p) => `${sx(p.lng).toFixed(1)},${sy(p.lat).toFixed(1)}`).join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", trailColour(i));
+    line.setAttribute("stroke-width", "2");
+    if (m.worker_id !== undefined) line.dataset.workerId = String(m.worker_id);
+    svg.append(line);
+  });
   return svg;
+}
+
+// The evidence's trail section: one worker's, or a crew's with a line of legend per member.
+function trailSection(ev, t) {
+  const crew = ev.crew_trails || [];
+  if (!crew.length) {
+    return [el("h4", { id: "as-trail" }, ev.trail.length ? t("as_trail", { n: ev.trail.length }) : t("as_no_trail")),
+      trailSvg([{ trail: ev.trail }])];
+  }
+  const fixes = crew.reduce((n, m) => n + m.trail.length, 0);
+  return [
+    el("h4", { id: "as-trail" }, fixes ? t("as_crew_trail", { n: crew.length }) : t("as_no_trail")),
+    el("ul", { class: "list", id: "as-crew-trails" }, crew.map((m, i) => el("li", { "data-worker-id": m.worker_id },
+      el("span", { class: `swatch trail-${i % TRAIL_COLOURS.length}` }), " ",
+      t(i === 0 ? "as_member_lead" : "as_member", { id: m.worker_id, n: m.trail.length })))),
+    trailSvg(crew),
+  ];
 }
 
 function outcomeFields(t, withRuling) {
@@ -215,8 +246,7 @@ async function ticketDetail(host, client, t, lang, id) {
       el("h3", {}, t("as_evidence")),
       el("h4", {}, t("as_timeline")),
       el("ul", { class: "list", id: "as-timeline" }, ev.timeline.map((s) => el("li", {}, `${localTime(s.at, lang, true)} · ${s.action} → ${s.to_status}${s.reason ? ` (${s.reason})` : ""}`))),
-      el("h4", { id: "as-trail" }, ev.trail.length ? t("as_trail", { n: ev.trail.length }) : t("as_no_trail")),
-      trailSvg(ev.trail)));
+      ...trailSection(ev, t)));
   }
   if (d.outcomes.length || d.ruling) {
     parts.push(el("section", { class: "card wide", id: "as-outcomes" }, el("h3", {}, t("as_outcomes")),
