@@ -716,6 +716,7 @@ async def test_console_crew_candidates_leave_out_the_crew(
         {f"seat:{c.id}": "on", f"seat:{a.id}": "off", f"seat:{b.id}": "off"},
         "a seat for those outside the crew only",
     )
+    await _shot(page, "console-crew-candidates.png")
     await page.click(f'#candidates button.replace-with[data-worker-id="{c.id}"]')
     assert await page.input_value("#replace-in") == str(c.id)
     await context.close()
