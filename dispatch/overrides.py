@@ -5,7 +5,9 @@ Every override is audited (who, what, why, before, after) in ``overrides`` and p
 live: to the city's dispatcher feed, and through the order's own transitions to the
 customer's and the worker's sockets. An assignment the matcher would call infeasible
 answers 409 with the warnings unless the dispatcher says ``force``; a crew's assignment
-applies the same checks to every member (docs/dispatch.md#crews).
+applies the same checks to every member, and the engine's crew window to the crew (its
+members arriving within ``[matching] crew_window_s`` of each other, ``dispatch.crew_window``),
+as a warning ``force`` overrides too (docs/dispatch.md#crews).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import orjson
 
 from audit import store as audit_store
-from dispatch import changes, crews, offers, service, start_codes, store
+from dispatch import changes, crew_window, crews, offers, service, start_codes, store
 from dispatch.candidates import assignment_warnings
 from dispatch.errors import DispatchError, InvalidOrder, OrderNotFound, StaleVersion, WorkerBusy
 from dispatch.models import Order, Override
@@ -27,9 +29,12 @@ from dispatch.service import Caller
 from doorstep.db import Tx
 from doorstep.errors import Conflict
 from doorstep.stores import STORE_ERRORS, Stores
+from matching.params import MatchParams
 from workforce import store as workforce_store
 
 log = logging.getLogger("doorstep.dispatch.overrides")
+# The crew window of a caller that does not pass the configured one (``[matching]``).
+DEFAULT_CREW_WINDOW_S = MatchParams().crew_window_s
 
 
 class InfeasibleAssignment(Conflict, DispatchError):
@@ -146,42 +151,70 @@ async def assign(
         raise InfeasibleAssignment(
             "; ".join(warnings) + " — send force: true to assign anyway", field="worker_id"
         )
+    return await _hand_over(
+        stores, tracking, order, [worker_id], actor_id=actor_id, reason=reason, warnings=warnings
+    )
+
+
+async def _hand_over(
+    stores: Stores,
+    tracking: Publisher,
+    order: Order,
+    to: Sequence[int],
+    *,
+    actor_id: int,
+    reason: str,
+    warnings: list[str],
+) -> tuple[Order, Override]:
+    """Give the checked order to ``to`` — its worker, or a crew order's whole crew, the
+    lead first — as :func:`assign` and :func:`assign_crew` do: end its round of offers
+    (a crew's accepted offers too), take it from the worker or crew holding it, assign it,
+    then audit the override and tell the city's dispatchers."""
+    is_crew = order.crew_size > 1
+    what = "the crew" if is_crew else "the job"
     before = _snapshot(order)
     caller = Caller("dispatcher", actor_id)
     if order.status == "offered":
-        await _withdraw_pending(stores, tracking, order_id, "a dispatcher assigned the job")
-        order = await store.get(stores.pool, order_id) or order
+        if is_crew:  # the crew's round ends: pending and accepted offers
+            await offers.release_round(stores, tracking, order.id, f"a dispatcher assigned {what}")
+        await _withdraw_pending(stores, tracking, order.id, f"a dispatcher assigned {what}")
+        order = await store.get(stores.pool, order.id) or order
+    held_by = list(order.crew) if is_crew else [order.worker_id]
     # Every step checks the version it read: a concurrent change is a 409, never a silent
     # reassignment.
-    if order.status in ("assigned", "en_route") and order.worker_id != worker_id:
+    if order.status in ("assigned", "en_route") and held_by != list(to):
         order = await service.act(
             stores,
             tracking,
-            order_id,
+            order.id,
             "unassign",
             caller,
-            reason=f"reassigning: {reason}",
+            reason=f"reassigning the crew: {reason}" if is_crew else f"reassigning: {reason}",
             expected_version=order.version,
         )
+    data: dict[str, Any] = {"override": True, "forced": bool(warnings)}
+    if is_crew:
+        data["crew"] = list(to)
     updated = await service.act(
         stores,
         tracking,
-        order_id,
+        order.id,
         "assign",
         caller,
-        worker_id=worker_id,
+        worker_id=None if is_crew else to[0],
+        crew=list(to) if is_crew else (),
         reason=reason,
         expected_version=order.version,
-        data={"override": True, "forced": bool(warnings)},
+        data=data,
     )
     async with stores.pool.acquire() as conn:
         audit = await _audit(
             conn,
             actor_id=actor_id,
-            action="assign",
+            action="assign_crew" if is_crew else "assign",
             city_id=updated.city_id,
-            order_id=order_id,
-            worker_id=worker_id,
+            order_id=order.id,
+            worker_id=to[0],
             reason=reason,
             forced=bool(warnings),
             warnings=warnings,
@@ -257,64 +290,30 @@ async def assign_crew(
     actor_id: int,
     reason: str,
     force: bool,
+    crew_window_s: float = DEFAULT_CREW_WINDOW_S,
 ) -> tuple[Order, Override]:
     """Give a crew order to ``worker_ids``, the first the lead (taking it from the crew
     holding it, or ending its round of offers): every member is checked as a single
-    assignment's worker, and the matcher's objections to any of them are a 409 unless
-    ``force``."""
+    assignment's worker, and the crew against the engine's rule that its members arrive
+    within ``crew_window_s`` of each other (``dispatch.crew_window``); the matcher's
+    objections to any member, or to the crew's window, are a 409 unless ``force``."""
     order = await store.get(stores.pool, order_id)
     if order is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
     crew = await _crew_checked(stores, order, worker_ids)
     fields = [f"worker_ids[{i}]" for i in range(len(crew))]
     warnings, first = await _crew_warnings(stores, order, crew, fields, datetime.now(UTC))
+    apart = await crew_window.window_warning(stores, tracking, order, crew, crew_window_s)
+    if apart is not None:
+        warnings.append(apart)
     if warnings and not force:
         raise InfeasibleAssignment(
-            "; ".join(warnings) + " — send force: true to assign anyway", field=first
+            "; ".join(warnings) + " — send force: true to assign anyway",
+            field=first or "worker_ids",
         )
-    before = _snapshot(order)
-    caller = Caller("dispatcher", actor_id)
-    if order.status == "offered":  # the crew's round ends: pending and accepted offers
-        await offers.release_round(stores, tracking, order_id, "a dispatcher assigned the crew")
-        await _withdraw_pending(stores, tracking, order_id, "a dispatcher assigned the crew")
-        order = await store.get(stores.pool, order_id) or order
-    if order.status in ("assigned", "en_route") and list(order.crew) != crew:
-        order = await service.act(
-            stores,
-            tracking,
-            order_id,
-            "unassign",
-            caller,
-            reason=f"reassigning the crew: {reason}",
-            expected_version=order.version,
-        )
-    updated = await service.act(
-        stores,
-        tracking,
-        order_id,
-        "assign",
-        caller,
-        crew=crew,
-        reason=reason,
-        expected_version=order.version,
-        data={"override": True, "forced": bool(warnings), "crew": crew},
+    return await _hand_over(
+        stores, tracking, order, crew, actor_id=actor_id, reason=reason, warnings=warnings
     )
-    async with stores.pool.acquire() as conn:
-        audit = await _audit(
-            conn,
-            actor_id=actor_id,
-            action="assign_crew",
-            city_id=updated.city_id,
-            order_id=order_id,
-            worker_id=crew[0],
-            reason=reason,
-            forced=bool(warnings),
-            warnings=warnings,
-            before=before,
-            after=_snapshot(updated),
-        )
-    await _announce(tracking, audit)
-    return updated, audit
 
 
 async def replace_member(
@@ -327,11 +326,13 @@ async def replace_member(
     actor_id: int,
     reason: str,
     force: bool,
+    crew_window_s: float = DEFAULT_CREW_WINDOW_S,
 ) -> tuple[Order, Override]:
     """Put ``in_worker_id`` in ``out_worker_id``'s seat of the crew holding the order
     (before it starts), in one change: the other members keep their seats and arrivals,
     the order keeps its status; the one leaving is kept away from it. The newcomer is
-    checked as a single assignment's worker (409 with the warnings unless ``force``)."""
+    checked as a single assignment's worker, and the crew it makes against the crew
+    window (members on site count as there now); 409 with the warnings unless ``force``."""
     order = await store.get(stores.pool, order_id)
     if order is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
@@ -357,9 +358,17 @@ async def replace_member(
     await _member_checked(stores, order, in_worker_id, "in_worker_id")
     now = datetime.now(UTC)
     warnings, first = await _crew_warnings(stores, order, [in_worker_id], ["in_worker_id"], now)
+    after = [in_worker_id if w == out_worker_id else w for w in order.crew]
+    here = await crews.arrivals(stores.pool, order_id)
+    apart = await crew_window.window_warning(
+        stores, tracking, order, after, crew_window_s, on_site=here
+    )
+    if apart is not None:
+        warnings.append(apart)
     if warnings and not force:
         raise InfeasibleAssignment(
-            "; ".join(warnings) + " — send force: true to assign anyway", field=first
+            "; ".join(warnings) + " — send force: true to assign anyway",
+            field=first or "in_worker_id",
         )
     why = f"crew member {out_worker_id} replaced by {in_worker_id}: {reason}"
     async with stores.pool.acquire() as conn, conn.transaction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matching.crew import pick_crew, refill_crew
+from matching.crew import apart, arrive_together, pick_crew, refill_crew
 from matching.errors import MatchingError
 
 
@@ -57,3 +57,26 @@ def test_refill_keeps_the_members_and_fits_the_window() -> None:
         refill_crew([1.0], options, 0, 10.0)
     with pytest.raises(MatchingError, match=r"crew\.kept"):
         refill_crew([], options, 1, 10.0)
+
+
+def test_arriving_together_is_the_first_and_last_arrival_within_the_window() -> None:
+    """The rule the engine's crews and a dispatcher's crews share: the latest ETA minus the earliest at most the window (edges included, any order); one member or none always fits."""
+    assert arrive_together([300.0, 900.0], 600.0)
+    assert arrive_together([900.0, 300.0, 600.0], 600.0)
+    assert not arrive_together([300.0, 900.5], 600.0)
+    assert arrive_together([120.0, 120.0], 0.0)
+    assert not arrive_together([120.0, 121.0], 0.0)
+    assert arrive_together([4000.0], 0.0)
+    assert arrive_together([], 0.0)
+    with pytest.raises(MatchingError, match=r"crew\.window_s"):
+        arrive_together([1.0], -1.0)
+
+
+def test_a_crew_too_far_apart_is_told_by_the_rule_and_each_members_eta() -> None:
+    """apart: None within the window; otherwise the spread, every member's ETA (earliest first) and crew_window_s."""
+    assert apart({5: 60.0, 6: 600.0}, 600.0) is None
+    why = apart({9: 1500.0, 5: 30.0, 6: 60.0}, 600.0)
+    assert why == (
+        "the crew would arrive 1470 s apart (worker 5 in 30 s, worker 6 in 60 s, "
+        "worker 9 in 1500 s): more than [matching] crew_window_s = 600 s"
+    )

@@ -361,3 +361,81 @@ async def test_a_bad_replacement_is_refused_naming_the_field(
     assert await _seats(stores, order["id"]) == [(a.id, 0, True), (b.id, 1, True)]
     for ws in sockets:
         await ws.close()
+
+
+FAR_DEG = 0.08  # north of the city's centre: some 9 km, far more than 600 s from the others
+
+
+async def test_a_crew_arriving_too_far_apart_needs_force(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """Two members next door and one some 9 km away (ETAs more than crew_window_s = 600 s apart): 409 infeasible_assignment naming worker_ids and the rule, nothing changed; with force the crew is assigned and the audit is forced with that warning."""
+    service = await crew_service(client, admin, 3)
+    (a, b), sockets = await _crew(live_app, stores, client, engine_city, 2)
+    far = await make_worker(stores, client, engine_city.id)
+    at = (engine_city.here[0] + FAR_DEG, engine_city.here[1])
+    sockets.append(await online(live_app[0], far, at))
+    order = await book_here(client, await make_user("customer"), service, engine_city.here)
+    dispatcher = await make_user("dispatcher")
+    ids = [a.id, b.id, far.id]
+    r = await _assign(client, dispatcher, order["id"], ids)
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("infeasible_assignment", "worker_ids")
+    assert "crew_window_s = 600 s" in error["message"], error
+    assert f"worker {far.id} in " in error["message"], error
+    assert await status_of(stores, order["id"]) == "confirmed"
+    assert await _seats(stores, order["id"]) == []
+    r = await _assign(client, dispatcher, order["id"], ids, force=True)
+    assert r.status_code == 200, r.text
+    assert r.json()["order"]["crew"] == ids
+    audit = r.json()["override"]
+    assert audit["forced"] is True
+    assert [w for w in audit["warnings"] if "crew_window_s" in w], audit
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_a_newcomer_arriving_outside_the_window_needs_force(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """The lead on site: a newcomer some 9 km away for the mate's seat is 409 infeasible_assignment naming in_worker_id and crew_window_s (the crew unchanged); one next door takes the seat unforced; the far one then needs force, and the audit says forced."""
+    service = await crew_service(client, admin, 2)
+    (lead, mate, near), sockets = await _crew(live_app, stores, client, engine_city, 3)
+    far = await make_worker(stores, client, engine_city.id)
+    at = (engine_city.here[0] + FAR_DEG, engine_city.here[1])
+    sockets.append(await online(live_app[0], far, at))
+    order = await book_here(client, await make_user("customer"), service, engine_city.here)
+    dispatcher = await make_user("dispatcher")
+    r = await _assign(client, dispatcher, order["id"], [lead.id, mate.id])
+    assert r.status_code == 200, r.text
+    r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=lead.auth, json={})
+    assert r.status_code == 200, r.text
+    r = await _replace(client, dispatcher, order["id"], mate.id, far.id)
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("infeasible_assignment", "in_worker_id")
+    assert "crew_window_s = 600 s" in error["message"], error
+    assert f"worker {lead.id} in 0 s" in error["message"], error  # on site: there now
+    assert await _seats(stores, order["id"]) == [(lead.id, 0, True), (mate.id, 1, True)]
+    r = await _replace(client, dispatcher, order["id"], mate.id, near.id)
+    assert r.status_code == 200, r.text
+    assert r.json()["override"]["forced"] is False
+    r = await _replace(client, dispatcher, order["id"], near.id, far.id, force=True)
+    assert r.status_code == 200, r.text
+    assert r.json()["order"]["crew"] == [lead.id, far.id]
+    audit = r.json()["override"]
+    assert audit["forced"] is True
+    assert [w for w in audit["warnings"] if "crew_window_s" in w], audit
+    for ws in sockets:
+        await ws.close()

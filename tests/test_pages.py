@@ -241,6 +241,26 @@ async def _select_worker(page: Any, worker_id: int) -> None:
     raise AssertionError(f"worker {worker_id}'s panel never opened")
 
 
+async def _select_order(page: Any, order_id: int, ready: str = "h3") -> None:
+    """Open an order's panel from the console's list (rebuilt every second, like the
+    workers' list): click again until the panel is that order's and holds ``ready``."""
+    for _ in range(10):
+        await page.click(f'#orders [data-order-id="{order_id}"]')
+        try:
+            await page_until(
+                page,
+                "([id, ready]) => (document.querySelector('#detail-body h3')?.textContent"
+                " || '').includes(`#${id} `) && !!document.querySelector(`#detail-body ${ready}`)",
+                [order_id, ready],
+                what=f"order {order_id}'s panel",
+                timeout_ms=2_000,
+            )
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"order {order_id}'s panel never opened")
+
+
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until it holds (up to 10 s)."""
     for _ in range(200):
@@ -591,6 +611,114 @@ async def test_console_assigns_a_crew_and_replaces_a_member(
     )
     assert f"#{d.id}" in await page.inner_text("#order-crew")
     assert await page.input_value("#reason") == "正在填写"
+    await context.close()
+    for ws in sockets:
+        await ws.close()
+    assert errors == []
+
+
+# Each candidate's crew buttons (add to crew, put in a seat) by worker id: enabled, and why not.
+_CREW_BUTTONS = (
+    "() => Object.fromEntries([...document.querySelectorAll("
+    "'#candidates button.add-to-crew, #candidates button.replace-with')].map((b) =>"
+    " [`${b.className.includes('add-to-crew') ? 'add' : 'seat'}:${b.dataset.workerId}`,"
+    " b.disabled ? `off:${b.title}` : 'on']))"
+)
+
+
+async def _crew_buttons_are(page: Any, want: dict[str, str], what: str) -> None:
+    """Wait until the candidates' crew buttons are as ``want`` says (key ``add:<id>`` or
+    ``seat:<id>``; "on", or "off" with a reason given)."""
+    await page_until(
+        page,
+        f"(want) => {{ const got = ({_CREW_BUTTONS})(); return Object.entries(want).every("
+        "([k, v]) => v === 'on' ? got[k] === 'on' : (got[k] === undefined"
+        " || (got[k].startsWith('off:') && got[k].length > 4))); }",
+        want,
+        what=what,
+        timeout_ms=WAIT_MS,
+    )
+
+
+async def test_console_crew_candidates_leave_out_the_crew(
+    live_app: tuple[str, Any],
+    browser: Any,
+    pages_city: tuple[str, tuple[float, float]],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Any,
+) -> None:
+    """A crew order's candidates offer nobody already in the crew: one added to (or typed into) the crew being named is disabled with the reason, and adding them again leaves the lead first; once another dispatcher's crew holds the order its members are disabled in the open list, and after reopening only others can be put in a seat."""
+    from tests.test_crew_booking import crew_service
+
+    address = live_app[0]
+    city, door = pages_city
+    service = await crew_service(client, admin, 2)
+    dispatcher = await make_user("dispatcher", name="调度员小吴")
+    a, b, c = [await make_worker(stores, client, city) for _ in range(3)]
+    sockets = [
+        await online(address, w, (door[0] + 0.001 * (i + 1), door[1]))
+        for i, w in enumerate((a, b, c))
+    ]
+    order = await book_here(client, await make_user("customer"), service, door)
+
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{address}/console?city={city}")
+    await page.fill("#login-phone", dispatcher.phone)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector('body[data-feed="live"]', timeout=WAIT_MS)
+    await _select_order(page, order["id"])
+    await _crew_buttons_are(
+        page, {f"add:{w.id}": "on" for w in (a, b, c)}, "every candidate can be added"
+    )
+    await page.click(f'#candidates button.add-to-crew[data-worker-id="{a.id}"]')
+    await _crew_buttons_are(
+        page,
+        {f"add:{a.id}": "off", f"add:{b.id}": "on", f"add:{c.id}": "on"},
+        "the one added is disabled, with the reason",
+    )
+    await page.click(f'#candidates button.add-to-crew[data-worker-id="{b.id}"]')
+    # a's button cannot be clicked again: the lead stays first.
+    assert await page.is_disabled(f'#candidates button.add-to-crew[data-worker-id="{a.id}"]')
+    assert await page.input_value("#crew-input") == f"{a.id}, {b.id}"
+    # Typed ids count too.
+    await page.fill("#crew-input", str(c.id))
+    await _crew_buttons_are(
+        page,
+        {f"add:{a.id}": "on", f"add:{b.id}": "on", f"add:{c.id}": "off"},
+        "the typed id is disabled, the others free again",
+    )
+
+    # Another dispatcher's crew takes the order: the open list follows the feed.
+    other = await make_user("dispatcher", name="调度员小郑")
+    r = await client.post(
+        f"/v1/orders/{order['id']}/crew/assign",
+        json={"worker_ids": [a.id, b.id], "reason": "另一位调度员指派"},
+        headers=other.auth,
+    )
+    assert r.status_code == 200, r.text
+    await page.fill("#crew-input", "")
+    await _crew_buttons_are(
+        page,
+        {f"add:{a.id}": "off", f"add:{b.id}": "off", f"add:{c.id}": "on"},
+        "the crew holding the order is disabled in the open list",
+    )
+
+    # Reopened while the crew holds it: only others can be put in a seat.
+    await page.check("#show-active")  # the list shows held orders too
+    await _select_order(page, order["id"], "#replace-member")
+    await _crew_buttons_are(
+        page,
+        {f"seat:{c.id}": "on", f"seat:{a.id}": "off", f"seat:{b.id}": "off"},
+        "a seat for those outside the crew only",
+    )
+    await _shot(page, "console-crew-candidates.png")
+    await page.click(f'#candidates button.replace-with[data-worker-id="{c.id}"]')
+    assert await page.input_value("#replace-in") == str(c.id)
     await context.close()
     for ws in sockets:
         await ws.close()

@@ -197,6 +197,11 @@ def _tracking(ctx: Ctx) -> Tracking:
     return tracking
 
 
+def _engine(ctx: Ctx) -> Engine:
+    engine: Engine = ctx.request.app.state.engine
+    return engine
+
+
 @router.post(
     "/v1/orders",
     errors={
@@ -373,7 +378,7 @@ async def assign(ctx: Ctx, body: AssignIn) -> OverrideResult:
 @router.post(
     "/v1/orders/{order_id}/crew/assign",
     errors={
-        409: "the order's status does not allow this, a member is busy, or (without force) the matcher objects to a member: the warnings",
+        409: "the order's status does not allow this, a member is busy, or (without force) the matcher objects to a member, or the crew would not arrive within [matching] crew_window_s of each other: the warnings",
         422: "not a crew order, not crew_size different workers, or a member unknown or of another city (the field names which: worker_ids[i])",
     },
     perm="orders.override",
@@ -392,6 +397,7 @@ async def assign_crew(ctx: Ctx, body: AssignCrewIn) -> OverrideResult:
         actor_id=ctx.user.user_id,
         reason=body.reason.strip(),
         force=body.force,
+        crew_window_s=_engine(ctx).match.crew_window_s,
     )
     return OverrideResult(order, audit)
 
@@ -399,7 +405,7 @@ async def assign_crew(ctx: Ctx, body: AssignCrewIn) -> OverrideResult:
 @router.post(
     "/v1/orders/{order_id}/crew/replace",
     errors={
-        409: "the newcomer is busy, the order changed meanwhile, or (without force) the matcher objects to the newcomer: the warnings",
+        409: "the newcomer is busy, the order changed meanwhile, or (without force) the matcher objects to the newcomer, or the crew would not arrive within [matching] crew_window_s of each other: the warnings",
         422: "not a crew order, not held by its crew before the start, the one leaving not in the crew, the newcomer in it already, unknown or of another city",
     },
     perm="orders.override",
@@ -419,6 +425,7 @@ async def replace_member(ctx: Ctx, body: ReplaceMemberIn) -> OverrideResult:
         actor_id=ctx.user.user_id,
         reason=body.reason.strip(),
         force=body.force,
+        crew_window_s=_engine(ctx).match.crew_window_s,
     )
     return OverrideResult(order, audit)
 

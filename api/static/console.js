@@ -79,6 +79,9 @@ const STR = {
   assign_crew: { zh: "指派班组", en: "Assign crew" },
   reassign_crew: { zh: "改派班组", en: "Reassign crew" },
   add_to_crew: { zh: "加入班组", en: "Add to crew" },
+  in_crew: { zh: "已在班组", en: "In the crew" },
+  in_crew_why: { zh: "{who} 已在这个班组里，请选其他师傅", en: "{who} is in this crew already: pick another worker" },
+  put_in_seat: { zh: "换入", en: "Put in a seat" },
   crew_count: { zh: "需要 {n} 位不同的师傅，已填 {k} 位", en: "Needs {n} different workers; {k} given" },
   replace_member: { zh: "换人", en: "Replace member" },
   replace_with: { zh: "替换为师傅 ID", en: "Replace with worker id" },
@@ -497,6 +500,32 @@ function refreshCrew(o) {
   if (box) box.replaceWith(crewField(o));
   const out = $("replace-out");
   if (out && (o.crew || []).length) out.replaceChildren(...crewOptions(o.crew));
+  markCrewCandidates(o);
+}
+
+// Who is in the crew already: the crew holding the order (as the feed last said), and for
+// "add to crew" also the workers named in the crew field. Their candidate buttons are
+// disabled, saying why; the server refuses them too (a worker named twice, 422
+// worker_ids[i]; a newcomer in the crew already, 422 in_worker_id).
+function heldCrew(o) {
+  return new Set(S.orders.get(o.id)?.crew || o.crew || []);
+}
+
+function crewNow(o) {
+  return new Set([...heldCrew(o), ...crewIds()]);
+}
+
+function markCrewCandidates(o) {
+  const named = crewNow(o);
+  const held = heldCrew(o);
+  for (const b of document.querySelectorAll("#candidates button.add-to-crew, #candidates button.replace-with")) {
+    const wid = Number(b.dataset.workerId);
+    const adding = b.classList.contains("add-to-crew");
+    const inCrew = (adding ? named : held).has(wid);
+    b.disabled = inCrew;
+    b.title = inCrew ? t("in_crew_why", { who: workerName(wid) }) : "";
+    if (adding) b.textContent = inCrew ? t("in_crew") : t("add_to_crew");
+  }
 }
 
 function sameIds(a, b) {
@@ -504,7 +533,7 @@ function sameIds(a, b) {
 }
 
 function crewActions(o, holds, force) {
-  const crewInput = el("input", { id: "crew-input", placeholder: t("crew_ids"), inputmode: "numeric" });
+  const crewInput = el("input", { id: "crew-input", placeholder: t("crew_ids"), inputmode: "numeric", oninput: () => markCrewCandidates(o) });
   const rows = [el("div", { class: "action-row" },
     crewInput,
     el("button", { type: "button", id: "assign-crew", onclick: () => assignCrew(o, crewIds(), force.checked) }, holds ? t("reassign_crew") : t("assign_crew")))];
@@ -522,10 +551,17 @@ function crewIds() {
 }
 
 function addToCrew(o, workerId) {
-  const ids = crewIds().filter((w) => w !== workerId);
-  ids.push(workerId);
+  if (crewNow(o).has(workerId)) { message(t("in_crew_why", { who: workerName(workerId) }), "error"); return; }
+  const ids = [...crewIds(), workerId];
   $("crew-input").value = ids.join(", ");
   message(t("crew_count", { n: o.crew_size, k: ids.length }));
+  markCrewCandidates(o);
+}
+
+function putInSeat(o, workerId) {
+  if (heldCrew(o).has(workerId)) { message(t("in_crew_why", { who: workerName(workerId) }), "error"); return; }
+  const into = $("replace-in");
+  if (into) { into.value = String(workerId); into.focus(); }
 }
 
 function scoreTable(decision, o, { actions }) {
@@ -547,7 +583,12 @@ function scoreTable(decision, o, { actions }) {
       actions && (o.crew_size || 1) > 1 ? el("td", {}, el("button", {
         type: "button", class: "small add-to-crew", dataset: { workerId: wid },
         onclick: () => addToCrew(o, wid),
-      }, t("add_to_crew")))
+      }, t("add_to_crew")),
+      // Once a crew holds the order, a candidate can take one member's seat.
+      holds && (o.crew || []).length ? el("button", {
+        type: "button", class: "small replace-with", dataset: { workerId: wid },
+        onclick: () => putInSeat(o, wid),
+      }, t("put_in_seat")) : null)
         : actions ? el("td", {}, el("button", {
           type: "button", class: "small assign", dataset: { workerId: wid },
           onclick: () => assign(o, wid, $("force")?.checked ?? false),
@@ -566,6 +607,7 @@ async function loadCandidates(o) {
       d.candidates.length ? scoreTable({ ...d, worker_id: preview.worker_id }, o, { actions: true }) : el("p", { class: "muted" }, t("no_candidates")),
       el("p", { class: "muted" }, t("score_note")),
     );
+    if ((o.crew_size || 1) > 1) markCrewCandidates(o);
   } catch (e) {
     box.textContent = e.message;
   }
