@@ -53,6 +53,7 @@ from files.service import attach
 from ledger import rules as lr
 from ledger import store as ledger
 from ledger.rules import Entry, credit, debit
+from matching.params import MatchParams
 from notifications import store as notifications_store
 from payments.errors import InvalidPayment
 from payments.service import Payments
@@ -156,8 +157,12 @@ class Aftersales:
         window_days: int,
         payments: Payments | None = None,
         tracking: Publisher | None = None,
+        match: MatchParams | None = None,
     ) -> None:
         self.stores = stores
+        # The server's [matching] params: a redo's assignment is judged by them, as a
+        # dispatcher's is (its matcher objections, a crew's arrival window).
+        self.match = match or MatchParams()
         self.params = params
         self.window_days = window_days  # [settlement] after_sales_days: one window for both
         self.payments = payments
@@ -815,6 +820,7 @@ class Aftersales:
                     actor_id=by,
                     reason="返工：原师傅 redo by the same worker",
                     force=False,
+                    match=self.match,
                 )
             else:
                 await overrides.assign_crew(
@@ -825,6 +831,7 @@ class Aftersales:
                     actor_id=by,
                     reason="返工：原班组 redo by the same crew",
                     force=False,
+                    match=self.match,
                 )
             body = f"redo order {order_id} assigned to {who}"
         except DoorstepError as e:

@@ -331,6 +331,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
             window_days=tuning.settlement.after_sales_days,  # one window: T+N
             payments=app.state.payments,
             tracking=tracking_rt,
+            match=tuning.matching,
         )
         app.state.growth = Growth(app.state.stores, tuning.growth, tuning.membership)
         consumers: list[Consumer] = [

@@ -256,10 +256,10 @@ async def order_jobs(
 
 
 async def assignment_warnings(
-    stores: Stores, order: Order, worker_id: int, now: datetime
+    stores: Stores, order: Order, worker_id: int, now: datetime, params: MatchParams
 ) -> list[str]:
-    """Why the matcher would not pick this worker for this order (empty: it would)."""
-    params = MatchParams()
+    """Why the matcher, with the server's ``[matching]`` params, would not pick this worker
+    for this order (empty: it would)."""
     at = await positions.read_position(stores.redis, stores.keys, order.city_id, worker_id)
     position = (at.lat, at.lng) if at is not None else (order.lat, order.lng)
     candidates = await load_candidates(

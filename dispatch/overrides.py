@@ -34,7 +34,6 @@ from workforce import store as workforce_store
 
 log = logging.getLogger("doorstep.dispatch.overrides")
 # The crew window of a caller that does not pass the configured one (``[matching]``).
-DEFAULT_CREW_WINDOW_S = MatchParams().crew_window_s
 
 
 class InfeasibleAssignment(Conflict, DispatchError):
@@ -128,8 +127,10 @@ async def assign(
     actor_id: int,
     reason: str,
     force: bool,
+    match: MatchParams,
 ) -> tuple[Order, Override]:
-    """Give the order to ``worker_id`` (taking it from another worker if needed)."""
+    """Give the order to ``worker_id`` (taking it from another worker if needed); the
+    matcher's objections, judged with the server's ``match`` params, need ``force``."""
     order = await store.get(stores.pool, order_id)
     if order is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
@@ -146,7 +147,7 @@ async def assign(
         raise InvalidOrder(
             f"worker {worker_id} works in {worker.city_id}, not {order.city_id}", field="worker_id"
         )
-    warnings = await assignment_warnings(stores, order, worker_id, datetime.now(UTC))
+    warnings = await assignment_warnings(stores, order, worker_id, datetime.now(UTC), match)
     if warnings and not force:
         raise InfeasibleAssignment(
             "; ".join(warnings) + " — send force: true to assign anyway", field="worker_id"
@@ -267,14 +268,19 @@ async def _member_checked(stores: Stores, order: Order, worker_id: int, field: s
 
 
 async def _crew_warnings(
-    stores: Stores, order: Order, crew: Sequence[int], fields: Sequence[str], now: datetime
+    stores: Stores,
+    order: Order,
+    crew: Sequence[int],
+    fields: Sequence[str],
+    now: datetime,
+    match: MatchParams,
 ) -> tuple[list[str], str | None]:
     """Why the matcher would not pick each member (prefixed with the worker), and the field
     of the first member it objects to."""
     warnings: list[str] = []
     first: str | None = None
     for w, field in zip(crew, fields, strict=True):
-        found = await assignment_warnings(stores, order, w, now)
+        found = await assignment_warnings(stores, order, w, now, match)
         if found and first is None:
             first = field
         warnings += [f"worker {w}: {why}" for why in found]
@@ -290,20 +296,20 @@ async def assign_crew(
     actor_id: int,
     reason: str,
     force: bool,
-    crew_window_s: float = DEFAULT_CREW_WINDOW_S,
+    match: MatchParams,
 ) -> tuple[Order, Override]:
     """Give a crew order to ``worker_ids``, the first the lead (taking it from the crew
     holding it, or ending its round of offers): every member is checked as a single
     assignment's worker, and the crew against the engine's rule that its members arrive
-    within ``crew_window_s`` of each other (``dispatch.crew_window``); the matcher's
+    within ``match.crew_window_s`` of each other (``dispatch.crew_window``); the matcher's
     objections to any member, or to the crew's window, are a 409 unless ``force``."""
     order = await store.get(stores.pool, order_id)
     if order is None:
         raise OrderNotFound(f"no order {order_id}", field="order_id")
     crew = await _crew_checked(stores, order, worker_ids)
     fields = [f"worker_ids[{i}]" for i in range(len(crew))]
-    warnings, first = await _crew_warnings(stores, order, crew, fields, datetime.now(UTC))
-    apart = await crew_window.window_warning(stores, tracking, order, crew, crew_window_s)
+    warnings, first = await _crew_warnings(stores, order, crew, fields, datetime.now(UTC), match)
+    apart = await crew_window.window_warning(stores, tracking, order, crew, match.crew_window_s)
     if apart is not None:
         warnings.append(apart)
     if warnings and not force:
@@ -326,7 +332,7 @@ async def replace_member(
     actor_id: int,
     reason: str,
     force: bool,
-    crew_window_s: float = DEFAULT_CREW_WINDOW_S,
+    match: MatchParams,
 ) -> tuple[Order, Override]:
     """Put ``in_worker_id`` in ``out_worker_id``'s seat of the crew holding the order
     (before it starts), in one change: the other members keep their seats and arrivals,
@@ -357,11 +363,13 @@ async def replace_member(
         raise InvalidOrder(f"worker {in_worker_id} is in the crew already", field="in_worker_id")
     await _member_checked(stores, order, in_worker_id, "in_worker_id")
     now = datetime.now(UTC)
-    warnings, first = await _crew_warnings(stores, order, [in_worker_id], ["in_worker_id"], now)
+    warnings, first = await _crew_warnings(
+        stores, order, [in_worker_id], ["in_worker_id"], now, match
+    )
     after = [in_worker_id if w == out_worker_id else w for w in order.crew]
     here = await crews.arrivals(stores.pool, order_id)
     apart = await crew_window.window_warning(
-        stores, tracking, order, after, crew_window_s, on_site=here
+        stores, tracking, order, after, match.crew_window_s, on_site=here
     )
     if apart is not None:
         warnings.append(apart)

@@ -4,6 +4,8 @@ in one member's seat of an assigned crew; bad input is a 4xx naming the field.""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -437,5 +439,37 @@ async def test_a_newcomer_arriving_outside_the_window_needs_force(
     audit = r.json()["override"]
     assert audit["forced"] is True
     assert [w for w in audit["warnings"] if "crew_window_s" in w], audit
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_hand_assignments_are_judged_by_the_servers_matching_params(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """A worker whose fix the server's [matching] fresh_fix_s calls stale (stricter than the default) is a matcher objection for a crew assignment by hand (409 naming the seat) — the overrides judge with the configured params, not the defaults."""
+    service = await crew_service(client, admin, 2)
+    workers, sockets = await _crew(live_app, stores, client, engine_city, 2)
+    order = await book_here(client, await make_user("customer"), service, engine_city.here)
+    dispatcher = await make_user("dispatcher")
+    engine: Engine = live_app[1].state.engine
+    configured = engine.match
+    await asyncio.sleep(1.2)  # the fixes are over a second old
+    engine.match = replace(configured, fresh_fix_s=0.5)  # too old for this server
+    try:
+        r = await _assign(client, dispatcher, order["id"], [w.id for w in workers])
+    finally:
+        engine.match = configured
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("infeasible_assignment", "worker_ids[0]")
+    assert await status_of(stores, order["id"]) == "confirmed"
+    # With the default params the same crew is fine.
+    r = await _assign(client, dispatcher, order["id"], [w.id for w in workers])
+    assert r.status_code == 200, r.text
     for ws in sockets:
         await ws.close()

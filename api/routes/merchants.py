@@ -276,6 +276,7 @@ async def assign(ctx: Ctx, body: DispatchIn) -> Order:
         actor_id=ctx.user.user_id,
         reason=body.reason.strip() or f"merchant {merchant_id} dispatch",
         force=body.force,
+        match=ctx.request.app.state.engine.match,
     )
     return done
 

@@ -371,6 +371,7 @@ async def assign(ctx: Ctx, body: AssignIn) -> OverrideResult:
         actor_id=ctx.user.user_id,
         reason=body.reason.strip(),
         force=body.force,
+        match=_engine(ctx).match,
     )
     return OverrideResult(order, audit)
 
@@ -397,7 +398,7 @@ async def assign_crew(ctx: Ctx, body: AssignCrewIn) -> OverrideResult:
         actor_id=ctx.user.user_id,
         reason=body.reason.strip(),
         force=body.force,
-        crew_window_s=_engine(ctx).match.crew_window_s,
+        match=_engine(ctx).match,
     )
     return OverrideResult(order, audit)
 
@@ -425,7 +426,7 @@ async def replace_member(ctx: Ctx, body: ReplaceMemberIn) -> OverrideResult:
         actor_id=ctx.user.user_id,
         reason=body.reason.strip(),
         force=body.force,
-        crew_window_s=_engine(ctx).match.crew_window_s,
+        match=_engine(ctx).match,
     )
     return OverrideResult(order, audit)
 
