@@ -86,7 +86,10 @@ class Wallet:
 
 @dataclass(frozen=True, slots=True)
 class SettlementOut:
-    """One order's earnings: frozen until ``due_at``, then settled."""
+    """One order's earnings: frozen until ``due_at``, then settled. In a wallet's own view
+    of a crew order (``crew_size`` > 1), the wallet's shares of it: ``worker_id`` its
+    first member on the crew, the amounts what the wallet gets (and its part of the
+    commission); in finance's list, the whole order under the lead's payee."""
 
     order_id: int
     payee_kind: PayeeKind
@@ -101,6 +104,9 @@ class SettlementOut:
     gross_fen: int
     commission_fen: int
     net_fen: int
+    # How many members the order's earnings are split between (1: not a crew order, or
+    # a crew order opened before shares were kept).
+    crew_size: int = 1
 
 
 @dataclass(frozen=True, slots=True)

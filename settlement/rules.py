@@ -110,6 +110,32 @@ def split_fen(total_fen: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
+@dataclass(frozen=True, slots=True)
+class ShareFen:
+    """One crew member's part of a crew order's settlement: ``net_fen`` is what their
+    wallet gets; ``commission_fen`` their part of the order's one commission, for their
+    view (``gross_fen`` = the two)."""
+
+    gross_fen: int
+    commission_fen: int
+    net_fen: int
+
+
+def crew_shares(gross_fen: int, commission_fen: int, parts: int) -> list[ShareFen]:
+    """A crew order's ``gross_fen`` less its ``commission_fen``, split between ``parts``
+    members by :func:`split_fen` (what the ledger pays each), and the commission split
+    the same way, so the members' gross, commission and net each add up to the order's
+    (a gross below zero counts as none)."""
+    if isinstance(commission_fen, bool) or not isinstance(commission_fen, int):
+        raise InvalidMoneyInput("must be a whole number of fen", field="commission_fen")
+    gross = max(gross_fen, 0)
+    if not 0 <= commission_fen <= gross:
+        raise InvalidMoneyInput("must be between 0 and the gross", field="commission_fen")
+    cuts = split_fen(commission_fen, parts)
+    nets = split_fen(gross - commission_fen, parts)
+    return [ShareFen(c + n, c, n) for c, n in zip(cuts, nets, strict=True)]
+
+
 def check_withdrawal(
     amount_fen: int, *, available_fen: int, today: DayUse, params: SettlementParams
 ) -> None:

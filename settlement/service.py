@@ -46,7 +46,9 @@ from settlement.payouts import (
 )
 from settlement.rules import (
     SettlementParams,
+    ShareFen,
     check_withdrawal,
+    crew_shares,
     day_bounds,
     due_at,
     local_day,
@@ -259,6 +261,39 @@ async def _terms(
     return snapshot_rule(snap)
 
 
+async def _members(tx: Conn, order_id: int) -> list[tuple[int, Payee]]:
+    """A crew order's members holding it (the lead first, then by seat), each with the
+    wallet their share goes to: their merchant's if they are a merchant's staff, else
+    their own. Empty for a one-worker order."""
+    crew = await store.crew_of(tx, order_id)
+    if len(crew) < 2:
+        return []
+    out = []
+    for worker in crew:
+        merchant = await store.merchant_of(tx, worker)
+        out.append(
+            (
+                worker,
+                Payee("merchant", merchant) if merchant is not None else Payee("worker", worker),
+            )
+        )
+    return out
+
+
+def _by_wallet(
+    payee: Payee, earned_fen: int, members: list[tuple[int, Payee]], split: list[ShareFen]
+) -> dict[Payee, int]:
+    """Who gets the order's earnings: its payee; for a crew order each member's share
+    (``settlement.rules.crew_shares``: equal whole fen, the remainder to the first seats,
+    the lead first), members of one merchant adding up in its wallet."""
+    if not members:
+        return {payee: earned_fen}
+    out: dict[Payee, int] = {}
+    for (_worker, member), share in zip(members, split, strict=True):
+        out[member] = out.get(member, 0) + share.net_fen
+    return out
+
+
 class Settlement:
     """The settlement service of a process."""
 
@@ -346,7 +381,8 @@ class Settlement:
         payee = Payee("merchant", merchant) if merchant is not None else Payee("worker", worker)
         gross = await funds_of(tx, order_id)
         rule = await _terms(tx, order_id, gross, self.params, completed_at, merchant)
-        return await store.add_settlement(
+        fee = cm.amount(rule, gross)
+        opened = await store.add_settlement(
             tx,
             order_id=order_id,
             payee=payee,
@@ -355,8 +391,15 @@ class Settlement:
             completed_at=completed_at,
             due_at=due_at(completed_at, self.params),
             gross_fen=gross,
-            commission_fen=cm.amount(rule, gross),
+            commission_fen=fee,
         )
+        members = await _members(tx, order_id)
+        if opened and members:  # a crew order: each member's share, frozen till T+N
+            split = crew_shares(gross, fee, len(members))
+            await store.put_shares(
+                tx, order_id, [(w, p, f) for (w, p), f in zip(members, split, strict=True)]
+            )
+        return opened
 
     # --- settling -----------------------------------------------------------------
 
@@ -398,9 +441,11 @@ class Settlement:
         merchant = s.payee_id if s.payee_kind == "merchant" else None
         rule = await _terms(tx, order_id, remaining, self.params, now, merchant)
         fee = cm.amount(rule, max(remaining, 0))
+        payee = Payee(s.payee_kind, s.payee_id)
+        members = await _members(tx, order_id)
+        split = crew_shares(max(remaining, 0), fee, len(members)) if members else []
         if remaining > 0:
-            payee = Payee(s.payee_kind, s.payee_id)
-            shares = await self._shares(tx, order_id, payee, max(remaining - fee, 0))
+            shares = _by_wallet(payee, max(remaining - fee, 0), members, split)
             lines = [debit(lr.order_funds(order_id), remaining)]
             lines += [credit(payable(p), fen) for p, fen in shares.items() if fen > 0]
             if fee > 0:
@@ -436,37 +481,30 @@ class Settlement:
         await store.mark_settled(
             tx, order_id, gross_fen=max(remaining, 0), commission_fen=fee, at=now
         )
-
-    @staticmethod
-    async def _shares(tx: Tx, order_id: int, payee: Payee, earned_fen: int) -> dict[Payee, int]:
-        """Who gets the order's earnings: its payee; for a crew order each member
-        (``settlement.rules.split_fen``: equal whole fen, the remainder to the first seats,
-        the lead first), each member's share to their merchant if they are a merchant's
-        staff. Members of one merchant add up in its wallet."""
-        crew = await store.crew_of(tx, order_id)
-        if len(crew) < 2:
-            return {payee: earned_fen}
-        out: dict[Payee, int] = {}
-        for worker, fen in zip(crew, split_fen(earned_fen, len(crew)), strict=True):
-            merchant = await store.merchant_of(tx, worker)
-            member = (
-                Payee("merchant", merchant) if merchant is not None else Payee("worker", worker)
-            )
-            out[member] = out.get(member, 0) + fen
-        return out
+        # The wallets' views of a crew order: the shares just paid (the crew and the
+        # members' merchants of T+N, which may differ from those kept at completion).
+        await store.put_shares(
+            tx, order_id, [(w, p, f) for (w, p), f in zip(members, split, strict=True)]
+        )
 
     # --- wallets ------------------------------------------------------------------
 
     async def wallet(self, payee: Payee, now: datetime) -> Wallet:
         """The wallet's balances, derived from the ledger (available: the payable account;
-        frozen: what the pending orders' funds hold, less their commission)."""
+        frozen: what the pending orders' funds hold, less their commission — of a crew
+        order, the wallet's shares of that)."""
         db = self.stores.pool
         available = await available_of(db, payee)
         fines, bonuses = await store.discipline_sums(db, payable(payee), receivable(payee))
         frozen = 0
-        for _order_id, held, terms in await store.pending_funds(db, payee):
-            rule = terms or default_rule(self.params)
-            frozen += held - cm.amount(rule, max(held, 0))
+        for p in await store.pending_funds(db, payee):
+            rule = p.terms or default_rule(self.params)
+            fee = cm.amount(rule, max(p.held_fen, 0))
+            if p.crew_size == 1:
+                frozen += p.held_fen - fee
+            else:  # the wallet's shares of a crew order's earnings, as T+N will split them
+                earned = split_fen(max(p.held_fen - fee, 0), p.crew_size)
+                frozen += sum(earned[i] for i in p.parts)
         withdrawing, withdrawn = await store.withdrawal_sums(db, payee)
         start, end = day_bounds(local_day(now, self.params), self.params)
         use = await store.day_use(db, payee, start, end)

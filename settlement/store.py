@@ -3,6 +3,7 @@ reconciliations. Money itself is only in the ledger (``ledger.store``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from settlement.models import (
     WithdrawalOut,
 )
 from settlement.reconcile import Difference
-from settlement.rules import COUNTED, DayUse
+from settlement.rules import COUNTED, DayUse, ShareFen
 
 # --- commission rules ---------------------------------------------------------------
 
@@ -381,47 +382,96 @@ async def mark_settled(
     )
 
 
+async def put_shares(tx: Tx, order_id: int, shares: Sequence[tuple[int, Payee, ShareFen]]) -> None:
+    """Keep who gets which share of a crew order's settlement: (member, the wallet paid,
+    the amounts), in the split's order (the lead first); replaces what was kept (none:
+    the order's settlement row says it all)."""
+    await tx.execute("DELETE FROM settlement_shares WHERE order_id = $1", order_id)
+    if shares:
+        await tx.executemany(
+            "INSERT INTO settlement_shares (order_id, part, worker_id, payee_kind, payee_id, "
+            "gross_fen, commission_fen, net_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [
+                (order_id, i, w, p.kind, p.id, f.gross_fen, f.commission_fen, f.net_fen)
+                for i, (w, p, f) in enumerate(shares)
+            ],
+        )
+
+
 async def _settlements(
     db: Conn, where: str, args: list[Any], *, limit: int = 1, lock: bool = False
 ) -> list[SettlementOut]:
     n = len(args) + 1
     rows = await db.fetch(
-        "SELECT s.*, o.service_code FROM settlements s JOIN orders o ON o.id = s.order_id "
+        "SELECT s.*, o.service_code, greatest((SELECT count(*) FROM settlement_shares x "
+        "WHERE x.order_id = s.order_id), 1) AS crew_size "
+        "FROM settlements s JOIN orders o ON o.id = s.order_id "
         f"WHERE {where} ORDER BY s.completed_at DESC, s.order_id DESC LIMIT ${n}"
         + (" FOR UPDATE OF s" if lock else ""),
         *args,
         limit,
     )
-    return [
-        SettlementOut(
-            order_id=r["order_id"],
-            payee_kind=r["payee_kind"],
-            payee_id=r["payee_id"],
-            worker_id=r["worker_id"],
-            city_id=r["city_id"],
-            service_code=r["service_code"],
-            status=r["status"],
-            completed_at=r["completed_at"],
-            due_at=r["due_at"],
-            settled_at=r["settled_at"],
-            gross_fen=r["gross_fen"],
-            commission_fen=r["commission_fen"],
-            net_fen=r["net_fen"],
-        )
-        for r in rows
-    ]
+    return [_settlement(r) for r in rows]
+
+
+def _settlement(r: asyncpg.Record) -> SettlementOut:
+    return SettlementOut(
+        order_id=r["order_id"],
+        payee_kind=r["payee_kind"],
+        payee_id=r["payee_id"],
+        worker_id=r["worker_id"],
+        city_id=r["city_id"],
+        service_code=r["service_code"],
+        status=r["status"],
+        completed_at=r["completed_at"],
+        due_at=r["due_at"],
+        settled_at=r["settled_at"],
+        gross_fen=r["gross_fen"],
+        commission_fen=r["commission_fen"],
+        net_fen=r["net_fen"],
+        crew_size=int(r["crew_size"]),
+    )
+
+
+# A wallet's part of each settlement ($1, $2: the payee's kind and id): a settlement row's
+# own amounts, for an order without shares (one worker; a crew order opened before
+# shares were kept), or the sum of the wallet's shares of a crew order
+# (``settlement_shares``: another member's or merchant's are not the wallet's, whoever
+# the settlement row's payee is). ``parts``: the wallet's places in the crew's split, of
+# ``crew_size``.
+_MINE = (
+    "(SELECT s.order_id, s.worker_id, s.city_id, s.status, s.completed_at, s.due_at, "
+    "s.settled_at, s.gross_fen, s.commission_fen, s.net_fen, 1::bigint AS crew_size, "
+    "ARRAY[0] AS parts FROM settlements s WHERE s.payee_kind = $1 AND s.payee_id = $2 "
+    "AND NOT EXISTS (SELECT 1 FROM settlement_shares x WHERE x.order_id = s.order_id) "
+    "UNION ALL "
+    "SELECT s.order_id, m.worker_id, s.city_id, s.status, s.completed_at, s.due_at, "
+    "s.settled_at, m.gross_fen, m.commission_fen, m.net_fen, m.crew_size, m.parts "
+    "FROM (SELECT x.order_id, (array_agg(x.worker_id ORDER BY x.part))[1] AS worker_id, "
+    "sum(x.gross_fen)::bigint AS gross_fen, sum(x.commission_fen)::bigint AS commission_fen, "
+    "sum(x.net_fen)::bigint AS net_fen, (SELECT count(*) FROM settlement_shares y "
+    "WHERE y.order_id = x.order_id) AS crew_size, array_agg(x.part ORDER BY x.part) AS parts "
+    "FROM settlement_shares x WHERE x.payee_kind = $1 AND x.payee_id = $2 "
+    "GROUP BY x.order_id) m JOIN settlements s ON s.order_id = m.order_id)"
+)
 
 
 async def settlements_of(
     db: Conn, payee: Payee, *, status: str | None, limit: int
 ) -> list[SettlementOut]:
-    """A wallet's settlements, newest completion first."""
-    return await _settlements(
-        db,
-        "s.payee_kind = $1 AND s.payee_id = $2 AND ($3::text IS NULL OR s.status = $3)",
-        [payee.kind, payee.id, status],
-        limit=limit,
+    """A wallet's settlements, newest completion first: of a crew order, the wallet's
+    shares of it (see ``_MINE``)."""
+    rows = await db.fetch(
+        "SELECT m.*, $1::text AS payee_kind, $2::bigint AS payee_id, o.service_code "
+        f"FROM {_MINE} m JOIN orders o ON o.id = m.order_id "
+        "WHERE ($3::text IS NULL OR m.status = $3) "
+        "ORDER BY m.completed_at DESC, m.order_id DESC LIMIT $4",
+        payee.kind,
+        payee.id,
+        status,
+        limit,
     )
+    return [_settlement(r) for r in rows]
 
 
 async def all_settlements(
@@ -454,23 +504,36 @@ async def payee_city(db: Conn, payee: Payee) -> str | None:
     return str(found) if found is not None else None
 
 
-async def pending_funds(db: Conn, payee: Payee) -> list[tuple[int, int, CommissionRule | None]]:
-    """The wallet's orders still in their after-sales window: (order, what its funds hold
-    now in fen, the snapshot's terms if any), in one query (the ledger's account index)."""
+@dataclass(frozen=True, slots=True)
+class PendingFunds:
+    """A wallet's order still in its after-sales window."""
+
+    order_id: int
+    held_fen: int  # what the order's funds hold now
+    terms: CommissionRule | None  # the snapshot's, if any
+    crew_size: int  # members its earnings are split between (1: the wallet takes them all)
+    parts: tuple[int, ...]  # the wallet's places in that split
+
+
+async def pending_funds(db: Conn, payee: Payee) -> list[PendingFunds]:
+    """The wallet's orders still in their after-sales window (of a crew order, those it
+    has a share of), with what their funds hold now, in one query (the ledger's account
+    index)."""
     rows = await db.fetch(
-        "SELECT s.order_id, c.rule_id, c.rate_bps, c.fixed_fen, c.min_fen, c.max_fen, "
+        "SELECT m.order_id, m.crew_size, m.parts, c.rule_id, c.rate_bps, c.fixed_fen, "
+        "c.min_fen, c.max_fen, "
         "coalesce((SELECT sum(l.credit_fen - l.debit_fen) FROM ledger_lines l "
-        "WHERE l.account = 'order_funds:' || s.order_id), 0)::bigint AS held "
-        "FROM settlements s LEFT JOIN order_commissions c ON c.order_id = s.order_id "
-        "WHERE s.payee_kind = $1 AND s.payee_id = $2 AND s.status = 'pending'",
+        "WHERE l.account = 'order_funds:' || m.order_id), 0)::bigint AS held "
+        f"FROM {_MINE} m LEFT JOIN order_commissions c ON c.order_id = m.order_id "
+        "WHERE m.status = 'pending'",
         payee.kind,
         payee.id,
     )
     return [
-        (
-            r["order_id"],
-            int(r["held"]),
-            CommissionRule(
+        PendingFunds(
+            order_id=r["order_id"],
+            held_fen=int(r["held"]),
+            terms=CommissionRule(
                 id=r["rule_id"],
                 rate_bps=r["rate_bps"],
                 fixed_fen=r["fixed_fen"],
@@ -479,6 +542,8 @@ async def pending_funds(db: Conn, payee: Payee) -> list[tuple[int, int, Commissi
             )
             if r["rate_bps"] is not None
             else None,
+            crew_size=int(r["crew_size"]),
+            parts=tuple(r["parts"]),
         )
         for r in rows
     ]
@@ -487,14 +552,15 @@ async def pending_funds(db: Conn, payee: Payee) -> list[tuple[int, int, Commissi
 async def earnings(
     db: Conn, payee: Payee, *, period: str, timezone: str, since: datetime
 ) -> list[EarningsBucket]:
-    """The wallet's earnings by local day, week or month since ``since`` (completion time)."""
+    """The wallet's earnings by local day, week or month since ``since`` (completion time);
+    of a crew order, the wallet's shares of it (see ``_MINE``)."""
     rows = await db.fetch(
         "SELECT date_trunc($3, completed_at AT TIME ZONE $4)::date AS start, count(*) AS orders, "
         "sum(gross_fen)::bigint AS gross, sum(commission_fen)::bigint AS commission, "
         "sum(net_fen)::bigint AS net, "
         "coalesce(sum(net_fen) FILTER (WHERE status = 'settled'), 0)::bigint AS settled, "
         "coalesce(sum(net_fen) FILTER (WHERE status = 'pending'), 0)::bigint AS frozen "
-        "FROM settlements WHERE payee_kind = $1 AND payee_id = $2 AND completed_at >= $5 "
+        f"FROM {_MINE} m WHERE completed_at >= $5 "
         "GROUP BY 1 ORDER BY 1 DESC",
         payee.kind,
         payee.id,

@@ -162,3 +162,123 @@ async def test_replacing_the_lead_takes_the_commission_for_the_new_leads_merchan
         (s["payee_kind"], s["payee_id"], s["fen"]) for s in entry.data["crew_shares"]
     ) == (sorted([(*payee, lead_share), ("worker", mate.id, share)]))
     assert await ledger.check(stores.pool) == []
+
+
+async def _views(client: httpx.AsyncClient, who: Account, kind: str) -> tuple[Any, Any, Any]:
+    """What the wallet's holder sees through the worker app's routes: the wallet, the
+    earnings by day and the earnings by order."""
+    got = []
+    queries: tuple[tuple[str, dict[str, str | int]], ...] = (
+        ("/v1/me/wallet", {"as": kind}),
+        ("/v1/me/earnings", {"as": kind, "period": "day", "buckets": 7}),
+        ("/v1/me/earnings/orders", {"as": kind, "limit": 10}),
+    )
+    for path, params in queries:
+        r = await client.get(path, headers=who.auth, params=params)
+        assert r.status_code == 200, r.text
+        got.append(r.json())
+    return got[0], got[1], got[2]
+
+
+async def test_each_member_of_a_crew_sees_their_own_share_frozen_then_settled(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """A paid crew order of 3 (a platform lead, a merchant's staff, a platform worker) completed through the routes: each member's wallet, earnings by day and by order (the staff's: their merchant's) show only their own share, frozen — the odd fen to the first seats — and the lead's not the whole order; after the T+N job the same shares are settled and available, they add up with the one commission to the order's funds, and the ledger balances."""
+    svc = _svc(live_app)
+    service = await crew_service(client, admin, 3)
+    r = await client.post(  # the service's own rule: the commission is known, 20 %
+        "/v1/admin/commission-rules",
+        headers=admin.auth,
+        json={"service_code": service, "rate_bps": 2000, "note": "开荒保洁 20%"},
+    )
+    assert r.status_code == 201, r.text
+    boss = await make_user("merchant", name="好帮手家政")
+    merchant, staff = await merchant_staff(stores, client, engine_city.id, merchant=boss.id)
+    lead, third = [await make_worker(stores, client, engine_city.id) for _ in range(2)]
+    customer = await make_user("customer")
+    price = 60010
+    order = await crew_order(
+        stores,
+        city=engine_city.id,
+        service=service,
+        customer=customer.id,
+        crew=[lead.id, staff.id, third.id],
+        at=engine_city.here,
+        price_fen=price,
+        paid=True,
+    )
+    url = f"/v1/orders/{order}"
+    for w in (lead, staff, third):
+        r = await client.post(f"{url}/arrive", headers=w.auth, json={})
+        assert r.status_code == 200, r.text
+    code = (await client.get(url, headers=customer.auth)).json()["start_code"]
+    r = await client.post(f"{url}/start", headers=lead.auth, json={"start_code": code})
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{url}/complete", headers=third.auth, json={})
+    assert r.status_code == 200, r.text
+
+    async def opened() -> bool:
+        found = await stores.pool.fetchval("SELECT 1 FROM settlements WHERE order_id = $1", order)
+        return found is not None
+
+    await until(opened, timeout_s=10)
+    fee = 12002  # 20 % of 60010
+    shares = split_fen(price - fee, 3)
+    cuts = split_fen(fee, 3)
+    assert shares == [16003, 16003, 16002]  # the odd fen to the lead and the second seat
+    wallets = [(lead, "worker"), (boss, "merchant"), (third, "worker")]
+
+    for (who, kind), share, cut in zip(wallets, shares, cuts, strict=True):
+        wallet, days, orders = await _views(client, who, kind)
+        assert (wallet["frozen_fen"], wallet["available_fen"]) == (share, 0), (kind, wallet)
+        (day,) = days["buckets"]
+        assert (day["orders"], day["net_fen"], day["frozen_fen"], day["settled_fen"]) == (
+            1,
+            share,
+            share,
+            0,
+        )
+        assert (day["gross_fen"], day["commission_fen"]) == (share + cut, cut)
+        (item,) = orders["items"]
+        assert (item["order_id"], item["status"], item["net_fen"], item["crew_size"]) == (
+            order,
+            "pending",
+            share,
+            3,
+        )
+        assert (item["gross_fen"], item["commission_fen"]) == (share + cut, cut)
+    wallet, days, orders = await _views(client, staff, "worker")  # paid to their merchant
+    assert (wallet["frozen_fen"], days["buckets"], orders["items"]) == (0, [], [])
+
+    later = datetime.now(UTC) + timedelta(days=svc.params.after_sales_days, minutes=1)
+    assert await svc.settle_due(later) >= 1
+    for (who, kind), share, cut in zip(wallets, shares, cuts, strict=True):
+        wallet, days, orders = await _views(client, who, kind)
+        assert (wallet["frozen_fen"], wallet["available_fen"]) == (0, share), (kind, wallet)
+        (day,) = days["buckets"]
+        assert (day["orders"], day["net_fen"], day["frozen_fen"], day["settled_fen"]) == (
+            1,
+            share,
+            0,
+            share,
+        )
+        (item,) = orders["items"]
+        assert (item["status"], item["gross_fen"], item["commission_fen"], item["net_fen"]) == (
+            "settled",
+            share + cut,
+            cut,
+            share,
+        )
+    assert await _balance(stores, lr.merchant_payable(merchant)) == shares[1]
+    assert sum(shares) + fee == price
+    assert await _balance(stores, lr.COMMISSION_REVENUE) >= fee
+    assert await _balance(stores, lr.order_funds(order)) == 0
+    entry = await ledger.get(stores.pool, f"settle:order:{order}")
+    assert entry is not None
+    assert entry.data["fee_fen"] == fee
+    assert await ledger.check(stores.pool) == []

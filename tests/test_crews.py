@@ -22,7 +22,7 @@ from doorstep.stores import Stores
 from ledger import rules as lr
 from ledger import store as ledger
 from settlement.errors import InvalidMoneyInput
-from settlement.rules import split_fen
+from settlement.rules import ShareFen, crew_shares, split_fen
 from tests.helpers import Account, MakeUser
 from tests.live import EngineCity, book_here, make_worker, next_of, online, status_of
 from tests.test_settlement import _paid_order, _svc, _worker
@@ -449,6 +449,24 @@ def test_split_fen_gives_the_remainder_to_the_first_seats() -> None:
         split_fen(100, 0)
     with pytest.raises(InvalidMoneyInput, match="total_fen"):
         split_fen(-1, 2)
+
+
+def test_crew_shares_split_the_earnings_and_the_commission_by_split_fen() -> None:
+    """60010 fen less a 12002 commission for 3: nets 16003, 16003, 16002 (split_fen of 48008, what the ledger pays), commissions 4001, 4001, 4000; each adds up to the order's; a commission beyond the gross is refused."""
+    got = crew_shares(60010, 12002, 3)
+    assert got == [
+        ShareFen(20004, 4001, 16003),
+        ShareFen(20004, 4001, 16003),
+        ShareFen(20002, 4000, 16002),
+    ]
+    for gross, fee, parts in ((0, 0, 2), (7, 3, 4), (12001, 0, 3), (150, 150, 2)):
+        shares = crew_shares(gross, fee, parts)
+        assert [s.net_fen for s in shares] == split_fen(gross - fee, parts)
+        assert sum(s.commission_fen for s in shares) == fee
+        assert sum(s.gross_fen for s in shares) == gross
+    assert crew_shares(-5, 0, 2) == [ShareFen(0, 0, 0), ShareFen(0, 0, 0)]
+    with pytest.raises(InvalidMoneyInput, match="commission_fen"):
+        crew_shares(100, 101, 2)
 
 
 async def test_a_crew_orders_earnings_are_split_between_the_members(

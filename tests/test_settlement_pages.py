@@ -14,6 +14,8 @@ import pytest
 
 from doorstep.stores import Stores
 from settlement import alipay_bill, tradebill
+from settlement.rules import split_fen
+from tests.crew_orders import crew_order
 from tests.helpers import Account, MakeUser
 from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
@@ -179,6 +181,65 @@ async def test_a_merchant_sees_their_wallet_and_withdraws_in_the_back_office(
     await page.wait_for_selector('#withdrawals tr[data-status="requested"]', timeout=WAIT_MS)
     assert await page.inner_text("#wallet-available") == "¥70"
     await _shot(page, "admin-merchant-wallet.png")
+    assert errors == []
+    await context.close()
+
+
+def _yuan(fen: int) -> str:
+    """Fen as the apps show it (client.js ``money``)."""
+    return f"¥{fen // 100}" if fen % 100 == 0 else f"¥{fen / 100:.2f}"
+
+
+async def test_a_crew_member_sees_their_own_share_of_a_crew_job_frozen_then_settled(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """The second member of a paid crew of 3 (a 600.10 job) sees in /worker#/earnings only their own share frozen, the job marked as their share of a crew of 3 with their net; after T+N the same share is available and the job settled."""
+    svc = _svc(live_app)
+    customer: Account = await make_user("customer")
+    crew = [await _worker(stores, client, live_city) for _ in range(3)]
+    now = datetime.now(UTC)
+    price = 60010
+    order = await crew_order(
+        stores,
+        city=live_city,
+        service=instant_service,
+        customer=customer.id,
+        crew=[w.id for w in crew],
+        price_fen=price,
+        completed=True,
+        paid=True,
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await svc.open_settlement(conn, order, completed_at=now)
+    fee = await stores.pool.fetchval(
+        "SELECT commission_fen FROM settlements WHERE order_id = $1", order
+    )
+    share = split_fen(price - fee, 3)[1]
+
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/worker#/earnings")
+    await _sign_in(page, crew[1].phone)
+    row = f'#earn-orders li[data-order-id="{order}"]'
+    await page.wait_for_selector(f'{row}[data-status="pending"]', timeout=WAIT_MS)
+    assert await page.inner_text("#wallet-frozen") == _yuan(share)
+    assert await page.inner_text("#wallet-available") == "¥0"
+    assert await page.get_attribute(row, "data-crew-size") == "3"
+    assert "3 人班组" in await page.inner_text(f"{row} .chip.crew")
+    assert await page.inner_text(f"{row} .price") == _yuan(share)
+
+    await svc.settle_due(now + timedelta(days=svc.params.after_sales_days, minutes=1))
+    await page.reload()
+    await page.wait_for_selector(f'{row}[data-status="settled"]', timeout=WAIT_MS)
+    assert await page.inner_text("#wallet-available") == _yuan(share)
+    assert await page.inner_text("#wallet-frozen") == "¥0"
     assert errors == []
     await context.close()
 

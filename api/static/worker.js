@@ -87,8 +87,8 @@ const STRINGS = {
   earn_total: { zh: "累计收入（最近 200 单）", en: "Total (last 200 jobs)" },
   earn_jobs: { zh: "{n} 单", en: "{n} jobs" },
   earn_note: {
-    zh: "以上为已完成订单的价格合计（未扣平台佣金）；实际到账以下方钱包为准。",
-    en: "The sum of completed jobs' prices (before the platform's commission); what you are paid is the wallet below.",
+    zh: "以上为已完成订单的价格合计（未扣平台佣金，班组订单计整单价格）；实际到账以下方钱包为准。",
+    en: "The sum of completed jobs' prices (before the platform's commission; a crew job's whole price); what you are paid is the wallet below.",
   },
   wallet: { zh: "我的钱包", en: "My wallet" },
   w_available: { zh: "可提现", en: "Available" },
@@ -113,6 +113,7 @@ const STRINGS = {
   commission: { zh: "佣金", en: "Commission" },
   net: { zh: "到手", en: "Net" },
   frozen_until: { zh: "{d} 解冻", en: "available {d}" },
+  crew_share: { zh: "{n} 人班组，我的份额", en: "My share (crew of {n})" },
   settled: { zh: "已结算", en: "Settled" },
   withdrawals: { zh: "提现记录", en: "Withdrawals" },
   none_yet: { zh: "暂无", en: "None yet" },
@@ -502,8 +503,9 @@ async function earningsView() {
         el("span", {}, `${b.start} · ${t("earn_jobs", { n: b.orders })}`), el("span", { class: "price" }, money(b.net_fen)))))
         : el("p", { class: "muted" }, t("none_yet"))),
     el("section", { class: "card", id: "earn-orders" }, el("h3", {}, t("by_order")),
-      orders.items.length ? el("ul", { class: "list" }, orders.items.map((s) => el("li", { "data-order-id": s.order_id, "data-status": s.status },
+      orders.items.length ? el("ul", { class: "list" }, orders.items.map((s) => el("li", { "data-order-id": s.order_id, "data-status": s.status, "data-crew-size": s.crew_size },
         el("div", { class: "spread" }, el("span", {}, `#${s.order_id} · ${s.service_code}`), el("span", { class: "price" }, money(s.net_fen))),
+        s.crew_size > 1 ? el("div", { class: "chip crew" }, t("crew_share", { n: s.crew_size })) : null,
         el("div", { class: "muted" }, `${t("gross")} ${money(s.gross_fen)} · ${t("commission")} ${money(s.commission_fen)} · `,
           s.status === "settled" ? t("settled") : t("frozen_until", { d: localTime(s.due_at, lang, true) })))))
         : el("p", { class: "muted" }, t("none_yet"))));
