@@ -33,7 +33,6 @@ from matching.params import MatchParams
 from workforce import store as workforce_store
 
 log = logging.getLogger("doorstep.dispatch.overrides")
-# The crew window of a caller that does not pass the configured one (``[matching]``).
 
 
 class InfeasibleAssignment(Conflict, DispatchError):
