@@ -308,6 +308,17 @@ class Growth:
                     issued.append(coupon_id)
         return {"template_id": template_id, "issued": len(issued), "skipped": skipped}
 
+    async def issue_once(
+        self, tx: Tx, template_id: int, customer_id: int, *, key: str, now: datetime
+    ) -> int | None:
+        """A granted coupon, in the caller's transaction, once ever per ``key`` (a seeded
+        campaign: the demo grants each demo customer one); its id, or None if ``key``
+        issued one before or the template cannot issue it (stock, limit, switched off)."""
+        coupon_id, _ = await self._issue(
+            tx, template_id, customer_id, source="grant", now=now, source_key=key
+        )
+        return coupon_id
+
     async def claimable(self, customer_id: int, now: datetime) -> list[dict[str, Any]]:
         """Templates the customer may claim now, with how many they hold."""
         async with self.stores.pool.acquire() as conn:

@@ -3,7 +3,9 @@
 By default only the city and the catalog are written: fit for a production database.
 The demo accounts (an admin, a dispatcher, merchants, workers and customers, all with
 the public password ``doorstep-demo``) come only with ``demo_accounts=True``
-(``doorstep seed --demo``, and ``doorstep demo``).
+(``doorstep seed --demo``, and ``doorstep demo``), and with them the demo's coupons
+(claimable templates, a campaign granted to every demo customer) and its prepaid
+services (``seeding/coupons.py``, ``seeding/pay_modes.py``).
 
 Accounts are found by phone; catalog rows, worker profiles and certificates are
 upserted; availability is replaced; a customer's addresses are written only when the
@@ -25,12 +27,14 @@ from doorstep.stores import Stores
 from files.blobs import BlobStore
 from geo.areas import load_bundled_district, parse_service_area
 from geo.roadgraph import graph_for_bbox
+from growth.service import Growth
 from privacy import crypto
 from seeding import applicants
 from seeding.access import CITY_OPERATOR_PHONE, MERCHANT_DISPATCHER_PHONE, seed_access
 from seeding.chengdu import SEED_OFFSET, chengdu
 from seeding.coupons import seed_coupons
 from seeding.futian import CitySeed, build_catalog, build_city
+from seeding.pay_modes import seed_pay_modes
 from workforce import store as workforce_store
 from workforce.models import Window
 
@@ -149,8 +153,12 @@ async def seed_catalog(conn: Tx) -> tuple[int, int]:
     return len(services), len(categories)
 
 
-async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str) -> int:
+async def _seed_people(
+    conn: Tx, city: City, plan: CitySeed, password_hash: str
+) -> tuple[int, list[int]]:
+    """Write the people; (new accounts, the customers' ids)."""
     new_accounts = 0
+    customer_ids: list[int] = []
     for phone, name, role in (
         (ADMIN_PHONE, "平台管理员", "admin"),
         (DISPATCHER_PHONE, "调度员小周", "dispatcher"),
@@ -219,6 +227,7 @@ async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str)
             conn, customer.phone, customer.name, "customer", password_hash
         )
         new_accounts += new
+        customer_ids.append(user_id)
         if not new:
             continue
         for a in customer.addresses:
@@ -232,7 +241,7 @@ async def _seed_people(conn: Tx, city: City, plan: CitySeed, password_hash: str)
                 crypto.seal("addresses.detail", a.detail),
                 city.id,
             )
-    return new_accounts
+    return new_accounts, customer_ids
 
 
 async def seed(
@@ -260,8 +269,10 @@ async def seed(
         await catalog_store.write_city(conn, city, upsert=True)
         services, categories = await seed_catalog(conn)
         if plan is not None:
-            new_accounts = await _seed_people(conn, city, plan, password_hash)
-            await seed_coupons(conn)  # the demo's two coupon templates (growth/)
+            new_accounts, customer_ids = await _seed_people(conn, city, plan, password_hash)
+            # growth/: the claimable templates, and the campaign's coupon to each customer
+            await seed_coupons(conn, Growth(stores), customer_ids)
+            await seed_pay_modes(conn)  # the big cleaning jobs prepaid (一口价)
     if plan is not None:  # onboarding: training content, applicants waiting for review
         await applicants.write_training(stores)
         homes = [

@@ -1,7 +1,8 @@
 """Simulated phones: workers on the road and customers watching their orders.
 
 They use only what a real app has: the REST API, the worker socket, the order socket and
-share links (docs/protocol.md). A worker's phone keeps recording fixes while its
+share links (docs/protocol.md); a customer pays an order awaiting payment as the app does,
+with the suggested coupon, on the WeChat Pay sandbox's pay page. A worker's phone keeps recording fixes while its
 connection is down and uploads the backlog after the ``hello`` says where to resume; a
 customer hands the start code to the worker at the door, as people do.
 """
@@ -16,7 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
 import orjson
 from websockets.asyncio.client import ClientConnection
@@ -46,6 +49,7 @@ class OrderWatch:
     customer: Session
     booked_at: float  # world time
     start_code: str
+    crew_size: int = 1
     status: str = "confirmed"
     eta_at: float | None = None
     eta_p50_s: float | None = None
@@ -593,10 +597,53 @@ class CustomerAgent:
             customer=self.session,
             booked_at=world.now(),
             start_code=str(order["start_code"]),
+            crew_size=int(order.get("crew_size", 1)),
         )
         world.watches[watch.order_id] = watch
         world.counts["booked"] += 1
+        if watch.crew_size > 1:
+            world.counts["booked_crew"] += 1
+        if order["status"] == "awaiting_payment":
+            await self.pay(watch)
         return watch
+
+    async def pay(self, watch: OrderWatch) -> None:
+        """Pay what is due now as the customer's app does (docs/growth.md#checkout): the
+        suggested coupon applied, a WeChat Native trade, and 确认支付 on the sandbox's pay
+        page. An order left unpaid is closed by the server after ``close_after_s``."""
+        world, oid = self.world, watch.order_id
+        try:
+            checkout = await world.api.call(
+                "GET", f"/v1/orders/{oid}/checkout", session=self.session
+            )
+            coupon = checkout.get("suggested_coupon_id") if checkout.get("open") else None
+            if coupon is not None:
+                await world.api.call(
+                    "PUT",
+                    f"/v1/orders/{oid}/checkout",
+                    session=self.session,
+                    json={"coupon_id": coupon, "points": 0},
+                )
+            trade = await world.api.call(
+                "POST",
+                f"/v1/orders/{oid}/pay",
+                session=self.session,
+                json={"provider": "wechat", "channel": "native"},
+            )
+            page = urlsplit(str(trade["prepay"]["pay_url"]))
+            confirm = await world.api.http.post(
+                f"{page.scheme}://{page.netloc}/sandbox/pay",
+                json={"out_trade_no": trade["out_trade_no"], "outcome": "success"},
+            )
+        except (ApiError, KeyError, httpx.HTTPError) as e:
+            world.problem(f"paying order {oid}: {e!r}")
+            return
+        if confirm.status_code != 200:
+            world.problem(f"paying order {oid}: the pay page answered {confirm.status_code}")
+            return
+        world.counts["paid"] += 1
+        if coupon is not None:
+            world.counts["paid_with_coupon"] += 1
 
     async def run(self, b: Booking) -> None:
         """The whole life of one booking, from the customer's side."""

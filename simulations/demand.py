@@ -13,8 +13,9 @@ which job, and when) is the experiment.
   customer's home. Addresses are road-graph nodes inside the service area moved up to
   20 m off the road (doors are near roads, not on them).
 - **What**: a service by weight; scheduled (only if the window ends 10 minutes before
-  the run does) or instant; whether the customer will cancel (and after
-  how long without a worker at the door), rate (stars), share a link.
+  the run does; always for a service marked ``always_scheduled``) or instant; whether
+  the customer will cancel (and after how long without a worker at the door), rate
+  (stars), share a link.
 """
 
 from __future__ import annotations
@@ -212,12 +213,14 @@ def bookings(
     out = []
     for i, at in enumerate(booking_times(scenario, curve, rng)):
         who = homes[int(rng.integers(len(homes)))]
-        service = d.services[int(rng.choice(len(weights), p=weights))].code
+        mix = d.services[int(rng.choice(len(weights), p=weights))]
+        service = mix.code
         scheduled = bool(rng.random() < d.scheduled_share)
         lead = _uniform(rng, d.scheduled_lead_min) * 60
         window = _uniform(rng, d.scheduled_window_min) * 60
-        # A window must end 10 minutes before the run does (to serve it in the drain).
-        scheduled = scheduled and at + lead + window <= last_window_end
+        # A window must end 10 minutes before the run does (to serve it in the drain);
+        # a service booked only for a window is booked for one all the same.
+        scheduled = mix.always_scheduled or (scheduled and at + lead + window <= last_window_end)
         lead, window = (lead, window) if scheduled else (0.0, 0.0)
         cancels = bool(rng.random() < d.cancel_share)
         patience = _uniform(rng, d.patience_min) * 60

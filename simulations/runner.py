@@ -1,9 +1,10 @@
 """One simulated run against a running server, from accounts to KPIs.
 
 1. Log in as an admin; read the city's service area (``GET /v1/cities/{id}``); check the
-   scenario's services exist and need no certificate the simulated workers lack.
+   scenario's services exist and need no skill or certificate the simulated workers lack.
 2. Draw the seeded plan (:mod:`simulations.demand`).
-3. Create the workers (``POST /v1/workers``, around-the-clock availability) and register
+3. Create the workers (``POST /v1/workers``, around-the-clock availability, the
+   scenario's certificates registered and verified by the admin) and register
    the customers (``POST /v1/auth/register``); accounts from an earlier run of the same
    scenario on the same server are logged in and reused.
 4. Run: workers work their shifts, customers book on schedule; a progress line on
@@ -26,7 +27,7 @@ import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -120,17 +121,22 @@ def city_graph(area: ServiceArea) -> RoadGraph:
 async def check_services(api: Api, scenario: Scenario) -> dict[str, dict[str, Any]]:
     """The scenario's services, checked against what the simulated workers hold."""
     out = {}
-    skills = set(scenario.workers.skills)
+    skills, held = set(scenario.workers.skills), set(scenario.workers.certificates)
     for mix in scenario.demand.services:
         try:
             s = await api.call("GET", f"/v1/services/{mix.code}")
         except ApiError:
             raise SetupError(f"service {mix.code!r} does not exist on the server") from None
         missing = set(s["required_skills"]) - skills
-        if missing or s["required_certificates"]:
+        lacking = set(s["required_certificates"]) - held
+        if missing or lacking:
             raise SetupError(
                 f"service {mix.code!r} needs skills {sorted(missing)} / certificates "
-                f"{s['required_certificates']} the simulated workers do not have"
+                f"{sorted(lacking)} the simulated workers do not have"
+            )
+        if not s["instant"] and not mix.always_scheduled:
+            raise SetupError(
+                f"service {mix.code!r} is booked for a window only: mark it always_scheduled"
             )
         out[mix.code] = s
     return out
@@ -172,7 +178,38 @@ async def worker_account(
         session=admin,
         json={"windows": [{"weekday": d, "start_min": 0, "end_min": 1440} for d in range(7)]},
     )
+    if scenario.workers.certificates:
+        await _certify(api, admin, worker_id, scenario.workers.certificates, number)
     return session, worker_id
+
+
+async def _certify(
+    api: Api, admin: Session, worker_id: int, kinds: Iterable[str], number: str
+) -> None:
+    """Register each certificate kind the worker lacks, and verify it (as the admin)."""
+    worker = await api.call("GET", f"/v1/workers/{worker_id}", session=admin)
+    held = {c["kind"] for c in worker["certificates"] if c["status"] == "verified"}
+    today = datetime.now().date()
+    for kind in kinds:
+        if kind in held:
+            continue
+        cert = await api.call(
+            "POST",
+            f"/v1/workers/{worker_id}/certificates",
+            session=admin,
+            json={
+                "kind": kind,
+                "number": f"SIM-{kind}-{number}",
+                "issued_on": (today - timedelta(days=365)).isoformat(),
+                "expires_on": (today + timedelta(days=4 * 365)).isoformat(),
+            },
+        )
+        await api.call(
+            "PUT",
+            f"/v1/workers/{worker_id}/certificates/{cert['id']}/status",
+            session=admin,
+            json={"status": "verified"},
+        )
 
 
 async def customer_account(api: Api, scenario: Scenario, i: int, kind: int = 2) -> Session:

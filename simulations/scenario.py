@@ -50,6 +50,9 @@ class Workers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     skills: list[str] = msgspec.field(
         default_factory=lambda: ["cleaning", "appliance_cleaning", "plumbing"]
     )
+    # Certificate kinds each simulated worker holds, registered and verified by the admin
+    # (a service requiring others cannot be in the mix).
+    certificates: list[str] = msgspec.field(default_factory=list)
     start: Literal["hotspots", "uniform"] = "hotspots"  # where they are when the run starts
     fix_interval_s: Span = msgspec.field(default_factory=lambda: [1.0, 5.0])
     speed_factor: Positive = 0.85  # median speed as a share of the road graph's speed
@@ -94,6 +97,9 @@ class ServiceMix(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
     code: str
     weight: Positive = 1.0
+    # Always booked for a window (a service not bookable instantly, e.g. a crew's
+    # move_in_cleaning); otherwise scheduled with the demand's scheduled_share.
+    always_scheduled: bool = False
 
 
 class Demand(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -132,11 +138,12 @@ class Demand(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     def __post_init__(self) -> None:
         for name in ("scheduled_lead_min", "scheduled_window_min", "patience_min"):
             _span(getattr(self, name), f"demand.{name}")
-        if self.scheduled_share > 0 and self.scheduled_lead_min[0] < 30:
+        windows = self.scheduled_share > 0 or any(s.always_scheduled for s in self.services)
+        if windows and self.scheduled_lead_min[0] < 30:
             raise ScenarioError(
                 "demand.scheduled_lead_min: the server refuses windows less than 30 min ahead"
             )
-        if self.scheduled_share > 0 and self.scheduled_window_min[0] < 30:
+        if windows and self.scheduled_window_min[0] < 30:
             raise ScenarioError("demand.scheduled_window_min: windows are at least 30 min long")
         if not self.services:
             raise ScenarioError("demand.services: at least one service")

@@ -22,7 +22,17 @@ from doorstep.stores import Stores
 from files.blobs import local_store
 from geo.coords import haversine_m
 from geo.roadgraph import load_city_graph, load_futian_graph
-from seeding.load import ADMIN_PHONE, DEMO_PASSWORD, DISPATCHER_PHONE, FINANCE_PHONE, seed
+from growth.service import Growth
+from seeding.futian import CitySeed, build_city
+from seeding.load import (
+    ADMIN_PHONE,
+    DEMO_PASSWORD,
+    DISPATCHER_PHONE,
+    FINANCE_PHONE,
+    road_nodes_inside,
+    seed,
+    shenzhen,
+)
 
 TODAY = date(2026, 11, 22)
 COUNTED = (
@@ -47,6 +57,9 @@ COUNTED = (
     "exam_questions",
     "courses",
     "skill_certificates",
+    "coupon_templates",
+    "coupons",
+    "service_payment",
 )
 
 
@@ -150,6 +163,8 @@ async def test_without_demo_only_the_city_and_catalog_are_seeded(
         assert await db.fetchval("SELECT count(*) FROM services") == report.services >= 12
         assert await db.fetchval("SELECT count(*) FROM categories") == report.categories >= 4
         assert (report.workers, report.customers, report.teams, report.new_accounts) == (0, 0, 0, 0)
+        assert await db.fetchval("SELECT count(*) FROM coupon_templates") == 0
+        assert await db.fetchval("SELECT count(*) FROM service_payment") == 0
 
 
 async def test_addresses_and_homes_are_on_the_road_network_inside_the_area(seeded: Stores) -> None:
@@ -274,3 +289,75 @@ async def test_the_demo_has_two_claimable_coupon_templates(seeded: Stores) -> No
         ("保洁85折", "percent", True, True),
         ("新人立减20元", "amount", True, True),
     ]
+
+
+async def test_the_demo_grants_its_campaign_coupon_to_every_demo_customer_once(
+    seeded: Stores, settings: Settings
+) -> None:
+    """Every seeded customer holds one 老客回馈 coupon (granted, not claimable), seen in
+    the app's coupon list next to the claimable ones; a second seed grants none again."""
+    from seeding.coupons import DEMO_GRANT
+
+    db = seeded.pool
+    template = await db.fetchrow(
+        "SELECT id, claimable, issued FROM coupon_templates WHERE name_zh = $1",
+        DEMO_GRANT.name_zh,
+    )
+    assert template is not None
+    assert not template["claimable"]
+    plan = _demo_plan()
+    per_customer = await db.fetch(
+        "SELECT customer_id, count(*) AS n, min(source) AS source, min(status) AS status "
+        "FROM coupons WHERE template_id = $1 GROUP BY customer_id",
+        template["id"],
+    )
+    assert len(per_customer) == len(plan.customers) == template["issued"] >= 100
+    assert {(r["n"], r["source"], r["status"]) for r in per_customer} == {(1, "grant", "available")}
+    app = create_app(settings, seeded)
+    app.state.growth = Growth(seeded)  # set by the lifespan, which ASGITransport does not run
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        phone = plan.customers[0].phone  # the customer login `doorstep demo` prints
+        r = await c.post("/v1/auth/login", json={"phone": phone, "password": DEMO_PASSWORD})
+        assert r.status_code == 200, r.text
+        auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        mine = (await c.get("/v1/me/coupons", headers=auth)).json()
+        assert [m["name_zh"] for m in mine] == [DEMO_GRANT.name_zh]
+        claimable = (await c.get("/v1/coupons/claimable", headers=auth)).json()
+        assert {t["name_zh"] for t in claimable} == {"新人立减20元", "保洁85折"}
+    await seed(seeded, today=TODAY, demo_accounts=True)
+    assert (
+        await db.fetchval("SELECT issued FROM coupon_templates WHERE id = $1", template["id"])
+        == template["issued"]
+    )
+
+
+def _demo_plan() -> CitySeed:
+    """The people the ``seeded`` fixture wrote (Shenzhen, seed 7)."""
+    return build_city(road_nodes_inside(shenzhen()), today=TODAY, seed=7)
+
+
+async def test_the_demo_prepays_the_big_cleaning_jobs(seeded: Stores) -> None:
+    """The demo seed makes 日常保洁3小时, 深度保洁 and 开荒保洁 prepaid (一口价); other services
+    stay paid after the service; a mode changed by an operator is kept by a second seed."""
+    db = seeded.pool
+    modes = dict(await db.fetch("SELECT service_code, pay_mode FROM service_payment"))
+    assert modes == {
+        "daily_cleaning_3h": "prepaid",
+        "deep_cleaning": "prepaid",
+        "move_in_cleaning": "prepaid",
+    }
+    await db.execute(
+        "UPDATE service_payment SET pay_mode = 'after_service' WHERE service_code = 'deep_cleaning'"
+    )
+    try:
+        await seed(seeded, today=TODAY, demo_accounts=True)
+        assert (
+            await db.fetchval(
+                "SELECT pay_mode FROM service_payment WHERE service_code = 'deep_cleaning'"
+            )
+            == "after_service"
+        )
+    finally:
+        await db.execute(
+            "UPDATE service_payment SET pay_mode = 'prepaid' WHERE service_code = 'deep_cleaning'"
+        )

@@ -1,21 +1,28 @@
-"""The city simulator: seeded demand, KPI maths, motion and GPS noise (pure), and one short
-run against a real server subprocess with the dispatch engine on."""
+"""The city simulator: seeded demand, KPI maths, motion and GPS noise (pure), one short
+run against a real server subprocess with the dispatch engine on, and the demo's live city
+(crews and coupons) on one."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import math
+import time
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import numpy as np
 import pytest
 
 from doorstep.db import with_database
 from geo.coords import haversine_m
 from geo.roadgraph import load_futian_graph
+from ledger import store as ledger_store
 from simulations.demand import Sites, hourly_weight, plan
+from simulations.demo import demo_scenario, run_demo
 from simulations.kpi import gini, histogram_quantile, lorenz, percentile, summary
 from simulations.motion import GpsNoise, MotionParams, Router, plan_trip
 from simulations.report import write_run
@@ -69,6 +76,41 @@ def test_demand_follows_the_hourly_curve(sites: Sites) -> None:
     assert after / before == pytest.approx(expected, rel=0.15)
     assert hourly_weight(curve, 15.5) == 1.0
     assert hourly_weight(curve, 16.0) == 2.0
+
+
+def test_a_service_booked_only_for_a_window_is_always_scheduled(sites: Sites) -> None:
+    """A service marked always_scheduled is booked for a window every time, the others as
+    scheduled_share says, and the draws of the rest of the plan do not change; its
+    windows must be ≥ 30 min ahead and long."""
+    mix = [{"code": "daily_cleaning_2h"}, {"code": "move_in_cleaning"}]
+    plain = plan(_scenario(5, scheduled_share=0.0, services=mix), sites)
+    marked = [{"code": "daily_cleaning_2h"}, {"code": "move_in_cleaning", "always_scheduled": True}]
+    crews = plan(_scenario(5, scheduled_share=0.0, services=marked), sites)
+    assert [b.service_code for b in plain.bookings] == [b.service_code for b in crews.bookings]
+    assert [b.at_s for b in plain.bookings] == [b.at_s for b in crews.bookings]
+    assert not any(b.scheduled for b in plain.bookings)
+    for b in crews.bookings:
+        assert b.scheduled == (b.service_code == "move_in_cleaning")
+        assert b.lead_s >= 30 * 60 or not b.scheduled
+    with pytest.raises(ScenarioError, match=r"demand\.scheduled_lead_min"):
+        _scenario(1, scheduled_share=0.0, services=marked, scheduled_lead_min=[10, 20])
+
+
+def test_the_demo_books_a_crew_and_a_prepaid_order_in_its_first_seconds(sites: Sites) -> None:
+    """The demo's plan books a 开荒保洁 for a crew of 3 within 10 s and a prepaid 日常保洁3小时
+    (paid at once, with a coupon) within 15 s, and a few crews an hour, not more."""
+    from seeding.pay_modes import DEMO_PREPAID
+
+    scenario = demo_scenario()
+    assert "housekeeping" in scenario.workers.certificates
+    demo = plan(scenario, sites)
+    prepaid = [b for b in demo.bookings if b.service_code in DEMO_PREPAID and not b.scheduled]
+    crews = [b for b in demo.bookings if b.service_code == "move_in_cleaning"]
+    assert prepaid[0].at_s < 15
+    assert prepaid[0].cancel_after_s is None
+    assert crews[0].at_s < 10
+    assert all(b.scheduled for b in crews)
+    assert 2 <= sum(b.at_s < 3600 for b in crews) <= 10
 
 
 def test_a_bad_scenario_names_the_key() -> None:
@@ -189,3 +231,60 @@ async def test_a_short_city_run_against_a_real_server(
     finally:
         await conn.close()
     assert left == 0
+
+
+async def _demo_facts(conn: asyncpg.Connection) -> tuple[int, int, int]:
+    """(crew orders booked, crew orders offered to or held by a whole crew, orders paid
+    with a coupon whose subsidy the ledger posted)."""
+    crews = await conn.fetchval("SELECT count(*) FROM orders WHERE crew_size > 1")
+    crewed = await conn.fetchval(
+        "SELECT count(*) FROM orders o WHERE o.crew_size > 1 AND ("
+        " (SELECT count(DISTINCT f.worker_id) FROM offers f WHERE f.order_id = o.id)"
+        " >= o.crew_size OR EXISTS (SELECT 1 FROM order_crew c WHERE c.order_id = o.id))"
+    )
+    subsidised = await conn.fetchval(
+        "SELECT count(*) FROM order_discounts d JOIN ledger_entries e "
+        "ON e.key = 'growth:discount:' || d.order_id JOIN ledger_lines l ON l.entry_id = e.id "
+        "WHERE d.status = 'captured' AND d.coupon_id IS NOT NULL AND d.coupon_fen > 0 "
+        "AND l.account = 'subsidy_expense' AND l.debit_fen = d.coupon_fen"
+    )
+    return int(crews), int(crewed), int(subsidised)
+
+
+@pytest.mark.timeout(600)
+async def test_the_demo_city_books_crews_and_pays_with_coupons(
+    server_urls: tuple[str, str], tmp_path: Path
+) -> None:
+    """The demo's live city (its first 20 workers) on a `seed --demo` server, for a few minutes at most: its customers claim coupons, it books a 开荒保洁 crew order that is offered to a whole crew, and pays a prepaid order with the suggested coupon through checkout and the sandbox's pay page (the subsidy posted, the ledger balanced)."""
+    async with local_server(server_urls, tmp_path, label="demo") as srv:
+        scenario = demo_scenario()  # its first 20 workers: enough for a crew, quicker to start
+        scenario = msgspec.structs.replace(
+            scenario, workers=msgspec.structs.replace(scenario.workers, count=20)
+        )
+        city = asyncio.create_task(
+            run_demo(srv.url, srv.admin_phone, srv.admin_password, srv.url, scenario)
+        )
+        conn = await asyncpg.connect(with_database(server_urls[1], srv.database))
+        try:
+            deadline = time.monotonic() + 300
+            facts = (0, 0, 0)
+            while time.monotonic() < deadline and not city.done():
+                facts = await _demo_facts(conn)
+                if all(facts):
+                    break
+                await asyncio.sleep(2.0)
+            city.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await city
+            claimed = await conn.fetchval("SELECT count(*) FROM coupons WHERE source = 'claim'")
+            violations = await ledger_store.check(conn)
+        finally:
+            if not city.done():
+                city.cancel()
+            await conn.close()
+    crews, crewed, subsidised = facts
+    assert crews >= 1
+    assert crewed >= 1
+    assert subsidised >= 1
+    assert claimed >= 40  # each of the demo city's 40 customers claimed the claimable ones
+    assert violations == []
