@@ -11,7 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
+from dispatch import service as dispatch_service
+from dispatch import store as dispatch_store
 from dispatch.dayplan import DayInputs, DayJob, WorkerDay, build, current_plan, overnight
+from dispatch.service import Caller
 from doorstep.stores import Stores
 from matching import planner
 from matching.planner import PlannerParams
@@ -223,3 +226,53 @@ async def test_an_overnight_booking_cannot_take_a_worker_the_next_day_already_ha
     )
     assert r.status_code == 200, r.text
     assert stops_of(r.json())[night.id] == [early["id"]]
+
+
+# ---- after midnight: yesterday's plan, and the next day's -------------------------------------
+
+
+async def test_a_replan_of_yesterday_after_midnight_keeps_the_overnight_job_in_service(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+    plans: SettledPlans,
+    live_app: tuple[str, Any],
+) -> None:
+    """Re-planning the evening at 00:30, an overnight job in service since 23:05 stays first on its worker's route and keeps that start (ends 01:05), rather than being re-timed from 00:30."""
+    day = day_after_tomorrow()
+    nxt = day + timedelta(days=1)
+    service = await make_service(client, admin, duration_min=120)
+    here = engine_city.here
+    night = await _night_worker(stores, client, engine_city, here)
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    r = await book_window(client, customer, service, here, day, "23:00", "01:00")
+    assert r.status_code == 201, r.text
+    order = r.json()
+    await plans.idle()
+    tracking = live_app[1].state.tracking
+    await dispatch_service.act(
+        stores, tracking, order["id"], "assign", Caller("dispatcher", dispatcher.id),
+        worker_id=night.id,
+    )  # fmt: skip
+    worker = Caller("worker", night.id)
+    await dispatch_service.act(stores, tracking, order["id"], "depart", worker, at=at(day, "22:40"))
+    await dispatch_service.act(stores, tracking, order["id"], "arrive", worker, at=at(day, "22:58"))
+    held = await dispatch_store.get(stores.pool, order["id"])
+    assert held is not None
+    await dispatch_service.act(
+        stores, tracking, order["id"], "start", worker, start_code=held.start_code,
+        at=at(day, "23:05"),
+    )  # fmt: skip
+    await plans.idle()
+    stored = await plans.runtime.replan(
+        engine_city.id, day, reason="after midnight", now=at(nxt, "00:30")
+    )
+    route = stored.route_of(night.id)
+    assert route is not None
+    assert [s.order_id for s in route.stops] == [order["id"]]
+    (stop,) = route.stops
+    assert stop.start_at == at(day, "23:05")  # before the fix: 00:30, re-timed from now
+    assert stop.departure_at == at(nxt, "01:05")
+    await plans.idle()
