@@ -435,8 +435,10 @@ class DayPlans:
         """Re-plan today and tomorrow (in the background) if an open scheduled order of
         that day is neither in the plan nor among its dropped jobs — e.g. booked while
         day plans were off, or a background re-plan failed — or is a merchant's order
-        dropped (none of its staff could fit it) that is now due to overflow. At most
-        once per minute per city. Returns how many days were asked for."""
+        dropped (none of its staff could fit it) that is now due to overflow. Yesterday
+        too, for its orders whose window has not closed yet (an overnight booking of
+        yesterday evening, after midnight). At most once per minute per city. Returns
+        how many days were asked for."""
         last = self._checked.get(city_id)
         if last is not None and (now - last).total_seconds() < self.params.check_every_s:
             return 0
@@ -444,10 +446,12 @@ class DayPlans:
         zone = await self.zone(city_id)
         today = now.astimezone(zone).date()
         asked = 0
-        for day in (today, today + timedelta(days=1)):
+        yesterday = today - timedelta(days=1)
+        for day in (yesterday, today, today + timedelta(days=1)):
             missing = await self.stores.pool.fetchval(
                 "SELECT count(*) FROM orders o WHERE o.city_id = $1 AND o.kind = 'scheduled' "
                 "AND o.crew_size = 1 AND o.window_start >= $2 AND o.window_start < $3 "
+                "AND ($6::timestamptz IS NULL OR o.window_end > $6) "
                 "AND o.status IN ('confirmed', 'dispatching') AND NOT EXISTS ("
                 "SELECT 1 FROM day_plans p WHERE p.city_id = $1 AND p.plan_date = $4 "
                 "AND p.version = (SELECT max(version) FROM day_plans q WHERE q.city_id = $1 "
@@ -461,6 +465,7 @@ class DayPlans:
                 plan_inputs.midnight(day + timedelta(days=1), zone),
                 day,
                 now - timedelta(seconds=self.merchant_overflow_s),
+                now if day == yesterday else None,  # yesterday's that can still start
             )
             if missing:
                 self.request(city_id, day, f"{missing} open order(s) not in the plan")

@@ -4,16 +4,19 @@ the plan of the day its window opens, on a worker whose shift runs on past midni
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
+from dispatch import plan_store
 from dispatch import service as dispatch_service
 from dispatch import store as dispatch_store
+from dispatch.booking import BookingParams
 from dispatch.dayplan import DayInputs, DayJob, WorkerDay, build, current_plan, overnight
+from dispatch.plans import DayPlans
 from dispatch.service import Caller
 from doorstep.stores import Stores
 from matching import planner
@@ -229,6 +232,60 @@ async def test_an_overnight_booking_cannot_take_a_worker_the_next_day_already_ha
 
 
 # ---- after midnight: yesterday's plan, and the next day's -------------------------------------
+
+
+async def test_the_engines_check_after_midnight_plans_an_open_overnight_order_of_yesterday(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+) -> None:
+    """After midnight, an open 23:00–01:00 order missing from the previous evening's plan is re-planned by ensure_planned while its window is open, not once it has closed."""
+    day = day_after_tomorrow()
+    nxt = day + timedelta(days=1)
+    service = await make_service(client, admin, duration_min=120)
+    night = await _night_worker(stores, client, engine_city, engine_city.here)
+    customer = await make_user("customer")
+    # Paused: the app's own engine loop leaves this city alone, so only ours checks it.
+    await stores.pool.execute(
+        "UPDATE cities SET dispatch_paused = true WHERE id = $1", engine_city.id
+    )
+    order, _ = await dispatch_service.book(  # no reserve step: in no plan, as if plans were off
+        stores,
+        live_app[1].state.tracking,
+        customer_id=customer.id,
+        service_code=service,
+        address_id=None,
+        lat=engine_city.here[0],
+        lng=engine_city.here[1],
+        crs="wgs84",
+        detail="",
+        contact_phone="",
+        window_start=at(day, "23:00"),
+        window_end=at(nxt, "01:00"),
+        notes="",
+        idempotency_key=None,
+        now=datetime.now(UTC),
+        params=BookingParams(),
+    )
+    closed = DayPlans(stores, live_app[1].state.tracking)
+    assert await closed.ensure_planned(engine_city.id, at(nxt, "01:30")) == 0  # window closed
+    fresh = DayPlans(
+        stores,
+        live_app[1].state.tracking,
+        planner_params=PlannerParams(solution_limit=50, branch_limit=2000),
+    )
+    try:
+        assert await fresh.ensure_planned(engine_city.id, at(nxt, "00:05")) == 1
+        await fresh.idle()
+        plan = await plan_store.latest(stores.pool, engine_city.id, day)
+        assert plan is not None
+        assert plan.worker_of(order.id) == night.id
+    finally:
+        await fresh.stop()
+        await closed.stop()
 
 
 async def test_a_replan_of_yesterday_after_midnight_keeps_the_overnight_job_in_service(
