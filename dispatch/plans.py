@@ -277,11 +277,29 @@ class DayPlans:
             except StalePlan:
                 continue  # a booking landed meanwhile: plan again with it
             await self._push(previous, stored)
+            await self._follow_overnight(previous, stored)
             return stored
         raise StalePlan(
             f"the {day} plan of {city_id} kept changing while it was being planned; try again",
             field="date",
         )
+
+    async def _follow_overnight(self, previous: StoredPlan | None, stored: StoredPlan) -> None:
+        """If the new version changed what a worker does past the next midnight (an
+        overnight job moved to another worker or time, added or gone), re-plan the next
+        day in the background, when it has a plan: it was solved with the old promise
+        (when and where each overnight worker is free, ``plan_inputs.neighbours``). The
+        evening keeps the next day's first stops, so that plan stays feasible, but its
+        starts, times and travel figures are stale until re-planned."""
+        zone = await self.zone(stored.city_id)
+        nxt = stored.plan_date + timedelta(days=1)
+        after = plan_inputs.midnight(nxt, zone)
+        if overnight_work(previous, after) == overnight_work(stored, after):
+            return
+        if await plan_store.has_plan(self.stores.pool, stored.city_id, nxt):
+            self.request(
+                stored.city_id, nxt, f"overnight work of the {stored.plan_date} plan changed"
+            )
 
     async def _check_neighbours(self, conn: Tx, inputs: DayInputs) -> None:
         """Under the plan's locks: StalePlan if what the neighbouring days' plans promise
@@ -574,6 +592,7 @@ class DayPlans:
         """After the booking committed: push the changed routes, improve the day later."""
         for previous, stored in reservation.pushes:
             await self._push(previous, stored)
+            await self._follow_overnight(previous, stored)
             self.request(stored.city_id, stored.plan_date, f"order {order.id}: booked")
         reservation.pushes.clear()
 
@@ -759,6 +778,18 @@ def changed(old: PlannedRoute | None, new: PlannedRoute | None, *, tolerance_s: 
         abs((x.start_at - y.start_at).total_seconds()) >= tolerance_s
         for x, y in zip(a, b, strict=True)
     )
+
+
+def overnight_work(plan: StoredPlan | None, after: datetime) -> dict[int, tuple[int, datetime]]:
+    """Worker → (order, departure) of their last stop in ``plan`` that ends after
+    ``after`` (the next midnight): what the next day's plan is built around."""
+    out: dict[int, tuple[int, datetime]] = {}
+    for r in plan.routes if plan else []:
+        late = [s for s in r.stops if s.departure_at > after]
+        if late:
+            last = max(late, key=lambda s: s.departure_at)
+            out[r.worker_id] = (last.order_id, last.departure_at)
+    return out
 
 
 def _at(inputs: DayInputs, s: int) -> datetime:

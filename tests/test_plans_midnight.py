@@ -32,7 +32,7 @@ from tests.planning import (
     stops_of,
 )
 from workforce import store as workforce_store
-from workforce.models import Window
+from workforce.models import DayException, Window
 
 H = 3600
 DAY = 24 * H
@@ -333,3 +333,52 @@ async def test_a_replan_of_yesterday_after_midnight_keeps_the_overnight_job_in_s
     assert stop.start_at == at(day, "23:05")  # before the fix: 00:30, re-timed from now
     assert stop.departure_at == at(nxt, "01:05")
     await plans.idle()
+
+
+async def test_an_evening_replan_that_moves_an_overnight_job_replans_the_next_day(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+    plans: SettledPlans,
+) -> None:
+    """When the evening's re-plan moves the 23:00–01:00 job to another night worker, the next day's plan (built around the first worker being busy until 01:00) is re-planned with the new promise."""
+    day = day_after_tomorrow()
+    nxt = day + timedelta(days=1)
+    service = await make_service(client, admin, duration_min=120)
+    here = engine_city.here
+    first = await _night_worker(stores, client, engine_city, here)
+    other = await _night_worker(stores, client, engine_city, (here[0] + 0.03, here[1]))
+    customer = await make_user("customer")
+    r = await book_window(client, customer, service, here, day, "23:00", "01:00")
+    assert r.status_code == 201, r.text
+    job = r.json()
+    await plans.idle()
+    r = await book_window(client, customer, service, here, nxt, "01:30", "03:00")
+    assert r.status_code == 201, r.text
+    later = r.json()
+    await plans.idle()
+    evening = await plan_store.latest(stores.pool, engine_city.id, day)
+    morning = await plan_store.latest(stores.pool, engine_city.id, nxt)
+    assert evening is not None
+    assert morning is not None
+    assert evening.worker_of(job["id"]) == first.id  # the nearer one
+    assert morning.worker_of(later["id"]) == first.id  # free at its door from 01:00
+
+    # The first worker takes the evening off: the evening's re-plan moves the job.
+    await workforce_store.put_exception(
+        stores.pool, first.id, DayException(day, False, None, None, "家里有事")
+    )
+    moved = await plans.runtime.replan(engine_city.id, day, reason="day off")
+    assert moved.worker_of(job["id"]) == other.id
+    await plans.idle()
+    again = await plan_store.latest(stores.pool, engine_city.id, nxt)
+    assert again is not None
+    assert again.version > morning.version  # before the fix: left as it was
+    assert again.reason == f"overnight work of the {day} plan changed"
+    mover = moved.route_of(other.id)
+    assert mover is not None
+    (departs,) = [s.departure_at for s in mover.stops if s.order_id == job["id"]]
+    busy = again.route_of(other.id)  # busy with the moved job until it ends
+    assert all(s.arrival_at >= departs for s in (busy.stops if busy else []))
