@@ -21,7 +21,8 @@ How a worker's day becomes a :class:`PlanWorker`:
   separate break field);
 - **skills**: their skills plus ``cert:<kind>`` for each certificate verified and valid
   on that date (a service's required certificates become ``cert:<kind>`` job skills);
-- **start**: their home base, or today their live position when it is fresh; the route
+- **start**: their home base, or on a day under way (today; yesterday after midnight)
+  their live position when it is fresh; the route
   ends at the last job (``end_node`` None: going home is not planned).
 
 A merchant's order (routed to a merchant, issue 18) goes to the merchant's staff only: it

@@ -6,7 +6,10 @@ suspended — home, certificates valid that day,
 availability that date), the scheduled orders whose window starts that local date
 (and, for today, every job a worker of the city holds), exclusions, the series'
 preferred workers, merchants' orders and teams, and the newest stored plan. Redis
-(today only): live positions.
+(for a day under way: today, or yesterday after midnight): live positions. A job a
+worker holds is *started* on a day under way — so a re-plan of yesterday after midnight
+keeps an overnight job in progress first on its worker's route, and one in service keeps
+the time it started (:func:`started_day`).
 
 A worker's window that runs to 24:00 goes on into the next date's window from 00:00 (an
 overnight shift, ``dayplan.overnight``) as far as the day's jobs may run past midnight;
@@ -79,6 +82,8 @@ async def load(
     day_s = int(midnight(day + timedelta(days=1), zone).timestamp()) - epoch
     next_day = day + timedelta(days=1)
     today = now.astimezone(zone).date() == day
+    # today, or yesterday after midnight: a job of the day that a worker holds is started
+    under_way_day = started_day(day, now, zone)
     # The plan first: a booking that lands after this read bumps the version, so a plan
     # computed from these inputs is refused as stale when stored.
     previous = await plan_store.latest(db, city_id, day)
@@ -136,7 +141,7 @@ async def load(
         exc_map.setdefault(r["worker_id"], []).append(
             DayException(r["on_date"], r["available"], r["start_min"], r["end_min"], r["reason"])
         )
-    live = await _live_positions(stores, city_id, ids, now, live_max_age_s) if today else {}
+    live = await _live_positions(stores, city_id, ids, now, live_max_age_s) if under_way_day else {}
     orders = await db.fetch(
         "SELECT o.id, o.kind, o.status, o.lat, o.lng, o.duration_min, o.window_start, "
         "o.window_end, o.worker_id, o.pinned, s.required_skills, s.required_certificates, "
@@ -174,9 +179,9 @@ async def load(
     for o in orders:
         held = o["status"] in HELD and o["worker_id"] is not None
         if o["crew_size"] > 1:
-            jobs += _crew_jobs(o, held, today, now_s, epoch, under_way, reserved)
+            jobs += _crew_jobs(o, held, under_way_day, now_s, epoch, under_way, reserved)
             continue
-        started = held and today and o["worker_id"] not in under_way
+        started = held and under_way_day and o["worker_id"] not in under_way
         if started:
             under_way.add(o["worker_id"])
         service_s = o["duration_min"] * 60
@@ -258,6 +263,13 @@ async def load(
     return inputs, previous
 
 
+def started_day(day: date, now: datetime, zone: ZoneInfo) -> bool:
+    """Whether ``day``'s plan is under way at ``now``: today, or yesterday (whose
+    overnight jobs go on after midnight). There a job a worker holds is *started*, and
+    workers heard from lately are planned from where they are."""
+    return now.astimezone(zone).date() in (day, day + timedelta(days=1))
+
+
 def overnight_ends(windows: Mapping[int, Sequence[tuple[int, int]]], day_s: int) -> dict[int, int]:
     """Worker → the end of their shift, for those whose shift runs past midnight."""
     return {w: ws[-1][1] for w, ws in windows.items() if ws and ws[-1][1] > day_s}
@@ -310,7 +322,7 @@ async def neighbours(
 def _crew_jobs(
     o: Any,
     held: bool,
-    today: bool,
+    under_way_day: bool,
     now_s: int,
     epoch: int,
     under_way: set[int],
@@ -327,7 +339,7 @@ def _crew_jobs(
     out = []
     if held:
         for member in o["crew"] or [o["worker_id"]]:
-            started = today and member not in under_way
+            started = under_way_day and member not in under_way
             if started:
                 under_way.add(member)
             at = window

@@ -123,6 +123,17 @@ async def latest(
     return StoredPlan(**dict(row), routes=await _routes(db, row["id"], worker_id))
 
 
+async def has_plan(db: Conn, city_id: str, day: date) -> bool:
+    """Whether any version of the city's plan for ``day`` is stored."""
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM day_plans WHERE city_id = $1 AND plan_date = $2)",
+            city_id,
+            day,
+        )
+    )
+
+
 async def lock(conn: Tx, city_id: str, day: date) -> None:
     """Serialise writers of one city's day plan until the transaction ends."""
     await conn.execute(

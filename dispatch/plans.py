@@ -277,11 +277,29 @@ class DayPlans:
             except StalePlan:
                 continue  # a booking landed meanwhile: plan again with it
             await self._push(previous, stored)
+            await self._follow_overnight(previous, stored)
             return stored
         raise StalePlan(
             f"the {day} plan of {city_id} kept changing while it was being planned; try again",
             field="date",
         )
+
+    async def _follow_overnight(self, previous: StoredPlan | None, stored: StoredPlan) -> None:
+        """If the new version changed what a worker does past the next midnight (an
+        overnight job moved to another worker or time, added or gone), re-plan the next
+        day in the background, when it has a plan: it was solved with the old promise
+        (when and where each overnight worker is free, ``plan_inputs.neighbours``). The
+        evening keeps the next day's first stops, so that plan stays feasible, but its
+        starts, times and travel figures are stale until re-planned."""
+        zone = await self.zone(stored.city_id)
+        nxt = stored.plan_date + timedelta(days=1)
+        after = plan_inputs.midnight(nxt, zone)
+        if overnight_work(previous, after) == overnight_work(stored, after):
+            return
+        if await plan_store.has_plan(self.stores.pool, stored.city_id, nxt):
+            self.request(
+                stored.city_id, nxt, f"overnight work of the {stored.plan_date} plan changed"
+            )
 
     async def _check_neighbours(self, conn: Tx, inputs: DayInputs) -> None:
         """Under the plan's locks: StalePlan if what the neighbouring days' plans promise
@@ -435,8 +453,10 @@ class DayPlans:
         """Re-plan today and tomorrow (in the background) if an open scheduled order of
         that day is neither in the plan nor among its dropped jobs — e.g. booked while
         day plans were off, or a background re-plan failed — or is a merchant's order
-        dropped (none of its staff could fit it) that is now due to overflow. At most
-        once per minute per city. Returns how many days were asked for."""
+        dropped (none of its staff could fit it) that is now due to overflow. Yesterday
+        too, for its orders whose window has not closed yet (an overnight booking of
+        yesterday evening, after midnight). At most once per minute per city. Returns
+        how many days were asked for."""
         last = self._checked.get(city_id)
         if last is not None and (now - last).total_seconds() < self.params.check_every_s:
             return 0
@@ -444,10 +464,12 @@ class DayPlans:
         zone = await self.zone(city_id)
         today = now.astimezone(zone).date()
         asked = 0
-        for day in (today, today + timedelta(days=1)):
+        yesterday = today - timedelta(days=1)
+        for day in (yesterday, today, today + timedelta(days=1)):
             missing = await self.stores.pool.fetchval(
                 "SELECT count(*) FROM orders o WHERE o.city_id = $1 AND o.kind = 'scheduled' "
                 "AND o.crew_size = 1 AND o.window_start >= $2 AND o.window_start < $3 "
+                "AND ($6::timestamptz IS NULL OR o.window_end > $6) "
                 "AND o.status IN ('confirmed', 'dispatching') AND NOT EXISTS ("
                 "SELECT 1 FROM day_plans p WHERE p.city_id = $1 AND p.plan_date = $4 "
                 "AND p.version = (SELECT max(version) FROM day_plans q WHERE q.city_id = $1 "
@@ -461,6 +483,7 @@ class DayPlans:
                 plan_inputs.midnight(day + timedelta(days=1), zone),
                 day,
                 now - timedelta(seconds=self.merchant_overflow_s),
+                now if day == yesterday else None,  # yesterday's that can still start
             )
             if missing:
                 self.request(city_id, day, f"{missing} open order(s) not in the plan")
@@ -569,6 +592,7 @@ class DayPlans:
         """After the booking committed: push the changed routes, improve the day later."""
         for previous, stored in reservation.pushes:
             await self._push(previous, stored)
+            await self._follow_overnight(previous, stored)
             self.request(stored.city_id, stored.plan_date, f"order {order.id}: booked")
         reservation.pushes.clear()
 
@@ -754,6 +778,18 @@ def changed(old: PlannedRoute | None, new: PlannedRoute | None, *, tolerance_s: 
         abs((x.start_at - y.start_at).total_seconds()) >= tolerance_s
         for x, y in zip(a, b, strict=True)
     )
+
+
+def overnight_work(plan: StoredPlan | None, after: datetime) -> dict[int, tuple[int, datetime]]:
+    """Worker → (order, departure) of their last stop in ``plan`` that ends after
+    ``after`` (the next midnight): what the next day's plan is built around."""
+    out: dict[int, tuple[int, datetime]] = {}
+    for r in plan.routes if plan else []:
+        late = [s for s in r.stops if s.departure_at > after]
+        if late:
+            last = max(late, key=lambda s: s.departure_at)
+            out[r.worker_id] = (last.order_id, last.departure_at)
+    return out
 
 
 def _at(inputs: DayInputs, s: int) -> datetime:

@@ -4,14 +4,20 @@ the plan of the day its window opens, on a worker whose shift runs on past midni
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
+from dispatch import plan_store
+from dispatch import service as dispatch_service
+from dispatch import store as dispatch_store
+from dispatch.booking import BookingParams
 from dispatch.dayplan import DayInputs, DayJob, WorkerDay, build, current_plan, overnight
+from dispatch.plans import DayPlans
+from dispatch.service import Caller
 from doorstep.stores import Stores
 from matching import planner
 from matching.planner import PlannerParams
@@ -26,7 +32,7 @@ from tests.planning import (
     stops_of,
 )
 from workforce import store as workforce_store
-from workforce.models import Window
+from workforce.models import DayException, Window
 
 H = 3600
 DAY = 24 * H
@@ -223,3 +229,156 @@ async def test_an_overnight_booking_cannot_take_a_worker_the_next_day_already_ha
     )
     assert r.status_code == 200, r.text
     assert stops_of(r.json())[night.id] == [early["id"]]
+
+
+# ---- after midnight: yesterday's plan, and the next day's -------------------------------------
+
+
+async def test_the_engines_check_after_midnight_plans_an_open_overnight_order_of_yesterday(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+) -> None:
+    """After midnight, an open 23:00–01:00 order missing from the previous evening's plan is re-planned by ensure_planned while its window is open, not once it has closed."""
+    day = day_after_tomorrow()
+    nxt = day + timedelta(days=1)
+    service = await make_service(client, admin, duration_min=120)
+    night = await _night_worker(stores, client, engine_city, engine_city.here)
+    customer = await make_user("customer")
+    # Paused: the app's own engine loop leaves this city alone, so only ours checks it.
+    await stores.pool.execute(
+        "UPDATE cities SET dispatch_paused = true WHERE id = $1", engine_city.id
+    )
+    order, _ = await dispatch_service.book(  # no reserve step: in no plan, as if plans were off
+        stores,
+        live_app[1].state.tracking,
+        customer_id=customer.id,
+        service_code=service,
+        address_id=None,
+        lat=engine_city.here[0],
+        lng=engine_city.here[1],
+        crs="wgs84",
+        detail="",
+        contact_phone="",
+        window_start=at(day, "23:00"),
+        window_end=at(nxt, "01:00"),
+        notes="",
+        idempotency_key=None,
+        now=datetime.now(UTC),
+        params=BookingParams(),
+    )
+    closed = DayPlans(stores, live_app[1].state.tracking)
+    assert await closed.ensure_planned(engine_city.id, at(nxt, "01:30")) == 0  # window closed
+    fresh = DayPlans(
+        stores,
+        live_app[1].state.tracking,
+        planner_params=PlannerParams(solution_limit=50, branch_limit=2000),
+    )
+    try:
+        assert await fresh.ensure_planned(engine_city.id, at(nxt, "00:05")) == 1
+        await fresh.idle()
+        plan = await plan_store.latest(stores.pool, engine_city.id, day)
+        assert plan is not None
+        assert plan.worker_of(order.id) == night.id
+    finally:
+        await fresh.stop()
+        await closed.stop()
+
+
+async def test_a_replan_of_yesterday_after_midnight_keeps_the_overnight_job_in_service(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+    plans: SettledPlans,
+    live_app: tuple[str, Any],
+) -> None:
+    """Re-planning the evening at 00:30, an overnight job in service since 23:05 stays first on its worker's route and keeps that start (ends 01:05), rather than being re-timed from 00:30."""
+    day = day_after_tomorrow()
+    nxt = day + timedelta(days=1)
+    service = await make_service(client, admin, duration_min=120)
+    here = engine_city.here
+    night = await _night_worker(stores, client, engine_city, here)
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    r = await book_window(client, customer, service, here, day, "23:00", "01:00")
+    assert r.status_code == 201, r.text
+    order = r.json()
+    await plans.idle()
+    tracking = live_app[1].state.tracking
+    await dispatch_service.act(
+        stores, tracking, order["id"], "assign", Caller("dispatcher", dispatcher.id),
+        worker_id=night.id,
+    )  # fmt: skip
+    worker = Caller("worker", night.id)
+    await dispatch_service.act(stores, tracking, order["id"], "depart", worker, at=at(day, "22:40"))
+    await dispatch_service.act(stores, tracking, order["id"], "arrive", worker, at=at(day, "22:58"))
+    held = await dispatch_store.get(stores.pool, order["id"])
+    assert held is not None
+    await dispatch_service.act(
+        stores, tracking, order["id"], "start", worker, start_code=held.start_code,
+        at=at(day, "23:05"),
+    )  # fmt: skip
+    await plans.idle()
+    stored = await plans.runtime.replan(
+        engine_city.id, day, reason="after midnight", now=at(nxt, "00:30")
+    )
+    route = stored.route_of(night.id)
+    assert route is not None
+    assert [s.order_id for s in route.stops] == [order["id"]]
+    (stop,) = route.stops
+    assert stop.start_at == at(day, "23:05")  # before the fix: 00:30, re-timed from now
+    assert stop.departure_at == at(nxt, "01:05")
+    await plans.idle()
+
+
+async def test_an_evening_replan_that_moves_an_overnight_job_replans_the_next_day(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: Account,
+    stores: Stores,
+    engine_city: EngineCity,
+    plans: SettledPlans,
+) -> None:
+    """When the evening's re-plan moves the 23:00–01:00 job to another night worker, the next day's plan (built around the first worker being busy until 01:00) is re-planned with the new promise."""
+    day = day_after_tomorrow()
+    nxt = day + timedelta(days=1)
+    service = await make_service(client, admin, duration_min=120)
+    here = engine_city.here
+    first = await _night_worker(stores, client, engine_city, here)
+    other = await _night_worker(stores, client, engine_city, (here[0] + 0.03, here[1]))
+    customer = await make_user("customer")
+    r = await book_window(client, customer, service, here, day, "23:00", "01:00")
+    assert r.status_code == 201, r.text
+    job = r.json()
+    await plans.idle()
+    r = await book_window(client, customer, service, here, nxt, "01:30", "03:00")
+    assert r.status_code == 201, r.text
+    later = r.json()
+    await plans.idle()
+    evening = await plan_store.latest(stores.pool, engine_city.id, day)
+    morning = await plan_store.latest(stores.pool, engine_city.id, nxt)
+    assert evening is not None
+    assert morning is not None
+    assert evening.worker_of(job["id"]) == first.id  # the nearer one
+    assert morning.worker_of(later["id"]) == first.id  # free at its door from 01:00
+
+    # The first worker takes the evening off: the evening's re-plan moves the job.
+    await workforce_store.put_exception(
+        stores.pool, first.id, DayException(day, False, None, None, "家里有事")
+    )
+    moved = await plans.runtime.replan(engine_city.id, day, reason="day off")
+    assert moved.worker_of(job["id"]) == other.id
+    await plans.idle()
+    again = await plan_store.latest(stores.pool, engine_city.id, nxt)
+    assert again is not None
+    assert again.version > morning.version  # before the fix: left as it was
+    assert again.reason == f"overnight work of the {day} plan changed"
+    mover = moved.route_of(other.id)
+    assert mover is not None
+    (departs,) = [s.departure_at for s in mover.stops if s.order_id == job["id"]]
+    busy = again.route_of(other.id)  # busy with the moved job until it ends
+    assert all(s.arrival_at >= departs for s in (busy.stops if busy else []))
