@@ -363,7 +363,8 @@ async def test_the_worker_card_counts_a_crew_members_share_and_a_merchants_staff
     assert await page.inner_text("#earn-today") == _yuan(gross[2])
     assert "结算到商家的钱包" in await page.inner_text("#earn-note")
     assert await page.get_attribute("#earnings", "data-merchant-id") == str(boss.id)
-    assert errors == [] and staff_errors == []
+    assert errors == []
+    assert staff_errors == []
     await context.close()
 
 
