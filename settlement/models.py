@@ -85,10 +85,20 @@ class Wallet:
 
 
 @dataclass(frozen=True, slots=True)
+class ShareMember:
+    """One of a wallet's members on a crew order, and what their share pays the wallet."""
+
+    worker_id: int
+    name: str
+    net_fen: int
+
+
+@dataclass(frozen=True, slots=True)
 class SettlementOut:
     """One order's earnings: frozen until ``due_at``, then settled. In a wallet's own view
     of a crew order (``crew_size`` > 1), the wallet's shares of it: ``worker_id`` its
-    first member on the crew, the amounts what the wallet gets (and its part of the
+    first member on the crew, ``members`` every one of its members on the crew (a
+    merchant may have several), the amounts what the wallet gets (and its part of the
     commission); in finance's list, the whole order under the lead's payee."""
 
     order_id: int
@@ -107,6 +117,9 @@ class SettlementOut:
     # How many members the order's earnings are split between (1: not a crew order, or
     # a crew order opened before shares were kept).
     crew_size: int = 1
+    # The wallet's members on a crew order, in the split's order, with their shares (a
+    # wallet's own view of a crew order with shares; empty otherwise).
+    members: tuple[ShareMember, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +133,22 @@ class EarningsBucket:
     net_fen: int
     settled_fen: int
     frozen_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobsDone:
+    """A worker's completed jobs today (the local day) and in all: how many, and the sum
+    of what each counts — a one-worker job its price, a crew job the worker's share of
+    it as settlement splits it (``settlement.rules.crew_shares``' gross: the price before
+    the platform's commission). ``merchant_id``/``merchant_name``: the merchant of the
+    worker's team, whose wallet these jobs are paid into (None: the worker's own)."""
+
+    today_jobs: int
+    today_fen: int
+    total_jobs: int
+    total_fen: int
+    merchant_id: int | None = None
+    merchant_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from settlement.errors import (
 from settlement.models import (
     CommissionOut,
     Earnings,
+    JobsDone,
     Payee,
     ReconciliationOut,
     RuleOut,
@@ -533,6 +534,36 @@ class Settlement:
             self.stores.pool, payee, period=period, timezone=self.params.timezone, since=since
         )
         return Earnings(period=period, buckets=rows[:buckets])
+
+    async def jobs_done(self, worker_id: int, now: datetime) -> JobsDone:
+        """A worker's completed jobs today (the local day of ``now``) and in all, and what
+        they count: a one-worker job its price; a crew job the worker's share of it as
+        settlement splits it — :func:`crew_shares` of the price and the commission the
+        order's snapshot takes (the default without one), the worker's place in the crew
+        that finished it — which is the gross of their share in the earnings by order
+        when nothing was refunded. Computed from the orders, so the same before the
+        settlement opens and after. A merchant's staff member's jobs count the same, and
+        say whose wallet they are paid into."""
+        db = self.stores.pool
+        start, _ = day_bounds(local_day(now, self.params), self.params)
+        solo = await store.solo_jobs(db, worker_id, start)
+        today_jobs, today_fen = solo.since_jobs, solo.since_fen
+        total_jobs, total_fen = solo.total_jobs, solo.total_fen
+        for job in await store.crew_jobs(db, worker_id):
+            fee = cm.amount(job.terms or default_rule(self.params), max(job.price_fen, 0))
+            share = crew_shares(job.price_fen, fee, len(job.crew))[job.crew.index(worker_id)]
+            total_jobs, total_fen = total_jobs + 1, total_fen + share.gross_fen
+            if job.completed_at is not None and job.completed_at >= start:
+                today_jobs, today_fen = today_jobs + 1, today_fen + share.gross_fen
+        merchant = await store.merchant_named(db, worker_id)
+        return JobsDone(
+            today_jobs=today_jobs,
+            today_fen=today_fen,
+            total_jobs=total_jobs,
+            total_fen=total_fen,
+            merchant_id=merchant[0] if merchant else None,
+            merchant_name=merchant[1] if merchant else None,
+        )
 
     # --- withdrawals --------------------------------------------------------------
 

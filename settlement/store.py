@@ -4,7 +4,7 @@ reconciliations. Money itself is only in the ledger (``ledger.store``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from settlement.models import (
     ReconciliationOut,
     RuleOut,
     SettlementOut,
+    ShareMember,
     WithdrawalOut,
 )
 from settlement.reconcile import Difference
@@ -438,19 +439,24 @@ def _settlement(r: asyncpg.Record) -> SettlementOut:
 # shares were kept), or the sum of the wallet's shares of a crew order
 # (``settlement_shares``: another member's or merchant's are not the wallet's, whoever
 # the settlement row's payee is). ``parts``: the wallet's places in the crew's split, of
-# ``crew_size``.
+# ``crew_size``; ``members``, ``member_nets``: the wallet's members on the crew and their
+# shares' nets, in the split's order (empty without shares).
 _MINE = (
     "(SELECT s.order_id, s.worker_id, s.city_id, s.status, s.completed_at, s.due_at, "
     "s.settled_at, s.gross_fen, s.commission_fen, s.net_fen, 1::bigint AS crew_size, "
-    "ARRAY[0] AS parts FROM settlements s WHERE s.payee_kind = $1 AND s.payee_id = $2 "
+    "ARRAY[0] AS parts, '{}'::bigint[] AS members, '{}'::bigint[] AS member_nets "
+    "FROM settlements s WHERE s.payee_kind = $1 AND s.payee_id = $2 "
     "AND NOT EXISTS (SELECT 1 FROM settlement_shares x WHERE x.order_id = s.order_id) "
     "UNION ALL "
     "SELECT s.order_id, m.worker_id, s.city_id, s.status, s.completed_at, s.due_at, "
-    "s.settled_at, m.gross_fen, m.commission_fen, m.net_fen, m.crew_size, m.parts "
+    "s.settled_at, m.gross_fen, m.commission_fen, m.net_fen, m.crew_size, m.parts, "
+    "m.members, m.member_nets "
     "FROM (SELECT x.order_id, (array_agg(x.worker_id ORDER BY x.part))[1] AS worker_id, "
     "sum(x.gross_fen)::bigint AS gross_fen, sum(x.commission_fen)::bigint AS commission_fen, "
     "sum(x.net_fen)::bigint AS net_fen, (SELECT count(*) FROM settlement_shares y "
-    "WHERE y.order_id = x.order_id) AS crew_size, array_agg(x.part ORDER BY x.part) AS parts "
+    "WHERE y.order_id = x.order_id) AS crew_size, array_agg(x.part ORDER BY x.part) AS parts, "
+    "array_agg(x.worker_id ORDER BY x.part) AS members, "
+    "array_agg(x.net_fen ORDER BY x.part) AS member_nets "
     "FROM settlement_shares x WHERE x.payee_kind = $1 AND x.payee_id = $2 "
     "GROUP BY x.order_id) m JOIN settlements s ON s.order_id = m.order_id)"
 )
@@ -460,7 +466,7 @@ async def settlements_of(
     db: Conn, payee: Payee, *, status: str | None, limit: int
 ) -> list[SettlementOut]:
     """A wallet's settlements, newest completion first: of a crew order, the wallet's
-    shares of it (see ``_MINE``)."""
+    shares of it and its members on the crew, named (see ``_MINE``)."""
     rows = await db.fetch(
         "SELECT m.*, $1::text AS payee_kind, $2::bigint AS payee_id, o.service_code "
         f"FROM {_MINE} m JOIN orders o ON o.id = m.order_id "
@@ -471,7 +477,25 @@ async def settlements_of(
         status,
         limit,
     )
-    return [_settlement(r) for r in rows]
+    ids = sorted({w for r in rows for w in r["members"]})
+    names = (
+        {
+            r["id"]: r["name"]
+            for r in await db.fetch("SELECT id, name FROM users WHERE id = ANY($1)", ids)
+        }
+        if ids
+        else {}
+    )
+    return [
+        replace(
+            _settlement(r),
+            members=tuple(
+                ShareMember(worker_id=w, name=names.get(w, ""), net_fen=n)
+                for w, n in zip(r["members"], r["member_nets"], strict=True)
+            ),
+        )
+        for r in rows
+    ]
 
 
 async def all_settlements(
@@ -580,6 +604,102 @@ async def earnings(
         )
         for r in rows
     ]
+
+
+# --- a worker's jobs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SoloJobs:
+    """A worker's completed one-worker jobs since a time and in all: how many, their prices."""
+
+    since_jobs: int
+    since_fen: int
+    total_jobs: int
+    total_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrewJob:
+    """A completed crew job a worker was on to the end."""
+
+    order_id: int
+    price_fen: int
+    completed_at: datetime
+    crew: tuple[int, ...]  # the members holding it, the lead first (settlement's split order)
+    terms: CommissionRule | None  # the order's commission snapshot, if taken
+
+
+# An order's members holding it (not released), by seat: the crew settlement splits between.
+_CREW = (
+    "(SELECT array_agg(c.worker_id ORDER BY c.seat) FROM order_crew c "
+    "WHERE c.order_id = o.id AND c.released_at IS NULL)"
+)
+
+
+async def solo_jobs(db: Conn, worker_id: int, since: datetime) -> SoloJobs:
+    """The worker's completed jobs that were not split between a crew (a crew order's lead
+    holds ``orders.worker_id`` too: those are :func:`crew_jobs`)."""
+    row = await db.fetchrow(
+        "SELECT count(*) FILTER (WHERE o.completed_at >= $2) AS since_jobs, "
+        "coalesce(sum(o.price_minor) FILTER (WHERE o.completed_at >= $2), 0)::bigint AS since_fen, "
+        "count(*) AS total_jobs, coalesce(sum(o.price_minor), 0)::bigint AS total_fen "
+        "FROM orders o WHERE o.worker_id = $1 AND o.status = 'completed' "
+        f"AND coalesce(cardinality({_CREW}), 0) < 2",
+        worker_id,
+        since,
+    )
+    assert row is not None
+    return SoloJobs(
+        since_jobs=int(row["since_jobs"]),
+        since_fen=int(row["since_fen"]),
+        total_jobs=int(row["total_jobs"]),
+        total_fen=int(row["total_fen"]),
+    )
+
+
+async def crew_jobs(db: Conn, worker_id: int) -> list[CrewJob]:
+    """The completed crew jobs (two members or more holding it) the worker was on to the
+    end, with what settlement splits them by."""
+    rows = await db.fetch(
+        f"SELECT o.id, o.price_minor, o.completed_at, {_CREW} AS crew, c.rule_id, c.rate_bps, "
+        "c.fixed_fen, c.min_fen, c.max_fen FROM orders o "
+        "JOIN order_crew me ON me.order_id = o.id AND me.worker_id = $1 "
+        "AND me.released_at IS NULL "
+        "LEFT JOIN order_commissions c ON c.order_id = o.id "
+        "WHERE o.status = 'completed'",
+        worker_id,
+    )
+    return [
+        CrewJob(
+            order_id=r["id"],
+            price_fen=r["price_minor"],
+            completed_at=r["completed_at"],
+            crew=tuple(r["crew"]),
+            terms=CommissionRule(
+                id=r["rule_id"],
+                rate_bps=r["rate_bps"],
+                fixed_fen=r["fixed_fen"],
+                min_fen=r["min_fen"],
+                max_fen=r["max_fen"],
+            )
+            if r["rate_bps"] is not None
+            else None,
+        )
+        for r in rows
+        if len(r["crew"]) >= 2
+    ]
+
+
+async def merchant_named(db: Conn, worker_id: int) -> tuple[int, str] | None:
+    """The merchant of the worker's team and its name (its business's, else its account's)."""
+    row = await db.fetchrow(
+        "SELECT t.merchant_id, coalesce(m.name, u.name) AS name FROM workers w "
+        "JOIN teams t ON t.id = w.team_id JOIN users u ON u.id = t.merchant_id "
+        "LEFT JOIN merchants m ON m.id = t.merchant_id WHERE w.user_id = $1",
+        worker_id,
+    )
+    return (int(row["merchant_id"]), str(row["name"])) if row is not None else None
 
 
 # --- withdrawals ----------------------------------------------------------------------

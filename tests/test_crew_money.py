@@ -22,14 +22,14 @@ from ledger import rules as lr
 from ledger import store as ledger
 from settlement import commission as cm
 from settlement import store
-from settlement.rules import split_fen
+from settlement.rules import crew_shares, split_fen
 from settlement.service import default_rule, snapshot_commission
 from tests.crew_orders import crew_order, merchant_staff
 from tests.helpers import Account, MakeUser
 from tests.live import EngineCity, make_worker
 from tests.test_crew_booking import crew_service
 from tests.test_payments import until
-from tests.test_settlement import _svc
+from tests.test_settlement import _paid_order, _svc
 
 
 async def _balance(stores: Stores, account: str) -> int:
@@ -282,3 +282,142 @@ async def test_each_member_of_a_crew_sees_their_own_share_frozen_then_settled(
     assert entry is not None
     assert entry.data["fee_fen"] == fee
     assert await ledger.check(stores.pool) == []
+
+
+async def _crew_of_a_merchants_two(
+    stores: Stores, client: httpx.AsyncClient, make_user: MakeUser, city: EngineCity, service: str
+) -> tuple[int, Account, list[Account], Account, int]:
+    """A paid crew order of 3 completed now, not settled yet: a platform lead and two staff
+    of one merchant (李师傅 and 孙师傅); its commission snapshot taken as at payment. The
+    order, the merchant's account, [lead, staff, staff], the customer, the price."""
+    boss = await make_user("merchant", name="好帮手家政")
+    staff = []
+    for name in ("李师傅", "孙师傅"):
+        _, who = await merchant_staff(stores, client, city.id, merchant=boss.id)
+        await stores.pool.execute("UPDATE users SET name = $2 WHERE id = $1", who.id, name)
+        staff.append(who)
+    lead = await make_worker(stores, client, city.id)
+    customer = await make_user("customer")
+    price = 60010
+    order = await crew_order(
+        stores,
+        city=city.id,
+        service=service,
+        customer=customer.id,
+        crew=[lead.id, *(s.id for s in staff)],
+        at=city.here,
+        price_fen=price,
+        completed=True,
+        paid=True,
+    )
+    return order, boss, [lead, *staff], customer, price
+
+
+async def test_the_jobs_card_counts_each_members_share_of_a_crew_job(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """GET /v1/me/earnings/jobs (the worker app's today/total card) counts a crew job of 3 at each member's share as settlement splits it (crew_shares of the price and the snapshot's commission: the gross of the member's earnings row), before the settlement opens and after, a one-worker job at its price, a job of two days ago in the total only; a merchant's staff member's jobs count the same and name the merchant paid."""
+    svc = _svc(live_app)
+    service = await crew_service(client, admin, 3)
+    order, boss, crew, customer, price = await _crew_of_a_merchants_two(
+        stores, client, make_user, engine_city, service
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        snap = await snapshot_commission(
+            conn, order, base_fen=price, params=svc.params, now=datetime.now(UTC)
+        )
+    fee = cm.amount(
+        cm.CommissionRule(
+            id=snap.rule_id,
+            rate_bps=snap.rate_bps,
+            fixed_fen=snap.fixed_fen,
+            min_fen=snap.min_fen,
+            max_fen=snap.max_fen,
+        ),
+        price,
+    )
+    gross = [s.gross_fen for s in crew_shares(price, fee, 3)]
+    assert sum(gross) == price
+    lead = crew[0]
+    now = datetime.now(UTC)
+    solo = await _paid_order(
+        stores, engine_city.id, service, customer.id, lead.id, 12500, completed_at=now
+    )
+    await _paid_order(
+        stores,
+        engine_city.id,
+        service,
+        customer.id,
+        lead.id,
+        8000,
+        completed_at=now - timedelta(days=2),
+    )
+    assert solo
+
+    async def card(who: Account) -> dict[str, Any]:
+        r = await client.get("/v1/me/earnings/jobs", headers=who.auth)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def check() -> None:
+        got = await card(lead)
+        assert (got["today_jobs"], got["today_fen"]) == (2, 12500 + gross[0]), got
+        assert (got["total_jobs"], got["total_fen"]) == (3, 12500 + 8000 + gross[0]), got
+        assert got["merchant_id"] is None
+        for who, share in zip(crew[1:], gross[1:], strict=True):
+            got = await card(who)
+            assert (got["today_jobs"], got["today_fen"], got["total_fen"]) == (1, share, share)
+            assert (got["merchant_id"], got["merchant_name"]) == (boss.id, "好帮手家政")
+
+    await check()  # from the orders: no settlement, no shares yet
+    async with stores.pool.acquire() as conn, conn.transaction():
+        assert await svc.open_settlement(conn, order, completed_at=now)
+    await check()  # the same once the shares are kept
+    r = await client.get("/v1/me/earnings/orders", headers=lead.auth, params={"limit": 10})
+    (row,) = [s for s in r.json()["items"] if s["order_id"] == order]
+    assert row["gross_fen"] == gross[0]
+
+
+async def test_a_merchants_wallet_lists_its_members_on_a_crew_order(
+    live_app: tuple[str, Any],
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    admin: Account,
+) -> None:
+    """A crew order of 3 with two of one merchant's staff on it: the merchant's earnings by order (GET /v1/me/earnings/orders) carry crew_size 3 and both members, named, with their shares' nets (adding up to the row's net); the platform lead's row lists the lead alone; a one-worker order lists nobody."""
+    svc = _svc(live_app)
+    service = await crew_service(client, admin, 3)
+    order, boss, crew, customer, _price = await _crew_of_a_merchants_two(
+        stores, client, make_user, engine_city, service
+    )
+    now = datetime.now(UTC)
+    solo = await _paid_order(
+        stores, engine_city.id, service, customer.id, crew[1].id, 9900, completed_at=now
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        assert await svc.open_settlement(conn, order, completed_at=now)
+        assert await svc.open_settlement(conn, solo, completed_at=now)
+    r = await client.get(
+        "/v1/me/earnings/orders", headers=boss.auth, params={"as": "merchant", "limit": 10}
+    )
+    assert r.status_code == 200, r.text
+    rows = {s["order_id"]: s for s in r.json()["items"]}
+    got = rows[order]
+    assert got["crew_size"] == 3
+    assert [(m["worker_id"], m["name"]) for m in got["members"]] == [
+        (crew[1].id, "李师傅"),
+        (crew[2].id, "孙师傅"),
+    ]
+    assert sum(m["net_fen"] for m in got["members"]) == got["net_fen"]
+    assert rows[solo]["members"] == []
+    r = await client.get("/v1/me/earnings/orders", headers=crew[0].auth, params={"limit": 10})
+    (mine,) = [s for s in r.json()["items"] if s["order_id"] == order]
+    assert [m["worker_id"] for m in mine["members"]] == [crew[0].id]

@@ -14,9 +14,9 @@ import pytest
 
 from doorstep.stores import Stores
 from settlement import alipay_bill, tradebill
-from settlement.rules import split_fen
-from tests.crew_orders import crew_order
-from tests.helpers import Account, MakeUser
+from settlement.rules import crew_shares, split_fen
+from tests.crew_orders import crew_order, merchant_staff
+from tests.helpers import Account, MakeUser, page_until
 from tests.test_apps import DESK, PHONE, _errors_of, _shot, _sign_in
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
 from tests.test_settlement import _fund, _paid_order, _svc, _worker
@@ -292,3 +292,133 @@ async def test_finance_reconciles_an_alipay_bill_and_sees_its_differences(
     await _shot(office, "admin-finance-alipay.png", full=True)
     assert office_errors == []
     await desk.close()
+
+
+async def _card_text(page: Any, selector: str) -> str:
+    """The text of an element of the worker's earnings card, once it is drawn."""
+    text: str = await page_until(
+        page,
+        "(s) => document.querySelector(s)?.textContent",
+        selector,
+        what=f"{selector} drawn",
+        timeout_ms=WAIT_MS,
+    )
+    return text
+
+
+async def test_the_worker_card_counts_a_crew_members_share_and_a_merchants_staff_sees_whom_for(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """Of a crew of 3 that completed a 600.10 job today, the second member's today/total card in /worker#/earnings shows their share of the price as settlement splits it, not the whole price; the third, a merchant's staff member, sees their share marked as done for the merchant, whose wallet is paid."""
+    svc = _svc(live_app)
+    customer: Account = await make_user("customer")
+    boss: Account = await make_user("merchant", name="好帮手家政")
+    crew = [await _worker(stores, client, live_city) for _ in range(2)]
+    _, staff = await merchant_staff(stores, client, live_city, merchant=boss.id)
+    crew.append(staff)
+    now = datetime.now(UTC)
+    price = 60010
+    order = await crew_order(
+        stores,
+        city=live_city,
+        service=instant_service,
+        customer=customer.id,
+        crew=[w.id for w in crew],
+        price_fen=price,
+        completed=True,
+        paid=True,
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await svc.open_settlement(conn, order, completed_at=now)
+    fee = await stores.pool.fetchval(
+        "SELECT commission_fen FROM settlements WHERE order_id = $1", order
+    )
+    gross = [s.gross_fen for s in crew_shares(price, fee, 3)]
+
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/worker#/earnings")
+    await _sign_in(page, crew[1].phone)
+    assert await _card_text(page, "#earn-today") == _yuan(gross[1])
+    assert await page.inner_text("#earn-total") == _yuan(gross[1])
+    assert await page.inner_text("#earn-today-jobs") == "1 单"
+    assert "班组订单计我的份额" in await page.inner_text("#earn-note")
+    assert await page.locator("#earn-merchant").count() == 0
+    assert errors == []
+    await context.close()
+
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    staff_errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/worker#/earnings")
+    await _sign_in(page, staff.phone)
+    assert await _card_text(page, "#earn-merchant") == "为商家「好帮手家政」完成"
+    assert await page.inner_text("#earn-today") == _yuan(gross[2])
+    assert "结算到商家的钱包" in await page.inner_text("#earn-note")
+    assert await page.get_attribute("#earnings", "data-merchant-id") == str(boss.id)
+    assert errors == []
+    assert staff_errors == []
+    await context.close()
+
+
+async def test_a_merchants_wallet_page_labels_a_crew_order_and_lists_its_members(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    client: httpx.AsyncClient,
+    stores: Stores,
+    make_user: MakeUser,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """A merchant with two staff (李师傅, 孙师傅) on a paid crew of 3 sees in /admin#/wallet the order labelled as its share of a crew of 3, both members named with their shares, and the row's net their sum."""
+    svc = _svc(live_app)
+    customer: Account = await make_user("customer")
+    boss: Account = await make_user("merchant", name="好帮手家政")
+    staff = []
+    for name in ("李师傅", "孙师傅"):
+        _, who = await merchant_staff(stores, client, live_city, merchant=boss.id)
+        await stores.pool.execute("UPDATE users SET name = $2 WHERE id = $1", who.id, name)
+        staff.append(who)
+    lead = await _worker(stores, client, live_city)
+    now = datetime.now(UTC)
+    price = 60010
+    order = await crew_order(
+        stores,
+        city=live_city,
+        service=instant_service,
+        customer=customer.id,
+        crew=[lead.id, *(s.id for s in staff)],
+        price_fen=price,
+        completed=True,
+        paid=True,
+    )
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await svc.open_settlement(conn, order, completed_at=now)
+    fee = await stores.pool.fetchval(
+        "SELECT commission_fen FROM settlements WHERE order_id = $1", order
+    )
+    nets = [s.net_fen for s in crew_shares(price, fee, 3)]
+
+    context = await browser.new_context(**DESK)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}/admin#/wallet")
+    await _sign_in(page, boss.phone)
+    row = f'#earn-orders tr[data-order-id="{order}"]'
+    await page.wait_for_selector(f'{row}[data-status="pending"]', timeout=WAIT_MS)
+    assert await page.get_attribute(row, "data-crew-size") == "3"
+    assert await page.inner_text(f"{row} .chip.crew") == "3 人班组 · 本商家份额"
+    members = await page.inner_text(f"{row} td.members")
+    assert members == (
+        f"李师傅 ({staff[0].id}) {_yuan(nets[1])}、孙师傅 ({staff[1].id}) {_yuan(nets[2])}"
+    )
+    assert _yuan(nets[1] + nets[2]) in await page.inner_text(row)
+    assert errors == []
+    await context.close()

@@ -27,6 +27,7 @@ from settlement.errors import InvalidMoneyInput, NoWallet, RuleNotFound, Withdra
 from settlement.models import (
     CommissionOut,
     Earnings,
+    JobsDone,
     Payee,
     ReconciliationOut,
     Reconciliations,
@@ -127,6 +128,18 @@ async def my_order_earnings(ctx: Ctx) -> Settlements:
         limit=ctx.query_int("limit", 50, ge=1, le=200),
     )
     return Settlements(items=items)
+
+
+@router.get(
+    "/v1/me/earnings/jobs",
+    perm="settlement.read",
+    roles=frozenset({"worker"}),
+    returns=JobsDone,
+    summary="The caller's completed jobs today and in all, and what they count: a crew job "
+    "the caller's share (and whose wallet they are paid into)",
+)
+async def my_jobs_done(ctx: Ctx) -> JobsDone:
+    return await _svc(ctx).jobs_done(ctx.user.user_id, _now(ctx))
 
 
 class WithdrawalIn(Input):

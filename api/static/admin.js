@@ -117,6 +117,7 @@ const STRINGS = {
   f_review: { zh: "提现审核", en: "Withdrawals to review" },
   f_recent: { zh: "最近提现", en: "Recent withdrawals" },
   f_settlements: { zh: "结算", en: "Settlements" },
+  crew_share_of: { zh: "{n} 人班组 · 本商家份额", en: "Crew of {n} · this merchant's share" },
   f_recon: { zh: "对账", en: "Reconciliation" },
   f_rules: { zh: "佣金规则", en: "Commission rules" },
   payee: { zh: "收款方", en: "Payee" },
@@ -618,8 +619,11 @@ async function wallet() {
     table("earn-days", ["day", "orders_n", "gross", "commission", "net"], days.buckets.map((b) => el("tr", { "data-day": b.start },
       el("td", {}, b.start), el("td", {}, b.orders), el("td", {}, money(b.gross_fen)), el("td", {}, money(b.commission_fen)), el("td", {}, money(b.net_fen))))),
     el("h3", {}, t("f_settlements")),
-    table("earn-orders", ["order", "worker", "status", "gross", "commission", "net", "due"], orders.items.map((x) => el("tr", { "data-order-id": x.order_id, "data-status": x.status },
-      el("td", {}, `#${x.order_id}`), el("td", {}, x.worker_id), el("td", {}, el("span", { class: "status" }, x.status)),
+    // A crew order: labelled, its amounts this merchant's shares, every member of ours on it.
+    table("earn-orders", ["order", "worker", "status", "gross", "commission", "net", "due"], orders.items.map((x) => el("tr", { "data-order-id": x.order_id, "data-status": x.status, "data-crew-size": x.crew_size },
+      el("td", {}, `#${x.order_id}`, x.crew_size > 1 ? el("div", { class: "chip inline crew" }, t("crew_share_of", { n: x.crew_size })) : null),
+      el("td", { class: "members" }, x.members.length ? x.members.map((m) => `${m.name} (${m.worker_id}) ${money(m.net_fen)}`).join("、") : x.worker_id),
+      el("td", {}, el("span", { class: "status" }, x.status)),
       el("td", {}, money(x.gross_fen)), el("td", {}, money(x.commission_fen)), el("td", {}, money(x.net_fen)), el("td", {}, localTime(x.due_at, lang, true))))));
 }
 

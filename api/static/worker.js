@@ -84,11 +84,16 @@ const STRINGS = {
   plan_travel: { zh: "路程 {m} 分钟 · {km} 公里", en: "Travel {m} min · {km} km" },
   break: { zh: "休息", en: "Break" },
   earn_today: { zh: "今日收入", en: "Today" },
-  earn_total: { zh: "累计收入（最近 200 单）", en: "Total (last 200 jobs)" },
+  earn_total: { zh: "累计收入", en: "Total" },
   earn_jobs: { zh: "{n} 单", en: "{n} jobs" },
   earn_note: {
-    zh: "以上为已完成订单的价格合计（未扣平台佣金，班组订单计整单价格）；实际到账以下方钱包为准。",
-    en: "The sum of completed jobs' prices (before the platform's commission; a crew job's whole price); what you are paid is the wallet below.",
+    zh: "以上为已完成订单的价格合计（未扣平台佣金；班组订单计我的份额）；实际到账以下方钱包为准。",
+    en: "The sum of completed jobs' prices (before the platform's commission; of a crew job, your share); what you are paid is the wallet below.",
+  },
+  earn_for_merchant: { zh: "为商家「{m}」完成", en: "Done for {m}" },
+  earn_note_merchant: {
+    zh: "以上为你为商家「{m}」完成的订单价格合计（未扣平台佣金；班组订单计你的份额）。这些收入结算到商家的钱包，由商家与你结算，不进入下方你的钱包。",
+    en: "The sum of the jobs you did for {m} (before the platform's commission; of a crew job, your share). Their earnings are paid into the merchant's wallet, who pays you: not into your wallet below.",
   },
   wallet: { zh: "我的钱包", en: "My wallet" },
   w_available: { zh: "可提现", en: "Available" },
@@ -465,17 +470,13 @@ function withdrawForm(wallet) {
 }
 
 async function earningsView() {
-  const [done, wallet, days, orders, wds] = await Promise.all([
-    client.get("/v1/orders", { status: "completed", limit: 200 }),
+  const [jobs, wallet, days, orders, wds] = await Promise.all([
+    client.get("/v1/me/earnings/jobs"),
     client.get("/v1/me/wallet"),
     client.get("/v1/me/earnings", { period: "day", buckets: 7 }),
     client.get("/v1/me/earnings/orders", { limit: 30 }),
     client.get("/v1/me/withdrawals", { limit: 20 }),
   ]);
-  const dayOf = (iso) => new Date(Date.parse(iso) + 8 * 3600e3).toISOString().slice(0, 10);
-  const today = dayOf(new Date().toISOString());
-  const todays = done.filter((o) => dayOf(o.completed_at || o.updated_at) === today);
-  const sum = (list) => list.reduce((a, o) => a + o.price_minor, 0);
   const line = (key, fen, id) => el("div", { class: "spread" }, el("span", {}, t(key)), el("span", { class: "price", id }, money(fen)));
   view.replaceChildren(
     el("section", { class: "card", id: "wallet", "data-available": wallet.available_fen },
@@ -493,11 +494,15 @@ async function earningsView() {
         el("div", { class: "spread" }, el("span", {}, `${localTime(w.requested_at, lang, true)}`), el("span", { class: "price" }, money(w.amount_fen))),
         el("div", { class: "muted" }, t(`wd_${w.status}`), w.reason && w.status === "rejected" ? ` · ${w.reason}` : "", w.fail_reason ? ` · ${w.fail_reason}` : ""))))
         : el("p", { class: "muted" }, t("none_yet"))),
-    el("section", { class: "card", id: "earnings" },
-      el("div", { class: "spread" }, el("span", {}, t("earn_today")), el("span", { class: "price big", id: "earn-today" }, money(sum(todays)))),
-      el("div", { class: "muted" }, t("earn_jobs", { n: todays.length })),
-      el("div", { class: "spread" }, el("span", {}, t("earn_total")), el("span", { class: "price", id: "earn-total" }, money(sum(done)))),
-      el("p", { class: "muted", id: "earn-note" }, t("earn_note"))),
+    // Today and in all (GET /v1/me/earnings/jobs): a crew job counts my share; a merchant's
+    // staff member's jobs are paid to the merchant, so the card says so.
+    el("section", { class: "card", id: "earnings", "data-merchant-id": jobs.merchant_id ?? "" },
+      jobs.merchant_id ? el("div", { class: "chip", id: "earn-merchant" }, t("earn_for_merchant", { m: jobs.merchant_name })) : null,
+      el("div", { class: "spread" }, el("span", {}, t("earn_today")), el("span", { class: "price big", id: "earn-today" }, money(jobs.today_fen))),
+      el("div", { class: "muted", id: "earn-today-jobs" }, t("earn_jobs", { n: jobs.today_jobs })),
+      el("div", { class: "spread" }, el("span", {}, t("earn_total")), el("span", { class: "price", id: "earn-total" }, money(jobs.total_fen))),
+      el("div", { class: "muted" }, t("earn_jobs", { n: jobs.total_jobs })),
+      el("p", { class: "muted", id: "earn-note" }, jobs.merchant_id ? t("earn_note_merchant", { m: jobs.merchant_name }) : t("earn_note"))),
     el("section", { class: "card", id: "earn-days" }, el("h3", {}, t("by_day")),
       days.buckets.length ? el("ul", { class: "list" }, days.buckets.map((b) => el("li", { class: "spread", "data-day": b.start },
         el("span", {}, `${b.start} · ${t("earn_jobs", { n: b.orders })}`), el("span", { class: "price" }, money(b.net_fen)))))
