@@ -10,8 +10,14 @@ but for reading the bundled road graphs once per process.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +26,26 @@ from dispatch.dayplan import DayInputs, Point, build
 from geo.roadgraph import city_for_bbox, load_city_graph
 from matching.errors import PlanError
 from matching.planner import Plan, PlannerParams, plan, road_matrix, straight_matrix
+
+
+def new_pool() -> ProcessPoolExecutor:
+    """The planning process: one worker, spawned, that dies with the server. A server
+    killed mid-solve (SIGKILL, a crash) would otherwise leave it solving on until its time
+    limit, holding a core."""
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the planning process: SIGTERM when the server process dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -358,9 +357,7 @@ class DayPlans:
     async def _solve_elsewhere(self, inputs: DayInputs, travel: Travel) -> tuple[Plan, int]:
         """Solve in the planning process (started on first use, restarted if it died)."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._pool = plan_worker.new_pool()
         loop = asyncio.get_running_loop()
         args = (inputs, travel, self.params.continuity_penalty_s, self.planner_params)
         try:
