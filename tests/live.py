@@ -93,6 +93,26 @@ async def next_of(ws: ClientConnection, kind: str, timeout_s: float = 15.0) -> d
             return frame
 
 
+async def send_acked(
+    ws: ClientConnection, frame: dict[str, Any], timeout_s: float = 15.0
+) -> dict[str, Any]:
+    """Send a worker's fix frame and wait for its ack (other frames skipped), as the app
+    does: a frame the server shed unread (``overloaded``, a busy machine) is sent again
+    after its ``retry_after_ms``."""
+    deadline = time.monotonic() + timeout_s
+    text = orjson.dumps(frame).decode()
+    await ws.send(text)
+    while True:
+        got: dict[str, Any] = orjson.loads(
+            await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+        )
+        if got["type"] == "ack":
+            return got
+        if got["type"] == "error" and got.get("code") == "overloaded":
+            await asyncio.sleep(got.get("retry_after_ms", 1000) / 1000)
+            await ws.send(text)
+
+
 async def no_frame_of(ws: ClientConnection, kind: str, within_s: float = 0.5) -> None:
     """Fail if a frame of ``kind`` arrives within ``within_s``."""
     deadline = time.monotonic() + within_s

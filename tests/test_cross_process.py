@@ -10,13 +10,12 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 import pytest
 
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from tests.helpers import Account, MakeUser, dies_with_parent
-from tests.live import DEST, book, closed_code, next_of, open_worker, recv, watch
+from tests.live import DEST, book, closed_code, next_of, open_worker, recv, send_acked, watch
 
 
 async def _ready(port: int, proc: asyncio.subprocess.Process) -> None:
@@ -115,8 +114,7 @@ async def test_a_customer_on_one_process_sees_fixes_ingested_by_another(
                 "lat": DEST[0] + 0.004 - seq * 1e-4,
                 "lng": DEST[1],
             }
-            await worker.send(orjson.dumps(fix).decode())
-            await next_of(worker, "ack")  # job pushes may come first
+            await send_acked(worker, fix)  # job pushes may come first
             update = await next_of(watcher, "position")
             assert update["seq"] == seq
             assert update["eta"]["p50_s"] > 0

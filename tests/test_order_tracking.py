@@ -26,6 +26,7 @@ from tests.live import (
     no_frame_of,
     open_worker,
     recv,
+    send_acked,
     walk,
     watch,
 )
@@ -55,10 +56,7 @@ async def test_customer_watches_the_worker_arrive(
     available = stores.keys.geo(order["city_id"], "available")
     start = (DEST[0] + 0.006, DEST[1] + 0.004)  # about 770 m away
     now = int(time.time() * 1000) - 60_000
-    await worker.send(
-        orjson.dumps({"type": "fixes", "fixes": walk(1, start, start, 1, now)}).decode()
-    )
-    await next_of(worker, "ack")  # job pushes may come first
+    await send_acked(worker, {"type": "fixes", "fixes": walk(1, start, start, 1, now)})
     assert await stores.redis.zscore(busy, str(worker_account.id)) is not None
     assert await stores.redis.zscore(available, str(worker_account.id)) is None
     watcher, snap = await watch(address, order["id"], headers=customer.auth)
@@ -75,8 +73,7 @@ async def test_customer_watches_the_worker_arrive(
     etas, distances = [], []
     fixes = walk(3, start, DEST, 25, now + 4000)
     for f in fixes[:20]:
-        await worker.send(orjson.dumps({"type": "fix", **f}).decode())
-        await next_of(worker, "ack")  # job pushes may come first
+        await send_acked(worker, {"type": "fix", **f})  # job pushes may come first
         update = await next_of(watcher, "position")
         assert update["seq"] == f["seq"]
         etas.append(update["eta"]["p50_s"])
@@ -84,8 +81,7 @@ async def test_customer_watches_the_worker_arrive(
     assert distances == sorted(distances, reverse=True)
     assert etas[-1] < etas[0]
     for f in fixes[20:]:  # the last stretch: two fixes inside the enter radius mark arrival
-        await worker.send(orjson.dumps({"type": "fix", **f}).decode())
-        await next_of(worker, "ack")  # job pushes may come first
+        await send_acked(worker, {"type": "fix", **f})  # job pushes may come first
     arrived = await next_of(watcher, "status")
     assert arrived["status"] == "arrived"
     events = (await client.get(f"/v1/orders/{order['id']}/events", headers=customer.auth)).json()
@@ -119,12 +115,10 @@ async def test_customer_watches_the_worker_arrive(
     assert (await next_of(watcher, "status"))["status"] == "in_service"
     assert (await next_of(watcher, "status"))["status"] == "completed"
     last = fixes[-1]
-    await worker.send(
-        orjson.dumps(
-            {"type": "fix", **{**last, "seq": last["seq"] + 1, "ts_ms": last["ts_ms"] + 2000}}
-        ).decode()
-    )
-    await next_of(worker, "ack")  # job pushes may come first
+    await send_acked(
+        worker,
+        {"type": "fix", **{**last, "seq": last["seq"] + 1, "ts_ms": last["ts_ms"] + 2000}},
+    )  # job pushes may come first
     await no_frame_of(watcher, "position")  # privacy: no position after completion
     # Free again: the completion's event releases the job (a consumer, after the commit).
     for _ in range(1000):
@@ -150,19 +144,17 @@ async def test_no_position_before_assignment(
     assert snap["worker"] is None
     assert snap["position"] is None
     worker, _ = await open_worker(live_app[0], worker_account)
-    await worker.send(
-        orjson.dumps(
-            {
-                "type": "fix",
-                "seq": 1,
-                "ts_ms": int(time.time() * 1000),
-                "lat": DEST[0],
-                "lng": DEST[1],
-                "accuracy_m": 5.0,
-            }
-        ).decode()
-    )
-    await next_of(worker, "ack")  # job pushes may come first
+    await send_acked(
+        worker,
+        {
+            "type": "fix",
+            "seq": 1,
+            "ts_ms": int(time.time() * 1000),
+            "lat": DEST[0],
+            "lng": DEST[1],
+            "accuracy_m": 5.0,
+        },
+    )  # job pushes may come first
     await no_frame_of(watcher, "position")
     await watcher.close()
     await worker.close()
@@ -208,19 +200,17 @@ async def test_dispatcher_feed_shows_positions_states_and_stale_workers(
     """The city feed: snapshot, a positions batch per fix (≤ 1 Hz), state changes, and stale alerts from the sweep."""
     dispatcher = await make_user("dispatcher")
     worker, _ = await open_worker(live_app[0], worker_account)
-    await worker.send(
-        orjson.dumps(
-            {
-                "type": "fix",
-                "seq": 1,
-                "ts_ms": int(time.time() * 1000),
-                "lat": DEST[0],
-                "lng": DEST[1],
-                "accuracy_m": 5.0,
-            }
-        ).decode()
-    )
-    await next_of(worker, "ack")  # job pushes may come first
+    await send_acked(
+        worker,
+        {
+            "type": "fix",
+            "seq": 1,
+            "ts_ms": int(time.time() * 1000),
+            "lat": DEST[0],
+            "lng": DEST[1],
+            "accuracy_m": 5.0,
+        },
+    )  # job pushes may come first
     feed = await connect(
         f"ws://{live_app[0]}/v1/ws/cities/{live_city}/feed", additional_headers=dispatcher.auth
     )
@@ -228,19 +218,17 @@ async def test_dispatcher_feed_shows_positions_states_and_stale_workers(
     assert snap["type"] == "snapshot"
     assert worker_account.id in [w["id"] for w in snap["workers"]]
     await asyncio.sleep(1.05)  # the feed carries each worker at most once a second
-    await worker.send(
-        orjson.dumps(
-            {
-                "type": "fix",
-                "seq": 2,
-                "ts_ms": int(time.time() * 1000) + 1500,
-                "lat": DEST[0] + 1e-4,
-                "lng": DEST[1],
-                "accuracy_m": 5.0,
-            }
-        ).decode()
-    )
-    await next_of(worker, "ack")  # job pushes may come first
+    await send_acked(
+        worker,
+        {
+            "type": "fix",
+            "seq": 2,
+            "ts_ms": int(time.time() * 1000) + 1500,
+            "lat": DEST[0] + 1e-4,
+            "lng": DEST[1],
+            "accuracy_m": 5.0,
+        },
+    )  # job pushes may come first
     positions = await next_of(feed, "positions")
     assert any(w["id"] == worker_account.id for w in positions["workers"])
     await worker.send('{"type": "state", "state": "unavailable"}')
