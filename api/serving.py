@@ -15,5 +15,7 @@ WS_PROTOCOL = "api.wsprotocol:WebSocketProtocol"
 
 def uvicorn_options(**options: Any) -> dict[str, Any]:
     """uvicorn's keyword arguments for a Doorstep app: ``options`` plus the websocket
-    protocol and the lifespan (which starts the runtime the worker socket needs)."""
-    return {**options, "ws": WS_PROTOCOL, "lifespan": "on"}
+    protocol and the lifespan (which starts the runtime the worker socket needs). Open
+    connections get ``timeout_graceful_shutdown`` (5 s unless given) to finish when the
+    server stops; after that they are cancelled rather than holding the stop forever."""
+    return {"timeout_graceful_shutdown": 5, **options, "ws": WS_PROTOCOL, "lifespan": "on"}

@@ -254,7 +254,12 @@ class SandboxServer:
         self.url = f"http://127.0.0.1:{port}/"
         self._server = _QuietServer(
             uvicorn.Config(
-                gateway.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+                gateway.app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -224,7 +224,12 @@ class SandboxServer:
         self.url = f"http://127.0.0.1:{port}/"
         self._server = _QuietServer(
             uvicorn.Config(
-                provider.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+                provider.app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
             )
         )
         self._task: asyncio.Task[None] | None = None

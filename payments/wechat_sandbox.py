@@ -833,7 +833,12 @@ class WeChatSandboxServer:
         sandbox.base_url = self.url
         self._server = _QuietServer(
             uvicorn.Config(
-                sandbox.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+                sandbox.app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
             )
         )
         self._task: asyncio.Task[None] | None = None

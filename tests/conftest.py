@@ -32,7 +32,7 @@ from doorstep.embedded import embedded_stores
 from doorstep.migrate import migrate
 from doorstep.settings import Settings, networks
 from doorstep.stores import Stores
-from tests.helpers import METRICS_TOKEN, PASSWORD, Account, MakeUser, new_phone
+from tests.helpers import METRICS_TOKEN, PASSWORD, Account, MakeUser, new_phone, stop_server
 from tests.live import EngineCity
 
 RUN_ID = secrets.token_hex(4)
@@ -174,8 +174,7 @@ async def live_app(
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.02)
     yield f"127.0.0.1:{port}", app
-    server.should_exit = True
-    await task
+    await stop_server(server, task)
 
 
 @pytest.fixture(scope="session")

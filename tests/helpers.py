@@ -135,3 +135,25 @@ def dies_with_parent() -> Callable[[], None]:
             os._exit(122)
 
     return setup
+
+
+async def stop_server(server: Any, task: asyncio.Task[None], within_s: float = 60.0) -> None:
+    """Stop an in-process uvicorn server, failing with every task's stack if it has not
+    stopped within ``within_s`` instead of hanging the run (a CI run once hung here)."""
+    server.should_exit = True
+    done, _ = await asyncio.wait({task}, timeout=within_s)
+    if task in done:
+        task.result()
+        return
+    stacks = []
+    for other in asyncio.all_tasks():
+        frames = other.get_stack(limit=8)
+        where = " <- ".join(
+            f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in frames
+        )
+        stacks.append(f"{other.get_name()}: {where}")
+    server.force_exit = True
+    task.cancel()
+    raise AssertionError(
+        f"the server did not stop within {within_s} s; tasks:\n" + "\n".join(stacks)
+    )

@@ -18,7 +18,7 @@ from api.serving import uvicorn_options
 from doorstep.embedded import free_port
 from doorstep.settings import Settings
 from doorstep.stores import Stores
-from tests.helpers import Account
+from tests.helpers import Account, stop_server
 from tests.live import DEST, open_worker, recv, send_acked
 from tracking.fixes import FixParams, Track
 from tracking.session import FrameResult, SocketParams, WorkerSession
@@ -99,8 +99,7 @@ async def acks_every(settings: Settings, stores: Stores, tmp_path: Path) -> Asyn
 
     yield start
     for server, task in running:
-        server.should_exit = True
-        await task
+        await stop_server(server, task)
 
 
 def _fix(seq: int, now: int, *, ack: bool = False) -> str:

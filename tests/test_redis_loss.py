@@ -19,8 +19,8 @@ from api.serving import uvicorn_options
 from doorstep.embedded import EmbeddedServer, free_port, start_valkey
 from doorstep.settings import Settings
 from doorstep.stores import Stores
-from tests.helpers import Account
-from tests.live import DEST, next_of, open_worker, recv
+from tests.helpers import Account, stop_server
+from tests.live import DEST, next_of, open_worker, recv, send_acked
 from tracking.archive import TrailArchiver
 
 
@@ -46,8 +46,7 @@ async def own_redis(
     try:
         yield own, stores, [f"127.0.0.1:{http_port}", app, servers, port, tmp_path]
     finally:
-        server.should_exit = True
-        await task
+        await stop_server(server, task)
         await stores.close()
         for s in servers:
             s.stop()
@@ -75,8 +74,7 @@ async def test_losing_redis_loses_no_trail_and_the_index_refills(
     keys, w = stores.keys, str(worker_account.id)
     worker, hello = await open_worker(address, worker_account)
     now = int(time.time() * 1000)
-    await worker.send(fix(1, now))
-    assert (await recv(worker))["seq"] == 1
+    assert (await send_acked(worker, orjson.loads(fix(1, now))))["seq"] == 1
     assert (await stores.redis.geopos(keys.geo(live_city, "available"), w))[0] is not None
 
     servers[0].stop()  # Redis is gone, with everything it held
