@@ -21,6 +21,7 @@ from tests.live import (
     next_of,
     online,
     recv,
+    send_acked,
 )
 from tests.planning import tomorrow_at
 
@@ -66,19 +67,17 @@ async def test_book_offer_accept_track_arrive_start_complete_rate(
     for i in range(1, 13):  # walk to the door, a fix every 2 s
         f = i / 12
         seq += 1
-        await ws.send(
-            orjson.dumps(
-                {
-                    "type": "fix",
-                    "seq": seq,
-                    "ts_ms": now + i * 2000,
-                    "accuracy_m": 5.0,
-                    "lat": start[0] + (engine_city.here[0] - start[0]) * f,
-                    "lng": engine_city.here[1],
-                }
-            ).decode()
+        await send_acked(  # resent if a busy server sheds it, as the app does
+            ws,
+            {
+                "type": "fix",
+                "seq": seq,
+                "ts_ms": now + i * 2000,
+                "accuracy_m": 5.0,
+                "lat": start[0] + (engine_city.here[0] - start[0]) * f,
+                "lng": engine_city.here[1],
+            },
         )
-        await next_of(ws, "ack")
     statuses: list[str] = []
     while "arrived" not in statuses:
         frame = orjson.loads(await asyncio.wait_for(watcher.recv(), 5))

@@ -21,7 +21,7 @@ from privacy.crypto import reveal
 from safety import store as safety_store
 from safety.service import SafetyDesk
 from tests.helpers import Account, MakeUser, new_phone
-from tests.live import DEST, book, next_of, online, recv, worker_profile
+from tests.live import DEST, book, next_of, online, recv, send_acked, worker_profile
 
 
 async def _feed(address: str, city: str, staff: Account) -> ClientConnection:
@@ -321,10 +321,7 @@ async def test_leaving_the_job_address_raises_an_alert_from_the_live_fixes(
             {"seq": now + 1, "ts_ms": now + 25_000, "lat": away[0], "lng": away[1]},
         ]
         for f in fixes:
-            await ws.send(
-                orjson.dumps({"type": "fix", "accuracy_m": 8.0, "ack": True, **f}).decode()
-            )
-            ack = await next_of(ws, "ack")
+            ack = await send_acked(ws, {"type": "fix", "accuracy_m": 8.0, "ack": True, **f})
             assert ack["rejected"] == [], ack
         frame = await _safety_alert(feed, "raised")
         assert (frame["alert"]["kind"], frame["alert"]["order_id"]) == ("left_site", order["id"])
