@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch import offers, store
+from dispatch import at_risk, offers, store
 from dispatch.engine import Engine
 from doorstep.stores import Stores
 from tests.helpers import Account, MakeUser
@@ -187,3 +187,40 @@ async def test_chaining_off_by_default_offers_only_free_workers(
     assert (offer["order_id"], offer["after_order_id"]) == (second["id"], None)
     await ws_busy.close()
     await ws_free.close()
+
+
+async def test_a_chained_job_is_judged_at_risk_with_the_time_left_of_the_job_on_site(
+    live_app: tuple[str, Any],
+    engine: Engine,
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """Active reassignment adds the time left of the worker's job on site to a chained job's
+    ETA: next door but 4 min from free, with a 2 min SLA the chained job goes back to dispatch."""
+    here = engine_city.here
+    busy = await make_worker(stores, client, engine_city.id)
+    ws_busy = await online(live_app[0], busy, (here[0] + 0.0005, here[1]))
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    first = await book_here(client, customer, instant_service, here)
+    await on_site(client, stores, dispatcher, busy, first, ends_in_s=240)
+    second = await book_here(client, customer, instant_service, here)
+    await chaining(engine, live_app, 300.0).tick(engine_city.id, datetime.now(UTC))
+    offer = await next_of(ws_busy, "offer")
+    assert offer["after_order_id"] == first["id"]
+    r = await client.post(f"/v1/offers/{offer['offer_id']}/accept", headers=busy.auth)
+    assert r.status_code == 200, r.text
+    tracking = live_app[1].state.tracking
+    roomy = at_risk.RiskParams(stale_s=180.0, instant_sla_s=3600, cooldown_s=180)
+    assert await at_risk.check(stores, tracking, engine_city.id, datetime.now(UTC), roomy) == {
+        "reassign": 0,
+        "alert": 0,
+    }
+    tight = replace(roomy, instant_sla_s=120)
+    done = await at_risk.check(stores, tracking, engine_city.id, datetime.now(UTC), tight)
+    assert done["reassign"] == 1
+    assert await status_of(stores, second["id"]) == "dispatching"
+    assert await status_of(stores, first["id"]) == "in_service"
+    await ws_busy.close()
