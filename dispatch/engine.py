@@ -661,22 +661,37 @@ class Engine:
     async def preview(self, order: Order, now: datetime) -> Decision:
         """What a tick would decide for this order alone, now, without offering or recording
         anything: the nearby available workers (retrieved as a tick does, including any
-        holding an open offer) with feasibility, road ETA and every score term."""
+        holding an open offer; with ``chain_s`` on, the workers whose job on site ends
+        soon too) with feasibility, ETA and every score term."""
         job = await order_job(self.stores, order, now=now, params=self.match)
+        on_site: dict[int, chains.OnSite] = {}
+        if self.match.chain_s > 0 and self.match.policy == "batch":  # as a tick does
+            on_site = await chains.ending_soon(
+                self.stores.pool, order.city_id, now, self.match.chain_s
+            )
         live, _ = await self.available.refresh(order.city_id)
-        index = live.index()
+        index = live.index(exclude=np.array(sorted(on_site), dtype=np.int64))
         candidates: list[Candidate] = []
+        found = np.empty(0, dtype=np.int64)
         if len(index):
             found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
             if order.merchant_id is not None:  # within the merchant's team, as a tick does
                 staff = await merchant_store.staff_of(self.stores.pool, [order.merchant_id])
                 found = self._staff_near(index, staff[order.merchant_id], job)
-            ids = index.worker_ids
-            positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
+        ids = index.worker_ids
+        positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
+        (chained,) = self._chained_near([order], np.array([job.lat]), np.array([job.lng]), on_site)
+        positions.update({w: (on_site[w].lat, on_site[w].lng) for w in chained})
+        if positions:
             cands = await load_candidates(
-                self.stores, order.city_id, positions, now=now, customer_ids=[job.customer_id]
+                self.stores,
+                order.city_id,
+                positions,
+                now=now,
+                customer_ids=[job.customer_id],
+                chains={w: on_site[w].chain for w in chained},
             )
-            candidates = [cands[w] for w in ids[found].tolist() if w in cands]
+            candidates = [cands[w] for w in [*ids[found].tolist(), *chained] if w in cands]
         graph = await self.tracking.eta.graph_for(order.city_id)
         etas = self._etas(
             [job],
@@ -685,8 +700,12 @@ class Engine:
             self.tracking.eta_params,
             self._destinations_of(order.city_id),
         )
+        now_s = int(now.timestamp())
+        for c in candidates:
+            if c.chain is not None and c.worker_id in etas[0]:
+                etas[0][c.worker_id] = chained_eta_s(c, etas[0][c.worker_id], now_s)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
-        return decide([job], [candidates], etas, int(now.timestamp()), self.match)[0]
+        return decide([job], [candidates], etas, now_s, self.match)[0]
 
     def _destinations_of(self, city_id: str) -> DestinationCache:
         """The city's kept reverse road searches, one per destination."""

@@ -85,6 +85,14 @@ async def test_a_worker_ending_soon_next_door_gets_the_next_job_which_starts_whe
     await on_site(client, stores, dispatcher, busy, first, ends_in_s=30)
     second = await book_here(client, customer, instant_service, here)
     chain = chaining(engine, live_app, 300.0)
+    order2 = await store.get(stores.pool, second["id"])
+    assert order2 is not None
+    preview = await chain.preview(order2, datetime.now(UTC))  # the console's candidates
+    assert preview.worker_id == busy.id
+    assert {c.worker_id: c.candidate.chain is not None for c in preview.candidates} == {
+        busy.id: True,
+        free.id: False,
+    }
     report = await chain.tick(engine_city.id, datetime.now(UTC))
     assert (report.offered, report.chained) == (1, 1)
     offer = await next_of(ws_busy, "offer")
