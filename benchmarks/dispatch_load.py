@@ -95,8 +95,9 @@ def run_level(
 
     ``chain_s`` > 0 (batch only): a worker whose job ends within that many seconds is a
     candidate too, from that job's address, with the time left added to the ETA; if
-    chosen, the next job starts after the current one (a chained order, 接力单). Not
-    built in the engine: this measures what it would gain."""
+    chosen, the next job starts after the current one (a chained order, 接力单). The
+    engine's is ``[matching] chain_s`` (docs/dispatch.md#chained-orders); this model
+    measures what it gains, with every offer accepted and no server."""
     rng = random.Random(seed)
     crew = []
     for i in range(workers):

@@ -24,6 +24,9 @@ fix; the reason names the member. Reassigning unassigns the whole crew (the orde
 offered to a new crew) and keeps that member away; on an ``arrived`` crew order a late or
 silent member is alerted on.
 
+A chained job (docs/dispatch.md#chained-orders), held while the worker's job on site
+lasts, adds the time left of that job (its expected end) to the ETA range.
+
 Pinned orders are only alerted on. The existing rule that an ``assigned`` worker silent
 for ``stale_reassign_s`` loses the job (engine) stays; this one reacts sooner and also
 to lateness.
@@ -107,7 +110,12 @@ async def check(
     """Judge every held job of the city not yet on site; reassign or alert. Counts by action."""
     rows = await stores.pool.fetch(
         "SELECT o.id, coalesce(c.worker_id, o.worker_id) AS worker_id, o.status, o.lat, o.lng, "
-        "o.created_at, o.window_end, o.pinned, c.worker_id AS member FROM orders o "
+        "o.created_at, o.window_end, o.pinned, c.worker_id AS member, "
+        # A chained job (docs/dispatch.md#chained-orders) waits for the worker's job on
+        # site: its expected end, when they set off at the earliest.
+        "(SELECT max(n.arrived_at + make_interval(mins => n.duration_min)) FROM orders n "
+        "WHERE n.worker_id = o.worker_id AND n.id <> o.id AND o.crew_size = 1 "
+        "AND n.status IN ('arrived', 'in_service')) AS busy_until FROM orders o "
         "LEFT JOIN order_crew c ON c.order_id = o.id AND o.crew_size > 1 "
         "AND c.released_at IS NULL AND c.arrived_at IS NULL "
         "WHERE o.city_id = $1 AND o.worker_id IS NOT NULL AND (o.status = ANY($2) "
@@ -142,6 +150,9 @@ async def check(
                 base = straight_eta_s(metres, eta_params)
             rng = eta_range(base, stats, eta_params)
             p50, p90 = rng.p50_s, rng.p90_s
+            if r["busy_until"] is not None:  # chained: the time left of the job on site first
+                left = max(0.0, r["busy_until"].timestamp() - now_s)
+                p50, p90 = p50 + left, p90 + left
         deadline = (
             r["window_end"].timestamp()
             if r["window_end"] is not None

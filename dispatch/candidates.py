@@ -18,7 +18,7 @@ from dispatch import offers, plan_store
 from dispatch.models import Order
 from doorstep.stores import Stores
 from matching.feasibility import why_not
-from matching.model import Candidate, Commitment, Job
+from matching.model import Candidate, Chain, Commitment, Job
 from matching.params import MatchParams
 from tracking import positions
 from workforce import store as workforce_store
@@ -92,8 +92,13 @@ async def load_candidates(
     now: datetime,
     customer_ids: Iterable[int] = (),
     days: int = 2,
+    chains: Mapping[int, Chain] | None = None,
 ) -> dict[int, Candidate]:
-    """Candidates for the given workers (worker id → (lat, lng)) as of ``now``."""
+    """Candidates for the given workers (worker id → (lat, lng)) as of ``now``.
+
+    ``chains``: workers on a job ending soon (docs/dispatch.md#chained-orders), at its
+    address (their position here): ``busy``, with the job's end."""
+    chains = chains or {}
     ids = list(positions)
     if not ids:
         return {}
@@ -192,9 +197,10 @@ async def load_candidates(
             if r["exams_required"]
             else frozenset(),
             # suspended or dismissed (quality/): "not available: unavailable" to the matcher
-            state="unavailable" if w in blocked else "available",
+            state="unavailable" if w in blocked else "busy" if w in chains else "available",
             commitment=_commitment(planned.get(w)),
             priority=w in prioritised,
+            chain=chains.get(w),
         )
     return out
 

@@ -15,7 +15,9 @@ processes never double-dispatch. A tick:
 4. brings its copy of the city's available workers up to date from the geo set's change
    log (``tracking.geo_log``: only the new entries, not the whole set; rebuilt from the
    set when entries were lost), builds an in-memory index over them, takes each order's
-   nearest candidates, loads their state, and asks
+   nearest candidates, loads their state — with ``[matching] chain_s`` > 0 (batch only),
+   also the workers whose job on site ends within it, from its address, the time left
+   added to their ETA (chained orders, ``dispatch/chains.py``) — and asks
    the matcher (batch assignment, or the greedy baseline) — recording every decision
    with the candidates and their score terms;
 5. sends offers (one worker in direct mode, the top few in grab mode; to a crew order,
@@ -49,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from dispatch import at_risk, offers, service, store
+from dispatch import at_risk, chains, offers, service, store
 from dispatch.candidates import load_candidates, order_job, order_jobs
 from dispatch.models import Order
 from dispatch.offers import OfferParams
@@ -62,6 +64,7 @@ from geo.coords import haversine_m
 from geo.roadgraph import RoadGraph
 from matching.assign import decide_batch, decide_greedy
 from matching.crew import CrewPick, pick_crew, refill_crew
+from matching.feasibility import chained_eta_s
 from matching.index import CandidateIndex
 from matching.model import Candidate, Decision, Job
 from matching.params import MatchParams
@@ -132,6 +135,7 @@ class TickReport:
     overflowed: int = 0  # merchants' orders handed to the platform (no staff could serve)
     replaced: int = 0  # crew orders whose missing member(s) were offered to another worker
     reformed: int = 0  # crew orders whose round ended: nobody fitted the missing seat(s)
+    chained: int = 0  # offers to workers still on a job ending soon (chained orders)
 
 
 class Engine:
@@ -380,9 +384,17 @@ class Engine:
         report.index_rebuilt = refreshed.rebuilt
         report.index_changes = refreshed.changes
         # A worker with an offer still open is not offered another job.
-        index = live.index(exclude=await self._offer_holders(city_id))
+        holders = await self._offer_holders(city_id)
+        # Chained orders (dispatch/chains.py): workers whose job ends soon, batch only.
+        on_site: dict[int, chains.OnSite] = {}
+        if self.match.chain_s > 0 and self.match.policy == "batch":
+            on_site = await chains.ending_soon(
+                self.stores.pool, city_id, now, self.match.chain_s, exclude=holders.tolist()
+            )
+        exclude = np.union1d(holders, np.array(sorted(on_site), dtype=np.int64))
+        index = live.index(exclude=exclude)
         jobs = await order_jobs(self.stores, orders, now=now, params=self.match)
-        if not len(index):
+        if not len(index) and not on_site:
             for order in orders:
                 if order.id in short:
                     await self._reform(order, "no worker is free to replace the missing member")
@@ -390,13 +402,12 @@ class Engine:
             report.unmatched = len([o for o in orders if o.id not in short])
             report.overflowed += await self._overflow([o for o in orders if o.id not in short], now)
             return
-        found_rows, _ = index.nearest_many(
-            np.array([j.lat for j in jobs]),
-            np.array([j.lng for j in jobs]),
-            self.match.k,
-            self.match.radius_m,
-        )
-        per_job = [row[row >= 0] for row in found_rows]
+        lats, lngs = np.array([j.lat for j in jobs]), np.array([j.lng for j in jobs])
+        if len(index):
+            found_rows, _ = index.nearest_many(lats, lngs, self.match.k, self.match.radius_m)
+            per_job = [row[row >= 0] for row in found_rows]
+        else:
+            per_job = [np.empty(0, dtype=np.int64) for _ in jobs]
         if any(o.merchant_id is not None for o in orders):
             per_job = await self._within_teams(orders, jobs, index, per_job)
         ids = index.worker_ids
@@ -404,17 +415,30 @@ class Engine:
         positions = {
             int(ids[p]): (float(index.lat[p]), float(index.lng[p])) for p in union.tolist()
         }
+        chained = self._chained_near(orders, lats, lngs, on_site)
+        positions.update({w: (on_site[w].lat, on_site[w].lng) for row in chained for w in row})
         cands = await load_candidates(
-            self.stores, city_id, positions, now=now, customer_ids=[j.customer_id for j in jobs]
+            self.stores,
+            city_id,
+            positions,
+            now=now,
+            customer_ids=[j.customer_id for j in jobs],
+            chains={w: s.chain for w, s in on_site.items()},
         )
         graph = await self.tracking.eta.graph_for(city_id)
         eta_params = self.tracking.eta_params
         candidate_lists = [
-            [cands[w] for w in ids[found].tolist() if w in cands] for found in per_job
+            [cands[w] for w in [*ids[found].tolist(), *more] if w in cands]
+            for found, more in zip(per_job, chained, strict=True)
         ]
         etas = self._etas(jobs, candidate_lists, graph, eta_params, self._destinations_of(city_id))
+        now_s = int(now.timestamp())
+        if on_site:  # a chained candidate sets off when their job ends: the time left first
+            for row in etas:
+                for w in row.keys() & on_site.keys():
+                    row[w] = chained_eta_s(cands[w], row[w], now_s)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
-        decisions = decide(jobs, candidate_lists, etas, int(now.timestamp()), self.match)
+        decisions = decide(jobs, candidate_lists, etas, now_s, self.match)
         decisions, crew_of, refills = self._crews(orders, decisions, short)
         report.decisions = list(decisions)
         await self._record(decisions)
@@ -455,10 +479,44 @@ class Engine:
             # that took longer than the window must not send offers already expired.
             sent = now + timedelta(seconds=time.perf_counter() - t0)
             made = await offers.make_offers(
-                self.stores, self.tracking, order, picks, mode=mode, params=self.offer, now=sent
+                self.stores,
+                self.tracking,
+                order,
+                picks,
+                mode=mode,
+                params=self.offer,
+                now=sent,
+                after={w: on_site[w].chain.order_id for w, _, _ in picks if w in on_site},
             )
             report.offered += bool(made)
+            report.chained += sum(1 for o in made if o.after_order_id is not None)
         report.overflowed += await self._overflow(unserved, now)
+
+    def _chained_near(
+        self,
+        orders: Sequence[Order],
+        lats: np.ndarray,
+        lngs: np.ndarray,
+        on_site: dict[int, chains.OnSite],
+    ) -> list[list[int]]:
+        """Per order, the workers ending a job soon (``on_site``) nearest to it: the ``k``
+        nearest within the radius, by the job's address. Not for crew orders (a crew is
+        offered together) nor merchants' orders (their own staff)."""
+        if not on_site:
+            return [[] for _ in orders]
+        workers = sorted(on_site)
+        index = CandidateIndex.build(
+            np.array(workers, dtype=np.int64),
+            np.array([on_site[w].lat for w in workers]),
+            np.array([on_site[w].lng for w in workers]),
+        )
+        rows, _ = index.nearest_many(lats, lngs, self.match.k, self.match.radius_m)
+        return [
+            []
+            if order.crew_size > 1 or order.merchant_id is not None
+            else index.worker_ids[row[row >= 0]].tolist()
+            for order, row in zip(orders, rows, strict=True)
+        ]
 
     async def _reform(self, order: Order, why: str) -> None:
         """End a short crew's round: the next tick forms a new crew."""
@@ -603,22 +661,37 @@ class Engine:
     async def preview(self, order: Order, now: datetime) -> Decision:
         """What a tick would decide for this order alone, now, without offering or recording
         anything: the nearby available workers (retrieved as a tick does, including any
-        holding an open offer) with feasibility, road ETA and every score term."""
+        holding an open offer; with ``chain_s`` on, the workers whose job on site ends
+        soon too) with feasibility, ETA and every score term."""
         job = await order_job(self.stores, order, now=now, params=self.match)
+        on_site: dict[int, chains.OnSite] = {}
+        if self.match.chain_s > 0 and self.match.policy == "batch":  # as a tick does
+            on_site = await chains.ending_soon(
+                self.stores.pool, order.city_id, now, self.match.chain_s
+            )
         live, _ = await self.available.refresh(order.city_id)
-        index = live.index()
+        index = live.index(exclude=np.array(sorted(on_site), dtype=np.int64))
         candidates: list[Candidate] = []
+        found = np.empty(0, dtype=np.int64)
         if len(index):
             found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
             if order.merchant_id is not None:  # within the merchant's team, as a tick does
                 staff = await merchant_store.staff_of(self.stores.pool, [order.merchant_id])
                 found = self._staff_near(index, staff[order.merchant_id], job)
-            ids = index.worker_ids
-            positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
+        ids = index.worker_ids
+        positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
+        (chained,) = self._chained_near([order], np.array([job.lat]), np.array([job.lng]), on_site)
+        positions.update({w: (on_site[w].lat, on_site[w].lng) for w in chained})
+        if positions:
             cands = await load_candidates(
-                self.stores, order.city_id, positions, now=now, customer_ids=[job.customer_id]
+                self.stores,
+                order.city_id,
+                positions,
+                now=now,
+                customer_ids=[job.customer_id],
+                chains={w: on_site[w].chain for w in chained},
             )
-            candidates = [cands[w] for w in ids[found].tolist() if w in cands]
+            candidates = [cands[w] for w in [*ids[found].tolist(), *chained] if w in cands]
         graph = await self.tracking.eta.graph_for(order.city_id)
         etas = self._etas(
             [job],
@@ -627,8 +700,12 @@ class Engine:
             self.tracking.eta_params,
             self._destinations_of(order.city_id),
         )
+        now_s = int(now.timestamp())
+        for c in candidates:
+            if c.chain is not None and c.worker_id in etas[0]:
+                etas[0][c.worker_id] = chained_eta_s(c, etas[0][c.worker_id], now_s)
         decide = decide_batch if self.match.policy == "batch" else decide_greedy
-        return decide([job], [candidates], etas, int(now.timestamp()), self.match)[0]
+        return decide([job], [candidates], etas, now_s, self.match)[0]
 
     def _destinations_of(self, city_id: str) -> DestinationCache:
         """The city's kept reverse road searches, one per destination."""

@@ -39,6 +39,13 @@ class WorkerBusy(Conflict, DispatchError):
     code = "worker_busy"
 
 
+class CurrentJobFirst(Conflict, DispatchError):
+    """A chained job (docs/dispatch.md#chained-orders) starts when the worker's current
+    one ends: it cannot be set off or arrived at before."""
+
+    code = "current_job_first"
+
+
 class IdempotencyKeyReused(InvalidInput, DispatchError):
     """The Idempotency-Key was used before for a different request (another body)."""
 

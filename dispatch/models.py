@@ -95,6 +95,9 @@ class Offer:
     reason: str
     eta_s: float | None
     distance_m: float | None
+    # A chained offer (docs/dispatch.md#chained-orders): the worker's current job, which
+    # this one follows; None for a free worker.
+    after_order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -46,7 +46,7 @@ from doorstep.stores import Stores
 
 _OFFER = (
     "id, order_id, worker_id, mode, status, created_at, expires_at, answered_at, reason, "
-    "eta_s, distance_m"
+    "eta_s, distance_m, after_order_id"
 )
 SYSTEM = Caller("system", None)
 log = logging.getLogger("doorstep.dispatch.offers")
@@ -184,6 +184,9 @@ def offer_message(offer: Offer, order: Order, service_name: str) -> dict[str, An
         "eta_s": offer.eta_s,
         "distance_m": offer.distance_m,
         "crew_size": order.crew_size,  # > 1: offered to a crew, assigned when all accept
+        # A chained offer: the job follows this one of theirs (set off when it ends);
+        # ``eta_s`` counts the time left of it.
+        "after_order_id": offer.after_order_id,
     }
 
 
@@ -196,8 +199,13 @@ async def make_offers(
     mode: str,
     params: OfferParams,
     now: datetime,
+    after: Mapping[int, int] | None = None,
 ) -> list[Offer]:
     """Offer ``order`` to the picked workers (worker, eta_s, distance_m) and push the offers.
+
+    ``after``: workers still on a job (worker → that order), for chained offers
+    (docs/dispatch.md#chained-orders): the offer names the job, and accepting it makes
+    this order their next one.
 
     Workers who do not qualify (``workforce.gating``: a skill's exam not passed, a
     certificate unverified or expired) are dropped here whatever picked them: the
@@ -219,14 +227,15 @@ async def make_offers(
         made = []
         for worker_id, eta, distance in picks:
             row = await conn.fetchrow(
-                f"INSERT INTO offers (order_id, worker_id, mode, expires_at, eta_s, distance_m) "
-                f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_OFFER}",
+                "INSERT INTO offers (order_id, worker_id, mode, expires_at, eta_s, distance_m, "
+                f"after_order_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_OFFER}",
                 order.id,
                 worker_id,
                 mode,
                 expires,
                 eta,
                 distance,
+                (after or {}).get(worker_id),
             )
             assert row is not None
             made.append(_offer(row))
@@ -313,14 +322,18 @@ async def accept(stores: Stores, tracking: Publisher, offer_id: int, worker_id: 
             "UPDATE offers SET status = 'accepted', answered_at = $2 WHERE id = $1", offer_id, now
         )
     try:
+        chained = offer.after_order_id
         order = await service.act(
             stores,
             tracking,
             offer.order_id,
             "assign",
             Caller("worker", worker_id),
-            reason=f"accepted offer {offer_id}",
+            reason=f"accepted offer {offer_id}"
+            + (f" (chained: next after order {chained})" if chained else ""),
             via_offer=True,
+            after_order_id=chained,
+            data={"after_order_id": chained} if chained else None,
         )
     except Exception as e:  # someone else won, the worker got busy, or the store failed
         await stores.pool.execute(

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import asyncpg
 
@@ -35,6 +35,7 @@ from dispatch.booking import (
 )
 from dispatch.errors import (
     CrewNotHere,
+    CurrentJobFirst,
     IdempotencyKeyReused,
     InvalidOrder,
     OrderNotFound,
@@ -370,14 +371,54 @@ async def busy_with(db: Conn, worker_id: int, order_id: int) -> int | None:
     return int(busy) if busy is not None else None
 
 
-async def _lock_worker(conn: Tx, worker_id: int, order_id: int, field: str = "worker_id") -> None:
-    """Serialise assignments to one worker, then refuse if they hold another active job."""
+async def other_jobs(db: Conn, worker_id: int, order_id: int) -> list[tuple[int, str, int]]:
+    """The active jobs other than ``order_id`` the worker holds (alone or in a crew):
+    (order id, status, crew size), by id."""
+    rows = await db.fetch(
+        "SELECT id, status, crew_size FROM orders WHERE (worker_id = $1 OR id IN (SELECT "
+        "order_id FROM order_crew WHERE worker_id = $1 AND released_at IS NULL)) AND id <> $2 "
+        "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') ORDER BY id",
+        worker_id,
+        order_id,
+    )
+    return [(int(r["id"]), str(r["status"]), int(r["crew_size"])) for r in rows]
+
+
+CHAINABLE_FROM: Final = frozenset({"arrived", "in_service"})
+"""A chained job may follow a job in these statuses (the worker is at its address)."""
+
+
+async def _lock_worker(
+    conn: Tx,
+    worker_id: int,
+    order_id: int,
+    field: str = "worker_id",
+    after_order_id: int | None = None,
+) -> None:
+    """Serialise assignments to one worker, then refuse if they hold another active job.
+
+    ``after_order_id`` (a chained offer's accept, docs/dispatch.md#chained-orders): the
+    worker may hold that one job, on site (arrived or in service, alone): this order
+    becomes their next. Not when they hold anything else, e.g. a chained job already."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('doorstep-worker'), $1::int)", worker_id % 2**31
     )
     busy = await busy_with(conn, worker_id, order_id)
-    if busy is not None:
-        raise WorkerBusy(f"worker {worker_id} already holds order {busy}", field=field)
+    if busy is None:
+        return
+    if after_order_id is not None:
+        others = await other_jobs(conn, worker_id, order_id)
+        if [o for o, _, _ in others] == [after_order_id]:
+            _, status, crew_size = others[0]
+            if status in CHAINABLE_FROM and crew_size == 1:
+                return
+        else:
+            held = ", ".join(str(o) for o, _, _ in others if o != after_order_id)
+            raise WorkerBusy(
+                f"worker {worker_id} already holds order {held} besides order {after_order_id}",
+                field=field,
+            )
+    raise WorkerBusy(f"worker {worker_id} already holds order {busy}", field=field)
 
 
 async def act(
@@ -398,8 +439,13 @@ async def act(
     reserve: Reserve | None = None,
     photos: tuple[int, ...] = (),
     crew: Sequence[int] = (),
+    after_order_id: int | None = None,
 ) -> Order:
     """Take ``action`` on the order as ``caller``; the whole change or nothing.
+
+    ``after_order_id``: a chained offer's accept (docs/dispatch.md#chained-orders): the
+    worker may still be on that order; this one is their next. A job held while another
+    of the worker's is on site cannot be set off or arrived at (:class:`CurrentJobFirst`).
 
     ``crew``: to assign a crew order (``crew_size`` > 1), its workers, the lead first
     (docs/dispatch.md#crews). A crew member's ``depart`` or ``arrive`` after the order
@@ -448,7 +494,13 @@ async def act(
             if target is None:
                 raise InvalidOrder("name the worker to assign", field="worker_id")
             for i, one in enumerate(joining or [target]):
-                await assignable(conn, order, one, f"worker_ids[{i}]" if joining else "worker_id")
+                await assignable(
+                    conn,
+                    order,
+                    one,
+                    f"worker_ids[{i}]" if joining else "worker_id",
+                    None if joining else after_order_id,
+                )
             fields["worker_id"] = target
         elif action == "reschedule":
             if order.kind != "scheduled" or window is None:
@@ -459,7 +511,9 @@ async def act(
             fields.update(worker_id=None, window_start=window[0], window_end=window[1])
         elif action == "unassign" or (action == "decline" and order.worker_id):
             fields["worker_id"] = None
-        elif action == "depart":
+        if action in ("depart", "arrive") and order.crew_size == 1 and order.worker_id:
+            await _current_first(conn, order.worker_id, order.id)
+        if action == "depart":
             fields["en_route_at"] = now
             fields["eta_predicted_s"] = await _predict(stores, tracking, order)
         elif action == "arrive":
@@ -569,9 +623,27 @@ def _crew_of(order: Order, crew: Sequence[int], target: int | None) -> list[int]
     return workers
 
 
-async def assignable(conn: Tx, order: Order, target: int, field: str = "worker_id") -> None:
+async def _current_first(conn: Tx, worker_id: int, order_id: int) -> None:
+    """Refuse to set off for (or arrive at) a chained job while the worker's current job
+    is still on site."""
+    for other, status, _ in await other_jobs(conn, worker_id, order_id):
+        if status in CHAINABLE_FROM:
+            raise CurrentJobFirst(
+                f"finish order {other} first: this job is your next one, after it",
+                field="status",
+            )
+
+
+async def assignable(
+    conn: Tx,
+    order: Order,
+    target: int,
+    field: str = "worker_id",
+    after_order_id: int | None = None,
+) -> None:
     """The worker exists, works in the order's city and holds no other job (locked until
-    the caller's transaction ends); errors name ``field``."""
+    the caller's transaction ends) — or only ``after_order_id``, on site, for a chained
+    accept; errors name ``field``."""
     worker = await workforce_store.worker(conn, target, detail=False)
     if worker is None:
         raise InvalidOrder(f"no worker {target}", field=field)
@@ -580,7 +652,7 @@ async def assignable(conn: Tx, order: Order, target: int, field: str = "worker_i
             f"worker {target} works in {worker.city_id}, not {order.city_id}",
             field=field,
         )
-    await _lock_worker(conn, target, order.id, field)
+    await _lock_worker(conn, target, order.id, field, after_order_id)
 
 
 async def _whole_crew_here(conn: Tx, order: Order) -> None:

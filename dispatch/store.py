@@ -162,11 +162,15 @@ async def last_event(db: Conn, order_id: int) -> OrderEvent | None:
 
 async def active_for_worker(db: Conn, worker_id: int) -> Order | None:
     """The job a worker holds now (assigned, en route, arrived or in service), alone or
-    as a member of its crew."""
+    as a member of its crew. With a chained job (docs/dispatch.md#chained-orders) they
+    hold two: the one furthest along is the current one (the chained one waits,
+    ``assigned``, until it ends)."""
     row = await db.fetchrow(
         f"SELECT {_COLS} FROM orders WHERE (worker_id = $1 OR id IN (SELECT order_id FROM "
         "order_crew WHERE worker_id = $1 AND released_at IS NULL)) "
-        "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') ORDER BY id LIMIT 1",
+        "AND status IN ('assigned', 'en_route', 'arrived', 'in_service') ORDER BY "
+        "array_position(ARRAY['in_service', 'arrived', 'en_route', 'assigned'], status::text), id "
+        "LIMIT 1",
         worker_id,
     )
     return _order(row) if row else None

@@ -17,7 +17,7 @@ import math
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from geo.coords import haversine_m
-from matching.model import NO_FIX_AGE_S, Candidate, Commitment, Job
+from matching.model import NO_FIX_AGE_S, Candidate, Chain, Commitment, Job
 from matching.params import MatchParams
 
 
@@ -63,7 +63,9 @@ def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str
     """Why ``cand`` cannot take ``job`` judging by state alone, or None.
 
     Checks, in order: excluded, pinned to another worker, not available (busy,
-    unavailable, offline), stale location fix, missing skills, a skill's exam not passed, certificates missing or
+    unavailable, offline; a busy worker with a :class:`~matching.model.Chain` passes
+    when chaining is on and their job ends soon enough, :func:`why_not_chain`), stale
+    location fix, missing skills, a skill's exam not passed, certificates missing or
     expired before the last day the job could run, schedule not covering the job if it
     started as early as possible.
     """
@@ -72,7 +74,11 @@ def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str
     if job.pinned_worker_id is not None and job.pinned_worker_id != cand.worker_id:
         return f"pinned to another worker: {job.pinned_worker_id}"
     if cand.state != "available":
-        return f"not available: {cand.state}"
+        if cand.state != "busy" or cand.chain is None:
+            return f"not available: {cand.state}"
+        reason = why_not_chain(cand.chain, now_s, params)
+        if reason is not None:
+            return reason
     if cand.fix_age_s >= NO_FIX_AGE_S:
         return "stale location fix: none known"
     if cand.fix_age_s > params.fresh_fix_s:
@@ -96,10 +102,55 @@ def why_not(job: Job, cand: Candidate, now_s: float, params: MatchParams) -> str
     return outside_schedule(job, start_s, params)
 
 
+def why_not_chain(chain: Chain, now_s: float, params: MatchParams) -> str | None:
+    """Why a busy worker on ``chain``'s job cannot be offered a job to do after it, or
+    None: chaining off (``chain_s`` 0), or the job ends later than ``chain_s`` from now,
+    or it should have ended more than ``chain_s`` ago (an overrun: when it ends is not
+    known)."""
+    if params.chain_s <= 0:
+        return f"not available: busy (order {chain.order_id}; chaining off)"
+    left = chain.ends_s - now_s
+    if left > params.chain_s:
+        return (
+            f"busy: order {chain.order_id} ends in {left / 60:.0f} min, "
+            f"beyond chaining's {params.chain_s / 60:.0f} min"
+        )
+    if left < -params.chain_s:
+        return f"busy: order {chain.order_id} overran its expected end by {-left / 60:.0f} min"
+    return None
+
+
+def time_left_s(cand: Candidate, now_s: float) -> float:
+    """How long until ``cand`` is free: 0, or for a chained candidate the time left of
+    their current job (0 once its expected end has passed)."""
+    if cand.chain is None:
+        return 0.0
+    return max(0.0, cand.chain.ends_s - now_s)
+
+
+def chained_eta_s(cand: Candidate, road_eta_s: float, now_s: float) -> float:
+    """The ETA the matcher is given for ``cand``: the road ETA from their position, plus,
+    for a chained candidate, the time left of their current job (they set off when it
+    ends; the position is its address). The ETAs given to :func:`why_not_eta` and the
+    policies count from ``now_s``, so the decision stores this total and replays it."""
+    return road_eta_s + time_left_s(cand, now_s) if cand.chain is not None else road_eta_s
+
+
+def chain_note(cand: Candidate, now_s: float) -> str | None:
+    """Why a candidate's ETA is more than the road's, for a dispatcher: "chained: after
+    order N, which ends in M min" (None for a free worker)."""
+    if cand.chain is None:
+        return None
+    left = time_left_s(cand, now_s)
+    return f"chained: after order {cand.chain.order_id}, which ends in {left / 60:.1f} min"
+
+
 def why_not_eta(
     job: Job, cand: Candidate, eta_s: float, now_s: float, params: MatchParams
 ) -> str | None:
-    """Why ``cand``, ``eta_s`` seconds away by road, cannot take ``job``, or None."""
+    """Why ``cand``, ``eta_s`` seconds away, cannot take ``job``, or None. ``eta_s`` counts
+    from ``now_s``: for a chained candidate, the time left of their job plus the road
+    (:func:`chained_eta_s`)."""
     if not (math.isfinite(eta_s) and eta_s >= 0):
         return "no road ETA"
     if eta_s > params.max_eta_s:

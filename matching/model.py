@@ -114,6 +114,17 @@ class Commitment:
     latest_start_s: int
 
 
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """The job a busy worker is on, for chaining (接力单, ``MatchParams.chain_s``): order
+    ``order_id``, at the candidate's position (its address), expected to end at
+    ``ends_s`` (arrival + the service's duration). A job offered to them starts after it:
+    their ETA counts the time left (:func:`matching.feasibility.chained_eta_s`)."""
+
+    order_id: int
+    ends_s: int
+
+
 NO_FIX_AGE_S: Final = 1e9
 """The fix age of a worker with no known fix (any larger age is clamped to it)."""
 
@@ -131,6 +142,8 @@ class Candidate(msgspec.Struct, frozen=True):
     (their exam is not passed: ``workforce.gating``). ``commitment`` is their next planned scheduled job: an instant job
     must leave them time to reach it (``matching.feasibility.why_not_eta``).
     ``priority``: a quality reward gives them dispatch priority now (``quality/``).
+    ``chain``: a busy worker (``state`` "busy") whose current job ends soon, at the
+    candidate's position; they may take a job next, after it (``MatchParams.chain_s``).
     """
 
     worker_id: int
@@ -150,6 +163,7 @@ class Candidate(msgspec.Struct, frozen=True):
     untrained: frozenset[str] = frozenset()  # held skills whose exam is not passed yet
     commitment: Commitment | None = None  # the next planned scheduled job, if any
     priority: bool = False  # dispatch priority (a quality reward in force)
+    chain: Chain | None = None  # busy: the current job, ending soon (chained orders)
 
     def __post_init__(self) -> None:
         lat, lng, age, rating_sum = self.lat, self.lng, self.fix_age_s, self.rating_sum

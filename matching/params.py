@@ -58,6 +58,11 @@ class MatchParams:
     plan_margin_s: float = 600.0
     # Crews (matching.crew): the members of a crew arrive within this of each other.
     crew_window_s: float = 600.0
+    # Chained orders (接力单, docs/dispatch.md#chained-orders): a busy worker whose current
+    # job ends within this many seconds is a candidate too, from that job's address, with
+    # the time left added to the ETA; the job offered starts after the current one.
+    # 0: off (only free workers are candidates).
+    chain_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in get_args(Policy):
@@ -93,6 +98,8 @@ class MatchParams:
             raise ValueError("fairness_floor must be between 0 and 1.")
         if not (math.isfinite(self.crew_window_s) and self.crew_window_s >= 0):
             raise ValueError("crew_window_s must be a finite number >= 0.")
+        if not (math.isfinite(self.chain_s) and self.chain_s >= 0):
+            raise ValueError("chain_s must be a finite number >= 0 (0: chaining off).")
         if not (math.isfinite(self.plan_margin_s) and self.plan_margin_s >= 0):
             raise ValueError("plan_margin_s must be a finite number >= 0.")
         if not (math.isfinite(self.infeasible_cost) and self.infeasible_cost >= 1e3):

@@ -79,6 +79,7 @@ const STR = {
   assign_crew: { zh: "指派班组", en: "Assign crew" },
   reassign_crew: { zh: "改派班组", en: "Reassign crew" },
   add_to_crew: { zh: "加入班组", en: "Add to crew" },
+  chained: { zh: "接力：订单 #{order} 结束后（约 {n} 分钟）", en: "chained: after order #{order} (ends in ~{n} min)" },
   in_crew: { zh: "已在班组", en: "In the crew" },
   in_crew_why: { zh: "{who} 已在这个班组里，请选其他师傅", en: "{who} is in this crew already: pick another worker" },
   put_in_seat: { zh: "换入", en: "Put in a seat" },
@@ -577,7 +578,12 @@ function scoreTable(decision, o, { actions }) {
         ...c.breakdown.weighted.map((v, i) => el("td", { class: "num", title: `raw ${c.breakdown.raw[i].toFixed(2)}` }, v.toFixed(1)))]
       : [el("td", { class: "why", colspan: terms.length + 1 }, c.why_not)];
     return el("tr", { class: `${c.feasible ? "" : "infeasible"}${chosen ? " chosen" : ""}`, dataset: { workerId: wid } },
-      el("td", {}, chosen ? "★ " : "", workerName(wid)),
+      el("td", {}, chosen ? "★ " : "", workerName(wid),
+        // A chained candidate (docs/dispatch.md#chained-orders): busy, free after their job.
+        c.candidate.chain ? el("div", { class: "muted chained" }, t("chained", {
+          order: c.candidate.chain.order_id,
+          n: Math.max(0, Math.round((c.candidate.chain.ends_s - decision.now_s) / 60)),
+        })) : null),
       el("td", { class: "num" }, c.eta_s != null ? `${Math.round(c.eta_s / 60)}′` : "—"),
       ...cells,
       actions && (o.crew_size || 1) > 1 ? el("td", {}, el("button", {

@@ -58,6 +58,8 @@ const STRINGS = {
   expires_in: { zh: "剩余", en: "Left" },
   eta_min: { zh: "约 {n} 分钟到达", en: "~{n} min away" },
   current_job: { zh: "当前工单", en: "Current job" },
+  next_job: { zh: "下一单：#{id}（本单完成后出发）", en: "Next: #{id} (set off when this one is done)" },
+  chained_offer: { zh: "接力单：订单 #{id} 完成后出发", en: "Chained: set off when order #{id} is done" },
   crew_job: { zh: "{n} 人班组", en: "Crew of {n}" },
   crew_mates: { zh: "同组师傅：", en: "Crew-mates: " },
   crew_wait: { zh: "全组到齐后才能开始服务", en: "The service starts when the whole crew is here" },
@@ -145,6 +147,7 @@ const S = {
   position: null,
   offers: new Map(), // offer_id → offer frame
   job: null, // the order under way
+  next: null, // a chained job: held, set off when the current one is done
   service: null,
   checked: new Set(),
   photos: [],
@@ -242,7 +245,12 @@ async function loadJob() {
   const mine = ++jobLoads; // only the newest answer is shown
   try {
     const list = await client.get("/v1/orders", { limit: 20 });
-    const job = list.find((o) => ACTIVE.includes(o.status)) || null;
+    // With a chained job (docs/dispatch.md#chained-orders) two are held: the one furthest
+    // along is the current one, the other is next (set off when the current one is done).
+    const held = list.filter((o) => ACTIVE.includes(o.status))
+      .sort((a, b) => ACTIVE.indexOf(b.status) - ACTIVE.indexOf(a.status) || a.id - b.id);
+    const job = held[0] || null;
+    S.next = held[1] || null;
     const service = job ? await client.get(`/v1/services/${encodeURIComponent(job.service_code)}`) : null;
     const crew = job && job.crew && job.crew.length > 1 ? await client.get(`/v1/orders/${job.id}/crew`) : null;
     if (mine !== jobLoads) return;
@@ -268,6 +276,7 @@ function offerCard(o) {
       el("span", { class: "price big" }, o.price_minor != null ? money(o.price_minor) : ""),
       el("span", { class: "muted" }, o.eta_s != null ? t("eta_min", { n: Math.max(1, Math.round(o.eta_s / 60)) }) : "")),
     o.crew_size > 1 ? el("div", { class: "chip crew" }, t("crew_job", { n: o.crew_size })) : null,
+    o.after_order_id ? el("div", { class: "chip chained" }, t("chained_offer", { id: o.after_order_id })) : null,
     o.window_start ? el("div", { class: "muted" }, `${localTime(o.window_start, lang, true)}–${localTime(o.window_end, lang)}`) : null,
     o.lat != null ? el("div", { class: "muted" }, `${o.lat.toFixed(3)}, ${o.lng.toFixed(3)}`) : null,
     el("div", { class: "row" },
@@ -295,6 +304,7 @@ function jobCard(job) {
     el("div", { class: "steps" }, ACTIVE.map((_, i) => el("span", { class: i <= step ? "done" : "" }))),
     el("b", {}, S.service ? named(lang, S.service) : job.service_code),
     el("div", {}, job.address_detail || `${job.lat.toFixed(5)}, ${job.lng.toFixed(5)}`),
+    S.next ? el("div", { class: "muted", id: "job-next", "data-order-id": S.next.id }, t("next_job", { id: S.next.id })) : null,
     job.contact_phone ? el("div", { class: "muted", id: "job-phone" }, `${t("customer_phone")}: ${job.contact_phone}`) : null,
     // A crew job: every member (★ the lead, ✓ arrived); the start waits for all of them.
     S.crew ? el("div", { class: "muted", id: "job-crew" }, t("crew_mates"),
