@@ -726,12 +726,14 @@ def decisions_digest(decisions: Sequence[Decision]) -> str:
     its inputs, ETA, reason or score breakdown (not timed). Hashed in the form decisions
     had before the ``priority`` term (issue 18): a candidate's ``priority`` false and the
     term's 0 raw and weighted values are left out (the benchmark's workers have none), as
-    is the digest of the params (new fields the benchmark leaves at their defaults change
-    it), so the recorded digests check that nothing else changed."""
+    are a candidate's ``chain`` null (chained orders: none here) and the digest of the
+    params (new fields the benchmark leaves at their defaults change it), so the recorded
+    digests check that nothing else changed."""
     h = hashlib.sha256()
     for d in decisions:
         raw = msgspec.json.encode(d, order="deterministic")
         raw = raw.replace(b',"priority":false', b"").replace(b',"priority"]', b"]")
+        raw = raw.replace(b',"chain":null', b"")
         h.update(_PARAMS_DIGEST.sub(b"", _PRIORITY_ZERO.sub(rb"\1],\2]", raw)))
     return h.hexdigest()
 
