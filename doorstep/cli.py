@@ -602,8 +602,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     # Procrastinate logs every job's start and end at INFO (a line a second with the
     # periodic checks): its warnings and errors are kept, failures are on /metrics.
+    # httpx logs every request at INFO ("HTTP Request: POST …"): the demo's simulated city
+    # and the sandboxes' notifications made a line per call. Its warnings are kept.
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     # SIGTERM stops like Ctrl-C: the `finally` blocks stop the embedded stores.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     if args.command == "keys" and args.keys_command == "new":  # no stores needed

@@ -207,6 +207,7 @@ _CLEANING_SERVICES: tuple[ServiceSeed, ...] = (
         ),
         instant=False,
         scheduled=True,
+        crew_size=2,  # "两人上门": a crew of two
     ),
     ServiceSeed(
         code="move_in_cleaning",

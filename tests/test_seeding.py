@@ -290,10 +290,11 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object], message: str) -> 
         build_city(**args)  # type: ignore[arg-type]
 
 
-def test_move_in_cleaning_is_a_crew_of_three() -> None:
-    """The seed's 开荒保洁 says "三人作业" and is seeded with crew_size 3; every other service is one worker."""
+def test_crew_services_are_seeded_with_the_crew_their_description_names() -> None:
+    """The seed's 开荒保洁 says "三人作业" and has crew_size 3, 深度保洁 says "两人上门" and has 2; every other service is one worker."""
     from seeding.catalog_content import SERVICES
 
     crews = {s.code: s.crew_size for s in SERVICES if s.crew_size != 1}
-    assert crews == {"move_in_cleaning": 3}
+    assert crews == {"move_in_cleaning": 3, "deep_cleaning": 2}
     assert "三人" in next(s for s in SERVICES if s.code == "move_in_cleaning").description_zh
+    assert "两人" in next(s for s in SERVICES if s.code == "deep_cleaning").description_zh
