@@ -33,7 +33,7 @@ from dispatch.models import Order
 from dispatch.service import Caller, transition_locked
 from doorstep.db import Tx
 from doorstep.stores import Stores
-from events.relay import Consumer
+from events.relay import Consumer, in_runs
 from events.types import Event, OrderChanged
 from growth import service as growth
 from jobs import store as jobs_store
@@ -63,6 +63,7 @@ from payments.store import PaymentRow, RefundRow
 
 log = logging.getLogger("doorstep.payments")
 QUEUE = "payments"
+_PAID = frozenset({"order.paid"})
 SYSTEM = Caller("system", None)
 Outcome = Literal["applied", "duplicate", "ignored", "rejected"]
 
@@ -855,7 +856,20 @@ class Payments:
             name="payments",
             types=frozenset({"order.cancelled", "order.paid"}),
             handle=self.handle,
+            handle_batch=self.handle_batch,
         )
+
+    async def handle_batch(self, tx: Tx, events: list[Event]) -> None:
+        """A batch: each stretch of ``order.paid`` cancels its orders' close jobs in one
+        statement; an ``order.cancelled`` is handled as by :meth:`handle`."""
+        await in_runs(tx, events, _PAID, self._paid, self.handle)
+
+    async def _paid(self, tx: Tx, events: list[Event]) -> None:
+        locks = [
+            _close_lock(e.payload.order_id) for e in events if isinstance(e.payload, OrderChanged)
+        ]
+        if locks:
+            await jobs_store.cancel_waiting_locks(tx, locks)
 
     async def handle(self, tx: Tx, event: Event) -> None:
         """In the consumer's transaction: a paid order's close job cancelled; a cancelled
