@@ -76,6 +76,15 @@ class Applied:
     reason: str = ""
 
 
+@dataclass(slots=True)
+class _Logged:
+    """A notification being applied, and whether it is logged already."""
+
+    provider: str
+    notify_id: str
+    done: bool = False
+
+
 def _close_lock(order_id: int) -> str:
     return f"payments-close:{order_id}"
 
@@ -405,11 +414,15 @@ class Payments:
                 await self._log(conn, provider_name, notice.notify_id, kind, no, result)
             else:
                 async with conn.transaction():
+                    logged = _Logged(provider_name, notice.notify_id)
                     if isinstance(notice, PaymentNotice):
-                        result = await self._apply_trade_in(conn, notice.trade, seen=seen)
+                        result = await self._apply_trade_in(
+                            conn, notice.trade, seen=seen, log=logged
+                        )
                     else:
                         result = await self._apply_refund_in(conn, notice.refund)
-                    await self._log(conn, provider_name, notice.notify_id, kind, no, result)
+                    if not logged.done:
+                        await self._log(conn, provider_name, notice.notify_id, kind, no, result)
         if result.outcome == "applied":
             log.info("%s %s %s applied (%s)", provider_name, kind, no, notice.notify_id)
         if result.outcome == "rejected":
@@ -466,10 +479,16 @@ class Payments:
         return result
 
     async def _apply_trade_in(
-        self, conn: Tx, trade: Trade, *, seen: PaymentRow | None = None
+        self,
+        conn: Tx,
+        trade: Trade,
+        *,
+        seen: PaymentRow | None = None,
+        log: _Logged | None = None,
     ) -> Applied:
         """:meth:`apply_trade` in the caller's transaction (``seen``: our trade, read
-        already).
+        already; ``log``: the notification reporting it, logged by the statement that marks
+        the trade paid if it comes to that — one round trip fewer — and then ``log.done``).
 
         The trade is read first without a lock: a report that does not match it is refused,
         and one for a trade already paid is a duplicate (a paid trade stays paid) — neither
@@ -496,8 +515,14 @@ class Payments:
         now = datetime.now(UTC)
         # Locks the trade and marks it paid in one statement; None: another delivery won.
         marked = await store.mark_paid(
-            conn, seen.id, provider_trade_no=trade.provider_trade_no, paid_at=trade.paid_at or now
+            conn,
+            seen.id,
+            provider_trade_no=trade.provider_trade_no,
+            paid_at=trade.paid_at or now,
+            log=None if log is None else (log.provider, log.notify_id, trade.out_trade_no),
         )
+        if log is not None:  # as "applied" (below, whatever follows) or "duplicate" (here)
+            log.done = True
         if marked is None:
             return Applied("duplicate", "already paid")
         p, another = marked

@@ -186,21 +186,42 @@ async def update_payment(db: Tx, payment_id: int, **fields: Any) -> PaymentRow:
 
 
 async def mark_paid(
-    db: Tx, payment_id: int, *, provider_trade_no: str, paid_at: datetime
+    db: Tx,
+    payment_id: int,
+    *,
+    provider_trade_no: str,
+    paid_at: datetime,
+    log: tuple[str, str | None, str] | None = None,
 ) -> tuple[PaymentRow, bool] | None:
     """Mark a trade paid (its row locked by the update); None if it was paid already.
     With the row: whether another trade of its order, for the same purpose, is paid too
-    (the same statement: one round trip fewer on a notification's path)."""
-    r = await db.fetchrow(
-        "UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
-        "WHERE id = $1 AND status <> 'paid' RETURNING "
-        + ", ".join(f"p.{c.strip()}" for c in _PAY.split(","))
-        + ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
-        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid",
-        payment_id,
-        provider_trade_no,
-        paid_at,
+    (the same statement: one round trip fewer on a notification's path). With ``log``
+    (provider, notify id, out_trade_no) the payment notification being applied is logged
+    by the same statement (:func:`log_notification`): ``applied`` if it marked the
+    trade, ``duplicate`` (already paid) if not."""
+    returning = ", ".join(f"p.{c.strip()}" for c in _PAY.split(",")) + (
+        ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
+        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid"
     )
+    update = (
+        "UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
+        f"WHERE id = $1 AND status <> 'paid' RETURNING {returning}"
+    )
+    if log is None:
+        r = await db.fetchrow(update, payment_id, provider_trade_no, paid_at)
+    else:
+        r = await db.fetchrow(
+            f"WITH m AS ({update}), "
+            "n AS (INSERT INTO payment_notifications (provider, notify_id, kind, out_trade_no, "
+            "outcome, reason) SELECT $4::text, $5::text, 'payment', $6::text, "
+            "CASE WHEN EXISTS (SELECT 1 FROM m) THEN 'applied' ELSE 'duplicate' END, "
+            "CASE WHEN EXISTS (SELECT 1 FROM m) THEN '' ELSE 'already paid' END) "
+            "SELECT * FROM m",
+            payment_id,
+            provider_trade_no,
+            paid_at,
+            *log,
+        )
     if r is None:
         return None
     row = dict(r)
