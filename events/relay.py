@@ -13,8 +13,10 @@ same connection LISTENs for. A poll every ``poll_s`` covers lost notifications.
 A consumer reads its events after its cursor, in seq order, a batch at a time, and
 runs its handler for each inside one transaction that also moves the cursor: the
 handler's database writes and the cursor commit together, so a crash redelivers the
-batch and the writes are not made twice. A cursor that moved under us (a process that
-lost its lease and kept going) makes the transaction roll back. If a handler fails,
+batch and the writes are not made twice (a consumer with a ``handle_batch`` gets the
+batch's events at once, in that transaction: one statement for many events). A cursor
+that moved under us (a process that lost its lease and kept going) makes the
+transaction roll back. If a handler fails,
 the batch is rolled back and handled one event at a time; the failing event is
 *parked* with its retry time and the consumer moves on — except for later events of
 the same aggregate, which are parked behind it, so an aggregate's events are never
