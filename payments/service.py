@@ -514,21 +514,23 @@ class Payments:
         assert order is not None
         now = datetime.now(UTC)
         # Locks the trade and marks it paid in one statement; None: another delivery won.
+        # One statement marks the trade paid, posts its capture to the ledger and logs the
+        # notification (the capture's terms are the trade's, which marking does not change).
         marked = await store.mark_paid(
             conn,
             seen.id,
             provider_trade_no=trade.provider_trade_no,
             paid_at=trade.paid_at or now,
             log=None if log is None else (log.provider, log.notify_id, trade.out_trade_no),
+            entry=rules.captured(
+                seen.provider, trade.provider_trade_no, seen.order_id, seen.amount_fen
+            ),
         )
         if log is not None:  # as "applied" (below, whatever follows) or "duplicate" (here)
             log.done = True
         if marked is None:
             return Applied("duplicate", "already paid")
         p, another = marked
-        await ledger_store.post(
-            conn, rules.captured(p.provider, trade.provider_trade_no, p.order_id, p.amount_fen)
-        )
         others_paid = p.purpose != "addon" and another  # add-ons: rounds
         if others_paid:
             await self._refund_in(
