@@ -144,18 +144,27 @@ def _process_tree(pid: int) -> list[int]:
     return tree
 
 
-def _postgres_cpu() -> dict[int, float]:
+def _postgres_cpu(only: set[int] | None = None) -> dict[int, float]:
     """CPU seconds (user + system) of each PostgreSQL process on the machine (the
-    embedded or the local server, its backends and background processes), by pid."""
+    embedded or the local server, its backends and background processes), by pid; with
+    ``only``, of those pids only (:func:`_backends`)."""
     out: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if entry.name.isdigit() and (only is None or int(entry.name) in only):
             try:
                 if (entry / "comm").read_text().strip() == "postgres":
                     out[int(entry.name)] = h.cpu_seconds([int(entry.name)])
             except OSError:
                 continue
     return out
+
+
+async def _backends(pool: Any) -> set[int]:
+    """The pids of the backends connected to the benchmark's database (the server's pool
+    and relay, this process's pool): its share of a PostgreSQL that other sessions'
+    databases share, without their load (nor the WAL writer and checkpointer)."""
+    rows = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    return {int(r["pid"]) for r in rows}
 
 
 def _postgres_cpu_between(a: dict[int, float], b: dict[int, float]) -> float:
@@ -454,6 +463,7 @@ async def orchestrate(
         if args.profile_burst:
             os.kill(server.pid, signal.SIGUSR1)
         cpu0, client0 = h.cpu_seconds(server_pids), time.process_time()
+        own0 = _postgres_cpu(await _backends(pool))
         db0, machine = _postgres_cpu(), h.CpuMeter()
         t2 = time.perf_counter()
         first = await _gather_limited(
@@ -466,6 +476,7 @@ async def orchestrate(
             _postgres_cpu(),
             machine.cores_busy(),
         )
+        own1 = _postgres_cpu(await _backends(pool))
         await _gather_limited(args.concurrency, [post(b, hd) for b, hd in signed[len(bodies) :]])
         burst_s = time.perf_counter() - t2
         cpu2, client1 = h.cpu_seconds(server_pids), time.process_time()
@@ -499,6 +510,7 @@ async def orchestrate(
                     firsts_lat.append(latencies[-1])
 
             load_p = os.getloadavg()[0]
+            own_p0 = _postgres_cpu(await _backends(pool))
             cpu_p0, db_p0, machine_p = h.cpu_seconds(server_pids), _postgres_cpu(), h.CpuMeter()
             t3 = time.perf_counter() + 0.05
             await asyncio.gather(*(at(i, b, hd, t3) for i, (b, hd) in enumerate(p_signed)))
@@ -508,6 +520,7 @@ async def orchestrate(
                 _postgres_cpu(),
                 machine_p.cores_busy(),
             )
+            own_p1 = _postgres_cpu(await _backends(pool))
             paced = {
                 "rate_offered_per_s": args.rate,
                 "notifications": len(p_signed),
@@ -521,6 +534,10 @@ async def orchestrate(
                 ),
                 "database_cpu_ms_per_notification": round(
                     _postgres_cpu_between(db_p0, db_p1) * 1000 / len(p_signed), 2
+                ),
+                # Only the backends of the benchmark's database (see _backends).
+                "database_own_cpu_ms_per_notification": round(
+                    _postgres_cpu_between(own_p0, own_p1) * 1000 / len(p_signed), 2
                 ),
                 "machine_cores_busy": machine_paced,
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
@@ -659,6 +676,11 @@ async def orchestrate(
             # saturate the machine when this nears its core count.
             "database_cpu_ms_per_first_delivery": round(
                 _postgres_cpu_between(db0, db1) * 1000 / max(1, len(bodies)), 2
+            ),
+            # The same, of the backends of the benchmark's database only (a shared
+            # PostgreSQL: other sessions' databases left out; see _backends).
+            "database_own_cpu_ms_per_first_delivery": round(
+                _postgres_cpu_between(own0, own1) * 1000 / max(1, len(bodies)), 2
             ),
             "database_cpu_ms_per_duplicate": round(
                 _postgres_cpu_between(db1, db2) * 1000 / max(1, len(wave) - len(bodies)), 2

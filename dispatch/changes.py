@@ -10,6 +10,7 @@ events are appended in the order of its changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +103,49 @@ async def record(
             event_type,
             aggregate_key("order", after.id),
             after.version,
+            encode_payload(event_type, event),
+        ),
+    )
+
+
+async def update_recorded(
+    tx: Tx,
+    before: Order,
+    fields: dict[str, Any],
+    *,
+    action: str,
+    actor: str,
+    actor_id: int | None,
+    reason: str,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+) -> Order | None:
+    """Set ``fields`` on an order whose row lock the caller holds, with its history row
+    and domain event, in one statement; None (nothing written) if its version moved.
+
+    The event is built beforehand from the order as the update will leave it: ``fields``
+    set and the version one up (what :func:`record` would read back)."""
+    expected = replace(before, **fields, version=before.version + 1)
+    event_type = order_event_type(action)
+    event = payload(
+        before, expected, action=action, actor=actor, actor_id=actor_id, reason=reason, at=at
+    )
+    return await store.update_recorded(
+        tx,
+        before.id,
+        before.version,
+        fields,
+        action=action,
+        from_status=before.status,
+        actor=actor,
+        actor_id=actor_id,
+        reason=reason,
+        data=data,
+        at=at,
+        outbox=(
+            event_type,
+            aggregate_key("order", before.id),
+            expected.version,
             encode_payload(event_type, event),
         ),
     )

@@ -683,13 +683,13 @@ async def transition_locked(
     fields: dict[str, Any] = {"status": to}
     if action == "cancel":
         fields["cancel_fee_minor"] = 0
-    updated = await store.update(conn, order.id, order.version, fields)
-    if updated is None:
-        raise StaleVersion("the order changed while this action ran; try again", field="version")
-    await changes.record(
+    # The update, its history row and its event in one statement (a round trip fewer on
+    # a payment's capture): the event is built from the order as the update leaves it
+    # (the row is locked, so only ``fields`` and the version change).
+    updated = await changes.update_recorded(
         conn,
         order,
-        updated,
+        fields,
         action=action,
         actor=caller.role,
         actor_id=caller.user_id,
@@ -697,6 +697,8 @@ async def transition_locked(
         at=at,
         data=data,
     )
+    if updated is None:
+        raise StaleVersion("the order changed while this action ran; try again", field="version")
     if to in ENDS_ALERTS:
         await alerts.resolve(conn, order.id, version=updated.version, at=at, by=caller.user_id)
     return updated

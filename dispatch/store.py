@@ -105,6 +105,54 @@ async def update(db: Tx, order_id: int, version: int, fields: dict[str, Any]) ->
     return _order(row) if row else None
 
 
+async def update_recorded(
+    db: Tx,
+    order_id: int,
+    version: int,
+    fields: dict[str, Any],
+    *,
+    action: str,
+    from_status: str,
+    actor: str,
+    actor_id: int | None,
+    reason: str,
+    data: dict[str, Any] | None,
+    at: datetime,
+    outbox: tuple[str, str, int, dict[str, Any]],
+) -> Order | None:
+    """:func:`update` and :func:`add_event` (with its ``outbox`` event) in one statement;
+    the history row and the event are written only if the order was still at
+    ``version`` (None otherwise, nothing written)."""
+    fields = _sealed(fields)
+    names = list(fields)
+    sets = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
+    k = 2 + len(names)
+    row = await db.fetchrow(
+        f"WITH u AS (UPDATE orders SET {sets}, version = version + 1, updated_at = now() "
+        f"WHERE id = $1 AND version = $2 RETURNING {_COLS}), "
+        "h AS (INSERT INTO order_events (order_id, at, action, from_status, to_status, actor, "
+        f"actor_id, reason, data) SELECT u.id, ${k + 1}::timestamptz, ${k + 2}::text, "
+        f"${k + 3}::text, u.status, ${k + 4}::text, ${k + 5}::bigint, ${k + 6}::text, "
+        f"${k + 7}::jsonb FROM u), "
+        "e AS (INSERT INTO events (type, aggregate, version, payload, occurred_at) "
+        f"SELECT ${k + 8}::text, ${k + 9}::text, ${k + 10}::int, ${k + 11}::jsonb, "
+        f"${k + 1}::timestamptz FROM u) "
+        "SELECT * FROM u",
+        order_id,
+        version,
+        *fields.values(),
+        at,
+        action,
+        from_status,
+        actor,
+        actor_id,
+        reason,
+        data or {},
+        *outbox,
+    )
+    return _order(row) if row else None
+
+
 async def add_event(
     db: Tx,
     order_id: int,

@@ -13,8 +13,10 @@ same connection LISTENs for. A poll every ``poll_s`` covers lost notifications.
 A consumer reads its events after its cursor, in seq order, a batch at a time, and
 runs its handler for each inside one transaction that also moves the cursor: the
 handler's database writes and the cursor commit together, so a crash redelivers the
-batch and the writes are not made twice. A cursor that moved under us (a process that
-lost its lease and kept going) makes the transaction roll back. If a handler fails,
+batch and the writes are not made twice (a consumer with a ``handle_batch`` gets the
+batch's events at once, in that transaction: one statement for many events). A cursor
+that moved under us (a process that lost its lease and kept going) makes the
+transaction roll back. If a handler fails,
 the batch is rolled back and handled one event at a time; the failing event is
 *parked* with its retry time and the consumer moves on — except for later events of
 the same aggregate, which are parked behind it, so an aggregate's events are never
@@ -47,6 +49,7 @@ from events.types import Event, check_types
 log = logging.getLogger("doorstep.events")
 
 Handler = Callable[[Tx, Event], Awaitable[None]]
+BatchHandler = Callable[[Tx, list[Event]], Awaitable[None]]
 SEQUENCER = "sequencer"
 _LOCK_SPACE = 0x64736576  # "dsev": advisory locks of the relay's roles
 
@@ -63,6 +66,11 @@ class Consumer:
     # delivering process; a failure here is logged, the events stay handled.
     committed: Callable[[], Awaitable[None]] | None = None
     aborted: Callable[[], None] | None = None
+    # Optional: a batch's events at once, in seq order, in the batch's transaction, with
+    # the same effects as ``handle`` on each in turn, in fewer statements (one read for
+    # all their orders, one insert). Events parked behind their aggregate are left out.
+    # ``handle`` stays the one-by-one path: after a failure, and for parked retries.
+    handle_batch: BatchHandler | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name == SEQUENCER or not self.name.replace("-", "").isalnum():
@@ -301,8 +309,15 @@ class Relay:
                 return new
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    for event in events:
-                        await self._handle_or_wait(conn, consumer, event)
+                    if consumer.handle_batch is None:
+                        for event in events:
+                            await self._handle_or_wait(conn, consumer, event)
+                    else:
+                        ready = [
+                            e for e in events if not await self._park_if_blocked(conn, name, e)
+                        ]
+                        if ready:
+                            await consumer.handle_batch(conn, ready)
                     if not await store.advance(conn, name, stored, new):
                         raise _LeaseLost(name)
             except _LeaseLost:
@@ -320,18 +335,24 @@ class Relay:
 
     async def _handle_or_wait(self, conn: Tx, consumer: Consumer, event: Event) -> bool:
         """Handle the event, or park it behind its aggregate's parked one; True if handled."""
-        if event.aggregate in self._blocked[consumer.name]:
-            await store.park(
-                conn,
-                consumer.name,
-                event,
-                state="pending",
-                attempts=0,
-                next_at=datetime.now(UTC),
-                error="waiting behind an earlier event of the same aggregate",
-            )
+        if await self._park_if_blocked(conn, consumer.name, event):
             return False
         await consumer.handle(conn, event)
+        return True
+
+    async def _park_if_blocked(self, conn: Tx, name: str, event: Event) -> bool:
+        """Park the event behind its aggregate's parked one, if there is one; True if so."""
+        if event.aggregate not in self._blocked[name]:
+            return False
+        await store.park(
+            conn,
+            name,
+            event,
+            state="pending",
+            attempts=0,
+            next_at=datetime.now(UTC),
+            error="waiting behind an earlier event of the same aggregate",
+        )
         return True
 
     def _count(self, consumer: Consumer, events: list[Event]) -> None:
@@ -472,6 +493,25 @@ class Relay:
         role = self._roles.get(consumer)
         if role is not None:
             role.wake.set()
+
+
+async def in_runs(
+    tx: Tx, events: list[Event], types: frozenset[str], run: BatchHandler, one: Handler
+) -> None:
+    """A ``handle_batch`` made of two: each stretch of consecutive events of ``types`` to
+    ``run`` at once, every other event to ``one``, in seq order (so an aggregate's events
+    take effect in their order, as one by one)."""
+    stretch: list[Event] = []
+    for event in events:
+        if event.type in types:
+            stretch.append(event)
+            continue
+        if stretch:
+            await run(tx, stretch)
+            stretch = []
+        await one(tx, event)
+    if stretch:
+        await run(tx, stretch)
 
 
 async def _committed(consumer: Consumer) -> None:

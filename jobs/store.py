@@ -75,6 +75,17 @@ async def cancel_waiting(
     return int(status.split()[-1])
 
 
+async def cancel_waiting_locks(tx: Conn, queueing_locks: list[str]) -> int:
+    """Cancel the jobs not started yet that hold any of ``queueing_locks`` (one statement:
+    the partial unique index on ``queueing_lock`` finds each); how many were."""
+    status = await tx.execute(
+        "UPDATE procrastinate_jobs SET status = 'cancelled' "
+        "WHERE status = 'todo' AND queueing_lock = ANY($1::text[])",
+        queueing_locks,
+    )
+    return int(status.split()[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class JobRow:
     """A job as the admin sees it."""

@@ -93,6 +93,49 @@ async def post(conn: Tx, entry: Entry, *, reverses: int | None = None) -> Posted
         [x.debit_fen for x in entry.lines],
         [x.credit_fen for x in entry.lines],
     )
+    return await posted(conn, entry, entry_id)
+
+
+def posting(conn: Tx, entry: Entry, *, first: int, after: str) -> tuple[str, list[Any]]:
+    """``entry`` posted by another statement of the caller's transaction (a round trip
+    fewer): the CTEs ``e`` (the entry) and ``l`` (its lines) for that statement's ``WITH``,
+    after its CTE ``after``, and their parameters, numbered from ``$first``. The entry is
+    written only if ``after`` returns a row; the statement returns ``(SELECT id FROM e)``,
+    to give :func:`posted` (which checks, as :func:`post` does, a key posted before)."""
+    if not conn.is_in_transaction():
+        raise NotInTransaction(
+            "post ledger entries inside the transaction of the change they follow",
+            field="conn",
+        )
+    validate(entry)
+    n = [f"${first + i}" for i in range(10)]
+    sql = (
+        "e AS (INSERT INTO ledger_entries (key, kind, order_id, currency, memo, data, reverses) "
+        f"SELECT {n[0]}::text, {n[1]}::text, {n[2]}::bigint, {n[3]}::text, {n[4]}::text, "
+        f"{n[5]}::jsonb, {n[6]}::bigint WHERE EXISTS (SELECT 1 FROM {after}) "
+        "ON CONFLICT (key) DO NOTHING RETURNING id), "
+        "l AS (INSERT INTO ledger_lines (entry_id, account, debit_fen, credit_fen) "
+        f"SELECT e.id, t.a, t.d, t.c FROM e, unnest({n[7]}::text[], {n[8]}::bigint[], "
+        f"{n[9]}::bigint[]) WITH ORDINALITY AS t(a, d, c, n) ORDER BY t.n)"
+    )
+    args: list[Any] = [
+        entry.key,
+        entry.kind,
+        entry.order_id,
+        entry.currency,
+        entry.memo,
+        entry.data,
+        None,
+        [x.account for x in entry.lines],
+        [x.debit_fen for x in entry.lines],
+        [x.credit_fen for x in entry.lines],
+    ]
+    return sql, args
+
+
+async def posted(conn: Tx, entry: Entry, entry_id: int | None) -> Posted:
+    """The entry as posted: ``entry_id`` if the statement wrote it; if its key was posted
+    before (None), that entry, provided it has the same lines (else EntryConflict)."""
     if entry_id is None:
         existing = await get(conn, entry.key)
         if existing is None:  # pragma: no cover - the conflicting row must be visible now

@@ -33,7 +33,7 @@ from dispatch.models import Order
 from dispatch.service import Caller, transition_locked
 from doorstep.db import Tx
 from doorstep.stores import Stores
-from events.relay import Consumer
+from events.relay import Consumer, in_runs
 from events.types import Event, OrderChanged
 from growth import service as growth
 from jobs import store as jobs_store
@@ -63,6 +63,7 @@ from payments.store import PaymentRow, RefundRow
 
 log = logging.getLogger("doorstep.payments")
 QUEUE = "payments"
+_PAID = frozenset({"order.paid"})
 SYSTEM = Caller("system", None)
 Outcome = Literal["applied", "duplicate", "ignored", "rejected"]
 
@@ -73,6 +74,15 @@ class Applied:
 
     outcome: Outcome
     reason: str = ""
+
+
+@dataclass(slots=True)
+class _Logged:
+    """A notification being applied, and whether it is logged already."""
+
+    provider: str
+    notify_id: str
+    done: bool = False
 
 
 def _close_lock(order_id: int) -> str:
@@ -404,11 +414,15 @@ class Payments:
                 await self._log(conn, provider_name, notice.notify_id, kind, no, result)
             else:
                 async with conn.transaction():
+                    logged = _Logged(provider_name, notice.notify_id)
                     if isinstance(notice, PaymentNotice):
-                        result = await self._apply_trade_in(conn, notice.trade, seen=seen)
+                        result = await self._apply_trade_in(
+                            conn, notice.trade, seen=seen, log=logged
+                        )
                     else:
                         result = await self._apply_refund_in(conn, notice.refund)
-                    await self._log(conn, provider_name, notice.notify_id, kind, no, result)
+                    if not logged.done:
+                        await self._log(conn, provider_name, notice.notify_id, kind, no, result)
         if result.outcome == "applied":
             log.info("%s %s %s applied (%s)", provider_name, kind, no, notice.notify_id)
         if result.outcome == "rejected":
@@ -465,10 +479,16 @@ class Payments:
         return result
 
     async def _apply_trade_in(
-        self, conn: Tx, trade: Trade, *, seen: PaymentRow | None = None
+        self,
+        conn: Tx,
+        trade: Trade,
+        *,
+        seen: PaymentRow | None = None,
+        log: _Logged | None = None,
     ) -> Applied:
         """:meth:`apply_trade` in the caller's transaction (``seen``: our trade, read
-        already).
+        already; ``log``: the notification reporting it, logged by the statement that marks
+        the trade paid if it comes to that — one round trip fewer — and then ``log.done``).
 
         The trade is read first without a lock: a report that does not match it is refused,
         and one for a trade already paid is a duplicate (a paid trade stays paid) — neither
@@ -494,15 +514,23 @@ class Payments:
         assert order is not None
         now = datetime.now(UTC)
         # Locks the trade and marks it paid in one statement; None: another delivery won.
+        # One statement marks the trade paid, posts its capture to the ledger and logs the
+        # notification (the capture's terms are the trade's, which marking does not change).
         marked = await store.mark_paid(
-            conn, seen.id, provider_trade_no=trade.provider_trade_no, paid_at=trade.paid_at or now
+            conn,
+            seen.id,
+            provider_trade_no=trade.provider_trade_no,
+            paid_at=trade.paid_at or now,
+            log=None if log is None else (log.provider, log.notify_id, trade.out_trade_no),
+            entry=rules.captured(
+                seen.provider, trade.provider_trade_no, seen.order_id, seen.amount_fen
+            ),
         )
+        if log is not None:  # as "applied" (below, whatever follows) or "duplicate" (here)
+            log.done = True
         if marked is None:
             return Applied("duplicate", "already paid")
         p, another = marked
-        await ledger_store.post(
-            conn, rules.captured(p.provider, trade.provider_trade_no, p.order_id, p.amount_fen)
-        )
         others_paid = p.purpose != "addon" and another  # add-ons: rounds
         if others_paid:
             await self._refund_in(
@@ -855,7 +883,20 @@ class Payments:
             name="payments",
             types=frozenset({"order.cancelled", "order.paid"}),
             handle=self.handle,
+            handle_batch=self.handle_batch,
         )
+
+    async def handle_batch(self, tx: Tx, events: list[Event]) -> None:
+        """A batch: each stretch of ``order.paid`` cancels its orders' close jobs in one
+        statement; an ``order.cancelled`` is handled as by :meth:`handle`."""
+        await in_runs(tx, events, _PAID, self._paid, self.handle)
+
+    async def _paid(self, tx: Tx, events: list[Event]) -> None:
+        locks = [
+            _close_lock(e.payload.order_id) for e in events if isinstance(e.payload, OrderChanged)
+        ]
+        if locks:
+            await jobs_store.cancel_waiting_locks(tx, locks)
 
     async def handle(self, tx: Tx, event: Event) -> None:
         """In the consumer's transaction: a paid order's close job cancelled; a cancelled

@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 
 from doorstep.db import Conn, Tx
+from ledger import store as ledger_store
+from ledger.rules import Entry
 
 _PAY = (
     "id, order_id, customer_id, purpose, provider, channel, out_trade_no, amount_fen, currency, "
@@ -186,25 +188,57 @@ async def update_payment(db: Tx, payment_id: int, **fields: Any) -> PaymentRow:
 
 
 async def mark_paid(
-    db: Tx, payment_id: int, *, provider_trade_no: str, paid_at: datetime
+    db: Tx,
+    payment_id: int,
+    *,
+    provider_trade_no: str,
+    paid_at: datetime,
+    log: tuple[str, str | None, str] | None = None,
+    entry: Entry | None = None,
 ) -> tuple[PaymentRow, bool] | None:
     """Mark a trade paid (its row locked by the update); None if it was paid already.
     With the row: whether another trade of its order, for the same purpose, is paid too
-    (the same statement: one round trip fewer on a notification's path)."""
+    (the same statement: one round trip fewer on a notification's path).
+
+    By the same statement, only if it marks the trade: ``entry`` (the capture's ledger
+    entry) is posted (``ledger.store.posting``: a key posted before is checked as
+    ``post`` checks it). With ``log`` (provider, notify id, out_trade_no) the payment
+    notification being applied is logged (:func:`log_notification`): ``applied`` if it
+    marked the trade, ``duplicate`` (already paid) if not."""
+    returning = ", ".join(f"p.{c.strip()}" for c in _PAY.split(",")) + (
+        ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
+        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid"
+    )
+    ctes = [
+        "m AS (UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
+        f"WHERE id = $1 AND status <> 'paid' RETURNING {returning})"
+    ]
+    args: list[Any] = [payment_id, provider_trade_no, paid_at]
+    if log is not None:
+        k = len(args)
+        ctes.append(
+            "n AS (INSERT INTO payment_notifications (provider, notify_id, kind, out_trade_no, "
+            f"outcome, reason) SELECT ${k + 1}::text, ${k + 2}::text, 'payment', ${k + 3}::text, "
+            "CASE WHEN EXISTS (SELECT 1 FROM m) THEN 'applied' ELSE 'duplicate' END, "
+            "CASE WHEN EXISTS (SELECT 1 FROM m) THEN '' ELSE 'already paid' END)"
+        )
+        args += log
+    if entry is not None:
+        sql, more = ledger_store.posting(db, entry, first=len(args) + 1, after="m")
+        ctes.append(sql)
+        args += more
     r = await db.fetchrow(
-        "UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
-        "WHERE id = $1 AND status <> 'paid' RETURNING "
-        + ", ".join(f"p.{c.strip()}" for c in _PAY.split(","))
-        + ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
-        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid",
-        payment_id,
-        provider_trade_no,
-        paid_at,
+        f"WITH {', '.join(ctes)} SELECT m.*"
+        + (", (SELECT id FROM e) AS entry_id" if entry is not None else "")
+        + " FROM m",
+        *args,
     )
     if r is None:
         return None
     row = dict(r)
     others = bool(row.pop("others_paid"))
+    if entry is not None:
+        await ledger_store.posted(db, entry, row.pop("entry_id"))
     return PaymentRow(**row), others
 
 

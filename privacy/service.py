@@ -25,6 +25,7 @@ from events.relay import Consumer
 from events.types import ORDER_EVENTS, Event, OrderChanged
 from privacy import crypto, rules, store
 from privacy.axb import Binding, MaskingFailed, NumberMasking
+from privacy.store import NumberBinding
 
 log = logging.getLogger("doorstep.privacy")
 
@@ -59,21 +60,45 @@ class Masking:
 
     def consumer(self) -> Consumer:
         """The ``number-masking`` events consumer."""
-        return Consumer("number-masking", frozenset(ORDER_EVENTS.values()), self.handle)
+        return Consumer(
+            "number-masking",
+            frozenset(ORDER_EVENTS.values()),
+            self.handle,
+            handle_batch=self.handle_batch,
+        )
 
     async def handle(self, tx: Tx, event: Event) -> None:
         """Bind or release as the order's new status asks, inside the delivery's transaction."""
         p = event.payload
         assert isinstance(p, OrderChanged)
+        await self._apply(tx, p, await store.live(tx, p.order_id))
+
+    async def handle_batch(self, tx: Tx, events: list[Event]) -> None:
+        """A batch of events, as :meth:`handle` one by one, with the live bindings of their
+        orders read in one statement (most events, e.g. ``order.paid``, change none); an
+        order whose binding changed in the batch is read again for its later events."""
+        changes = [e.payload for e in events if isinstance(e.payload, OrderChanged)]
+        known = await store.live_of(tx, sorted({p.order_id for p in changes}))
+        changed: set[int] = set()
+        for p in changes:
+            current = (
+                await store.live(tx, p.order_id) if p.order_id in changed else known.get(p.order_id)
+            )
+            if await self._apply(tx, p, current):
+                changed.add(p.order_id)
+
+    async def _apply(self, tx: Tx, p: OrderChanged, current: NumberBinding | None) -> bool:
+        """Bind or release for one change, given the order's live binding; True if a
+        binding was released or made."""
         want = rules.wanted(p.status, p.worker_id)
-        current = await store.live(tx, p.order_id)
         now = datetime.now(UTC)
+        wrote = False
         if current is not None and (not want or current.worker_id != p.worker_id):
             await self.provider.unbind(Binding(current.subs_id, current.secret_no))
             await store.released(tx, current.id, now)
-            current = None
+            current, wrote = None, True
         if not want or current is not None:
-            return
+            return wrote
         assert p.worker_id is not None
         # A is the order's contact (who is at home: the booking may be for someone else),
         # else the customer's own phone; B the worker's.
@@ -94,7 +119,7 @@ class Masking:
             log.warning(
                 "order %s: no phone for its customer or worker; no masked number", p.order_id
             )
-            return
+            return wrote
         expires = rules.expires_at(now, p.window_end)
         out_id = rules.out_id(p.order_id, p.worker_id)
         try:
@@ -103,7 +128,7 @@ class Masking:
             if e.retryable:
                 raise  # the relay tries the delivery again later
             log.warning("order %s: the provider refused a masked number: %s", p.order_id, e)
-            return
+            return wrote
         await store.record(
             tx,
             order_id=p.order_id,
@@ -113,6 +138,7 @@ class Masking:
             secret_no=binding.secret_no,
             expires_at=expires,
         )
+        return True
 
 
 async def contact(db: Conn, order_id: int, user_id: int) -> Contact:

@@ -35,6 +35,19 @@ async def live(db: Conn, order_id: int) -> NumberBinding | None:
     return NumberBinding(**dict(row)) if row is not None else None
 
 
+async def live_of(db: Conn, order_ids: list[int]) -> dict[int, NumberBinding]:
+    """The live bindings of some orders, by order (one statement)."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM number_bindings "
+        "WHERE order_id = ANY($1::bigint[]) AND released_at IS NULL ORDER BY id",
+        order_ids,
+    )
+    out: dict[int, NumberBinding] = {}
+    for row in rows:
+        out.setdefault(row["order_id"], NumberBinding(**dict(row)))
+    return out
+
+
 async def record(
     tx: Tx,
     *,

@@ -145,19 +145,30 @@ class OrderFacts:
     updated_at: datetime
 
 
+_FACTS = (
+    "SELECT o.id, o.city_id, s.category, o.service_code, o.status, o.price_minor, "
+    "o.worker_id, CASE WHEN o.worker_id IS NULL THEN o.merchant_id ELSE t.merchant_id END "
+    "AS merchant_id, o.completed_at, o.updated_at FROM orders o "
+    "JOIN services s ON s.code = o.service_code "
+    "LEFT JOIN workers w ON w.user_id = o.worker_id LEFT JOIN teams t ON t.id = w.team_id "
+)
+
+
 async def order_facts(db: Conn, order_id: int, *, lock: bool = False) -> OrderFacts | None:
     """The order's city, category, service, worker and the worker's merchant."""
     row = await db.fetchrow(
-        "SELECT o.id, o.city_id, s.category, o.service_code, o.status, o.price_minor, "
-        "o.worker_id, CASE WHEN o.worker_id IS NULL THEN o.merchant_id ELSE t.merchant_id END "
-        "AS merchant_id, o.completed_at, o.updated_at FROM orders o "
-        "JOIN services s ON s.code = o.service_code "
-        "LEFT JOIN workers w ON w.user_id = o.worker_id LEFT JOIN teams t ON t.id = w.team_id "
-        "WHERE o.id = $1" + (" FOR UPDATE OF o" if lock else ""),
-        order_id,
+        _FACTS + "WHERE o.id = $1" + (" FOR UPDATE OF o" if lock else ""), order_id
     )
-    if row is None:
-        return None
+    return _facts(row) if row is not None else None
+
+
+async def orders_facts(db: Conn, order_ids: list[int]) -> dict[int, OrderFacts]:
+    """:func:`order_facts` of several orders, by order (one statement)."""
+    rows = await db.fetch(_FACTS + "WHERE o.id = ANY($1::bigint[])", order_ids)
+    return {r["id"]: _facts(r) for r in rows}
+
+
+def _facts(row: asyncpg.Record) -> OrderFacts:
     return OrderFacts(
         order_id=row["id"],
         city_id=row["city_id"],
@@ -217,6 +228,29 @@ async def snapshot(
     got = await snapshot_of(tx, order_id)  # there was one: it stays
     assert got is not None
     return got
+
+
+async def snapshots(tx: Tx, taken: list[tuple[int, Commission, datetime, int | None]]) -> None:
+    """:func:`snapshot` of several orders in one statement: (order, commission, time,
+    merchant) each; an order's first snapshot stays (the first of the list, if twice)."""
+    await tx.execute(
+        "INSERT INTO order_commissions (order_id, rule_id, rate_bps, fixed_fen, min_fen, max_fen, "
+        "base_fen, commission_fen, snapshot_at, merchant_id) "
+        "SELECT o, r, bps, fx, mn, mx, b, c, at, m FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], "
+        "$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[], "
+        "$10::bigint[]) WITH ORDINALITY AS t(o, r, bps, fx, mn, mx, b, c, at, m, i) "
+        "ORDER BY i ON CONFLICT (order_id) DO NOTHING",
+        [o for o, _, _, _ in taken],
+        [c.rule_id for _, c, _, _ in taken],
+        [c.rate_bps for _, c, _, _ in taken],
+        [c.fixed_fen for _, c, _, _ in taken],
+        [c.min_fen for _, c, _, _ in taken],
+        [c.max_fen for _, c, _, _ in taken],
+        [c.base_fen for _, c, _, _ in taken],
+        [c.commission_fen for _, c, _, _ in taken],
+        [at for _, _, at, _ in taken],
+        [m for _, _, _, m in taken],
+    )
 
 
 async def resnapshot(

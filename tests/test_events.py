@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from doorstep.stores import Stores
 from events import probe
 from events import store as events_store
 from events.errors import BadPayload, UnknownEventType
-from events.relay import Consumer, Relay
+from events.relay import Consumer, Relay, in_runs
 from events.rules import DeliveryParams, after_failure
 from events.types import (
     AccountChanged,
@@ -420,3 +420,141 @@ async def test_after_commit_sees_only_committed_effects_and_rollbacks_are_forgot
     assert all(visible for _, visible in announced)  # never before the commit
     assert sorted(e for e, _ in announced) == sorted({first, flaky})  # each once
     assert recorder.calls >= 3  # the flaky one's failed try was rolled back and forgotten
+
+
+async def test_a_batch_handlers_writes_commit_with_the_cursor_and_roll_back_with_it(
+    stores: Stores, relay_of: Any
+) -> None:
+    """A consumer's handle_batch gets a batch's events at once in one transaction with its
+    cursor: when it fails its writes roll back with the cursor, the events go one by one
+    through handle, and each event's effect is stored once."""
+    recorder = Recorder(_name())
+    batches: list[list[int]] = []
+    fail_once = [True]
+
+    async def handle_batch(tx: Tx, events: list[Event]) -> None:
+        batches.append([e.id for e in events])
+        await tx.executemany(
+            "INSERT INTO test_event_effects (consumer, event_id, aggregate, probe) "
+            "VALUES ($1, $2, $3, $4)",
+            [(recorder.name, e.id, e.aggregate, "batch") for e in events],
+        )
+        if fail_once[0] and len(events) > 1:
+            fail_once[0] = False
+            raise RuntimeError("the batch fails after writing")
+
+    consumer = Consumer(
+        recorder.name, frozenset({"system.probe"}), recorder.handle, handle_batch=handle_batch
+    )
+    relay_of(consumer)
+
+    async def started() -> bool:
+        row = await stores.pool.fetchval(
+            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
+        )
+        return row is not None
+
+    await _until(started, 30)
+    tag = secrets.token_hex(3)
+    async with stores.pool.acquire() as conn, conn.transaction():  # one batch
+        ids = [
+            await events_store.append(
+                conn, "system.probe", f"probe:{tag}-{i % 3}", Probe(probe=f"{tag}-{i}")
+            )
+            for i in range(8)
+        ]
+
+    async def done() -> bool:
+        return {e[0] for e in await _effects(stores, recorder.name)} >= set(ids)
+
+    await _until(done)
+    effects = await _effects(stores, recorder.name)
+    assert sorted(e[0] for e in effects) == sorted(ids)  # once each: the batch's rolled back
+    assert all(probe != "batch" for _, _, probe in effects)  # stored by handle, one by one
+    assert batches[0] == ids  # the failed batch had them all, in order
+    assert recorder.calls == len(ids)
+    last = int(await stores.pool.fetchval("SELECT max(seq) FROM events WHERE id = ANY($1)", ids))
+
+    async def cursor_moved() -> bool:
+        return (await events_store.cursors(stores.pool))[recorder.name] >= last
+
+    await _until(cursor_moved)
+
+
+async def test_a_batch_handler_that_succeeds_stores_the_batch_once(
+    stores: Stores, relay_of: Any
+) -> None:
+    """Events appended together reach handle_batch together; its writes and the cursor
+    commit, and handle is not called."""
+    recorder = Recorder(_name())
+    batches: list[list[int]] = []
+
+    async def handle_batch(tx: Tx, events: list[Event]) -> None:
+        batches.append([e.id for e in events])
+        await tx.executemany(
+            "INSERT INTO test_event_effects (consumer, event_id, aggregate, probe) "
+            "VALUES ($1, $2, $3, $4)",
+            [(recorder.name, e.id, e.aggregate, "batch") for e in events],
+        )
+
+    relay_of(
+        Consumer(
+            recorder.name, frozenset({"system.probe"}), recorder.handle, handle_batch=handle_batch
+        )
+    )
+
+    async def started() -> bool:
+        row = await stores.pool.fetchval(
+            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
+        )
+        return row is not None
+
+    await _until(started, 30)
+    tag = secrets.token_hex(3)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        ids = [
+            await events_store.append(conn, "system.probe", f"probe:{tag}", Probe(probe=str(i)))
+            for i in range(5)
+        ]
+
+    async def done() -> bool:
+        return {e[0] for e in await _effects(stores, recorder.name)} >= set(ids)
+
+    await _until(done)
+    assert [e[0] for e in await _effects(stores, recorder.name)] == ids
+    assert ids in batches
+    assert recorder.calls == 0
+
+
+async def test_in_runs_hands_stretches_together_and_keeps_the_order() -> None:
+    """in_runs: consecutive events of the given types go to the run handler together, the
+    others one by one, all in seq order."""
+    seen: list[tuple[str, list[int]]] = []
+
+    def ev(i: int, t: str) -> Event:
+        return Event(
+            id=i,
+            seq=i,
+            type=t,
+            aggregate=f"order:{i}",
+            version=1,
+            payload=Probe(probe=str(i)),
+            occurred_at=datetime.now(UTC),
+        )
+
+    async def run(_tx: Tx, events: list[Event]) -> None:
+        seen.append(("run", [e.id for e in events]))
+
+    async def one(_tx: Tx, event: Event) -> None:
+        seen.append(("one", [event.id]))
+
+    events = [ev(1, "a"), ev(2, "a"), ev(3, "b"), ev(4, "a"), ev(5, "b"), ev(6, "b"), ev(7, "a")]
+    await in_runs(cast(Tx, None), events, frozenset({"a"}), run, one)
+    assert seen == [
+        ("run", [1, 2]),
+        ("one", [3]),
+        ("run", [4]),
+        ("one", [5]),
+        ("one", [6]),
+        ("run", [7]),
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from doorstep.db import with_database
+from doorstep.db import Tx, with_database
 from doorstep.stores import Stores
 from ledger import rules, store
 from ledger.rules import Entry, EntryConflict, InvalidEntry, credit, debit
@@ -143,6 +143,44 @@ async def test_posting_is_idempotent_by_key_and_refuses_other_lines(stores: Stor
     stored = await store.get(stores.pool, e.key)
     assert stored is not None
     assert rules.same_lines(stored.lines, e.lines)
+
+
+async def _post_within(conn: Tx, e: Entry, *, when: bool) -> int | None:
+    """``e`` posted by another statement (``store.posting``), if its CTE ``w`` has a row."""
+    sql, args = store.posting(conn, e, first=2, after="w")
+    entry_id: int | None = await conn.fetchval(
+        f"WITH w AS (SELECT 1 WHERE $1::bool), {sql} SELECT (SELECT id FROM e)", when, *args
+    )
+    return entry_id
+
+
+async def test_an_entry_posted_inside_another_statement_follows_its_condition(
+    stores: Stores,
+) -> None:
+    """store.posting writes the entry and its lines only when the host statement's CTE has
+    a row, and a key posted before is checked as post checks it (other lines: conflict)."""
+    order_id = _no_such_order()
+    e = _pay(order_id, 300)
+    async with stores.pool.acquire() as conn:
+        with pytest.raises(store.NotInTransaction):
+            store.posting(conn, e, first=2, after="w")
+        async with conn.transaction():
+            assert await _post_within(conn, e, when=False) is None
+        assert await store.get(stores.pool, e.key) is None
+        async with conn.transaction():
+            entry_id = await _post_within(conn, e, when=True)
+            assert (await store.posted(conn, e, entry_id)).created
+        stored = await store.get(stores.pool, e.key)
+        assert stored is not None
+        assert rules.same_lines(stored.lines, e.lines)
+        async with conn.transaction():
+            again = await _post_within(conn, e, when=True)
+            assert again is None
+            assert not (await store.posted(conn, e, again)).created
+        other = _pay(order_id, 301, e.key)
+        with pytest.raises(EntryConflict):
+            async with conn.transaction():
+                await store.posted(conn, other, await _post_within(conn, other, when=True))
 
 
 async def test_rows_are_immutable_and_a_correction_reverses(stores: Stores) -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from doorstep.embedded import free_port
+from events.types import Event, OrderChanged
 from notifications.sandbox import SandboxServer
 from privacy import rules
 from privacy.axb import AliyunLikeAxb, AxbConfig, Binding, MaskingFailed
@@ -180,3 +181,72 @@ async def test_customer_and_worker_reach_each_other_only_during_the_job(
     while (await _call(sandbox_url, customer.phone, number)).get("Code") != "isv.NO_BINDING":
         assert time.monotonic() < deadline, "the binding outlived the job"
         await asyncio.sleep(0.05)
+
+
+def _change(order: dict[str, Any], status: str, worker: int | None, version: int) -> Event:
+    """An order.* event of ``order`` moving to ``status`` (held by ``worker``)."""
+    payload = OrderChanged(
+        order_id=order["id"],
+        city_id=order["city_id"],
+        customer_id=order["customer_id"],
+        kind="instant",
+        service_code=order["service_code"],
+        status=status,
+        previous=None,
+        action="test",
+        actor="dispatcher",
+        actor_id=None,
+        version=version,
+        worker_id=worker,
+        previous_worker_id=None,
+        window_start=None,
+        window_end=None,
+        previous_window_start=None,
+        at=datetime.now(UTC),
+    )
+    return Event(
+        id=-version,
+        seq=-version,
+        type="order.test",
+        aggregate=f"order:{order['id']}",
+        version=version,
+        payload=payload,
+        occurred_at=payload.at,
+    )
+
+
+async def test_a_batch_binds_and_releases_as_its_events_one_by_one_would(
+    live_app: tuple[str, Any],
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    worker_account: Account,
+    instant_service: str,
+) -> None:
+    """The consumer's batch path: an order assigned then cancelled in one batch ends with
+    its binding made and released; assigned then en route, with one live binding."""
+    masking = live_app[1].state.masking
+    pool = live_app[1].state.stores.pool
+    customer = await make_user("customer")
+    ended = await book(client, customer, instant_service)
+    going = await book(client, customer, instant_service)
+    await live_app[1].state.relay.drain()  # the bookings' own events handled before ours
+    async with pool.acquire() as conn, conn.transaction():
+        await masking.handle_batch(
+            conn,
+            [
+                _change(ended, "assigned", worker_account.id, 101),
+                _change(going, "assigned", worker_account.id, 102),
+                _change(ended, "cancelled", None, 103),
+                _change(going, "en_route", worker_account.id, 104),
+            ],
+        )
+    rows = await pool.fetch(
+        "SELECT order_id, released_at FROM number_bindings WHERE order_id = ANY($1::bigint[])",
+        [ended["id"], going["id"]],
+    )
+    by_order: dict[int, list[Any]] = {}
+    for r in rows:
+        by_order.setdefault(r["order_id"], []).append(r["released_at"])
+    assert len(by_order[ended["id"]]) == 1
+    assert by_order[ended["id"]][0] is not None  # made, then released
+    assert by_order[going["id"]] == [None]  # one binding, still live

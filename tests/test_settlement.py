@@ -777,3 +777,50 @@ async def test_the_payout_sandbox_checks_the_v3_signature(live_app: tuple[str, A
     async with httpx.AsyncClient() as c:
         r = await c.post(url + "/sandbox/faults", content=body)
     assert r.status_code == 400
+
+
+async def test_order_paid_snapshots_taken_a_batch_at_once_match_one_by_one(
+    stores: Stores,
+    client: httpx.AsyncClient,
+    live_app: tuple[str, Any],
+    live_city: str,
+    instant_service: str,
+    customer: Account,
+) -> None:
+    """The consumer's batch of order.paid snapshots each order as the one-by-one path
+    does (its funds, its rule), and keeps a snapshot taken before."""
+    from settlement.service import snapshot_commission, snapshot_paid
+
+    svc = _svc(live_app)
+    worker = await _worker(stores, client, live_city)
+    prices = (10000, 25000, 777)
+    one = [
+        await _paid_order(stores, live_city, instant_service, customer.id, worker.id, p)
+        for p in prices
+    ]
+    many = [
+        await _paid_order(stores, live_city, instant_service, customer.id, worker.id, p)
+        for p in prices
+    ]
+    kept = await _paid_order(stores, live_city, instant_service, customer.id, worker.id, 5000)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        for order in one:
+            await snapshot_commission(
+                conn, order, base_fen=prices[one.index(order)], params=svc.params, now=NOW
+            )
+        before = await snapshot_commission(conn, kept, base_fen=1, params=svc.params, now=NOW)
+    async with stores.pool.acquire() as conn, conn.transaction():
+        await snapshot_paid(conn, [(o, NOW) for o in [*many, kept]], params=svc.params)
+
+    def terms(snap: Any) -> tuple[Any, ...]:
+        return (snap.rule_id, snap.rate_bps, snap.base_fen, snap.commission_fen, snap.merchant_id)
+
+    for a, b in zip(one, many, strict=True):
+        sa, sb = await store.snapshot_of(stores.pool, a), await store.snapshot_of(stores.pool, b)
+        assert sa is not None
+        assert sb is not None
+        assert terms(sa) == terms(sb)
+    after = await store.snapshot_of(stores.pool, kept)
+    assert after is not None
+    assert terms(after) == terms(before)
+    assert after.base_fen == 1
