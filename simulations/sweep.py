@@ -52,6 +52,9 @@ def level_row(rate: float, by: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "gini_earnings": k["workers"]["gini_earnings"],
             "fulfilment": k["orders"]["fulfilment"],
             "orders": k["orders"]["created"],
+            # What fulfilment leaves out: failed, or still open when the drain ended
+            # (cancelled orders are outside its denominator).
+            **{n: k["orders"].get(n) for n in ("served", "failed", "cancelled", "unfinished")},
             "km_per_job": k["workers"]["km_per_job"],
             "eta_by_p90_share": k["orders"]["eta_by_p90_share"],
         }

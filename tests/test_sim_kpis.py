@@ -59,6 +59,10 @@ def _kpis(util: float, wait: float, gini: float, fulfil: float) -> dict[str, obj
             "wait_to_arrival_s": {"mean": wait, "p90": 2 * wait},
             "fulfilment": fulfil,
             "created": 100,
+            "served": round(100 * fulfil),
+            "failed": 100 - round(100 * fulfil),
+            "cancelled": 0,
+            "unfinished": 0,
             "eta_by_p90_share": 0.9,
         },
     }
@@ -67,7 +71,7 @@ def _kpis(util: float, wait: float, gini: float, fulfil: float) -> dict[str, obj
 def test_the_sweep_checks_the_target_per_level_and_writes_one_self_contained_page(
     tmp_path: Path,
 ) -> None:
-    """No worse than greedy below 85 %, 20 % lower from 85 %, Gini and fulfilment per level; the page has an inline SVG and no outside URL."""
+    """No worse than greedy below 85 %, 20 % lower from 85 %, Gini and fulfilment per level with its split (served, failed, open); the page has an inline SVG and no outside URL."""
     low = level_row(2.5, {"batch": _kpis(0.4, 100, 0.15, 1.0), "greedy": _kpis(0.4, 101, 0.2, 1.0)})
     high = level_row(
         5.0, {"batch": _kpis(0.88, 350, 0.1, 0.99), "greedy": _kpis(0.86, 400, 0.1, 0.97)}
@@ -78,6 +82,7 @@ def test_the_sweep_checks_the_target_per_level_and_writes_one_self_contained_pag
     assert not high["target"]["wait_met"]  # 12.5 % is not 20 %
     assert high["target"]["gini_met"]
     assert high["target"]["fulfilment_met"]
+    assert (high["greedy"]["served"], high["greedy"]["failed"]) == (97, 3)  # fulfilment's split
     data = {
         "scenario": "s",
         "workers": 60,
