@@ -76,7 +76,6 @@ async def record(
     eta_predicted_s: float | None = None,
 ) -> None:
     """The history row and the domain event of one lifecycle action (one statement)."""
-    event_type = order_event_type(action)
     event = payload(
         before,
         after,
@@ -99,12 +98,19 @@ async def record(
         reason=reason,
         data=data,
         at=at,
-        outbox=(
-            event_type,
-            aggregate_key("order", after.id),
-            after.version,
-            encode_payload(event_type, event),
-        ),
+        outbox=_outbox(action, after, event),
+    )
+
+
+def _outbox(action: str, after: Order, event: OrderChanged) -> tuple[str, str, int, dict[str, Any]]:
+    """The domain event of ``action`` leaving the order as ``after``, as the outbox row
+    the history statement writes with it: (type, aggregate, version, encoded payload)."""
+    event_type = order_event_type(action)
+    return (
+        event_type,
+        aggregate_key("order", after.id),
+        after.version,
+        encode_payload(event_type, event),
     )
 
 
@@ -126,7 +132,6 @@ async def update_recorded(
     The event is built beforehand from the order as the update will leave it: ``fields``
     set and the version one up (what :func:`record` would read back)."""
     expected = replace(before, **fields, version=before.version + 1)
-    event_type = order_event_type(action)
     event = payload(
         before, expected, action=action, actor=actor, actor_id=actor_id, reason=reason, at=at
     )
@@ -142,10 +147,5 @@ async def update_recorded(
         reason=reason,
         data=data,
         at=at,
-        outbox=(
-            event_type,
-            aggregate_key("order", before.id),
-            expected.version,
-            encode_payload(event_type, event),
-        ),
+        outbox=_outbox(action, expected, event),
     )
