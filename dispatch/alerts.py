@@ -154,7 +154,8 @@ async def _resolve_one(tx: Tx, alert_id: int, *, at: datetime, by: int | None) -
     if row is None:
         return None
     version = await tx.fetchval(
-        "SELECT version FROM orders WHERE id = $1 FOR UPDATE", row["order_id"]
+        "SELECT version FROM orders WHERE id = $1 FOR NO KEY UPDATE",  # store.ROW_LOCK
+        row["order_id"],
     )
     rows = await tx.fetch(
         "UPDATE dispatch_alerts SET resolved_at = $2, resolved_by = $3 "

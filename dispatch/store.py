@@ -82,10 +82,20 @@ async def by_idempotency_key(
     return Order(**fields), fingerprint
 
 
+# The row lock a change of an order takes: it excludes every other change of the order,
+# but not a transaction that only references the order (a foreign key check takes FOR KEY
+# SHARE: a day plan's stop, a ledger line). FOR UPDATE would make such a transaction wait,
+# and one that holds a lock the changer needs next (the day plan's, which a reschedule takes
+# after the order's) is then a deadlock. Orders' ids never change and orders are never
+# deleted, so nothing needs the stronger lock.
+ROW_LOCK = "FOR NO KEY UPDATE"
+
+
 async def get(db: Conn, order_id: int, *, lock: bool = False) -> Order | None:
-    """One order; ``lock`` takes a row lock for the rest of the transaction."""
+    """One order; ``lock`` takes the order's row lock (``ROW_LOCK``) for the rest of the
+    transaction."""
     row = await db.fetchrow(
-        f"SELECT {_COLS} FROM orders WHERE id = $1{' FOR UPDATE' if lock else ''}", order_id
+        f"SELECT {_COLS} FROM orders WHERE id = $1{' ' + ROW_LOCK if lock else ''}", order_id
     )
     return _order(row) if row else None
 

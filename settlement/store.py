@@ -157,7 +157,9 @@ _FACTS = (
 async def order_facts(db: Conn, order_id: int, *, lock: bool = False) -> OrderFacts | None:
     """The order's city, category, service, worker and the worker's merchant."""
     row = await db.fetchrow(
-        _FACTS + "WHERE o.id = $1" + (" FOR UPDATE OF o" if lock else ""), order_id
+        # an order's row lock is FOR NO KEY UPDATE (dispatch.store.ROW_LOCK)
+        _FACTS + "WHERE o.id = $1" + (" FOR NO KEY UPDATE OF o" if lock else ""),
+        order_id,
     )
     return _facts(row) if row is not None else None
 

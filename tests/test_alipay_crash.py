@@ -169,7 +169,7 @@ async def test_kill_9_between_an_alipay_notifications_arrival_and_its_ack_applie
         for _ in range(300):  # the server's handler waits on our lock: it is mid-notification
             waiting = await stores.pool.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%FROM orders WHERE id%FOR UPDATE%'"
+                "AND wait_event_type = 'Lock' AND query LIKE '%FROM orders WHERE id%FOR %UPDATE%'"
             )
             if waiting:
                 break
