@@ -82,14 +82,27 @@ def name(i: int) -> str:
 
 
 async def bounded(items: Iterable[Awaitable[T]], limit: int) -> list[T]:
-    """Await the items, at most ``limit`` at a time, results in order."""
+    """Await the items, at most ``limit`` at a time, results in order. If one fails, the
+    rest are cancelled (those not started yet are closed, never left un-awaited) and its
+    error is raised."""
     sem = asyncio.Semaphore(limit)
 
     async def one(a: Awaitable[T]) -> T:
-        async with sem:
-            return await a
+        try:
+            async with sem:
+                return await a
+        finally:
+            if asyncio.iscoroutine(a):
+                a.close()  # a no-op once it ran; a cancelled one waiting its turn never starts
 
-    return list(await asyncio.gather(*(one(a) for a in items)))
+    tasks = [asyncio.ensure_future(one(a)) for a in items]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def city_sites(api: Api, city_id: str) -> Sites:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 import math
@@ -26,7 +27,7 @@ from simulations.demo import demo_scenario, run_demo
 from simulations.kpi import gini, histogram_quantile, lorenz, percentile, summary
 from simulations.motion import GpsNoise, MotionParams, Router, plan_trip
 from simulations.report import write_run
-from simulations.runner import run
+from simulations.runner import bounded, run
 from simulations.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from simulations.server import local_server
 
@@ -50,6 +51,26 @@ def sites() -> Sites:
     """Doors near the bundled Futian road graph's nodes."""
     g = load_futian_graph()
     return Sites(np.asarray(g.lat), np.asarray(g.lng))
+
+
+async def test_bounded_cancels_and_closes_the_rest_when_one_fails() -> None:
+    """bounded raises the first failure, cancels the items under way and closes those never started (none left un-awaited)."""
+    started: list[int] = []
+
+    async def item(i: int) -> int:
+        started.append(i)
+        if i == 1:
+            raise ValueError("set-up failed")
+        await asyncio.sleep(30)
+        return i
+
+    items = [item(i) for i in range(6)]
+    with pytest.raises(ValueError, match="set-up failed"):
+        await bounded(items, 2)
+    assert started[:2] == [0, 1]  # two at a time ...
+    assert len(started) <= 3  # ... then at most the failed one's turn
+    assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED for c in items)
+    assert await bounded((asyncio.sleep(0, i) for i in range(4)), 2) == [0, 1, 2, 3]
 
 
 def test_the_same_seed_gives_the_same_demand(sites: Sites) -> None:
