@@ -114,7 +114,9 @@ def _assess(
     Scoring the feasible pairs of the whole batch with numpy instead (the same IEEE
     operations, so the same floats) was measured slower in the 500 × 100k tick: gathering
     each pair's inputs into lists and building the records afterwards cost more than the
-    arithmetic it saved (``decide_batch`` 93.8 against 86.7 ms CPU, alternate runs).
+    arithmetic it saved (``decide_batch`` 93.8 against 86.7 ms CPU, alternate runs). Tried
+    again with the state checks as columns too (branch ``h/tick-vector``): slower still,
+    61-67 against 44-52 ms in memory on three of that tick's batches (benchmarks/README.md).
     """
     values = _eta_values(j, len(cands), etas)
     listed = isinstance(values, list)

@@ -8,8 +8,8 @@ Struct is built 3-4× faster than a frozen dataclass of the same fields (measure
 JSON. The three are ``gc=False`` (not tracked by the cycle collector: they hold only
 scalars, strings, dates, frozensets, tuples, one dict of dates and each other, so
 they cannot be part of a reference cycle); the tick's ~23k of them no longer feed the
-collector's counts and passes: building the tick's ~11k candidates went from ~30 to
-~17 ms CPU (benchmarks/README.md, issue 20 §6). Times are epoch seconds, positions WGS-84 degrees, money in minor units (fen). A :class:`Decision` keeps everything needed to show a
+collector's counts and passes: building the tick's ~11k candidates went from 31-34 to
+18-19 ms CPU (benchmarks/README.md, issue 20 §6). Times are epoch seconds, positions WGS-84 degrees, money in minor units (fen). A :class:`Decision` keeps everything needed to show a
 dispatcher why, and to replay it offline (:func:`matching.replay.replay`): the job, the
 time, the peers' medians, and for each candidate its inputs (when stored, only what
 mattered for the job), its ETA, and why it was infeasible or its score breakdown.
