@@ -54,6 +54,7 @@ class Assessed:
     records: list[Considered]
     feasible: list[int]  # indices into records
     costs: list[float]  # aligned with feasible
+    workers: list[int]  # the records' worker ids, aligned with records
 
 
 def assess_pair(
@@ -113,7 +114,9 @@ def _assess(
     Scoring the feasible pairs of the whole batch with numpy instead (the same IEEE
     operations, so the same floats) was measured slower in the 500 × 100k tick: gathering
     each pair's inputs into lists and building the records afterwards cost more than the
-    arithmetic it saved (``decide_batch`` 93.8 against 86.7 ms CPU, alternate runs).
+    arithmetic it saved (``decide_batch`` 93.8 against 86.7 ms CPU, alternate runs). Tried
+    again with the state checks as columns too (branch ``h/tick-vector``): slower still,
+    61-67 against 44-52 ms in memory on three of that tick's batches (benchmarks/README.md).
     """
     values = _eta_values(j, len(cands), etas)
     listed = isinstance(values, list)
@@ -157,11 +160,13 @@ def _assess(
     records: list[Considered] = []
     feasible: list[int] = []
     costs: list[float] = []
+    workers: list[int] = []
     for i, cand in enumerate(cands):
         worker = cand.worker_id
         if worker in seen:
             raise MatchingError(f"lists worker {worker} twice", field=f"candidates[{j}][{i}]")
         seen.add(worker)
+        workers.append(worker)
         # why_not, inlined (a missing skill, the usual reason, is worded here by the same
         # function why_not uses).
         age = cand.fix_age_s
@@ -281,7 +286,7 @@ def _assess(
                 ),
             )
         )
-    return Assessed(records, feasible, costs)
+    return Assessed(records, feasible, costs, workers)
 
 
 def total(rec: Considered) -> float:
@@ -292,13 +297,14 @@ def total(rec: Considered) -> float:
 
 def sorted_records(assessed: Assessed) -> tuple[Considered, ...]:
     """Feasible best first (total, worker id), then infeasible by worker id."""
-    records = assessed.records
+    records, workers = assessed.records, assessed.workers
     ranked = sorted(
-        (cost, records[i].candidate.worker_id, i)
-        for cost, i in zip(assessed.costs, assessed.feasible, strict=True)
+        (cost, workers[i], i) for cost, i in zip(assessed.costs, assessed.feasible, strict=True)
     )
     infeasible = sorted(
-        (r.candidate.worker_id, i) for i, r in enumerate(records) if r.why_not is not None
+        (w, i)
+        for i, (w, r) in enumerate(zip(workers, records, strict=True))
+        if r.why_not is not None
     )
     return (*(records[i] for _, _, i in ranked), *(records[i] for _, i in infeasible))
 

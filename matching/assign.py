@@ -138,9 +138,9 @@ def _assign(
     pair_workers: list[int] = []
     pair_costs: list[float] = []
     for r, j in enumerate(rows):
-        records = assessed[j].records
+        workers_j = assessed[j].workers
         for i, cost in zip(assessed[j].feasible, assessed[j].costs, strict=True):
-            worker = records[i].candidate.worker_id
+            worker = workers_j[i]
             if worker not in taken:
                 pair_rows.append(r)
                 pair_workers.append(worker)

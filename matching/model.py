@@ -5,7 +5,11 @@ makes thousands of (:class:`Candidate`, :class:`Breakdown`, :class:`Considered`)
 500 orders × 100k workers tick builds ~11k candidates and 12k records, and a frozen
 Struct is built 3-4× faster than a frozen dataclass of the same fields (measured:
 ``Candidate`` 0.5 against 2.0 µs, ``Breakdown`` 0.22 against 0.83 µs), with the same
-JSON. Times are epoch seconds, positions WGS-84 degrees, money in minor units (fen). A :class:`Decision` keeps everything needed to show a
+JSON. The three are ``gc=False`` (not tracked by the cycle collector: they hold only
+scalars, strings, dates, frozensets, tuples, one dict of dates and each other, so
+they cannot be part of a reference cycle); the tick's ~23k of them no longer feed the
+collector's counts and passes: building the tick's ~11k candidates went from 31-34 to
+18-19 ms CPU (benchmarks/README.md, issue 20 §6). Times are epoch seconds, positions WGS-84 degrees, money in minor units (fen). A :class:`Decision` keeps everything needed to show a
 dispatcher why, and to replay it offline (:func:`matching.replay.replay`): the job, the
 time, the peers' medians, and for each candidate its inputs (when stored, only what
 mattered for the job), its ETA, and why it was infeasible or its score breakdown.
@@ -129,7 +133,7 @@ NO_FIX_AGE_S: Final = 1e9
 """The fix age of a worker with no known fix (any larger age is clamped to it)."""
 
 
-class Candidate(msgspec.Struct, frozen=True):
+class Candidate(msgspec.Struct, frozen=True, gc=False):
     """A worker as matching sees them at one moment: the geo index plus worker state.
 
     ``fix_age_s`` is the age of the last location fix; ``math.inf`` (no fix known) is
@@ -235,7 +239,7 @@ class Peers:
             object.__setattr__(self, "pressure", float(self.pressure))
 
 
-class Breakdown(msgspec.Struct, frozen=True):
+class Breakdown(msgspec.Struct, frozen=True, gc=False):
     """One candidate's score: per term (in :data:`TERMS` order) the raw value and the
     weighted contribution, and their sum. Lower ``total`` is better (see ``scoring``)."""
 
@@ -252,7 +256,7 @@ class Breakdown(msgspec.Struct, frozen=True):
         return {t: (r, w) for t, r, w in zip(TERMS, self.raw, self.weighted, strict=True)}
 
 
-class Considered(msgspec.Struct, frozen=True):
+class Considered(msgspec.Struct, frozen=True, gc=False):
     """One candidate as a decision saw it.
 
     ``candidate`` is the candidate as given (shared, not copied); stored decisions keep

@@ -153,6 +153,21 @@ def test_relevant_to_keeps_only_what_the_job_needs() -> None:
     assert trimmed.served_customer_ids == frozenset({900})
 
 
+def test_the_batch_records_are_not_tracked_by_the_cycle_collector() -> None:
+    """Candidates, breakdowns and considered records (a tick's ~23k objects) are gc=False
+    Structs: the cycle collector does not track them, and they still compare and encode
+    as before."""
+    import gc
+
+    from matching.model import Breakdown, Considered
+
+    c = cand(certificates={"nanny": date(2030, 1, 1)})
+    b = Breakdown((1.0,) * len(TERMS), (2.0,) * len(TERMS), 14.0)
+    r = Considered(c, True, None, 60.0, b)
+    assert not any(gc.is_tracked(x) for x in (c, b, r))
+    assert msgspec.json.decode(msgspec.json.encode(r), type=Considered) == r
+
+
 # --- feasibility -----------------------------------------------------------------------
 
 LAST_DAY = local_date(JOB.latest_start_s + JOB.duration_s - 1, PARAMS.utc_offset_s)
