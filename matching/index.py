@@ -7,6 +7,15 @@ for its nearest workers, instead of one sorted radius search per order on Redis 
 sorts every member inside the radius). The index is a ``scipy.spatial.cKDTree`` over
 an equirectangular projection in metres around the workers' mean position: within a
 city (tens of km) its distances differ from the great circle by well under 0.5 %.
+
+Skill-aware retrieval: given each worker's skills as a bitmask (``skills``,
+``matching.skill_bits``) and each job's required mask, :meth:`CandidateIndex.nearest_many`
+returns the ``k`` nearest workers *holding the job's skills* within the radius. Per
+distinct required mask (a tick has a handful: one per service's skill set): if every
+worker qualifies, the plain query; if few do (at most 1 in :data:`SUBTREE_SHARE`), a
+small tree over those alone; otherwise one deeper query (``k`` / the qualified share ×
+:data:`DEPTH_MARGIN` neighbours), repeated :data:`DEPTH_GROWTH` times deeper for the
+jobs that found fewer than ``k`` qualified before the radius or the workers ran out.
 """
 
 from __future__ import annotations
@@ -24,8 +33,12 @@ from matching.errors import MatchingError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+MaskArray = npt.NDArray[np.uint64]
 
 GEO_STEP_BITS: Final = 26  # Redis geo sets: 26 bits per coordinate, interleaved into 52
+SUBTREE_SHARE: Final = 16  # a mask held by at most 1/16 of the workers: a tree of their own
+DEPTH_MARGIN: Final = 1.5  # first deep query: k / qualified share × this many neighbours
+DEPTH_GROWTH: Final = 4  # then this many times deeper, for the jobs still short
 
 
 def _even_bits(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -65,11 +78,14 @@ class CandidateIndex:
 
     Queries return *positions* into these arrays (so the caller can look up its own
     per-worker columns) and distances in metres, nearest first, ties by worker id.
+    ``skills``: each worker's skills mask (``matching.skill_bits``; ``ALL`` when unknown),
+    or None (no filtering by skill).
     """
 
     worker_ids: IntArray
     lat: FloatArray
     lng: FloatArray
+    skills: MaskArray | None = None
     _ref: tuple[float, float, float] = field(init=False, repr=False)  # lat, lng, m/rad east
     _tree: Any = field(init=False, repr=False)  # cKDTree (scipy ships no type hints)
 
@@ -93,6 +109,13 @@ class CandidateIndex:
             ordered = np.sort(ids)
             if (ordered[1:] == ordered[:-1]).any():
                 raise MatchingError("must not repeat a worker", field="worker_ids")
+        skills = None
+        if self.skills is not None:
+            skills = np.ascontiguousarray(self.skills, dtype=np.uint64)
+            if skills.shape != ids.shape:
+                raise MatchingError("must be 1-d, one mask per worker", field="skills")
+            skills.setflags(write=False)
+        object.__setattr__(self, "skills", skills)
         for array in (ids, lat, lng):
             array.setflags(write=False)
         object.__setattr__(self, "worker_ids", ids)
@@ -112,9 +135,25 @@ class CandidateIndex:
         )
 
     @classmethod
-    def build(cls, worker_ids: IntArray, lat: FloatArray, lng: FloatArray) -> CandidateIndex:
-        """The index over one read of the city's geo set (ids and positions)."""
-        return cls(worker_ids, lat, lng)
+    def build(
+        cls,
+        worker_ids: IntArray,
+        lat: FloatArray,
+        lng: FloatArray,
+        skills: MaskArray | None = None,
+    ) -> CandidateIndex:
+        """The index over one read of the city's geo set (ids and positions), with the
+        workers' skills masks if known."""
+        return cls(worker_ids, lat, lng, skills)
+
+    def subset(self, positions: IntArray) -> CandidateIndex:
+        """An index over some of these workers (e.g. a merchant's staff), skills kept."""
+        return CandidateIndex(
+            self.worker_ids[positions],
+            self.lat[positions],
+            self.lng[positions],
+            None if self.skills is None else self.skills[positions],
+        )
 
     def __len__(self) -> int:
         return len(self.worker_ids)
@@ -127,15 +166,26 @@ class CandidateIndex:
         return np.column_stack([x_m, y_m])
 
     def nearest(
-        self, lat: float, lng: float, k: int, radius_m: float
+        self, lat: float, lng: float, k: int, radius_m: float, required: int = 0
     ) -> tuple[IntArray, FloatArray]:
-        """Up to ``k`` workers within ``radius_m`` of (lat, lng): positions and metres."""
+        """Up to ``k`` workers within ``radius_m`` of (lat, lng) holding every skill of
+        ``required`` (0: any worker): positions and metres."""
         if k < 1:
             raise MatchingError("must be >= 1", field="k")
         if not radius_m > 0:
             raise MatchingError("must be > 0", field="radius_m")
         if self._tree is None:
             return np.empty(0, dtype=np.int64), np.empty(0)
+        if required and self.skills is not None:
+            rows, dist = self.nearest_many(
+                np.array([lat]),
+                np.array([lng]),
+                k,
+                radius_m,
+                np.array([required], dtype=np.uint64),
+            )
+            found = rows[0] >= 0
+            return rows[0][found], dist[0][found]
         ref_lat, ref_lng, x_per_rad = self._ref
         point = (
             math.radians(lng - ref_lng) * x_per_rad,
@@ -153,9 +203,15 @@ class CandidateIndex:
         return positions, distances
 
     def nearest_many(
-        self, lat: FloatArray, lng: FloatArray, k: int, radius_m: float
+        self,
+        lat: FloatArray,
+        lng: FloatArray,
+        k: int,
+        radius_m: float,
+        required: MaskArray | None = None,
     ) -> tuple[IntArray, FloatArray]:
-        """The same for many points at once: (n, k) arrays, padded with -1 and ``inf``."""
+        """The same for many points at once: (n, k) arrays, padded with -1 and ``inf``.
+        ``required``: per point, the skills mask its workers must hold (0 or None: any)."""
         if k < 1:
             raise MatchingError("must be >= 1", field="k")
         if not radius_m > 0:
@@ -163,19 +219,93 @@ class CandidateIndex:
         n = len(lat)
         if self._tree is None or n == 0:
             return np.full((n, k), -1, dtype=np.int64), np.full((n, k), np.inf)
-        distances, positions = self._tree.query(
-            self.project(np.asarray(lat, dtype=np.float64), np.asarray(lng, dtype=np.float64)),
-            k=[*range(1, k + 1)],
-            distance_upper_bound=radius_m,
+        points = self.project(np.asarray(lat, dtype=np.float64), np.asarray(lng, dtype=np.float64))
+        if required is None or self.skills is None or not np.any(required):
+            return self._ordered(*self._query(self._tree, points, k, radius_m), k)
+        required = np.asarray(required, dtype=np.uint64)
+        if required.shape != (n,):
+            raise MatchingError("must be one mask per point", field="required")
+        positions = np.full((n, k), -1, dtype=np.int64)
+        distances = np.full((n, k), np.inf)
+        for mask in np.unique(required).tolist():
+            rows = np.flatnonzero(required == np.uint64(mask))
+            found = self._qualified_nearest(points[rows], int(mask), k, radius_m)
+            positions[rows], distances[rows] = found
+        return positions, distances
+
+    def _qualified_nearest(
+        self, points: FloatArray, mask: int, k: int, radius_m: float
+    ) -> tuple[IntArray, FloatArray]:
+        """(m, k) positions and metres of the ``k`` nearest workers holding ``mask``."""
+        assert self.skills is not None
+        n_workers = len(self.worker_ids)
+        if mask == 0:
+            return self._ordered(*self._query(self._tree, points, k, radius_m), k)
+        want = np.uint64(mask)
+        ok = (self.skills & want) == want
+        count = int(ok.sum())
+        m = len(points)
+        if count == n_workers:  # every worker qualifies: exactly the plain query
+            return self._ordered(*self._query(self._tree, points, k, radius_m), k)
+        if count == 0:
+            return np.full((m, k), -1, dtype=np.int64), np.full((m, k), np.inf)
+        if count * SUBTREE_SHARE <= n_workers:  # few hold it: a tree over those alone
+            mine = np.flatnonzero(ok)
+            tree = cKDTree(self._tree.data[mine], balanced_tree=False, compact_nodes=False)
+            found, dist = self._query(tree, points, k, radius_m)
+            found = np.where(found >= 0, mine[np.maximum(found, 0)], -1)
+            return self._ordered(found, dist, k)
+        positions = np.full((m, k), -1, dtype=np.int64)
+        distances = np.full((m, k), np.inf)
+        depth = min(n_workers, max(k, math.ceil(k * n_workers / count * DEPTH_MARGIN)))
+        todo = np.arange(m)
+        while len(todo):
+            found, dist = self._ordered(*self._query(self._tree, points[todo], depth, radius_m))
+            hit = (found >= 0) & ok[np.maximum(found, 0)]
+            enough = hit.sum(axis=1) >= k
+            # The deepest neighbour missing: every worker within the radius was seen.
+            done = enough | (found[:, -1] < 0) | (depth >= n_workers)
+            # Per row, the first k qualified (stable: nearest first), then padding.
+            take = hit & (np.cumsum(hit, axis=1) <= k)
+            first = np.argsort(~take, axis=1, kind="stable")[:, :k]
+            kept = np.take_along_axis(take, first, axis=1)
+            rows = todo[done]
+            width = first.shape[1]
+            positions[rows, :width] = np.where(kept, np.take_along_axis(found, first, axis=1), -1)[
+                done
+            ]
+            distances[rows, :width] = np.where(
+                kept, np.take_along_axis(dist, first, axis=1), np.inf
+            )[done]
+            todo = todo[~done]
+            depth = min(n_workers, depth * DEPTH_GROWTH)
+        return positions, distances
+
+    def _query(
+        self, tree: Any, points: FloatArray, k: int, radius_m: float
+    ) -> tuple[IntArray, FloatArray]:
+        """``tree``'s ``k`` nearest of each point within the radius: positions in the
+        tree (-1 where fewer) and metres (``inf``), unordered among equal distances."""
+        distances, positions = tree.query(
+            points, k=[*range(1, k + 1)], distance_upper_bound=radius_m
         )
         positions = np.asarray(positions, dtype=np.int64)
         distances = np.asarray(distances, dtype=np.float64)
-        missing = positions >= len(self.worker_ids)
-        positions[missing] = -1
-        # Equal distances: order by worker id (padding sorts last: inf, then id 2**62).
+        positions[positions >= tree.n] = -1
+        return positions, distances
+
+    def _ordered(
+        self, positions: IntArray, distances: FloatArray, k: int | None = None
+    ) -> tuple[IntArray, FloatArray]:
+        """Rows nearest first, equal distances by worker id (padding last: ``inf``, then
+        id 2**62); padded to ``k`` columns when given and fewer."""
+        missing = positions < 0
         ids = np.where(missing, np.int64(2**62), self.worker_ids[np.where(missing, 0, positions)])
         order = np.lexsort((ids, distances), axis=1)
-        return (
-            np.take_along_axis(positions, order, axis=1),
-            np.take_along_axis(distances, order, axis=1),
-        )
+        positions = np.take_along_axis(positions, order, axis=1)
+        distances = np.take_along_axis(distances, order, axis=1)
+        if k is not None and positions.shape[1] < k:
+            pad = k - positions.shape[1]
+            positions = np.pad(positions, ((0, 0), (0, pad)), constant_values=-1)
+            distances = np.pad(distances, ((0, 0), (0, pad)), constant_values=np.inf)
+        return positions, distances

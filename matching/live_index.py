@@ -25,6 +25,7 @@ from matching.index import CandidateIndex
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+MaskArray = npt.NDArray[np.uint64]
 
 
 def last_change_per_worker(
@@ -101,10 +102,21 @@ class LiveWorkers:
         alive = self.alive
         return self.ids[alive], self.lat[alive], self.lng[alive]
 
-    def index(self, exclude: IntArray | None = None) -> CandidateIndex:
+    def index(
+        self, exclude: IntArray | None = None, skills: MaskArray | None = None
+    ) -> CandidateIndex:
         """A nearest-worker index over the available workers, leaving out ``exclude``
-        (e.g. workers holding an open offer)."""
+        (e.g. workers holding an open offer); ``skills``: a skills mask per row of
+        ``ids`` (``matching.skill_bits.SkillMasks.masks_for(live.ids)``), for
+        skill-aware queries."""
         keep = self.alive
         if exclude is not None and len(exclude):
             keep = keep & ~np.isin(self.ids, np.asarray(exclude, dtype=np.int64))
-        return CandidateIndex.build(self.ids[keep], self.lat[keep], self.lng[keep])
+        if skills is not None and len(skills) != len(self.ids):
+            raise MatchingError("must have one mask per row of ids", field="skills")
+        return CandidateIndex.build(
+            self.ids[keep],
+            self.lat[keep],
+            self.lng[keep],
+            None if skills is None else skills[keep],
+        )
