@@ -14,8 +14,10 @@ processes never double-dispatch. A tick:
    too, when their window comes near, only if day plans are switched off);
 4. brings its copy of the city's available workers up to date from the geo set's change
    log (``tracking.geo_log``: only the new entries, not the whole set; rebuilt from the
-   set when entries were lost), builds an in-memory index over them, takes each order's
-   nearest candidates, loads their state — with ``[matching] chain_s`` > 0 (batch only),
+   set when entries were lost) and its copy of workers' skills (``dispatch.worker_skills``:
+   the profiles changed since its last read), builds an in-memory index over them, takes
+   each order's nearest candidates holding the order's skills
+   (docs/matching-index.md#skills), loads their state — with ``[matching] chain_s`` > 0 (batch only),
    also the workers whose job on site ends within it, from its address, the time left
    added to their ETA (chained orders, ``dispatch/chains.py``) — and asks
    the matcher (batch assignment, or the greedy baseline) — recording every decision
@@ -58,6 +60,7 @@ from dispatch.offers import OfferParams
 from dispatch.plans import DayPlans
 from dispatch.publisher import Publisher
 from dispatch.service import Caller
+from dispatch.worker_skills import WorkerSkills
 from doorstep.outage import Outage
 from doorstep.stores import STORE_ERRORS, Stores
 from geo.coords import haversine_m
@@ -162,6 +165,7 @@ class Engine:
         self.params = engine or EngineParams()
         self._renew = stores.redis.register_script(_RENEW)
         self.available = AvailableWorkers(stores.redis, stores.keys)
+        self.skills = WorkerSkills()  # every worker's skills, for skill-aware retrieval
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.on_tick = on_tick  # told of every tick (the app counts them on /metrics)
@@ -383,6 +387,7 @@ class Engine:
         live, refreshed = await self.available.refresh(city_id)
         report.index_rebuilt = refreshed.rebuilt
         report.index_changes = refreshed.changes
+        await self.skills.refresh(self.stores.pool)
         # A worker with an offer still open is not offered another job.
         holders = await self._offer_holders(city_id)
         # Chained orders (dispatch/chains.py): workers whose job ends soon, batch only.
@@ -392,7 +397,7 @@ class Engine:
                 self.stores.pool, city_id, now, self.match.chain_s, exclude=holders.tolist()
             )
         exclude = np.union1d(holders, np.array(sorted(on_site), dtype=np.int64))
-        index = live.index(exclude=exclude)
+        index = live.index(exclude=exclude, skills=self.skills.aligned(live))
         jobs = await order_jobs(self.stores, orders, now=now, params=self.match)
         if not len(index) and not on_site:
             for order in orders:
@@ -403,8 +408,11 @@ class Engine:
             report.overflowed += await self._overflow([o for o in orders if o.id not in short], now)
             return
         lats, lngs = np.array([j.lat for j in jobs]), np.array([j.lng for j in jobs])
+        required = np.array([self.skills.required(j.required_skills) for j in jobs], np.uint64)
         if len(index):
-            found_rows, _ = index.nearest_many(lats, lngs, self.match.k, self.match.radius_m)
+            found_rows, _ = index.nearest_many(
+                lats, lngs, self.match.k, self.match.radius_m, required
+            )
             per_job = [row[row >= 0] for row in found_rows]
         else:
             per_job = [np.empty(0, dtype=np.int64) for _ in jobs]
@@ -415,7 +423,7 @@ class Engine:
         positions = {
             int(ids[p]): (float(index.lat[p]), float(index.lng[p])) for p in union.tolist()
         }
-        chained = self._chained_near(orders, lats, lngs, on_site)
+        chained = self._chained_near(orders, lats, lngs, required, on_site)
         positions.update({w: (on_site[w].lat, on_site[w].lng) for row in chained for w in row})
         cands = await load_candidates(
             self.stores,
@@ -497,20 +505,23 @@ class Engine:
         orders: Sequence[Order],
         lats: np.ndarray,
         lngs: np.ndarray,
+        required: np.ndarray,
         on_site: dict[int, chains.OnSite],
     ) -> list[list[int]]:
         """Per order, the workers ending a job soon (``on_site``) nearest to it: the ``k``
-        nearest within the radius, by the job's address. Not for crew orders (a crew is
-        offered together) nor merchants' orders (their own staff)."""
+        nearest within the radius holding the order's skills (``required``: its mask), by
+        the job's address. Not for crew orders (a crew is offered together) nor merchants'
+        orders (their own staff)."""
         if not on_site:
             return [[] for _ in orders]
-        workers = sorted(on_site)
+        workers = np.array(sorted(on_site), dtype=np.int64)
         index = CandidateIndex.build(
-            np.array(workers, dtype=np.int64),
-            np.array([on_site[w].lat for w in workers]),
-            np.array([on_site[w].lng for w in workers]),
+            workers,
+            np.array([on_site[w].lat for w in workers.tolist()]),
+            np.array([on_site[w].lng for w in workers.tolist()]),
+            self.skills.masks.masks_for(workers),
         )
-        rows, _ = index.nearest_many(lats, lngs, self.match.k, self.match.radius_m)
+        rows, _ = index.nearest_many(lats, lngs, self.match.k, self.match.radius_m, required)
         return [
             []
             if order.crew_size > 1 or order.merchant_id is not None
@@ -592,7 +603,8 @@ class Engine:
         per_job: list[np.ndarray],
     ) -> list[np.ndarray]:
         """Candidates (positions in ``index``) with each merchant's order limited to the
-        merchant's staff: the nearest ``k`` of them within the radius, whoever is nearer."""
+        merchant's staff: the nearest ``k`` of them within the radius holding the job's
+        skills, whoever is nearer."""
         merchants = sorted({o.merchant_id for o in orders if o.merchant_id is not None})
         staff = await merchant_store.staff_of(self.stores.pool, merchants)
         out = list(per_job)
@@ -602,12 +614,13 @@ class Engine:
         return out
 
     def _staff_near(self, index: CandidateIndex, staff: list[int], job: Job) -> np.ndarray:
-        """Positions in ``index`` of the nearest of ``staff`` to the job."""
+        """Positions in ``index`` of the nearest of ``staff`` to the job holding its skills."""
         mine = np.flatnonzero(np.isin(index.worker_ids, np.array(staff, dtype=np.int64)))
         if not len(mine):
             return np.empty(0, dtype=np.int64)
-        team = CandidateIndex.build(index.worker_ids[mine], index.lat[mine], index.lng[mine])
-        found, _ = team.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
+        team = index.subset(mine)
+        required = self.skills.required(job.required_skills)
+        found, _ = team.nearest(job.lat, job.lng, self.match.k, self.match.radius_m, required)
         return np.asarray(mine[found], dtype=np.int64)
 
     async def _overflow(self, unserved: Sequence[Order], now: datetime) -> int:
@@ -670,17 +683,27 @@ class Engine:
                 self.stores.pool, order.city_id, now, self.match.chain_s
             )
         live, _ = await self.available.refresh(order.city_id)
-        index = live.index(exclude=np.array(sorted(on_site), dtype=np.int64))
+        await self.skills.refresh(self.stores.pool)
+        index = live.index(
+            exclude=np.array(sorted(on_site), dtype=np.int64), skills=self.skills.aligned(live)
+        )
         candidates: list[Candidate] = []
         found = np.empty(0, dtype=np.int64)
+        required = self.skills.required(job.required_skills)
         if len(index):
-            found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m)
+            found, _ = index.nearest(job.lat, job.lng, self.match.k, self.match.radius_m, required)
             if order.merchant_id is not None:  # within the merchant's team, as a tick does
                 staff = await merchant_store.staff_of(self.stores.pool, [order.merchant_id])
                 found = self._staff_near(index, staff[order.merchant_id], job)
         ids = index.worker_ids
         positions = {int(ids[i]): (float(index.lat[i]), float(index.lng[i])) for i in found}
-        (chained,) = self._chained_near([order], np.array([job.lat]), np.array([job.lng]), on_site)
+        (chained,) = self._chained_near(
+            [order],
+            np.array([job.lat]),
+            np.array([job.lng]),
+            np.array([required], dtype=np.uint64),
+            on_site,
+        )
         positions.update({w: (on_site[w].lat, on_site[w].lng) for w in chained})
         if positions:
             cands = await load_candidates(
