@@ -70,6 +70,7 @@ from matching.assign import decide_batch, decide_greedy
 from matching.index import CandidateIndex, decode_geohash
 from matching.model import Candidate, Decision, Job, Peers
 from matching.params import MatchParams
+from matching.skill_bits import ALL, SkillMasks
 from tracking.eta import DestinationTimes, EtaParams, destination_times, eta_s
 
 FloatArray = npt.NDArray[np.float64]
@@ -704,13 +705,26 @@ LIVE_CITY = "bench-live"
 # sha256 of the live tick's decisions (every Decision with all its candidates, encoded by
 # msgspec, in decisions_digest's form), one per tick, recorded with this digest on the
 # tick's speed-up (commit 5c9a8f2's second parent), whose decisions hashed as the code's
-# before it: a speed-up must leave them exactly as they were.
+# before it: a speed-up must leave them exactly as they were. Since skill-aware retrieval
+# (branch h/skills) these are the decisions of the skill-blind retrieval
+# (``--skill-blind``: each job's 24 nearest whatever their skills), still checked.
 LIVE_TICK_DIGESTS = [
     "539baa542f4669df554b4144fac6462af08902bf711f6297dfc02a11c147d152",
     "f339cfb9c763761fb5cc65938f1ce975304581cc7a7d2880161bf5bd263eed4b",
     "516eafce377a05b8d716fcb5808f8f6ef0612541ac21b1c78572955e012b6461",
     "fb376455e102ebc5b2a3e549b6c84d69216714615c06436b3d7daad77567f418",
     "4e5b5bd818c55a117243d13d3582c796a272fa3c69a718ee464df50b32f8b14f",
+]
+# The same with skill-aware retrieval (the default since branch h/skills: each job's 24
+# nearest workers holding its skills), recorded when it was introduced (h/skills, on top of
+# main 5846414): its candidate lists differ from the skill-blind ones by design; a
+# speed-up must leave these as they are.
+LIVE_TICK_SKILL_DIGESTS = [
+    "fc0638a16af03d2f92417bd4729937783b47949484c3bd2a55a5f0d4f771b506",
+    "76f646b138641a0e945b6020ae0447511e3e677d525243f91ae8962e84756faa",
+    "20d812916e65ff00e7f0b3dec69246325af29ec4298cd1f22032f783a796ac4b",
+    "e86f0c62ad1c4c7ed4a84279dd9192368e5614cf7bc728a7f2045b1166fdd6ad",
+    "32b92e2c48deec1aa0bf9244b8255fcb95b5a45d319d44d715f9a9fbaff1a83f",
 ]
 
 
@@ -765,9 +779,15 @@ def measure_live_tick(
     repeats: int,
     ctx: dict[str, Any],
     moving_share: float = 0.4,
+    skill_aware: bool = True,
 ) -> dict[str, Any]:
     """The engine's tick with the index kept current from the change log: 500 orders
     against 100k available workers, step by step, wall and CPU ms.
+
+    ``skill_aware`` (the engine's way): each job's candidates are its ``k`` nearest
+    workers holding its skills (``skill_masks``: the workers' masks aligned with the
+    copy's rows, kept while the rows do not change as ``dispatch.worker_skills`` does,
+    and the jobs' required masks); else its ``k`` nearest (the retrieval before).
 
     Between ticks (not timed), ``moving_share`` of the workers send a fix (moved up to
     30 m), 0.5 % go busy and the busy ones of the tick before come back, all through the
@@ -814,9 +834,13 @@ def measure_live_tick(
     progress(f"live tick: {n_workers} workers through the ingest script")
     ingest_calls(script, keys, city.ids, lat, lng, ["available"] * n_workers, 1)
     laps = Laps()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"skill_aware": skill_aware}
+    masks = SkillMasks()  # the engine reads these from PostgreSQL (not timed here)
+    masks.update(city.ids.tolist(), [p[1] for p in city.profiles])
+    aligned: tuple[Any, Any] | None = None  # (the copy's ids array, masks for its rows)
 
     async def run() -> None:
+        nonlocal aligned
         ar = aioredis.Redis.from_url(url)
         available = AvailableWorkers(ar, keys)
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -829,6 +853,8 @@ def measure_live_tick(
         seq = 1
         changes: list[int] = []
         digests: list[str] = []
+        pairs: list[int] = []
+        missing: list[int] = []
         gc.collect()
         gc.freeze()
         decisions: list[Decision] = []
@@ -854,13 +880,32 @@ def measure_live_tick(
                 decode_geohash(np.array(raw[1::2], dtype=np.float64))
             if rep == 0 and not np.array_equal(np.sort(whole_ids), live.positions()[0]):
                 raise AssertionError("the copy differs from the geo set")
+            with laps("skill_masks"):
+                required = None
+                if skill_aware:
+                    if aligned is None or aligned[0] is not live.ids:
+                        aligned = (live.ids, masks.masks_for(live.ids))
+                    required = np.array(
+                        [masks.required(sorted(j.required_skills)) for j in jobs], np.uint64
+                    )
             with laps("index_build"):
-                index = live.index()
+                index = live.index(skills=aligned[1] if aligned is not None else None)
             with laps("peers"):
                 peers = city.peers(index.worker_ids)
             with laps("nearest_many"):
-                found, _ = index.nearest_many(job_lat, job_lng, params.k, params.radius_m)
+                found, _ = index.nearest_many(job_lat, job_lng, params.k, params.radius_m, required)
                 rows = [row[row >= 0] for row in found]
+            if rep == 0 and skill_aware:  # not timed: every worker every skill = skill-blind
+                blind, _ = index.nearest_many(job_lat, job_lng, params.k, params.radius_m)
+                everyone = CandidateIndex(
+                    index.worker_ids, index.lat, index.lng, np.full(len(index), ALL)
+                )
+                same, _ = everyone.nearest_many(
+                    job_lat, job_lng, params.k, params.radius_m, required
+                )
+                out["all_skills_rows_equal_skill_blind"] = bool(np.array_equal(same, blind))
+                if not out["all_skills_rows_equal_skill_blind"]:
+                    raise AssertionError("with every skill, the rows differ from skill-blind")
             with laps("candidates"):
                 # Each worker in any order's list once (as the engine's load_candidates),
                 # then every order's list by position: the engine's pattern.
@@ -890,16 +935,28 @@ def measure_live_tick(
             with laps("decide_batch"):
                 decisions = decide_batch(jobs, cands, etas, NOW, params, peers)
             digests.append(decisions_digest(decisions))
+            pairs.append(sum(len(row) for row in rows))
+            missing.append(
+                sum(
+                    1
+                    for d in decisions
+                    for c in d.candidates
+                    if c.why_not is not None and c.why_not.startswith("missing skill")
+                )
+            )
         gc.unfreeze()
         await ar.aclose()
         out["changes_per_tick_median"] = int(statistics.median(changes))
+        out["pairs_per_tick"] = pairs
+        out["missing_skill_pairs_per_tick"] = missing
         out["quality"] = quality(decisions)
         out["outside_the_tick_cpu_ms"] = engine_extras(decisions, searches_cpu_ms)
         out["outside_the_tick_cpu_ms"].update(engine_etas(jobs, cands, graph, ctx["eta_params"]))
         out["decisions_sha256"] = digests
-        expected = LIVE_TICK_DIGESTS[: len(digests)]
-        out["decisions_as_before"] = digests[: len(expected)] == expected
-        if not out["decisions_as_before"]:
+        recorded = LIVE_TICK_SKILL_DIGESTS if skill_aware else LIVE_TICK_DIGESTS
+        expected = recorded[: len(digests)]
+        out["decisions_as_before"] = bool(expected) and digests[: len(expected)] == expected
+        if expected and not out["decisions_as_before"]:
             raise AssertionError(f"the tick's decisions changed: {digests} != {expected}")
 
     try:
@@ -911,6 +968,7 @@ def measure_live_tick(
         r.close()
     steps = (
         "refresh_from_log",
+        "skill_masks",
         "index_build",
         "peers",
         "nearest_many",
@@ -1058,6 +1116,11 @@ def main() -> None:
         action="store_true",
         help="only the 500 orders x 100k workers tick with the index kept from the log",
     )
+    parser.add_argument(
+        "--skill-blind",
+        action="store_true",
+        help="the live tick retrieves each job's k nearest whatever their skills (as before)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     n_orders, reads, repeats = (200, 3, 3) if args.quick else (1000, 5, 5)
@@ -1087,7 +1150,9 @@ def main() -> None:
                 progress("batch: 500 orders x 10k workers")
                 batch = measure_batch(r, key, 10_000, 500, repeats, ctx)
             progress("live tick: 500 orders x 100k workers, index kept from the change log")
-            live_tick = measure_live_tick(url, 100_000, 500, repeats, ctx)
+            live_tick = measure_live_tick(
+                url, 100_000, 500, repeats, ctx, skill_aware=not args.skill_blind
+            )
         finally:
             r.delete(key)
             r.close()
