@@ -47,15 +47,18 @@ class WorkerSkills:
             or self._loaded_mono is None
             or time.monotonic() - self._loaded_mono >= self.reload_s
         )
+        # Grouped by skill set (a few hundred at most): ~3 ms of client CPU for 100k
+        # workers where a row per worker took ~124 (text[] decoded per row); the marker
+        # row (no skills) carries the database's time.
         rows = await db.fetch(
-            "SELECT now() AS at, user_id, skills FROM workers WHERE $1::timestamptz IS NULL "
-            "OR updated_at >= $1 UNION ALL SELECT now(), NULL, NULL",
+            "SELECT now() AS at, skills, array_agg(user_id) AS ids FROM workers "
+            "WHERE $1::timestamptz IS NULL OR updated_at >= $1 GROUP BY skills "
+            "UNION ALL SELECT now(), NULL, NULL",
             None if whole else self._since,
         )
-        at: datetime = next(r["at"] for r in rows if r["user_id"] is None)  # the marker
-        profiles = [r for r in rows if r["user_id"] is not None]
-        changed = self.masks.update(
-            (r["user_id"] for r in profiles), (r["skills"] for r in profiles)
+        at: datetime = next(r["at"] for r in rows if r["skills"] is None)
+        changed = self.masks.update_groups(
+            (r["skills"], r["ids"]) for r in rows if r["skills"] is not None
         )
         self._since = at - timedelta(seconds=self.overlap_s)
         if whole:

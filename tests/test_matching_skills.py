@@ -134,6 +134,18 @@ def test_skill_masks_update_counts_changes_and_keeps_bits() -> None:
     assert masks.required(["b"]) == 2
 
 
+def test_update_by_skill_set_groups_equals_update_per_worker() -> None:
+    """Groups of (skills, worker ids) give the masks rows per worker give; the later wins."""
+    by_rows, by_groups = SkillMasks(), SkillMasks()
+    by_rows.update([5, 1, 9, 1], [["a"], ["b"], ["a", "b"], ["a"]])
+    assert (
+        by_groups.update_groups([(["a"], [5]), (["b"], [1]), (["a", "b"], [9]), (["a"], [1])]) == 3
+    )
+    assert by_groups.ids.tolist() == by_rows.ids.tolist() == [1, 5, 9]
+    assert by_groups.masks.tolist() == by_rows.masks.tolist()
+    assert by_groups.update_groups([]) == 0
+
+
 def test_skills_past_the_64th_get_no_bit_and_filter_nothing() -> None:
     """A 65th skill code is left out of every mask: retrieval keeps workers without it."""
     bits = SkillBits()
