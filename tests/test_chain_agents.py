@@ -121,6 +121,11 @@ async def test_an_agent_reports_its_time_left_takes_a_chained_job_and_does_it_af
             return agent.ws is not None
 
         await until(online, 30, "the agent online")
+
+        async def fixing() -> bool:
+            return world.fixes_acked > 0
+
+        await until(fixing, 30, "the agent's first fix acknowledged")
         r = await client.post(
             f"/v1/orders/{first['id']}/assign",
             headers=dispatcher.auth,
@@ -140,7 +145,7 @@ async def test_an_agent_reports_its_time_left_takes_a_chained_job_and_does_it_af
         world.watches[second["id"]] = watch_of(second, None, 1)
         engine: Engine = live_app[1].state.engine
         report = await chaining(engine, live_app, 300.0).tick(engine_city.id, datetime.now(UTC))
-        assert (report.offered, report.chained) == (1, 1)
+        assert (report.offered, report.chained) == (1, 1), report.decisions
         await until(
             lambda: stores.pool.fetchval(
                 "SELECT worker_id FROM orders WHERE id = $1 AND status = 'assigned'", second["id"]
