@@ -42,6 +42,7 @@ from typing import Literal
 from dispatch import alerts, offers, service, store
 from dispatch.publisher import Publisher
 from dispatch.service import Caller
+from dispatch.time_left import ends_at
 from doorstep.stores import Stores
 from geo.coords import haversine_m
 from tracking import positions
@@ -112,8 +113,9 @@ async def check(
         "SELECT o.id, coalesce(c.worker_id, o.worker_id) AS worker_id, o.status, o.lat, o.lng, "
         "o.created_at, o.window_end, o.pinned, c.worker_id AS member, "
         # A chained job (docs/dispatch.md#chained-orders) waits for the worker's job on
-        # site: its expected end, when they set off at the earliest.
-        "(SELECT max(n.arrived_at + make_interval(mins => n.duration_min)) FROM orders n "
+        # site: its expected end (the worker's estimate, else the service's duration),
+        # when they set off at the earliest.
+        f"(SELECT max({ends_at('n')}) FROM orders n "
         "WHERE n.worker_id = o.worker_id AND n.id <> o.id AND o.crew_size = 1 "
         "AND n.status IN ('arrived', 'in_service')) AS busy_until FROM orders o "
         "LEFT JOIN order_crew c ON c.order_id = o.id AND o.crew_size > 1 "

@@ -46,6 +46,12 @@ class CurrentJobFirst(Conflict, DispatchError):
     code = "current_job_first"
 
 
+class NotOnSite(Conflict, DispatchError):
+    """The worker's estimate of the time left is taken only while the job is on site."""
+
+    code = "not_on_site"
+
+
 class IdempotencyKeyReused(InvalidInput, DispatchError):
     """The Idempotency-Key was used before for a different request (another body)."""
 

@@ -45,6 +45,9 @@ class Order:
     # A crew order's workers holding it, the lead (``worker_id``) first; empty for a
     # one-worker order and for a crew order not assigned yet (docs/dispatch.md#crews).
     crew: tuple[int, ...] = ()
+    # The worker's estimate of when the job on site ends ("about N minutes left",
+    # docs/dispatch.md#chained-orders); None: arrived_at + duration_min.
+    expected_end_at: datetime | None = None
 
     def holds(self, worker_id: int | None) -> bool:
         """True if this worker holds the order: its worker, or a member of its crew."""

@@ -22,7 +22,7 @@ _COLS = (
     "address_detail, contact_phone, window_start, window_end, duration_min, price_minor, "
     "currency, notes, worker_id, start_code, en_route_at, arrived_at, cancel_fee_minor, "
     "created_at, updated_at, pinned, dispatch_attempts, completed_at, series_id, merchant_id, "
-    "crew_size, " + CREW
+    "crew_size, expected_end_at, " + CREW
 )
 
 

@@ -121,9 +121,10 @@ class Commitment:
 @dataclass(frozen=True, slots=True)
 class Chain:
     """The job a busy worker is on, for chaining (接力单, ``MatchParams.chain_s``): order
-    ``order_id``, at the candidate's position (its address), expected to end at
-    ``ends_s`` (arrival + the service's duration). A job offered to them starts after it:
-    their ETA counts the time left (:func:`matching.feasibility.chained_eta_s`)."""
+    ``order_id``, at the candidate's position (its address), expected to end at ``ends_s``
+    (the worker's own estimate, else arrival + the service's duration). A job offered to
+    them starts after it: their ETA counts the time left
+    (:func:`matching.feasibility.chained_eta_s`)."""
 
     order_id: int
     ends_s: int

@@ -47,7 +47,10 @@ async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, 
         )
     else:
         assert stores is not None
-        async with local_server(stores, out, label=args.policy, policy=args.policy) as srv:
+        extra = f"chain_s = {args.chain_s}\n" if args.chain_s else ""
+        async with local_server(
+            stores, out, label=args.policy, policy=args.policy, params_extra=extra
+        ) as srv:
             result = await run(
                 scenario,
                 srv.url,
@@ -217,6 +220,13 @@ def _parser() -> argparse.ArgumentParser:
         help="matching policy of the server started here (not with --server)",
     )
     r.add_argument("--label", help="name of the run in the report")
+    r.add_argument(
+        "--chain-s",
+        type=float,
+        default=0.0,
+        help="[matching] chain_s of the server started here: chained orders (接力单) to workers "
+        "whose job ends within S seconds (default 0: off; docs/dispatch.md#chained-orders)",
+    )
     c = sub.add_parser("compare", help="the same scenario under several policies, one report")
     common(c, server=False)
     c.add_argument(

@@ -143,6 +143,9 @@ class WorkerAgent:
         self.sent_ms: dict[int, float] = {}  # seq -> wall ms when last sent (fan-out lag)
         self.job_id: int | None = None
         self.job_task: asyncio.Task[None] | None = None
+        # A chained job (接力单, docs/dispatch.md#chained-orders) accepted while on
+        # ``job_id``: set off for it only once that one is done.
+        self.next_id: int | None = None
         self.free = asyncio.Event()  # set while the worker holds no job
         self.free.set()
         self.arrived = asyncio.Event()
@@ -213,6 +216,7 @@ class WorkerAgent:
 
     async def stop(self) -> None:
         """End of the run: drop everything."""
+        self.next_id = None  # not taken up when the job in hand is cancelled below
         if self.job_task is not None:
             self.job_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -296,10 +300,15 @@ class WorkerAgent:
         except ApiError as e:
             self.world.problem(f"worker {self.id}: listing jobs failed: {e}")
             return
-        for o in orders:
-            if o["status"] in ("assigned", "en_route", "arrived", "in_service"):
-                self._start_job(int(o["id"]))
-                return
+        # With a chained job two are held: the one furthest along first, the other next.
+        steps = ("assigned", "en_route", "arrived", "in_service")
+        held = sorted(
+            (o for o in orders if o["status"] in steps),
+            key=lambda o: (-steps.index(o["status"]), int(o["id"])),
+        )
+        if held:
+            self.next_id = int(held[1]["id"]) if len(held) > 1 else None
+            self._start_job(int(held[0]["id"]))
 
     async def _flush(self) -> None:
         """Send every recorded fix the server has not been sent since the last resume."""
@@ -407,8 +416,16 @@ class WorkerAgent:
         order_id, status = int(msg["order_id"]), str(msg["status"])
         if status == "assigned" and self.job_id is None:
             self._start_job(order_id)
+        elif status == "assigned" and self.job_id != order_id and self.next_id is None:
+            # A chained job, accepted while on the current one: taken up when it is done
+            # (setting off now would be refused: 409 current_job_first).
+            self.next_id = order_id
+            self.world.counts["chained_held"] += 1
         elif status == "arrived" and self.job_id == order_id:
             self.arrived.set()
+        elif status in ("withdrawn", "cancelled", "failed") and self.next_id == order_id:
+            self.next_id = None
+            self.world.counts[f"chained_{status}"] += 1
         elif status in ("withdrawn", "cancelled", "failed") and self.job_id == order_id:
             if self.job_task is not None:
                 self.job_task.cancel()
@@ -418,7 +435,15 @@ class WorkerAgent:
         oid = int(offer["offer_id"])
         spec = self.world.scenario.workers
         try:
-            busy = self.job_id is not None or self.ending
+            # A chained offer (it names the job in hand) is answered like any other, once:
+            # a worker holds at most one job after the current one.
+            chained = offer.get("after_order_id") is not None
+            if chained:
+                self.offers["chained_received"] += 1
+            free = self.job_id is None or (
+                chained and offer["after_order_id"] == self.job_id and self.next_id is None
+            )
+            busy = not free or self.ending
             u = float(self.rng.random())
             if not busy and u < spec.ignore_share:
                 self.offers["ignored"] += 1
@@ -435,6 +460,8 @@ class WorkerAgent:
                 return
             await ws.send(orjson.dumps(reply).decode())
             self.offers["accepted" if accept else "rejected"] += 1
+            if chained and accept:
+                self.offers["chained_accepted"] += 1
         except ConnectionClosed:
             self.offers["lost_offline"] += 1
         finally:
@@ -506,7 +533,10 @@ class WorkerAgent:
                 status = "in_service"
             if status == "in_service":
                 minutes = float(order["duration_min"]) * float(self.rng.uniform(0.8, 1.2))
-                await asyncio.sleep(minutes * 60 / world.scenario.time_scale)
+                on_site_s = minutes * 60 / world.scenario.time_scale
+                if not crew:
+                    await self._time_left(order_id, on_site_s)
+                await asyncio.sleep(on_site_s)
                 await self._act(order_id, "complete")
                 self.completed += 1
                 self.earned += int(order["price_minor"])
@@ -520,8 +550,24 @@ class WorkerAgent:
             self.holding.append((held_from, world.now()))
             self.job_id = None
             self.job_task = None
-            self.free.set()
-            self.state = "idle" if self.want_online else "off"
+            nxt, self.next_id = self.next_id, None
+            if nxt is not None and not world.stopping.is_set():
+                world.counts["chained_taken_up"] += 1
+                self._start_job(nxt)  # the chained job: now the current one
+            else:
+                self.free.set()
+                self.state = "idle" if self.want_online else "off"
+
+    async def _time_left(self, order_id: int, wall_s: float) -> None:
+        """Tell the server how long the job will really take (预计还需N分钟): the wall time
+        on site, scaled by the scenario's ``time_scale``, in whole minutes (at least 1)."""
+        minutes = min(600, max(1, round(wall_s / 60)))
+        try:
+            await self._act(order_id, "time-left", {"minutes_left": minutes})
+            self.world.counts["time_left_reported"] += 1
+        except ApiError as e:
+            if e.status not in (404, 409):  # the job was taken away or ended meanwhile
+                self.world.problem(f"worker {self.id} order {order_id}: time left: {e}")
 
     async def _start(self, order_id: int, code: str, *, crew: bool) -> None:
         """Enter the start code; a crew's lead waits (polling) for the crew to be there."""

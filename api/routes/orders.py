@@ -16,7 +16,17 @@ from api.routes.reviews import ReviewIn
 from api.routes.reviews import params as review_params
 from api.routing import PUBLIC, Ctx, QueryParam, Router, encode
 from catalog import service as catalog_service
-from dispatch import alerts, crews, offers, overrides, ratings, service, share_links, store
+from dispatch import (
+    alerts,
+    crews,
+    offers,
+    overrides,
+    ratings,
+    service,
+    share_links,
+    store,
+    time_left,
+)
 from dispatch.alerts import Alert
 from dispatch.booking import BookingParams
 from dispatch.crews import CrewMember
@@ -171,6 +181,12 @@ class StartIn(Input):
     """The code the customer gives the worker on site (核销码)."""
 
     start_code: Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
+
+
+class TimeLeftIn(Input):
+    """The worker's estimate on site: about ``minutes_left`` minutes until the job is done."""
+
+    minutes_left: Annotated[int, msgspec.Meta(ge=time_left.MIN_MINUTES, le=time_left.MAX_MINUTES)]
 
 
 def _caller(ctx: Ctx) -> Caller:
@@ -583,6 +599,28 @@ async def arrive(ctx: Ctx, body: ReasonIn) -> Order:
 )
 async def start(ctx: Ctx, body: StartIn) -> Order:
     return await _act(ctx, "start", start_code=body.start_code)
+
+
+@router.post(
+    "/v1/orders/{order_id}/time-left",
+    errors={
+        404: "no such order of yours",
+        409: "not_on_site: the order is not arrived or in service",
+        422: "minutes_left out of 1–600, or a crew job (one member does not estimate its end)",
+    },
+    perm="orders.work",
+    roles=frozenset({"worker"}),
+    body=TimeLeftIn,
+    returns=Order,
+    summary="On site: about N minutes left (预计还需N分钟); sets expected_end_at, which chained offers count from",
+)
+async def report_time_left(ctx: Ctx, body: TimeLeftIn) -> Order:
+    caller = _caller(ctx)
+    assert caller.user_id is not None
+    order = await time_left.report(
+        ctx.stores, ctx.path_int("order_id"), caller.user_id, body.minutes_left, datetime.now(UTC)
+    )
+    return service.view(order, caller)
 
 
 @router.post(

@@ -60,6 +60,10 @@ const STRINGS = {
   current_job: { zh: "当前工单", en: "Current job" },
   next_job: { zh: "下一单：#{id}（本单完成后出发）", en: "Next: #{id} (set off when this one is done)" },
   chained_offer: { zh: "接力单：订单 #{id} 完成后出发", en: "Chained: set off when order #{id} is done" },
+  job_time_left: { zh: "预计还需（分钟）", en: "About how many minutes left" },
+  time_left_send: { zh: "告知预计完成", en: "Tell the finish time" },
+  time_left_ok: { zh: "已更新预计完成时间", en: "Finish time updated" },
+  expected_end: { zh: "预计 {t} 完成", en: "Expected to finish at {t}" },
   crew_job: { zh: "{n} 人班组", en: "Crew of {n}" },
   crew_mates: { zh: "同组师傅：", en: "Crew-mates: " },
   crew_wait: { zh: "全组到齐后才能开始服务", en: "The service starts when the whole crew is here" },
@@ -327,6 +331,21 @@ function jobCard(job) {
     if (job.status === "assigned") row.append(el("button", { type: "button", class: "btn secondary", id: "depart", onclick: () => act("depart") }, t("depart")));
     row.append(el("button", { type: "button", class: "btn", id: "arrive", onclick: () => act("arrive") }, t("arrive")));
     card.append(row);
+  }
+  // On site, a one-worker job: "about N minutes left" (docs/dispatch.md#chained-orders);
+  // the next job (接力单) may be offered when the end is near.
+  if ((job.status === "arrived" || job.status === "in_service") && !(job.crew && job.crew.length > 1)) {
+    const form = el("form", { id: "time-left-form", class: "wide", novalidate: true },
+      job.expected_end_at ? el("div", { class: "muted", id: "expected-end", "data-at": job.expected_end_at }, t("expected_end", { t: localTime(job.expected_end_at, lang) })) : null,
+      el("label", {}, t("job_time_left"), el("input", { name: "minutes_left", id: "time-left", type: "number", min: "1", max: "600", step: "1", inputmode: "numeric" })),
+      el("button", { type: "submit", class: "btn secondary" }, t("time_left_send")), el("p", { class: "form-error" }));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const raw = values(form).minutes_left.trim();
+      const r = await submitting(form, t, () => client.post(`/v1/orders/${job.id}/time-left`, { minutes_left: raw === "" ? null : Number(raw) }));
+      if (r) { toast(t("time_left_ok")); loadJob(); }
+    });
+    card.append(form);
   }
   if (job.status === "arrived") {
     const form = el("form", { id: "start-form", class: "wide", novalidate: true },
