@@ -1,5 +1,5 @@
 """The worker's own estimate of when a job on site ends (预计还需N分钟): "about N minutes
-left", tapped on site, sets ``orders.expected_end_at`` (migration 0040).
+left", tapped on site, sets ``orders.expected_end_at`` (migration 0041).
 
 The engine's chained orders (``dispatch/chains.py``) and active reassignment
 (``dispatch/at_risk.py``) take a job's end from it when given, else from ``arrived_at`` +
