@@ -96,31 +96,39 @@ async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[s
     from simulations.report import write_compare
     from simulations.runner import RunResult, run
     from simulations.server import local_server
+    from simulations.sweep import level_scenario
 
+    if args.rate is not None:
+        scenario = level_scenario(scenario, args.rate, quick=False)
     out = _out_dir(args.out, scenario, "compare")
+    # (label, policy, params added): each listed policy, and with --chain-s batch again
+    # with chained orders on, so that chaining is compared in the same run.
+    runs = [(p, p, "") for p in args.policies]
+    if args.chain_s:
+        runs.append(("batch-chain", "batch", f"chain_s = {args.chain_s}\n"))
 
-    async def one(policy: str, show: bool) -> RunResult:
-        async with local_server(stores, out, label=policy, policy=policy) as srv:
+    async def one(label: str, policy: str, extra: str, show: bool) -> RunResult:
+        async with local_server(stores, out, label=label, policy=policy, params_extra=extra) as srv:
             return await run(
                 scenario,
                 srv.url,
                 admin_phone=srv.admin_phone,
                 admin_password=srv.admin_password,
-                label=policy,
+                label=label,
                 progress=show,
             )
 
     results: list[RunResult] = []
     if args.sequential:
-        for policy in args.policies:
-            _say(f"--- {policy}: a fresh server, the same seeded scenario")
-            results.append(await one(policy, True))
+        for label, policy, extra in runs:
+            _say(f"--- {label}: a fresh server, the same seeded scenario")
+            results.append(await one(label, policy, extra, True))
     else:
         _say(
-            f"--- {', '.join(args.policies)} at the same time, one fresh server each "
+            f"--- {', '.join(r[0] for r in runs)} at the same time, one fresh server each "
             "(the same seeded scenario; progress shown for the first)"
         )
-        results = list(await asyncio.gather(*(one(p, i == 0) for i, p in enumerate(args.policies))))
+        results = list(await asyncio.gather(*(one(*r, i == 0) for i, r in enumerate(runs))))
     by = {r.label: r.kpis for r in results}
     v = verdict(by["batch"], by["greedy"]) if {"batch", "greedy"} <= set(by) else {}
     paths = write_compare(results, v, out)
@@ -231,6 +239,18 @@ def _parser() -> argparse.ArgumentParser:
     common(c, server=False)
     c.add_argument(
         "--policies", nargs="+", default=["batch", "greedy"], choices=("batch", "greedy")
+    )
+    c.add_argument(
+        "--chain-s",
+        type=float,
+        default=0.0,
+        help="also run batch with [matching] chain_s = S (label batch-chain), chained orders "
+        "compared in the same run (default 0: not run)",
+    )
+    c.add_argument(
+        "--rate",
+        type=float,
+        help="bookings per minute instead of the scenario's (as a sweep level sets it)",
     )
     c.add_argument(
         "--sequential",
