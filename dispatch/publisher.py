@@ -1,7 +1,8 @@
 """What dispatch needs of the live side: a narrow interface of its own.
 
 Dispatch pushes a few messages itself (offers and their withdrawal to a worker's socket,
-overrides to the city's dispatcher feed, a changed day plan to its workers), reads the
+overrides to the city's dispatcher feed, a changed day plan to its workers, a chained
+order's new expected departure to its watchers), reads the
 road graph and the learned ETA bias (a prediction at departure, the engine's ETAs), and
 names its engine lease after the process. Everything else that follows an order's change
 reacts to the order's domain events (docs/events.md). The app passes its
@@ -46,4 +47,8 @@ class Publisher(Protocol):
 
     async def publish_feed(self, city_id: str, payload: dict[str, Any]) -> None:
         """Send a message to the city's dispatcher feed."""
+        ...
+
+    async def publish_order(self, city_id: str, order_id: int, payload: dict[str, Any]) -> None:
+        """Send a message to everyone watching the order (its socket)."""
         ...

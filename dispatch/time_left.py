@@ -17,6 +17,8 @@ from typing import Final
 from dispatch import store
 from dispatch.errors import InvalidOrder, NotOnSite, OrderNotFound
 from dispatch.models import Order
+from dispatch.next_eta import push_after_estimate
+from dispatch.publisher import Publisher
 from doorstep.stores import Stores
 
 MIN_MINUTES: Final = 1
@@ -62,10 +64,17 @@ def expected_end(order: Order, worker_id: int, minutes_left: int, now: datetime)
 
 
 async def report(
-    stores: Stores, order_id: int, worker_id: int, minutes_left: int, now: datetime
+    stores: Stores,
+    order_id: int,
+    worker_id: int,
+    minutes_left: int,
+    now: datetime,
+    tracking: Publisher | None = None,
 ) -> Order:
     """Record the worker's "about ``minutes_left`` minutes left" on their job on site: the
-    order's ``expected_end_at`` and a ``time_left`` entry in its history, in one transaction."""
+    order's ``expected_end_at`` and a ``time_left`` entry in its history, in one transaction.
+    With ``tracking``, then tell the watchers of the chained order waiting for this job
+    its new expected departure (``dispatch.next_eta``)."""
     async with stores.pool.acquire() as conn, conn.transaction():
         order = await store.get(conn, order_id, lock=True)
         if order is None:
@@ -85,4 +94,6 @@ async def report(
             data={"minutes_left": minutes_left, "expected_end_at": end.isoformat()},
             at=now,
         )
+    if tracking is not None:
+        await push_after_estimate(stores, tracking, updated, now)
     return updated

@@ -618,7 +618,12 @@ async def report_time_left(ctx: Ctx, body: TimeLeftIn) -> Order:
     caller = _caller(ctx)
     assert caller.user_id is not None
     order = await time_left.report(
-        ctx.stores, ctx.path_int("order_id"), caller.user_id, body.minutes_left, datetime.now(UTC)
+        ctx.stores,
+        ctx.path_int("order_id"),
+        caller.user_id,
+        body.minutes_left,
+        datetime.now(UTC),
+        tracking=_tracking(ctx),
     )
     return service.view(order, caller)
 

@@ -27,7 +27,7 @@ from accounts.service import authenticate, check_current
 from accounts.tokens import Claims
 from api.routing import ANY_ROLE, scope_for
 from catalog import store as catalog_store
-from dispatch import crews, share_links
+from dispatch import crews, next_eta, share_links
 from dispatch import store as dispatch_store
 from dispatch.board import board
 from dispatch.models import Order
@@ -354,6 +354,10 @@ async def order_socket(ws: WebSocket) -> None:
                 status not in SHARED_STATUSES or update.get("worker_id") != holder
             ):
                 return True  # privacy: only the job's current worker, assignment → completion
+            elif update.get("type") == "chained" and (
+                status != "assigned" or update.get("worker_id") != holder
+            ):
+                return True  # the worker left the job before, or another holds this one
             await ws.send_text(message.decode())
             if viewer == "share" and status in ENDED:
                 await _share_ended(ws, f"the job is over ({status}); share links end with it")
@@ -494,6 +498,7 @@ async def order_snapshot(
         "position": None,
         "eta": None,
         "route": None,
+        "chained": None,
         "stale_after_s": tracking.stale_after_s,
     }
     pool, redis, keys = tracking.stores.pool, tracking.stores.redis, tracking.keys
@@ -527,6 +532,12 @@ async def order_snapshot(
             }
             for m in await crews.members(pool, order.id)
         ]
+    chained = await next_eta.for_order(
+        pool, tracking.eta, tracking.eta_params, order, datetime.fromtimestamp(now_ms / 1000, UTC)
+    )
+    if chained is not None:  # on the job before: its end and the drive, not the position
+        snap["chained"], snap["eta"] = next_eta.encode(chained[0]), next_eta.encode(chained[1])
+        return snap
     live = await positions.read_one(redis, keys, order.city_id, order.worker_id)
     if live is None or live.position is None:
         return snap
