@@ -1,11 +1,14 @@
 """Chained orders in the worker app, in a real browser: the chained offer says after which
 job, the accepted job shows as next under the one in hand, and becomes the job when that
 one is completed; the worker's "about N minutes left" on site brings the chained offer
-(docs/dispatch.md#chained-orders). Screenshots: docs/img/worker-next-job.png,
-docs/img/worker-time-left.png."""
+(docs/dispatch.md#chained-orders); the customer's arrival map of a chained order says the
+worker is finishing a job nearby, when they leave it and the ETA after it. Screenshots:
+docs/img/worker-next-job.png, docs/img/worker-time-left.png, docs/img/track-chained-phone.png."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +17,11 @@ import pytest
 
 from dispatch.engine import Engine
 from doorstep.stores import Stores
-from tests.helpers import MakeUser
-from tests.live import EngineCity, book_here, make_worker
+from tests.helpers import MakeUser, page_until
+from tests.live import EngineCity, book_here, make_worker, send_acked
 from tests.test_apps import PHONE, _errors_of, _shot, _sign_in
 from tests.test_chain_engine import chaining, on_site
+from tests.test_chained_eta import chained_pair
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=_why_no_browser() or "")
@@ -132,4 +136,73 @@ async def test_the_worker_tells_the_time_left_in_the_app_and_is_offered_the_next
     )
     await _shot(page, "worker-time-left.png")
     assert errors == []
+    await context.close()
+
+
+async def test_the_customer_page_of_a_chained_order_shows_the_job_before_then_the_live_eta(
+    live_app: tuple[str, Any],
+    browser: Any,  # noqa: F811
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """The arrival map of a chained order says (in Chinese, then English) the worker is
+    finishing a job nearby, leaving at its expected end, with the ETA after it and no marker;
+    a new estimate moves both; once the job before is completed the live ETA takes over."""
+    worker, customer, ws, first, second = await chained_pair(
+        live_app, client, make_user, stores, engine_city, instant_service, ends_in_s=900
+    )
+    share = (await client.post(f"/v1/orders/{second['id']}/share", headers=customer.auth)).json()
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    errors = _errors_of(page)
+    await page.goto(f"http://{live_app[0]}{share['page_path']}")
+    await page.wait_for_selector('#chained:not([hidden])[data-by="duration"]', timeout=WAIT_MS)
+    assert "师傅正在附近完成上一单" in await page.inner_text("#chained-title")
+    departs = await page.inner_text("#chained-departs")
+    assert "出发" in departs
+    assert "按服务时长估算" in departs
+    first_p50 = int(await page.get_attribute("#eta-range", "data-p50") or 0)
+    assert first_p50 > 800  # ~15 min on the job before, then the drive
+    assert await page.locator("#worker-marker").count() == 0
+    assert await page.is_hidden("#fresh-badge")
+    r = await client.post(
+        f"/v1/orders/{first['id']}/time-left", headers=worker.auth, json={"minutes_left": 40}
+    )
+    assert r.status_code == 200, r.text
+    await page.wait_for_selector('#chained[data-by="worker"]', timeout=WAIT_MS)
+    assert "师傅预估" in await page.inner_text("#chained-departs")
+    await page_until(
+        page,
+        "p50 => Number(document.getElementById('eta-range').dataset.p50) > p50 + 1200",
+        first_p50,
+        what="the ETA moved by the 25 more minutes of the estimate",
+        timeout_ms=WAIT_MS,
+    )
+    await _shot(page, "track-chained-phone.png")
+    english = await context.new_page()
+    await english.goto(f"http://{live_app[0]}{share['page_path']}&lang=en")
+    await english.wait_for_selector('#chained:not([hidden])[data-by="worker"]', timeout=WAIT_MS)
+    assert "finishing a job nearby" in await english.inner_text("#chained-title")
+    assert "the worker's estimate" in await english.inner_text("#chained-departs")
+    await english.close()
+    r = await client.post(f"/v1/orders/{first['id']}/complete", headers=worker.auth, json={})
+    assert r.status_code == 200, r.text
+    tracking = live_app[1].state.tracking
+    here = engine_city.here
+    for _ in range(200):  # the completion's event hands the worker's job to this order
+        job = tracking.active_job(worker.id)
+        if job is not None and job.info.order_id == second["id"]:
+            break
+        await asyncio.sleep(0.05)
+    ts = int(time.time() * 1000)
+    fix = {"type": "fix", "seq": ts, "ts_ms": ts, "lat": here[0], "lng": here[1], "accuracy_m": 5}
+    assert (await send_acked(ws, fix))["accepted"] == 1
+    await page.wait_for_selector("#chained", state="hidden", timeout=WAIT_MS)
+    await page.wait_for_selector("#worker-marker", timeout=WAIT_MS)
+    assert int(await page.get_attribute("#eta-range", "data-p50") or 0) < first_p50
+    assert errors == []
+    await ws.close()
     await context.close()

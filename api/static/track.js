@@ -14,6 +14,12 @@ const STR = {
   eta_soon: { zh: "即将到达", en: "Any moment" },
   eta_clock: { zh: "约 {a}–{b} 到达", en: "Around {a}–{b}" },
   eta_clock_one: { zh: "约 {a} 到达", en: "Around {a}" },
+  // a chained order (接力单): the worker is still on the job before this one
+  chained_title: { zh: "师傅正在附近完成上一单", en: "Your worker is finishing a job nearby" },
+  chained_departs: { zh: "预计 {t} 出发（{by}），距您约 {km} 公里", en: "Expected to leave at {t} ({by}), about {km} km from you" },
+  chained_soon: { zh: "即将出发，距您约 {km} 公里", en: "Leaving any moment, about {km} km from you" },
+  chained_by_worker: { zh: "师傅预估", en: "the worker's estimate" },
+  chained_by_duration: { zh: "按服务时长估算", en: "by the service's length" },
   code_label: { zh: "核销码", en: "Start code" },
   code_hint: { zh: "师傅开始服务前，请当面告诉师傅此码", en: "Tell it to the worker in person before the service starts" },
   code_share: { zh: "核销码仅下单人可见", en: "Only the person who booked sees the start code" },
@@ -71,6 +77,7 @@ const session = new Session("customer");
 const S = {
   order: null, worker: null, position: null, eta: null, etaAtMs: 0, route: null, routeIndex: 0,
   staleAfterS: 30, timeline: [], timeZone: "Asia/Shanghai", cityId: null,
+  chained: null, // the worker is still on the job before (docs/protocol.md): {departs_at, …}
 };
 let view = null; // {map, workerMarker, destMarker, routeLine}
 let live = null;
@@ -248,6 +255,8 @@ function tick() {
     badge.hidden = false;
     badge.classList.toggle("stale", stale);
     badge.textContent = stale ? t("stale", { ago: ago(age, t) }) : t("updated", { ago: ago(age, t) });
+  } else if (active && S.chained) {
+    badge.hidden = true; // finishing a job elsewhere: their position there is not shown
   } else if (active) {
     badge.hidden = false;
     badge.classList.remove("stale");
@@ -269,11 +278,28 @@ function tick() {
     const now = clock.now();
     const [from, to] = [hhmm(now + p50 * 1000, S.timeZone), hhmm(now + p90 * 1000, S.timeZone)];
     $("eta-clock").textContent = from === to ? t("eta_clock_one", { a: from }) : t("eta_clock", { a: from, b: to });
+    renderChained(gone);
   } else {
     card.hidden = true;
   }
 }
 setInterval(tick, 1000);
+
+// A chained order: when the worker leaves the job before (its expected end) and how far.
+function renderChained(gone) {
+  const c = S.chained && S.order.status === "assigned" ? S.chained : null;
+  $("chained").hidden = !c;
+  if (!c) return;
+  const km = (c.distance_m / 1000).toFixed(1);
+  const left = c.departs_in_s - gone;
+  $("chained").dataset.departsInS = String(c.departs_in_s);
+  $("chained").dataset.by = c.by;
+  $("chained-departs").textContent = left < 60
+    ? t("chained_soon", { km })
+    : t("chained_departs", {
+      t: hhmm(Date.parse(c.departs_at), S.timeZone), by: t(`chained_by_${c.by}`), km,
+    });
+}
 
 // ---- messages ---------------------------------------------------------------------------
 
@@ -287,6 +313,7 @@ async function onSnapshot(msg) {
   S.eta = msg.eta;
   S.etaAtMs = Date.now();
   S.route = msg.route;
+  S.chained = msg.chained || null;
   S.routeIndex = 0;
   S.staleAfterS = msg.stale_after_s;
   S.timeline = msg.timeline || [];
@@ -305,6 +332,7 @@ function onPosition(msg) {
   if (S.position && msg.ts_ms < S.position.ts_ms) return; // an older fix: keep the newer
   S.position = { lat: msg.lat, lng: msg.lng, ts_ms: msg.ts_ms, accuracy_m: msg.accuracy_m };
   if (msg.eta) { S.eta = msg.eta; S.etaAtMs = Date.now(); }
+  S.chained = null; // the worker's fixes reach this order: they left the job before
   renderMap();
   tick();
 }
@@ -318,13 +346,24 @@ function onStatus(msg) {
     live.resync(); // a new worker: the snapshot brings their name, position and route
   }
   if (DONE.has(msg.status)) { S.eta = null; }
+  if (msg.status !== "assigned") S.chained = null;
   render();
+}
+
+// The job before has a new expected end (the worker's estimate): a new wait and ETA.
+function onChained(msg) {
+  if (!S.order || S.order.status !== "assigned" || msg.worker_id !== S.worker?.id) return;
+  S.chained = msg.chained;
+  S.eta = msg.eta;
+  S.etaAtMs = Date.now();
+  tick();
 }
 
 function onMessage(msg) {
   if (msg.type === "snapshot") onSnapshot(msg);
   else if (msg.type === "position") onPosition(msg);
   else if (msg.type === "status") onStatus(msg);
+  else if (msg.type === "chained") onChained(msg);
 }
 
 function onState(state, info) {
