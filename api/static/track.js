@@ -267,8 +267,10 @@ function tick() {
   const card = $("eta-card");
   if (S.eta && MOVING.has(S.order.status)) {
     const gone = (Date.now() - S.etaAtMs) / 1000;
-    const p50 = Math.max(0, S.eta.p50_s - gone);
-    const p90 = Math.max(p50, S.eta.p90_s - gone);
+    // Chained: the worker has not left, so the wait never drops below the drive itself.
+    const floor = S.chained && S.order.status === "assigned" ? S.chained.drive : { p50_s: 0, p90_s: 0 };
+    const p50 = Math.max(floor.p50_s, S.eta.p50_s - gone);
+    const p90 = Math.max(p50, floor.p90_s, S.eta.p90_s - gone);
     card.hidden = false;
     const a = Math.max(1, Math.ceil(p50 / 60));
     const b = Math.max(a, Math.ceil(p90 / 60));
