@@ -19,6 +19,7 @@ from dispatch.errors import InvalidOrder, NotOnSite, OrderNotFound
 from dispatch.models import Order
 from dispatch.next_eta import push_after_estimate
 from dispatch.publisher import Publisher
+from dispatch.service import Caller, may_see
 from doorstep.stores import Stores
 
 MIN_MINUTES: Final = 1
@@ -38,15 +39,17 @@ def ends_at(alias: str) -> str:
 ENDS_AT: Final = ends_at("o")
 
 
-def expected_end(order: Order, worker_id: int, minutes_left: int, now: datetime) -> datetime:
-    """When the job ends if ``worker_id`` says ``minutes_left`` remain at ``now``; refuses
-    an estimate out of range, from anyone but the order's one worker, or off site. Pure."""
+def expected_end(order: Order, caller: Caller, minutes_left: int, now: datetime) -> datetime:
+    """When the job ends if ``caller`` says ``minutes_left`` remain at ``now``: the order's
+    worker, or staff whose scope reaches the order entering the worker's estimate for them
+    (as they may depart, arrive and start for them). Refuses an estimate out of range,
+    from anyone else, for a crew job, or off site. Pure."""
     if not MIN_MINUTES <= minutes_left <= MAX_MINUTES:
         raise InvalidOrder(
             f"must be {MIN_MINUTES}–{MAX_MINUTES} minutes, not {minutes_left}",
             field="minutes_left",
         )
-    if not order.holds(worker_id):
+    if caller.role == "customer" or not may_see(caller, order):
         raise OrderNotFound(f"no order {order.id}", field="order_id")
     if order.crew_size > 1:
         raise InvalidOrder(
@@ -66,12 +69,13 @@ def expected_end(order: Order, worker_id: int, minutes_left: int, now: datetime)
 async def report(
     stores: Stores,
     order_id: int,
-    worker_id: int,
+    caller: Caller,
     minutes_left: int,
     now: datetime,
     tracking: Publisher | None = None,
 ) -> Order:
-    """Record the worker's "about ``minutes_left`` minutes left" on their job on site: the
+    """Record the worker's "about ``minutes_left`` minutes left" on their job on site (said by
+    the worker, or entered for them by staff: :func:`expected_end`): the
     order's ``expected_end_at`` and a ``time_left`` entry in its history, in one transaction.
     With ``tracking``, then tell the watchers of the chained order waiting for this job
     its new expected departure (``dispatch.next_eta``)."""
@@ -79,7 +83,7 @@ async def report(
         order = await store.get(conn, order_id, lock=True)
         if order is None:
             raise OrderNotFound(f"no order {order_id}", field="order_id")
-        end = expected_end(order, worker_id, minutes_left, now)
+        end = expected_end(order, caller, minutes_left, now)
         updated = await store.update(conn, order_id, order.version, {"expected_end_at": end})
         assert updated is not None  # the row lock is held
         await store.add_event(
@@ -88,8 +92,8 @@ async def report(
             action="time_left",
             from_status=order.status,
             to_status=order.status,
-            actor="worker",
-            actor_id=worker_id,
+            actor=caller.role,
+            actor_id=caller.user_id,
             reason=f"about {minutes_left} min left",
             data={"minutes_left": minutes_left, "expected_end_at": end.isoformat()},
             at=now,

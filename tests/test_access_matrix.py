@@ -321,6 +321,7 @@ def _body(ep: Endpoint, place: Place, skill: str) -> Any:
         },
         "POST /v1/orders/{order_id}/unassign": {"reason": "矩阵"},
         "POST /v1/orders/{order_id}/pin": {"pinned": False, "reason": "矩阵"},
+        "POST /v1/orders/{order_id}/time-left": {"minutes_left": 30},
         "POST /v1/orders/{order_id}/exclude": {"worker_id": place.worker, "reason": "矩阵"},
         "POST /v1/orders/{order_id}/start/unlock": {"reason": "矩阵"},
         "POST /v1/orders/{order_id}/start": {"start_code": "000000"},

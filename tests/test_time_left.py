@@ -114,7 +114,7 @@ async def test_only_the_orders_worker_on_site_may_say_the_time_left(
     instant_service: str,
 ) -> None:
     """Before arrival and after completion 409 not_on_site (field status); another worker
-    404 as for any order not theirs; the customer and staff 403 (a worker's action)."""
+    404 as for any order not theirs; the customer 403 (not a job step of theirs)."""
     worker = await make_worker(stores, client, engine_city.id)
     other = await make_worker(stores, client, engine_city.id)
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
@@ -129,9 +129,8 @@ async def test_only_the_orders_worker_on_site_may_say_the_time_left(
     r = await time_left(client, other, order["id"], 30)
     assert r.status_code == 404, r.text
     assert r.json()["error"]["field"] == "order_id"
-    for someone in (customer, dispatcher):
-        r = await time_left(client, someone, order["id"], 30)
-        assert r.status_code == 403, r.text
+    r = await time_left(client, customer, order["id"], 30)
+    assert r.status_code == 403, r.text
     r = await client.post(
         f"/v1/orders/{order['id']}/start",
         headers=worker.auth,
@@ -189,3 +188,27 @@ async def test_ending_soon_counts_the_end_from_the_workers_estimate(
     assert abs(chain.ends_s - (now + timedelta(minutes=3)).timestamp()) <= 60
     assert expected - now >= timedelta(minutes=39)
     assert await chains.ending_soon(stores.pool, engine_city.id, now, 120.0) == {}
+
+
+async def test_staff_in_scope_enter_the_workers_estimate_for_them(
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """A dispatcher may enter the worker's estimate (as they may depart, arrive and start for them): it sets expected_end_at and the history names the dispatcher."""
+    worker = await make_worker(stores, client, engine_city.id)
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    order = await book_here(client, customer, instant_service, engine_city.here)
+    await assigned(client, dispatcher, worker, order)
+    r = await time_left(client, dispatcher, order["id"], 20)
+    assert r.status_code == 409, r.text  # not on site yet: the same rule as for the worker
+    r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=worker.auth, json={})
+    assert r.status_code == 200, r.text
+    r = await time_left(client, dispatcher, order["id"], 20)
+    assert r.status_code == 200, r.text
+    assert r.json()["expected_end_at"] is not None
+    events = (await client.get(f"/v1/orders/{order['id']}/events", headers=dispatcher.auth)).json()
+    entry = [e for e in events if e["action"] == "time_left"][-1]
+    assert (entry["actor"], entry["actor_id"]) == ("dispatcher", dispatcher.id)

@@ -604,23 +604,22 @@ async def start(ctx: Ctx, body: StartIn) -> Order:
 @router.post(
     "/v1/orders/{order_id}/time-left",
     errors={
-        404: "no such order of yours",
+        404: "no such order of yours (a worker), or outside your scope (staff, who may enter the worker's estimate for them)",
         409: "not_on_site: the order is not arrived or in service",
         422: "minutes_left out of 1–600, or a crew job (one member does not estimate its end)",
     },
     perm="orders.work",
-    roles=frozenset({"worker"}),
+    roles=HOLDER,
     body=TimeLeftIn,
     returns=Order,
     summary="On site: about N minutes left (预计还需N分钟); sets expected_end_at, which chained offers count from",
 )
 async def report_time_left(ctx: Ctx, body: TimeLeftIn) -> Order:
     caller = _caller(ctx)
-    assert caller.user_id is not None
     order = await time_left.report(
         ctx.stores,
         ctx.path_int("order_id"),
-        caller.user_id,
+        caller,
         body.minutes_left,
         datetime.now(UTC),
         tracking=_tracking(ctx),
