@@ -25,9 +25,9 @@ from simulations.client import Api
 from simulations.demand import Booking, WorkerPlan
 from simulations.motion import Router
 from simulations.scenario import parse_scenario
+from tests.chain_setup import chaining
 from tests.helpers import PASSWORD, MakeUser
 from tests.live import EngineCity, book_here, make_worker
-from tests.test_chain_engine import chaining
 
 TIME_SCALE = 240.0  # a 2-hour job takes 24-36 wall seconds on site
 

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch import at_risk, offers, store
+from dispatch import at_risk, store
 from dispatch.engine import Engine
 from doorstep.stores import Stores
-from tests.helpers import Account, MakeUser
+from tests.chain_setup import chained_offer, chaining, on_site
+from tests.helpers import MakeUser
 from tests.live import EngineCity, book_here, make_worker, next_of, online, status_of
 
 
@@ -24,43 +25,6 @@ def engine(live_app: tuple[str, Any]) -> Engine:
     """The app's engine (its loop is off in tests: we tick by hand)."""
     engine: Engine = live_app[1].state.engine
     return engine
-
-
-def chaining(engine: Engine, live_app: tuple[str, Any], chain_s: float) -> Engine:
-    """An engine like the app's, with ``[matching] chain_s`` set."""
-    return Engine(
-        engine.stores,
-        live_app[1].state.tracking,
-        match=replace(engine.match, chain_s=chain_s),
-        offer=engine.offer,
-        engine=engine.params,
-    )
-
-
-async def on_site(
-    client: httpx.AsyncClient,
-    stores: Stores,
-    dispatcher: Account,
-    worker: Account,
-    order: dict[str, Any],
-    ends_in_s: int,
-) -> None:
-    """``worker`` holds ``order``, in service, expected to end in ``ends_in_s`` seconds."""
-    r = await client.post(
-        f"/v1/orders/{order['id']}/assign",
-        headers=dispatcher.auth,
-        json={"worker_id": worker.id, "reason": "test", "force": True},
-    )
-    assert r.status_code == 200, r.text
-    for action, body in (("arrive", {}), ("start", {"start_code": order["start_code"]})):
-        r = await client.post(f"/v1/orders/{order['id']}/{action}", headers=worker.auth, json=body)
-        assert r.status_code == 200, r.text
-    await stores.pool.execute(
-        "UPDATE orders SET arrived_at = now() - make_interval(mins => duration_min) "
-        "+ make_interval(secs => $2) WHERE id = $1",
-        order["id"],
-        ends_in_s,
-    )
 
 
 async def test_a_worker_ending_soon_next_door_gets_the_next_job_which_starts_when_theirs_ends(
@@ -129,19 +93,7 @@ async def test_a_worker_ending_soon_next_door_gets_the_next_job_which_starts_whe
         f"/v1/offers/{to_free['offer_id']}/reject", headers=free.auth, json={"reason": "busy"}
     )
     assert r.status_code == 204
-    order3 = await store.get(stores.pool, third["id"])
-    assert order3 is not None
-    (extra,) = await offers.make_offers(
-        stores,
-        live_app[1].state.tracking,
-        order3,
-        [(busy.id, 60.0, None)],
-        mode="direct",
-        params=chain.offer,
-        now=datetime.now(UTC),
-        after={busy.id: first["id"]},
-    )
-    r = await client.post(f"/v1/offers/{extra.id}/accept", headers=busy.auth)
+    r = await chained_offer(stores, chain, third["id"], busy, first["id"], client)
     assert r.status_code == 409
     assert "already holds" in r.json()["error"]["message"]
     # The current job completes: the chained one is now the job (tracking takes it up).

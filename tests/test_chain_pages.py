@@ -17,10 +17,10 @@ import pytest
 
 from dispatch.engine import Engine
 from doorstep.stores import Stores
+from tests.chain_setup import chaining, on_site
 from tests.helpers import MakeUser, page_until
 from tests.live import EngineCity, book_here, make_worker, send_acked
 from tests.test_apps import PHONE, _errors_of, _shot, _sign_in
-from tests.test_chain_engine import chaining, on_site
 from tests.test_chained_eta import chained_pair
 from tests.test_pages import WAIT_MS, _why_no_browser, browser  # noqa: F401 - fixtures
 

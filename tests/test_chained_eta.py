@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection
 
-from dispatch import offers, store
 from dispatch.engine import Engine
 from dispatch.next_eta import chained_eta
 from doorstep.stores import Stores
+from tests.chain_setup import chained_offer, on_site
 from tests.helpers import Account, MakeUser
 from tests.live import (
     EngineCity,
@@ -27,7 +27,6 @@ from tests.live import (
     send_acked,
     watch,
 )
-from tests.test_chain_engine import on_site
 
 DRIVE = {"p50_s": 300, "p90_s": 420, "method": "road", "base_s": 250}
 
@@ -74,19 +73,7 @@ async def chained_pair(
     await on_site(client, stores, dispatcher, worker, first, ends_in_s=ends_in_s)
     second = await book_here(client, customer, service, there)
     engine: Engine = live_app[1].state.engine
-    order = await store.get(stores.pool, second["id"])
-    assert order is not None
-    (offer,) = await offers.make_offers(
-        stores,
-        live_app[1].state.tracking,
-        order,
-        [(worker.id, 60.0, None)],
-        mode="direct",
-        params=engine.offer,
-        now=datetime.now(UTC),
-        after={worker.id: first["id"]},
-    )
-    r = await client.post(f"/v1/offers/{offer.id}/accept", headers=worker.auth)
+    r = await chained_offer(stores, engine, second["id"], worker, first["id"], client)
     assert r.status_code == 200, r.text
     return worker, customer, ws, first, second
 

@@ -12,20 +12,9 @@ import pytest
 
 from dispatch import chains
 from doorstep.stores import Stores
+from tests.chain_setup import assign_by_hand
 from tests.helpers import Account, MakeUser
 from tests.live import EngineCity, book_here, make_worker
-
-
-async def assigned(
-    client: httpx.AsyncClient, dispatcher: Account, worker: Account, order: dict[str, Any]
-) -> None:
-    """``worker`` holds ``order`` (a dispatcher's forced assignment)."""
-    r = await client.post(
-        f"/v1/orders/{order['id']}/assign",
-        headers=dispatcher.auth,
-        json={"worker_id": worker.id, "reason": "test", "force": True},
-    )
-    assert r.status_code == 200, r.text
 
 
 async def time_left(
@@ -49,7 +38,7 @@ async def test_the_worker_on_site_sets_the_expected_end_and_it_is_in_the_history
     worker = await make_worker(stores, client, engine_city.id)
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book_here(client, customer, instant_service, engine_city.here)
-    await assigned(client, dispatcher, worker, order)
+    await assign_by_hand(client, dispatcher, worker, order)
     r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=worker.auth, json={})
     assert r.status_code == 200, r.text
     before = datetime.now(UTC)
@@ -94,7 +83,7 @@ async def test_minutes_left_out_of_1_to_600_is_refused_naming_the_field(
     worker = await make_worker(stores, client, engine_city.id)
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book_here(client, customer, instant_service, engine_city.here)
-    await assigned(client, dispatcher, worker, order)
+    await assign_by_hand(client, dispatcher, worker, order)
     r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=worker.auth, json={})
     assert r.status_code == 200, r.text
     r = await time_left(client, worker, order["id"], minutes)
@@ -119,7 +108,7 @@ async def test_only_the_orders_worker_on_site_may_say_the_time_left(
     other = await make_worker(stores, client, engine_city.id)
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book_here(client, customer, instant_service, engine_city.here)
-    await assigned(client, dispatcher, worker, order)
+    await assign_by_hand(client, dispatcher, worker, order)
     r = await time_left(client, worker, order["id"], 30)
     assert r.status_code == 409, r.text
     assert (r.json()["error"]["code"], r.json()["error"]["field"]) == ("not_on_site", "status")
@@ -166,7 +155,7 @@ async def test_ending_soon_counts_the_end_from_the_workers_estimate(
     first = await book_here(client, customer, instant_service, engine_city.here)
     second = await book_here(client, customer, instant_service, engine_city.here)
     for worker, order in ((short, first), (long, second)):
-        await assigned(client, dispatcher, worker, order)
+        await assign_by_hand(client, dispatcher, worker, order)
         r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=worker.auth, json={})
         assert r.status_code == 200, r.text
     await stores.pool.execute(  # the catalogue says the second ends now (120 min on site)
@@ -201,7 +190,7 @@ async def test_staff_in_scope_enter_the_workers_estimate_for_them(
     worker = await make_worker(stores, client, engine_city.id)
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book_here(client, customer, instant_service, engine_city.here)
-    await assigned(client, dispatcher, worker, order)
+    await assign_by_hand(client, dispatcher, worker, order)
     r = await time_left(client, dispatcher, order["id"], 20)
     assert r.status_code == 409, r.text  # not on site yet: the same rule as for the worker
     r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=worker.auth, json={})
