@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, overload
+
+
+@overload
+def job_end(
+    arrived_at: datetime, duration_min: int, expected_end_at: datetime | None
+) -> datetime: ...
+@overload
+def job_end(
+    arrived_at: datetime | None, duration_min: int, expected_end_at: datetime | None
+) -> datetime | None: ...
+def job_end(
+    arrived_at: datetime | None, duration_min: int, expected_end_at: datetime | None
+) -> datetime | None:
+    """When a job on site is expected to end: the worker's estimate if given (sooner or
+    later than the catalogue's), else the arrival plus the service's duration; None
+    before arrival without an estimate. The one rule, in Python; ``time_left.ends_at``
+    writes the same in SQL (``tests/test_time_left.py`` checks they agree). Pure."""
+    if expected_end_at is not None:
+        return expected_end_at
+    if arrived_at is None:
+        return None
+    return arrived_at + timedelta(minutes=duration_min)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +70,11 @@ class Order:
     # The worker's estimate of when the job on site ends ("about N minutes left",
     # docs/dispatch.md#chained-orders); None: arrived_at + duration_min.
     expected_end_at: datetime | None = None
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the job on site is expected to end (:func:`job_end`)."""
+        return job_end(self.arrived_at, self.duration_min, self.expected_end_at)
 
     def holds(self, worker_id: int | None) -> bool:
         """True if this worker holds the order: its worker, or a member of its crew."""

@@ -19,7 +19,7 @@ job before; :func:`push_after_estimate` tells the next customer of a new estimat
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -66,16 +66,6 @@ class ChainedMsg(
     worker_id: int
     chained: Chained
     eta: Eta
-
-
-def expected_end(job: Order) -> datetime | None:
-    """When a job on site is expected to end: the worker's estimate if given, else the
-    arrival plus the service's duration (as ``time_left.ENDS_AT`` in SQL). Pure."""
-    if job.expected_end_at is not None:
-        return job.expected_end_at
-    if job.arrived_at is None:
-        return None
-    return job.arrived_at + timedelta(minutes=job.duration_min)
 
 
 def chained_eta(
@@ -125,7 +115,7 @@ async def for_order(
     before = await job_before(db, order)
     if before is None:
         return None
-    ends_at = expected_end(before)
+    ends_at = before.ends_at
     if ends_at is None:
         return None
     departs_ms = int(max(ends_at, now).timestamp() * 1000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from dispatch import alerts, store
+from dispatch.models import job_end
 from dispatch.time_left import ENDS_AT
 from doorstep.stores import Stores
 
@@ -31,8 +32,7 @@ def overdue_at(
     """When an order that arrived at ``arrived_at`` counts as stuck on site: the margin
     past the worker's estimate of its end if given (sooner or later than the
     catalogue's), else past the service's duration. Pure."""
-    end = expected_end_at or arrived_at + timedelta(minutes=duration_min)
-    return end + margin
+    return job_end(arrived_at, duration_min, expected_end_at) + margin
 
 
 async def flag_overdue(stores: Stores, now: datetime, margin: timedelta = MARGIN) -> list[int]:

@@ -29,7 +29,8 @@ ON_SITE: Final = frozenset({"arrived", "in_service"})
 
 def ends_at(alias: str) -> str:
     """SQL: when the job of the orders row ``alias`` is expected to end — the worker's
-    estimate if given, else ``arrived_at`` + the service's duration."""
+    estimate if given, else ``arrived_at`` + the service's duration (``models.job_end``
+    and ``Order.ends_at`` in Python)."""
     return (
         f"coalesce({alias}.expected_end_at, "
         f"{alias}.arrived_at + make_interval(mins => {alias}.duration_min))"

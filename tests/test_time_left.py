@@ -201,3 +201,40 @@ async def test_staff_in_scope_enter_the_workers_estimate_for_them(
     events = (await client.get(f"/v1/orders/{order['id']}/events", headers=dispatcher.auth)).json()
     entry = [e for e in events if e["action"] == "time_left"][-1]
     assert (entry["actor"], entry["actor_id"]) == ("dispatcher", dispatcher.id)
+
+
+async def test_the_sql_and_python_ends_of_a_job_agree(
+    engine_city: EngineCity,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    instant_service: str,
+) -> None:
+    """``time_left.ENDS_AT`` (SQL) and ``Order.ends_at`` (Python) give the same end: none
+    before arrival, arrival + duration on arrival, the worker's estimate once given."""
+    from dispatch import store
+    from dispatch.time_left import ENDS_AT
+
+    worker = await make_worker(stores, client, engine_city.id)
+    customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
+    order = await book_here(client, customer, instant_service, engine_city.here)
+    await assign_by_hand(client, dispatcher, worker, order)
+
+    async def both() -> tuple[datetime | None, datetime | None]:
+        in_sql = await stores.pool.fetchval(
+            f"SELECT {ENDS_AT} FROM orders o WHERE o.id = $1", order["id"]
+        )
+        got = await store.get(stores.pool, order["id"])
+        assert got is not None
+        return in_sql, got.ends_at
+
+    assert await both() == (None, None)
+    r = await client.post(f"/v1/orders/{order['id']}/arrive", headers=worker.auth, json={})
+    assert r.status_code == 200, r.text
+    in_sql, in_python = await both()
+    arrived = datetime.fromisoformat(r.json()["arrived_at"])
+    assert in_sql == in_python == arrived + timedelta(minutes=r.json()["duration_min"])
+    r = await time_left(client, worker, order["id"], 7)
+    assert r.status_code == 200, r.text
+    in_sql, in_python = await both()
+    assert in_sql == in_python == datetime.fromisoformat(r.json()["expected_end_at"])
