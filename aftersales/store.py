@@ -68,9 +68,12 @@ async def insert_ticket(tx: Tx, **fields: Any) -> int:
 
 
 async def ticket(db: Conn, ticket_id: int, *, lock: bool = False) -> asyncpg.Record | None:
-    """One ticket row (``lock``: for the rest of the transaction)."""
+    """One ticket row (``lock``: for the rest of the transaction; FOR NO KEY UPDATE, so a
+    note that only references the ticket is not held up: docs/architecture.md "Row locks")."""
     if lock:
-        await db.execute("SELECT 1 FROM aftersales_tickets WHERE id = $1 FOR UPDATE", ticket_id)
+        await db.execute(
+            "SELECT 1 FROM aftersales_tickets WHERE id = $1 FOR NO KEY UPDATE", ticket_id
+        )
     return await db.fetchrow(
         f"SELECT {_TICKET} FROM aftersales_tickets t WHERE t.id = $1", ticket_id
     )
@@ -148,7 +151,7 @@ async def due_escalations(tx: Tx, now: datetime, limit: int) -> list[asyncpg.Rec
             "WHERE t.status IN ('open', 'in_progress', 'disputed') AND ("
             "(t.resolution_due <= $1 AND t.escalation_level < 2) OR "
             "(t.first_response_at IS NULL AND t.first_response_due <= $1 AND t.escalation_level < 1)) "
-            "ORDER BY t.id LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
+            "ORDER BY t.id LIMIT $2 FOR NO KEY UPDATE OF t SKIP LOCKED",  # tickets stay
             now,
             limit,
         )

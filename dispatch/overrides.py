@@ -603,14 +603,25 @@ async def exclude(
     return audit
 
 
+async def lock_city(conn: Tx, city_id: str) -> bool | None:
+    """Whether dispatch is paused in the city (None: no such city), under the city's row
+    lock until the transaction ends. FOR NO KEY UPDATE: nearly everything in a city
+    references its row (orders, day plans, workers, overrides); FOR UPDATE would make every
+    booking in the city wait for a pause, and a pause wait for every booking under way: a
+    deadlock as soon as the pause waits for a lock one of them holds (the day plan's, as
+    the orders' reschedule did: docs/architecture.md "Row locks")."""
+    was = await conn.fetchval(
+        "SELECT dispatch_paused FROM cities WHERE id = $1 FOR NO KEY UPDATE", city_id
+    )
+    return None if was is None else bool(was)
+
+
 async def pause_city(
     stores: Stores, tracking: Publisher, city_id: str, *, paused: bool, actor_id: int, reason: str
 ) -> Override:
     """Stop (or resume) automatic dispatch in a city; manual assignment still works."""
     async with stores.pool.acquire() as conn, conn.transaction():
-        was = await conn.fetchval(
-            "SELECT dispatch_paused FROM cities WHERE id = $1 FOR UPDATE", city_id
-        )
+        was = await lock_city(conn, city_id)
         if was is None:
             raise OrderNotFound(f"no city {city_id!r}", field="city_id")
         await conn.execute("UPDATE cities SET dispatch_paused = $2 WHERE id = $1", city_id, paused)

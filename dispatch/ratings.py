@@ -546,7 +546,9 @@ async def set_profile(
     rules.check_working_since(working_since, datetime.fromtimestamp(at, UTC).date())
     async with stores.pool.acquire() as conn, conn.transaction():
         old = await conn.fetchval(
-            "SELECT photo_file_id FROM workers WHERE user_id = $1 FOR UPDATE", worker_id
+            # NO KEY: offers, plans and assignments that reference the worker go on
+            "SELECT photo_file_id FROM workers WHERE user_id = $1 FOR NO KEY UPDATE",
+            worker_id,
         )
         ref = f"worker:{worker_id}"
         if old is not None and old != photo_file_id:

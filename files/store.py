@@ -193,6 +193,7 @@ async def delete_stale_unattached(tx: Tx, *, created_before: int, limit: int) ->
     """Delete up to ``limit`` unattached files created before the time; their blobs' hashes."""
     rows = await tx.fetch(
         "DELETE FROM files WHERE id IN (SELECT id FROM files WHERE attached_to IS NULL "
+        # FOR UPDATE (not NO KEY): the claimed rows are deleted
         "AND created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
         "AND attached_to IS NULL RETURNING sha256",
         ts(created_before),

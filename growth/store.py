@@ -169,10 +169,12 @@ async def insert_template(tx: Tx, spec: TemplateSpec, created_by: int | None) ->
 
 
 async def template(db: Conn, template_id: int, *, lock: bool = False) -> TemplateRow | None:
-    """One template."""
+    """One template (``lock``: its row lock, FOR NO KEY UPDATE: coupons issued from it, which
+    reference it, are not held up; docs/architecture.md "Row locks")."""
     return _template(
         await db.fetchrow(
-            f"SELECT {_TPL} FROM coupon_templates WHERE id = $1{' FOR UPDATE' if lock else ''}",
+            f"SELECT {_TPL} FROM coupon_templates WHERE id = $1"
+            f"{' FOR NO KEY UPDATE' if lock else ''}",
             template_id,
         )
     )
@@ -285,10 +287,12 @@ _COUPON_FROM = "FROM coupons c JOIN coupon_templates t ON t.id = c.template_id"
 
 
 async def coupon(db: Conn, coupon_id: int, *, lock: bool = False) -> CouponRow | None:
-    """One coupon with its template's terms (``lock``: the coupon's row)."""
+    """One coupon with its template's terms (``lock``: the coupon's row, FOR NO KEY UPDATE:
+    a discount that references it is not held up)."""
     return _coupon(
         await db.fetchrow(
-            f"SELECT {_COUPON} {_COUPON_FROM} WHERE c.id = $1{' FOR UPDATE OF c' if lock else ''}",
+            f"SELECT {_COUPON} {_COUPON_FROM} WHERE c.id = $1"
+            f"{' FOR NO KEY UPDATE OF c' if lock else ''}",
             coupon_id,
         )
     )

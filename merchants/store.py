@@ -48,9 +48,11 @@ async def upsert_application(
 
 
 async def get(db: Conn, merchant_id: int, *, lock: bool = False) -> Merchant | None:
-    """One merchant."""
+    """One merchant (``lock``: its row lock, FOR NO KEY UPDATE: its orders and services,
+    which reference it, are not held up)."""
     row = await db.fetchrow(
-        f"SELECT {_COLS} FROM merchants WHERE id = $1{' FOR UPDATE' if lock else ''}", merchant_id
+        f"SELECT {_COLS} FROM merchants WHERE id = $1{' FOR NO KEY UPDATE' if lock else ''}",
+        merchant_id,
     )
     return _merchant(row) if row else None
 

@@ -63,7 +63,7 @@ async def application(
     row = await db.fetchrow(
         f"SELECT {_APP} FROM applications a JOIN users u ON u.id = a.user_id "
         "WHERE ($1::bigint IS NULL OR a.id = $1) AND ($2::bigint IS NULL OR a.user_id = $2)"
-        f"{' FOR UPDATE OF a' if lock else ''}",
+        f"{' FOR NO KEY UPDATE OF a' if lock else ''}",  # documents, steps reference it
         app_id,
         user_id,
     )
@@ -415,7 +415,7 @@ async def attempt(db: Conn, attempt_id: int, *, lock: bool = False) -> asyncpg.R
     """One attempt with its exam's skill."""
     return await db.fetchrow(
         f"SELECT {_ATTEMPT} FROM exam_attempts t JOIN exams e ON e.id = t.exam_id "
-        f"WHERE t.id = $1{' FOR UPDATE OF t' if lock else ''}",
+        f"WHERE t.id = $1{' FOR NO KEY UPDATE OF t' if lock else ''}",
         attempt_id,
     )
 

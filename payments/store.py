@@ -150,20 +150,24 @@ async def insert_payment(db: Tx, **fields: Any) -> PaymentRow:
 
 
 async def payment_by_no(db: Conn, out_trade_no: str, *, lock: bool = False) -> PaymentRow | None:
-    """A trade by our number (``lock``: FOR UPDATE)."""
+    """A trade by our number (``lock``: its row lock, as :func:`payment`)."""
     return _pay(
         await db.fetchrow(
-            f"SELECT {_PAY} FROM payments WHERE out_trade_no = $1{' FOR UPDATE' if lock else ''}",
+            f"SELECT {_PAY} FROM payments WHERE out_trade_no = $1"
+            f"{' FOR NO KEY UPDATE' if lock else ''}",
             out_trade_no,
         )
     )
 
 
 async def payment(db: Conn, payment_id: int, *, lock: bool = False) -> PaymentRow | None:
-    """A trade by id."""
+    """A trade by id (``lock``: its row lock, FOR NO KEY UPDATE: a refund or a discount
+    that references the trade is not held up; docs/architecture.md "Row locks"). Marking a
+    trade paid sets ``provider_trade_no``, a unique column: that UPDATE (:func:`mark_paid`)
+    takes the stronger lock itself, no caller of this one changes it."""
     return _pay(
         await db.fetchrow(
-            f"SELECT {_PAY} FROM payments WHERE id = $1{' FOR UPDATE' if lock else ''}",
+            f"SELECT {_PAY} FROM payments WHERE id = $1{' FOR NO KEY UPDATE' if lock else ''}",
             payment_id,
         )
     )

@@ -157,6 +157,9 @@ async def request_deletion(
     code = secrets.token_urlsafe(18)
     ttl_s = policy.access_ttl_s
     async with stores.pool.acquire() as conn, conn.transaction():
+        # FOR UPDATE, not NO KEY (docs/architecture.md "Row locks"): it must conflict with
+        # the FOR KEY SHARE a new row referencing the user takes (an order's customer_id),
+        # so an order being booked now is waited for and then seen by open_orders below.
         await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
         user = await accounts_store.user_by_id(conn, user_id)
         if user is None:

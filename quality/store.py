@@ -172,9 +172,11 @@ async def add_step(
 
 
 async def action(db: Conn, action_id: int, *, lock: bool = False) -> Action | None:
-    """One action."""
+    """One action (``lock``: its row lock, FOR NO KEY UPDATE: the steps that reference it
+    are not held up; docs/architecture.md "Row locks")."""
     row = await db.fetchrow(
-        f"SELECT {_ACTION} FROM discipline_actions WHERE id = $1{' FOR UPDATE' if lock else ''}",
+        f"SELECT {_ACTION} FROM discipline_actions WHERE id = $1"
+        f"{' FOR NO KEY UPDATE' if lock else ''}",
         action_id,
     )
     return _action(row) if row else None

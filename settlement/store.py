@@ -351,7 +351,8 @@ async def due_settlements(tx: Tx, now: datetime, limit: int) -> list[int]:
     rows = await tx.fetch(
         "SELECT order_id FROM settlements WHERE status = 'pending' AND due_at <= $1 "
         "AND NOT EXISTS (SELECT 1 FROM settlement_holds h WHERE h.order_id = settlements.order_id) "
-        "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        # NO KEY: a claimed settlement is settled, never deleted (docs/architecture.md)
+        "ORDER BY due_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
         now,
         limit,
     )
@@ -364,7 +365,7 @@ async def hold(tx: Tx, order_id: int, key: str) -> str | None:
     finishes before the hold is taken: the answer is its status then (None: no row yet,
     the completion not heard yet; the hold applies when it comes)."""
     status = await tx.fetchval(
-        "SELECT status FROM settlements WHERE order_id = $1 FOR UPDATE", order_id
+        "SELECT status FROM settlements WHERE order_id = $1 FOR NO KEY UPDATE", order_id
     )
     await tx.execute(
         "INSERT INTO settlement_holds (order_id, hold_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -444,7 +445,7 @@ async def _settlements(
         "WHERE x.order_id = s.order_id), 1) AS crew_size "
         "FROM settlements s JOIN orders o ON o.id = s.order_id "
         f"WHERE {where} ORDER BY s.completed_at DESC, s.order_id DESC LIMIT ${n}"
-        + (" FOR UPDATE OF s" if lock else ""),
+        + (" FOR NO KEY UPDATE OF s" if lock else ""),
         *args,
         limit,
     )
