@@ -18,6 +18,7 @@ from typing import Any, Final, cast
 import asyncpg
 
 from accounts import store as accounts_store
+from accounts.errors import InvalidToken
 from accounts.rules import mask_phone, normalize_phone
 from audit import store as audit_store
 from catalog import city_prices
@@ -231,6 +232,12 @@ async def book(
                 idempotency_fingerprint=fingerprint if idempotency_key is not None else None,
                 series_id=series_id,
             )
+            # The insert's foreign key check waited for any erasure holding the customer's
+            # row (privacy.pipl.request_deletion locks it FOR UPDATE): read the status it
+            # left, so an order is never booked for an account frozen meanwhile.
+            status = await conn.fetchval("SELECT status FROM users WHERE id = $1", customer_id)
+            if status != "active":
+                raise InvalidToken("token was issued before the account was frozen or closed")
             booked_at = order.created_at
             await changes.record(
                 conn,

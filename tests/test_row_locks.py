@@ -120,3 +120,50 @@ async def test_a_booking_in_a_city_does_not_wait_for_its_dispatch_pause(
             await pausing.rollback()
             if booking is not None and not booking.done():  # it waited: let it finish
                 await asyncio.wait_for(asyncio.shield(booking), timeout=30)
+
+
+async def test_a_booking_waiting_behind_an_account_freeze_is_refused(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    stores: Stores,
+    live_city: str,
+    instant_service: str,
+) -> None:
+    """A booking whose order insert waits for an erasure's lock on its customer is refused (401) once the erasure froze the account, and leaves no order."""
+    from tests.live import DEST
+
+    customer = await make_user("customer")
+    async with stores.pool.acquire() as eraser:
+        erasing = eraser.transaction()
+        await erasing.start()
+        booking: asyncio.Task[httpx.Response] | None = None
+        try:  # what privacy.pipl.request_deletion does first
+            await eraser.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", customer.id)
+            await eraser.execute("UPDATE users SET status = 'frozen' WHERE id = $1", customer.id)
+            booking = asyncio.create_task(
+                client.post(
+                    "/v1/orders",
+                    headers=customer.auth,
+                    json={
+                        "service_code": instant_service,
+                        "lat": DEST[0],
+                        "lng": DEST[1],
+                        "address_detail": "景田北街3号 5栋1203",
+                    },
+                )
+            )
+            deadline = time.monotonic() + 30
+            while not await _waiting_for(stores, eraser.get_server_pid()):
+                assert not booking.done(), f"the booking did not wait: {booking.result().text}"
+                assert time.monotonic() < deadline, "the booking never waited for the erasure"
+                await asyncio.sleep(0.02)
+            await erasing.commit()
+        finally:
+            if eraser.is_in_transaction():
+                await erasing.rollback()
+        r = await asyncio.wait_for(booking, timeout=30)
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == "invalid_token"
+    assert not await stores.pool.fetchval(
+        "SELECT count(*) FROM orders WHERE customer_id = $1", customer.id
+    )
