@@ -142,6 +142,8 @@ async def update_profile(
         return app
     now = _now()
     async with stores.pool.acquire() as conn, conn.transaction():
+        locked = await store.application(conn, app_id=app.id, lock=True)  # as add_document
+        rules.check_editable(locked.status if locked is not None else app.status)
         await store.update(conn, app.id, changes, now)
         await store.add_step(
             conn,
@@ -212,6 +214,10 @@ async def add_document(
     )
     now = _now()
     async with stores.pool.acquire() as conn, conn.transaction():
+        # Under the application's lock, as a reviewer's decision takes it: a document is
+        # never added to an application decided (or submitted) since the check above.
+        locked = await store.application(conn, app_id=app.id, lock=True)
+        rules.check_editable(locked.status if locked is not None else app.status)
         await files_service.attach(
             conn,
             file_id=file_id,

@@ -167,3 +167,47 @@ async def test_a_booking_waiting_behind_an_account_freeze_is_refused(
     assert not await stores.pool.fetchval(
         "SELECT count(*) FROM orders WHERE customer_id = $1", customer.id
     )
+
+
+async def test_a_document_waiting_behind_a_submission_is_refused(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    """A document added while the application is being submitted waits for the submission's lock and is then refused (409 at status), not attached to a submitted application."""
+    from tests.files_samples import jpeg
+    from tests.onboarding_setup import sign_up, upload
+
+    who = await sign_up(client, stores)
+    r = await client.get("/v1/onboarding/application", headers=who.auth)  # the draft
+    assert r.status_code == 200, r.text
+    app_id = r.json()["id"]
+    fid = await upload(client, who, jpeg(640, 480, gps=False), "id_card")
+    async with stores.pool.acquire() as submitter:
+        submitting = submitter.transaction()
+        await submitting.start()
+        adding: asyncio.Task[httpx.Response] | None = None
+        try:  # what onboarding.service.submit's transaction does first
+            await submitter.execute(
+                "UPDATE applications SET status = 'submitted' WHERE id = $1", app_id
+            )
+            adding = asyncio.create_task(
+                client.post(
+                    "/v1/onboarding/application/documents",
+                    headers=who.auth,
+                    json={"kind": "id_front", "file_id": fid},
+                )
+            )
+            deadline = time.monotonic() + 30
+            while not await _waiting_for(stores, submitter.get_server_pid()):
+                assert not adding.done(), f"the document did not wait: {adding.result().text}"
+                assert time.monotonic() < deadline, "the document never waited"
+                await asyncio.sleep(0.02)
+            await submitting.commit()
+        finally:
+            if submitter.is_in_transaction():
+                await submitting.rollback()
+        r = await asyncio.wait_for(adding, timeout=30)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["field"] == "status"
+    assert not await stores.pool.fetchval(
+        "SELECT count(*) FROM application_documents WHERE application_id = $1", app_id
+    )
