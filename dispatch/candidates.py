@@ -62,9 +62,12 @@ def job_from_order(
     )
 
 
+Intervals = tuple[tuple[int, int], ...]
+
+
 def _intervals(
     days: Iterable[date], weekly: list[Window], exceptions: list[DayException], zone: ZoneInfo
-) -> tuple[tuple[int, int], ...]:
+) -> Intervals:
     out = []
     for day in days:
         midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
@@ -82,6 +85,19 @@ def _intervals(
         else:
             merged.append((a, b))
     return tuple(merged)
+
+
+def _free(
+    days: Iterable[date],
+    pattern: str,
+    exceptions: Iterable[tuple[date, bool, int | None, int | None]],
+    zone: ZoneInfo,
+) -> Intervals:
+    """:func:`_intervals` of a weekly pattern as ``load_candidates`` reads it
+    ("weekday start_min end_min" windows joined by commas) and exception rows."""
+    weekly = [Window(*map(int, window.split())) for window in pattern.split(",") if window]
+    days_off = [DayException(d, a, s, e, "") for d, a, s, e in exceptions]
+    return _intervals(days, weekly, days_off, zone)
 
 
 async def load_candidates(
@@ -120,9 +136,12 @@ async def load_candidates(
         "WHERE worker_id = ANY($1) AND status = 'verified' GROUP BY worker_id, kind",
         ids,
     )
+    # Each worker's weekly pattern as one string (the key its free intervals are kept
+    # under for this call: workers on the same shifts share them).
     weekly = await pool.fetch(
-        "SELECT worker_id, weekday, start_min, end_min FROM worker_availability "
-        "WHERE worker_id = ANY($1)",
+        "SELECT worker_id, string_agg(weekday || ' ' || start_min || ' ' || end_min, ',' "
+        "ORDER BY weekday, start_min) AS pattern FROM worker_availability "
+        "WHERE worker_id = ANY($1) GROUP BY worker_id",
         ids,
     )
     exceptions = await pool.fetch(
@@ -155,16 +174,13 @@ async def load_candidates(
     cert_map: dict[int, dict[str, date]] = {}
     for r in certs:
         cert_map.setdefault(r["worker_id"], {})[r["kind"]] = r["expires_on"]
-    weekly_map: dict[int, list[Window]] = {}
-    for r in weekly:
-        weekly_map.setdefault(r["worker_id"], []).append(
-            Window(r["weekday"], r["start_min"], r["end_min"])
-        )
-    exc_map: dict[int, list[DayException]] = {}
+    weekly_map: dict[int, str] = {r["worker_id"]: r["pattern"] for r in weekly}
+    exc_map: dict[int, list[tuple[date, bool, int | None, int | None]]] = {}
     for r in exceptions:
         exc_map.setdefault(r["worker_id"], []).append(
-            DayException(r["on_date"], r["available"], r["start_min"], r["end_min"], r["reason"])
+            (r["on_date"], r["available"], r["start_min"], r["end_min"])
         )
+    free: dict[tuple[str, tuple[tuple[date, bool, int | None, int | None], ...]], Intervals] = {}
     jobs_map = {r["worker_id"]: (int(r["jobs"]), int(r["earned"])) for r in today_jobs}
     served_map: dict[int, set[int]] = {}
     for r in served:
@@ -179,6 +195,10 @@ async def load_candidates(
         w = r["user_id"]
         lat, lng = positions[w]
         jobs, earned = jobs_map.get(w, (0, 0))
+        key = (weekly_map.get(w, ""), tuple(exc_map.get(w, ())))
+        available = free.get(key)
+        if available is None:
+            available = free[key] = _free(day_list, *key, zone)
         out[w] = Candidate(
             worker_id=w,
             lat=lat,
@@ -190,7 +210,7 @@ async def load_candidates(
             rating_count=int(r["rating_count"]),
             jobs_today=jobs,
             earnings_today_minor=earned,
-            available=_intervals(day_list, weekly_map.get(w, []), exc_map.get(w, []), zone),
+            available=available,
             team_id=r["team_id"],
             served_customer_ids=frozenset(served_map.get(w, set())),
             untrained=frozenset(r["skills"]) - frozenset(r["passed"])
