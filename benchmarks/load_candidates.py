@@ -99,7 +99,10 @@ async def populate(conn: Any, n: int, seed: int) -> list[int]:
     )
     ids = await h.ids_of(conn, [r[1] for r in rows])
     rng = random.Random(seed)
-    workers, certs, weekly, days_off = [], [], [], []
+    workers: list[tuple[Any, ...]] = []
+    certs: list[tuple[Any, ...]] = []
+    weekly: list[tuple[int, int, int, int]] = []
+    days_off: list[tuple[Any, ...]] = []
     today = NOW.date()
     for w, p in zip(ids, city.profiles, strict=True):
         skills, certificates, rating_sum, count = p[1], p[2], p[3], p[4]
