@@ -118,8 +118,8 @@ async def load_candidates(
     Free intervals are computed once per distinct weekly pattern and exceptions, not
     once per worker: a tick of 500 orders × 100k workers loads ~11k workers, and
     ``_intervals`` per worker (~9 µs each, with a ``Window`` per availability row) made
-    this call 537 ms of client CPU against 202 now (benchmarks/load_candidates.py,
-    benchmarks/README.md)."""
+    this call 537 ms of client CPU against 202 with this alone, 143 with the rows
+    unpacked below (benchmarks/load_candidates.py, benchmarks/README.md)."""
     chains = chains or {}
     ids = list(positions)
     if not ids:
