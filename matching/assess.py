@@ -156,17 +156,17 @@ def _assess(
 
     lacking: dict[frozenset[str], str] = {}  # held skills -> the missing-skill reason
     outside: str | None = None  # outside_schedule at start0, once asked
-    seen: set[int] = set()
+    workers = [cand.worker_id for cand in cands]
+    if len(set(workers)) != len(workers):
+        seen: set[int] = set()
+        for i, worker in enumerate(workers):
+            if worker in seen:
+                raise MatchingError(f"lists worker {worker} twice", field=f"candidates[{j}][{i}]")
+            seen.add(worker)
     records: list[Considered] = []
     feasible: list[int] = []
     costs: list[float] = []
-    workers: list[int] = []
-    for i, cand in enumerate(cands):
-        worker = cand.worker_id
-        if worker in seen:
-            raise MatchingError(f"lists worker {worker} twice", field=f"candidates[{j}][{i}]")
-        seen.add(worker)
-        workers.append(worker)
+    for i, (cand, worker) in enumerate(zip(cands, workers, strict=True)):
         # why_not, inlined (a missing skill, the usual reason, is worded here by the same
         # function why_not uses).
         age = cand.fix_age_s
@@ -301,12 +301,12 @@ def sorted_records(assessed: Assessed) -> tuple[Considered, ...]:
     ranked = sorted(
         (cost, workers[i], i) for cost, i in zip(assessed.costs, assessed.feasible, strict=True)
     )
-    infeasible = sorted(
-        (w, i)
-        for i, (w, r) in enumerate(zip(workers, records, strict=True))
-        if r.why_not is not None
-    )
-    return (*(records[i] for _, _, i in ranked), *(records[i] for _, i in infeasible))
+    # The rest are infeasible; a job lists each worker once, so by worker id alone.
+    is_feasible = [False] * len(records)
+    for i in assessed.feasible:
+        is_feasible[i] = True
+    infeasible = sorted((i for i, ok in enumerate(is_feasible) if not ok), key=workers.__getitem__)
+    return (*(records[i] for _, _, i in ranked), *(records[i] for i in infeasible))
 
 
 def assess_all(

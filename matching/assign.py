@@ -138,8 +138,13 @@ def _assign(
     pair_workers: list[int] = []
     pair_costs: list[float] = []
     for r, j in enumerate(rows):
-        workers_j = assessed[j].workers
-        for i, cost in zip(assessed[j].feasible, assessed[j].costs, strict=True):
+        workers_j, feasible_j = assessed[j].workers, assessed[j].feasible
+        if not taken:  # no pinned job took a worker (the usual case): every feasible pair
+            pair_rows.extend([r] * len(feasible_j))
+            pair_workers.extend([workers_j[i] for i in feasible_j])
+            pair_costs.extend(assessed[j].costs)
+            continue
+        for i, cost in zip(feasible_j, assessed[j].costs, strict=True):
             worker = workers_j[i]
             if worker not in taken:
                 pair_rows.append(r)

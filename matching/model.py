@@ -97,6 +97,12 @@ def merge_intervals(intervals: tuple[tuple[int, int], ...]) -> tuple[tuple[int, 
             raise MatchingError("must have start < end", field=f"candidate.available[{i}]")
     if len(intervals) < 2:
         return intervals
+    if type(intervals) is tuple:  # already sorted and apart (load_candidates' are): as is
+        for i in range(1, len(intervals)):
+            if not intervals[i - 1][1] < intervals[i][0]:
+                break
+        else:
+            return intervals
     merged: list[tuple[int, int]] = []
     for start, end in sorted(intervals):
         if merged and start <= merged[-1][1]:
