@@ -395,9 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.3,
         help="PlannerParams.fleet_first_share for this benchmark (default 0.3; the server's is 0)",
     )
-    parser.add_argument("--fleet-rounds", type=int, help="override PlannerParams.fleet_rounds")
-    parser.add_argument("--ruin-rounds", type=int, help="override PlannerParams.ruin_rounds")
-    parser.add_argument("--ruin-share", type=float, help="override PlannerParams.ruin_share")
     parser.add_argument("--markdown", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
@@ -422,9 +419,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gls_lambda": args.gls_lambda,
         "operators": args.operators,
         "fleet_first_share": args.fleet_first_share,
-        "fleet_rounds": args.fleet_rounds,
-        "ruin_rounds": args.ruin_rounds,
-        "ruin_share": args.ruin_share,
     }
     params = replace(params, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -501,9 +495,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gls_lambda": params.gls_lambda,
             "operators": params.operators,
             "fleet_first_share": params.fleet_first_share,
-            "fleet_rounds": params.fleet_rounds,
-            "ruin_rounds": params.ruin_rounds,
-            "ruin_share": params.ruin_share,
             "solution_limit": 0,
             "branch_limit": 0,
         },

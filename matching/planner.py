@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -57,8 +55,6 @@ from ortools.util import optional_boolean_pb2
 from matching.errors import PlanError
 from matching.route_timing import Timing, Visit, schedule
 from matching.travel import road_matrix, straight_matrix
-
-_DEBUG = bool(os.environ.get("VRP_DEBUG"))
 
 __all__ = [
     "Dropped",
@@ -191,9 +187,6 @@ class PlannerParams:
     worker_fixed_cost: int = 0  # cost of using a worker at all (seconds of travel)
     operators: str = "lean"  # local search operators: "lean" or "all" (OR-Tools' defaults)
     fleet_first_share: float = 0.0  # share of the budget spent first on using fewer workers
-    fleet_rounds: int = 0  # route-elimination rounds in the fleet stage; 0: none
-    ruin_rounds: int = 0  # ruin-and-recreate rounds after the first search; 0: none
-    ruin_share: float = 0.5  # share of the (distance) budget the ruin rounds get
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_limit_s) and self.time_limit_s > 0):
@@ -216,12 +209,6 @@ class PlannerParams:
             raise ValueError(f"operators must be one of {', '.join(OPERATOR_SETS)}.")
         if not 0.0 <= self.fleet_first_share < 1.0:
             raise ValueError("fleet_first_share must be in [0, 1).")
-        if self.fleet_rounds < 0:
-            raise ValueError("fleet_rounds must be >= 0.")
-        if self.ruin_rounds < 0:
-            raise ValueError("ruin_rounds must be >= 0.")
-        if not 0.0 < self.ruin_share < 1.0:
-            raise ValueError("ruin_share must be in (0, 1).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,8 +468,6 @@ def _search_parameters(params: PlannerParams) -> Any:
     if params.operators == "lean":
         for name in LEAN_OFF:
             setattr(sp.local_search_operators, name, optional_boolean_pb2.BOOL_FALSE)
-    for name in filter(None, os.environ.get("VRP_EXTRA", "").split(",")):
-        setattr(sp.local_search_operators, name, optional_boolean_pb2.BOOL_TRUE)
     cap_ms = max(1, round(params.time_limit_s * 1000))
     sp.time_limit.FromMilliseconds(cap_ms)
     # Each neighbour's completion (the solution finalizer) runs under its own clock,
@@ -518,346 +503,39 @@ def _search(
     active: list[PlanJob],
     able: dict[str, list[int]],
     vehicle_order: list[int],
-    seed: int,
 ) -> tuple[list[list[int]], str, tuple[int, int]]:
     """Each worker's jobs (indices into ``active``), why the search stopped and its
-    (solutions, branches), in up to three stages: with ``fleet_first_share``, that share
+    (solutions, branches), in one or two stages: with ``fleet_first_share``, that share
     of the budget first searches with a fixed cost per worker above any travel (fewer
-    workers); then the rest goes on from there, with ``ruin_rounds``, its
-    ``ruin_share`` split into ruin-and-recreate rounds (``_ruin_and_recreate``)."""
+    workers), then the rest goes on from there."""
     share = params.fleet_first_share
+    if not share or len(problem.workers) < 2:
+        return _solve(problem, params, active, able, vehicle_order, params.worker_fixed_cost, None)
     began = time.monotonic()
-    start: list[list[int]] | None = None
-    work = (0, 0)
-    rest = params
-    if share and len(problem.workers) >= 2:
-        first = replace(
-            params,
-            time_limit_s=params.time_limit_s * share,
-            solution_limit=math.ceil(params.solution_limit * share),
-            branch_limit=math.ceil(params.branch_limit * share),
-        )
-        big = int(problem.travel_s.max()) * (len(active) + 2 * len(problem.workers) + 1) + 1
-        fixed = params.worker_fixed_cost + big
-        if params.fleet_rounds:
-            start, work = _eliminate(problem, first, active, able, vehicle_order, fixed, seed)
-        else:
-            start, _, work = _solve(problem, first, active, able, vehicle_order, fixed, None)
-        rest = replace(
-            params,
-            time_limit_s=max(0.001, params.time_limit_s - (time.monotonic() - began)),
-            solution_limit=max(1, params.solution_limit - first.solution_limit)
-            if params.solution_limit
-            else 0,
-            branch_limit=max(1, params.branch_limit - first.branch_limit)
-            if params.branch_limit
-            else 0,
-        )
-    fixed = params.worker_fixed_cost
-    if params.ruin_rounds and active:
-        routes, stopped_by, more = _ruin_and_recreate(
-            problem, rest, active, able, vehicle_order, start, seed
-        )
-    else:
-        routes, stopped_by, more = _solve(problem, rest, active, able, vehicle_order, fixed, start)
-    if start is not None and time.monotonic() - began >= params.time_limit_s * 0.98:
-        stopped_by = "time_limit"
-    return routes, stopped_by, (work[0] + more[0], work[1] + more[1])
-
-
-def _ruin_and_recreate(
-    problem: PlanProblem,
-    params: PlannerParams,
-    active: list[PlanJob],
-    able: dict[str, list[int]],
-    vehicle_order: list[int],
-    start: list[list[int]] | None,
-    seed: int,
-) -> tuple[list[list[int]], str, tuple[int, int]]:
-    """An iterated local search around OR-Tools: ``1 - ruin_share`` of the budget for one
-    search (from ``start``), then ``ruin_rounds`` rounds that each remove a few related
-    jobs from the current plan (strings of neighbours, or a whole short route), put them
-    back at their cheapest places (``insertions``), and search again from there with
-    an equal slice of the rest. A round's plan replaces the current one when it is
-    within a threshold of the best (record-to-record, the threshold falling to 0 over
-    the rounds). Seeded: the same problem, params and seed give the same plan within
-    the work budget. Returns the best plan, why it stopped and the work done."""
-    fixed = params.worker_fixed_cost
-    rounds = params.ruin_rounds
-    began = time.monotonic()
-
-    def part(share: float, limit: float) -> PlannerParams:
-        return replace(
-            params,
-            time_limit_s=max(0.001, limit),
-            solution_limit=max(1, math.ceil(params.solution_limit * share))
-            if params.solution_limit
-            else 0,
-            branch_limit=max(1, math.ceil(params.branch_limit * share))
-            if params.branch_limit
-            else 0,
-        )
-
-    head = 1.0 - params.ruin_share
-    current, why, work = _solve(
-        problem,
-        part(head, params.time_limit_s * head),
-        active,
-        able,
-        vehicle_order,
-        fixed,
-        start,
-    )
-    reasons = {why}
-    best, best_cost = current, _cost(problem, params, active, current)
-    current_cost = best_cost
-    rng = np.random.default_rng([seed, 20])
-    nodes = np.array([j.node for j in active], dtype=np.int64)
-    near = problem.travel_s[np.ix_(nodes, nodes)]
-    near = np.argsort(near + near.T, axis=1, kind="stable")
-    for r in range(rounds):
-        left = params.time_limit_s - (time.monotonic() - began)
-        if left <= 0.001:
-            reasons.add("time_limit")
-            break
-        ruined = _ruin(problem, params, active, current, rng, near)
-        found, why, more = _solve(
-            problem,
-            part(params.ruin_share / rounds, left / (rounds - r)),
-            active,
-            able,
-            vehicle_order,
-            fixed,
-            ruined,
-        )
-        reasons.add(why)
-        work = (work[0] + more[0], work[1] + more[1])
-        cost = _cost(problem, params, active, found)
-        threshold = 0.01 * (1.0 - r / rounds)
-        if _DEBUG:
-            print(
-                f"round {r} ruin {_cost(problem, params, active, ruined)} found {cost} work {more} best {best_cost} cur {current_cost} veh {sum(1 for x in found if x)}",
-                file=sys.stderr,
-            )
-        if cost < best_cost:
-            best, best_cost = found, cost
-        if cost <= best_cost * (1.0 + threshold) or cost < current_cost:
-            current, current_cost = found, cost
-    stopped_by = next(
-        (why for why in ("time_limit", "budget", "local_optimum") if why in reasons), "budget"
-    )
-    return best, stopped_by, work
-
-
-def _eliminate(
-    problem: PlanProblem,
-    params: PlannerParams,
-    active: list[PlanJob],
-    able: dict[str, list[int]],
-    vehicle_order: list[int],
-    fixed: int,
-    seed: int,
-) -> tuple[list[list[int]], tuple[int, int]]:
-    """The fleet stage with route elimination: half the budget for one search with the
-    fixed cost ``fixed`` per worker, then ``fleet_rounds`` rounds that each take a short
-    route out (the shorter of two drawn), put its jobs back where they fit
-    (``_recreate``, no empty worker opened), and search from there with an equal slice
-    of the rest, a left-out mandatory job costing less than a worker (so the search
-    prefers to fit it in the other routes). A round is kept when its plan costs less
-    (fewer workers, every mandatory job served). Returns the plan and the work done."""
-    rounds = params.fleet_rounds
-    began = time.monotonic()
-    counted = replace(params, worker_fixed_cost=fixed)
-
-    def part(share: float, limit: float) -> PlannerParams:
-        return replace(
-            params,
-            time_limit_s=max(0.001, limit),
-            solution_limit=max(1, math.ceil(params.solution_limit * share))
-            if params.solution_limit
-            else 0,
-            branch_limit=max(1, math.ceil(params.branch_limit * share))
-            if params.branch_limit
-            else 0,
-        )
-
-    current, _, work = _solve(
-        problem, part(0.5, params.time_limit_s * 0.5), active, able, vehicle_order, fixed, None
-    )
-    best_cost = _cost(problem, counted, active, current)
-    rng = np.random.default_rng([seed, 21])
-    penalty = 4 * int(problem.travel_s.max()) + max(j.prefer_penalty for j in active) + 1
-    for r in range(rounds):
-        left = params.time_limit_s - (time.monotonic() - began)
-        if left <= 0.001:
-            break
-        used = [i for i, x in enumerate(current) if x and not any(active[k].started for k in x)]
-        if len(used) < 2:
-            break
-        a, b = (int(x) for x in rng.choice(used, size=2, replace=False))
-        i = a if (len(current[a]), a) <= (len(current[b]), b) else b
-        routes = [list(x) for x in current]
-        removed = routes[i]
-        routes[i] = []
-        routes = _recreate(problem, counted, active, routes, removed, rng, open_new=False)
-        found, _, more = _solve(
-            problem,
-            part(0.5 / rounds, left / (rounds - r)),
-            active,
-            able,
-            vehicle_order,
-            fixed,
-            routes,
-            mandatory_penalty=min(penalty, fixed),
-        )
-        work = (work[0] + more[0], work[1] + more[1])
-        cost = _cost(problem, counted, active, found)
-        if _DEBUG:
-            print(
-                f"elim {r} route {len(removed)} jobs: {cost} vs {best_cost}, veh {sum(1 for x in found if x)}",
-                file=sys.stderr,
-            )
-        if cost < best_cost:
-            current, best_cost = found, cost
-    return current, work
-
-
-def _cost(
-    problem: PlanProblem, params: PlannerParams, active: list[PlanJob], routes: list[list[int]]
-) -> int:
-    """The search's objective of ``routes`` (per worker in problem order, indices into
-    ``active``): travel, fixed and preference costs, and drop penalties (a mandatory job
-    left out costs more than any plan)."""
-    travel = problem.travel_s
-    total = 0
-    served: set[int] = set()
-    for w, route in zip(problem.workers, routes, strict=True):
-        if not route:
-            continue
-        total += params.worker_fixed_cost
-        nodes: list[int | None] = [w.start_node, *(active[k].node for k in route), w.end_node]
-        total += sum(_leg(travel, a, b) for a, b in itertools.pairwise(nodes))
-        for k in route:
-            j = active[k]
-            if j.prefer_worker_id is not None and j.prefer_worker_id != w.id:
-                total += j.prefer_penalty
-        served.update(route)
-    for k, j in enumerate(active):
-        if k not in served:
-            total += (1 << 62) if j.drop_penalty is None else j.drop_penalty
-    return total
-
-
-def _ruin(
-    problem: PlanProblem,
-    params: PlannerParams,
-    active: list[PlanJob],
-    routes: list[list[int]],
-    rng: np.random.Generator,
-    near: npt.NDArray[np.int64],
-) -> list[list[int]]:
-    """``routes`` with a few related jobs removed and put back at their cheapest places.
-
-    Removal (SISR-like, Christiaens & Vanden Berghe 2020): one time in five the jobs of
-    a short route (the shorter of two drawn); otherwise, from a random job, strings of
-    consecutive jobs around its nearest neighbours, one string per route, until 5–20 %
-    of the jobs (at most 20) are out. Started jobs stay. The removed jobs go back in a
-    random, earliest-window-first or farthest-first order, each at its cheapest feasible
-    place (or left out for the search to place)."""
-    n = len(active)
-    routes = [list(r) for r in routes]
-    movable = [k for k, j in enumerate(active) if not j.started]
-    if not movable:
-        return routes
-    route_of = {k: i for i, r in enumerate(routes) for k in r}
-    removed: list[int] = []
-    used = [i for i, r in enumerate(routes) if any(not active[k].started for k in r)]
-    if len(used) > 1 and rng.random() < 0.2:
-        a, b = (int(x) for x in rng.choice(used, size=2, replace=False))
-        i = a if len(routes[a]) <= len(routes[b]) else b
-        removed = [k for k in routes[i] if not active[k].started]
-        routes[i] = [k for k in routes[i] if active[k].started]
-    else:
-        target = int(rng.integers(max(1, n // 20), max(1, min(n // 5, 20)) + 1))
-        lengths = [len(r) for r in routes if r]
-        max_string = max(1, min(10, round(sum(lengths) / max(1, len(lengths)))))
-        touched: set[int] = set()
-        seed_job = movable[int(rng.integers(len(movable)))]
-        for k in near[seed_job]:
-            k = int(k)
-            if len(removed) >= target:
-                break
-            at = route_of.get(k)
-            if at is None or at in touched or active[k].started:
-                continue
-            touched.add(at)
-            route = routes[at]
-            length = int(rng.integers(1, min(max_string, len(route)) + 1))
-            pos = route.index(k)
-            lo = int(rng.integers(max(0, pos - length + 1), min(pos, len(route) - length) + 1))
-            out = [x for x in route[lo : lo + length] if not active[x].started]
-            removed += out
-            routes[at] = [x for x in route if x not in out]
-    served = {k for r in routes for k in r}
-    removed += [k for k in range(n) if k not in served and k not in removed]
-    how = int(rng.integers(3))
-    if how == 0:
-        rng.shuffle(removed)
-    elif how == 1:
-        removed.sort(key=lambda k: (active[k].window[0], k))
-    else:
-        depot = problem.workers[0].start_node
-        removed.sort(key=lambda k: (-int(problem.travel_s[depot, active[k].node]), k))
-    return _recreate(
-        problem,
+    first = replace(
         params,
-        active,
-        routes,
-        removed,
-        rng,
-        open_new=os.environ.get("VRP_OPEN", "1") == "1",
+        time_limit_s=params.time_limit_s * share,
+        solution_limit=math.ceil(params.solution_limit * share),
+        branch_limit=math.ceil(params.branch_limit * share),
     )
-
-
-def _recreate(
-    problem: PlanProblem,
-    params: PlannerParams,
-    active: list[PlanJob],
-    routes: list[list[int]],
-    removed: list[int],
-    rng: np.random.Generator,
-    *,
-    open_new: bool = True,
-) -> list[list[int]]:
-    """Insert ``removed`` one by one at the cheapest feasible place (added travel, fixed
-    cost of an empty worker, preference penalty; each candidate skipped with a 1 %
-    chance, SISR's blinks); an optional job only when that costs less than dropping it."""
-    plan_routes = [
-        _route(problem, w, [active[k] for k in r])
-        for w, r in zip(problem.workers, routes, strict=True)
-    ]
-    position = {w.id: i for i, w in enumerate(problem.workers)}
-    for k in removed:
-        job = active[k]
-        options = insertions(problem, Plan(tuple(plan_routes), (), 0), job)
-        best: tuple[int, Insertion] | None = None
-        for ins in options:
-            i = position[ins.worker_id]
-            cost = ins.added_travel_s
-            if not routes[i] and not open_new:
-                continue
-            if not routes[i]:
-                cost += params.worker_fixed_cost
-            if job.prefer_worker_id is not None and job.prefer_worker_id != ins.worker_id:
-                cost += job.prefer_penalty
-            if (best is None or cost < best[0]) and rng.random() >= 0.01:
-                best = (cost, ins)
-        if best is None or (job.drop_penalty is not None and best[0] >= job.drop_penalty):
-            continue
-        i = position[best[1].worker_id]
-        routes[i].insert(best[1].position, k)
-        plan_routes[i] = _route(problem, problem.workers[i], [active[x] for x in routes[i]])
-    return routes
+    big = int(problem.travel_s.max()) * (len(active) + 2 * len(problem.workers) + 1) + 1
+    fixed = params.worker_fixed_cost + big
+    routes, _, (sol1, br1) = _solve(problem, first, active, able, vehicle_order, fixed, None)
+    rest = replace(
+        params,
+        time_limit_s=max(0.001, params.time_limit_s - (time.monotonic() - began)),
+        solution_limit=max(1, params.solution_limit - first.solution_limit)
+        if params.solution_limit
+        else 0,
+        branch_limit=max(1, params.branch_limit - first.branch_limit) if params.branch_limit else 0,
+    )
+    fixed = params.worker_fixed_cost
+    routes, stopped_by, (sol2, br2) = _solve(
+        problem, rest, active, able, vehicle_order, fixed, routes
+    )
+    if time.monotonic() - began >= params.time_limit_s * 0.98:
+        stopped_by = "time_limit"
+    return routes, stopped_by, (sol1 + sol2, br1 + br2)
 
 
 def _solve(
@@ -868,13 +546,11 @@ def _solve(
     vehicle_order: list[int],
     fixed_cost: int,
     start: list[list[int]] | None,
-    mandatory_penalty: int | None = None,
 ) -> tuple[list[list[int]], str, tuple[int, int]]:
     """One OR-Tools search on the ``active`` jobs (in the seed's order), from ``start``
     (per worker, indices into ``active``) if given: each worker's jobs, why it stopped,
     and its (solutions, branches). If the time cap stops it before a first solution, no
-    job is planned (``plan`` then inserts what fits). ``mandatory_penalty`` overrides
-    the cost of leaving out a mandatory job (default: more than any plan)."""
+    job is planned (``plan`` then inserts what fits)."""
     # Vehicle v is problem.workers[vehicle_order[v]] (the seed's order of the workers).
     workers = [problem.workers[i] for i in vehicle_order]
     vehicle_of = {w: v for v, w in enumerate(vehicle_order)}
@@ -956,9 +632,8 @@ def _solve(
         routing.AddDimensionWithVehicleCapacity(demand_cb, 0, caps, True, "demand")
 
     # Who may take each job; what dropping it costs; started jobs first on their worker.
-    if mandatory_penalty is None:
-        mandatory_penalty = int(travel.max()) * (len(idx) + 1)
-        mandatory_penalty += sum(j.prefer_penalty for j in active) + fixed_cost * len(workers) + 1
+    mandatory_penalty = int(travel.max()) * (len(idx) + 1) + sum(j.prefer_penalty for j in active)
+    mandatory_penalty += fixed_cost * len(workers) + 1
     for k, j in enumerate(active):
         index = manager.NodeToIndex(n_depots + k)
         allowed = [vehicle_of[i] for i in able[j.id]]
@@ -981,11 +656,7 @@ def _solve(
         initial = routing.ReadAssignmentFromRoutes(
             [[n_depots + k for k in start[w]] for w in vehicle_order], True
         )
-        solution = (
-            routing.SolveWithParameters(search)
-            if initial is None
-            else routing.SolveFromAssignmentWithParameters(initial, search)
-        )
+        solution = routing.SolveFromAssignmentWithParameters(initial, search)
     elapsed = time.monotonic() - began
     work = (int(solver.Solutions()), int(solver.Branches()))
     cut = elapsed >= params.time_limit_s * 0.98
@@ -1054,7 +725,7 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
         params = replace(params, branch_limit=budget)
     work = (0, 0)
     if active:
-        found, stopped_by, work = _search(problem, params, active, able, vehicle_order, seed)
+        found, stopped_by, work = _search(problem, params, active, able, vehicle_order)
         per_worker = [[active[k] for k in route] for route in found]
     else:
         per_worker, stopped_by = [[] for _ in problem.workers], "no_search"
