@@ -17,6 +17,14 @@ Usage::
 
     python -m benchmarks.dispatch_load [--minutes 90] [--workers 60] [--rates 2.4 3.2 4 4.6]
     python -m benchmarks.dispatch_load --set fairness_floor=0.5 --set load_aware=false
+    python -m benchmarks.dispatch_load --set rotation_slack_s=60 --before rotation_slack_s=0
+
+``--before`` runs batch a second time at each level with those fields changed (label
+``batch_before``), so a change is measured against its baseline on the same bookings.
+The Gini counts every job of the run (warm-up and drain too) over all workers, as the
+simulator's report does: at ``--minutes 35 --warmup-min 10 --service-min 7.5`` (the
+simulator's ``futian-rush`` run) a worker does ~1 job at 30 % utilization, at the
+default 120 minutes ~3 (docs/dispatch.md#the-light-load-gini).
 
 JSON on stdout, progress on stderr.
 """
@@ -197,6 +205,8 @@ def run_level(
         "wait_mean_s": round(sum(waits) / len(waits), 1) if waits else None,
         "wait_p90_s": percentile(waits, 90),
         "gini_jobs": round(gini([float(w.jobs) for w in crew]), 4),
+        "jobs_per_worker": round(sum(w.jobs for w in crew) / len(crew), 2),
+        "workers_without_job": sum(1 for w in crew if w.jobs == 0),
     }
 
 
@@ -222,6 +232,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--set", action="append", default=[], help="a MatchParams field=value")
     ap.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        help="also run batch with this field=value on top of --set (label batch_before)",
+    )
+    ap.add_argument(
         "--chain-s",
         type=float,
         default=0.0,
@@ -232,15 +248,22 @@ def main() -> None:
     for item in args.set:
         key, _, raw = item.partition("=")
         params = dataclasses.replace(params, **{key: _value(raw)})
+    before = params
+    for item in args.before:
+        key, _, raw = item.partition("=")
+        before = dataclasses.replace(before, **{key: _value(raw)})
+    runs = [("batch", "batch", params), ("greedy", "greedy", params)]
+    if args.before:
+        runs.append(("batch_before", "batch", before))
     levels = []
     started = time.perf_counter()
     for rate in args.rates:
         pair = {}
-        for policy in ("batch", "greedy"):
-            pair[policy] = run_level(
+        for label, policy, level_params in runs:
+            pair[label] = run_level(
                 rate,
                 policy,
-                params,
+                level_params,
                 workers=args.workers,
                 minutes=args.minutes,
                 warmup_min=args.warmup_min,
@@ -248,14 +271,21 @@ def main() -> None:
                 seed=args.seed,
                 chain_s=args.chain_s,
             )
-            print(orjson.dumps(pair[policy]).decode(), file=sys.stderr)
-        b, g = pair["batch"], pair["greedy"]
-        cut = (
-            1 - b["wait_mean_s"] / g["wait_mean_s"]
-            if b["wait_mean_s"] and g["wait_mean_s"]
-            else None
-        )
-        levels.append({**pair, "wait_cut": round(cut, 4) if cut is not None else None})
+            print(orjson.dumps({"label": label, **pair[label]}).decode(), file=sys.stderr)
+        g = pair["greedy"]
+        cuts = {}
+        for label in ("batch", "batch_before"):
+            b = pair.get(label)
+            if b is None:
+                continue
+            cut = (
+                1 - b["wait_mean_s"] / g["wait_mean_s"]
+                if b["wait_mean_s"] and g["wait_mean_s"]
+                else None
+            )
+            key = "wait_cut" if label == "batch" else "wait_cut_before"
+            cuts[key] = round(cut, 4) if cut is not None else None
+        levels.append({**pair, **cuts})
     out = {
         "benchmark": "dispatch_load",
         "params": {
@@ -266,8 +296,11 @@ def main() -> None:
                 "fairness_floor",
                 "weight_fairness",
                 "weight_rating",
+                "rotation_slack_s",
+                "rotation_cap",
             )
         },
+        "before": args.before,
         "chain_s": args.chain_s,
         "workers": args.workers,
         "minutes": args.minutes,

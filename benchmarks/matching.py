@@ -729,8 +729,9 @@ LIVE_TICK_SKILL_DIGESTS = [
 
 
 _SIX = rb"[^,\]]+(?:,[^,\]]+){5}"  # six numbers: the terms before priority
+# priority's and rotation's 0 (the benchmark's workers have no priority; rotation is off)
 _PRIORITY_ZERO = re.compile(
-    rb'("raw":\[' + _SIX + rb"),0\.0\],(\"weighted\":\[" + _SIX + rb"),0\.0\]"
+    rb'("raw":\[' + _SIX + rb"),0\.0,0\.0\],(\"weighted\":\[" + _SIX + rb"),0\.0,0\.0\]"
 )
 _PARAMS_DIGEST = re.compile(rb'"params_digest":"[0-9a-f]*"')
 
@@ -739,13 +740,17 @@ def decisions_digest(decisions: Sequence[Decision]) -> str:
     """One hash over the decisions in full: chosen worker, reason, every candidate with
     its inputs, ETA, reason or score breakdown (not timed). Hashed in the form decisions
     had before the ``priority`` term (issue 18): a candidate's ``priority`` false and the
-    term's 0 raw and weighted values are left out (the benchmark's workers have none), as
+    term's 0 raw and weighted values are left out (the benchmark's workers have none), and
+    so are the ``rotation`` term's (off by default: 0) and the peers' ``rotation_s`` (0, or
+    null when the peers are given), as
     are a candidate's ``chain`` null (chained orders: none here) and the digest of the
     params (new fields the benchmark leaves at their defaults change it), so the recorded
     digests check that nothing else changed."""
     h = hashlib.sha256()
     for d in decisions:
         raw = msgspec.json.encode(d, order="deterministic")
+        raw = raw.replace(b',"rotation_s":0.0', b"").replace(b',"rotation_s":null', b"")
+        raw = raw.replace(b',"rotation"]', b"]")
         raw = raw.replace(b',"priority":false', b"").replace(b',"priority"]', b"]")
         raw = raw.replace(b',"chain":null', b"")
         h.update(_PARAMS_DIGEST.sub(b"", _PRIORITY_ZERO.sub(rb"\1],\2]", raw)))

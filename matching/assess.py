@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -33,6 +34,7 @@ from matching.scoring import (
     JOBS_FLOOR,
     load_factor,
     peers_of,
+    rotation_points,
     score,
 )
 
@@ -280,13 +282,57 @@ def _assess(
                 None,
                 eta,
                 Breakdown(
-                    (eta / 60.0, rating, fairness, schedule, affinity, same_team, priority),
-                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority),
+                    (eta / 60.0, rating, fairness, schedule, affinity, same_team, priority, 0.0),
+                    (w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority, 0.0),
                     total_,
                 ),
             )
         )
     return Assessed(records, feasible, costs, workers)
+
+
+def rotate(assessed: Assessed, peers: Peers, params: MatchParams) -> Assessed:
+    """Job-level fairness (轮派): the ``rotation`` term of one job's feasible records.
+
+    The reference is the fewest jobs today among the feasible candidates whose ETA is
+    within ``peers.rotation_s`` of the job's best ETA (for a chained candidate the ETA
+    counts the time left, and their jobs today the job in hand). Each feasible candidate
+    with more jobs than that gets ``min(jobs above, rotation_cap)`` raw and one
+    ``rotation_s`` of ETA per such job in points, added to the total. So among
+    near-equal ETAs the one with fewer jobs comes first, and nobody is sent more than the
+    slack per job farther for it. Pure: the same records and peers give the same result
+    (a replay re-derives it from the stored candidates and ``peers.rotation_s``).
+
+    ``assessed`` is changed in place (records and costs) and returned.
+    """
+    per_job = rotation_points(peers, params)
+    slack = peers.rotation_s
+    feasible = assessed.feasible
+    if not per_job or not slack or not feasible or params.rotation_cap <= 0:
+        return assessed
+    records, costs = assessed.records, assessed.costs
+    etas = [records[i].eta_s for i in feasible]
+    best = min(e for e in etas if e is not None)
+    limit = best + slack
+    fewest = min(
+        records[i].candidate.jobs_today
+        for i, e in zip(feasible, etas, strict=True)
+        if e is not None and e <= limit
+    )
+    cap = params.rotation_cap
+    for n, i in enumerate(feasible):
+        rec = records[i]
+        above = rec.candidate.jobs_today - fewest
+        if above <= 0:
+            continue
+        raw = float(above) if above < cap else float(cap)
+        points = raw * per_job
+        b = rec.breakdown
+        assert b is not None
+        breakdown = Breakdown((*b.raw[:-1], raw), (*b.weighted[:-1], points), b.total + points)
+        records[i] = msgspec.structs.replace(rec, breakdown=breakdown)
+        costs[n] = breakdown.total
+    return assessed
 
 
 def total(rec: Considered) -> float:
@@ -326,8 +372,13 @@ def assess_all(
         raise MatchingError("must not repeat an order", field="jobs")
     if peers is None:
         unique = {c.worker_id: c for row in candidates for c in row}
-        peers = peers_of((unique[w] for w in sorted(unique)), n_jobs=len(jobs))
+        peers = peers_of(
+            (unique[w] for w in sorted(unique)),
+            n_jobs=len(jobs),
+            rotation_s=params.rotation_slack_s,
+        )
     assessed = [
-        _assess(j, job, candidates[j], etas, now_s, peers, params) for j, job in enumerate(jobs)
+        rotate(_assess(j, job, candidates[j], etas, now_s, peers, params), peers, params)
+        for j, job in enumerate(jobs)
     ]
     return assessed, peers

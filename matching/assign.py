@@ -120,7 +120,8 @@ def decide_batch(
 
     ``candidates[j]`` are job j's candidates (a worker may appear for many jobs; the
     engine adds a pinned worker if retrieval missed them). ``peers`` are the city's
-    medians for the fairness term; without them, the medians over the candidates.
+    medians for the fairness term; without them, the medians over the candidates, the
+    pressure and ``params.rotation_slack_s`` (given peers bring their own rotation window).
     """
     assessed, peers = assess_all(jobs, candidates, etas, now_s, params, peers)
     order = _by_age(jobs)

@@ -34,7 +34,7 @@ from matching.errors import MatchingError
 Policy = Literal["batch", "greedy"]
 WorkerState = Literal["available", "busy", "unavailable", "offline"]
 
-Term = Literal["eta", "rating", "fairness", "schedule", "affinity", "team", "priority"]
+Term = Literal["eta", "rating", "fairness", "schedule", "affinity", "team", "priority", "rotation"]
 TERMS: Final[tuple[Term, ...]] = get_args(Term)
 """The score terms, in the order of :attr:`Breakdown.raw` and :attr:`Breakdown.weighted`.
 A new term goes at the end: decisions stored with the earlier ones read back with it as
@@ -233,17 +233,25 @@ _NO_SKILLS: Final[frozenset[str]] = frozenset()
 class Peers:
     """City medians the fairness term compares a worker against, and the batch's
     ``pressure``: open jobs per free worker (``matching.scoring.load_factor`` fades the
-    fairness and rating terms when it is low; None, not known: full weights)."""
+    fairness and rating terms when it is low; None, not known: full weights).
+
+    ``rotation_s``: the rotation window the batch was scored with
+    (``MatchParams.rotation_slack_s``, :func:`matching.assess.rotate`), kept with the
+    decision so that a replay scores the same; None (a decision stored before rotation, or
+    peers given by a caller without it): no rotation term."""
 
     jobs_today: float = 0.0
     earnings_today_minor: float = 0.0
     pressure: float | None = None
+    rotation_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "jobs_today", float(self.jobs_today))
         object.__setattr__(self, "earnings_today_minor", float(self.earnings_today_minor))
         if self.pressure is not None:
             object.__setattr__(self, "pressure", float(self.pressure))
+        if self.rotation_s is not None:
+            object.__setattr__(self, "rotation_s", float(self.rotation_s))
 
 
 class Breakdown(msgspec.Struct, frozen=True, gc=False):

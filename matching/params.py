@@ -51,6 +51,14 @@ class MatchParams:
     load_aware: bool = True
     load_full_pressure: float = 2.0
     fairness_floor: float = 0.15
+    # Rotation (轮派, matching.assess.rotate): among a job's feasible candidates, those
+    # whose ETA is within rotation_slack_s of the best set the reference, the fewest
+    # jobs today among them; a candidate with more jobs than that pays, per job above it
+    # (at most rotation_cap jobs), as much as rotation_slack_s more ETA. So an idle
+    # worker with fewer jobs wins over a busier one (or a chained one) at a similar ETA,
+    # and never at more than the slack per job. 0: off.
+    rotation_slack_s: float = 0.0
+    rotation_cap: float = 2.0
     # Day plans: an instant job must leave a worker time to reach their next planned job:
     # finish, then travel there (straight line × detour at this speed), with this margin.
     plan_speed_mps: float = 4.0
@@ -98,6 +106,10 @@ class MatchParams:
             raise ValueError("fairness_floor must be between 0 and 1.")
         if not (math.isfinite(self.crew_window_s) and self.crew_window_s >= 0):
             raise ValueError("crew_window_s must be a finite number >= 0.")
+        if not (math.isfinite(self.rotation_slack_s) and self.rotation_slack_s >= 0):
+            raise ValueError("rotation_slack_s must be a finite number >= 0 (0: rotation off).")
+        if not (math.isfinite(self.rotation_cap) and self.rotation_cap >= 0):
+            raise ValueError("rotation_cap must be a finite number >= 0.")
         if not (math.isfinite(self.chain_s) and self.chain_s >= 0):
             raise ValueError("chain_s must be a finite number >= 0 (0: chaining off).")
         if not (math.isfinite(self.plan_margin_s) and self.plan_margin_s >= 0):

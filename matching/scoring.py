@@ -28,6 +28,11 @@ Raw values:
 - ``priority``: -1 if the worker has dispatch priority (a quality reward in force), else
   0. Its weight is small (2 points by default): it settles near-ties, it does not send a
   prioritised worker across the city.
+- ``rotation`` (轮派): jobs today above the fewest among the job's candidates whose ETA
+  is within ``rotation_slack_s`` of the job's best, at most ``rotation_cap``; each such
+  job weighs ``weight_eta × rotation_slack_s / 60`` points (one slack of ETA). It depends
+  on the job's other candidates, so :func:`score` (one pair) leaves it at 0 and
+  :func:`matching.assess.rotate` sets it for the whole job.
 """
 
 from __future__ import annotations
@@ -50,9 +55,12 @@ def bayes_rating(
     return (rating_sum + prior_mean * prior_weight) / (rating_count + prior_weight)
 
 
-def peers_of(candidates: Iterable[Candidate], n_jobs: int | None = None) -> Peers:
-    """The medians of jobs and earnings today over ``candidates`` (zero if none), and with
-    ``n_jobs`` the pressure: jobs per candidate (the free workers of the batch)."""
+def peers_of(
+    candidates: Iterable[Candidate], n_jobs: int | None = None, rotation_s: float | None = None
+) -> Peers:
+    """The medians of jobs and earnings today over ``candidates`` (zero if none), with
+    ``n_jobs`` the pressure: jobs per candidate (the free workers of the batch), and the
+    rotation window to record (``MatchParams.rotation_slack_s``)."""
     jobs: list[float] = []
     earnings: list[float] = []
     for c in candidates:
@@ -60,11 +68,12 @@ def peers_of(candidates: Iterable[Candidate], n_jobs: int | None = None) -> Peer
         earnings.append(c.earnings_today_minor)
     pressure = None if n_jobs is None else n_jobs / max(1, len(jobs))
     if not jobs:
-        return Peers(pressure=pressure)
+        return Peers(pressure=pressure, rotation_s=rotation_s)
     return Peers(
         jobs_today=float(median(jobs)),
         earnings_today_minor=float(median(earnings)),
         pressure=pressure,
+        rotation_s=rotation_s,
     )
 
 
@@ -163,7 +172,13 @@ def score(
     w_team = params.weight_team * team
     w_priority = params.weight_priority * priority
     return Breakdown(
-        raw=(eta, rating, fairness, schedule, affinity, team, priority),
-        weighted=(w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority),
+        raw=(eta, rating, fairness, schedule, affinity, team, priority, 0.0),
+        weighted=(w_eta, w_rating, w_fairness, w_schedule, w_affinity, w_team, w_priority, 0.0),
         total=w_eta + w_rating + w_fairness + w_schedule + w_affinity + w_team + w_priority,
     )
+
+
+def rotation_points(peers: Peers, params: MatchParams) -> float:
+    """Points per job of the rotation term: one ``peers.rotation_s`` of ETA (0: off)."""
+    slack = peers.rotation_s
+    return params.weight_eta * slack / 60.0 if slack else 0.0

@@ -48,6 +48,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, 
     else:
         assert stores is not None
         extra = f"chain_s = {args.chain_s}\n" if args.chain_s else ""
+        extra += _rotation(args)
         async with local_server(
             stores, out, label=args.policy, policy=args.policy, params_extra=extra
         ) as srv:
@@ -62,6 +63,12 @@ async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, 
     _print_summary([result.label], [result.kpis])
     _say(f"report: {paths['html']}  (JSON {paths['json']})")
     return 0
+
+
+def _rotation(args: argparse.Namespace) -> str:
+    """The servers' ``[matching] rotation_slack_s`` line from ``--rotation-s`` (or none)."""
+    value = getattr(args, "rotation_s", None)
+    return f"rotation_slack_s = {float(value)}\n" if value is not None else ""
 
 
 def verdict(batch: dict[str, Any], greedy: dict[str, Any]) -> dict[str, Any]:
@@ -103,9 +110,10 @@ async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[s
     out = _out_dir(args.out, scenario, "compare")
     # (label, policy, params added): each listed policy, and with --chain-s batch again
     # with chained orders on, so that chaining is compared in the same run.
-    runs = [(p, p, "") for p in args.policies]
+    rotation = _rotation(args)  # every server: greedy decides by ETA whatever it is
+    runs = [(p, p, rotation) for p in args.policies]
     if args.chain_s:
-        runs.append(("batch-chain", "batch", f"chain_s = {args.chain_s}\n"))
+        runs.append(("batch-chain", "batch", f"chain_s = {args.chain_s}\n{rotation}"))
 
     async def one(label: str, policy: str, extra: str, show: bool) -> RunResult:
         async with local_server(stores, out, label=label, policy=policy, params_extra=extra) as srv:
@@ -235,6 +243,13 @@ def _parser() -> argparse.ArgumentParser:
         help="[matching] chain_s of the server started here: chained orders (接力单) to workers "
         "whose job ends within S seconds (default 0: off; docs/dispatch.md#chained-orders)",
     )
+    r.add_argument(
+        "--rotation-s",
+        type=float,
+        help="[matching] rotation_slack_s of the servers started here: fewer jobs first among "
+        "candidates within S seconds of the best ETA (default 0: off; "
+        "docs/dispatch.md#rotation-fewer-jobs-first-among-near-equal-etas)",
+    )
     c = sub.add_parser("compare", help="the same scenario under several policies, one report")
     common(c, server=False)
     c.add_argument(
@@ -246,6 +261,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="also run batch with [matching] chain_s = S (label batch-chain), chained orders "
         "compared in the same run (default 0: not run)",
+    )
+    c.add_argument(
+        "--rotation-s",
+        type=float,
+        help="[matching] rotation_slack_s of the servers started here: fewer jobs first among "
+        "candidates within S seconds of the best ETA (default 0: off; "
+        "docs/dispatch.md#rotation-fewer-jobs-first-among-near-equal-etas)",
     )
     c.add_argument(
         "--rate",

@@ -390,6 +390,7 @@ def test_score_agrees_with_the_term_functions(c: Candidate) -> None:
         affinity_term(j, c),
         team_term(j, c),
         priority_term(c),
+        0.0,  # rotation: set per job by matching.assess.rotate, never by one pair
     )
     assert score(j, c, 600.0, NOW, PEERS, PARAMS).raw == expected
 
@@ -402,9 +403,10 @@ def test_eta_term_is_minutes() -> None:
 
 
 def test_breakdown_sums_weighted_terms() -> None:
-    """total is the sum of weight × raw over the terms."""
+    """total is the sum of weight × raw over the terms (rotation, weighted by its slack, is 0
+    for one pair alone)."""
     b = score(job(preferred_team_id=3), cand(team_id=3), 420.0, NOW, PEERS, PARAMS)
-    weights = [getattr(PARAMS, f"weight_{t}") for t in TERMS]
+    weights = [getattr(PARAMS, f"weight_{t}", 0.0) for t in TERMS]
     assert b.weighted == pytest.approx([w * r for w, r in zip(weights, b.raw, strict=True)])
     assert b.total == pytest.approx(sum(b.weighted))
     assert set(b.as_dict()) == set(TERMS)

@@ -584,12 +584,12 @@ def test_a_decision_stored_before_the_priority_term_reads_back_and_replays() -> 
     """JSON stored with the six earlier terms (no priority field on candidates) reads back with priority 0 raw and weighted, the same totals, and replays to the same outcome."""
     for d in mixed_batch():
         doc = orjson.loads(d.to_json())
-        doc["terms"] = doc["terms"][:-1]
+        doc["terms"] = doc["terms"][:6]  # before priority (and rotation, added after it)
         for c in doc["candidates"]:
             del c["candidate"]["priority"]
             if c["breakdown"] is not None:
-                c["breakdown"]["raw"] = c["breakdown"]["raw"][:-1]
-                c["breakdown"]["weighted"] = c["breakdown"]["weighted"][:-1]
+                c["breakdown"]["raw"] = c["breakdown"]["raw"][:6]
+                c["breakdown"]["weighted"] = c["breakdown"]["weighted"][:6]
         old = Decision.from_json(orjson.dumps(doc))
         assert old == d.for_storage()
         for c in old.candidates:

@@ -167,10 +167,11 @@ async def test_candidates_preview_scores_without_deciding(
         "affinity",
         "team",
         "priority",
+        "rotation",
     ]
     best, second = decision["candidates"]
     assert best["breakdown"]["total"] < second["breakdown"]["total"]
-    assert len(best["breakdown"]["weighted"]) == 7
+    assert len(best["breakdown"]["weighted"]) == 8
     assert (
         await stores.pool.fetchval(
             "SELECT count(*) FROM dispatch_decisions WHERE order_id = $1", order["id"]

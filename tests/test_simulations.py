@@ -309,3 +309,20 @@ async def test_the_demo_city_books_crews_and_pays_with_coupons(
     assert subsidised >= 1
     assert claimed >= 40  # each of the demo city's 40 customers claimed the claimable ones
     assert violations == []
+
+
+def test_rotation_flag_sets_every_started_servers_params() -> None:
+    """``--rotation-s 60`` gives each server the simulator starts ``rotation_slack_s = 60`` in
+    its ``[matching]`` table, read back by the params loader; without it nothing is added."""
+    import tomllib
+
+    from doorstep.params import from_mapping
+    from matching.params import MatchParams
+    from simulations.__main__ import _parser, _rotation
+    from simulations.server import params_text
+
+    args = _parser().parse_args(["compare", "s.toml", "--rotation-s", "60", "--chain-s", "300"])
+    table = tomllib.loads(params_text("batch", f"chain_s = 300.0\n{_rotation(args)}"))
+    params = from_mapping(MatchParams, table["matching"], section="matching")
+    assert (params.rotation_slack_s, params.chain_s) == (60.0, 300.0)
+    assert _rotation(_parser().parse_args(["run", "s.toml"])) == ""

@@ -104,6 +104,7 @@ const STR = {
   t_affinity: { zh: "熟客", en: "Affinity" },
   t_team: { zh: "团队", en: "Team" },
   t_priority: { zh: "优先派单", en: "Priority" },
+  t_rotation: { zh: "轮派", en: "Rotation" },
   score_note: { zh: "分数越低越好；每项为 权重×原值", en: "Lower is better; each term is weight × raw" },
   done: { zh: "已完成：{what}", en: "Done: {what}" },
   state: { zh: "状态", en: "State" },
