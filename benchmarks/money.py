@@ -174,6 +174,10 @@ def _postgres_cpu_between(a: dict[int, float], b: dict[int, float]) -> float:
     return sum(cpu - a.get(pid, 0.0) for pid, cpu in b.items())
 
 
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.write_bytes(orjson.dumps(data))
+
+
 async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
     sem = asyncio.Semaphore(n)
 
@@ -259,6 +263,9 @@ async def orchestrate(
             argv[1:1] = ["-m", "benchmarks._cpuprofile", args.profile]
         elif args.profile_burst:  # the same, only while the burst runs
             argv[1:1] = ["-m", "benchmarks._cpuprofile", "--window", args.profile_burst]
+        elif args.stall_probe:  # the server's event loop watched for stalls (_stallprobe)
+            probe_out = str(Path(args.stall_probe) / "server-stalls.jsonl")
+            argv[1:1] = ["-m", "benchmarks._stallprobe", probe_out]
         server = h.Server("money", argv, env, work)
         await server.wait_http(port, "/readyz", timeout_s=180)
         if apart:
@@ -501,11 +508,13 @@ async def orchestrate(
             posters.append(poster)
 
             firsts_lat: list[float] = []
+            each: list[tuple[int, float, float]] = []  # (index, due, latency ms)
 
             async def at(i: int, body: bytes, headers: dict[str, str], t0: float) -> None:
                 due = t0 + i / args.rate
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 await post(body, headers, due)
+                each.append((i, due, latencies[-1]))
                 if i < len(p_bodies):
                     firsts_lat.append(latencies[-1])
 
@@ -527,9 +536,25 @@ async def orchestrate(
             load_p = os.getloadavg()[0]
             own_p0 = _postgres_cpu(await _backends(pool))
             cpu_p0, db_p0, machine_p = h.cpu_seconds(server_pids), _postgres_cpu(), h.CpuMeter()
+            watch = None
+            if args.stall_probe:
+                from benchmarks._stallwatch import Watch
+
+                watch = Watch(
+                    {"server": server_pids[0], "client": os.getpid()}
+                    | {f"worker {p}": p for p in server_pids[1:]}
+                )
+                await watch.start(db.url)
             t3 = time.perf_counter() + 0.05
             await asyncio.gather(*(at(i, b, hd, t3) for i, (b, hd) in enumerate(p_signed)))
             paced_s = time.perf_counter() - t3
+            if watch is not None:
+                await asyncio.sleep(0.2)
+                await watch.stop()
+                _write(
+                    Path(args.stall_probe, "paced.json"),
+                    {"t0": t3, "firsts": len(p_bodies), "each": each, **watch.result()},
+                )
             cpu_p1, db_p1, machine_paced = (
                 h.cpu_seconds(server_pids),
                 _postgres_cpu(),
@@ -776,6 +801,14 @@ def main(argv: list[str] | None = None) -> None:
         "database to use under 0.15 core (0: start at once, as until 12-07)",
     )
     p.add_argument(
+        "--stall-probe",
+        default="",
+        help="diagnostics into this directory: the server's event-loop stalls "
+        "(benchmarks/_stallprobe.py) and, over the paced run, each notification's time "
+        "and latency, the processes' CPU and run-queue wait, pg_stat_activity every 10 ms "
+        "(benchmarks/_stallwatch.py)",
+    )
+    p.add_argument(
         "--httpx", action="store_true", help="post the burst with httpx (the client until 12-06)"
     )
     p.add_argument(
@@ -793,6 +826,9 @@ def main(argv: list[str] | None = None) -> None:
         args.profile = str(Path(args.profile).resolve())
     if args.profile_burst:
         args.profile_burst = str(Path(args.profile_burst).resolve())
+    if args.stall_probe:
+        args.stall_probe = str(Path(args.stall_probe).resolve())
+        Path(args.stall_probe).mkdir(parents=True, exist_ok=True)
     with h.store_urls() as (redis_url, database_url):
         result = asyncio.run(orchestrate(args, redis_url, database_url))
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
