@@ -20,6 +20,12 @@ class DeliveryParams:
     sequence_every_s: float = 0.02
     # Consumers without a notification look for new events this often (seconds).
     poll_s: float = 1.0
+    # A consumer hands over what has come at most once every this many seconds (a full
+    # batch at once): at a high rate of events its batches are larger — its read, BEGIN,
+    # cursor and COMMIT paid once for many events — and its work comes after a burst of
+    # requests rather than inside it. An event waits at most this long more. 0: each
+    # consumer takes what the sequencer has as soon as it is woken (as until 12-07).
+    gather_s: float = 0.25
     # A failed delivery is tried again after 1, 2, 4, … seconds, at most this long apart.
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
@@ -40,6 +46,8 @@ class DeliveryParams:
             raise ValueError("sequence_every_s must be between 0.001 and 5")
         if not 0 < self.poll_s <= 60:
             raise ValueError("poll_s must be > 0 and <= 60")
+        if not 0 <= self.gather_s <= 5:
+            raise ValueError("gather_s must be between 0 and 5")
         if not 0 < self.backoff_base_s <= self.backoff_max_s:
             raise ValueError("backoff_base_s must be > 0 and <= backoff_max_s")
         if not 1 <= self.max_attempts <= 100:
