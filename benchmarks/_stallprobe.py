@@ -32,6 +32,7 @@ from typing import Any, TextIO
 STALL_MS = 8.0
 BEAT_S = 0.002
 # The phases of the payment notification being handled by this task (None: not one).
+_NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("stallprobe_in", default=False)
 _PHASES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "stallprobe_phases", default=None
 )
@@ -54,6 +55,8 @@ class Probe:
         self.loop_thread = 0
         self.samples: Counter[str] = Counter()
         self.gcs: list[tuple[float, int, float]] = []
+        self.statements = 0  # asyncpg statements sent by this process (all its tasks)
+        self.commits = 0
         self._gc_t0 = 0.0
         gc.callbacks.append(self._gc)
 
@@ -83,7 +86,17 @@ class Probe:
         self.loop_thread = threading.get_ident()
         self.write({"pid": os.getpid(), "start": round(time.perf_counter(), 4)})
         run0, wait0 = _schedstat()
+        beats = 0
         while True:
+            beats += 1
+            if beats % 50 == 0:  # ~every 0.1 s: the process's statements and COMMITs so far
+                self.write(
+                    {
+                        "counts": round(time.perf_counter(), 4),
+                        "statements": self.statements,
+                        "commits": self.commits,
+                    }
+                )
             t0 = time.perf_counter()
             self.beat = t0
             await asyncio.sleep(BEAT_S)
@@ -138,14 +151,24 @@ def _time_phases(probe: Probe) -> None:
 
     def timed(fn: Any, key: str) -> Any:
         async def wrapper(self: Any, *args: Any, **kw: Any) -> Any:
+            if key == "sql" and not _NESTED.get():  # every statement of the process
+                probe.statements += 1
+                if args and str(args[0]).strip().upper().startswith("COMMIT"):
+                    probe.commits += 1
             ph = _PHASES.get()
             if ph is None or ph.get("_in"):  # execute(query, *args) calls _execute
-                return await fn(self, *args, **kw)
+                token = _NESTED.set(True)
+                try:
+                    return await fn(self, *args, **kw)
+                finally:
+                    _NESTED.reset(token)
             t = time.perf_counter()
             ph["_in"] = key != "acquire"
+            token = _NESTED.set(key != "acquire")
             try:
                 return await fn(self, *args, **kw)
             finally:
+                _NESTED.reset(token)
                 ph["_in"] = False
                 ms = (time.perf_counter() - t) * 1000
                 k = key

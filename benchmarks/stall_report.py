@@ -8,7 +8,8 @@ when each was due) and the periods they cover; the server's event-loop stalls in
 window (how long, its own CPU, its wait for a core) and the collections of the garbage
 collector; inside the payment handler, where its time went (a pooled connection,
 statements, COMMIT, the rest: its own CPU and the event loop's queue), for the
-handlers that ran in slow periods and in the others; PostgreSQL's backends'
+handlers that ran in slow periods and in the others; the server's statements and
+COMMITs (its relay's included) in the window; PostgreSQL's backends'
 wait events and the processes' CPU and run-queue wait in slow periods and the others.
 """
 
@@ -111,6 +112,15 @@ def report(folder: Path, slow_ms: float) -> dict[str, Any]:
             [r for r in rows if r["outcome"] == outcome and _inside(r["t"], periods) == inside]
         )
 
+    counts = [c for c in lines if "counts" in c]
+
+    def sent(a: float, b: float) -> dict[str, int]:
+        """The server's statements and COMMITs between a and b (its ~0.1 s counters)."""
+        inside = [c for c in counts if a <= c["counts"] <= b]
+        if len(inside) < 2:
+            return {}
+        return {k: inside[-1][k] - inside[0][k] for k in ("statements", "commits")}
+
     lat = sorted(ms for _, _, ms in each)
     return {
         "folder": str(folder),
@@ -140,6 +150,10 @@ def report(folder: Path, slow_ms: float) -> dict[str, Any]:
                 for s in sorted(stalls, key=lambda s: -s["ms"])[:5]
             ],
         },
+        # All the server's statements (its relay's too) and explicit COMMITs: in the
+        # paced window, and in it plus the second after (the relay's work left behind).
+        "server_sql_in_window": sent(t0, end),
+        "server_sql_to_1s_after": sent(t0, end + 1.0),
         "gc_over_1ms": [[round(g["t"] - t0, 3), g["gc"], g["ms"]] for g in gcs],
         "handler": {
             "first_in_slow": split(handled, "applied", True),
