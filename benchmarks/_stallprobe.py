@@ -10,7 +10,8 @@ much CPU the loop's thread used in that time and how long it waited for a core
 during it, and the collections of the garbage collector inside it. Every collection
 above 1 ms gets a line too. Written as it happens, so a server stopped by a signal
 loses nothing. Each payment notification gets a line too: when its handler started, how long it took,
-how long it waited for a pooled connection, for its statements and for its COMMITs.
+how long it waited for a pooled connection, for its statements, for its COMMITs and for
+Redis.
 ``benchmarks.money --stall-probe DIR`` runs its server so.
 """
 
@@ -187,6 +188,10 @@ def _time_phases(probe: Probe) -> None:
     conn: Any = asyncpg.connection.Connection
     conn._execute = timed(conn._execute, "sql")
     conn.execute = timed(conn.execute, "sql")
+    import redis.asyncio.client
+
+    redis_cls: Any = redis.asyncio.client.Redis
+    redis_cls.execute_command = timed(redis_cls.execute_command, "redis")
     handle = Payments.notification
 
     async def notification(self: Any, *args: Any, **kw: Any) -> Any:

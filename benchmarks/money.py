@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -254,7 +255,8 @@ async def orchestrate(
             "DOORSTEP_WECHATPAY_CONFIG": str(
                 _merchant_files(sandbox.keys, gateway.url, work / "wx")
             ),
-            "DOORSTEP_DB_POOL_MAX": str(max(4, 20 // args.workers)),  # 20 over all workers
+            # 20 over all workers unless --pool says how many each
+            "DOORSTEP_DB_POOL_MAX": str(args.pool or max(4, 20 // args.workers)),
         }
         argv = [sys.executable, "-m", "doorstep", "serve", "--port", str(port)]
         if args.workers > 1:
@@ -533,6 +535,10 @@ async def orchestrate(
                 if time.perf_counter() - settle_t0 > args.settle_max_s:
                     break
             settled_s = round(time.perf_counter() - settle_t0, 2)
+            if args.renice:  # diagnostic: the server and its database's backends first
+                for pid in [os.getpid(), *server_pids, *sorted(await _backends(pool))]:
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, pid, args.renice)
             load_p = os.getloadavg()[0]
             own_p0 = _postgres_cpu(await _backends(pool))
             cpu_p0, db_p0, machine_p = h.cpu_seconds(server_pids), _postgres_cpu(), h.CpuMeter()
@@ -584,6 +590,8 @@ async def orchestrate(
                     _postgres_cpu_between(own_p0, own_p1) * 1000 / len(p_signed), 2
                 ),
                 "machine_cores_busy": machine_paced,
+                "reniced": args.renice,
+                "pool_per_process": args.pool or max(4, 20 // args.workers),
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
                 # How the paced trades were captured: by their first delivery, as the
                 # run means, or before it by the server's active query (the sweep).
@@ -807,6 +815,20 @@ def main(argv: list[str] | None = None) -> None:
         "(benchmarks/_stallprobe.py) and, over the paced run, each notification's time "
         "and latency, the processes' CPU and run-queue wait, pg_stat_activity every 10 ms "
         "(benchmarks/_stallwatch.py)",
+    )
+    p.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="the server's PostgreSQL pool size per process (0: 20 over all workers)",
+    )
+    p.add_argument(
+        "--renice",
+        type=int,
+        default=0,
+        help="diagnostic: before the paced run, set the server's processes and its "
+        "database's backends (and this client) to this nice value (negative: ahead of the machine's other "
+        "work; needs root) — does the tail follow who gets the cores?",
     )
     p.add_argument(
         "--httpx", action="store_true", help="post the burst with httpx (the client until 12-06)"

@@ -7,7 +7,7 @@ For the paced window: the notifications slower than ``--slow-ms`` (client side, 
 when each was due) and the periods they cover; the server's event-loop stalls in the
 window (how long, its own CPU, its wait for a core) and the collections of the garbage
 collector; inside the payment handler, where its time went (a pooled connection,
-statements, COMMIT, the rest: its own CPU and the event loop's queue), for the
+statements, COMMIT, Redis, the rest: its own CPU and the event loop's queue), for the
 handlers that ran in slow periods and in the others; the server's statements and
 COMMITs (its relay's included) in the window; PostgreSQL's backends'
 wait events and the processes' CPU and run-queue wait in slow periods and the others.
@@ -77,9 +77,9 @@ def _waits(activity: list[Any], periods: list[list[float]], inside: bool) -> dic
 def _phases(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {"n": 0}
-    keys = ("ms", "acquire_ms", "sql_ms", "commit_ms")
+    keys = ("ms", "acquire_ms", "sql_ms", "commit_ms", "redis_ms")
     mean = {k: statistics.fmean(r.get(k, 0.0) for r in rows) for k in keys}
-    mean["rest_ms"] = mean["ms"] - mean["acquire_ms"] - mean["sql_ms"] - mean["commit_ms"]
+    mean["rest_ms"] = mean["ms"] - sum(mean[k] for k in keys[1:])
     return {
         "n": len(rows),
         "mean": {k: round(v, 2) for k, v in mean.items()},

@@ -20,12 +20,13 @@ class DeliveryParams:
     sequence_every_s: float = 0.02
     # Consumers without a notification look for new events this often (seconds).
     poll_s: float = 1.0
-    # A consumer hands over what has come at most once every this many seconds (a full
-    # batch at once): at a high rate of events its batches are larger — its read, BEGIN,
-    # cursor and COMMIT paid once for many events — and its work comes after a burst of
-    # requests rather than inside it. An event waits at most this long more. 0: each
-    # consumer takes what the sequencer has as soon as it is woken (as until 12-07).
-    gather_s: float = 0.25
+    # With > 0, a consumer hands over what has come at most once every this many seconds
+    # (a full batch at once): at a high rate of events its batches are larger — its read,
+    # BEGIN, cursor and COMMIT paid once for many events — and its work comes after a
+    # burst of requests rather than inside it; an event waits at most this long more.
+    # 0 (the default until measured on a machine with room, benchmarks/README.md): each
+    # consumer takes what the sequencer has as soon as it is woken.
+    gather_s: float = 0.0
     # A failed delivery is tried again after 1, 2, 4, … seconds, at most this long apart.
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
