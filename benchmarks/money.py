@@ -268,7 +268,7 @@ async def orchestrate(
         elif args.stall_probe:  # the server's event loop watched for stalls (_stallprobe)
             probe_out = str(Path(args.stall_probe) / "server-stalls.jsonl")
             argv[1:1] = ["-m", "benchmarks._stallprobe", probe_out]
-        server = h.Server("money", argv, env, work)
+        server = h.Server("money", argv, env, work, own_session=args.own_session)
         await server.wait_http(port, "/readyz", timeout_s=180)
         if apart:
             relay_params = work / "params-relay.toml"
@@ -591,6 +591,7 @@ async def orchestrate(
                 ),
                 "machine_cores_busy": machine_paced,
                 "reniced": args.renice,
+                "server_own_session": args.own_session,
                 "pool_per_process": args.pool or max(4, 20 // args.workers),
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
                 # How the paced trades were captured: by their first delivery, as the
@@ -815,6 +816,12 @@ def main(argv: list[str] | None = None) -> None:
         "(benchmarks/_stallprobe.py) and, over the paced run, each notification's time "
         "and latency, the processes' CPU and run-queue wait, pg_stat_activity every 10 ms "
         "(benchmarks/_stallwatch.py)",
+    )
+    p.add_argument(
+        "--own-session",
+        action="store_true",
+        help="start the server in a session of its own (with sched_autogroup: its own "
+        "scheduling group, apart from this client)",
     )
     p.add_argument(
         "--pool",
