@@ -241,7 +241,10 @@ async def orchestrate(
         # Relay apart: the server that takes the notifications runs no relay ([events]
         # in_process = false); a second `doorstep serve`, sent nothing, relays the events
         # (order.paid's consumers) — the topology docs/events.md describes for load.
-        params.write_text(common + ("[events]\nin_process = false\n" if apart else ""))
+        events_section = "[events]\n" + ("in_process = false\n" if apart else "")
+        if args.gather_s is not None:
+            events_section += f"gather_s = {args.gather_s}\n"
+        params.write_text(common + events_section)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -592,6 +595,7 @@ async def orchestrate(
                 "machine_cores_busy": machine_paced,
                 "reniced": args.renice,
                 "server_own_session": args.own_session,
+                "events_gather_s": args.gather_s,
                 "pool_per_process": args.pool or max(4, 20 // args.workers),
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
                 # How the paced trades were captured: by their first delivery, as the
@@ -816,6 +820,12 @@ def main(argv: list[str] | None = None) -> None:
         "(benchmarks/_stallprobe.py) and, over the paced run, each notification's time "
         "and latency, the processes' CPU and run-queue wait, pg_stat_activity every 10 ms "
         "(benchmarks/_stallwatch.py)",
+    )
+    p.add_argument(
+        "--gather-s",
+        type=float,
+        default=None,
+        help="[events] gather_s for the server (default: the server's own default)",
     )
     p.add_argument(
         "--own-session",

@@ -24,7 +24,7 @@ class DeliveryParams:
     # (a full batch at once): at a high rate of events its batches are larger — its read,
     # BEGIN, cursor and COMMIT paid once for many events — and its work comes after a
     # burst of requests rather than inside it; an event waits at most this long more.
-    # 0 (the default until measured on a machine with room, benchmarks/README.md): each
+    # 0 (the default until events.py's lag target is measured with it; docs/events.md): each
     # consumer takes what the sequencer has as soon as it is woken.
     gather_s: float = 0.0
     # A failed delivery is tried again after 1, 2, 4, … seconds, at most this long apart.
