@@ -276,7 +276,15 @@ def mint_access_tokens(user_ids: Sequence[int], *, key: str, ttl_s: int = 3600) 
 class Server:
     """A server subprocess with its output in a log file; stopped by its own pid."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        own_session: bool = False,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
@@ -288,6 +296,9 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=child_setup,
+            # A session of its own: with the kernel's autogroup scheduling, its own share of
+            # the cores, as a service has its own cgroup in production.
+            start_new_session=own_session,
         )
         self.pid = self.process.pid
 

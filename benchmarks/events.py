@@ -278,9 +278,12 @@ async def orchestrate(
         apart = args.relay == "apart"
         # Relay apart: the servers that take bookings run no relay ([events] in_process =
         # false); a third server, sent no requests, holds the sequencer and every consumer.
-        params.write_text(common + ("\n[events]\nin_process = false\n" if apart else ""))
+        gather = "" if args.gather_s is None else f"gather_s = {args.gather_s}\n"
+        params.write_text(
+            common + "\n[events]\n" + ("in_process = false\n" if apart else "") + gather
+        )
         relay_params = work / "params-relay.toml"
-        relay_params.write_text(common)
+        relay_params.write_text(common + ("\n[events]\n" + gather if gather else ""))
         env = {
             "db": db,
             "redis_url": redis_url,
@@ -457,6 +460,12 @@ def main(argv: list[str] | None = None) -> None:
         default="apart",
         help="apart (default): a third server runs the relay and the booking servers none; "
         "in-server: each booking server runs its own relay (they race for the roles)",
+    )
+    p.add_argument(
+        "--gather-s",
+        type=float,
+        default=None,
+        help="[events] gather_s for the servers (default: the servers' own default)",
     )
     p.add_argument(
         "--wait-quiet",

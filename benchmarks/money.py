@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -174,6 +175,10 @@ def _postgres_cpu_between(a: dict[int, float], b: dict[int, float]) -> float:
     return sum(cpu - a.get(pid, 0.0) for pid, cpu in b.items())
 
 
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.write_bytes(orjson.dumps(data))
+
+
 async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
     sem = asyncio.Semaphore(n)
 
@@ -236,7 +241,10 @@ async def orchestrate(
         # Relay apart: the server that takes the notifications runs no relay ([events]
         # in_process = false); a second `doorstep serve`, sent nothing, relays the events
         # (order.paid's consumers) — the topology docs/events.md describes for load.
-        params.write_text(common + ("[events]\nin_process = false\n" if apart else ""))
+        events_section = "[events]\n" + ("in_process = false\n" if apart else "")
+        if args.gather_s is not None:
+            events_section += f"gather_s = {args.gather_s}\n"
+        params.write_text(common + events_section)
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -250,7 +258,8 @@ async def orchestrate(
             "DOORSTEP_WECHATPAY_CONFIG": str(
                 _merchant_files(sandbox.keys, gateway.url, work / "wx")
             ),
-            "DOORSTEP_DB_POOL_MAX": str(max(4, 20 // args.workers)),  # 20 over all workers
+            # 20 over all workers unless --pool says how many each
+            "DOORSTEP_DB_POOL_MAX": str(args.pool or max(4, 20 // args.workers)),
         }
         argv = [sys.executable, "-m", "doorstep", "serve", "--port", str(port)]
         if args.workers > 1:
@@ -259,7 +268,10 @@ async def orchestrate(
             argv[1:1] = ["-m", "benchmarks._cpuprofile", args.profile]
         elif args.profile_burst:  # the same, only while the burst runs
             argv[1:1] = ["-m", "benchmarks._cpuprofile", "--window", args.profile_burst]
-        server = h.Server("money", argv, env, work)
+        elif args.stall_probe:  # the server's event loop watched for stalls (_stallprobe)
+            probe_out = str(Path(args.stall_probe) / "server-stalls.jsonl")
+            argv[1:1] = ["-m", "benchmarks._stallprobe", probe_out]
+        server = h.Server("money", argv, env, work, own_session=args.own_session)
         await server.wait_http(port, "/readyz", timeout_s=180)
         if apart:
             relay_params = work / "params-relay.toml"
@@ -501,11 +513,13 @@ async def orchestrate(
             posters.append(poster)
 
             firsts_lat: list[float] = []
+            each: list[tuple[int, float, float]] = []  # (index, due, latency ms)
 
             async def at(i: int, body: bytes, headers: dict[str, str], t0: float) -> None:
                 due = t0 + i / args.rate
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 await post(body, headers, due)
+                each.append((i, due, latencies[-1]))
                 if i < len(p_bodies):
                     firsts_lat.append(latencies[-1])
 
@@ -524,12 +538,32 @@ async def orchestrate(
                 if time.perf_counter() - settle_t0 > args.settle_max_s:
                     break
             settled_s = round(time.perf_counter() - settle_t0, 2)
+            if args.renice:  # diagnostic: the server and its database's backends first
+                for pid in [os.getpid(), *server_pids, *sorted(await _backends(pool))]:
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, pid, args.renice)
             load_p = os.getloadavg()[0]
             own_p0 = _postgres_cpu(await _backends(pool))
             cpu_p0, db_p0, machine_p = h.cpu_seconds(server_pids), _postgres_cpu(), h.CpuMeter()
+            watch = None
+            if args.stall_probe:
+                from benchmarks._stallwatch import Watch
+
+                watch = Watch(
+                    {"server": server_pids[0], "client": os.getpid()}
+                    | {f"worker {p}": p for p in server_pids[1:]}
+                )
+                await watch.start(db.url)
             t3 = time.perf_counter() + 0.05
             await asyncio.gather(*(at(i, b, hd, t3) for i, (b, hd) in enumerate(p_signed)))
             paced_s = time.perf_counter() - t3
+            if watch is not None:
+                await asyncio.sleep(0.2)
+                await watch.stop()
+                _write(
+                    Path(args.stall_probe, "paced.json"),
+                    {"t0": t3, "firsts": len(p_bodies), "each": each, **watch.result()},
+                )
             cpu_p1, db_p1, machine_paced = (
                 h.cpu_seconds(server_pids),
                 _postgres_cpu(),
@@ -559,6 +593,10 @@ async def orchestrate(
                     _postgres_cpu_between(own_p0, own_p1) * 1000 / len(p_signed), 2
                 ),
                 "machine_cores_busy": machine_paced,
+                "reniced": args.renice,
+                "server_own_session": args.own_session,
+                "events_gather_s": args.gather_s,
+                "pool_per_process": args.pool or max(4, 20 // args.workers),
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
                 # How the paced trades were captured: by their first delivery, as the
                 # run means, or before it by the server's active query (the sweep).
@@ -776,6 +814,40 @@ def main(argv: list[str] | None = None) -> None:
         "database to use under 0.15 core (0: start at once, as until 12-07)",
     )
     p.add_argument(
+        "--stall-probe",
+        default="",
+        help="diagnostics into this directory: the server's event-loop stalls "
+        "(benchmarks/_stallprobe.py) and, over the paced run, each notification's time "
+        "and latency, the processes' CPU and run-queue wait, pg_stat_activity every 10 ms "
+        "(benchmarks/_stallwatch.py)",
+    )
+    p.add_argument(
+        "--gather-s",
+        type=float,
+        default=None,
+        help="[events] gather_s for the server (default: the server's own default)",
+    )
+    p.add_argument(
+        "--own-session",
+        action="store_true",
+        help="start the server in a session of its own (with sched_autogroup: its own "
+        "scheduling group, apart from this client)",
+    )
+    p.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="the server's PostgreSQL pool size per process (0: 20 over all workers)",
+    )
+    p.add_argument(
+        "--renice",
+        type=int,
+        default=0,
+        help="diagnostic: before the paced run, set the server's processes and its "
+        "database's backends (and this client) to this nice value (negative: ahead of the machine's other "
+        "work; needs root) — does the tail follow who gets the cores?",
+    )
+    p.add_argument(
         "--httpx", action="store_true", help="post the burst with httpx (the client until 12-06)"
     )
     p.add_argument(
@@ -793,6 +865,9 @@ def main(argv: list[str] | None = None) -> None:
         args.profile = str(Path(args.profile).resolve())
     if args.profile_burst:
         args.profile_burst = str(Path(args.profile_burst).resolve())
+    if args.stall_probe:
+        args.stall_probe = str(Path(args.stall_probe).resolve())
+        Path(args.stall_probe).mkdir(parents=True, exist_ok=True)
     with h.store_urls() as (redis_url, database_url):
         result = asyncio.run(orchestrate(args, redis_url, database_url))
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

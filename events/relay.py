@@ -279,6 +279,7 @@ class Relay:
         position = await store.cursor(self.pool, consumer.name)
         self._stored[consumer.name] = position
         retry_at = time.monotonic()
+        delivered_at, behind = 0.0, False
         while True:
             if time.monotonic() >= retry_at:
                 retry_at = time.monotonic() + await self._retry_parked(consumer)
@@ -286,7 +287,15 @@ class Relay:
             if position >= head:
                 self.head = head = max(head, await store.head(self.pool))
             if position < head:
+                # Gather: at most one delivery per gather_s, unless the last one left
+                # events behind (a full batch: catching up goes at full speed).
+                hold = delivered_at + self.params.gather_s - time.monotonic()
+                if hold > 0 and not behind:
+                    await asyncio.sleep(hold)
+                    head = self.head
+                delivered_at = time.monotonic()
                 position = await self._deliver(consumer, position, head)
+                behind = position < head
                 self._positions[consumer.name] = position
                 continue
             await self._wait(role, min(self.params.poll_s, max(0.0, retry_at - time.monotonic())))

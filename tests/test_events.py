@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -558,3 +559,42 @@ async def test_in_runs_hands_stretches_together_and_keeps_the_order() -> None:
         ("one", [6]),
         ("run", [7]),
     ]
+
+
+async def test_events_committed_within_gather_s_of_a_delivery_reach_the_consumer_as_one_batch(
+    stores: Stores, relay_of: Any
+) -> None:
+    """After a delivery, events committed one by one within gather_s are handed over
+    together in one batch (one transaction and cursor move), not one batch each."""
+    recorder = Recorder(_name())
+    batches: list[list[int]] = []
+
+    async def handle_batch(tx: Tx, events: list[Event]) -> None:
+        batches.append([e.id for e in events])
+
+    relay_of(
+        Consumer(
+            recorder.name, frozenset({"system.probe"}), recorder.handle, handle_batch=handle_batch
+        ),
+        params=replace(FAST, gather_s=3.0),
+    )
+
+    async def started() -> bool:
+        row = await stores.pool.fetchval(
+            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
+        )
+        return row is not None
+
+    await _until(started, 30)
+    tag = secrets.token_hex(3)
+    first = await _append(stores, f"probe:{tag}", "first")
+
+    async def delivered(n: int) -> bool:
+        return len(batches) >= n
+
+    await _until(lambda: delivered(1))
+    assert batches == [[first]]
+    later = [await _append(stores, f"probe:{tag}", str(i)) for i in range(5)]
+    await _until(lambda: delivered(2))
+    assert batches[1] == later
+    assert recorder.calls == 0
