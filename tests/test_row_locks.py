@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import date, timedelta
 from typing import Any
 
@@ -37,6 +38,35 @@ async def _waiting_for(stores: Stores, pid: int) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", pid
         )
     )
+
+
+async def _behind(
+    stores: Stores,
+    holding: list[tuple[str, int]],
+    request: Callable[[], Coroutine[Any, Any, httpx.Response]],
+    what: str,
+) -> httpx.Response:
+    """``request``'s answer when it was made while a transaction had run ``holding`` (SQL
+    with one id each), waited for that transaction's locks, and got them once it committed."""
+    async with stores.pool.acquire() as holder:
+        tx = holder.transaction()
+        await tx.start()
+        task: asyncio.Task[httpx.Response] | None = None
+        try:
+            for sql, arg in holding:
+                await holder.execute(sql, arg)
+            task = asyncio.create_task(request())
+            deadline = time.monotonic() + 30
+            while not await _waiting_for(stores, holder.get_server_pid()):
+                assert not task.done(), f"{what} did not wait: {task.result().text}"
+                assert time.monotonic() < deadline, f"{what} never waited"
+                await asyncio.sleep(0.02)
+            await tx.commit()
+        finally:
+            if holder.is_in_transaction():
+                await tx.rollback()
+        assert task is not None
+        return await asyncio.wait_for(task, timeout=30)
 
 
 def _a_day() -> date:
@@ -133,35 +163,24 @@ async def test_a_booking_waiting_behind_an_account_freeze_is_refused(
     from tests.live import DEST
 
     customer = await make_user("customer")
-    async with stores.pool.acquire() as eraser:
-        erasing = eraser.transaction()
-        await erasing.start()
-        booking: asyncio.Task[httpx.Response] | None = None
-        try:  # what privacy.pipl.request_deletion does first
-            await eraser.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", customer.id)
-            await eraser.execute("UPDATE users SET status = 'frozen' WHERE id = $1", customer.id)
-            booking = asyncio.create_task(
-                client.post(
-                    "/v1/orders",
-                    headers=customer.auth,
-                    json={
-                        "service_code": instant_service,
-                        "lat": DEST[0],
-                        "lng": DEST[1],
-                        "address_detail": "景田北街3号 5栋1203",
-                    },
-                )
-            )
-            deadline = time.monotonic() + 30
-            while not await _waiting_for(stores, eraser.get_server_pid()):
-                assert not booking.done(), f"the booking did not wait: {booking.result().text}"
-                assert time.monotonic() < deadline, "the booking never waited for the erasure"
-                await asyncio.sleep(0.02)
-            await erasing.commit()
-        finally:
-            if eraser.is_in_transaction():
-                await erasing.rollback()
-        r = await asyncio.wait_for(booking, timeout=30)
+    r = await _behind(
+        stores,
+        [  # what privacy.pipl.request_deletion does first
+            ("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", customer.id),
+            ("UPDATE users SET status = 'frozen' WHERE id = $1", customer.id),
+        ],
+        lambda: client.post(
+            "/v1/orders",
+            headers=customer.auth,
+            json={
+                "service_code": instant_service,
+                "lat": DEST[0],
+                "lng": DEST[1],
+                "address_detail": "景田北街3号 5栋1203",
+            },
+        ),
+        "the booking",
+    )
     assert r.status_code == 401, r.text
     assert r.json()["error"]["code"] == "invalid_token"
     assert not await stores.pool.fetchval(
@@ -181,31 +200,16 @@ async def test_a_document_waiting_behind_a_submission_is_refused(
     assert r.status_code == 200, r.text
     app_id = r.json()["id"]
     fid = await upload(client, who, jpeg(640, 480, gps=False), "id_card")
-    async with stores.pool.acquire() as submitter:
-        submitting = submitter.transaction()
-        await submitting.start()
-        adding: asyncio.Task[httpx.Response] | None = None
-        try:  # what onboarding.service.submit's transaction does first
-            await submitter.execute(
-                "UPDATE applications SET status = 'submitted' WHERE id = $1", app_id
-            )
-            adding = asyncio.create_task(
-                client.post(
-                    "/v1/onboarding/application/documents",
-                    headers=who.auth,
-                    json={"kind": "id_front", "file_id": fid},
-                )
-            )
-            deadline = time.monotonic() + 30
-            while not await _waiting_for(stores, submitter.get_server_pid()):
-                assert not adding.done(), f"the document did not wait: {adding.result().text}"
-                assert time.monotonic() < deadline, "the document never waited"
-                await asyncio.sleep(0.02)
-            await submitting.commit()
-        finally:
-            if submitter.is_in_transaction():
-                await submitting.rollback()
-        r = await asyncio.wait_for(adding, timeout=30)
+    r = await _behind(
+        stores,  # what onboarding.service.submit's transaction does first
+        [("UPDATE applications SET status = 'submitted' WHERE id = $1", app_id)],
+        lambda: client.post(
+            "/v1/onboarding/application/documents",
+            headers=who.auth,
+            json={"kind": "id_front", "file_id": fid},
+        ),
+        "the document",
+    )
     assert r.status_code == 409, r.text
     assert r.json()["error"]["field"] == "status"
     assert not await stores.pool.fetchval(
