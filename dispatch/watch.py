@@ -8,25 +8,43 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from dispatch import crews, next_eta
 from dispatch import store as dispatch_store
 from dispatch.board import board
 from dispatch.models import Order
+from dispatch.publisher import Etas
 from dispatch.share import NEAR_HOME_M, coarse
+from doorstep.stores import Stores
 from geo.coords import haversine_m
 from tracking import positions
-from tracking.eta import route_line
+from tracking.eta import EtaParams, route_line
 from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, start_job
-from tracking.service import Tracking
 from workforce import store as workforce_store
 
 
-async def feed_snapshot(tracking: Tracking, city_id: str, sla_s: int) -> dict[str, Any]:
+class Watched(Protocol):
+    """What a snapshot reads: the stores, the ETA inputs, when a position goes stale
+    (``tracking.service.Tracking``, which dispatch does not import)."""
+
+    @property
+    def stores(self) -> Stores: ...
+
+    @property
+    def eta(self) -> Etas: ...
+
+    @property
+    def eta_params(self) -> EtaParams: ...
+
+    @property
+    def stale_after_s(self) -> float: ...
+
+
+async def feed_snapshot(tracking: Watched, city_id: str, sla_s: int) -> dict[str, Any]:
     """What the dispatcher's city feed sends on connect and on resync: every worker's last
     position and state, and the city's board (open orders, alerts, the SLA's clock)."""
-    redis, keys = tracking.stores.redis, tracking.keys
+    redis, keys = tracking.stores.redis, tracking.stores.keys
     members = cast(list[bytes], await redis.zrange(keys.presence(city_id), 0, -1))
     ids = [int(w) for w in members]
     workers = [
@@ -51,7 +69,7 @@ async def feed_snapshot(tracking: Tracking, city_id: str, sla_s: int) -> dict[st
 
 
 async def order_snapshot(
-    tracking: Tracking, order: Order, *, show_code: bool, exact_home: bool = True
+    tracking: Watched, order: Order, *, show_code: bool, exact_home: bool = True
 ) -> dict[str, Any]:
     """What a watcher sees on connect: status, worker, position and its age, ETA, route.
 
@@ -85,7 +103,7 @@ async def order_snapshot(
         "chained": None,
         "stale_after_s": tracking.stale_after_s,
     }
-    pool, redis, keys = tracking.stores.pool, tracking.stores.redis, tracking.keys
+    pool, redis, keys = tracking.stores.pool, tracking.stores.redis, tracking.stores.keys
     names = await pool.fetchrow(
         "SELECT name_zh, name_en FROM services WHERE code = $1", order.service_code
     )
