@@ -96,6 +96,13 @@ async def _effects(stores: Stores, consumer: str) -> list[tuple[int, str, str]]:
     return [(r["event_id"], r["aggregate"], r["probe"]) for r in rows]
 
 
+async def _started(stores: Stores, consumer: str) -> bool:
+    """Whether the consumer has a cursor: it started (a new one starts at the head)."""
+    return bool(
+        await stores.pool.fetchval("SELECT 1 FROM event_cursors WHERE consumer = $1", consumer)
+    )
+
+
 async def _until(check: Any, timeout_s: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await check():
@@ -403,13 +410,9 @@ async def test_after_commit_sees_only_committed_effects_and_rollbacks_are_forgot
     )
     relay_of(consumer)
 
-    async def started() -> bool:  # a new consumer starts at the head: append after that
-        row = await stores.pool.fetchval(
-            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
-        )
-        return row is not None
-
-    await _until(started, 30)
+    await _until(
+        lambda: _started(stores, recorder.name), 30
+    )  # a new consumer starts at the head: append after that
     aggregate = f"test:{secrets.token_hex(3)}"
     first = await _append(stores, aggregate, "steady")
     flaky = await _append(stores, aggregate, "flaky")
@@ -449,13 +452,7 @@ async def test_a_batch_handlers_writes_commit_with_the_cursor_and_roll_back_with
     )
     relay_of(consumer)
 
-    async def started() -> bool:
-        row = await stores.pool.fetchval(
-            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
-        )
-        return row is not None
-
-    await _until(started, 30)
+    await _until(lambda: _started(stores, recorder.name), 30)
     tag = secrets.token_hex(3)
     async with stores.pool.acquire() as conn, conn.transaction():  # one batch
         ids = [
@@ -504,13 +501,7 @@ async def test_a_batch_handler_that_succeeds_stores_the_batch_once(
         )
     )
 
-    async def started() -> bool:
-        row = await stores.pool.fetchval(
-            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
-        )
-        return row is not None
-
-    await _until(started, 30)
+    await _until(lambda: _started(stores, recorder.name), 30)
     tag = secrets.token_hex(3)
     async with stores.pool.acquire() as conn, conn.transaction():
         ids = [
@@ -579,13 +570,7 @@ async def test_events_committed_within_gather_s_of_a_delivery_reach_the_consumer
         params=replace(FAST, gather_s=3.0),
     )
 
-    async def started() -> bool:
-        row = await stores.pool.fetchval(
-            "SELECT 1 FROM event_cursors WHERE consumer = $1", recorder.name
-        )
-        return row is not None
-
-    await _until(started, 30)
+    await _until(lambda: _started(stores, recorder.name), 30)
     tag = secrets.token_hex(3)
     first = await _append(stores, f"probe:{tag}", "first")
 

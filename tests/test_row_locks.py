@@ -18,8 +18,10 @@ import httpx
 
 from dispatch import overrides, plan_store
 from doorstep.stores import Stores
+from tests.files_samples import jpeg
 from tests.helpers import MakeUser
-from tests.live import book
+from tests.live import DEST, book
+from tests.onboarding_setup import sign_up, upload
 
 
 async def _blocked(stores: Stores, pid: int) -> bool:
@@ -160,8 +162,6 @@ async def test_a_booking_waiting_behind_an_account_freeze_is_refused(
     instant_service: str,
 ) -> None:
     """A booking whose order insert waits for an erasure's lock on its customer is refused (401) once the erasure froze the account, and leaves no order."""
-    from tests.live import DEST
-
     customer = await make_user("customer")
     r = await _behind(
         stores,
@@ -192,9 +192,6 @@ async def test_a_document_waiting_behind_a_submission_is_refused(
     client: httpx.AsyncClient, stores: Stores
 ) -> None:
     """A document added while the application is being submitted waits for the submission's lock and is then refused (409 at status), not attached to a submitted application."""
-    from tests.files_samples import jpeg
-    from tests.onboarding_setup import sign_up, upload
-
     who = await sign_up(client, stores)
     r = await client.get("/v1/onboarding/application", headers=who.auth)  # the draft
     assert r.status_code == 200, r.text

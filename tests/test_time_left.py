@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch import chains
+from dispatch import chains, store
+from dispatch.time_left import ENDS_AT
 from doorstep.stores import Stores
 from tests.chain_setup import assign_by_hand
 from tests.helpers import Account, MakeUser
@@ -212,9 +213,6 @@ async def test_the_sql_and_python_ends_of_a_job_agree(
 ) -> None:
     """``time_left.ENDS_AT`` (SQL) and ``Order.ends_at`` (Python) give the same end: none
     before arrival, arrival + duration on arrival, the worker's estimate once given."""
-    from dispatch import store
-    from dispatch.time_left import ENDS_AT
-
     worker = await make_worker(stores, client, engine_city.id)
     customer, dispatcher = await make_user("customer"), await make_user("dispatcher")
     order = await book_here(client, customer, instant_service, engine_city.here)
