@@ -158,7 +158,14 @@ async def _sweep(args: argparse.Namespace, scenario: Scenario, stores: tuple[str
         + (" (quick)" if args.quick else "")
     )
     data = await run_sweep(
-        scenario, stores, out, rates=args.rates, quick=args.quick, parallel_levels=parallel
+        scenario,
+        stores,
+        out,
+        rates=args.rates,
+        quick=args.quick,
+        parallel_levels=parallel,
+        chain_s=args.chain_s,
+        rotation_s=args.rotation_s,
     )
     for row in data["levels"]:
         if "error" in row:
@@ -302,6 +309,19 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="levels run at once (default: 1, or 2 with --quick)",
+    )
+    sw.add_argument(
+        "--chain-s",
+        type=float,
+        default=0.0,
+        help="[matching] chain_s of the batch servers: chained orders (接力单) to workers whose "
+        "job ends within S seconds (default 0: off; docs/dispatch.md#chained-orders)",
+    )
+    sw.add_argument(
+        "--rotation-s",
+        type=float,
+        help="[matching] rotation_slack_s of the batch servers: fewer jobs first among "
+        "candidates within S seconds of the best ETA (default 0: off)",
     )
     ld = sub.add_parser("load", help="add workers and watchers until a service level breaks")
     common(ld)

@@ -171,6 +171,14 @@ def svg_plot(rows: Sequence[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _batch_params(bp: dict[str, Any]) -> str:
+    """The batch servers' chaining and rotation settings, for the report's heading."""
+    chain, rot = bp.get("chain_s") or 0, bp.get("rotation_slack_s") or 0
+    if not chain and not rot:
+        return "; batch without chaining or rotation"
+    return f"; batch with chain_s = {chain:g} s, rotation_slack_s = {rot:g} s"
+
+
 def page(data: dict[str, Any]) -> str:
     """The sweep's report: the plot, a table per level, the target per level."""
     rows = data["levels"]
@@ -210,6 +218,7 @@ def page(data: dict[str, Any]) -> str:
         f"scenario {data['scenario']}, {data['workers']} workers, time scale "
         f"{data['time_scale']:g}×, {'quick' if data['quick'] else 'full'} sweep, "
         f"{data['started']} – {data['ended']} ({data['wall_min']:.0f} min)"
+        + _batch_params(data.get("batch_params", {}))
     )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>派单策略负载扫描 · Policy sweep</title>
@@ -238,16 +247,27 @@ async def run_sweep(
     rates: Sequence[float] = DEFAULT_RATES,
     quick: bool = False,
     parallel_levels: int = 1,
+    chain_s: float = 0.0,
+    rotation_s: float | None = None,
 ) -> dict[str, Any]:
-    """Run every level (both policies at once each), write sweep.json and sweep.html."""
+    """Run every level (both policies at once each), write sweep.json and sweep.html.
+
+    ``chain_s`` and ``rotation_s`` set ``[matching] chain_s`` and ``rotation_slack_s`` on the
+    batch servers (greedy decides by ETA alone, so they would change nothing there)."""
     from simulations.runner import RunResult, run
     from simulations.server import local_server
 
     started = time.time()
     gate = asyncio.Semaphore(parallel_levels)
+    batch_params = (f"chain_s = {chain_s}\n" if chain_s else "") + (
+        f"rotation_slack_s = {float(rotation_s)}\n" if rotation_s is not None else ""
+    )
 
     async def one(scenario: Scenario, policy: str, show: bool) -> RunResult:
-        async with local_server(stores, out / scenario.name, label=policy, policy=policy) as srv:
+        extra = batch_params if policy == "batch" else ""
+        async with local_server(
+            stores, out / scenario.name, label=policy, policy=policy, params_extra=extra
+        ) as srv:
             return await run(
                 scenario,
                 srv.url,
@@ -284,6 +304,7 @@ async def run_sweep(
         "time_scale": base.time_scale,
         "quick": quick,
         "parallel_levels": parallel_levels,
+        "batch_params": {"chain_s": chain_s, "rotation_slack_s": rotation_s or 0.0},
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ended)),
         "wall_min": round((ended - started) / 60, 1),

@@ -100,6 +100,25 @@ def test_the_sweep_checks_the_target_per_level_and_writes_one_self_contained_pag
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in text
     assert json.loads(paths["json"].read_text())["levels"][1]["target"]["wait_cut"] == 0.125
+    assert "batch without chaining or rotation" in text
+
+
+def test_the_sweep_page_names_the_batch_servers_chaining_and_rotation(tmp_path: Path) -> None:
+    """A sweep run with --chain-s and --rotation-s says so in its report's heading."""
+    row = level_row(2.5, {"batch": _kpis(0.4, 100, 0.15, 1.0), "greedy": _kpis(0.4, 101, 0.2, 1.0)})
+    data = {
+        "scenario": "s",
+        "workers": 60,
+        "time_scale": 12.0,
+        "quick": False,
+        "started": "a",
+        "ended": "b",
+        "wall_min": 70.0,
+        "levels": [row],
+        "batch_params": {"chain_s": 300.0, "rotation_slack_s": 60.0},
+    }
+    text = write_sweep(data, tmp_path)["html"].read_text(encoding="utf-8")
+    assert "batch with chain_s = 300 s, rotation_slack_s = 60 s" in text
 
 
 def test_the_run_report_lists_eta_coverage_per_hour_and_marks_hours_below_90_percent() -> None:
