@@ -76,6 +76,14 @@ class Order:
         """When the job on site is expected to end (:func:`job_end`)."""
         return job_end(self.arrived_at, self.duration_min, self.expected_end_at)
 
+    @property
+    def window_start_ms(self) -> int | None:
+        """A scheduled order's window opening in epoch ms (tracking's ``JobInfo``); None
+        for an instant one."""
+        if self.kind != "scheduled" or self.window_start is None:
+            return None
+        return round(self.window_start.timestamp() * 1000)
+
     def holds(self, worker_id: int | None) -> bool:
         """True if this worker holds the order: its worker, or a member of its crew."""
         return worker_id is not None and (worker_id == self.worker_id or worker_id in self.crew)

@@ -69,10 +69,18 @@ class ChainedMsg(
 
 
 def chained_eta(
-    drive: dict[str, Any], ends_at: datetime, now: datetime, *, by_worker: bool, distance_m: float
+    drive: dict[str, Any],
+    ends_at: datetime,
+    now: datetime,
+    *,
+    by_worker: bool,
+    distance_m: float,
+    window_start: datetime | None = None,
 ) -> tuple[Chained, Eta]:
     """The ``chained`` block and the whole ETA range: the time until ``ends_at`` (none once
-    it has passed) plus the ``drive`` range (``tracking.jobs.estimate``'s dict). Pure."""
+    it has passed) plus the ``drive`` range (``tracking.jobs.estimate``'s dict), and for a
+    scheduled order not before its ``window_start`` (``tracking.jobs.not_before_window``:
+    a job before that ends early does not bring the booked window forward). Pure."""
     wait_s = max(0, round((ends_at - now).total_seconds()))
     leg = Eta(
         p50_s=int(drive["p50_s"]),
@@ -87,12 +95,11 @@ def chained_eta(
         distance_m=int(round(distance_m / DISTANCE_STEP_M) * DISTANCE_STEP_M),
         drive=leg,
     )
-    whole = Eta(
-        p50_s=wait_s + leg.p50_s,
-        p90_s=wait_s + leg.p90_s,
-        method=leg.method,
-        base_s=wait_s + leg.base_s,
-    )
+    p50_s, p90_s = wait_s + leg.p50_s, wait_s + leg.p90_s
+    if window_start is not None:
+        until_s = max(0, round((window_start - now).total_seconds()))
+        p50_s, p90_s = max(p50_s, until_s), max(p90_s, until_s)
+    whole = Eta(p50_s=p50_s, p90_s=p90_s, method=leg.method, base_s=wait_s + leg.base_s)
     return block, whole
 
 
@@ -126,7 +133,12 @@ async def for_order(
     drive = estimate(job, before.lat, before.lng, etas.stats_for(order.city_id, departs_ms), params)
     distance = haversine_m(before.lat, before.lng, order.lat, order.lng)
     return chained_eta(
-        drive, ends_at, now, by_worker=before.expected_end_at is not None, distance_m=distance
+        drive,
+        ends_at,
+        now,
+        by_worker=before.expected_end_at is not None,
+        distance_m=distance,
+        window_start=order.window_start if order.kind == "scheduled" else None,
     )
 
 

@@ -771,7 +771,6 @@ async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
     order = await store.active_for_worker(stores.pool, worker_id)
     if order is None:
         return None
-    start = order.window_start if order.kind == "scheduled" else None
     status = order.status
     if (
         order.crew
@@ -785,7 +784,7 @@ async def job_of(stores: Stores, worker_id: int) -> JobInfo | None:
         order.lat,
         order.lng,
         status,
-        round(start.timestamp() * 1000) if start is not None else None,
+        order.window_start_ms,
         round(order.arrived_at.timestamp() * 1000) if order.arrived_at is not None else None,
         order.duration_min * 60,
     )

@@ -20,7 +20,7 @@ from doorstep.stores import Stores
 from geo.coords import haversine_m
 from tracking import positions
 from tracking.eta import EtaParams, route_line
-from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, start_job
+from tracking.jobs import SHARED_STATUSES, JobInfo, estimate, not_before_window, start_job
 from workforce import store as workforce_store
 
 
@@ -154,11 +154,17 @@ async def order_snapshot(
     }
     if order.status in ("assigned", "en_route"):
         job = start_job(
-            JobInfo(order.id, order.city_id, order.lat, order.lng, order.status),
+            JobInfo(
+                order.id, order.city_id, order.lat, order.lng, order.status, order.window_start_ms
+            ),
             await tracking.eta.graph_for(order.city_id),
         )
-        snap["eta"] = estimate(
-            job, wlat, wlng, tracking.eta.stats_for(order.city_id, now_ms), tracking.eta_params
+        snap["eta"] = not_before_window(
+            estimate(
+                job, wlat, wlng, tracking.eta.stats_for(order.city_id, now_ms), tracking.eta_params
+            ),
+            job.info,
+            now_ms,
         )
         if job.times is not None and job.graph is not None:
             line = route_line(job.times, job.graph, wlat, wlng, tracking.eta_params)

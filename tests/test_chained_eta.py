@@ -201,3 +201,17 @@ async def test_the_time_left_of_a_job_with_nothing_chained_pushes_nothing_and_ba
     assert r.status_code == 200, r.text
     await no_frame_of(sock, "chained", within_s=1.0)
     await sock.close()
+
+
+def test_a_scheduled_chained_order_is_not_promised_before_its_window() -> None:
+    """A job before ending early does not bring a scheduled order's window forward: p50 and p90 are at least the time until the window opens; an instant one is unchanged."""
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    ends, window = now + timedelta(minutes=10), now + timedelta(minutes=40)
+    _, eta = chained_eta(DRIVE, ends, now, by_worker=True, distance_m=900.0, window_start=window)
+    assert (eta.p50_s, eta.p90_s, eta.base_s) == (2400, 2400, 850)
+    _, late = chained_eta(
+        DRIVE, ends, now, by_worker=True, distance_m=900.0, window_start=now + timedelta(minutes=16)
+    )
+    assert (late.p50_s, late.p90_s) == (960, 1020)  # the window opens inside the range
+    _, instant = chained_eta(DRIVE, ends, now, by_worker=True, distance_m=900.0)
+    assert (instant.p50_s, instant.p90_s) == (900, 1020)

@@ -19,7 +19,7 @@ from geo.coords import EARTH_RADIUS_M, haversine_m
 from tracking.eta import EtaParams
 from tracking.eta_calibration import EtaCalibration
 from tracking.geofence import ArrivalEvent, ArrivalParams, ArrivalState, step
-from tracking.jobs import ActiveJob, JobInfo, on_fix
+from tracking.jobs import ActiveJob, JobInfo, not_before_window, on_fix
 
 PARAMS = ArrivalParams()
 TRAILS_CSV = Path(__file__).parent / "data" / "geolife" / "trails.csv"
@@ -391,3 +391,50 @@ def test_scheduled_job_arrives_no_earlier_than_its_window_allows(
         info=JobInfo(1, "shenzhen", 22.54, 114.03, status, start), graph=None, times=None
     )
     assert _walk_in(job, [now, now + 5_000, now + 10_000]) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "window_in_s", "expected"),
+    [
+        ("assigned", 3600, (3600, 3600)),  # planned ahead: due when the window opens
+        ("assigned", 700, (700, 900)),  # the window opens inside the range: p50 held only
+        ("assigned", 300, (600, 900)),  # the drive is longer than the wait: unchanged
+        ("en_route", 3600, (600, 900)),  # set out early: the live range, early or not
+        ("assigned", None, (600, 900)),  # instant: no window
+    ],
+)
+def test_an_assigned_scheduled_job_is_not_promised_before_its_window(
+    status: str, window_in_s: int | None, expected: tuple[int, int]
+) -> None:
+    """While a scheduled job is only assigned, its ETA range starts no earlier than its window; en route or instant, the live range stands."""
+    now = 1_800_000_000_000
+    start = now + window_in_s * 1000 if window_in_s is not None else None
+    info = JobInfo(1, "shenzhen", 22.54, 114.03, status, start)
+    eta = {"p50_s": 600, "p90_s": 900, "method": "road", "base_s": 550}
+    held = not_before_window(eta, info, now)
+    assert (held["p50_s"], held["p90_s"], held["base_s"]) == (*expected, 550)
+
+
+def test_the_position_update_of_an_assigned_scheduled_job_carries_the_held_range() -> None:
+    """on_fix's update for a job planned an hour ahead says the window, not the drive."""
+    now = 1_800_000_000_000
+    job = ActiveJob(
+        info=JobInfo(1, "shenzhen", 22.54, 114.03, "assigned", now + 3_600_000),
+        graph=None,
+        times=None,
+    )
+    _, update, _ = on_fix(
+        job,
+        worker_id=7,
+        lat=22.545,
+        lng=114.03,
+        ts_ms=now,
+        accuracy_m=10.0,
+        seq=1,
+        stats=EtaCalibration(),
+        eta_params=EtaParams(),
+        arrival_params=ArrivalParams(),
+    )
+    assert update is not None
+    assert update["eta"]["p50_s"] == 3600
+    assert update["eta"]["base_s"] < 600  # the drive itself is a few minutes
