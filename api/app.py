@@ -11,6 +11,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from accounts.service import TokenPolicy
 from aftersales.rules import AftersalesParams
@@ -412,7 +413,11 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Starlette:
 
     app = SecureStarlette(  # security headers on every HTTP answer (api/secheaders.py)
         routes=[*to_routes(eps, metrics.observe), *sockets.ROUTES, pages.STATIC],
-        exception_handlers={HTTPException: errors.http_exception, Exception: errors.unexpected},
+        exception_handlers={
+            HTTPException: errors.http_exception,
+            ClientDisconnect: errors.client_gone,
+            Exception: errors.unexpected,
+        },
         lifespan=lifespan,
     )
     fastrouter.install(app)  # a request's route found by its path's prefix (api/fastrouter.py)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from doorstep.errors import DoorstepError, ErrorKind
@@ -98,6 +98,15 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     }.get(exc.status_code, str(exc.detail))
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, message, None, headers)
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request body arrived: nobody is left to
+    answer, and it is not the server's error, so no traceback — one line at INFO and a 400
+    that no one reads (nothing was applied: the body was never decoded)."""
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the request body never arrived", None)
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:

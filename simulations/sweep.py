@@ -275,7 +275,7 @@ async def run_sweep(
                 admin_password=srv.admin_password,
                 label=policy,
                 progress=show,
-                http_timeout_s=120.0 if quick else 30.0,  # set-up calls on a busy machine
+                http_timeout_s=120.0,  # set-up calls on a busy machine (several servers at once)
             )
 
     async def level(i: int, rate: float) -> dict[str, Any]:
