@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from benchmarks.dispatch_frontier import mean_se, pareto
-from benchmarks.dispatch_load import run_level
+from benchmarks.dispatch_light import clairvoyant_wait
+from benchmarks.dispatch_load import eta_s, run_level
 from matching.params import MatchParams
 
 
@@ -63,3 +64,14 @@ def test_batch_detours_for_fairness_and_not_without_it() -> None:
     assert plain["detour_alone_mean_s"] == 0.0
     assert plain["wait_mean_s"] == pytest.approx(greedy["wait_mean_s"], rel=0.01)
     assert fair["workers_without_job"] < plain["workers_without_job"]
+
+
+def test_the_clairvoyant_bound_pays_for_every_worker_it_must_use() -> None:
+    """Two bookings at A: with one worker used both are served from A at no wait; with
+    both workers used the one starting at B must drive to A; warm-up bookings cost 0."""
+    a, b = (22.53, 114.05), (22.54, 114.06)
+    bookings = [(0.0, a), (60.0, a)]
+    assert clairvoyant_wait([a, b], bookings, 0.0, used=0) == 0.0
+    assert clairvoyant_wait([a, b], bookings, 0.0, used=2) == pytest.approx(eta_s(b, a) / 2)
+    assert clairvoyant_wait([a, b], bookings, 30.0, used=2) == pytest.approx(0.0)
+    assert clairvoyant_wait([a, b], bookings, 100.0, used=2) is None
