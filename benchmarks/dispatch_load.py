@@ -7,7 +7,9 @@ tick with straight-line ETAs (× 1.35 at 6 m/s, the road ETA's fallback), every 
 accepted, travel at that ETA, then ``--service-min`` on site, the worker idle where the
 job was. Workers carry seeded ratings (as in the city simulator). Per load level and
 policy: utilization (holding a job / on shift), mean and p90 customer wait (booking →
-arrival), the Gini of completed jobs, fulfilment (served within the instant SLA).
+arrival), the Gini of completed jobs, fulfilment (served within the instant SLA), and the
+mean wait split into delay (booking → the assigning tick), nearest (the nearest free
+worker's ETA then) and detour (the chosen worker's ETA less that).
 
 It is the fast loop for tuning load-aware scoring (``[matching] load_*`` and
 ``fairness_floor``); the city simulator's ``python -m simulations sweep`` is the
@@ -25,6 +27,9 @@ The Gini counts every job of the run (warm-up and drain too) over all workers, a
 simulator's report does: at ``--minutes 35 --warmup-min 10 --service-min 7.5`` (the
 simulator's ``futian-rush`` run) a worker does ~1 job at 30 % utilization, at the
 default 120 minutes ~3 (docs/dispatch.md#the-light-load-gini).
+
+Many seeds and a grid of settings: ``benchmarks/dispatch_frontier.py`` (the wait–Gini
+frontier); who is left without a job and a clairvoyant bound: ``benchmarks/dispatch_light.py``.
 
 JSON on stdout, progress on stderr.
 """
