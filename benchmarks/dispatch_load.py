@@ -7,7 +7,9 @@ tick with straight-line ETAs (× 1.35 at 6 m/s, the road ETA's fallback), every 
 accepted, travel at that ETA, then ``--service-min`` on site, the worker idle where the
 job was. Workers carry seeded ratings (as in the city simulator). Per load level and
 policy: utilization (holding a job / on shift), mean and p90 customer wait (booking →
-arrival), the Gini of completed jobs, fulfilment (served within the instant SLA).
+arrival), the Gini of completed jobs, fulfilment (served within the instant SLA), and the
+mean wait split into delay (booking → the assigning tick), nearest (the nearest free
+worker's ETA then) and detour (the chosen worker's ETA less that).
 
 It is the fast loop for tuning load-aware scoring (``[matching] load_*`` and
 ``fairness_floor``); the city simulator's ``python -m simulations sweep`` is the
@@ -25,6 +27,9 @@ The Gini counts every job of the run (warm-up and drain too) over all workers, a
 simulator's report does: at ``--minutes 35 --warmup-min 10 --service-min 7.5`` (the
 simulator's ``futian-rush`` run) a worker does ~1 job at 30 % utilization, at the
 default 120 minutes ~3 (docs/dispatch.md#the-light-load-gini).
+
+Many seeds and a grid of settings: ``benchmarks/dispatch_frontier.py`` (the wait–Gini
+frontier); who is left without a job and a clairvoyant bound: ``benchmarks/dispatch_light.py``.
 
 JSON on stdout, progress on stderr.
 """
@@ -98,6 +103,7 @@ def run_level(
     service_min: float,
     seed: int,
     chain_s: float = 0.0,
+    detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One policy at one booking rate; the same seed gives the same bookings for both.
 
@@ -112,6 +118,7 @@ def run_level(
         count = rng.choice((0, 0, 3, 8, 20, 40))
         mean = min(5.0, max(3.0, rng.gauss(4.6, 0.3)))
         crew.append(_Worker(i + 1, _point(rng, 0.9), round(mean * count), count))
+    start = {w.id: w.at for w in crew}
     bookings: list[tuple[float, int, tuple[float, float]]] = []
     t, n = 0.0, 0
     end_s = minutes * 60
@@ -125,6 +132,10 @@ def run_level(
     params = dataclasses.replace(params, policy=policy)  # type: ignore[arg-type]
     open_jobs: dict[int, tuple[float, tuple[float, float]]] = {}
     arrivals: dict[int, float] = {}
+    # Where each order's wait went (the decomposition, docs/dispatch.md#why-batch-waits-longer-at-light-load):
+    # booking -> the tick that assigned it, the chosen worker's ETA, the nearest free
+    # candidate's ETA at that tick, and how many orders that tick decided.
+    parts: dict[int, tuple[float, float, float, int]] = {}
     next_booking = 0
     now = 0.0
     service_s = service_min * 60
@@ -183,6 +194,12 @@ def run_level(
                 w = by_id[d.worker_id]
                 travel = row[w.id]
                 arrivals[job.order_id] = now + travel - open_jobs[job.order_id][0]
+                parts[job.order_id] = (
+                    now - open_jobs[job.order_id][0],
+                    travel,
+                    min(row.values()),
+                    len(jobs),
+                )
                 done = now + travel + service_s
                 if now >= warmup_min * 60:  # from when the worker is free: travel + service
                     w.busy_s += done - max(now, w.free_at)
@@ -194,8 +211,16 @@ def run_level(
                 del open_jobs[job.order_id]
         now += TICK_S
     measured = [oid for bt, oid, _ in bookings if bt >= warmup_min * 60]
+    if detail is not None:  # for analysis: where each worker started, their jobs; the bookings
+        detail["workers"] = [(start[w.id], w.jobs) for w in crew]
+        detail["bookings"] = [(bt, where) for bt, _, where in bookings]
     waits = [arrivals[o] for o in measured if o in arrivals]
     span = end_s - warmup_min * 60
+    split = [parts[o] for o in measured if o in parts]
+
+    def _mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 1) if values else None
+
     return {
         "policy": policy,
         "bookings_per_min": rate_per_min,
@@ -207,6 +232,16 @@ def run_level(
         "gini_jobs": round(gini([float(w.jobs) for w in crew]), 4),
         "jobs_per_worker": round(sum(w.jobs for w in crew) / len(crew), 2),
         "workers_without_job": sum(1 for w in crew if w.jobs == 0),
+        # wait = delay (booking -> the assigning tick) + travel (the chosen worker's ETA);
+        # travel = nearest (the nearest free candidate's ETA then) + detour (the choice).
+        "delay_mean_s": _mean([p[0] for p in split]),
+        "travel_mean_s": _mean([p[1] for p in split]),
+        "nearest_mean_s": _mean([p[2] for p in split]),
+        "detour_mean_s": _mean([p[1] - p[2] for p in split]),
+        "detour_alone_mean_s": _mean([p[1] - p[2] for p in split if p[3] == 1]),
+        "decided_alone_share": (
+            round(sum(1 for p in split if p[3] == 1) / len(split), 4) if split else None
+        ),
     }
 
 
