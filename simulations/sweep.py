@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -289,6 +291,12 @@ async def run_sweep(
                     ]
             except Exception as e:  # one level failing (a busy machine) keeps the others
                 why = e.exceptions[0] if isinstance(e, ExceptionGroup) else e
+                print(  # at once, not only in the report an hour later
+                    f"level {rate:g}/min failed:\n"
+                    + "".join(traceback.format_exception(why)).rstrip(),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return {
                     "orders_per_min": rate,
                     "error": f"{type(why).__name__}: {why}",
