@@ -54,7 +54,12 @@ class Api:
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=self.timeout_s,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # Idle connections are dropped after 2 s, before uvicorn's 5-s keep-alive closes
+            # them: at the same 5 s a request could be sent on a connection the server was
+            # closing (httpx ReadError; it failed a sweep's set-up on a busy machine).
+            limits=httpx.Limits(
+                max_connections=64, max_keepalive_connections=32, keepalive_expiry=2.0
+            ),
         )
 
     @property
