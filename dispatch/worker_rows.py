@@ -33,8 +33,9 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from doorstep.db import Conn
 from doorstep.stores import Stores
@@ -80,8 +81,10 @@ def free_intervals(
     return _intervals(days, weekly, days_off, zone)
 
 
-class Profile(NamedTuple):
-    """What a worker's candidate takes from PostgreSQL's worker tables, parsed."""
+class Profile(msgspec.Struct, frozen=True, gc=False):
+    """What a worker's candidate takes from PostgreSQL's worker tables, parsed (a Struct:
+    built and read faster than a NamedTuple; scalars, strings, dates and frozen containers
+    only, so untracked by the cycle collector like ``Candidate``)."""
 
     skills: frozenset[str]
     rating_sum: int
