@@ -27,30 +27,6 @@ from workforce.gating import certificates_needed, why_unqualified
 
 INSTANT_SLA_S = 2 * 3600
 
-# The presence set's scores (last fix, epoch ms) of the ids in ARGV[1] (decimal, comma
-# separated), as one comma-separated string ('' where there is none).
-_FIX_TIMES = """
-local out = {}
-for id in string.gmatch(ARGV[1], '%d+') do
-  out[#out + 1] = redis.call('ZSCORE', KEYS[1], id) or ''
-end
-return table.concat(out, ',')
-"""
-
-
-async def fix_times(stores: Stores, city_id: str, ids: Sequence[int]) -> list[float | None]:
-    """Each worker's last fix (epoch ms; None: none) from the presence set: ``ZMSCORE``'s
-    answer, sent and parsed as one string (a tick's ~11k ids through redis-py's
-    argument encoder and reply parser cost ~15 ms of client CPU; the scores are the same
-    strings ``ZMSCORE`` sends, parsed by the same ``float``)."""
-    if not ids:
-        return []
-    raw = await stores.redis.register_script(_FIX_TIMES)(
-        keys=[stores.keys.presence(city_id)], args=[",".join(map(str, ids))]
-    )
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return [float(x) if x else None for x in text.split(",")]
-
 
 def job_from_order(
     order: Order,
@@ -144,7 +120,7 @@ async def load_candidates(
     planned = await plan_store.next_stops(
         pool, city_id, [today - timedelta(days=1), *day_list], ids
     )
-    seen = await fix_times(stores, city_id, ids)
+    seen = await stores.redis.zmscore(stores.keys.presence(city_id), [str(i) for i in ids])
     now_ms = now.timestamp() * 1000
     jobs_map = {r["worker_id"]: (int(r["jobs"]), int(r["earned"])) for r in today_jobs}
     served_map: dict[int, set[int]] = {}
