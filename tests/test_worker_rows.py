@@ -3,6 +3,7 @@ between ticks, kept current from ``worker_changes`` (real PostgreSQL and Redis).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import msgspec
@@ -67,9 +68,11 @@ async def test_every_kind_of_change_is_seen_by_the_next_call_and_only_it_is_read
     ids = [await _worker(stores, live_city) for _ in range(3)]
     rows = WorkerRows()
     first = await _both(stores, live_city, ids, rows)
-    assert rows.read == 3 and first[ids[0]].skills == {"cleaning"}
+    assert rows.read == 3
+    assert first[ids[0]].skills == {"cleaning"}
     again = await _both(stores, live_city, ids, rows)
-    assert rows.read == 0 and rows.forgotten == 0
+    assert rows.read == 0
+    assert rows.forgotten == 0
     assert again[ids[0]].available is first[ids[0]].available  # kept, not rebuilt
     w = ids[1]
     pool = stores.pool
@@ -143,7 +146,7 @@ async def test_every_kind_of_change_is_seen_by_the_next_call_and_only_it_is_read
             w,
         )
 
-    checks = [
+    checks: list[tuple[Callable[[], Awaitable[None]], Callable[[Candidate], bool]]] = [
         (shift, lambda c: c.available != first[w].available),
         (skill, lambda c: c.skills == {"cleaning", "repair"}),
         (exams, lambda c: c.untrained == {"cleaning", "repair"}),
@@ -158,7 +161,7 @@ async def test_every_kind_of_change_is_seen_by_the_next_call_and_only_it_is_read
         await change()
         got = await _both(stores, live_city, ids, rows)
         assert seen(got[w]), change.__name__
-        assert rows.read == 1 and rows.forgotten == 1, change.__name__
+        assert (rows.read, rows.forgotten) == (1, 1), change.__name__
         assert got[ids[0]] == first[ids[0]]
 
 
@@ -216,4 +219,5 @@ async def test_time_decides_a_kept_suspension_and_a_new_profile_is_read(
     assert user.id in await _both(stores, live_city, [w, user.id], rows, later)
     tomorrow = NOW + timedelta(days=1)
     await _both(stores, live_city, [w, user.id], rows, tomorrow)
-    assert rows.read == 2 and rows.starts == 2
+    assert rows.read == 2
+    assert rows.starts == 2
