@@ -3,6 +3,7 @@ between ticks, kept current from ``worker_changes`` (real PostgreSQL and Redis).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -221,3 +222,27 @@ async def test_time_decides_a_kept_suspension_and_a_new_profile_is_read(
     await _both(stores, live_city, [w, user.id], rows, tomorrow)
     assert rows.read == 2
     assert rows.starts == 2
+
+
+async def test_old_log_entries_are_deleted_and_an_idle_copy_starts_over(
+    stores: Stores, live_city: str
+) -> None:
+    """Entries of transactions finished before a snapshot ``retention_s`` old are
+    deleted, and a copy not read for ``retention_s / 2`` reads everything again (so it
+    never needs a deleted entry) and still sees a write made meanwhile."""
+    w = await _worker(stores, live_city)
+    rows = WorkerRows(retention_s=3.0)
+    await _both(stores, live_city, [w], rows)
+    await stores.pool.execute("UPDATE workers SET rating_count = 3 WHERE user_id = $1", w)
+    logged = "SELECT count(*) FROM worker_changes WHERE worker_id = $1"
+    assert await stores.pool.fetchval(logged, w) > 0
+    for _ in range(9):  # a read every 0.5 s: the copy is kept, the first two marks age out
+        await asyncio.sleep(0.5)
+        await _both(stores, live_city, [w], rows)
+    assert rows.starts == 1
+    assert await stores.pool.fetchval(logged, w) == 0
+    await asyncio.sleep(1.6)
+    await stores.pool.execute("UPDATE workers SET rating_count = 4 WHERE user_id = $1", w)
+    got = await _both(stores, live_city, [w], rows)
+    assert rows.starts == 2
+    assert got[w].rating_count == 4
