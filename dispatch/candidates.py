@@ -148,11 +148,11 @@ async def load_candidates(
         state: WorkerState = "unavailable" if blocked else "busy" if w in chains else "available"
         chain = chains.get(w)
         if templates is not None:  # the kept profile's candidate, this tick's fields set
-            kept = templates.get(w)
-            if kept is None or kept[0] is not p:
-                kept = templates[w] = (p, _template(w, p))
+            template = templates.get(w)
+            if template is None:
+                template = templates[w] = _template(w, p)
             out[w] = replace_struct(
-                kept[1],
+                template,
                 lat=lat,
                 lng=lng,
                 fix_age_s=fix_age_s,

@@ -196,8 +196,8 @@ class WorkerRows:
         # Per worker, a candidate built from their kept profile (position, fix and the
         # per-tick fields left at their defaults): ``load_candidates`` copies it with
         # those fields replaced, ~2x cheaper than the constructor's 19 keywords. Dropped
-        # with the profile, and used only with the profile object it was built from.
-        self.templates: dict[int, tuple[Profile, Candidate]] = {}
+        # with the profile.
+        self.templates: dict[int, Candidate] = {}
         self._snapshot: str | None = None  # the last read's, as pg_snapshot text
         self._key: tuple[tuple[date, ...], str] | None = None  # the days and zone kept for
         self._read_mono = 0.0  # when the last read ran
