@@ -13,15 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from msgspec.structs import replace as replace_struct
-
 from catalog import store as catalog_store
 from dispatch import offers, plan_store
 from dispatch.models import Order
-from dispatch.worker_rows import Profile, WorkerRows, read_profiles
+from dispatch.worker_rows import WorkerRows, read_profiles
 from doorstep.stores import Stores
 from matching.feasibility import why_not
-from matching.model import Candidate, Chain, Commitment, Job, WorkerState
+from matching.model import Candidate, Chain, Commitment, Job
 from matching.params import MatchParams
 from tracking import positions
 from workforce import store as workforce_store
@@ -130,46 +128,21 @@ async def load_candidates(
         served_map.setdefault(r["worker_id"], set()).add(r["customer_id"])
     no_customers: frozenset[int] = frozenset()
     out = {}
-    templates = rows.templates if rows is not None else None
     # A fix that lands while a tick runs is newer than the tick's ``now``: age 0, not < 0.
     for w, s in zip(ids, seen, strict=True):
         p = profiles.get(w)
         if p is None:  # no profile
             continue
         lat, lng = positions[w]
-        fix_age_s = max(0.0, (now_ms - s) / 1000) if s is not None else float("inf")
         jobs, earned = jobs_map.get(w, (0, 0))
-        served_ids = frozenset(served_map[w]) if w in served_map else no_customers
         stop = planned.get(w)
-        commitment = None if stop is None else _commitment(stop)
         # (most workers have no discipline: no call for them, ~5 ms a tick at 11k)
         blocked, priority = (p.blocked(now), p.priority(now)) if p.actions else (False, False)
-        # suspended or dismissed (quality/): "not available: unavailable" to the matcher
-        state: WorkerState = "unavailable" if blocked else "busy" if w in chains else "available"
-        chain = chains.get(w)
-        if templates is not None:  # the kept profile's candidate, this tick's fields set
-            template = templates.get(w)
-            if template is None:
-                template = templates[w] = _template(w, p)
-            out[w] = replace_struct(
-                template,
-                lat=lat,
-                lng=lng,
-                fix_age_s=fix_age_s,
-                jobs_today=jobs,
-                earnings_today_minor=earned,
-                served_customer_ids=served_ids,
-                state=state,
-                commitment=commitment,
-                priority=priority,
-                chain=chain,
-            )
-            continue
         out[w] = Candidate(
             worker_id=w,
             lat=lat,
             lng=lng,
-            fix_age_s=fix_age_s,
+            fix_age_s=max(0.0, (now_ms - s) / 1000) if s is not None else float("inf"),
             skills=p.skills,
             certificates=p.certificates,
             rating_sum=p.rating_sum,
@@ -178,33 +151,15 @@ async def load_candidates(
             earnings_today_minor=earned,
             available=p.available,
             team_id=p.team_id,
-            served_customer_ids=served_ids,
+            served_customer_ids=frozenset(served_map[w]) if w in served_map else no_customers,
             untrained=p.untrained,
-            state=state,
-            commitment=commitment,
+            # suspended or dismissed (quality/): "not available: unavailable" to the matcher
+            state="unavailable" if blocked else "busy" if w in chains else "available",
+            commitment=None if stop is None else _commitment(stop),
             priority=priority,
-            chain=chain,
+            chain=chains.get(w),
         )
     return out
-
-
-def _template(w: int, p: Profile) -> Candidate:
-    """``w``'s candidate from their profile alone (the per-tick fields at their defaults),
-    for :func:`load_candidates` to copy with those replaced (``msgspec.structs.replace``
-    runs the same checks as the constructor)."""
-    return Candidate(
-        worker_id=w,
-        lat=0.0,
-        lng=0.0,
-        fix_age_s=0.0,
-        skills=p.skills,
-        certificates=p.certificates,
-        rating_sum=p.rating_sum,
-        rating_count=p.rating_count,
-        available=p.available,
-        team_id=p.team_id,
-        untrained=p.untrained,
-    )
 
 
 def _commitment(stop: tuple[int, float, float, datetime] | None) -> Commitment | None:

@@ -39,7 +39,6 @@ import msgspec
 
 from doorstep.db import Conn
 from doorstep.stores import Stores
-from matching.model import Candidate
 from workforce.gating import blocked_by
 from workforce.models import DayException, Window
 from workforce.schedule import windows_on
@@ -193,11 +192,6 @@ class WorkerRows:
         self.reload_s = reload_s
         self.retention_s = retention_s
         self._profiles: dict[int, Profile | None] = {}  # None: no ``workers`` row
-        # Per worker, a candidate built from their kept profile (position, fix and the
-        # per-tick fields left at their defaults): ``load_candidates`` copies it with
-        # those fields replaced, ~2x cheaper than the constructor's 19 keywords. Dropped
-        # with the profile.
-        self.templates: dict[int, Candidate] = {}
         self._snapshot: str | None = None  # the last read's, as pg_snapshot text
         self._key: tuple[tuple[date, ...], str] | None = None  # the days and zone kept for
         self._read_mono = 0.0  # when the last read ran
@@ -213,7 +207,6 @@ class WorkerRows:
     def clear(self) -> None:
         """Forget everything: the next call reads every profile it is asked for."""
         self._profiles.clear()
-        self.templates.clear()
         self._snapshot = None
 
     async def profiles(
@@ -257,9 +250,7 @@ class WorkerRows:
                     if w == 0:  # a TRUNCATE: start over
                         self.forgotten += len(kept)
                         kept.clear()
-                        self.templates.clear()
                         break
-                    self.templates.pop(w, None)
                     if kept.pop(w, False) is not False:
                         self.forgotten += 1
             missing = [w for w in ids if w not in kept]
