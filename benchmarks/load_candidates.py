@@ -16,9 +16,18 @@ the two days for 3 %,
 and a fix in the presence set. No orders: the queries for today's jobs, customers served,
 discipline, rewards and day plans run and find nothing.
 
+``--kept``: the engine's way since the profiles are kept between ticks
+(``dispatch.worker_rows.WorkerRows``, fed by the ``worker_changes`` log). The copy is
+filled once with every worker (timed: what a start over costs), then each tick, untimed,
+``--changed`` workers are written (a rating for all of them, a new weekly pattern for half,
+a suspension for a tenth: each goes through the log) and ``load_candidates`` runs for a
+fresh draw of workers twice, reading every profile (as before) and through the copy, in
+turns old-first and new-first; the two calls' candidates must hash the same.
+
 Usage::
 
     python benchmarks/load_candidates.py [--workers 100000] [--candidates 11000] [--repeats 7]
+    python benchmarks/load_candidates.py --kept [--changed 200] [--repeats 10]
 
 PostgreSQL and Redis: ``DATABASE_URL`` / ``REDIS_URL`` (else embedded servers). The
 database is dropped and the keys deleted at the end. JSON on stdout, progress on stderr.
@@ -52,6 +61,7 @@ from catalog import service as catalog_service
 from catalog import store as catalog_store
 from dispatch import engine as _engine  # noqa: F401  (dispatch's import order)
 from dispatch.candidates import load_candidates
+from dispatch.worker_rows import WorkerRows
 from doorstep.db import create_pool
 from doorstep.keys import Keys
 from doorstep.stores import Stores
@@ -210,15 +220,149 @@ async def measure(n: int, n_candidates: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def _digest(got: dict[int, Any]) -> str:
+    return hashlib.sha256(
+        msgspec.json.encode([got[w] for w in sorted(got)], order="deterministic")
+    ).hexdigest()
+
+
+async def _write_changes(conn: Any, chosen: list[int], rng: random.Random) -> None:
+    """What a tick's worth of profile writes looks like: a rating for each of ``chosen``,
+    a new weekly pattern for half of them, a suspension starting now for a tenth."""
+    await conn.execute(
+        "UPDATE workers SET rating_sum = rating_sum + 5, rating_count = rating_count + 1 "
+        "WHERE user_id = ANY($1)",
+        chosen,
+    )
+    half = chosen[: len(chosen) // 2]
+    await conn.execute("DELETE FROM worker_availability WHERE worker_id = ANY($1)", half)
+    weekly: list[tuple[int, int, int, int]] = []
+    for w in half:
+        for days, start, end in rng.choice(SHIFTS):
+            weekly.extend((w, d, start, end) for d in days)
+    await conn.copy_records_to_table(
+        "worker_availability",
+        records=weekly,
+        columns=("worker_id", "weekday", "start_min", "end_min"),
+    )
+    await conn.executemany(
+        "INSERT INTO discipline_actions (worker_id, kind, starts_at, ends_at, reason, created_at) "
+        "VALUES ($1, 'suspension', $2, $3, 'bench', $2)",
+        [(w, NOW - timedelta(minutes=5), NOW + timedelta(days=1)) for w in chosen[::10]],
+    )
+
+
+async def measure_kept(n: int, n_candidates: int, repeats: int, n_changed: int) -> dict[str, Any]:
+    """``load_candidates`` reading every profile against through a kept copy, alternated."""
+    with h.store_urls() as (redis_url, database_url):
+        db = h.BenchDatabase(database_url, redis_url)
+        await db.create()
+        try:
+            pool = await create_pool(db.url, min_size=1, max_size=2)
+            redis = Redis.from_url(redis_url)
+            stores = Stores(pool, redis, Keys(prefix=db.prefix), redis_url)
+            async with pool.acquire() as conn:
+                ids = await populate(conn, n, seed=1)
+            seen_ms = NOW.timestamp() * 1000 - 5000
+            for start in range(0, n, 10_000):
+                await redis.zadd(
+                    stores.keys.presence(CITY_ID),
+                    {str(w): seen_ms for w in ids[start : start + 10_000]},
+                )
+            rows = WorkerRows()
+            everyone = {w: (22.55, 114.03) for w in ids}
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            await load_candidates(stores, CITY_ID, everyone, now=NOW, rows=rows)
+            fill = ((time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3)
+            h.progress(f"copy filled with {n} profiles: {fill[0]:.0f} ms wall")
+            del everyone
+            gc.collect()
+            gc.freeze()
+            rng = np.random.default_rng(7)
+            wrng = random.Random(11)
+            timings: dict[str, dict[str, list[float]]] = {
+                "read_every_profile": {"wall": [], "cpu": []},
+                "kept": {"wall": [], "cpu": []},
+            }
+            same, read, forgotten = [], [], []
+            for tick in range(repeats + 1):  # the first tick warms the pool's statements
+                async with pool.acquire() as conn:
+                    await _write_changes(conn, wrng.sample(ids, n_changed), wrng)
+                chosen = rng.choice(np.array(ids), n_candidates, replace=False).tolist()
+                positions = {w: (22.55, 114.03) for w in chosen}
+                customers = rng.integers(1, 20_000, 500).tolist()
+                digests = {}
+                order = (
+                    ["read_every_profile", "kept"] if tick % 2 else ["kept", "read_every_profile"]
+                )
+                for way in order:
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    got = await load_candidates(
+                        stores,
+                        CITY_ID,
+                        positions,
+                        now=NOW,
+                        customer_ids=customers,
+                        rows=rows if way == "kept" else None,
+                    )
+                    cpu = (time.thread_time() - c0) * 1e3
+                    wall = (time.perf_counter() - t0) * 1e3
+                    if tick:
+                        timings[way]["cpu"].append(cpu)
+                        timings[way]["wall"].append(wall)
+                    digests[way] = _digest(got)
+                same.append(digests["kept"] == digests["read_every_profile"])
+                read.append(rows.read)
+                forgotten.append(rows.forgotten)
+            gc.unfreeze()
+            await redis.aclose()
+            await pool.close()
+        finally:
+            await db.drop()
+    if not all(same):
+        raise SystemExit("the kept copy built other candidates than a fresh read")
+    med = {
+        way: {k: round(statistics.median(v), 1) for k, v in t.items()} for way, t in timings.items()
+    }
+    return {
+        "workers": n,
+        "candidates": n_candidates,
+        "repeats": repeats,
+        "changed_per_tick": n_changed,
+        "same_candidates_every_tick": all(same),
+        "profiles_read_per_tick": read[1:],
+        "profiles_forgotten_per_tick": forgotten[1:],
+        "fill_copy_ms": {"wall": round(fill[0], 1), "cpu": round(fill[1], 1)},
+        "load_candidates_ms": med,
+        "load_candidates_ms_each": {
+            way: {k: [round(x, 1) for x in v] for k, v in t.items()} for way, t in timings.items()
+        },
+        "kept_over_read_cpu_per_tick": [
+            round(a / b, 3)
+            for a, b in zip(
+                timings["kept"]["cpu"], timings["read_every_profile"]["cpu"], strict=True
+            )
+        ],
+    }
+
+
 def main() -> None:
     """Run and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=100_000)
     parser.add_argument("--candidates", type=int, default=11_000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--kept", action="store_true", help="the kept copy against reading all")
+    parser.add_argument("--changed", type=int, default=200, help="--kept: workers written a tick")
     args = parser.parse_args()
     h.bench_secret()
-    result = asyncio.run(measure(args.workers, args.candidates, args.repeats))
+    if args.kept:
+        result = asyncio.run(
+            measure_kept(args.workers, args.candidates, args.repeats, args.changed)
+        )
+    else:
+        result = asyncio.run(measure(args.workers, args.candidates, args.repeats))
     with open("/proc/loadavg") as f:
         result["load_average"] = f.read().split()[:3]
     result["date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,12 +10,13 @@ judged by the same rules (``matching.feasibility.why_not``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from catalog import store as catalog_store
 from dispatch import offers, plan_store
 from dispatch.models import Order
+from dispatch.worker_rows import WorkerRows, read_profiles
 from doorstep.stores import Stores
 from matching.feasibility import why_not
 from matching.model import Candidate, Chain, Commitment, Job
@@ -23,8 +24,6 @@ from matching.params import MatchParams
 from tracking import positions
 from workforce import store as workforce_store
 from workforce.gating import certificates_needed, why_unqualified
-from workforce.models import DayException, Window
-from workforce.schedule import windows_on
 
 INSTANT_SLA_S = 2 * 3600
 
@@ -62,44 +61,6 @@ def job_from_order(
     )
 
 
-Intervals = tuple[tuple[int, int], ...]
-
-
-def _intervals(
-    days: Iterable[date], weekly: list[Window], exceptions: list[DayException], zone: ZoneInfo
-) -> Intervals:
-    out = []
-    for day in days:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
-        for start_min, end_min in windows_on(day, weekly, exceptions):
-            out.append(
-                (
-                    int((midnight + timedelta(minutes=start_min)).timestamp()),
-                    int((midnight + timedelta(minutes=end_min)).timestamp()),
-                )
-            )
-    merged: list[tuple[int, int]] = []
-    for a, b in sorted(out):  # one day's 24:00 meets the next day's 00:00: one night shift
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return tuple(merged)
-
-
-def _free(
-    days: Iterable[date],
-    pattern: str,
-    exceptions: Iterable[tuple[date, bool, int | None, int | None]],
-    zone: ZoneInfo,
-) -> Intervals:
-    """:func:`_intervals` of a weekly pattern as ``load_candidates`` reads it
-    ("weekday start_min end_min" windows joined by commas) and exception rows."""
-    weekly = [Window(*map(int, window.split())) for window in pattern.split(",") if window]
-    days_off = [DayException(d, a, s, e, "") for d, a, s, e in exceptions]
-    return _intervals(days, weekly, days_off, zone)
-
-
 async def load_candidates(
     stores: Stores,
     city_id: str,
@@ -109,17 +70,25 @@ async def load_candidates(
     customer_ids: Iterable[int] = (),
     days: int = 2,
     chains: Mapping[int, Chain] | None = None,
+    rows: WorkerRows | None = None,
 ) -> dict[int, Candidate]:
     """Candidates for the given workers (worker id → (lat, lng)) as of ``now``.
 
     ``chains``: workers on a job ending soon (docs/dispatch.md#chained-orders), at its
     address (their position here): ``busy``, with the job's end.
 
+    ``rows``: the engine's copy of the workers' profiles (skills, exams, certificates,
+    availability, discipline: :class:`dispatch.worker_rows.WorkerRows`), kept between
+    ticks and re-read only for workers written since; without it they are read here.
+    Either way each candidate is built from the same :class:`~dispatch.worker_rows.Profile`
+    by the same loop. Today's jobs and earnings, the customers served, the day plans and
+    the fix ages are read on every call.
+
     Free intervals are computed once per distinct weekly pattern and exceptions, not
     once per worker: a tick of 500 orders × 100k workers loads ~11k workers, and
     ``_intervals`` per worker (~9 µs each, with a ``Window`` per availability row) made
     this call 537 ms of client CPU against 202 with this alone, 143 with the rows
-    unpacked below (benchmarks/load_candidates.py, benchmarks/README.md)."""
+    unpacked (benchmarks/load_candidates.py, benchmarks/README.md)."""
     chains = chains or {}
     ids = list(positions)
     if not ids:
@@ -129,33 +98,11 @@ async def load_candidates(
     today = now.astimezone(zone).date()
     day_list = [today + timedelta(days=i) for i in range(days)]
     start_of_day = datetime(today.year, today.month, today.day, tzinfo=zone)
-    pool, redis, keys = stores.pool, stores.redis, stores.keys
-    workers = await pool.fetch(  # unpacked in this column order below
-        "SELECT user_id, skills, rating_sum, rating_count, team_id, exams_required, "
-        "coalesce((SELECT array_agg(q.skill) FROM skill_qualifications q "
-        "WHERE q.user_id = workers.user_id), '{}') AS passed "
-        "FROM workers WHERE user_id = ANY($1)",
-        ids,
-    )
-    certs = await pool.fetch(
-        "SELECT worker_id, kind, max(expires_on) AS expires_on FROM worker_certificates "
-        "WHERE worker_id = ANY($1) AND status = 'verified' GROUP BY worker_id, kind",
-        ids,
-    )
-    # Each worker's weekly pattern as one string (the key its free intervals are kept
-    # under for this call: workers on the same shifts share them).
-    weekly = await pool.fetch(
-        "SELECT worker_id, string_agg(weekday || ' ' || start_min || ' ' || end_min, ',' "
-        "ORDER BY weekday, start_min) AS pattern FROM worker_availability "
-        "WHERE worker_id = ANY($1) GROUP BY worker_id",
-        ids,
-    )
-    exceptions = await pool.fetch(
-        "SELECT worker_id, on_date, available, start_min, end_min, reason FROM "
-        "worker_availability_exceptions WHERE worker_id = ANY($1) AND on_date = ANY($2)",
-        ids,
-        day_list,
-    )
+    pool = stores.pool
+    if rows is not None:
+        profiles = await rows.profiles(stores, ids, day_list, zone)
+    else:
+        profiles = await read_profiles(pool, ids, day_list, zone)
     today_jobs = await pool.fetch(
         "SELECT worker_id, count(*) AS jobs, coalesce(sum(price_minor), 0) AS earned FROM orders "
         "WHERE worker_id = ANY($1) AND created_at >= $2 AND status NOT IN ('cancelled', 'failed') "
@@ -169,67 +116,47 @@ async def load_candidates(
         ids,
         list(set(customer_ids)),
     )
-    blocked = await workforce_store.discipline_blocks(pool, ids, now)
-    prioritised = await workforce_store.dispatch_priority(pool, ids, now)
     # yesterday's plan too: an overnight job of it may still be ahead
     planned = await plan_store.next_stops(
         pool, city_id, [today - timedelta(days=1), *day_list], ids
     )
-    seen = await redis.zmscore(keys.presence(city_id), [str(i) for i in ids])
+    seen = await stores.redis.zmscore(stores.keys.presence(city_id), [str(i) for i in ids])
     now_ms = now.timestamp() * 1000
-    cert_map: dict[int, dict[str, date]] = {}
-    for r in certs:
-        cert_map.setdefault(r["worker_id"], {})[r["kind"]] = r["expires_on"]
-    weekly_map: dict[int, str] = {r["worker_id"]: r["pattern"] for r in weekly}
-    exc_map: dict[int, list[tuple[date, bool, int | None, int | None]]] = {}
-    for r in exceptions:
-        exc_map.setdefault(r["worker_id"], []).append(
-            (r["on_date"], r["available"], r["start_min"], r["end_min"])
-        )
-    free: dict[tuple[str, tuple[tuple[date, bool, int | None, int | None], ...]], Intervals] = {}
     jobs_map = {r["worker_id"]: (int(r["jobs"]), int(r["earned"])) for r in today_jobs}
     served_map: dict[int, set[int]] = {}
     for r in served:
         served_map.setdefault(r["worker_id"], set()).add(r["customer_id"])
-    # A fix that lands while a tick runs is newer than the tick's ``now``: age 0, not < 0.
-    age = {
-        w: max(0.0, (now_ms - s) / 1000) if s is not None else float("inf")
-        for w, s in zip(ids, seen, strict=True)
-    }
-    out = {}
-    no_skills: frozenset[str] = frozenset()
     no_customers: frozenset[int] = frozenset()
-    # Each row unpacked in the query's column order (``workers`` above), and no empty set
-    # built per worker: this loop 103 -> 66 ms of CPU for 11k workers (columns looked up
-    # by name, ``set()``/``{}`` defaults made on every call before).
-    for w, skills, rating_sum, rating_count, team_id, exams_required, passed in workers:
+    out = {}
+    # A fix that lands while a tick runs is newer than the tick's ``now``: age 0, not < 0.
+    for w, s in zip(ids, seen, strict=True):
+        p = profiles.get(w)
+        if p is None:  # no profile
+            continue
         lat, lng = positions[w]
         jobs, earned = jobs_map.get(w, (0, 0))
-        key = (weekly_map.get(w, ""), tuple(exc_map.get(w, ())))
-        available = free.get(key)
-        if available is None:
-            available = free[key] = _free(day_list, *key, zone)
-        held = frozenset(skills)
         stop = planned.get(w)
+        # (most workers have no discipline: no call for them, ~5 ms a tick at 11k)
+        blocked, priority = (p.blocked(now), p.priority(now)) if p.actions else (False, False)
         out[w] = Candidate(
             worker_id=w,
             lat=lat,
             lng=lng,
-            fix_age_s=age[w],
-            skills=held,
-            certificates=cert_map.get(w) or {},
-            rating_sum=int(rating_sum),
-            rating_count=int(rating_count),
+            fix_age_s=max(0.0, (now_ms - s) / 1000) if s is not None else float("inf"),
+            skills=p.skills,
+            certificates=p.certificates,
+            rating_sum=p.rating_sum,
+            rating_count=p.rating_count,
             jobs_today=jobs,
             earnings_today_minor=earned,
-            available=available,
-            team_id=team_id,
+            available=p.available,
+            team_id=p.team_id,
             served_customer_ids=frozenset(served_map[w]) if w in served_map else no_customers,
-            untrained=held - frozenset(passed) if exams_required else no_skills,
+            untrained=p.untrained,
             # suspended or dismissed (quality/): "not available: unavailable" to the matcher
-            state="unavailable" if w in blocked else "busy" if w in chains else "available",
+            state="unavailable" if blocked else "busy" if w in chains else "available",
             commitment=None if stop is None else _commitment(stop),
-            priority=w in prioritised,
+            priority=priority,
             chain=chains.get(w),
         )
     return out

@@ -60,6 +60,7 @@ from dispatch.offers import OfferParams
 from dispatch.plans import DayPlans
 from dispatch.publisher import Publisher
 from dispatch.service import Caller
+from dispatch.worker_rows import WorkerRows
 from dispatch.worker_skills import WorkerSkills
 from doorstep.outage import Outage
 from doorstep.stores import STORE_ERRORS, Stores
@@ -166,6 +167,8 @@ class Engine:
         self._renew = stores.redis.register_script(_RENEW)
         self.available = AvailableWorkers(stores.redis, stores.keys)
         self.skills = WorkerSkills()  # every worker's skills, for skill-aware retrieval
+        # the candidates' profiles, kept between ticks (dispatch/worker_rows.py)
+        self.rows = WorkerRows()
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.on_tick = on_tick  # told of every tick (the app counts them on /metrics)
@@ -432,6 +435,7 @@ class Engine:
             now=now,
             customer_ids=[j.customer_id for j in jobs],
             chains={w: s.chain for w, s in on_site.items()},
+            rows=self.rows,
         )
         graph = await self.tracking.eta.graph_for(city_id)
         eta_params = self.tracking.eta_params

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from accounts import service as accounts
 from dispatch import engine as _engine  # noqa: F401  (dispatch's import order)
-from dispatch.candidates import _intervals, load_candidates
+from dispatch.candidates import load_candidates
+from dispatch.worker_rows import _intervals
 from doorstep.stores import Stores
 from tests.helpers import PASSWORD, new_phone
 from workforce import store as workforce_store
