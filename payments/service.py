@@ -36,6 +36,7 @@ from doorstep.stores import Stores
 from events.relay import Consumer, in_runs
 from events.types import Event, OrderChanged
 from growth import service as growth
+from growth import store as growth_store
 from jobs import store as jobs_store
 from ledger import store as ledger_store
 from payments import rules
@@ -525,12 +526,15 @@ class Payments:
             entry=rules.captured(
                 seen.provider, trade.provider_trade_no, seen.order_id, seen.amount_fen
             ),
+            # Whether the order has a discount, read by the same statement under the
+            # order's lock (none: growth's capture step has nothing to do, no round trip).
+            flag=growth_store.has_discount("p.order_id"),
         )
         if log is not None:  # as "applied" (below, whatever follows) or "duplicate" (here)
             log.done = True
         if marked is None:
             return Applied("duplicate", "already paid")
-        p, another = marked
+        p, another, discounted = marked
         others_paid = p.purpose != "addon" and another  # add-ons: rounds
         if others_paid:
             await self._refund_in(
@@ -551,6 +555,7 @@ class Payments:
                 amount_fen=p.amount_fen,
                 trade=trade.provider_trade_no,
                 at=now,
+                discounted=discounted,
             )
             await transition_locked(
                 conn,
@@ -574,6 +579,7 @@ class Payments:
                     amount_fen=p.amount_fen,
                     trade=trade.provider_trade_no,
                     at=now,
+                    discounted=discounted,
                 )
             # Paid after the service (the final payment, a balance, add-ons): its points.
             await growth.on_paid_after_completion(conn, order.id, payment_id=p.id)

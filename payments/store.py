@@ -199,10 +199,14 @@ async def mark_paid(
     paid_at: datetime,
     log: tuple[str, str | None, str] | None = None,
     entry: Entry | None = None,
-) -> tuple[PaymentRow, bool] | None:
+    flag: str | None = None,
+) -> tuple[PaymentRow, bool, bool] | None:
     """Mark a trade paid (its row locked by the update); None if it was paid already.
     With the row: whether another trade of its order, for the same purpose, is paid too
-    (the same statement: one round trip fewer on a notification's path).
+    (the same statement: one round trip fewer on a notification's path), and the value of
+    ``flag``, a boolean SQL expression over the trade ``p`` (False without one): e.g.
+    whether its order has a discount (``growth.store.has_discount``), read by the same
+    statement rather than one of its own.
 
     By the same statement, only if it marks the trade: ``entry`` (the capture's ledger
     entry) is posted (``ledger.store.posting``: a key posted before is checked as
@@ -211,7 +215,8 @@ async def mark_paid(
     marked the trade, ``duplicate`` (already paid) if not."""
     returning = ", ".join(f"p.{c.strip()}" for c in _PAY.split(",")) + (
         ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
-        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid"
+        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid, "
+        f"{flag or 'false'} AS flag"
     )
     ctes = [
         "m AS (UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
@@ -241,9 +246,10 @@ async def mark_paid(
         return None
     row = dict(r)
     others = bool(row.pop("others_paid"))
+    flagged = bool(row.pop("flag"))
     if entry is not None:
         await ledger_store.posted(db, entry, row.pop("entry_id"))
-    return PaymentRow(**row), others
+    return PaymentRow(**row), others, flagged
 
 
 async def pending_older_than(db: Conn, before: datetime, limit: int = 200) -> list[str]:

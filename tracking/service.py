@@ -16,7 +16,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -714,10 +714,20 @@ class Tracking:
     async def publish_order(self, city_id: str, order_id: int, payload: dict[str, Any]) -> None:
         """Send an update to everyone watching the order, on any process; a status change
         also goes to the city's dispatcher feed (as an ``order`` message)."""
+        await self.publish_orders([(city_id, order_id, payload)])
+
+    async def publish_orders(self, updates: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """:meth:`publish_order` for each ``(city_id, order_id, payload)`` in turn, in one
+        pipeline (one round trip to Redis for a batch of order events)."""
+        if not updates:
+            return
         async with self.stores.redis.pipeline(transaction=False) as pipe:
-            pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
-            if payload.get("type") == "status":
-                pipe.publish(self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"}))
+            for city_id, order_id, payload in updates:
+                pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
+                if payload.get("type") == "status":
+                    pipe.publish(
+                        self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"})
+                    )
             await pipe.execute()
 
     # --- staleness ---------------------------------------------------------------------
