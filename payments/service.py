@@ -890,6 +890,8 @@ class Payments:
             types=frozenset({"order.cancelled", "order.paid"}),
             handle=self.handle,
             handle_batch=self.handle_batch,
+            # Nobody watches it live: its work after a burst of payments, in fewer batches.
+            background=True,
         )
 
     async def handle_batch(self, tx: Tx, events: list[Event]) -> None:
