@@ -408,11 +408,26 @@ class Payments:
         async with self.stores.pool.acquire() as conn:
             seen: PaymentRow | None = None
             result: Applied | None = None
+            as_duplicate = False
             if isinstance(notice, PaymentNotice):
-                seen = await store.payment_by_no(conn, no)
-                result = self._unchanged(notice.trade, seen)
+                # A report of a paid trade on its own terms is logged as a duplicate by
+                # the statement that reads our trade, if that is paid for the same amount
+                # (one round trip for a redelivery); the rules below still decide.
+                t = notice.trade
+                seen, as_duplicate = await store.payment_by_no_or_duplicate(
+                    conn,
+                    no,
+                    provider=t.provider,
+                    amount_fen=t.amount_fen,
+                    log=(provider_name, notice.notify_id) if self._paid_terms(t) else None,
+                )
+                result = self._unchanged(t, seen)
+                if as_duplicate and result != Applied("duplicate", "already paid"):
+                    log.error("%s %s logged as a duplicate but is %s", provider_name, no, result)
+                    as_duplicate = False  # logged again below with what the rules say
             if result is not None:
-                await self._log(conn, provider_name, notice.notify_id, kind, no, result)
+                if not as_duplicate:
+                    await self._log(conn, provider_name, notice.notify_id, kind, no, result)
             else:
                 async with conn.transaction():
                     logged = _Logged(provider_name, notice.notify_id)
@@ -445,6 +460,19 @@ class Payments:
             out_trade_no=no,
             outcome=result.outcome,
             reason=result.reason,
+        )
+
+    def _paid_terms(self, trade: Trade) -> bool:
+        """Whether a report says "paid" on terms of ours (a configured provider's merchant,
+        our currency, the provider's trade number): then, if our trade of its number is paid
+        through that provider for its amount, it is a duplicate (``_unchanged``)."""
+        found = self.providers.get(trade.provider)
+        return (
+            trade.status == "paid"
+            and bool(trade.provider_trade_no)
+            and found is not None
+            and trade.merchant_id == found.merchant_id
+            and trade.currency == rules.CURRENCY
         )
 
     def _unchanged(self, trade: Trade, seen: PaymentRow | None) -> Applied | None:

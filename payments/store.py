@@ -160,6 +160,35 @@ async def payment_by_no(db: Conn, out_trade_no: str, *, lock: bool = False) -> P
     )
 
 
+async def payment_by_no_or_duplicate(
+    db: Conn, out_trade_no: str, *, provider: str, amount_fen: int, log: tuple[str, str] | None
+) -> tuple[PaymentRow | None, bool]:
+    """A trade by our number, unlocked (as :func:`payment_by_no`), and by the same
+    statement, if it is already paid, through ``provider``, for ``amount_fen``, the payment
+    notification ``log`` (provider, notify id) logged as a duplicate (True): a redelivery
+    answered in one round trip, not two. The caller gives ``log`` only for a report whose
+    own terms make it a duplicate of a paid trade of that provider and amount (paid, with
+    the provider's trade number, our merchant, our currency: ``Payments.notification``)."""
+    if log is None:
+        return await payment_by_no(db, out_trade_no), False
+    r = await db.fetchrow(
+        f"WITH p AS (SELECT {_PAY} FROM payments WHERE out_trade_no = $1), "
+        "n AS (INSERT INTO payment_notifications (provider, notify_id, kind, out_trade_no, "
+        "outcome, reason) SELECT $4::text, $5::text, 'payment', $1, 'duplicate', 'already paid' "
+        "FROM p WHERE p.status = 'paid' AND p.provider = $2 AND p.amount_fen = $3 RETURNING 1) "
+        "SELECT p.*, EXISTS (SELECT 1 FROM n) AS logged FROM p",
+        out_trade_no,
+        provider,
+        amount_fen,
+        *log,
+    )
+    if r is None:
+        return None, False
+    row = dict(r)
+    logged = bool(row.pop("logged"))
+    return PaymentRow(**row), logged
+
+
 async def payment(db: Conn, payment_id: int, *, lock: bool = False) -> PaymentRow | None:
     """A trade by id (``lock``: its row lock, FOR NO KEY UPDATE: a refund or a discount
     that references the trade is not held up; docs/architecture.md "Row locks"). Marking a
