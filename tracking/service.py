@@ -717,18 +717,19 @@ class Tracking:
         await self.publish_orders([(city_id, order_id, payload)])
 
     async def publish_orders(self, updates: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
-        """:meth:`publish_order` for each ``(city_id, order_id, payload)`` in turn, in one
-        pipeline (one round trip to Redis for a batch of order events)."""
-        if not updates:
-            return
-        async with self.stores.redis.pipeline(transaction=False) as pipe:
-            for city_id, order_id, payload in updates:
-                pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
-                if payload.get("type") == "status":
-                    pipe.publish(
-                        self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"})
-                    )
-            await pipe.execute()
+        """:meth:`publish_order` for each ``(city_id, order_id, payload)`` in turn, in
+        pipelines of up to 50 (a round trip to Redis per 50 order events, not per event;
+        the event loop serves requests between them rather than building hundreds of
+        commands at once)."""
+        for at in range(0, len(updates), 50):
+            async with self.stores.redis.pipeline(transaction=False) as pipe:
+                for city_id, order_id, payload in updates[at : at + 50]:
+                    pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
+                    if payload.get("type") == "status":
+                        pipe.publish(
+                            self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"})
+                        )
+                await pipe.execute()
 
     # --- staleness ---------------------------------------------------------------------
 
