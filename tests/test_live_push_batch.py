@@ -112,3 +112,22 @@ async def test_a_batch_publishes_what_one_by_one_publishes_in_the_same_order(
         assert on_feed == [(a, 1), (b, 1), (a, 2), (b, 2), (a, 3), (a, 4)]
     finally:
         await tracking.writer.close()
+
+
+async def test_a_batch_longer_than_one_pipeline_keeps_its_order(stores: Stores) -> None:
+    """120 status-only changes of one order, published in several pipelines, reach its channel in seq order."""
+    tracking = Tracking(stores)
+    try:
+        consumer = live_push(tracking)
+        assert consumer.handle_batch is not None
+        city = f"pushcity-{secrets.token_hex(3)}"
+        order = 1_700_000_000 + secrets.randbelow(10**6)
+        events = [_change(i, city, order, "paid", i) for i in range(1, 121)]
+
+        async def batch() -> None:
+            await consumer.handle_batch(None, events)  # type: ignore[arg-type,misc]
+
+        heard = await _heard(stores, [tracking.keys.order_channel(city, order)], batch, 120)
+        assert [m["version"] for _, m in heard] == list(range(1, 121))
+    finally:
+        await tracking.writer.close()
