@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -22,6 +22,9 @@ class HttpMetrics:
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
+    # Each (method, route, status)'s labelled counter and histogram, looked up once
+    # (``labels()`` took ~2 % of a payment notification's server CPU in a profile).
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(cls) -> HttpMetrics:
@@ -44,8 +47,15 @@ class HttpMetrics:
 
     def observe(self, endpoint: Endpoint, status: int, seconds: float) -> None:
         """Count one handled request."""
-        self.requests.labels(endpoint.method, endpoint.path, str(status)).inc()
-        self.latency.labels(endpoint.method, endpoint.path).observe(seconds)
+        key = (endpoint.method, endpoint.path, status)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = (
+                self.requests.labels(endpoint.method, endpoint.path, str(status)),
+                self.latency.labels(endpoint.method, endpoint.path),
+            )
+        found[0].inc()
+        found[1].observe(seconds)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ from collections import Counter
 from typing import Any, TextIO
 
 STALL_MS = 8.0
+# STALLPROBE_STATEMENTS=1 in the environment: a line per statement too (its time, the
+# asyncio task that sent it — "events-<consumer>" for the relay — and its text).
+_EACH = os.environ.get("STALLPROBE_STATEMENTS") == "1"
 BEAT_S = 0.002
 # The phases of the payment notification being handled by this task (None: not one).
 _NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("stallprobe_in", default=False)
@@ -156,6 +159,15 @@ def _time_phases(probe: Probe) -> None:
                 probe.statements += 1
                 if args and str(args[0]).strip().upper().startswith("COMMIT"):
                     probe.commits += 1
+                if _EACH:  # STALLPROBE_STATEMENTS=1: every statement, its task and text
+                    task = asyncio.current_task()
+                    probe.write(
+                        {
+                            "sql": round(time.perf_counter(), 5),
+                            "task": task.get_name() if task is not None else "",
+                            "q": " ".join(str(args[0]).split())[:70] if args else "",
+                        }
+                    )
             ph = _PHASES.get()
             if ph is None or ph.get("_in"):  # execute(query, *args) calls _execute
                 token = _NESTED.set(True)

@@ -37,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,50 @@ def _postgres_cpu_between(a: dict[int, float], b: dict[int, float]) -> float:
     return sum(cpu - a.get(pid, 0.0) for pid, cpu in b.items())
 
 
+async def _beside_paced(
+    pool: Any, wall0: datetime, paced_s: float, checkpoints0: int
+) -> dict[str, Any]:
+    """Work of the database server and the server's jobs near the paced run, as seconds
+    from its start, from 2 s before to 1 s after it: autovacuum and autoanalyze of the
+    benchmark's tables (their last run), the server's ``payments:sweep`` job (the active
+    query; it runs every 30 s and queries trades pending over ``query_after_s``), and
+    the checkpoints (machine-wide: other databases' writes count) begun in the run and the
+    last one's start. Each can take the CPU a notification waits for."""
+    lo, hi = wall0 - timedelta(seconds=2), wall0 + timedelta(seconds=paced_s + 1)
+
+    def off(t: datetime) -> float:
+        return round((t - wall0).total_seconds(), 2)
+
+    vac = []
+    for r in await pool.fetch(
+        "SELECT relname, last_autovacuum, last_autoanalyze FROM pg_stat_user_tables"
+    ):
+        for kind in ("last_autovacuum", "last_autoanalyze"):
+            t = r[kind]
+            if t is not None and lo <= t <= hi:
+                vac.append([r["relname"], kind.removeprefix("last_"), off(t)])
+    sweeps = [
+        [str(r["type"]), off(r["at"])]
+        for r in await pool.fetch(
+            "SELECT e.type, e.at FROM procrastinate_events e JOIN procrastinate_jobs j "
+            "ON j.id = e.job_id WHERE j.task_name = 'payments:sweep' "
+            "AND e.type IN ('started', 'succeeded', 'failed') AND e.at BETWEEN $1 AND $2",
+            lo,
+            hi,
+        )
+    ]
+    last_ckpt = await pool.fetchval("SELECT checkpoint_time FROM pg_control_checkpoint()")
+    checkpoints = await pool.fetchval(
+        "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+    )
+    return {
+        "autovacuum": sorted(vac, key=lambda x: x[2]),
+        "payments_sweep": sorted(sweeps, key=lambda x: x[1]),
+        "checkpoints_begun": int(checkpoints - checkpoints0),
+        "last_checkpoint_s": off(last_ckpt),
+    }
+
+
 def _write(path: Path, data: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(data))
 
@@ -244,6 +289,8 @@ async def orchestrate(
         events_section = "[events]\n" + ("in_process = false\n" if apart else "")
         if args.gather_s is not None:
             events_section += f"gather_s = {args.gather_s}\n"
+        if args.background_gather_s is not None:
+            events_section += f"background_gather_s = {args.background_gather_s}\n"
         params.write_text(common + events_section)
         env = {
             **os.environ,
@@ -555,8 +602,15 @@ async def orchestrate(
                 )
                 await watch.start(db.url)
             t3 = time.perf_counter() + 0.05
+            ckpt0 = await pool.fetchval(
+                "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+            )
+            wall0 = await pool.fetchval("SELECT clock_timestamp()") + (
+                timedelta(seconds=t3 - time.perf_counter())
+            )
             await asyncio.gather(*(at(i, b, hd, t3) for i, (b, hd) in enumerate(p_signed)))
             paced_s = time.perf_counter() - t3
+            beside = await _beside_paced(pool, wall0, paced_s, ckpt0)
             if watch is not None:
                 await asyncio.sleep(0.2)
                 await watch.stop()
@@ -596,6 +650,7 @@ async def orchestrate(
                 "reniced": args.renice,
                 "server_own_session": args.own_session,
                 "events_gather_s": args.gather_s,
+                "events_background_gather_s": args.background_gather_s,
                 "pool_per_process": args.pool or max(4, 20 // args.workers),
                 "load_average_1m": [round(load_p, 1), round(os.getloadavg()[0], 1)],
                 # How the paced trades were captured: by their first delivery, as the
@@ -607,6 +662,9 @@ async def orchestrate(
                     p_trades,
                 ),
                 "trades": len(p_trades),
+                # What else ran from 2 s before the paced run to 1 s after it, seconds
+                # from its start (diagnostics for a run's tail: see _beside_paced).
+                "beside": beside,
             }
             latencies = burst_lat
             h.progress(f"paced: {len(p_signed)} notifications in {paced_s:.1f} s")
@@ -826,6 +884,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=None,
         help="[events] gather_s for the server (default: the server's own default)",
+    )
+    p.add_argument(
+        "--background-gather-s",
+        type=float,
+        default=None,
+        help="[events] background_gather_s for the server (default: the server's own)",
     )
     p.add_argument(
         "--own-session",

@@ -71,6 +71,9 @@ class Consumer:
     # all their orders, one insert). Events parked behind their aggregate are left out.
     # ``handle`` stays the one-by-one path: after a failure, and for parked retries.
     handle_batch: BatchHandler | None = None
+    # Nobody waits to see its effects live (a snapshot, a job cancelled, a binding made):
+    # it gathers for ``background_gather_s`` rather than ``gather_s``.
+    background: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or self.name == SEQUENCER or not self.name.replace("-", "").isalnum():
@@ -280,6 +283,7 @@ class Relay:
         self._stored[consumer.name] = position
         retry_at = time.monotonic()
         delivered_at, behind = 0.0, False
+        gather_s = self.params.background_gather_s if consumer.background else self.params.gather_s
         while True:
             if time.monotonic() >= retry_at:
                 retry_at = time.monotonic() + await self._retry_parked(consumer)
@@ -287,9 +291,10 @@ class Relay:
             if position >= head:
                 self.head = head = max(head, await store.head(self.pool))
             if position < head:
-                # Gather: at most one delivery per gather_s, unless the last one left
+                # Gather: at most one delivery per gather_s (background_gather_s for a
+                # background consumer), unless the last one left
                 # events behind (a full batch: catching up goes at full speed).
-                hold = delivered_at + self.params.gather_s - time.monotonic()
+                hold = delivered_at + gather_s - time.monotonic()
                 if hold > 0 and not behind:
                     await asyncio.sleep(hold)
                     head = self.head

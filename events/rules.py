@@ -28,6 +28,10 @@ class DeliveryParams:
     # ms with 0, events.py's consumer lag p99 130-147 ms (target 200); 0.25 broke that
     # target (docs/events.md). 0: each consumer takes what there is whenever woken.
     gather_s: float = 0.1
+    # The same for *background* consumers (``Consumer.background``: no one waits to see
+    # their effects live — the commission snapshot, a paid order's close job, number
+    # masking): their work on a burst of payments comes after it, in fewer batches.
+    background_gather_s: float = 0.5
     # A failed delivery is tried again after 1, 2, 4, … seconds, at most this long apart.
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
@@ -50,6 +54,8 @@ class DeliveryParams:
             raise ValueError("poll_s must be > 0 and <= 60")
         if not 0 <= self.gather_s <= 5:
             raise ValueError("gather_s must be between 0 and 5")
+        if not 0 <= self.background_gather_s <= 5:
+            raise ValueError("background_gather_s must be between 0 and 5")
         if not 0 < self.backoff_base_s <= self.backoff_max_s:
             raise ValueError("backoff_base_s must be > 0 and <= backoff_max_s")
         if not 1 <= self.max_attempts <= 100:

@@ -703,7 +703,14 @@ async def _settle_coupon(tx: Tx, order_id: int, at: datetime) -> None:
 
 
 async def on_captured(
-    tx: Tx, order_id: int, *, payment_id: int, amount_fen: int, trade: str, at: datetime
+    tx: Tx,
+    order_id: int,
+    *,
+    payment_id: int,
+    amount_fen: int,
+    trade: str,
+    at: datetime,
+    discounted: bool = True,
 ) -> None:
     """A prepayment or final payment was captured (payments holds the order's lock). If it
     paid the discounted amount, the platform pays the discount into the order's funds (one
@@ -714,7 +721,13 @@ async def on_captured(
     one applied (its trade was closed and the discount released, or the customer changed
     it since) — is kept and made whole (``_capture_late``): the service is done or the
     order confirmed, and the customer paid the price we asked. A serious platform honours
-    that price rather than refund it and ask again."""
+    that price rather than refund it and ask again.
+
+    ``discounted=False``: the caller read, under the order's lock, that the order has no
+    discount (``store.has_discount``; it cannot get one while that lock is held): nothing
+    to do, and no statement to find that out."""
+    if not discounted:
+        return
     d = await store.discount(tx, order_id, lock=True)
     if d is None or d.status == "captured":
         return

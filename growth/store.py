@@ -341,6 +341,15 @@ async def take_back_coupon(tx: Tx, coupon_id: int, order_id: int) -> None:
 # --- orders' discounts ----------------------------------------------------------------
 
 
+def has_discount(order_id_sql: str) -> str:
+    """SQL, true if the order ``order_id_sql`` has a discount (of any status), for another
+    statement to read beside its own work (``payments.store.mark_paid``: a round trip fewer
+    on a payment's capture). Read while holding the order's row lock, it stays what it was
+    until that transaction ends: a discount row is written first only by checkout, which
+    holds the order's lock (``save_discount``), and never deleted."""
+    return f"EXISTS (SELECT 1 FROM order_discounts WHERE order_id = {order_id_sql})"
+
+
 async def discount(db: Conn, order_id: int, *, lock: bool = False) -> DiscountRow | None:
     """An order's discount snapshot."""
     r = await db.fetchrow(

@@ -36,6 +36,7 @@ from doorstep.stores import Stores
 from events.relay import Consumer, in_runs
 from events.types import Event, OrderChanged
 from growth import service as growth
+from growth import store as growth_store
 from jobs import store as jobs_store
 from ledger import store as ledger_store
 from payments import rules
@@ -407,11 +408,26 @@ class Payments:
         async with self.stores.pool.acquire() as conn:
             seen: PaymentRow | None = None
             result: Applied | None = None
+            as_duplicate = False
             if isinstance(notice, PaymentNotice):
-                seen = await store.payment_by_no(conn, no)
-                result = self._unchanged(notice.trade, seen)
+                # A report of a paid trade on its own terms is logged as a duplicate by
+                # the statement that reads our trade, if that is paid for the same amount
+                # (one round trip for a redelivery); the rules below still decide.
+                t = notice.trade
+                seen, as_duplicate = await store.payment_by_no_or_duplicate(
+                    conn,
+                    no,
+                    provider=t.provider,
+                    amount_fen=t.amount_fen,
+                    log=(provider_name, notice.notify_id) if self._paid_terms(t) else None,
+                )
+                result = self._unchanged(t, seen)
+                if as_duplicate and result != Applied("duplicate", "already paid"):
+                    log.error("%s %s logged as a duplicate but is %s", provider_name, no, result)
+                    as_duplicate = False  # logged again below with what the rules say
             if result is not None:
-                await self._log(conn, provider_name, notice.notify_id, kind, no, result)
+                if not as_duplicate:
+                    await self._log(conn, provider_name, notice.notify_id, kind, no, result)
             else:
                 async with conn.transaction():
                     logged = _Logged(provider_name, notice.notify_id)
@@ -444,6 +460,19 @@ class Payments:
             out_trade_no=no,
             outcome=result.outcome,
             reason=result.reason,
+        )
+
+    def _paid_terms(self, trade: Trade) -> bool:
+        """Whether a report says "paid" on terms of ours (a configured provider's merchant,
+        our currency, the provider's trade number): then, if our trade of its number is paid
+        through that provider for its amount, it is a duplicate (``_unchanged``)."""
+        found = self.providers.get(trade.provider)
+        return (
+            trade.status == "paid"
+            and bool(trade.provider_trade_no)
+            and found is not None
+            and trade.merchant_id == found.merchant_id
+            and trade.currency == rules.CURRENCY
         )
 
     def _unchanged(self, trade: Trade, seen: PaymentRow | None) -> Applied | None:
@@ -525,12 +554,15 @@ class Payments:
             entry=rules.captured(
                 seen.provider, trade.provider_trade_no, seen.order_id, seen.amount_fen
             ),
+            # Whether the order has a discount, read by the same statement under the
+            # order's lock (none: growth's capture step has nothing to do, no round trip).
+            flag=growth_store.has_discount("p.order_id"),
         )
         if log is not None:  # as "applied" (below, whatever follows) or "duplicate" (here)
             log.done = True
         if marked is None:
             return Applied("duplicate", "already paid")
-        p, another = marked
+        p, another, discounted = marked
         others_paid = p.purpose != "addon" and another  # add-ons: rounds
         if others_paid:
             await self._refund_in(
@@ -551,6 +583,7 @@ class Payments:
                 amount_fen=p.amount_fen,
                 trade=trade.provider_trade_no,
                 at=now,
+                discounted=discounted,
             )
             await transition_locked(
                 conn,
@@ -574,6 +607,7 @@ class Payments:
                     amount_fen=p.amount_fen,
                     trade=trade.provider_trade_no,
                     at=now,
+                    discounted=discounted,
                 )
             # Paid after the service (the final payment, a balance, add-ons): its points.
             await growth.on_paid_after_completion(conn, order.id, payment_id=p.id)
@@ -884,6 +918,8 @@ class Payments:
             types=frozenset({"order.cancelled", "order.paid"}),
             handle=self.handle,
             handle_batch=self.handle_batch,
+            # Nobody watches it live: its work after a burst of payments, in fewer batches.
+            background=True,
         )
 
     async def handle_batch(self, tx: Tx, events: list[Event]) -> None:

@@ -160,6 +160,35 @@ async def payment_by_no(db: Conn, out_trade_no: str, *, lock: bool = False) -> P
     )
 
 
+async def payment_by_no_or_duplicate(
+    db: Conn, out_trade_no: str, *, provider: str, amount_fen: int, log: tuple[str, str] | None
+) -> tuple[PaymentRow | None, bool]:
+    """A trade by our number, unlocked (as :func:`payment_by_no`), and by the same
+    statement, if it is already paid, through ``provider``, for ``amount_fen``, the payment
+    notification ``log`` (provider, notify id) logged as a duplicate (True): a redelivery
+    answered in one round trip, not two. The caller gives ``log`` only for a report whose
+    own terms make it a duplicate of a paid trade of that provider and amount (paid, with
+    the provider's trade number, our merchant, our currency: ``Payments.notification``)."""
+    if log is None:
+        return await payment_by_no(db, out_trade_no), False
+    r = await db.fetchrow(
+        f"WITH p AS (SELECT {_PAY} FROM payments WHERE out_trade_no = $1), "
+        "n AS (INSERT INTO payment_notifications (provider, notify_id, kind, out_trade_no, "
+        "outcome, reason) SELECT $4::text, $5::text, 'payment', $1, 'duplicate', 'already paid' "
+        "FROM p WHERE p.status = 'paid' AND p.provider = $2 AND p.amount_fen = $3 RETURNING 1) "
+        "SELECT p.*, EXISTS (SELECT 1 FROM n) AS logged FROM p",
+        out_trade_no,
+        provider,
+        amount_fen,
+        *log,
+    )
+    if r is None:
+        return None, False
+    row = dict(r)
+    logged = bool(row.pop("logged"))
+    return PaymentRow(**row), logged
+
+
 async def payment(db: Conn, payment_id: int, *, lock: bool = False) -> PaymentRow | None:
     """A trade by id (``lock``: its row lock, FOR NO KEY UPDATE: a refund or a discount
     that references the trade is not held up; docs/architecture.md "Row locks"). Marking a
@@ -199,10 +228,14 @@ async def mark_paid(
     paid_at: datetime,
     log: tuple[str, str | None, str] | None = None,
     entry: Entry | None = None,
-) -> tuple[PaymentRow, bool] | None:
+    flag: str | None = None,
+) -> tuple[PaymentRow, bool, bool] | None:
     """Mark a trade paid (its row locked by the update); None if it was paid already.
     With the row: whether another trade of its order, for the same purpose, is paid too
-    (the same statement: one round trip fewer on a notification's path).
+    (the same statement: one round trip fewer on a notification's path), and the value of
+    ``flag``, a boolean SQL expression over the trade ``p`` (False without one): e.g.
+    whether its order has a discount (``growth.store.has_discount``), read by the same
+    statement rather than one of its own.
 
     By the same statement, only if it marks the trade: ``entry`` (the capture's ledger
     entry) is posted (``ledger.store.posting``: a key posted before is checked as
@@ -211,7 +244,8 @@ async def mark_paid(
     marked the trade, ``duplicate`` (already paid) if not."""
     returning = ", ".join(f"p.{c.strip()}" for c in _PAY.split(",")) + (
         ", EXISTS (SELECT 1 FROM payments o WHERE o.order_id = p.order_id "
-        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid"
+        "AND o.id <> p.id AND o.purpose = p.purpose AND o.status = 'paid') AS others_paid, "
+        f"{flag or 'false'} AS flag"
     )
     ctes = [
         "m AS (UPDATE payments p SET status = 'paid', provider_trade_no = $2, paid_at = $3 "
@@ -241,9 +275,10 @@ async def mark_paid(
         return None
     row = dict(r)
     others = bool(row.pop("others_paid"))
+    flagged = bool(row.pop("flag"))
     if entry is not None:
         await ledger_store.posted(db, entry, row.pop("entry_id"))
-    return PaymentRow(**row), others
+    return PaymentRow(**row), others, flagged
 
 
 async def pending_older_than(db: Conn, before: datetime, limit: int = 200) -> list[str]:

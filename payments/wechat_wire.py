@@ -173,6 +173,9 @@ def signed_headers(
 def header(headers: dict[str, str], name: str) -> str:
     """A header by case-insensitive name ('' if absent)."""
     low = name.lower()
+    found = headers.get(low)  # a server's request headers come lower-cased: no scan
+    if found is not None:
+        return found
     for k, v in headers.items():
         if k.lower() == low:
             return v

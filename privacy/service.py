@@ -65,6 +65,7 @@ class Masking:
             frozenset(ORDER_EVENTS.values()),
             self.handle,
             handle_batch=self.handle_batch,
+            background=True,  # a binding a moment later: nobody is on the phone yet
         )
 
     async def handle(self, tx: Tx, event: Event) -> None:

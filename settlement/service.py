@@ -346,7 +346,9 @@ class Settlement:
 
     def consumer(self) -> Consumer:
         """The events consumer: a completed order gets its pending settlement."""
-        return Consumer(CONSUMER, EVENT_TYPES, self.handle, handle_batch=self.handle_batch)
+        return Consumer(
+            CONSUMER, EVENT_TYPES, self.handle, handle_batch=self.handle_batch, background=True
+        )
 
     async def handle_batch(self, tx: Tx, events: list[Event]) -> None:
         """A batch, as :meth:`handle` one by one, but each stretch of ``order.paid`` is

@@ -362,16 +362,26 @@ async def test_bad_query_parameter_is_named(client: httpx.AsyncClient, admin: Ac
 
 
 async def test_health_readiness_metrics_and_docs(client: httpx.AsyncClient) -> None:
-    """/healthz and /readyz answer 200 with real stores; /metrics counts requests; /docs is HTML."""
+    """/healthz and /readyz answer 200 with real stores; /metrics counts each request (three more, three more counted); /docs is HTML."""
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     r = await client.get("/readyz")
     assert r.status_code == 200
     assert r.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
     metrics = (await client.get("/metrics", headers=METRICS_AUTH)).text
-    assert 'doorstep_http_requests_total{method="GET",route="/readyz",status="200"}' in metrics
+    line = 'doorstep_http_requests_total{method="GET",route="/readyz",status="200"}'
+    assert line in metrics
+    before = _sample(metrics, line)
+    for _ in range(3):
+        assert (await client.get("/readyz")).status_code == 200
+    assert _sample((await client.get("/metrics", headers=METRICS_AUTH)).text, line) == before + 3
     docs = await client.get("/docs")
     assert docs.headers["content-type"].startswith("text/html")
     assert "/openapi.json" in docs.text
+
+
+def _sample(metrics: str, name: str) -> float:
+    """The value of one sample line of a /metrics page."""
+    return float(next(x for x in metrics.splitlines() if x.startswith(name + " ")).split()[-1])
 
 
 async def test_readyz_is_503_when_a_store_is_down(settings: Settings) -> None:

@@ -583,3 +583,44 @@ async def test_events_committed_within_gather_s_of_a_delivery_reach_the_consumer
     await _until(lambda: delivered(2))
     assert batches[1] == later
     assert recorder.calls == 0
+
+
+async def test_a_background_consumer_gathers_for_background_gather_s_and_the_others_do_not(
+    stores: Stores, relay_of: Any
+) -> None:
+    """With gather_s 0 and background_gather_s 3, events committed 50 ms apart reach a background consumer as one batch and another consumer of the same relay in several."""
+    batches: dict[str, list[list[int]]] = {"bg": [], "fg": []}
+
+    def consumer(key: str, background: bool) -> Consumer:
+        recorder = Recorder(_name())
+
+        async def handle_batch(tx: Tx, events: list[Event]) -> None:
+            batches[key].append([e.id for e in events])
+
+        return Consumer(
+            recorder.name,
+            frozenset({"system.probe"}),
+            recorder.handle,
+            handle_batch=handle_batch,
+            background=background,
+        )
+
+    bg, fg = consumer("bg", True), consumer("fg", False)
+    relay_of(bg, fg, params=replace(FAST, gather_s=0.0, background_gather_s=3.0))
+    await _until(lambda: _started(stores, bg.name), 30)
+    await _until(lambda: _started(stores, fg.name), 30)
+    tag = secrets.token_hex(3)
+    first = await _append(stores, f"probe:{tag}", "first")
+
+    async def delivered(key: str, n: int) -> bool:
+        return sum(len(b) for b in batches[key]) >= n
+
+    await _until(lambda: delivered("bg", 1))
+    later = []
+    for i in range(5):
+        await asyncio.sleep(0.05)
+        later.append(await _append(stores, f"probe:{tag}", str(i)))
+    await _until(lambda: delivered("bg", 6))
+    await _until(lambda: delivered("fg", 6))
+    assert batches["bg"] == [[first], later]
+    assert len(batches["fg"]) >= 3

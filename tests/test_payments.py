@@ -310,6 +310,52 @@ async def test_a_replayed_genuine_notification_is_idempotent(
     assert (await _outcomes(stores, trade["out_trade_no"]))[-1] == "duplicate"
 
 
+async def test_a_paid_trades_redelivery_is_one_duplicate_and_a_mismatch_is_rejected(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    prepaid_service: str,
+    sandbox: WeChatSandbox,
+    stores: Stores,
+) -> None:
+    """Once a trade is paid, a genuine redelivery is logged once as duplicate (by the read), and a signed report of it for another amount or currency is refused 422 and logged once as rejected."""
+    customer = await make_user("customer")
+    order_id, trade = await _paid_order(client, customer, prepaid_service, sandbox)
+    no = trade["out_trade_no"]
+
+    async def paid() -> bool:
+        return await _funds(stores, order_id) == 15000
+
+    await until(paid)
+    await until(lambda: _logged_once(stores, no))
+    delivery = next(d for d in sandbox.deliveries if d.out_trade_no == no)
+    r = await client.post(
+        "/v1/payments/wechat/notify",
+        content=delivery.body,
+        headers=sandbox.notification_headers(delivery.body),
+    )
+    assert r.status_code == 204
+    assert await _outcomes(stores, no) == ["applied", "duplicate"]
+    paid_trade = sandbox._transaction(sandbox.trades[no])
+    for amount in (
+        {"total": 1, "payer_total": 1, "currency": "CNY"},
+        {"total": 15000, "currency": "USD"},
+    ):
+        body = sandbox.notification_body(
+            "TRANSACTION.SUCCESS", "transaction", "支付成功", {**paid_trade, "amount": amount}
+        )
+        r = await client.post(
+            "/v1/payments/wechat/notify", content=body, headers=sandbox.notification_headers(body)
+        )
+        assert r.status_code == 422, amount
+    assert await _outcomes(stores, no) == ["applied", "duplicate", "rejected", "rejected"]
+    assert await _funds(stores, order_id) == 15000
+    assert len(await ledger_store.for_order(stores.pool, order_id)) == 1
+
+
+async def _logged_once(stores: Stores, out_trade_no: str) -> bool:
+    return len(await _outcomes(stores, out_trade_no)) == 1
+
+
 async def test_a_notification_that_never_comes_is_found_by_the_query(
     client: httpx.AsyncClient,
     make_user: MakeUser,

@@ -16,6 +16,7 @@ Tracking never imports dispatch: the events carry what it needs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from doorstep.db import Tx
@@ -28,6 +29,8 @@ class LivePush(Protocol):
     """What the live-push consumer needs of the tracking runtime."""
 
     async def publish_order(self, city_id: str, order_id: int, payload: dict[str, Any]) -> None: ...
+
+    async def publish_orders(self, updates: Sequence[tuple[str, int, dict[str, Any]]]) -> None: ...
 
     async def send_to_worker(self, worker_id: int, payload: dict[str, Any]) -> bool: ...
 
@@ -49,6 +52,14 @@ def status_message(p: OrderChanged) -> dict[str, Any]:
     }
 
 
+def _status_only(p: OrderChanged) -> bool:
+    """Whether an order change's only push is its ``status`` (no worker touched, no offer
+    withdrawn): e.g. ``order.booked``, ``order.paid``."""
+    return not p.withdrawn_offers and not (
+        {p.previous_worker_id, p.worker_id, *p.crew, *p.previous_crew} - {None}
+    )
+
+
 def live_push(push: LivePush) -> Consumer:
     """The consumer that pushes order changes to sockets."""
 
@@ -56,6 +67,25 @@ def live_push(push: LivePush) -> Consumer:
         p = event.payload
         assert isinstance(p, OrderChanged)
         await push.publish_order(p.city_id, p.order_id, status_message(p))
+        await _to_workers(p)
+
+    async def handle_batch(_tx: Tx, events: list[Event]) -> None:
+        """A batch, as ``handle`` one by one: each stretch of changes whose only push is
+        their ``status`` is published in one pipeline (one Redis round trip for, say, a
+        stretch of ``order.paid``), the others one by one between, in seq order."""
+        stretch: list[tuple[str, int, dict[str, Any]]] = []
+        for event in events:
+            p = event.payload
+            assert isinstance(p, OrderChanged)
+            if _status_only(p):
+                stretch.append((p.city_id, p.order_id, status_message(p)))
+                continue
+            await push.publish_orders(stretch)
+            stretch = []
+            await handle(_tx, event)
+        await push.publish_orders(stretch)
+
+    async def _to_workers(p: OrderChanged) -> None:
         for offer in p.withdrawn_offers:
             await push.send_to_worker(
                 offer["worker_id"],
@@ -81,7 +111,9 @@ def live_push(push: LivePush) -> Consumer:
                 },
             )
 
-    return Consumer("live-push", frozenset(ORDER_EVENTS.values()), handle)
+    return Consumer(
+        "live-push", frozenset(ORDER_EVENTS.values()), handle, handle_batch=handle_batch
+    )
 
 
 class FeedPush(Protocol):

@@ -16,7 +16,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -714,11 +714,22 @@ class Tracking:
     async def publish_order(self, city_id: str, order_id: int, payload: dict[str, Any]) -> None:
         """Send an update to everyone watching the order, on any process; a status change
         also goes to the city's dispatcher feed (as an ``order`` message)."""
-        async with self.stores.redis.pipeline(transaction=False) as pipe:
-            pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
-            if payload.get("type") == "status":
-                pipe.publish(self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"}))
-            await pipe.execute()
+        await self.publish_orders([(city_id, order_id, payload)])
+
+    async def publish_orders(self, updates: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """:meth:`publish_order` for each ``(city_id, order_id, payload)`` in turn, in
+        pipelines of up to 50 (a round trip to Redis per 50 order events, not per event;
+        the event loop serves requests between them rather than building hundreds of
+        commands at once)."""
+        for at in range(0, len(updates), 50):
+            async with self.stores.redis.pipeline(transaction=False) as pipe:
+                for city_id, order_id, payload in updates[at : at + 50]:
+                    pipe.publish(self.keys.order_channel(city_id, order_id), orjson.dumps(payload))
+                    if payload.get("type") == "status":
+                        pipe.publish(
+                            self.keys.feed(city_id), orjson.dumps({**payload, "type": "order"})
+                        )
+                await pipe.execute()
 
     # --- staleness ---------------------------------------------------------------------
 
