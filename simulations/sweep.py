@@ -137,7 +137,11 @@ def svg_plot(rows: Sequence[dict[str, Any]]) -> str:
             out.append(
                 f'<text x="{x0 + pad - 4}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>'
             )
+        last_x = -1e9
         for u in sorted({round(x, 2) for x in utils}):
+            if px(u) - last_x < 28:  # closer than a label's width: the next one only
+                continue
+            last_x = px(u)
             out.append(
                 f'<text x="{px(u):.1f}" y="{h - 12}" text-anchor="middle">{u * 100:.0f}%</text>'
             )

@@ -145,3 +145,16 @@ def test_the_run_report_lists_eta_coverage_per_hour_and_marks_hours_below_90_per
     assert "<th>09:00</th><td>95.0 % of 10</td>" in text
     assert '<th>10:00</th><td class="bad">80.0 % of 5</td>' in text
     assert eta_hours_table(cast(Any, [SimpleNamespace(label="x", kpis={})])) == ""
+
+
+def test_the_sweep_plot_leaves_out_an_axis_label_that_would_overlap_the_one_before() -> None:
+    """Two levels at 86 % and 88 % utilization: their points are both drawn, the axis labels only 86 % (they would overlap)."""
+    from simulations.sweep import svg_plot
+
+    high = level_row(
+        5.0, {"batch": _kpis(0.86, 350, 0.1, 0.99), "greedy": _kpis(0.88, 400, 0.1, 0.97)}
+    )
+    svg = svg_plot([high])
+    assert svg.count(">86%</text>") == 3  # one per panel
+    assert ">88%</text>" not in svg
+    assert svg.count("<circle") == 6  # 3 panels × 2 policies, one level
