@@ -98,7 +98,8 @@ def chained_eta(
     p50_s, p90_s = wait_s + leg.p50_s, wait_s + leg.p90_s
     if window_start is not None:
         until_s = max(0, round((window_start - now).total_seconds()))
-        p50_s, p90_s = max(p50_s, until_s), max(p90_s, until_s)
+        if until_s > p50_s:  # as tracking.jobs.not_before_window: the range's width kept
+            p50_s, p90_s = until_s, until_s + p90_s - p50_s
     whole = Eta(p50_s=p50_s, p90_s=p90_s, method=leg.method, base_s=wait_s + leg.base_s)
     return block, whole
 

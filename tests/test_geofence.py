@@ -396,8 +396,8 @@ def test_scheduled_job_arrives_no_earlier_than_its_window_allows(
 @pytest.mark.parametrize(
     ("status", "window_in_s", "expected"),
     [
-        ("assigned", 3600, (3600, 3600)),  # planned ahead: due when the window opens
-        ("assigned", 700, (700, 900)),  # the window opens inside the range: p50 held only
+        ("assigned", 3600, (3600, 3900)),  # planned ahead: due when the window opens
+        ("assigned", 700, (700, 1000)),  # the window opens inside the range: held, width kept
         ("assigned", 300, (600, 900)),  # the drive is longer than the wait: unchanged
         ("en_route", 3600, (600, 900)),  # set out early: the live range, early or not
         ("assigned", None, (600, 900)),  # instant: no window
@@ -406,7 +406,7 @@ def test_scheduled_job_arrives_no_earlier_than_its_window_allows(
 def test_an_assigned_scheduled_job_is_not_promised_before_its_window(
     status: str, window_in_s: int | None, expected: tuple[int, int]
 ) -> None:
-    """While a scheduled job is only assigned, its ETA range starts no earlier than its window; en route or instant, the live range stands."""
+    """While a scheduled job is only assigned, its ETA range starts no earlier than its window (keeping its width); en route or instant, the live range stands."""
     now = 1_800_000_000_000
     start = now + window_in_s * 1000 if window_in_s is not None else None
     info = JobInfo(1, "shenzhen", 22.54, 114.03, status, start)

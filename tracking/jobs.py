@@ -82,15 +82,16 @@ def not_before_window(eta: dict[str, Any], info: JobInfo, now_ms: int) -> dict[s
     worker has not set out) and its window opens later than the range says, p50 and p90
     are at least the time until the window opens — the worker is due then, not as soon as
     they could drive there (a plan assigns scheduled jobs hours ahead, a chained job can
-    end early). ``base_s`` stays the drive. Once the worker sets out (``en_route``) the
-    live range applies, early or not. Pure."""
+    end early) — and p90 keeps the range's width beyond it (the drive's uncertainty).
+    ``base_s`` stays the drive. Once the worker sets out (``en_route``) the live range
+    applies, early or not. Pure."""
     start = info.window_start_ms
     if start is None or info.status != "assigned":
         return eta
     until_s = round((start - now_ms) / 1000)
     if until_s <= eta["p50_s"]:
         return eta
-    return {**eta, "p50_s": until_s, "p90_s": max(until_s, eta["p90_s"])}
+    return {**eta, "p50_s": until_s, "p90_s": until_s + eta["p90_s"] - eta["p50_s"]}
 
 
 def on_fix(
