@@ -13,32 +13,20 @@ CREATE TABLE worker_changes (
 );
 CREATE INDEX worker_changes_xid ON worker_changes (xid);
 
-CREATE FUNCTION log_worker_changes_by_worker_id() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The worker's column is the trigger's argument (worker_id or user_id).
+CREATE FUNCTION log_worker_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         INSERT INTO worker_changes (worker_id) VALUES (0);
         RETURN NULL;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO worker_changes (worker_id) SELECT DISTINCT worker_id FROM new_rows;
+        EXECUTE format('INSERT INTO worker_changes (worker_id) SELECT DISTINCT %I FROM new_rows',
+                       TG_ARGV[0]);
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO worker_changes (worker_id) SELECT DISTINCT worker_id FROM old_rows;
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION log_worker_changes_by_user_id() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO worker_changes (worker_id) VALUES (0);
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO worker_changes (worker_id) SELECT DISTINCT user_id FROM new_rows;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO worker_changes (worker_id) SELECT DISTINCT user_id FROM old_rows;
+        EXECUTE format('INSERT INTO worker_changes (worker_id) SELECT DISTINCT %I FROM old_rows',
+                       TG_ARGV[0]);
     END IF;
     RETURN NULL;
 END $$;
@@ -59,16 +47,16 @@ BEGIN
     ) AS v(tab, col) LOOP
         EXECUTE format(
             'CREATE TRIGGER %1$s_log_ins AFTER INSERT ON %1$I REFERENCING NEW TABLE AS new_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes_by_%2$s()', t.tab, t.col);
+            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes(%2$L)', t.tab, t.col);
         EXECUTE format(
             'CREATE TRIGGER %1$s_log_upd AFTER UPDATE ON %1$I '
             'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes_by_%2$s()', t.tab, t.col);
+            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes(%2$L)', t.tab, t.col);
         EXECUTE format(
             'CREATE TRIGGER %1$s_log_del AFTER DELETE ON %1$I REFERENCING OLD TABLE AS old_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes_by_%2$s()', t.tab, t.col);
+            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes(%2$L)', t.tab, t.col);
         EXECUTE format(
             'CREATE TRIGGER %1$s_log_trunc AFTER TRUNCATE ON %1$I '
-            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes_by_%2$s()', t.tab, t.col);
+            'FOR EACH STATEMENT EXECUTE FUNCTION log_worker_changes(%2$L)', t.tab, t.col);
     END LOOP;
 END $$;
