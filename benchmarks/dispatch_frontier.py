@@ -86,15 +86,33 @@ def _settings(grid: list[str], extra: list[str]) -> list[dict[str, Any]]:
     return out or [{}]
 
 
-def main() -> None:
-    """Run greedy and batch under every setting at every seed; print the frontier."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# The per-run figures averaged over the seeds, for each setting and for greedy.
+MEANS = (
+    "wait_mean_s",
+    "gini_jobs",
+    "workers_without_job",
+    "utilization",
+    "delay_mean_s",
+    "nearest_mean_s",
+    "detour_mean_s",
+)
+
+
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """The simulated day's options, shared with ``dispatch_light``: bookings a minute,
+    workers, length, warm-up, minutes of service, seeds."""
     ap.add_argument("--rate", type=float, default=1.9)
     ap.add_argument("--workers", type=int, default=60)
     ap.add_argument("--minutes", type=float, default=35.0)
     ap.add_argument("--warmup-min", type=float, default=10.0)
     ap.add_argument("--service-min", type=float, default=7.5)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 21)))
+
+
+def main() -> None:
+    """Run greedy and batch under every setting at every seed; print the frontier."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_run_args(ap)
     ap.add_argument("--chain-s", type=float, default=0.0)
     ap.add_argument("--set", action="append", default=[], help="a MatchParams field=value for all")
     ap.add_argument("--grid", action="append", default=[], help="field=v1,v2,... (product)")
@@ -124,15 +142,7 @@ def main() -> None:
         cuts = [1 - runs[s]["wait_mean_s"] / greedy[s]["wait_mean_s"] for s in args.seeds]
         cut, cut_se = mean_se(cuts)
         row: dict[str, Any] = {"setting": setting}
-        for key in (
-            "wait_mean_s",
-            "gini_jobs",
-            "workers_without_job",
-            "utilization",
-            "delay_mean_s",
-            "nearest_mean_s",
-            "detour_mean_s",
-        ):
+        for key in MEANS:
             row[key] = round(mean_se([float(runs[s][key]) for s in args.seeds])[0], 4)
         row["cut"] = round(cut, 4)
         row["cut_se"] = round(cut_se, 4)
@@ -152,18 +162,7 @@ def main() -> None:
     front = pareto([(r["wait_mean_s"], r["gini_jobs"]) for r in rows])
     for r, on in zip(rows, front, strict=True):
         r["pareto"] = on
-    g = {
-        key: round(mean_se([float(greedy[s][key]) for s in args.seeds])[0], 4)
-        for key in (
-            "wait_mean_s",
-            "gini_jobs",
-            "workers_without_job",
-            "utilization",
-            "delay_mean_s",
-            "nearest_mean_s",
-            "detour_mean_s",
-        )
-    }
+    g = {key: round(mean_se([float(greedy[s][key]) for s in args.seeds])[0], 4) for key in MEANS}
     out = {
         "benchmark": "dispatch_frontier",
         "rate": args.rate,

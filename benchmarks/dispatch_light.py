@@ -37,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.dispatch_frontier import add_run_args
 from benchmarks.dispatch_load import BOX_KM, HOT, LAT0, LNG0, _value, eta_s, run_level
 from matching.params import MatchParams
 
@@ -74,12 +75,7 @@ def clairvoyant_wait(
 def main() -> None:
     """Both analyses over the seeds; means printed as JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rate", type=float, default=1.9)
-    ap.add_argument("--workers", type=int, default=60)
-    ap.add_argument("--minutes", type=float, default=35.0)
-    ap.add_argument("--warmup-min", type=float, default=10.0)
-    ap.add_argument("--service-min", type=float, default=7.5)
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 21)))
+    add_run_args(ap)
     ap.add_argument("--far-s", type=float, default=180.0)
     ap.add_argument("--setting", action="append", default=[], help="field=v,field=v")
     ap.add_argument("--used", type=int, nargs="+", default=[0, 50, 56])
