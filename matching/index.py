@@ -39,8 +39,6 @@ GEO_STEP_BITS: Final = 26  # Redis geo sets: 26 bits per coordinate, interleaved
 SUBTREE_SHARE: Final = 16  # a mask held by at most 1/16 of the workers: a tree of their own
 DEPTH_MARGIN: Final = 1.5  # first deep query: k / qualified share × this many neighbours
 DEPTH_GROWTH: Final = 4  # then this many times deeper, for the jobs still short
-LEAF_SIZE: Final = 32  # points per leaf (scipy: 16); at 100k workers the build ~1.3 ms and
-# 500 queries of 120 neighbours ~1.4 ms cheaper (measured)
 
 
 def _even_bits(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -131,12 +129,7 @@ class CandidateIndex:
             "_tree",
             # Unbalanced, uncompacted: measured at 100k workers, 15 ms to build against 20
             # (compacted) and 2.4 ms against 9.5 for 500 queries of k = 24.
-            cKDTree(
-                self.project(lat, lng),
-                leafsize=LEAF_SIZE,
-                balanced_tree=False,
-                compact_nodes=False,
-            )
+            cKDTree(self.project(lat, lng), balanced_tree=False, compact_nodes=False)
             if len(ids)
             else None,
         )
@@ -258,9 +251,7 @@ class CandidateIndex:
             return np.full((m, k), -1, dtype=np.int64), np.full((m, k), np.inf)
         if count * SUBTREE_SHARE <= n_workers:  # few hold it: a tree over those alone
             mine = np.flatnonzero(ok)
-            tree = cKDTree(
-                self._tree.data[mine], leafsize=LEAF_SIZE, balanced_tree=False, compact_nodes=False
-            )
+            tree = cKDTree(self._tree.data[mine], balanced_tree=False, compact_nodes=False)
             found, dist = self._query(tree, points, k, radius_m)
             found = np.where(found >= 0, mine[np.maximum(found, 0)], -1)
             return self._ordered(found, dist, k)
