@@ -366,6 +366,44 @@ class VectorEta:
         out: FloatArray = np.where(use_straight, straight, road)
         return out
 
+    def etas_jobs(
+        self,
+        times: Sequence[DestinationTimes],
+        snapped: Snapped,
+        pos: IntArray,
+        counts: Sequence[int],
+        lat: FloatArray,
+        lng: FloatArray,
+    ) -> list[FloatArray]:
+        """:meth:`etas` for every job at once (job ``j``'s workers at the ``counts[j]``
+        positions in ``pos`` after those of the jobs before it), bit for bit: the same operations on the same values, each job's
+        own numbers repeated over its workers (as ``tracking.eta.eta_many_jobs`` does for
+        the engine). One numpy pass instead of ~12 calls per job."""
+        p = self.params
+        if not times:
+            return []
+        nodes = snapped.node[pos]
+        on_road = np.empty(len(pos))
+        cuts = np.cumsum(counts).tolist()
+        start = 0
+        for t, end in zip(times, cuts, strict=True):
+            on_road[start:end] = t.seconds_to[nodes[start:end]]
+            start = end
+        reps = np.asarray(counts, dtype=np.int64)
+        dest_snap = np.repeat(np.array([t.snap_m for t in times], dtype=np.float64), reps)
+        dest_lat = np.repeat(np.array([t.lat for t in times], dtype=np.float64), reps)
+        dest_lng = np.repeat(np.array([t.lng for t in times], dtype=np.float64), reps)
+        snap_m = snapped.snap_m[pos]
+        road = (snap_m + dest_snap) / p.access_speed_mps + on_road
+        straight = (
+            haversine(lat[pos], lng[pos], dest_lat, dest_lng)
+            * p.detour_factor
+            / p.fallback_speed_mps
+        )
+        use_straight = (np.maximum(snap_m, dest_snap) > p.max_snap_m) | ~np.isfinite(on_road)
+        out: FloatArray = np.where(use_straight, straight, road)
+        return np.split(out, cuts[:-1])
+
 
 def haversine(lat1: Any, lng1: Any, lat2: Any, lng2: Any) -> FloatArray:
     """geo.coords.haversine_m over arrays."""
@@ -935,10 +973,10 @@ def measure_live_tick(
                 snapped = vector.snap(index.lat[union], index.lng[union])
             with laps("etas_vectorised"):
                 u_lat, u_lng = index.lat[union], index.lng[union]
-                etas = [
-                    vector.etas(t, snapped, np.searchsorted(union, row), u_lat, u_lng)
-                    for t, row in zip(times, rows, strict=True)
-                ]
+                flat = np.searchsorted(union, np.concatenate(rows))
+                etas = vector.etas_jobs(
+                    times, snapped, flat, [len(row) for row in rows], u_lat, u_lng
+                )
             with laps("decide_batch"):
                 decisions = decide_batch(jobs, cands, etas, NOW, params, peers)
             digests.append(decisions_digest(decisions))

@@ -75,7 +75,7 @@ from matching.params import MatchParams
 from merchants import rules as merchant_rules
 from merchants import store as merchant_store
 from tracking import positions
-from tracking.eta import DestinationCache, EtaParams, eta_many, straight_eta_s
+from tracking.eta import DestinationCache, EtaParams, eta_many_jobs, straight_eta_s
 from tracking.geo_log import AvailableWorkers
 
 log = logging.getLogger("doorstep.dispatch.engine")
@@ -759,26 +759,48 @@ class Engine:
         lat = np.array([pool[w].lat for w in workers])
         lng = np.array([pool[w].lng for w in workers])
         column = {w: i for i, w in enumerate(workers)}
-        snapped = graph.nearest_nodes(lat, lng) if graph is not None else None
-        rows: list[dict[int, float]] = []
-        for job, cl in zip(jobs, candidate_lists, strict=True):
-            pos = np.array([column[c.worker_id] for c in cl], dtype=np.int64)
-            if graph is not None and snapped is not None and len(pos):
-                times = destinations.get(graph, job.lat, job.lng)
-                secs = eta_many(
-                    times, graph, snapped[0][pos], snapped[1][pos], lat[pos], lng[pos], params
+        if graph is not None:
+            # Every job's candidates in one pass (eta_many_jobs: eta_many's floats, job by
+            # job), each job's reverse road search kept between ticks by ``destinations``.
+            snapped = graph.nearest_nodes(lat, lng)
+            ids = [[c.worker_id for c in cl] for cl in candidate_lists]
+            pos = np.array([column[w] for row in ids for w in row], dtype=np.int64)
+            counts = [len(row) for row in ids]
+            times = [
+                destinations.get(graph, job.lat, job.lng) if n else None
+                for job, n in zip(jobs, counts, strict=True)
+            ]
+            secs_all = eta_many_jobs(
+                [t for t in times if t is not None],
+                [n for n in counts if n],
+                snapped[0][pos],
+                snapped[1][pos],
+                lat[pos],
+                lng[pos],
+                params,
+            ).tolist()
+            rows: list[dict[int, float]] = []
+            start = 0
+            for row in ids:
+                end = start + len(row)
+                rows.append(dict(zip(row, secs_all[start:end], strict=True)))
+                start = end
+            return rows
+        return [
+            {
+                c.worker_id: straight_eta_s(
+                    haversine_m(
+                        float(lat[column[c.worker_id]]),
+                        float(lng[column[c.worker_id]]),
+                        job.lat,
+                        job.lng,
+                    ),
+                    params,
                 )
-            else:
-                secs = np.array(
-                    [
-                        straight_eta_s(
-                            haversine_m(float(lat[p]), float(lng[p]), job.lat, job.lng), params
-                        )
-                        for p in pos
-                    ]
-                )
-            rows.append({c.worker_id: float(t) for c, t in zip(cl, secs, strict=True)})
-        return rows
+                for c in cl
+            }
+            for job, cl in zip(jobs, candidate_lists, strict=True)
+        ]
 
     def _picks(
         self, job: Job, decision: Decision, etas: dict[int, float]

@@ -343,16 +343,18 @@ def total(rec: Considered) -> float:
 
 def sorted_records(assessed: Assessed) -> tuple[Considered, ...]:
     """Feasible best first (total, worker id), then infeasible by worker id."""
-    records, workers = assessed.records, assessed.workers
-    ranked = sorted(
-        (cost, workers[i], i) for cost, i in zip(assessed.costs, assessed.feasible, strict=True)
-    )
-    # The rest are infeasible; a job lists each worker once, so by worker id alone.
-    is_feasible = [False] * len(records)
-    for i in assessed.feasible:
-        is_feasible[i] = True
-    infeasible = sorted((i for i, ok in enumerate(is_feasible) if not ok), key=workers.__getitem__)
-    return (*(records[i] for _, _, i in ranked), *(records[i] for i in infeasible))
+    records, workers, feasible = assessed.records, assessed.workers, assessed.feasible
+    # (total, worker id, index): tuples built by zip, sorted; the index never decides (a
+    # job lists each worker once).
+    ranked = sorted(zip(assessed.costs, [workers[i] for i in feasible], feasible, strict=True))
+    order = [i for _, _, i in ranked]
+    if len(feasible) < len(records):
+        # The rest are infeasible; by worker id alone.
+        is_feasible = [False] * len(records)
+        for i in feasible:
+            is_feasible[i] = True
+        order += sorted([i for i, ok in enumerate(is_feasible) if not ok], key=workers.__getitem__)
+    return tuple([records[i] for i in order])
 
 
 def assess_all(

@@ -299,11 +299,18 @@ class CandidateIndex:
     ) -> tuple[IntArray, FloatArray]:
         """Rows nearest first, equal distances by worker id (padding last: ``inf``, then
         id 2**62); padded to ``k`` columns when given and fewer."""
-        missing = positions < 0
-        ids = np.where(missing, np.int64(2**62), self.worker_ids[np.where(missing, 0, positions)])
-        order = np.lexsort((ids, distances), axis=1)
-        positions = np.take_along_axis(positions, order, axis=1)
-        distances = np.take_along_axis(distances, order, axis=1)
+        # The tree gives each row nearest first; only equal finite distances (rare: two
+        # workers at the same point) need ordering by id. The padding (-1, ``inf``) is last
+        # either way, and its entries are all alike.
+        ties = distances[:, 1:] == distances[:, :-1]
+        if ties.any() and (ties & np.isfinite(distances[:, 1:])).any():
+            missing = positions < 0
+            ids = np.where(
+                missing, np.int64(2**62), self.worker_ids[np.where(missing, 0, positions)]
+            )
+            order = np.lexsort((ids, distances), axis=1)
+            positions = np.take_along_axis(positions, order, axis=1)
+            distances = np.take_along_axis(distances, order, axis=1)
         if k is not None and positions.shape[1] < k:
             pad = k - positions.shape[1]
             positions = np.pad(positions, ((0, 0), (0, pad)), constant_values=-1)

@@ -20,6 +20,7 @@ from tracking.eta import (
     EtaParams,
     destination_times,
     eta_many,
+    eta_many_jobs,
     eta_s,
     straight_eta_s,
 )
@@ -235,6 +236,28 @@ def test_eta_many_equals_eta_s_point_by_point() -> None:
         eta_s(times, graph, float(a), float(b), params)[0] for a, b in zip(lat, lng, strict=True)
     ]
     assert many == pytest.approx(one, rel=1e-9)
+
+
+def test_eta_many_jobs_equals_eta_many_job_by_job_bit_for_bit() -> None:
+    """Several jobs' ETAs in one pass are eta_many's, job by job, to the bit (on and off the
+    graph, a job without workers included)."""
+    graph = load_futian_graph()
+    params = EtaParams()
+    rng = np.random.default_rng(7)
+    dests = [int(d) for d in rng.integers(0, len(graph.lat), 6)]
+    times = [destination_times(graph, float(graph.lat[d]), float(graph.lng[d])) for d in dests]
+    times.append(destination_times(graph, 22.49, 113.97))  # off the graph: straight lines
+    counts = [40, 0, 1, 25, 60, 7, 30]
+    lat = rng.uniform(22.50, 22.56, sum(counts))
+    lng = rng.uniform(113.98, 114.06, sum(counts))
+    nodes, snap_m = graph.nearest_nodes(lat, lng)
+    together = eta_many_jobs(times, counts, nodes, snap_m, lat, lng, params)
+    start, apart = 0, []
+    for t, n in zip(times, counts, strict=True):
+        s = slice(start, start + n)
+        apart.append(eta_many(t, graph, nodes[s], snap_m[s], lat[s], lng[s], params))
+        start += n
+    assert together.tobytes() == np.concatenate(apart).tobytes()
 
 
 def test_the_destination_cache_gives_the_same_times_and_keeps_them_within_its_budget(

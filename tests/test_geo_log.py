@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from doorstep.stores import Stores
 from matching.live_index import LiveWorkers, last_change_per_worker
 from tracking import scripts
-from tracking.geo_log import AvailableWorkers
+from tracking.geo_log import AvailableWorkers, parse_entries, parse_numbers
 from tracking.ingest import IngestParams, IngestWriter
 from tracking.redis_pipe import RedisPipe
 
@@ -257,3 +258,45 @@ async def test_redis_losing_its_data_makes_the_copy_rebuild(
     live, report = await available.refresh(city)
     assert not report.rebuilt
     assert as_dict(live) == {5: (22.55, 114.06)}
+
+
+def _parse_entries_as_before(entries: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """parse_entries as it was: the whole batch as one string for np.fromstring."""
+    parts: list[bytes] = []
+    for _, fields in entries:
+        values = dict(zip(fields[0::2], fields[1::2], strict=True))
+        added, removed = values.get(b"a", b""), values.get(b"r", b"")
+        if removed:
+            parts.append(b"nan,nan," + removed.replace(b",", b",nan,nan,"))
+        if added:
+            parts.append(added)
+    triples = np.fromstring(b",".join(parts).decode(), sep=",", dtype=np.float64)
+    return triples[2::3].astype(np.int64), triples[1::3], triples[0::3]
+
+
+def test_log_entries_parse_to_the_same_floats_as_before() -> None:
+    """The log's entries (the ingest's %.7f, Lua's %.14g, -0, text JSON cannot read, removals
+    between additions) give the changes np.fromstring gave, bit for bit and in order."""
+    rng = random.Random(4)
+
+    def added(fmt: str, n: int) -> bytes:
+        return ",".join(
+            f"{fmt % rng.uniform(113.9, 114.1)},{fmt % rng.uniform(22.5, 22.6)},"
+            f"{rng.randint(1, 10**6)}"
+            for _ in range(n)
+        ).encode()
+
+    entries: list[Any] = [
+        (b"1-0", [b"a", added("%.7f", 500), b"r", b"17,18"]),
+        (b"2-0", [b"a", b"", b"r", b"19"]),
+        (b"3-0", [b"a", added("%.14g", 300), b"r", b""]),
+        (b"4-0", [b"a", b"114.1,-0,20,.5,22.5,21", b"r", b""]),  # -0, and .5 (not JSON)
+        (b"5-0", [b"a", b"-0.0,22.5,22,114,22.5,23", b"r", b"24"]),
+        (b"6-0", [b"a", b"", b"r", b""]),
+    ]
+    got, want = parse_entries(entries), _parse_entries_as_before(entries)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype
+        assert g.tobytes() == w.tobytes()
+    assert parse_numbers(b"1,-0").tobytes() == np.array([1.0, -0.0]).tobytes()
+    assert all(len(a) == 0 for a in parse_entries([(b"7-0", [b"a", b"", b"r", b""])]))

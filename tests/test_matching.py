@@ -462,6 +462,26 @@ def test_nearest_ties_go_to_the_lower_worker_id() -> None:
     assert index.worker_ids[positions].tolist() == [10, 20, 30]
 
 
+def test_nearest_many_ties_go_to_the_lower_worker_id_and_padding_comes_last() -> None:
+    """In a batched query, workers at the same spot come back by worker id, and rows
+    without ties or short of k (padded with -1/inf) are as one query per point gives."""
+    index = CandidateIndex(
+        np.array([30, 10, 20, 5, 7]),
+        np.array([22.53, 22.53, 22.53, 22.54, 22.531]),
+        np.array([114.02, 114.02, 114.02, 114.02, 114.02]),
+    )
+    lats, lngs = np.array([22.5301, 22.5411, 22.5311]), np.array([114.02, 114.02, 114.02])
+    positions, distances = index.nearest_many(lats, lngs, 4, 150.0)
+    assert index.worker_ids[positions[0][:3]].tolist() == [10, 20, 30]
+    for row in range(3):
+        one, d = index.nearest(float(lats[row]), float(lngs[row]), 4, 150.0)
+        found = positions[row] >= 0
+        assert positions[row][found].tolist() == one.tolist()
+        assert distances[row][found].tolist() == d.tolist()
+        assert (positions[row][~found] == -1).all()
+        assert np.isinf(distances[row][~found]).all()
+
+
 def test_empty_index_finds_nothing() -> None:
     """An index with no workers returns empty results."""
     index = CandidateIndex(np.array([], dtype=np.int64), np.array([]), np.array([]))

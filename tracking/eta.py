@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -245,6 +246,57 @@ def eta_many(
         / params.fallback_speed_mps
     )
     off = (np.maximum(snap_m, times.snap_m) > params.max_snap_m) | ~np.isfinite(on_road)
+    out: FloatArray = np.where(off, straight, road)
+    return out
+
+
+def eta_many_jobs(
+    times: Sequence[DestinationTimes],
+    counts: Sequence[int],
+    nodes: npt.NDArray[np.int64],
+    snap_m: FloatArray,
+    lat: FloatArray,
+    lng: FloatArray,
+    params: EtaParams,
+) -> FloatArray:
+    """:func:`eta_many` for several jobs in one pass: the workers of job ``j`` are the
+    ``counts[j]`` entries of ``nodes``/``snap_m``/``lat``/``lng`` after those of the jobs
+    before it, and their ETAs the same entries of the result.
+
+    Bit for bit :func:`eta_many`'s, job by job: the same operations on the same values in
+    the same order, each job's own numbers (its radians and cosine, by ``math`` as there)
+    repeated over its workers. A tick of 500 jobs paid ~12 numpy calls per job (~20 µs
+    each job); here the per-job work is one array lookup."""
+    if len(times) != len(counts):
+        raise ValueError("need one count per job")
+    total = sum(counts)
+    if not len(nodes) == len(snap_m) == len(lat) == len(lng) == total:
+        raise ValueError("need one node, snap, lat and lng per worker of every job")
+    if total == 0:
+        return np.empty(0)
+    on_road = np.empty(total)
+    start = 0
+    for t, n in zip(times, counts, strict=True):
+        end = start + n
+        on_road[start:end] = t.seconds_to[nodes[start:end]]
+        start = end
+    reps = np.asarray(counts, dtype=np.int64)
+    dest_snap = np.repeat(np.array([t.snap_m for t in times], dtype=np.float64), reps)
+    dest_lat = np.repeat(np.array([math.radians(t.lat) for t in times]), reps)
+    dest_lng = np.repeat(np.array([math.radians(t.lng) for t in times]), reps)
+    dest_cos = np.repeat(np.array([math.cos(math.radians(t.lat)) for t in times]), reps)
+    road = (snap_m + dest_snap) / params.access_speed_mps + on_road
+    lat_r, lng_r = np.radians(lat), np.radians(lng)
+    dlat, dlng = dest_lat - lat_r, dest_lng - lng_r
+    a = np.sin(dlat / 2) ** 2 + np.cos(lat_r) * dest_cos * np.sin(dlng / 2) ** 2
+    straight = (
+        2
+        * EARTH_RADIUS_M
+        * np.arcsin(np.sqrt(a))
+        * params.detour_factor
+        / params.fallback_speed_mps
+    )
+    off = (np.maximum(snap_m, dest_snap) > params.max_snap_m) | ~np.isfinite(on_road)
     out: FloatArray = np.where(off, straight, road)
     return out
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
+import msgspec
 import numpy as np
 import redis.asyncio as aioredis
 
@@ -69,20 +70,42 @@ def parse_snapshot(packed: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, lat, lng
 
 
+_NUMBERS = msgspec.json.Decoder(list[float])
+
+
+def parse_numbers(text: bytes) -> np.ndarray:
+    """``1.5,2,-3.25,…`` as float64, as ``np.fromstring(…, sep=",")`` reads it.
+
+    Read as a JSON array (msgspec: ~50 ns a number, where ``np.fromstring`` took ~220:
+    a tick of 40k moves logs 120k numbers, 26 against 6 ms of CPU); both round
+    correctly, so the floats are the same. Text that is not JSON (``nan``, ``.5``,
+    ``1e400``), or holds ``-0`` (which JSON reads as the integer 0, losing the sign), is
+    read by ``np.fromstring`` as before."""
+    if b"-0," not in text and not text.endswith(b"-0"):
+        try:
+            return np.array(_NUMBERS.decode(b"[" + text + b"]"), dtype=np.float64)
+        except msgspec.DecodeError:
+            pass
+    return np.fromstring(text.decode(), sep=",", dtype=np.float64)
+
+
 def parse_entries(entries: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The changes of log entries, in order: ids, lat and lng (NaN: removed)."""
-    parts: list[bytes] = []
+    parts: list[np.ndarray] = []  # lng, lat, worker, lng, lat, worker, …
     for _, fields in entries:
         values = dict(zip(fields[0::2], fields[1::2], strict=True))
         added, removed = values.get(b"a", b""), values.get(b"r", b"")
         if removed:
-            parts.append(b"nan,nan," + removed.replace(b",", b",nan,nan,"))
+            gone = parse_numbers(removed)
+            triples = np.full((len(gone), 3), np.nan)
+            triples[:, 2] = gone
+            parts.append(triples.ravel())
         if added:
-            parts.append(added)
+            parts.append(parse_numbers(added))
     if not parts:
         return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
-    triples = np.fromstring(b",".join(parts).decode(), sep=",", dtype=np.float64)
-    lng, lat, ids = triples[0::3], triples[1::3], triples[2::3]
+    flat = np.concatenate(parts)
+    lng, lat, ids = flat[0::3], flat[1::3], flat[2::3]
     return ids.astype(np.int64), lat, lng
 
 
