@@ -56,8 +56,9 @@ class MatchParams:
     # jobs today among them; a candidate with more jobs than that pays, per job above it
     # (at most rotation_cap jobs), as much as rotation_slack_s more ETA. So an idle
     # worker with fewer jobs wins over a busier one (or a chained one) at a similar ETA,
-    # and never at more than the slack per job. 0: off.
-    rotation_slack_s: float = 0.0
+    # and never at more than the slack per job. 0: off. On by default since 2026-12-07
+    # (the sweep with chaining 300 s + rotation 60 s: docs/simulation.md).
+    rotation_slack_s: float = 60.0
     rotation_cap: float = 2.0
     # Day plans: an instant job must leave a worker time to reach their next planned job:
     # finish, then travel there (straight line × detour at this speed), with this margin.
@@ -69,8 +70,8 @@ class MatchParams:
     # Chained orders (接力单, docs/dispatch.md#chained-orders): a busy worker whose current
     # job ends within this many seconds is a candidate too, from that job's address, with
     # the time left added to the ETA; the job offered starts after the current one.
-    # 0: off (only free workers are candidates).
-    chain_s: float = 0.0
+    # 0: off (only free workers are candidates). On by default since 2026-12-07.
+    chain_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.policy not in get_args(Policy):

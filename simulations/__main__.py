@@ -47,7 +47,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, 
         )
     else:
         assert stores is not None
-        extra = f"chain_s = {args.chain_s}\n" if args.chain_s else ""
+        extra = f"chain_s = {args.chain_s}\n" if args.chain_s is not None else ""
         extra += _rotation(args)
         async with local_server(
             stores, out, label=args.policy, policy=args.policy, params_extra=extra
@@ -99,6 +99,18 @@ def verdict(batch: dict[str, Any], greedy: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def compare_runs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """``compare``'s servers as (label, policy, params added): each listed policy, and with
+    ``--chain-s S`` batch again with ``chain_s = S`` (``batch-chain``) while ``batch`` runs
+    without chaining (on by default), so that chaining is compared in the same run."""
+    rotation = _rotation(args)  # every server: greedy decides by ETA whatever it is
+    off = "chain_s = 0.0\n" if args.chain_s else ""
+    runs = [(p, p, (off if p == "batch" else "") + rotation) for p in args.policies]
+    if args.chain_s:
+        runs.append(("batch-chain", "batch", f"chain_s = {args.chain_s}\n{rotation}"))
+    return runs
+
+
 async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str]) -> int:
     from simulations.report import write_compare
     from simulations.runner import RunResult, run
@@ -108,12 +120,7 @@ async def _compare(args: argparse.Namespace, scenario: Scenario, stores: tuple[s
     if args.rate is not None:
         scenario = level_scenario(scenario, args.rate, quick=False)
     out = _out_dir(args.out, scenario, "compare")
-    # (label, policy, params added): each listed policy, and with --chain-s batch again
-    # with chained orders on, so that chaining is compared in the same run.
-    rotation = _rotation(args)  # every server: greedy decides by ETA whatever it is
-    runs = [(p, p, rotation) for p in args.policies]
-    if args.chain_s:
-        runs.append(("batch-chain", "batch", f"chain_s = {args.chain_s}\n{rotation}"))
+    runs = compare_runs(args)
 
     async def one(label: str, policy: str, extra: str, show: bool) -> RunResult:
         async with local_server(stores, out, label=label, policy=policy, params_extra=extra) as srv:
@@ -246,16 +253,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--chain-s",
         type=float,
-        default=0.0,
         help="[matching] chain_s of the server started here: chained orders (接力单) to workers "
-        "whose job ends within S seconds (default 0: off; docs/dispatch.md#chained-orders)",
+        "whose job ends within S seconds (default: params/doorstep.toml's, 300; 0: off; "
+        "docs/dispatch.md#chained-orders; greedy never chains)",
     )
     r.add_argument(
         "--rotation-s",
         type=float,
         help="[matching] rotation_slack_s of the servers started here: fewer jobs first among "
-        "candidates within S seconds of the best ETA (default 0: off; "
-        "docs/dispatch.md#rotation-fewer-jobs-first-among-near-equal-etas)",
+        "candidates within S seconds of the best ETA (default: params/doorstep.toml's, 60; "
+        "0: off; docs/dispatch.md#rotation-fewer-jobs-first-among-near-equal-etas)",
     )
     c = sub.add_parser("compare", help="the same scenario under several policies, one report")
     common(c, server=False)
@@ -266,15 +273,16 @@ def _parser() -> argparse.ArgumentParser:
         "--chain-s",
         type=float,
         default=0.0,
-        help="also run batch with [matching] chain_s = S (label batch-chain), chained orders "
-        "compared in the same run (default 0: not run)",
+        help="also run batch with [matching] chain_s = S (label batch-chain), compared in "
+        "the same run with batch without chaining (default 0: not run, and batch has "
+        "params/doorstep.toml's chain_s, 300)",
     )
     c.add_argument(
         "--rotation-s",
         type=float,
         help="[matching] rotation_slack_s of the servers started here: fewer jobs first among "
-        "candidates within S seconds of the best ETA (default 0: off; "
-        "docs/dispatch.md#rotation-fewer-jobs-first-among-near-equal-etas)",
+        "candidates within S seconds of the best ETA (default: params/doorstep.toml's, 60; "
+        "greedy ignores it; docs/dispatch.md#rotation-fewer-jobs-first-among-near-equal-etas)",
     )
     c.add_argument(
         "--rate",
@@ -296,8 +304,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         nargs="+",
         default=[2.5, 3.6, 5.0, 5.8],
-        help="bookings per minute of each level (default: ~40, ~57, ~87, ~93 %% utilization "
-        "on futian-rush)",
+        help="bookings per minute of each level (default: 34, 58, 80, 91 %% utilization measured "
+        "by greedy on futian-rush)",
     )
     sw.add_argument(
         "--quick",
@@ -313,15 +321,16 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--chain-s",
         type=float,
-        default=0.0,
         help="[matching] chain_s of the batch servers: chained orders (接力单) to workers whose "
-        "job ends within S seconds (default 0: off; docs/dispatch.md#chained-orders)",
+        "job ends within S seconds (default: params/doorstep.toml's, 300; 0: off; "
+        "docs/dispatch.md#chained-orders)",
     )
     sw.add_argument(
         "--rotation-s",
         type=float,
         help="[matching] rotation_slack_s of the batch servers: fewer jobs first among "
-        "candidates within S seconds of the best ETA (default 0: off)",
+        "candidates within S seconds of the best ETA (default: params/doorstep.toml's, 60; "
+        "0: off)",
     )
     ld = sub.add_parser("load", help="add workers and watchers until a service level breaks")
     common(ld)

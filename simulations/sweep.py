@@ -28,9 +28,10 @@ from typing import Any
 import msgspec
 import orjson
 
+from matching.params import MatchParams
 from simulations.scenario import Scenario
 
-DEFAULT_RATES = (2.5, 3.6, 5.0, 5.8)  # bookings/min: ~40, ~57, ~87, ~93 % on futian-rush
+DEFAULT_RATES = (2.5, 3.6, 5.0, 5.8)  # bookings/min: greedy reached 34, 58, 80, 91 % on futian-rush
 QUICK = {"duration_min": 12.0, "warmup_min": 4.0, "drain_min": 10.0}
 COLORS = {"batch": "#1f77b4", "greedy": "#d62728"}
 
@@ -253,19 +254,21 @@ async def run_sweep(
     rates: Sequence[float] = DEFAULT_RATES,
     quick: bool = False,
     parallel_levels: int = 1,
-    chain_s: float = 0.0,
+    chain_s: float | None = None,
     rotation_s: float | None = None,
 ) -> dict[str, Any]:
     """Run every level (both policies at once each), write sweep.json and sweep.html.
 
     ``chain_s`` and ``rotation_s`` set ``[matching] chain_s`` and ``rotation_slack_s`` on the
-    batch servers (greedy decides by ETA alone, so they would change nothing there)."""
+    batch servers (None: the defaults; greedy decides by the nearest free worker's ETA
+    alone, so they would change nothing there)."""
     from simulations.runner import RunResult, run
     from simulations.server import local_server
 
+    defaults = MatchParams()
     started = time.time()
     gate = asyncio.Semaphore(parallel_levels)
-    batch_params = (f"chain_s = {chain_s}\n" if chain_s else "") + (
+    batch_params = (f"chain_s = {chain_s}\n" if chain_s is not None else "") + (
         f"rotation_slack_s = {float(rotation_s)}\n" if rotation_s is not None else ""
     )
 
@@ -316,7 +319,10 @@ async def run_sweep(
         "time_scale": base.time_scale,
         "quick": quick,
         "parallel_levels": parallel_levels,
-        "batch_params": {"chain_s": chain_s, "rotation_slack_s": rotation_s or 0.0},
+        "batch_params": {
+            "chain_s": defaults.chain_s if chain_s is None else chain_s,
+            "rotation_slack_s": defaults.rotation_slack_s if rotation_s is None else rotation_s,
+        },
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ended)),
         "wall_min": round((ended - started) / 60, 1),

@@ -117,7 +117,7 @@ async def test_a_worker_ending_soon_next_door_gets_the_next_job_which_starts_whe
     await ws_free.close()
 
 
-async def test_chaining_off_by_default_offers_only_free_workers(
+async def test_chaining_off_offers_only_free_workers(
     live_app: tuple[str, Any],
     engine: Engine,
     engine_city: EngineCity,
@@ -126,9 +126,9 @@ async def test_chaining_off_by_default_offers_only_free_workers(
     stores: Stores,
     instant_service: str,
 ) -> None:
-    """With the default params (``chain_s`` 0) a worker on a job ending soon is not a
-    candidate: the free worker farther away gets the offer."""
-    assert engine.match.chain_s == 0
+    """With chaining off (``chain_s`` 0; 300 by default) a worker on a job ending soon is not
+    a candidate: the free worker farther away gets the offer."""
+    engine = chaining(engine, live_app, 0.0)
     here = engine_city.here
     busy = await make_worker(stores, client, engine_city.id)
     free = await make_worker(stores, client, engine_city.id)

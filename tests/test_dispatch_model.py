@@ -56,9 +56,13 @@ def test_greedy_never_detours_when_it_decides_one_order() -> None:
 
 def test_batch_detours_for_fairness_and_not_without_it() -> None:
     """At light load the fairness term's floor is what sends batch farther than the nearest;
-    with the floor and the rating weight at 0 it decides one order as greedy does."""
-    fair = _run("batch", MatchParams(), 11)
-    plain = _run("batch", replace(MatchParams(), fairness_floor=0.0, weight_rating=0.0), 11)
+    with the floor, the rating weight and rotation at 0 it decides one order as greedy does."""
+    fair = _run("batch", replace(MatchParams(), rotation_slack_s=0.0), 11)
+    plain = _run(
+        "batch",
+        replace(MatchParams(), fairness_floor=0.0, weight_rating=0.0, rotation_slack_s=0.0),
+        11,
+    )
     greedy = _run("greedy", MatchParams(), 11)
     assert fair["detour_alone_mean_s"] > 1.0
     assert plain["detour_alone_mean_s"] == 0.0

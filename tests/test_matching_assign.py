@@ -534,15 +534,21 @@ def _random_batch(
 @pytest.mark.parametrize("seed", range(200))
 def test_batch_assessment_equals_the_rules_pair_by_pair(seed: int) -> None:
     """assess_all's inlined checks and score give exactly assess_pair's records (the rules
-    as written): same reasons, ETAs and breakdowns to the last bit, whatever form the ETAs
-    take."""
+    as written, then the job's rotation term by ``rotate``): same reasons, ETAs and
+    breakdowns to the last bit, whatever form the ETAs take, rotation on or off."""
     import numpy as np
 
-    from matching.assess import assess_all, assess_pair
+    from matching.assess import Assessed, assess_all, assess_pair, rotate
 
     rng = random.Random(seed)
     jobs, lists, etas, peers = _random_batch(rng)
-    params = rng.choice([PARAMS, replace(PARAMS, load_aware=False, fresh_fix_s=30.0)])
+    params = rng.choice(
+        [
+            PARAMS,
+            replace(PARAMS, load_aware=False, fresh_fix_s=30.0),
+            replace(PARAMS, rotation_slack_s=0.0),
+        ]
+    )
     _, used = assess_all(jobs, lists, etas, NOW, params, peers)
     forms: list[Any] = [
         etas,
@@ -556,9 +562,17 @@ def test_batch_assessment_equals_the_rules_pair_by_pair(seed: int) -> None:
     for form in forms:
         assessed, _ = assess_all(jobs, lists, form, NOW, params, peers)
         for j, (jb, cl) in enumerate(zip(jobs, lists, strict=True)):
-            expected = [
+            pairs = [
                 assess_pair(jb, c, e, NOW, used, params) for c, e in zip(cl, etas[j], strict=True)
             ]
+            feasible = [i for i, r in enumerate(pairs) if r.feasible]
+            reference = Assessed(
+                pairs,
+                feasible,
+                [r.breakdown.total for r in pairs if r.breakdown],
+                [c.worker_id for c in cl],
+            )
+            expected = rotate(reference, used, params).records
             assert assessed[j].records == expected
             assert assessed[j].feasible == [i for i, r in enumerate(expected) if r.feasible]
             assert assessed[j].costs == [r.breakdown.total for r in expected if r.breakdown]

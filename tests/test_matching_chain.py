@@ -17,6 +17,7 @@ from matching.replay import replay
 NOW = 1_750_000_000
 HOUR = 3600
 ON = MatchParams(chain_s=300.0)
+OFF = MatchParams(chain_s=0.0)
 JOB = Job(
     order_id=50,
     lat=22.53,
@@ -46,8 +47,8 @@ BUSY = Candidate(
 
 
 def test_chaining_off_keeps_a_busy_worker_out_and_says_so() -> None:
-    """With ``chain_s`` 0 (the default) a busy worker is not available, chained or not."""
-    assert why_not(JOB, BUSY, NOW, MatchParams()) == "not available: busy (order 40; chaining off)"
+    """With ``chain_s`` 0 (off; 300 by default) a busy worker is not available, chained or not."""
+    assert why_not(JOB, BUSY, NOW, OFF) == "not available: busy (order 40; chaining off)"
     plain = msgspec.structs.replace(BUSY, chain=None)
     assert why_not(JOB, plain, NOW, ON) == "not available: busy"
 
@@ -111,7 +112,7 @@ def test_batch_prefers_a_worker_ending_soon_next_door_over_a_free_one_far_away()
     assert chosen is not None
     assert chosen.eta_s == 180.0
     assert chosen.candidate.chain == Chain(40, NOW + 120)
-    (off,) = decide_batch([JOB], [cands], etas, NOW, MatchParams())
+    (off,) = decide_batch([JOB], [cands], etas, NOW, OFF)
     assert off.worker_id == 1
     assert next(c for c in off.candidates if c.worker_id == 2).why_not == (
         "not available: busy (order 40; chaining off)"
@@ -136,7 +137,7 @@ def test_the_fast_assessment_agrees_with_the_rules_for_chained_candidates(ends_i
     c = msgspec.structs.replace(BUSY, chain=Chain(40, NOW + ends_in_s))
     eta = chained_eta_s(c, 60.0, NOW)
     peers = Peers(jobs_today=0.0, earnings_today_minor=0.0, pressure=1.0)
-    for params in (ON, MatchParams()):
+    for params in (ON, OFF):
         (assessed,), _ = assess_all([JOB], [[c]], [[eta]], NOW, params, peers)
         assert assessed.records == [assess_pair(JOB, c, eta, NOW, peers, params)]
 

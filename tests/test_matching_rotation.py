@@ -20,7 +20,7 @@ from matching.replay import replay
 NOW = 1_750_000_000
 HOUR = 3600
 # The fairness term off, so that the cases below show rotation alone (ETA against jobs).
-OFF = MatchParams(weight_fairness=0.0)
+OFF = MatchParams(weight_fairness=0.0, rotation_slack_s=0.0)
 ON = replace(OFF, rotation_slack_s=60.0)
 JOB = Job(
     order_id=50,
@@ -56,10 +56,9 @@ def rotation_of(d: Decision, wid: int) -> tuple[float, float]:
     return rec.breakdown.as_dict()["rotation"]
 
 
-def test_rotation_is_off_by_default_and_the_nearest_wins() -> None:
-    """``rotation_slack_s`` 0 (the default): no rotation term, the busier worker 50 s nearer
-    wins, and the decision records the window as 0."""
-    assert MatchParams().rotation_slack_s == 0.0
+def test_rotation_off_the_nearest_wins() -> None:
+    """``rotation_slack_s`` 0 (off; 60 by default): no rotation term, the busier worker 50 s
+    nearer wins, and the decision records the window as 0."""
     busy, idle = worker(1, jobs=3), worker(2, jobs=0)
     (d,) = decide_batch([JOB], [[busy, idle]], [{1: 100.0, 2: 150.0}], NOW, OFF)
     assert d.worker_id == 1

@@ -326,3 +326,28 @@ def test_rotation_flag_sets_every_started_servers_params() -> None:
     params = from_mapping(MatchParams, table["matching"], section="matching")
     assert (params.rotation_slack_s, params.chain_s) == (60.0, 300.0)
     assert _rotation(_parser().parse_args(["run", "s.toml"])) == ""
+
+
+def test_compare_with_chain_s_runs_batch_without_chaining_beside_batch_chain() -> None:
+    """Chaining is on by default, so ``compare --chain-s 300`` gives ``batch`` ``chain_s = 0``
+    and ``batch-chain`` 300; without the flag batch keeps the default (nothing added)."""
+    import tomllib
+
+    from doorstep.params import from_mapping
+    from matching.params import MatchParams
+    from simulations.__main__ import _parser, compare_runs
+    from simulations.server import params_text
+
+    def chain_of(policy: str, extra: str) -> float:
+        table = tomllib.loads(params_text(policy, extra))
+        return from_mapping(MatchParams, table["matching"], section="matching").chain_s
+
+    runs = compare_runs(_parser().parse_args(["compare", "s.toml", "--chain-s", "300"]))
+    assert {label: chain_of(policy, extra) for label, policy, extra in runs} == {
+        "batch": 0.0,
+        "greedy": MatchParams().chain_s,
+        "batch-chain": 300.0,
+    }
+    plain = compare_runs(_parser().parse_args(["compare", "s.toml"]))
+    assert plain == [("batch", "batch", ""), ("greedy", "greedy", "")]
+    assert MatchParams().chain_s == 300.0
