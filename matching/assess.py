@@ -77,6 +77,28 @@ def assess_pair(
     return Considered(cand, True, None, eta_s, score(job, cand, eta_s, now_s, peers, params))
 
 
+def assess_job_by_the_rules(
+    job: Job,
+    cands: Sequence[Candidate],
+    etas: Sequence[float],
+    now_s: float,
+    peers: Peers,
+    params: MatchParams,
+) -> Assessed:
+    """One job's candidates by the rules as written: :func:`assess_pair` for each, then the
+    job's :func:`rotate`. The reference :func:`assess_all` is checked against."""
+    records = [
+        assess_pair(job, c, e, now_s, peers, params) for c, e in zip(cands, etas, strict=True)
+    ]
+    assessed = Assessed(
+        records,
+        [i for i, r in enumerate(records) if r.feasible],
+        [r.breakdown.total for r in records if r.breakdown is not None],
+        [c.worker_id for c in cands],
+    )
+    return rotate(assessed, peers, params)
+
+
 def _eta_values(j: int, n: int, etas: Etas) -> list[float] | Mapping[int, float] | EtaFn:
     """Job j's ETAs: a list aligned with its candidates, a mapping worker id -> seconds,
     or the callback."""

@@ -239,8 +239,8 @@ def test_eta_many_equals_eta_s_point_by_point() -> None:
 
 
 def test_eta_many_jobs_equals_eta_many_job_by_job_bit_for_bit() -> None:
-    """Several jobs' ETAs in one pass are eta_many's, job by job, to the bit (on and off the
-    graph, a job without workers included)."""
+    """Several jobs' ETAs in one pass are each job's alone, to the bit (on and off the graph,
+    a job without workers included)."""
     graph = load_futian_graph()
     params = EtaParams()
     rng = np.random.default_rng(7)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from doorstep.params import ParamsError, from_mapping
-from matching.assess import Assessed, assess_all, assess_pair, rotate
+from matching.assess import assess_all, assess_job_by_the_rules
 from matching.assign import decide_batch, decide_greedy
 from matching.feasibility import chained_eta_s
 from matching.model import Candidate, Chain, Decision, Job
@@ -184,20 +184,10 @@ def test_assess_all_equals_the_rules_pair_by_pair_then_rotated(seed: int) -> Non
     ]
     etas = [[rng.uniform(30.0, 900.0) for _ in cands]]
     (got,), peers = assess_all([JOB], [cands], etas, NOW, params, None)
-    records = [
-        assess_pair(JOB, c, e, NOW, peers, params) for c, e in zip(cands, etas[0], strict=True)
-    ]
-    feasible = [i for i, r in enumerate(records) if r.feasible]
-    ref = Assessed(
-        records,
-        feasible,
-        [r.breakdown.total for r in records if r.breakdown],
-        [c.worker_id for c in cands],
-    )
-    expected = rotate(ref, peers, params)
+    expected = assess_job_by_the_rules(JOB, cands, etas[0], NOW, peers, params)
     assert got.records == expected.records
     assert got.costs == expected.costs
-    for i in feasible:
+    for i in expected.feasible:
         b = got.records[i].breakdown
         assert b is not None
         assert b.total == pytest.approx(sum(b.weighted))
