@@ -219,6 +219,7 @@ def solve_planner(
         time_limit_s=time_limit_s,
         solution_limit=0,
         branch_limit=0,
+        pyvrp_iterations=0,
         worker_fixed_cost=fixed,
     )
     began = time.perf_counter()
@@ -237,7 +238,7 @@ def solve_planner(
         feasible=not problems,
         problems=tuple(problems),
         seconds=round(seconds, 2),
-        extra={"stopped_by": result.stopped_by},
+        extra={"stopped_by": result.stopped_by, "pyvrp_iterations": result.search.iterations},
     )
 
 
@@ -395,6 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.3,
         help="PlannerParams.fleet_first_share for this benchmark (default 0.3; the server's is 0)",
     )
+    parser.add_argument(
+        "--route-search", choices=("pyvrp", "ortools"), help="override .route_search"
+    )
+    parser.add_argument("--pyvrp-share", type=float, help="override PlannerParams.pyvrp_share")
     parser.add_argument("--markdown", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
@@ -419,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gls_lambda": args.gls_lambda,
         "operators": args.operators,
         "fleet_first_share": args.fleet_first_share,
+        "route_search": args.route_search,
+        "pyvrp_share": args.pyvrp_share,
     }
     params = replace(params, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -495,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gls_lambda": params.gls_lambda,
             "operators": params.operators,
             "fleet_first_share": params.fleet_first_share,
+            "route_search": params.route_search,
+            "pyvrp_share": params.pyvrp_share,
+            "pyvrp_iterations": 0,
             "solution_limit": 0,
             "branch_limit": 0,
         },
