@@ -752,18 +752,21 @@ def _hybrid(
     )
     if found is None:
         return None
-    # Cut back what breaks a break (PyVRP does not know them): keep the jobs in order,
-    # each only if the route with it still has a timing; then put the jobs cut out back
-    # at their cheapest place where they fit (``insertions``), in the seed's order.
+    # Cut back what breaks a break (PyVRP does not know them; or anything, if PyVRP's best
+    # was infeasible): keep the jobs in order, each only if its worker may take it and
+    # the route with it still has a timing; then put the jobs cut out back at their
+    # cheapest place where they fit (``insertions``), in the seed's order.
     start: list[list[int]] = []
     cut_out: list[PlanJob] = []
-    for w, route in zip(workers, found.routes, strict=True):
-        if _timing(problem, w, [active[k] for k in route]) is not None:
+    for i, (w, route) in enumerate(zip(workers, found.routes, strict=True)):
+        if found.feasible and _timing(problem, w, [active[k] for k in route]) is not None:
             start.append(route)
             continue
         kept: list[int] = []
         for k in route:
-            if _timing(problem, w, [active[x] for x in [*kept, k]]) is not None:
+            if i in able[active[k].id] and (
+                _timing(problem, w, [active[x] for x in [*kept, k]]) is not None
+            ):
                 kept.append(k)
             else:
                 cut_out.append(active[k])

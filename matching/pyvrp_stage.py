@@ -51,11 +51,13 @@ MAX_MATRIX_CELLS = 16_000_000
 @dataclass(frozen=True, slots=True)
 class HgsResult:
     """Per worker (problem order) the indices into ``active`` in route order, started
-    job first; the iterations PyVRP ran; whether its time cap stopped it."""
+    job first; the iterations PyVRP ran; whether its time cap stopped it; whether its
+    best solution was feasible (if not, the planner cuts the routes back to what fits)."""
 
     routes: list[list[int]]
     iterations: int
     cut: bool
+    feasible: bool
 
 
 def solve_structure(
@@ -221,8 +223,6 @@ def solve_structure(
     )
     done = int(result.num_iterations)
     cut = not iterations or done < iterations
-    if not result.best.is_feasible():  # cannot happen with every job optional; be safe
-        return None
     routes: list[list[int]] = [[] for _ in workers]
     for i, k in started.items():
         routes[i] = [k]
@@ -232,4 +232,4 @@ def solve_structure(
         i = type_workers[t][taken[t]]
         taken[t] += 1
         routes[i] += [clients[int(a.idx)] for a in route if a.is_client()]
-    return HgsResult(routes, done, cut)
+    return HgsResult(routes, done, cut, bool(result.best.is_feasible()))
