@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def solve_structure(
     from pyvrp import Client, Depot, Location, ProblemData, VehicleType
     from pyvrp import solve as pyvrp_solve
     from pyvrp.solve import SolveParams
-    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
+    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria, StoppingCriterion
 
     travel = problem.travel_s
     workers = list(problem.workers)
@@ -148,7 +148,8 @@ def solve_structure(
         profile_of[i] = profile_keys.index(key)
     if len(profile_keys) * n * n > MAX_MATRIX_CELLS:
         return None
-    distances, durations = [], []
+    distances: list[Any] = []
+    durations: list[Any] = []
     for barred, own in profile_keys:
         penalty = generic_penalty.copy()
         for c in own:
@@ -168,16 +169,16 @@ def solve_structure(
     type_keys: list[tuple[int, int, int, int, int, int | None]] = []
     type_workers: list[list[int]] = []
     for i in vehicle_order:
-        key = (starts[i], ends[i], *windows[i], profile_of[i], loads[i])
-        if key not in type_keys:
-            type_keys.append(key)
+        tkey = (starts[i], ends[i], *windows[i], profile_of[i], loads[i])
+        if tkey not in type_keys:
+            type_keys.append(tkey)
             type_workers.append([])
-        type_workers[type_keys.index(key)].append(i)
+        type_workers[type_keys.index(tkey)].append(i)
     any_capacity = any(load is not None for load in loads.values())
     total_demand = sum(active[k].demand for k in clients)
     vehicle_types = []
-    for key, members in zip(type_keys, type_workers, strict=True):
-        start, end, early, late, profile, load = key
+    for tkey, members in zip(type_keys, type_workers, strict=True):
+        start, end, early, late, profile, load = tkey
         capacity = [total_demand if load is None else load] if any_capacity else []
         vehicle_types.append(
             VehicleType(
@@ -210,12 +211,12 @@ def solve_structure(
     data = ProblemData(
         locations, pyvrp_clients, depots, vehicle_types, distances, durations, [], []
     )
-    criteria: list[MaxIterations | MaxRuntime] = [MaxRuntime(time_cap_s)]
+    criteria: list[StoppingCriterion] = [MaxRuntime(time_cap_s)]
     if iterations:
         criteria.append(MaxIterations(iterations))
     result = pyvrp_solve(
         data,
-        stop=MultipleCriteria(criteria),  # type: ignore[list-item]
+        stop=MultipleCriteria(criteria),
         seed=seed,
         collect_stats=False,
         display=False,
