@@ -1,11 +1,12 @@
-"""Solomon VRPTW benchmark: the planner (``matching.planner``, OR-Tools) against the
-best-known values and against PyVRP at the same time limit.
+"""Solomon VRPTW benchmark: the planner (``matching.planner``: PyVRP stage, then OR-Tools;
+``--route-search ortools`` for OR-Tools alone) against the best-known values and against PyVRP at the same time limit.
 
 The 56 Solomon (1987) 100-customer instances are read from ``benchmarks/data/solomon``
 (standard text format; SOURCES.md there). Each is solved by ``plan()`` — the same code
 the server uses, one worker per vehicle starting and ending at the depot, capacity as
-``PlanWorker.capacity`` — with a fixed wall-clock limit and no solution budget, then by
-PyVRP (``pip install -e '.[bench]'``) with the same limit. The two take turns instance
+``PlanWorker.capacity`` — with a fixed wall-clock limit and no work budget, then by
+PyVRP alone (a main dependency) with the same limit (``--iterations K``: equal work
+instead). The two take turns instance
 by instance (which goes first alternates), never at the same time. Every solution is re-checked here (windows, capacity,
 depot closing time, every customer once) and its distance recomputed.
 
