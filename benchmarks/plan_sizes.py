@@ -139,6 +139,8 @@ def one_size(jobs: int, params: PlannerParams, runs: int, seed: int) -> dict[str
                 "solution_limit": result.search.solution_limit,
                 "branch_limit": result.search.branch_limit,
                 "budget_used": round(result.search.budget_used, 3),
+                "pyvrp_iterations": result.search.iterations,
+                "pyvrp_iteration_limit": result.search.iteration_limit,
                 "objective": result.objective,
                 "served": sum(len(r.stops) for r in result.routes),
                 "dropped": reasons,
@@ -189,7 +191,7 @@ def main() -> None:
         orjson.dumps(
             {
                 "benchmark": "plan_sizes",
-                "machine": machine(["ortools", "numpy", "scipy"]),
+                "machine": machine(["ortools", "pyvrp", "numpy", "scipy"]),
                 "load_avg_at_start": [round(x, 1) for x in started],
                 "load_avg_at_end": [round(x, 1) for x in os.getloadavg()],
                 "params": {

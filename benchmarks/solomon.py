@@ -1,11 +1,12 @@
-"""Solomon VRPTW benchmark: the planner (``matching.planner``, OR-Tools) against the
-best-known values and against PyVRP at the same time limit.
+"""Solomon VRPTW benchmark: the planner (``matching.planner``: PyVRP stage, then OR-Tools;
+``--route-search ortools`` for OR-Tools alone) against the best-known values and against PyVRP at the same time limit.
 
 The 56 Solomon (1987) 100-customer instances are read from ``benchmarks/data/solomon``
 (standard text format; SOURCES.md there). Each is solved by ``plan()`` — the same code
 the server uses, one worker per vehicle starting and ending at the depot, capacity as
-``PlanWorker.capacity`` — with a fixed wall-clock limit and no solution budget, then by
-PyVRP (``pip install -e '.[bench]'``) with the same limit. The two take turns instance
+``PlanWorker.capacity`` — with a fixed wall-clock limit and no work budget, then by
+PyVRP alone (a main dependency) with the same limit (``--iterations K``: equal work
+instead). The two take turns instance
 by instance (which goes first alternates), never at the same time. Every solution is re-checked here (windows, capacity,
 depot closing time, every customer once) and its distance recomputed.
 
@@ -189,7 +190,12 @@ def vehicle_cost(s: Scaled) -> int:
 
 
 def solve_planner(
-    inst: Instance, objective: str, time_limit_s: float, params: PlannerParams, seed: int
+    inst: Instance,
+    objective: str,
+    time_limit_s: float,
+    params: PlannerParams,
+    seed: int,
+    iterations: int = 0,
 ) -> Outcome:
     """The instance through ``matching.planner.plan``: depot = every worker's start and end."""
     s = scaled(inst, objective)
@@ -214,16 +220,22 @@ def solve_planner(
         for k in range(inst.vehicles)
     )
     fixed = vehicle_cost(s) if objective == "hierarchical" else 0
-    params = replace(
-        params,
-        time_limit_s=time_limit_s,
-        solution_limit=0,
-        branch_limit=0,
-        worker_fixed_cost=fixed,
-    )
-    began = time.perf_counter()
+    if iterations:  # equal work: PyVRP's iterations, then OR-Tools' own budget
+        params = replace(
+            params, time_limit_s=time_limit_s, pyvrp_iterations=iterations, worker_fixed_cost=fixed
+        )
+    else:
+        params = replace(
+            params,
+            time_limit_s=time_limit_s,
+            solution_limit=0,
+            branch_limit=0,
+            pyvrp_iterations=0,
+            worker_fixed_cost=fixed,
+        )
+    began, cpu = time.perf_counter(), time.process_time()
     result = plan(PlanProblem(s.dist, jobs, workers), params, seed=seed)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     routes = [[int(stop.job_id) for stop in r.stops] for r in result.routes]
     distance, problems = check(inst, s, routes)
     if result.dropped:
@@ -237,14 +249,22 @@ def solve_planner(
         feasible=not problems,
         problems=tuple(problems),
         seconds=round(seconds, 2),
-        extra={"stopped_by": result.stopped_by},
+        extra={
+            "stopped_by": result.stopped_by,
+            "pyvrp_iterations": result.search.iterations,
+            "ortools_solutions": result.search.solutions,
+            "ortools_branches": result.search.branches,
+            "cpu_s": round(cpu, 2),
+        },
     )
 
 
-def solve_pyvrp(inst: Instance, objective: str, time_limit_s: float, seed: int) -> Outcome:
+def solve_pyvrp(
+    inst: Instance, objective: str, time_limit_s: float, seed: int, iterations: int = 0
+) -> Outcome:
     """The same integer instance through PyVRP's ``Model`` (iterated local search)."""
     from pyvrp import Model
-    from pyvrp.stop import MaxRuntime
+    from pyvrp.stop import MaxIterations, MaxRuntime
 
     s = scaled(inst, objective)
     m = Model()
@@ -275,9 +295,10 @@ def solve_pyvrp(inst: Instance, objective: str, time_limit_s: float, seed: int) 
             if i != j:
                 d = int(s.dist[i, j])
                 m.add_edge(locations[i], locations[j], distance=d, duration=d)
-    began = time.perf_counter()
-    result = m.solve(stop=MaxRuntime(time_limit_s), seed=seed, display=False)
-    seconds = time.perf_counter() - began
+    began, cpu = time.perf_counter(), time.process_time()
+    stop = MaxIterations(iterations) if iterations else MaxRuntime(time_limit_s)
+    result = m.solve(stop=stop, seed=seed, display=False)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     # activity idx of a client counts clients from 0; customer numbers start at 1
     routes = [[int(a.idx) + 1 for a in route if a.is_client()] for route in result.best.routes()]
     distance, problems = check(inst, s, routes)
@@ -289,7 +310,7 @@ def solve_pyvrp(inst: Instance, objective: str, time_limit_s: float, seed: int) 
         feasible=not problems,
         problems=tuple(problems),
         seconds=round(seconds, 2),
-        extra={"iterations": int(result.num_iterations)},
+        extra={"iterations": int(result.num_iterations), "cpu_s": round(cpu, 2)},
     )
 
 
@@ -395,6 +416,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.3,
         help="PlannerParams.fleet_first_share for this benchmark (default 0.3; the server's is 0)",
     )
+    parser.add_argument(
+        "--route-search", choices=("pyvrp", "ortools"), help="override .route_search"
+    )
+    parser.add_argument("--pyvrp-share", type=float, help="override PlannerParams.pyvrp_share")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=0,
+        help="equal work instead of equal time: PyVRP alone runs this many iterations; the "
+        "planner's PyVRP stage too, then OR-Tools its [planner] budget (--time-limit: the cap)",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
@@ -419,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gls_lambda": args.gls_lambda,
         "operators": args.operators,
         "fleet_first_share": args.fleet_first_share,
+        "route_search": args.route_search,
+        "pyvrp_share": args.pyvrp_share,
     }
     params = replace(params, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -435,9 +469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for solver in solvers if i % 2 == 0 else solvers[::-1]:
             h.progress(f"{solver} {inst.name} ({time_limit_s:g} s)")
             if solver == "ortools":
-                o = solve_planner(inst, args.objective, time_limit_s, params, args.seed)
+                o = solve_planner(
+                    inst, args.objective, time_limit_s, params, args.seed, args.iterations
+                )
             elif solver == "pyvrp":
-                o = solve_pyvrp(inst, args.objective, time_limit_s, args.seed)
+                o = solve_pyvrp(inst, args.objective, time_limit_s, args.seed, args.iterations)
             else:
                 parser.error(f"unknown solver {solver}")
             outcomes[inst.name][solver] = o
@@ -488,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "vehicles first (fixed cost), distance rounded to 0.01; reference best_known.csv"
         ),
         "time_limit_s": time_limit_s,
+        "iterations": args.iterations,
         "seed": args.seed,
         "planner_params": {
             "first_solution": params.first_solution,
@@ -495,8 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gls_lambda": params.gls_lambda,
             "operators": params.operators,
             "fleet_first_share": params.fleet_first_share,
-            "solution_limit": 0,
-            "branch_limit": 0,
+            "route_search": params.route_search,
+            "pyvrp_share": params.pyvrp_share,
+            "pyvrp_iterations": args.iterations,
+            "solution_limit": params.solution_limit if args.iterations else 0,
+            "branch_limit": params.branch_limit if args.iterations else 0,
         },
         "machine": h.machine(["ortools", "pyvrp", "numpy"]),
         "summary": summary,

@@ -88,6 +88,7 @@ METAHEURISTICS: Final = tuple(
     if name not in ("UNSET", "AUTOMATIC")
 )
 OPERATOR_SETS: Final = ("lean", "all")
+ROUTE_SEARCHES: Final = ("pyvrp", "ortools")
 # Left out by "lean": the insertion-LNS operators (slow on windows), Lin-Kernighan (a TSP
 # move) and the operators for pickup-and-delivery pairs and chains, which this model has
 # not. Measured on Solomon (benchmarks/README.md): about half the gap at the same time.
@@ -187,6 +188,9 @@ class PlannerParams:
     worker_fixed_cost: int = 0  # cost of using a worker at all (seconds of travel)
     operators: str = "lean"  # local search operators: "lean" or "all" (OR-Tools' defaults)
     fleet_first_share: float = 0.0  # share of the budget spent first on using fewer workers
+    route_search: str = "pyvrp"  # "pyvrp": PyVRP finds the routes, OR-Tools goes on; "ortools"
+    pyvrp_iterations: int = 2000  # deterministic budget of the PyVRP stage; 0: no limit ...
+    pyvrp_share: float = 0.8  # ... its share of the time cap (OR-Tools: the rest, whole budget)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_limit_s) and self.time_limit_s > 0):
@@ -209,6 +213,12 @@ class PlannerParams:
             raise ValueError(f"operators must be one of {', '.join(OPERATOR_SETS)}.")
         if not 0.0 <= self.fleet_first_share < 1.0:
             raise ValueError("fleet_first_share must be in [0, 1).")
+        if self.route_search not in ROUTE_SEARCHES:
+            raise ValueError(f"route_search must be one of {', '.join(ROUTE_SEARCHES)}.")
+        if self.pyvrp_iterations < 0:
+            raise ValueError("pyvrp_iterations must be >= 0.")
+        if not 0.0 < self.pyvrp_share < 1.0:
+            raise ValueError("pyvrp_share must be in (0, 1).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +259,8 @@ class Search:
     ``fleet_first_share``); ``solution_limit`` and ``branch_limit`` the budget this
     problem had (0: none). ``repaired``: mandatory jobs the search left out although
     they fit, inserted afterwards at their cheapest place (``insertions``).
+    ``iterations``: PyVRP's iterations before OR-Tools (``route_search = "pyvrp"``; 0
+    when OR-Tools planned alone), against ``iteration_limit``.
     """
 
     solutions: int = 0
@@ -256,6 +268,8 @@ class Search:
     solution_limit: int = 0
     branch_limit: int = 0
     repaired: int = 0
+    iterations: int = 0
+    iteration_limit: int = 0
 
     @property
     def budget_used(self) -> float:
@@ -649,13 +663,16 @@ def _solve(
         routing.AddSearchMonitor(solver.BranchesLimit(params.branch_limit))
     began = time.monotonic()
     search = _search_parameters(params)
-    if start is None:
-        solution = routing.SolveWithParameters(search)
-    else:
+    initial = None
+    if start is not None:
         routing.CloseModelWithParameters(search)
         initial = routing.ReadAssignmentFromRoutes(
-            [[n_depots + k for k in start[w]] for w in vehicle_order], True
+            [[manager.NodeToIndex(n_depots + k) for k in start[w]] for w in vehicle_order],
+            True,
         )
+    if initial is None:  # no start, or OR-Tools' model rejects it: search from scratch
+        solution = routing.SolveWithParameters(search)
+    else:
         solution = routing.SolveFromAssignmentWithParameters(initial, search)
     elapsed = time.monotonic() - began
     work = (int(solver.Solutions()), int(solver.Branches()))
@@ -684,6 +701,94 @@ def _solve(
     routes = [routes[vehicle_of[w]] for w in range(len(workers))]  # back to problem order
     stopped_by = "time_limit" if cut else "budget" if spent else "local_optimum"
     return routes, stopped_by, work
+
+
+def _hybrid(
+    problem: PlanProblem,
+    params: PlannerParams,
+    active: list[PlanJob],
+    able: dict[str, list[int]],
+    vehicle_order: list[int],
+    seed: int,
+) -> tuple[list[list[int]], str, tuple[int, int], tuple[int, int], PlannerParams] | None:
+    """PyVRP finds the routes (``matching.pyvrp_stage``), OR-Tools goes on from them with
+    every side constraint (breaks) and the rest of the budget: each worker's jobs, why
+    the search stopped, OR-Tools' (solutions, branches), PyVRP's (iterations, limit),
+    and the params OR-Tools had. None where the translation does not apply (then
+    OR-Tools plans alone, as with ``route_search = "ortools"``).
+
+    The split: PyVRP runs ``pyvrp_iterations`` iterations, capped at ``pyvrp_share`` of
+    ``time_limit_s``; OR-Tools then has its whole ``solution_limit`` / ``branch_limit``
+    and what is left of the time cap, in one stage (no ``fleet_first_share``: PyVRP's
+    routes already use as few workers as the cost says). OR-Tools keeps its whole work
+    budget because on a day with breaks it is OR-Tools that fits the jobs around them
+    (benchmarks/README.md: with a fifth of its budget a 300-job day served 250 jobs,
+    252 alone, 255 with all of it)."""
+    if params.route_search != "pyvrp":
+        return None
+    from matching.pyvrp_stage import solve_structure
+
+    began = time.monotonic()
+    workers = problem.workers
+    used = sorted(
+        {j.node for j in active}
+        | {w.start_node for w in workers}
+        | {w.end_node for w in workers if w.end_node is not None}
+    )
+    longest = int(problem.travel_s[np.ix_(used, used)].max())
+    mandatory = longest * (len(active) + 2 * len(workers) + 1)
+    mandatory += sum(j.prefer_penalty for j in active) + params.worker_fixed_cost * len(workers) + 1
+    share = params.pyvrp_share
+    found = solve_structure(
+        problem,
+        active,
+        able,
+        vehicle_order,
+        fixed_cost=params.worker_fixed_cost,
+        mandatory_penalty=mandatory,
+        iterations=params.pyvrp_iterations,
+        time_cap_s=params.time_limit_s * share,
+        seed=seed,
+    )
+    if found is None:
+        return None
+    # Cut back what breaks a break (PyVRP does not know them; or anything, if PyVRP's best
+    # was infeasible): keep the jobs in order, each only if its worker may take it and
+    # the route with it still has a timing; then put the jobs cut out back at their
+    # cheapest place where they fit (``insertions``), in the seed's order.
+    start: list[list[int]] = []
+    cut_out: list[PlanJob] = []
+    for i, (w, route) in enumerate(zip(workers, found.routes, strict=True)):
+        if found.feasible and _timing(problem, w, [active[k] for k in route]) is not None:
+            start.append(route)
+            continue
+        kept: list[int] = []
+        for k in route:
+            if i in able[active[k].id] and (
+                _timing(problem, w, [active[x] for x in [*kept, k]]) is not None
+            ):
+                kept.append(k)
+            else:
+                cut_out.append(active[k])
+        start.append(kept)
+    if cut_out:
+        position = {j.id: k for k, j in enumerate(active)}
+        routes_now = [
+            _route(problem, w, [active[k] for k in route])
+            for w, route in zip(workers, start, strict=True)
+        ]
+        cut_out.sort(key=lambda j: position[j.id])
+        _repair(problem, routes_now, cut_out)
+        start = [[position[s.job_id] for s in r.stops] for r in routes_now]
+    rest = replace(
+        params, time_limit_s=max(0.001, params.time_limit_s - (time.monotonic() - began))
+    )
+    routes, stopped_by, work = _solve(
+        problem, rest, active, able, vehicle_order, params.worker_fixed_cost, start
+    )
+    if found.cut or time.monotonic() - began >= params.time_limit_s * 0.98:
+        stopped_by = "time_limit"
+    return routes, stopped_by, work, (found.iterations, params.pyvrp_iterations), rest
 
 
 def _objective(problem: PlanProblem, params: PlannerParams, routes: Sequence[Route]) -> int:
@@ -724,8 +829,13 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
         budget = max(params.branch_limit, params.branches_per_job * len(active))
         params = replace(params, branch_limit=budget)
     work = (0, 0)
+    iterations = (0, 0)
     if active:
-        found, stopped_by, work = _search(problem, params, active, able, vehicle_order)
+        hybrid = _hybrid(problem, params, active, able, vehicle_order, seed)
+        if hybrid is None:
+            found, stopped_by, work = _search(problem, params, active, able, vehicle_order)
+        else:
+            found, stopped_by, work, iterations, params = hybrid
         per_worker = [[active[k] for k in route] for route in found]
     else:
         per_worker, stopped_by = [[] for _ in problem.workers], "no_search"
@@ -744,7 +854,7 @@ def plan(problem: PlanProblem, params: PlannerParams, *, seed: int = 0) -> Plan:
         j.drop_penalty or 0 for j in problem.jobs if j.id in dropped
     )
     ordered = tuple(Dropped(j.id, dropped[j.id]) for j in problem.jobs if j.id in dropped)
-    search = Search(*work, params.solution_limit, params.branch_limit, repaired)
+    search = Search(*work, params.solution_limit, params.branch_limit, repaired, *iterations)
     return Plan(tuple(routes), ordered, objective, stopped_by, search)
 
 

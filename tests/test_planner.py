@@ -576,6 +576,9 @@ def test_params_file_holds_the_planner_defaults() -> None:
         ({"fleet_first_share": 1.0}, "fleet_first_share"),
         ({"branch_limit": -5}, "branch_limit"),
         ({"branches_per_job": -1}, "branches_per_job"),
+        ({"route_search": "hgs"}, "route_search"),
+        ({"pyvrp_iterations": -1}, "pyvrp_iterations"),
+        ({"pyvrp_share": 1.0}, "pyvrp_share"),
     ],
 )
 def test_bad_planner_params_are_refused(table: dict[str, object], word: str) -> None:
