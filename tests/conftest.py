@@ -38,6 +38,17 @@ from tests.live import EngineCity
 RUN_ID = secrets.token_hex(4)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Argon2id at its lowest cost in the test process: at the production cost (t=3, 64 MiB,
+    p=4; tests/test_accounts.py checks it in a process of its own) every account a test
+    creates and logs in took ~0.4 s of CPU (12 tests of test_orders_api: 45 s of CPU at
+    that cost, 9.5 s at this one). Servers the tests start as processes of their own
+    (doorstep serve, demo) keep the production cost."""
+    from accounts import passwords
+
+    passwords.set_cost(time_cost=1, memory_kib=1024, parallelism=1)
+
+
 @pytest.fixture(scope="session")
 def server_urls() -> Iterator[tuple[str, str]]:
     """(redis_url, database_url) of real servers: the environment's, or embedded ones."""
