@@ -47,6 +47,39 @@ def pytest_configure(config: pytest.Config) -> None:
     from accounts import passwords
 
     passwords.set_cost(time_cost=1, memory_kib=1024, parallelism=1)
+    # Under --dist loadfile pytest-xdist hands out files in collection order, which
+    # pytest_collection_modifyitems below makes longest first; its own reordering (by
+    # number of tests) would put the two-test schemathesis file, the longest, last.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+# The longest files, in seconds (setup + call + teardown of their tests) in a whole run
+# with -n 2 --dist loadfile on a loaded machine (2026-12-07, docs/architecture.md
+# "Tests"). They go first, so that the two processes end together: in collection order
+# test_schemathesis.py (~520 s) started near the end and ran alone for minutes.
+SLOW_FILES = {
+    "test_schemathesis.py": 520,
+    "test_simulations.py": 180,
+    "test_cli.py": 165,
+    "test_access_matrix.py": 130,
+    "test_engine.py": 80,
+    "test_worker_wire.py": 80,
+    "test_crew_overrides.py": 75,
+    "test_pages.py": 65,
+    "test_apps.py": 65,
+    "test_chain_agents.py": 60,
+    "test_alipay_crash.py": 58,
+    "test_embedded.py": 53,
+    "test_settlement_pages.py": 53,
+    "test_payments_crash.py": 49,
+    "test_seed_load.py": 49,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of SLOW_FILES first, longest first; the others after, in their order."""
+    items.sort(key=lambda item: -SLOW_FILES.get(item.path.name, 0))
 
 
 @pytest.fixture(scope="session")
