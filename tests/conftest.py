@@ -38,6 +38,50 @@ from tests.live import EngineCity
 RUN_ID = secrets.token_hex(4)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Argon2id at its lowest cost in the test process: at the production cost (t=3, 64 MiB,
+    p=4; tests/test_accounts.py checks it in a process of its own) every account a test
+    creates and logs in took ~0.4 s of CPU (12 tests of test_orders_api: 45 s of CPU at
+    that cost, 9.5 s at this one). Servers the tests start as processes of their own
+    (doorstep serve, demo) keep the production cost."""
+    from accounts import passwords
+
+    passwords.set_cost(time_cost=1, memory_kib=1024, parallelism=1)
+    # Under --dist loadfile pytest-xdist hands out files in collection order, which
+    # pytest_collection_modifyitems below makes longest first; its own reordering (by
+    # number of tests) would put the two-test schemathesis file, the longest, last.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+# The longest files, in seconds (setup + call + teardown of their tests) in a whole run
+# with -n 2 --dist loadfile on a loaded machine (2026-12-07, docs/architecture.md
+# "Tests"). They go first, so that the two processes end together: in collection order
+# test_schemathesis.py (~520 s) started near the end and ran alone for minutes.
+SLOW_FILES = {
+    "test_schemathesis.py": 520,
+    "test_simulations.py": 180,
+    "test_cli.py": 165,
+    "test_access_matrix.py": 130,
+    "test_engine.py": 80,
+    "test_worker_wire.py": 80,
+    "test_crew_overrides.py": 75,
+    "test_pages.py": 65,
+    "test_apps.py": 65,
+    "test_chain_agents.py": 60,
+    "test_alipay_crash.py": 58,
+    "test_embedded.py": 53,
+    "test_settlement_pages.py": 53,
+    "test_payments_crash.py": 49,
+    "test_seed_load.py": 49,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of SLOW_FILES first, longest first; the others after, in their order."""
+    items.sort(key=lambda item: -SLOW_FILES.get(item.path.name, 0))
+
+
 @pytest.fixture(scope="session")
 def server_urls() -> Iterator[tuple[str, str]]:
     """(redis_url, database_url) of real servers: the environment's, or embedded ones."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -60,6 +62,19 @@ def _assert_invalid_token(r: httpx.Response) -> None:
 
 
 # --- registration -----------------------------------------------------------------------
+
+
+def test_a_server_process_hashes_with_argon2id_at_rfc_9106s_cost() -> None:
+    """Outside the tests' own process (which lowers it) a password hash is Argon2id with
+    RFC 9106's second recommendation: t=3, 64 MiB, 4 lanes."""
+    code = (
+        "import asyncio; from accounts.passwords import hash_password as h; "
+        "print(asyncio.run(h('x')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), out
 
 
 async def test_register_creates_an_active_customer(client: httpx.AsyncClient) -> None:
