@@ -357,8 +357,8 @@ class WorkerConnection(asyncio.Protocol):
         # A freeze published while this socket was opening found no socket to close:
         # look at the token once more now that the socket is registered.
         await check_current(tracking.stores, claims)
-        await tracking.set_state(city, worker.user_id, preference)
-        await tracking.load_job(worker.user_id)  # busy while holding a job
+        # The preference, then busy while holding a job: in turn with live-push's reloads.
+        await tracking.start_state(session)
         self.write(
             encode_hello(
                 worker_id=worker.user_id,
