@@ -725,8 +725,7 @@ _UNAVAILABLE_RESEND = encode_error(
 
 async def _release(tracking: Tracking, session: WorkerSession, conn: WorkerConnection) -> None:
     try:
-        if await tracking.release(session.worker_id, conn):
-            await tracking.set_state(session.city_id, session.worker_id, "offline")
+        await tracking.went_offline(session, conn)  # offline, if still the live socket
     except STORE_ERRORS as e:  # presence expires on its own: the stale sweep takes them out
         log.warning("releasing worker %s's socket failed: %s", session.worker_id, e)
 

@@ -213,3 +213,42 @@ async def test_a_fix_written_after_the_completion_does_not_set_the_worker_busy_a
         gated.open.set()
         await stores.redis.delete(stores.keys.worker_socket(w))
         await t.writer.close()
+
+
+async def test_a_fix_written_after_the_socket_closed_does_not_put_the_worker_back(
+    stores: Stores, gated: GatedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fix whose batched write reaches Redis after the worker's socket closed leaves them out of the index (offline)."""
+    t = Tracking(stores)
+    await t.writer.close()  # its own writer, through the gated relay
+    t.writer = IngestWriter(RedisPipe(await gated.start()), stores.keys)
+    w, city = some_worker()
+    waits = asyncio.Event()  # going offline waits for the writes submitted before it
+    real_barrier = t.writer.barrier
+
+    def barrier() -> asyncio.Future[None]:
+        waits.set()
+        return real_barrier()
+
+    sock = Sock()
+    try:
+        session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
+        await t.claim(w, sock, session)
+        now = int(time.time() * 1000)
+        await t.submit(session, session.fixes([fix(1, now)], now), now)
+        assert await index_state(stores, city, w) == ["available"]
+        gated.open.clear()  # the writer's next batch is held on its way to Redis
+        written = t.submit(session, session.fixes([fix(2, now)], now), now)
+        monkeypatch.setattr(t.writer, "barrier", barrier)
+        closed = asyncio.create_task(t.went_offline(session, sock))  # the socket closed
+        waiting = asyncio.create_task(waits.wait())
+        await asyncio.wait({closed, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        gated.open.set()  # the held batch (state available) reaches Redis
+        await asyncio.gather(closed, written)
+        assert await index_state(stores, city, w) == []
+    finally:
+        monkeypatch.undo()
+        gated.open.set()
+        await stores.redis.delete(stores.keys.worker_socket(w))
+        await t.writer.close()

@@ -265,6 +265,18 @@ class Tracking:
         released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
         return bool(released)
 
+    async def went_offline(self, session: WorkerSession, sock: WorkerSocket) -> bool:
+        """The worker's socket closed: :meth:`release` it and, if it was still the live
+        one, take the worker out of the index (``offline``) once the fixes it took are
+        written (one landing later would file the worker under their last state again
+        until the stale sweep). False if a newer socket is live."""
+        async with _turn(self._state_turns, session.worker_id):
+            if not await self.release(session.worker_id, sock):
+                return False
+            await self.writer.barrier()
+            await self.set_state(session.city_id, session.worker_id, "offline")
+            return True
+
     def _forget(self, worker_id: int, sock: WorkerSocket) -> None:
         """Drop ``sock`` from this process's registry, with its session and job, if it is
         the registered one (a newer socket's stay)."""
