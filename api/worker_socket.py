@@ -357,8 +357,8 @@ class WorkerConnection(asyncio.Protocol):
         # A freeze published while this socket was opening found no socket to close:
         # look at the token once more now that the socket is registered.
         await check_current(tracking.stores, claims)
-        await tracking.set_state(city, worker.user_id, preference)
-        await tracking.load_job(worker.user_id)  # busy while holding a job
+        # The preference, then busy while holding a job: in turn with live-push's reloads.
+        await tracking.start_state(session)
         self.write(
             encode_hello(
                 worker_id=worker.user_id,
@@ -725,8 +725,7 @@ _UNAVAILABLE_RESEND = encode_error(
 
 async def _release(tracking: Tracking, session: WorkerSession, conn: WorkerConnection) -> None:
     try:
-        if await tracking.release(session.worker_id, conn):
-            await tracking.set_state(session.city_id, session.worker_id, "offline")
+        await tracking.went_offline(session, conn)  # offline, if still the live socket
     except STORE_ERRORS as e:  # presence expires on its own: the stale sweep takes them out
         log.warning("releasing worker %s's socket failed: %s", session.worker_id, e)
 

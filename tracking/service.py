@@ -16,7 +16,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -84,7 +84,8 @@ class Counters:
 
 @dataclass
 class _Turns:
-    """The claims of one worker in this process: they take turns."""
+    """The claims (or the job reloads and state changes) of one worker in this process:
+    they take turns."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     claims: int = 0  # running or waiting
@@ -148,6 +149,8 @@ class Tracking:
         self._jobs: dict[int, ActiveJob] = {}
         self._sessions: dict[int, WorkerSession] = {}
         self._claim_turns: dict[int, _Turns] = {}
+        # Job reloads and state changes of one worker in this process: they take turns.
+        self._state_turns: dict[int, _Turns] = {}
         # Claims waiting for another process to close the older socket: by its conn id.
         self._kicks: dict[str, asyncio.Future[None]] = {}
         self._spawned: set[asyncio.Task[None]] = set()
@@ -212,17 +215,8 @@ class Tracking:
         flight are in Redis before this returns: a resume point read afterwards covers
         every fix the older socket will ever acknowledge.
         """
-        turn = self._claim_turns.get(worker_id)
-        if turn is None:
-            turn = self._claim_turns[worker_id] = _Turns()
-        turn.claims += 1
-        try:
-            async with turn.lock:
-                await self._claim(worker_id, sock, session)
-        finally:
-            turn.claims -= 1
-            if not turn.claims:
-                del self._claim_turns[worker_id]
+        async with _turn(self._claim_turns, worker_id):
+            await self._claim(worker_id, sock, session)
 
     async def _claim(self, worker_id: int, sock: WorkerSocket, session: WorkerSession) -> None:
         holder = f"{self.process_id}:{sock.conn_id}"
@@ -270,6 +264,18 @@ class Tracking:
         holder = f"{self.process_id}:{sock.conn_id}"
         released = await self._release(keys=[self.keys.worker_socket(worker_id)], args=[holder])
         return bool(released)
+
+    async def went_offline(self, session: WorkerSession, sock: WorkerSocket) -> bool:
+        """The worker's socket closed: :meth:`release` it and, if it was still the live
+        one, take the worker out of the index (``offline``) once the fixes it took are
+        written (one landing later would file the worker under their last state again
+        until the stale sweep). False if a newer socket is live."""
+        async with _turn(self._state_turns, session.worker_id):
+            if not await self.release(session.worker_id, sock):
+                return False
+            await self.writer.barrier()
+            await self.set_state(session.city_id, session.worker_id, "offline")
+            return True
 
     def _forget(self, worker_id: int, sock: WorkerSocket) -> None:
         """Drop ``sock`` from this process's registry, with its session and job, if it is
@@ -655,7 +661,24 @@ class Tracking:
     # --- jobs and ETA ------------------------------------------------------------------
 
     async def load_job(self, worker_id: int) -> ActiveJob | None:
-        """Ask dispatch which job the worker holds and prepare its ETA (this process)."""
+        """Ask dispatch which job the worker holds and prepare its ETA (this process).
+
+        Reloads of one worker take turns (the socket's open, live-push's job changes, a
+        resync): each reads after the one before has set the state, so a read that began
+        before a job ended cannot finish after the ending's reload and set the worker
+        busy again — the last reload asked for reads what dispatch says now.
+        """
+        async with _turn(self._state_turns, worker_id):
+            return await self._load_job(worker_id)
+
+    async def start_state(self, session: WorkerSession) -> ActiveJob | None:
+        """A newly connected worker's state: their preference, then busy while holding a
+        job; in turn with the worker's reloads and state changes."""
+        async with _turn(self._state_turns, session.worker_id):
+            await self._put_state(session, session.preference)
+            return await self._load_job(session.worker_id)
+
+    async def _load_job(self, worker_id: int) -> ActiveJob | None:
         info = await self.job_source(worker_id) if self.job_source is not None else None
         await self._sync_state(worker_id, busy=info is not None)
         if info is None:
@@ -682,18 +705,30 @@ class Tracking:
             return
         wanted = "busy" if busy else session.preference
         if wanted != session.state:
-            session.state = wanted
-            await self.set_state(session.city_id, worker_id, wanted)
+            await self._put_state(session, wanted)
+
+    async def _put_state(self, session: WorkerSession, state: str) -> None:
+        """Move a connected worker to ``state``; the caller holds the worker's turn.
+
+        Each batched write of fixes carries the state its frame was taken in (the ingest
+        script files the worker under it), so the frames taken before the change are
+        written first: one still in flight would otherwise land after the change and put
+        the worker back in the old state until their next fix. Frames taken from here on
+        carry the new state.
+        """
+        session.state = state
+        await self.writer.barrier()
+        await self.set_state(session.city_id, session.worker_id, state)
 
     async def set_preference(self, session: WorkerSession, preference: str) -> None:
         """The worker chose to take jobs or pause; it takes effect unless they are busy."""
-        session.preference = preference
-        await self.stores.redis.hset(
-            self.keys.worker_state(session.city_id, session.worker_id), "pref", preference
-        )
-        if session.state != "busy" and session.state != preference:
-            session.state = preference
-            await self.set_state(session.city_id, session.worker_id, preference)
+        async with _turn(self._state_turns, session.worker_id):
+            session.preference = preference
+            await self.stores.redis.hset(
+                self.keys.worker_state(session.city_id, session.worker_id), "pref", preference
+            )
+            if session.state != "busy" and session.state != preference:
+                await self._put_state(session, preference)
 
     def active_job(self, worker_id: int) -> ActiveJob | None:
         """The job this process tracks for a connected worker."""
@@ -767,6 +802,22 @@ class Tracking:
             else:
                 outage.succeeded(time.monotonic())
             await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def _turn(turns: dict[int, _Turns], worker_id: int) -> AsyncIterator[None]:
+    """Wait for the worker's turn in ``turns`` and hold it; the entry goes with the last."""
+    turn = turns.get(worker_id)
+    if turn is None:
+        turn = turns[worker_id] = _Turns()
+    turn.claims += 1
+    try:
+        async with turn.lock:
+            yield
+    finally:
+        turn.claims -= 1
+        if not turn.claims:
+            del turns[worker_id]
 
 
 def _feed_item(session: WorkerSession, last: Last) -> dict[str, Any]:
