@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -123,6 +124,38 @@ async def index_state(stores: Stores, city: str, worker: int) -> list[str]:
     return found
 
 
+async def gated_tracking(stores: Stores, gated: GatedRedis) -> Tracking:
+    """A Tracking whose fix writer goes through the gated relay."""
+    t = Tracking(stores)
+    await t.writer.close()
+    t.writer = IngestWriter(RedisPipe(await gated.start()), stores.keys)
+    return t
+
+
+async def let_through_when_waiting(
+    t: Tracking,
+    gated: GatedRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Coroutine[Any, Any, Any],
+) -> asyncio.Task[Any]:
+    """Start the state ``change`` and let the held batch reach Redis once the change ends
+    or starts waiting for the writes submitted before it (what the fix does)."""
+    waits = asyncio.Event()
+    real_barrier = t.writer.barrier
+
+    def barrier() -> asyncio.Future[None]:
+        waits.set()
+        return real_barrier()
+
+    monkeypatch.setattr(t.writer, "barrier", barrier)
+    task = asyncio.create_task(change)
+    waiting = asyncio.create_task(waits.wait())
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    gated.open.set()
+    return task
+
+
 async def test_a_job_read_from_before_the_completion_cannot_set_the_worker_busy_again(
     stores: Stores,
 ) -> None:
@@ -171,9 +204,7 @@ async def test_a_fix_written_after_the_completion_does_not_set_the_worker_busy_a
     stores: Stores, gated: GatedRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fix taken while busy whose batched write reaches Redis after the completion's state change leaves the worker available."""
-    t = Tracking(stores)
-    await t.writer.close()  # its own writer, through the gated relay
-    t.writer = IngestWriter(RedisPipe(await gated.start()), stores.keys)
+    t = await gated_tracking(stores, gated)
     w, city = some_worker()
     holds = [True]
 
@@ -183,13 +214,6 @@ async def test_a_fix_written_after_the_completion_does_not_set_the_worker_busy_a
         return None
 
     t.job_source = job_source
-    waits = asyncio.Event()  # the state change waits for the writes submitted before it
-    real_barrier = t.writer.barrier
-
-    def barrier() -> asyncio.Future[None]:
-        waits.set()
-        return real_barrier()
-
     try:
         session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
         await t.claim(w, Sock(), session)
@@ -200,12 +224,8 @@ async def test_a_fix_written_after_the_completion_does_not_set_the_worker_busy_a
         gated.open.clear()  # the writer's next batch is held on its way to Redis
         written = t.submit(session, session.fixes([fix(2, now)], now), now)  # taken while busy
         holds[0] = False  # the completion commits
-        monkeypatch.setattr(t.writer, "barrier", barrier)
-        changed = asyncio.create_task(t.load_job(w))  # the completion's reload
-        waiting = asyncio.create_task(waits.wait())
-        await asyncio.wait({changed, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        gated.open.set()  # the held batch (state busy) reaches Redis
+        # the completion's reload; the held batch (state busy) reaches Redis during it
+        changed = await let_through_when_waiting(t, gated, monkeypatch, t.load_job(w))
         await asyncio.gather(changed, written)
         assert (session.state, await index_state(stores, city, w)) == ("available", ["available"])
     finally:
@@ -219,17 +239,8 @@ async def test_a_fix_written_after_the_socket_closed_does_not_put_the_worker_bac
     stores: Stores, gated: GatedRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fix whose batched write reaches Redis after the worker's socket closed leaves them out of the index (offline)."""
-    t = Tracking(stores)
-    await t.writer.close()  # its own writer, through the gated relay
-    t.writer = IngestWriter(RedisPipe(await gated.start()), stores.keys)
+    t = await gated_tracking(stores, gated)
     w, city = some_worker()
-    waits = asyncio.Event()  # going offline waits for the writes submitted before it
-    real_barrier = t.writer.barrier
-
-    def barrier() -> asyncio.Future[None]:
-        waits.set()
-        return real_barrier()
-
     sock = Sock()
     try:
         session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
@@ -239,12 +250,10 @@ async def test_a_fix_written_after_the_socket_closed_does_not_put_the_worker_bac
         assert await index_state(stores, city, w) == ["available"]
         gated.open.clear()  # the writer's next batch is held on its way to Redis
         written = t.submit(session, session.fixes([fix(2, now)], now), now)
-        monkeypatch.setattr(t.writer, "barrier", barrier)
-        closed = asyncio.create_task(t.went_offline(session, sock))  # the socket closed
-        waiting = asyncio.create_task(waits.wait())
-        await asyncio.wait({closed, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        gated.open.set()  # the held batch (state available) reaches Redis
+        # the socket closed; the held batch (state available) reaches Redis meanwhile
+        closed = await let_through_when_waiting(
+            t, gated, monkeypatch, t.went_offline(session, sock)
+        )
         await asyncio.gather(closed, written)
         assert await index_state(stores, city, w) == []
     finally:
