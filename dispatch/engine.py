@@ -765,14 +765,10 @@ class Engine:
             snapped = graph.nearest_nodes(lat, lng)
             ids = [[c.worker_id for c in cl] for cl in candidate_lists]
             pos = np.array([column[w] for row in ids for w in row], dtype=np.int64)
-            counts = [len(row) for row in ids]
-            times = [
-                destinations.get(graph, job.lat, job.lng) if n else None
-                for job, n in zip(jobs, counts, strict=True)
-            ]
+            served = [(job, len(row)) for job, row in zip(jobs, ids, strict=True) if row]
             secs_all = eta_many_jobs(
-                [t for t in times if t is not None],
-                [n for n in counts if n],
+                [destinations.get(graph, job.lat, job.lng) for job, _ in served],
+                [n for _, n in served],
                 snapped[0][pos],
                 snapped[1][pos],
                 lat[pos],
