@@ -34,7 +34,7 @@ def _say(text: str) -> None:
 async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, str] | None) -> int:
     from simulations.report import write_run
     from simulations.runner import run
-    from simulations.server import local_server
+    from simulations.server import local_server, matching_lines
 
     out = _out_dir(args.out, scenario, "run")
     if args.server:
@@ -47,8 +47,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, 
         )
     else:
         assert stores is not None
-        extra = f"chain_s = {args.chain_s}\n" if args.chain_s is not None else ""
-        extra += _rotation(args)
+        extra = matching_lines(chain_s=args.chain_s, rotation_s=args.rotation_s)
         async with local_server(
             stores, out, label=args.policy, policy=args.policy, params_extra=extra
         ) as srv:
@@ -67,8 +66,9 @@ async def _run(args: argparse.Namespace, scenario: Scenario, stores: tuple[str, 
 
 def _rotation(args: argparse.Namespace) -> str:
     """The servers' ``[matching] rotation_slack_s`` line from ``--rotation-s`` (or none)."""
-    value = getattr(args, "rotation_s", None)
-    return f"rotation_slack_s = {float(value)}\n" if value is not None else ""
+    from simulations.server import matching_lines
+
+    return matching_lines(rotation_s=getattr(args, "rotation_s", None))
 
 
 def verdict(batch: dict[str, Any], greedy: dict[str, Any]) -> dict[str, Any]:
@@ -103,11 +103,13 @@ def compare_runs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """``compare``'s servers as (label, policy, params added): each listed policy, and with
     ``--chain-s S`` batch again with ``chain_s = S`` (``batch-chain``) while ``batch`` runs
     without chaining (on by default), so that chaining is compared in the same run."""
+    from simulations.server import matching_lines
+
     rotation = _rotation(args)  # every server: greedy decides by ETA whatever it is
-    off = "chain_s = 0.0\n" if args.chain_s else ""
+    off = matching_lines(chain_s=0.0) if args.chain_s else ""
     runs = [(p, p, (off if p == "batch" else "") + rotation) for p in args.policies]
     if args.chain_s:
-        runs.append(("batch-chain", "batch", f"chain_s = {args.chain_s}\n{rotation}"))
+        runs.append(("batch-chain", "batch", matching_lines(chain_s=args.chain_s) + rotation))
     return runs
 
 

@@ -51,6 +51,14 @@ class LocalServer:
     log_path: Path
 
 
+def matching_lines(*, chain_s: float | None = None, rotation_s: float | None = None) -> str:
+    """``[matching]`` lines setting ``chain_s`` and ``rotation_slack_s`` (None: not set, the
+    defaults hold), for :func:`params_text`'s ``extra``."""
+    return (f"chain_s = {float(chain_s)}\n" if chain_s is not None else "") + (
+        f"rotation_slack_s = {float(rotation_s)}\n" if rotation_s is not None else ""
+    )
+
+
 def params_text(policy: str, extra: str = "") -> str:
     """The params file: the matching policy, anything else the caller adds."""
     return f'[matching]\npolicy = "{policy}"\n{extra}'

@@ -263,14 +263,12 @@ async def run_sweep(
     batch servers (None: the defaults; greedy decides by the nearest free worker's ETA
     alone, so they would change nothing there)."""
     from simulations.runner import RunResult, run
-    from simulations.server import local_server
+    from simulations.server import local_server, matching_lines
 
     defaults = MatchParams()
     started = time.time()
     gate = asyncio.Semaphore(parallel_levels)
-    batch_params = (f"chain_s = {chain_s}\n" if chain_s is not None else "") + (
-        f"rotation_slack_s = {float(rotation_s)}\n" if rotation_s is not None else ""
-    )
+    batch_params = matching_lines(chain_s=chain_s, rotation_s=rotation_s)
 
     async def one(scenario: Scenario, policy: str, show: bool) -> RunResult:
         extra = batch_params if policy == "batch" else ""
