@@ -127,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in solvers:
         if s not in ("ortools", "pyvrp"):
             parser.error(f"--solvers: unknown solver {s!r} (ortools, pyvrp)")
-    # The planner as solomon.py runs it (fleet_first_share 0.3 is that script's default).
-    params = PlannerParams(fleet_first_share=0.3)
+    params = PlannerParams()  # the server's planner (route_search "pyvrp")
     rows: list[dict[str, Any]] = []
     for i, name in enumerate(names):
         inst = read_instance(DATA / f"{name.upper()}.vrp")
@@ -175,7 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "planner_params": {
             "route_search": params.route_search,
             "pyvrp_share": params.pyvrp_share,
-            "fleet_first_share": params.fleet_first_share,
         },
         "machine": h.machine(["ortools", "pyvrp", "numpy"]),
         "summary": {

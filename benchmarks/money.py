@@ -183,7 +183,7 @@ async def _beside_paced(
     from its start, from 2 s before to 1 s after it: autovacuum and autoanalyze of the
     benchmark's tables (their last run), the server's ``payments:sweep`` job (the active
     query; it runs every 30 s and queries trades pending over ``query_after_s``: its
-    events while it exists, and the second it was due, "deferred"), and
+    events while it exists, and the second the latest was "due"), and
     the checkpoints (machine-wide: other databases' writes count) begun in the run and the
     last one's start. Each can take the CPU a notification waits for."""
     lo, hi = wall0 - timedelta(seconds=2), wall0 + timedelta(seconds=paced_s + 1)
@@ -210,13 +210,15 @@ async def _beside_paced(
         )
     ]
     # A sweep that succeeded was deleted with its events (jobs/runner.py deletes finished
-    # jobs); its deferral stays: the second it was due, when the runner starts it.
+    # jobs); the deferral of the latest stays (procrastinate keeps only the newest): the
+    # second it was due — it is deferred ~0.5 s after and starts later still, so one due
+    # up to 2 s before the window is listed too.
     sweeps += [
-        ["deferred", off(datetime.fromtimestamp(int(r["defer_timestamp"]), UTC))]
+        ["due", off(datetime.fromtimestamp(int(r["defer_timestamp"]), UTC))]
         for r in await pool.fetch(
             "SELECT defer_timestamp FROM procrastinate_periodic_defers "
             "WHERE task_name = 'payments:sweep' AND defer_timestamp BETWEEN $1 AND $2",
-            int(lo.timestamp()),
+            int(lo.timestamp()) - 2,
             int(hi.timestamp()) + 1,
         )
     ]
@@ -235,28 +237,29 @@ async def _beside_paced(
 SWEEP_EVERY_S = 30  # payments/tasks.py: sweep's cron, at :00 and :30 s of the wall clock
 
 
-async def _clear_of_sweep(pool: Any, need_s: float, max_wait_s: float = 45.0) -> float:
-    """Wait, if the server's next ``payments:sweep`` is due within ``need_s``, until it
-    has been deferred (``procrastinate_periodic_defers``) and has run (no job of it left
-    ``todo`` or ``doing``: finished jobs are deleted, ``jobs/runner.py``), at most
-    ``max_wait_s``: the seconds waited, 0 when none was due."""
-    to_next = SWEEP_EVERY_S - time.time() % SWEEP_EVERY_S
-    if to_next > need_s:
-        return 0.0
+async def _clear_of_sweep(pool: Any, need_s: float, max_wait_s: float = 45.0) -> float | None:
+    """Wait until the server's ``payments:sweep`` cannot run in the next ``need_s``: no
+    sweep job ``todo`` or ``doing``, the last :00/:30 mark's sweep deferred (its row in
+    ``procrastinate_periodic_defers``; finished jobs are deleted, ``jobs/runner.py``) or
+    the mark over 3 s ago, and the next mark more than ``need_s`` away. The seconds
+    waited (0: at once), or None if ``max_wait_s`` passed first (then the run goes on)."""
     t0 = time.perf_counter()
-    due = int(time.time() + to_next - 0.5)
-    while time.perf_counter() - t0 < max_wait_s:
-        done = await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM procrastinate_periodic_defers "
-            "WHERE task_name = 'payments:sweep' AND defer_timestamp >= $1) "
-            "AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE task_name = "
-            "'payments:sweep' AND status IN ('todo', 'doing'))",
-            due,
+    while True:
+        now = time.time()
+        since = now % SWEEP_EVERY_S
+        last_mark = round(now - since)
+        busy, deferred = await pool.fetchrow(
+            "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE task_name = "
+            "'payments:sweep' AND status IN ('todo', 'doing')), "
+            "EXISTS (SELECT 1 FROM procrastinate_periodic_defers "
+            "WHERE task_name = 'payments:sweep' AND defer_timestamp >= $1)",
+            last_mark,
         )
-        if done:
-            break
+        if SWEEP_EVERY_S - since > need_s and not busy and (deferred or since > 3.0):
+            return round(time.perf_counter() - t0, 2)
+        if time.perf_counter() - t0 > max_wait_s:
+            return None
         await asyncio.sleep(0.1)
-    return round(time.perf_counter() - t0, 2)
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -681,7 +684,8 @@ async def orchestrate(
                 # (--settle-max-s; 0: not waited), and their busy cores when it ended.
                 "settled_after_s": settled_s,
                 # Waited for the server's 30-s sweep to pass before preparing the paced
-                # trades (0: none was due before the run's end; see _clear_of_sweep).
+                # trades (0: none was due before the run's end; None: gave up after 45 s,
+                # the run went on; see _clear_of_sweep).
                 "waited_for_sweep_s": swept_wait_s,
                 "settle_busy_cores_at_start": round(busy_cores, 3),
                 "notifications": len(p_signed),
