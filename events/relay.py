@@ -255,8 +255,12 @@ class Relay:
                     await role.task
 
     async def _wait(self, role: _Role, timeout_s: float) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is
+        # cancelled just as the wake-up comes, the cancellation lost — the role's loop then
+        # ran on and stop() waited for it for ever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(role.wake.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await role.wake.wait()
         role.wake.clear()
 
     # --- the sequencer ---------------------------------------------------------------

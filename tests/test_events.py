@@ -18,7 +18,7 @@ from doorstep.stores import Stores
 from events import probe
 from events import store as events_store
 from events.errors import BadPayload, UnknownEventType
-from events.relay import Consumer, Relay, in_runs
+from events.relay import Consumer, Relay, _Role, in_runs
 from events.rules import DeliveryParams, after_failure
 from events.types import (
     AccountChanged,
@@ -583,6 +583,28 @@ async def test_events_committed_within_gather_s_of_a_delivery_reach_the_consumer
     await _until(lambda: delivered(2))
     assert batches[1] == later
     assert recorder.calls == 0
+
+
+async def test_a_role_woken_as_it_is_stopped_stops(stores: Stores, settings: Settings) -> None:
+    """A relay role waiting for its wake-up that is woken and cancelled in the same turn of the event loop stops (Python 3.11's wait_for lost that cancellation and stop() hung)."""
+    assert settings.database_url is not None
+    relay = Relay(stores.pool, settings.database_url, [], FAST)
+    for turns in range(3):  # the wake-up 0, 1 or 2 turns of the loop before the cancel
+        role = _Role("probe")
+
+        async def waiting(role: _Role = role) -> None:
+            while True:
+                await relay._wait(role, 10.0)
+
+        task = asyncio.create_task(waiting())
+        await asyncio.sleep(0.01)
+        role.wake.set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert task in done, f"still running after the wake-up and cancel ({turns} turns)"
+        assert task.cancelled()
 
 
 async def test_a_background_consumer_gathers_for_background_gather_s_and_the_others_do_not(

@@ -150,8 +150,9 @@ class TrailArchiver:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see events.relay._wait
+                async with asyncio.timeout(self._interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()
