@@ -156,6 +156,16 @@ async def let_through_when_waiting(
     return task
 
 
+async def connected(t: Tracking, w: int, city: str, sock: Sock) -> tuple[WorkerSession, int]:
+    """Worker ``w`` connected on ``sock`` (available) with one fix written: the session and
+    that fix's time (ms)."""
+    session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
+    await t.claim(w, sock, session)
+    now = int(time.time() * 1000)
+    await t.submit(session, session.fixes([fix(1, now)], now), now)
+    return session, now
+
+
 async def test_a_job_read_from_before_the_completion_cannot_set_the_worker_busy_again(
     stores: Stores,
 ) -> None:
@@ -180,10 +190,7 @@ async def test_a_job_read_from_before_the_completion_cannot_set_the_worker_busy_
 
     t.job_source = job_source
     try:
-        session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
-        await t.claim(w, Sock(), session)
-        now = int(time.time() * 1000)
-        await t.submit(session, session.fixes([fix(1, now)], now), now)
+        session, _ = await connected(t, w, city, Sock())
         await t.load_job(w)  # read 1: busy with the job
         assert await index_state(stores, city, w) == ["busy"]
         slow = asyncio.create_task(t.load_job(w))  # read 2 sees the job, then stalls
@@ -215,10 +222,7 @@ async def test_a_fix_written_after_the_completion_does_not_set_the_worker_busy_a
 
     t.job_source = job_source
     try:
-        session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
-        await t.claim(w, Sock(), session)
-        now = int(time.time() * 1000)
-        await t.submit(session, session.fixes([fix(1, now)], now), now)
+        session, now = await connected(t, w, city, Sock())
         await t.load_job(w)
         assert await index_state(stores, city, w) == ["busy"]
         gated.open.clear()  # the writer's next batch is held on its way to Redis
@@ -243,10 +247,7 @@ async def test_a_fix_written_after_the_socket_closed_does_not_put_the_worker_bac
     w, city = some_worker()
     sock = Sock()
     try:
-        session = WorkerSession(w, city, "available", Track(), t.fix_params, t.socket_params)
-        await t.claim(w, sock, session)
-        now = int(time.time() * 1000)
-        await t.submit(session, session.fixes([fix(1, now)], now), now)
+        session, now = await connected(t, w, city, sock)
         assert await index_state(stores, city, w) == ["available"]
         gated.open.clear()  # the writer's next batch is held on its way to Redis
         written = t.submit(session, session.fixes([fix(2, now)], now), now)
