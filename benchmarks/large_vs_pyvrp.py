@@ -63,6 +63,7 @@ def pyvrp_alone(problem: PlanProblem, time_limit_s: float) -> tuple[int, int]:
         iterations=0,
         time_cap_s=time_limit_s,
         seed=0,
+        required=False,  # these days may hold more work than room: every job a prize
     )
     if found is None or not found.feasible:
         raise RuntimeError("the PyVRP stage did not apply or found no feasible plan")

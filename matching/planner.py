@@ -260,7 +260,9 @@ class Search:
     problem had (0: none). ``repaired``: mandatory jobs the search left out although
     they fit, inserted afterwards at their cheapest place (``insertions``).
     ``iterations``: PyVRP's iterations before OR-Tools (``route_search = "pyvrp"``; 0
-    when OR-Tools planned alone), against ``iteration_limit``.
+    when OR-Tools planned alone), against ``iteration_limit``; on a day whose mandatory
+    jobs do not all fit, the required search's probe (a twentieth of the limit, at
+    least 50) and then the prize search's up to the limit.
     """
 
     solutions: int = 0
@@ -726,7 +728,7 @@ def _hybrid(
     252 alone, 255 with all of it)."""
     if params.route_search != "pyvrp":
         return None
-    from matching.pyvrp_stage import solve_structure
+    from matching.pyvrp_stage import HgsResult, solve_structure
 
     began = time.monotonic()
     workers = problem.workers
@@ -738,20 +740,38 @@ def _hybrid(
     longest = int(problem.travel_s[np.ix_(used, used)].max())
     mandatory = longest * (len(active) + 2 * len(workers) + 1)
     mandatory += sum(j.prefer_penalty for j in active) + params.worker_fixed_cost * len(workers) + 1
-    share = params.pyvrp_share
-    found = solve_structure(
-        problem,
-        active,
-        able,
-        vehicle_order,
-        fixed_cost=params.worker_fixed_cost,
-        mandatory_penalty=mandatory,
-        iterations=params.pyvrp_iterations,
-        time_cap_s=params.time_limit_s * share,
-        seed=seed,
-    )
+    cap_s = params.time_limit_s * params.pyvrp_share
+
+    def pyvrp(required: bool, time_cap_s: float) -> HgsResult | None:
+        return solve_structure(
+            problem,
+            active,
+            able,
+            vehicle_order,
+            fixed_cost=params.worker_fixed_cost,
+            mandatory_penalty=mandatory,
+            iterations=params.pyvrp_iterations,
+            time_cap_s=time_cap_s,
+            seed=seed,
+            required=required,
+        )
+
+    # The mandatory jobs required first; if PyVRP's best does not hold them all (more
+    # work than room, or too short a search), again with them as prizes in what is left
+    # of the stage's time, so that the search itself chooses what to leave out.
+    found = pyvrp(True, cap_s)
     if found is None:
         return None
+    left_s = cap_s - (time.monotonic() - began)
+    if not found.feasible and left_s > 0.05 and any(j.drop_penalty is None for j in active):
+        again = pyvrp(False, left_s)
+        if again is not None:
+            found = HgsResult(
+                again.routes,
+                found.iterations + again.iterations,
+                again.cut,
+                again.feasible,
+            )
     # Cut back what breaks a break (PyVRP does not know them; or anything, if PyVRP's best
     # was infeasible): keep the jobs in order, each only if its worker may take it and
     # the route with it still has a timing; then put the jobs cut out back at their

@@ -14,9 +14,15 @@ The translation (exact for everything but breaks):
 * a worker is a vehicle type (identical workers share one): start and end depot, the
   shift as the vehicle's time window, ``capacity``, ``worker_fixed_cost``;
 * a job's window, service time and demand as the client's; an optional job has its
-  ``drop_penalty`` as prize, a mandatory one the planner's mandatory penalty (larger
-  than any plan's cost, the same disjunction as OR-Tools'), so a day with more work
-  than room still has a plan;
+  ``drop_penalty`` as prize; a mandatory one is a *required* client (``required=True``:
+  PyVRP's search on a day where every job must be served ran 2.6 times the iterations
+  of the same day with prizes, benchmarks/README.md) or, where that finds no plan with
+  every mandatory job (more work than room), the planner's mandatory penalty as prize
+  (larger than any plan's cost, the same disjunction as OR-Tools'). The required search
+  gives up when its best still leaves a mandatory job out after a twentieth of its
+  iterations (at least 50; by time, a twentieth of its time cap, when it has no
+  iteration limit): PyVRP's first solution already holds every client when they fit,
+  so that costs a day with more work than room about a twentieth more search;
 * who may take a job (skills, ``worker_id``) and ``prefer_worker_id`` through routing
   profiles: a profile per distinct set of workers' rights and preferences, whose
   matrices make the arcs into a job a worker may not take longer than any shift (never
@@ -32,6 +38,8 @@ back by the planner before OR-Tools sees it (OR-Tools puts the jobs back where t
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,9 +47,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # the planner imports this module
+    from pyvrp.stop import StoppingCriterion
+
     from matching.planner import PlanJob, PlanProblem
 
 __all__ = ["MAX_MATRIX_CELLS", "HgsResult", "solve_structure"]
+
+# PyVRP's cost of an infeasible solution is the largest int64 ("a very large number");
+# any real plan's cost here is far below this.
+_INFEASIBLE_COST = 2**62
 
 # Above this many matrix cells over all profiles (two int64 matrices each, 16 bytes a
 # cell: 256 MB) the translation is not tried and OR-Tools plans alone.
@@ -60,6 +74,33 @@ class HgsResult:
     feasible: bool
 
 
+class _GiveUp:
+    """A stopping criterion around ``inner``: also stops once ``probe_iterations``
+    iterations (or, if None, ``probe_s`` seconds) have passed with the best solution
+    still infeasible (``gave_up``)."""
+
+    def __init__(
+        self, inner: StoppingCriterion, probe_iterations: int | None, probe_s: float
+    ) -> None:
+        self.inner = inner
+        self.probe_iterations = probe_iterations
+        self.deadline = time.perf_counter() + probe_s
+        self.calls = 0
+        self.gave_up = False
+
+    def __call__(self, best_cost: int) -> bool:
+        if self.inner(best_cost):
+            return True
+        self.calls += 1
+        if best_cost < _INFEASIBLE_COST:
+            return False
+        if self.probe_iterations is None:
+            self.gave_up = time.perf_counter() >= self.deadline
+        else:
+            self.gave_up = self.calls > self.probe_iterations
+        return self.gave_up
+
+
 def solve_structure(
     problem: PlanProblem,
     active: Sequence[PlanJob],
@@ -71,14 +112,19 @@ def solve_structure(
     iterations: int,
     time_cap_s: float,
     seed: int,
+    required: bool,
 ) -> HgsResult | None:
     """PyVRP's routes for ``active`` (see the module doc), or None where the translation
     does not apply (too many profiles for the memory bound, a started job's worker with
-    no time left). ``iterations`` 0: no iteration limit (only ``time_cap_s``)."""
+    no time left). ``iterations`` 0: no iteration limit (only ``time_cap_s``).
+    ``required``: the mandatory jobs are required clients (else prizes of
+    ``mandatory_penalty``); if they do not all fit, the search gives up early (see the
+    module doc) and its best is infeasible."""
     from pyvrp import Client, Depot, Location, ProblemData, VehicleType
     from pyvrp import solve as pyvrp_solve
+    from pyvrp.exceptions import PenaltyBoundWarning
     from pyvrp.solve import SolveParams
-    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria, StoppingCriterion
+    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
 
     travel = problem.travel_s
     workers = list(problem.workers)
@@ -205,7 +251,7 @@ def solve_structure(
                 tw_early=j.window[0],
                 tw_late=j.window[1],
                 prize=mandatory_penalty if j.drop_penalty is None else j.drop_penalty,
-                required=False,
+                required=required and j.drop_penalty is None,
             )
         )
     data = ProblemData(
@@ -214,14 +260,22 @@ def solve_structure(
     criteria: list[StoppingCriterion] = [MaxRuntime(time_cap_s)]
     if iterations:
         criteria.append(MaxIterations(iterations))
-    result = pyvrp_solve(
-        data,
-        stop=MultipleCriteria(criteria),
-        seed=seed,
-        collect_stats=False,
-        display=False,
-        params=SolveParams(),
-    )
+    stop: StoppingCriterion = MultipleCriteria(criteria)
+    if required and any(active[k].drop_penalty is None for k in clients):
+        probe = max(50, iterations // 20) if iterations else None
+        stop = _GiveUp(stop, probe, time_cap_s / 20)
+    with warnings.catch_warnings():
+        # PyVRP warns when its penalties reach their bound: expected on the required
+        # search of a day with more work than room, which then gives up.
+        warnings.simplefilter("ignore", PenaltyBoundWarning)
+        result = pyvrp_solve(
+            data,
+            stop=stop,
+            seed=seed,
+            collect_stats=False,
+            display=False,
+            params=SolveParams(),
+        )
     done = int(result.num_iterations)
     cut = not iterations or done < iterations
     routes: list[list[int]] = [[] for _ in workers]

@@ -4,6 +4,7 @@ hand-over to OR-Tools (breaks), reproducibility and the fallback to OR-Tools alo
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,13 +57,19 @@ def random_day(seed: int, jobs: int = 30, workers: int = 4) -> PlanProblem:
     return PlanProblem(travel.astype(np.int64), day, team)
 
 
-def structure(problem: PlanProblem, seed: int = 0, iterations: int = 300) -> dict[str, list[str]]:
-    """The PyVRP stage alone on ``problem`` (every job plannable): job ids per worker."""
+def plannable(problem: PlanProblem) -> dict[str, list[int]]:
+    """Who may take each job of ``problem`` (every job must be plannable)."""
     able = {}
     for j in problem.jobs:
         who = planner._able(problem, j)
         assert isinstance(who, list)
         able[j.id] = who
+    return able
+
+
+def structure(problem: PlanProblem, seed: int = 0, iterations: int = 300) -> dict[str, list[str]]:
+    """The PyVRP stage alone on ``problem`` (every job plannable): job ids per worker."""
+    able = plannable(problem)
     active = list(problem.jobs)
     found = stage.solve_structure(
         problem,
@@ -74,6 +81,7 @@ def structure(problem: PlanProblem, seed: int = 0, iterations: int = 300) -> dic
         iterations=iterations,
         time_cap_s=60.0,
         seed=seed,
+        required=False,
     )
     assert found is not None
     assert found.feasible
@@ -211,3 +219,92 @@ def test_pinned_job_for_an_absent_worker_still_plans_the_rest() -> None:
     assert [(d.job_id, d.reason) for d in result.dropped] == [("a", "worker_unavailable")]
     assert route_of(result, "far")[0] == "c"
     assert result.search.iterations > 0
+
+
+def roomy_day() -> PlanProblem:
+    """Twelve mandatory 5-minute jobs on a line, wide windows, three workers free all day."""
+    jobs = tuple(job(f"j{i}", 1 + i % 3, window=(1000, 9000)) for i in range(12))
+    return PlanProblem(LINE, jobs, tuple(worker(f"w{k}") for k in range(3)))
+
+
+def crowded_day() -> PlanProblem:
+    """Forty jobs (a quarter optional) for four workers whose loads hold about 24."""
+    return random_day(4, jobs=40, workers=4)
+
+
+def searches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, stage.HgsResult | None]]:
+    """Records each PyVRP search the planner runs: (required, what it returned)."""
+    calls: list[tuple[bool, stage.HgsResult | None]] = []
+    solve = stage.solve_structure
+
+    def recorded(*args: Any, **kwargs: Any) -> stage.HgsResult | None:
+        found = solve(*args, **kwargs)
+        calls.append((kwargs["required"], found))
+        return found
+
+    monkeypatch.setattr(stage, "solve_structure", recorded)
+    return calls
+
+
+def test_a_day_with_room_is_one_pyvrp_search_with_the_mandatory_jobs_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where every mandatory job fits, PyVRP searches once, with them as required clients, and serves all."""
+    problem = roomy_day()
+    calls = searches(monkeypatch)
+    result = plan(
+        problem, PlannerParams(time_limit_s=60.0, solution_limit=50, pyvrp_iterations=200)
+    )
+    assert [(required, found is not None and found.feasible) for required, found in calls] == [
+        (True, True)
+    ]
+    assert (result.search.iterations, result.search.iteration_limit) == (200, 200)
+    assert result.dropped == ()
+    assert_valid(problem, result)
+
+
+def test_the_required_search_gives_up_early_on_a_day_with_more_work_than_room() -> None:
+    """With more mandatory work than room, the required search stops after a twentieth of its iterations (at least 50), infeasible."""
+    problem = crowded_day()
+    active = list(problem.jobs)
+    found = stage.solve_structure(
+        problem,
+        active,
+        plannable(problem),
+        [0, 1, 2, 3],
+        fixed_cost=0,
+        mandatory_penalty=BIG,
+        iterations=1200,
+        time_cap_s=60.0,
+        seed=0,
+        required=True,
+    )
+    assert found is not None
+    assert not found.feasible
+    assert found.iterations == 60  # 1200 / 20
+    assert found.cut
+
+
+def test_a_day_with_more_work_than_room_is_planned_by_the_prize_search_after_the_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the required search gives up, a prize search with the whole budget picks what to leave out; no job that fits is dropped."""
+    problem = crowded_day()
+    calls = searches(monkeypatch)
+    params = PlannerParams(time_limit_s=60.0, solution_limit=50, pyvrp_iterations=400)
+    result = plan(problem, params, seed=3)
+    assert [required for required, _ in calls] == [True, False]
+    first, second = (found for _, found in calls)
+    assert first is not None
+    assert not first.feasible
+    assert first.iterations == 50
+    assert second is not None
+    assert second.feasible
+    assert second.iterations == 400
+    assert result.search.iterations == 450
+    assert result.stopped_by == "budget"
+    assert result == plan(problem, params, seed=3)  # still reproducible
+    mandatory = {j.id for j in problem.jobs if j.drop_penalty is None}
+    assert any(d.job_id in mandatory for d in result.dropped)  # the day really is too full
+    assert {d.reason for d in result.dropped if d.job_id in mandatory} <= {"no_room"}
+    assert_valid(problem, result)
