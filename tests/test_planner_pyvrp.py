@@ -308,3 +308,24 @@ def test_a_day_with_more_work_than_room_is_planned_by_the_prize_search_after_the
     assert any(d.job_id in mandatory for d in result.dropped)  # the day really is too full
     assert {d.reason for d in result.dropped if d.job_id in mandatory} <= {"no_room"}
     assert_valid(problem, result)
+
+
+def test_without_an_iteration_limit_the_required_search_gives_up_by_time_and_the_prize_search_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the clock alone (no work budget) an over-full day still gets the prize search after the required one gives up."""
+    problem = crowded_day()
+    calls = searches(monkeypatch)
+    params = PlannerParams(time_limit_s=3.0, solution_limit=0, branch_limit=0, pyvrp_iterations=0)
+    result = plan(problem, params, seed=1)
+    assert [required for required, _ in calls] == [True, False]
+    first, second = (found for _, found in calls)
+    assert first is not None
+    assert not first.feasible
+    assert second is not None
+    assert second.feasible
+    assert second.iterations > 0
+    assert result.stopped_by == "time_limit"
+    mandatory = {j.id for j in problem.jobs if j.drop_penalty is None}
+    assert {d.reason for d in result.dropped if d.job_id in mandatory} <= {"no_room"}
+    assert_valid(problem, result)
