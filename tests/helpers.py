@@ -137,6 +137,28 @@ def dies_with_parent() -> Callable[[], None]:
     return setup
 
 
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task waits: every coroutine of its await chain, outermost first (Python
+    3.11's ``Task.get_stack`` shows only the outermost frame of a suspended task, which
+    for a server's lifespan says nothing about the step that hangs)."""
+    parts = []
+    link: Any = task.get_coro()
+    while link is not None:
+        frame = (
+            getattr(link, "cr_frame", None)
+            or getattr(link, "gi_frame", None)
+            or getattr(link, "ag_frame", None)
+        )
+        if frame is not None:
+            parts.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        link = (
+            getattr(link, "cr_await", None)
+            or getattr(link, "gi_yieldfrom", None)
+            or getattr(link, "ag_await", None)
+        )
+    return " -> ".join(parts) or "(running or done)"
+
+
 async def stop_server(server: Any, task: asyncio.Task[None], within_s: float = 60.0) -> None:
     """Stop an in-process uvicorn server, failing with every task's stack if it has not
     stopped within ``within_s`` instead of hanging the run (a CI run once hung here)."""
@@ -145,13 +167,7 @@ async def stop_server(server: Any, task: asyncio.Task[None], within_s: float = 6
     if task in done:
         task.result()
         return
-    stacks = []
-    for other in asyncio.all_tasks():
-        frames = other.get_stack(limit=8)
-        where = " <- ".join(
-            f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in frames
-        )
-        stacks.append(f"{other.get_name()}: {where}")
+    stacks = [f"{other.get_name()}: {awaiting(other)}" for other in asyncio.all_tasks()]
     server.force_exit = True
     task.cancel()
     raise AssertionError(
