@@ -78,7 +78,7 @@ class HgsResult:
 class _GiveUp:
     """A stopping criterion around ``inner``: also stops once ``probe_iterations``
     iterations (or, if None, ``probe_s`` seconds) have passed with the best solution
-    still infeasible (``gave_up``)."""
+    still infeasible."""
 
     def __init__(
         self, inner: StoppingCriterion, probe_iterations: int | None, probe_s: float
@@ -87,7 +87,6 @@ class _GiveUp:
         self.probe_iterations = probe_iterations
         self.deadline = time.perf_counter() + probe_s
         self.calls = 0
-        self.gave_up = False
 
     def __call__(self, best_cost: int) -> bool:
         if self.inner(best_cost):
@@ -96,10 +95,8 @@ class _GiveUp:
         if best_cost < _INFEASIBLE_COST:
             return False
         if self.probe_iterations is None:
-            self.gave_up = time.perf_counter() >= self.deadline
-        else:
-            self.gave_up = self.calls > self.probe_iterations
-        return self.gave_up
+            return time.perf_counter() >= self.deadline
+        return self.calls > self.probe_iterations
 
 
 def solve_structure(
